@@ -1,0 +1,36 @@
+/**
+ * What one host must enforce: the compiler's output, the wire payload and the agent's input.
+ *
+ * It is data, not iptables text: named sets of members plus a mode. The agent renders it for its
+ * own kernel (see src/render). Every list is sorted and free of duplicates, so equal states
+ * serialise to equal bytes and `version` (a content hash) identifies a state across replicas.
+ *
+ * Member formats (validated by the compiler; the agent validates again before writing):
+ *   managed-* / failsafe-*:  "<port>"                         e.g. "31000"
+ *   allow-ip4 / allow-ip6:   "<address>,<proto>:<port>"       e.g. "10.0.1.5,tcp:31000"
+ *   allow-net4 / allow-net6: "<cidr>,<proto>:<port>"          e.g. "10.0.100.0/24,udp:53"
+ * A source that is one address (/32, /128) goes in allow-ip*, any other prefix in allow-net*.
+ */
+import type { Mode } from '../policy/policy-model.js';
+
+export const SET_KINDS = [
+  'managed-tcp',
+  'managed-udp',
+  'failsafe-tcp',
+  'failsafe-udp',
+  'allow-ip4',
+  'allow-net4',
+  'allow-ip6',
+  'allow-net6',
+] as const;
+export type SetKind = (typeof SET_KINDS)[number];
+
+export type SetContents = Readonly<Record<SetKind, readonly string[]>>;
+
+export interface DesiredState {
+  readonly hostId: string;
+  readonly mode: Mode;
+  readonly sets: SetContents;
+  /** Content hash of {mode, sets}: 16 lowercase hex characters. */
+  readonly version: string;
+}
