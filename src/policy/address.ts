@@ -1,0 +1,120 @@
+/**
+ * IP addresses and CIDRs as they appear in policy and inventory files: validated with ip-num and
+ * written back in one canonical text (lowercase, IPv6 compressed per RFC 5952, a single address
+ * becomes /32 or /128), so equal networks compare equal as strings everywhere downstream.
+ */
+import { IPv4, IPv4CidrRange, IPv6, IPv6CidrRange, Validator } from 'ip-num';
+
+export type Family = 4 | 6;
+
+export type AddressResult =
+  | { readonly ok: true; readonly family: Family; readonly canonical: string; readonly value: bigint }
+  | { readonly ok: false; readonly message: string };
+
+export type CidrResult =
+  | {
+      readonly ok: true;
+      readonly family: Family;
+      readonly canonical: string;
+      readonly first: bigint;
+      readonly last: bigint;
+    }
+  | { readonly ok: false; readonly message: string };
+
+/** One IPv4 or IPv6 address (no prefix, no zone index). */
+export function parseAddress(text: string): AddressResult {
+  const t = text.trim();
+  if (/^[0-9.]+\/[0-9]*$/.test(t)) return { ok: false, message: `'${t}' is a CIDR; an address has no /prefix` };
+  if (/^[0-9.]+$/.test(t)) {
+    const [valid, messages] = Validator.isValidIPv4String(t);
+    if (!valid) {
+      const detail = messages.some((m) => /octets/i.test(m)) ? 'it needs exactly 4 parts' : 'each of its 4 parts must be a number from 0 to 255, without leading zeros';
+      return { ok: false, message: `'${t}' is not a valid IPv4 address: ${detail}` };
+    }
+    const value = new IPv4(t).getValue();
+    return { ok: true, family: 4, canonical: ipv4Text(value), value };
+  }
+  if (t.includes(':')) {
+    if (t.includes('/')) return { ok: false, message: `'${t}' is a CIDR; an address has no /prefix` };
+    if (t.includes('%')) return { ok: false, message: `'${t}' has a zone index (%...); zone indexes are not allowed` };
+    if (!/^[0-9a-fA-F:.]+$/.test(t)) return { ok: false, message: `'${t}' is not a valid IPv6 address` };
+    const [valid] = Validator.isValidIPv6String(t);
+    if (!valid) return { ok: false, message: `'${t}' is not a valid IPv6 address` };
+    const value = new IPv6(t).getValue();
+    return { ok: true, family: 6, canonical: ipv6Text(value), value };
+  }
+  return { ok: false, message: `'${t}' is not an IPv4 or IPv6 address` + (t.length > 0 ? '' : ' (empty)') };
+}
+
+/** A CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address (→ /32, /128). Host bits must be zero. */
+export function parseCidr(text: string): CidrResult {
+  const t = text.trim();
+  const slash = t.indexOf('/');
+  const addrText = slash < 0 ? t : t.slice(0, slash);
+  const addr = parseAddress(addrText);
+  if (!addr.ok) {
+    const inside = slash < 0 ? '' : ` in '${t}'`;
+    return { ok: false, message: `${addr.message}${inside}; expected a CIDR like 10.0.0.0/8 or fd00::/8, or a single address` };
+  }
+  const bits = addr.family === 4 ? 32 : 128;
+  let prefix = bits;
+  if (slash >= 0) {
+    const p = t.slice(slash + 1);
+    if (!/^[0-9]{1,3}$/.test(p) || Number(p) > bits) {
+      return { ok: false, message: `bad prefix length in '${t}': an IPv${addr.family} prefix is a number from 0 to ${bits}` };
+    }
+    prefix = Number(p);
+  }
+  const asCidr = `${addr.canonical}/${prefix}`;
+  const range = addr.family === 4 ? IPv4CidrRange.fromCidr(asCidr) : IPv6CidrRange.fromCidr(asCidr);
+  const first = range.getFirst().getValue();
+  const last = range.getLast().getValue();
+  const network = `${addr.family === 4 ? ipv4Text(first) : ipv6Text(first)}/${prefix}`;
+  if (first !== addr.value) {
+    return {
+      ok: false,
+      message:
+        `'${t}' has host bits set: the network address of this /${prefix} is ${network}; ` +
+        `write '${network}', or '${addr.canonical}/${bits}' for the single address`,
+    };
+  }
+  return { ok: true, family: addr.family, canonical: network, first, last };
+}
+
+/** Whether `inner` lies entirely inside `outer` (same family). */
+export function cidrInside(
+  inner: { family: Family; first: bigint; last: bigint },
+  outer: { family: Family; first: bigint; last: bigint },
+): boolean {
+  return inner.family === outer.family && inner.first >= outer.first && inner.last <= outer.last;
+}
+
+function ipv4Text(v: bigint): string {
+  return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 0xffn)).join('.');
+}
+
+/** RFC 5952: lowercase, no leading zeros, the longest run (first if tied) of >= 2 zero groups as `::`. */
+export function ipv6Text(v: bigint): string {
+  const groups: number[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  const head = hex.slice(0, bestStart).join(':');
+  const tail = hex.slice(bestStart + bestLen).join(':');
+  return `${head}::${tail}`;
+}
