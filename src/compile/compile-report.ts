@@ -1,0 +1,37 @@
+/**
+ * What the compiler tells a person about its input: problems it worked around (never guessed
+ * around). Reports are data, sorted by (kind, hostId, appId, taskId, message), so two replicas
+ * print the same list.
+ */
+export type CompileReportKind =
+  | 'label-rejected'
+  | 'label-unknown-name'
+  | 'host-without-address'
+  | 'task-unknown-host'
+  | 'task-unknown-app'
+  | 'port-conflict';
+
+export interface CompileReport {
+  readonly kind: CompileReportKind;
+  /** One sentence for a person. */
+  readonly message: string;
+  readonly appId?: string;
+  readonly hostId?: string;
+  readonly taskId?: string;
+}
+
+function cmp(a: string | undefined, b: string | undefined): number {
+  const x = a ?? '';
+  const y = b ?? '';
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+export function compareReports(a: CompileReport, b: CompileReport): number {
+  return (
+    cmp(a.kind, b.kind) ||
+    cmp(a.hostId, b.hostId) ||
+    cmp(a.appId, b.appId) ||
+    cmp(a.taskId, b.taskId) ||
+    cmp(a.message, b.message)
+  );
+}

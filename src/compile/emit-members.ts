@@ -1,0 +1,109 @@
+/**
+ * Turning resolved source sets into the sorted `allow-*` members of every host, fast.
+ *
+ * Contract: `emit(claims)` returns, for one host, the members "<source>,<proto>:<port>" of each
+ * allow set, sorted by plain string order and without duplicates (claims have distinct
+ * "<proto>:<port>"). A /32 or /128 source is an address (allow-ip*), anything else a CIDR
+ * (allow-net*); a /0 becomes two /1 because ipset hash:net cannot hold a /0.
+ *
+ * How: a member's order is (source, suffix) order, because the suffix starts with ',' which sorts
+ * before every character a source can contain. So every distinct source text gets one global
+ * rank (one sort for the whole compile), each host's claims are visited in suffix order, and a
+ * stable counting sort by rank yields the sorted list in linear time, with no string comparison
+ * per member.
+ */
+import type { Protocol } from '../policy/policy-model.js';
+import { formatAddress, type AddressSet } from './address-set.js';
+
+export interface PortClaim {
+  readonly protocol: Protocol;
+  readonly port: number;
+  readonly set: AddressSet;
+}
+
+export const ALLOW_KINDS = ['allow-ip4', 'allow-net4', 'allow-ip6', 'allow-net6'] as const;
+export type AllowKind = (typeof ALLOW_KINDS)[number];
+
+/** Source texts of a set per allow kind (index = ALLOW_KINDS index). */
+function sourceTexts(set: AddressSet): string[][] {
+  const lists: string[][] = [[], [], [], []];
+  for (const b of set.toCidrBlocks()) {
+    const bits = b.family === 4 ? 32 : 128;
+    const base = b.family === 4 ? 0 : 2;
+    if (b.prefix === bits) {
+      lists[base]!.push(formatAddress(b.family, b.base));
+    } else if (b.prefix === 0) {
+      const half = 1n << BigInt(bits - 1);
+      lists[base + 1]!.push(`${formatAddress(b.family, 0n)}/1`, `${formatAddress(b.family, half)}/1`);
+    } else {
+      lists[base + 1]!.push(`${formatAddress(b.family, b.base)}/${b.prefix}`);
+    }
+  }
+  return lists;
+}
+
+export class MemberEmitter {
+  private readonly texts: string[];
+  private readonly ranks = new Map<AddressSet, Int32Array[]>();
+  private readonly count: Int32Array;
+
+  /** `sets`: every set any host will emit (one ranking for all of them). */
+  constructor(sets: Iterable<AddressSet>) {
+    const perSet = new Map<AddressSet, string[][]>();
+    const all = new Set<string>();
+    for (const set of sets) {
+      if (perSet.has(set)) continue;
+      const lists = sourceTexts(set);
+      perSet.set(set, lists);
+      for (const list of lists) for (const t of list) all.add(t);
+    }
+    this.texts = [...all].sort();
+    const rankOf = new Map(this.texts.map((t, i) => [t, i]));
+    for (const [set, lists] of perSet) {
+      this.ranks.set(set, lists.map((list) => Int32Array.from(list, (t) => rankOf.get(t)!)));
+    }
+    this.count = new Int32Array(this.texts.length + 1);
+  }
+
+  emit(claims: readonly PortClaim[]): Record<AllowKind, string[]> {
+    const ordered = claims
+      .map((c) => ({ suffix: `,${c.protocol}:${c.port}`, ranks: this.ranks.get(c.set)! }))
+      .sort((a, b) => (a.suffix < b.suffix ? -1 : a.suffix > b.suffix ? 1 : 0));
+    const out = {} as Record<AllowKind, string[]>;
+    ALLOW_KINDS.forEach((kind, k) => {
+      out[kind] = this.sortedMembers(ordered, k);
+    });
+    return out;
+  }
+
+  private sortedMembers(ordered: readonly { suffix: string; ranks: Int32Array[] }[], k: number): string[] {
+    const count = this.count;
+    let total = 0;
+    let lo = count.length;
+    let hi = -1;
+    for (const c of ordered) {
+      const ranks = c.ranks[k]!;
+      total += ranks.length;
+      for (let i = 0; i < ranks.length; i++) {
+        const r = ranks[i]!;
+        count[r + 1]!++;
+        if (r < lo) lo = r;
+        if (r > hi) hi = r;
+      }
+    }
+    if (total === 0) return [];
+    // count[r + 1] holds how many members have rank r; turn it into start positions in place.
+    count[lo] = 0;
+    for (let r = lo + 1; r <= hi + 1; r++) count[r]! += count[r - 1]!;
+    const out = new Array<string>(total);
+    for (const c of ordered) {
+      const ranks = c.ranks[k]!;
+      for (let i = 0; i < ranks.length; i++) {
+        const r = ranks[i]!;
+        out[count[r]!++] = this.texts[r]! + c.suffix;
+      }
+    }
+    count.fill(0, lo, hi + 2);
+    return out;
+  }
+}

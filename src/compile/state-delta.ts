@@ -1,0 +1,75 @@
+/**
+ * Deltas between two DesiredStates of one host: what goes on the wire after the first snapshot,
+ * and what `portcullis diff` prints.
+ *
+ * Contract: `applyDelta(from, diffStates(from, to))` equals `to` (same sets, same version).
+ * `applyDelta` refuses a base whose version is not the delta's `baseVersion` and checks that the
+ * result hashes to the delta's `version`, so a lost or reordered delta is detected, never applied
+ * silently. Adds and removes are sorted and disjoint; a diff from `undefined` adds everything.
+ */
+import type { Mode } from '../policy/policy-model.js';
+import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
+import { stateVersion } from './state-version.js';
+
+export interface StateDelta {
+  readonly hostId: string;
+  /** Version of the state the delta applies to; '' when there was none. */
+  readonly baseVersion: string;
+  readonly version: string;
+  readonly mode: Mode;
+  readonly adds: Readonly<Record<SetKind, readonly string[]>>;
+  readonly removes: Readonly<Record<SetKind, readonly string[]>>;
+}
+
+export class DeltaError extends Error {}
+
+function emptyRecord(): Record<SetKind, string[]> {
+  return Object.fromEntries(SET_KINDS.map((k) => [k, [] as string[]])) as Record<SetKind, string[]>;
+}
+
+function sortedUnique(list: readonly string[]): string[] {
+  const sorted = [...list].sort();
+  return sorted.filter((v, i) => i === 0 || v !== sorted[i - 1]);
+}
+
+export function diffStates(from: DesiredState | undefined, to: DesiredState): StateDelta {
+  const adds = emptyRecord();
+  const removes = emptyRecord();
+  for (const kind of SET_KINDS) {
+    const before = new Set(from?.sets[kind] ?? []);
+    const after = new Set(to.sets[kind]);
+    adds[kind] = sortedUnique([...after].filter((m) => !before.has(m)));
+    removes[kind] = sortedUnique([...before].filter((m) => !after.has(m)));
+  }
+  return { hostId: to.hostId, baseVersion: from?.version ?? '', version: to.version, mode: to.mode, adds, removes };
+}
+
+/** True when the delta changes nothing but (possibly) the mode. */
+export function isEmptyDelta(delta: StateDelta): boolean {
+  return SET_KINDS.every((k) => delta.adds[k].length === 0 && delta.removes[k].length === 0);
+}
+
+export function applyDelta(base: DesiredState, delta: StateDelta): DesiredState {
+  if (base.version !== delta.baseVersion) {
+    throw new DeltaError(
+      `delta for host ${delta.hostId} applies to version '${delta.baseVersion}', but the base is version '${base.version}'`,
+    );
+  }
+  if (base.hostId !== delta.hostId) {
+    throw new DeltaError(`delta for host ${delta.hostId} cannot apply to the state of host ${base.hostId}`);
+  }
+  const sets = emptyRecord();
+  for (const kind of SET_KINDS) {
+    const members = new Set(base.sets[kind]);
+    for (const m of delta.removes[kind]) members.delete(m);
+    for (const m of delta.adds[kind]) members.add(m);
+    sets[kind] = [...members].sort();
+  }
+  const version = stateVersion(delta.mode, sets);
+  if (version !== delta.version) {
+    throw new DeltaError(
+      `delta for host ${delta.hostId} produced version '${version}', expected '${delta.version}'`,
+    );
+  }
+  return { hostId: base.hostId, mode: delta.mode, sets, version };
+}

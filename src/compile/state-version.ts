@@ -1,0 +1,34 @@
+/**
+ * The version of a DesiredState: a content hash of {mode, sets}, so two controller replicas that
+ * compile the same input name the same state with the same version, and an agent can tell
+ * whether what it applied is what the controller wants.
+ *
+ * Canonical serialisation: `portcullis-state-v1`, the mode, then for each kind in SET_KINDS order
+ * a line `#<kind> <count>` followed by one line per member, as given (the compiler sorts and
+ * deduplicates them); every line ends with '\n'. Members never contain a newline (their formats
+ * are fixed, see desired-state.ts) and the counts make the framing unambiguous anyway.
+ * sha256, the first 16 lowercase hex characters. (Plain joins: this runs over millions of members.)
+ */
+import { createHash } from 'node:crypto';
+import type { Mode } from '../policy/policy-model.js';
+import { SET_KINDS, type SetContents } from './desired-state.js';
+
+export function canonicalStateText(mode: Mode, sets: SetContents): string {
+  let text = `portcullis-state-v1\n${mode}\n`;
+  for (const kind of SET_KINDS) {
+    const members = sets[kind];
+    text += `#${kind} ${members.length}\n`;
+    if (members.length > 0) text += `${members.join('\n')}\n`;
+  }
+  return text;
+}
+
+export function stateVersion(mode: Mode, sets: SetContents): string {
+  const hash = createHash('sha256').update(`portcullis-state-v1\n${mode}\n`);
+  for (const kind of SET_KINDS) {
+    const members = sets[kind];
+    hash.update(`#${kind} ${members.length}\n`);
+    if (members.length > 0) hash.update(`${members.join('\n')}\n`);
+  }
+  return hash.digest('hex').slice(0, 16);
+}
