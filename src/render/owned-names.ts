@@ -1,0 +1,66 @@
+/**
+ * Names of every kernel object the agent owns. Ownership is by prefix: chains `PCU-*`, ipsets
+ * `pcu4-*` / `pcu6-*` (and their `-tmp` twins used for atomic swaps). The agent may create,
+ * replace and delete objects with these names and nothing else; the only foreign touch is the
+ * jump rule it inserts into the kernel's `PREROUTING` chain of table `mangle`.
+ * Names are at most 31 characters (the ipset limit), `-tmp` included.
+ */
+import { SET_KINDS, type SetKind } from '../compile/desired-state.js';
+
+export type Family = 4 | 6;
+export const FAMILIES: readonly Family[] = [4, 6];
+
+export const CHAIN_PREFIX = 'PCU-';
+export const SET_PREFIX: Readonly<Record<Family, string>> = { 4: 'pcu4-', 6: 'pcu6-' };
+export const TABLE = 'mangle';
+/** The kernel chain our one jump rule lives in. */
+export const HOOK_CHAIN = 'PREROUTING';
+export const ENTRY_CHAIN = 'PCU-PREROUTING';
+export const MANAGED_CHAIN = 'PCU-MANAGED';
+/** Suffix of the scratch set that `ipset restore` fills and swaps with the live one. */
+export const TMP_SUFFIX = '-tmp';
+
+const SET_BASE: Readonly<Record<SetKind, { readonly base: string; readonly family?: Family }>> = {
+  'managed-tcp': { base: 'managed-tcp' },
+  'managed-udp': { base: 'managed-udp' },
+  'failsafe-tcp': { base: 'failsafe-tcp' },
+  'failsafe-udp': { base: 'failsafe-udp' },
+  'allow-ip4': { base: 'allow-ip', family: 4 },
+  'allow-net4': { base: 'allow-net', family: 4 },
+  'allow-ip6': { base: 'allow-ip', family: 6 },
+  'allow-net6': { base: 'allow-net', family: 6 },
+};
+
+/** The ipset that holds `kind` for `family`; undefined when the kind belongs to the other family. */
+export function ipsetName(kind: SetKind, family: Family): string | undefined {
+  const def = SET_BASE[kind];
+  if (def.family !== undefined && def.family !== family) return undefined;
+  return SET_PREFIX[family] + def.base;
+}
+
+/** The set kinds rendered for `family`, in SET_KINDS order. */
+export function setKindsOf(family: Family): SetKind[] {
+  return SET_KINDS.filter((kind) => ipsetName(kind, family) !== undefined);
+}
+
+/** The live set names of one family (no `-tmp` names), in SET_KINDS order. */
+export function ownedSetNames(family: Family): string[] {
+  return setKindsOf(family).map((kind) => ipsetName(kind, family) as string);
+}
+
+export function tmpSetName(name: string): string {
+  return name + TMP_SUFFIX;
+}
+
+const OWNED_SET = /^pcu[46]-[a-z0-9-]{1,26}$/;
+const OWNED_CHAIN = /^PCU-[A-Z0-9-]{1,24}$/;
+
+/** True for any name under our set prefixes (live or `-tmp`, current or left by an older version). */
+export function isOwnedSetName(name: string): boolean {
+  return OWNED_SET.test(name);
+}
+
+/** True for any chain under our prefix. */
+export function isOwnedChainName(name: string): boolean {
+  return OWNED_CHAIN.test(name);
+}

@@ -1,0 +1,84 @@
+/**
+ * `ipset restore` input for one host and family: every owned set replaced atomically.
+ *
+ * Contract (verified on this kernel, see test/render-kernel.test.ts):
+ * - For each set: `create <name> ... -exist` (so the first apply has something to swap with),
+ *   `create <name>-tmp ... -exist`, `flush <name>-tmp`, one `add` per member, `swap`, `destroy`.
+ *   Rules that reference a set keep working across the swap; packets see the old members or the
+ *   new ones, never a half-filled set.
+ * - Sizes. `create -exist` on an existing set fails when `maxelem` differs (the kernel compares
+ *   it; it ignores hashsize, which grows by itself), and `swap` also swaps the headers, so a
+ *   maxelem sized per apply would break the next apply's `create -exist`. Hence maxelem is one
+ *   constant ceiling (HASH_MAXELEM, far above the default 65536 that 100k members overflow) and
+ *   only the initial hashsize follows the member count (fewer rehashes while loading).
+ * - Every member is validated (validate-member.ts); an invalid member throws, nothing is rendered.
+ *   `/0` CIDRs, which hash:net refuses, are written as the two `/1` halves. Duplicates are dropped.
+ * Output is deterministic: sets in SET_KINDS order, members in the given (sorted) order.
+ */
+import type { DesiredState, SetKind } from '../compile/desired-state.js';
+import { ipsetName, isOwnedSetName, setKindsOf, tmpSetName, type Family } from './owned-names.js';
+import { validateMember } from './validate-member.js';
+
+export { validateMember } from './validate-member.js';
+
+/** maxelem of every hash set; constant so `create -exist` always matches the live set. */
+export const HASH_MAXELEM = 4_194_304;
+const MIN_HASHSIZE = 1024;
+const MAX_HASHSIZE = 1_048_576;
+
+/** Initial hashsize for `count` members: a power of two, at least 1024. */
+export function hashsizeFor(count: number): number {
+  let size = MIN_HASHSIZE;
+  while (size < count && size < MAX_HASHSIZE) size *= 2;
+  return size;
+}
+
+export function setTypeArgs(kind: SetKind, family: Family, count: number): string {
+  const inet = family === 4 ? 'inet' : 'inet6';
+  if (kind.startsWith('managed-') || kind.startsWith('failsafe-')) return 'bitmap:port range 0-65535';
+  const type = kind.startsWith('allow-ip') ? 'hash:ip,port' : 'hash:net,port';
+  return `${type} family ${inet} hashsize ${hashsizeFor(count)} maxelem ${HASH_MAXELEM}`;
+}
+
+/** hash:net refuses a /0 prefix: cover the same addresses with the two /1 halves. */
+function expandZeroPrefix(member: string, family: Family): string[] {
+  const comma = member.indexOf(',');
+  const cidr = member.slice(0, comma);
+  if (!cidr.endsWith('/0')) return [member];
+  const rest = member.slice(comma);
+  return family === 4 ? [`0.0.0.0/1${rest}`, `128.0.0.0/1${rest}`] : [`::/1${rest}`, `8000::/1${rest}`];
+}
+
+/** Validated, expanded, de-duplicated members of one set; throws on the first invalid member. */
+export function setMembers(kind: SetKind, family: Family, members: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const member of members) {
+    const error = validateMember(kind, member);
+    if (error !== undefined) throw new Error(error);
+    const expanded = kind.startsWith('allow-net') ? expandZeroPrefix(member, family) : [member];
+    for (const m of expanded) out.add(m);
+  }
+  return [...out];
+}
+
+export function renderIpsetRestore(state: DesiredState, family: Family): string {
+  const lines: string[] = [];
+  for (const kind of setKindsOf(family)) {
+    const name = ipsetName(kind, family) as string;
+    const tmp = tmpSetName(name);
+    const members = setMembers(kind, family, state.sets[kind] ?? []);
+    const type = setTypeArgs(kind, family, members.length);
+    lines.push(`create ${name} ${type} -exist`, `create ${tmp} ${type} -exist`, `flush ${tmp}`);
+    for (const member of members) lines.push(`add ${tmp} ${member}`);
+    lines.push(`swap ${tmp} ${name}`, `destroy ${tmp}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** `destroy` lines for sets we own (run after the iptables uninstall: referenced sets cannot go). */
+export function renderIpsetUninstall(names: readonly string[]): string {
+  for (const name of names) {
+    if (!isOwnedSetName(name)) throw new Error(`refusing to destroy set ${JSON.stringify(name)}: not ours`);
+  }
+  return [...new Set(names)].map((name) => `destroy ${name}\n`).join('');
+}

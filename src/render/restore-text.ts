@@ -1,0 +1,62 @@
+/**
+ * Text for `iptables-restore`: one argument vector to one line, quoted the way `iptables-save`
+ * prints it (the comment argument in double quotes, everything else bare), so a rendered
+ * `-A CHAIN ...` line is byte-identical to the line `iptables-save` shows once it is loaded.
+ * Arguments that could break out of their line or their quotes are refused (throws).
+ */
+import type { Rule } from './rule-model.js';
+import { ruleArgs } from './rule-model.js';
+
+const BARE = /^[A-Za-z0-9_.:,/!+=@%-]+$/;
+const QUOTABLE = /^[\x20-\x7e]*$/;
+
+/** Quotes one argument for restore text; throws on characters a line cannot carry. */
+export function quoteArg(arg: string, forceQuotes = false): string {
+  if (!QUOTABLE.test(arg) || arg.includes('"') || arg.includes('\\')) {
+    throw new Error(`refusing iptables argument ${JSON.stringify(arg)}: control, quote or backslash character`);
+  }
+  if (!forceQuotes && BARE.test(arg)) return arg;
+  return `"${arg}"`;
+}
+
+/** Arguments as one line; the value after `--comment` is always quoted, as iptables-save does. */
+export function argsText(args: readonly string[]): string {
+  return args.map((arg, i) => quoteArg(arg, i > 0 && args[i - 1] === '--comment')).join(' ');
+}
+
+/** `-A <chain> <rule>` exactly as iptables-save prints it. */
+export function appendLine(chain: string, rule: Rule): string {
+  return `-A ${chain} ${argsText(ruleArgs(rule))}`;
+}
+
+/**
+ * Splits one `iptables-save` rule line (after `-A CHAIN`) into arguments: the inverse of
+ * argsText for the lines we write (double quotes, backslash escapes inside them).
+ */
+export function splitSaveArgs(text: string): string[] {
+  const args: string[] = [];
+  let current = '';
+  let inArg = false;
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] as string;
+    if (quoted) {
+      if (c === '\\' && i + 1 < text.length) current += text[++i];
+      else if (c === '"') quoted = false;
+      else current += c;
+    } else if (c === '"') {
+      quoted = true;
+      inArg = true;
+    } else if (c === ' ' || c === '\t') {
+      if (inArg) args.push(current);
+      current = '';
+      inArg = false;
+    } else {
+      current += c;
+      inArg = true;
+    }
+  }
+  if (quoted) throw new Error(`unterminated quote in ${JSON.stringify(text)}`);
+  if (inArg) args.push(current);
+  return args;
+}
