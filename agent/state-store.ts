@@ -1,0 +1,83 @@
+/**
+ * The agent's memory across restarts ("fail static"): the last DesiredState it applied, so on boot
+ * it can enforce that state before the controller is reachable.
+ *
+ * Contract: `saveState` replaces `<dir>/desired-state.json` atomically (temp file, fsync, rename,
+ * mode 0600), so a crash leaves the old file or the new one. `loadState` returns the state only if
+ * the file parses, has the DesiredState shape and its `version` equals the content hash recomputed
+ * from {mode, sets}; anything else (missing file aside) is logged and ignored, never thrown: an
+ * agent must boot even with a corrupt disk state, it then waits for the controller.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { SET_KINDS, type DesiredState, type SetContents } from '../src/compile/desired-state.js';
+import { stateVersion } from '../src/compile/state-version.js';
+import { writeFileAtomic } from './dataplane/atomic-write.js';
+
+export const STATE_FILE = 'desired-state.json';
+const FORMAT = 1;
+
+interface StoredState {
+  readonly format: number;
+  readonly state: DesiredState;
+}
+
+export function statePath(dir: string): string {
+  return path.join(dir, STATE_FILE);
+}
+
+export async function saveState(dir: string, state: DesiredState): Promise<void> {
+  const stored: StoredState = { format: FORMAT, state };
+  await writeFileAtomic(statePath(dir), `${JSON.stringify(stored)}\n`, 0o600);
+}
+
+/** Why a parsed value is not a stored DesiredState, or undefined when it is one. */
+export function checkStoredState(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return 'not an object';
+  const { format, state } = value as Partial<StoredState>;
+  if (format !== FORMAT) return `unknown format ${JSON.stringify(format)} (expected ${FORMAT})`;
+  if (typeof state !== 'object' || state === null) return 'no state';
+  const s = state as Partial<Record<keyof DesiredState, unknown>>;
+  if (typeof s.hostId !== 'string' || s.hostId === '') return 'hostId is not a non-empty string';
+  if (s.mode !== 'enforce' && s.mode !== 'audit') return `mode ${JSON.stringify(s.mode)} is not enforce or audit`;
+  if (typeof s.version !== 'string' || !/^[0-9a-f]{16}$/.test(s.version)) return 'version is not 16 hex characters';
+  if (typeof s.sets !== 'object' || s.sets === null) return 'sets is not an object';
+  const sets = s.sets as Record<string, unknown>;
+  for (const kind of SET_KINDS) {
+    const members = sets[kind];
+    if (!Array.isArray(members) || !members.every((m) => typeof m === 'string')) return `sets.${kind} is not a list of strings`;
+  }
+  const extra = Object.keys(sets).filter((k) => !(SET_KINDS as readonly string[]).includes(k));
+  if (extra.length > 0) return `unknown set kind(s) ${extra.join(', ')}`;
+  const expected = stateVersion(s.mode, s.sets as SetContents);
+  if (expected !== s.version) return `version ${s.version} does not match its content (${expected})`;
+  return undefined;
+}
+
+export function loadState(dir: string, logger?: Logger): DesiredState | undefined {
+  const file = statePath(dir);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') logger?.warn({ event: 'state_store.unreadable', file, err: (e as Error).message }, 'saved state unreadable; ignored');
+    return undefined;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    logger?.warn({ event: 'state_store.corrupt', file, err: (e as Error).message }, 'saved state is not JSON; ignored');
+    return undefined;
+  }
+  const problem = checkStoredState(value);
+  if (problem !== undefined) {
+    logger?.warn({ event: 'state_store.corrupt', file, err: problem }, 'saved state is invalid; ignored');
+    return undefined;
+  }
+  const { state } = value as StoredState;
+  const sets = Object.fromEntries(SET_KINDS.map((kind) => [kind, [...state.sets[kind]]])) as unknown as SetContents;
+  return { hostId: state.hostId, mode: state.mode, sets, version: state.version };
+}

@@ -1,0 +1,78 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SET_KINDS, type DesiredState, type SetKind } from '../src/compile/desired-state.js';
+import { stateVersion } from '../src/compile/state-version.js';
+import { loadState, saveState, statePath } from '../agent/state-store.js';
+
+function makeState(partial: Partial<Record<SetKind, readonly string[]>>, mode: 'enforce' | 'audit' = 'enforce'): DesiredState {
+  const sets = Object.fromEntries(SET_KINDS.map((k) => [k, partial[k] ?? []])) as Record<SetKind, string[]>;
+  return { hostId: 'host-a', mode, sets, version: stateVersion(mode, sets) };
+}
+
+function logCapture(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  return { logger, lines };
+}
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(path.join(tmpdir(), 'pcut-state-'));
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const A = makeState({ 'managed-tcp': ['31000'], 'allow-ip4': ['10.0.0.1,tcp:31000'] });
+const B = makeState({ 'managed-udp': ['53'], 'allow-net6': ['2001:db8::/64,udp:53'] }, 'audit');
+
+describe('state store', () => {
+  it('round-trips a state with mode 0600', async () => {
+    const dir = tempDir();
+    await saveState(dir, A);
+    expect(loadState(dir)).toEqual(A);
+    expect(statSync(statePath(dir)).mode & 0o777).toBe(0o600);
+  });
+
+  it('returns undefined without logging when nothing was saved', () => {
+    const { logger, lines } = logCapture();
+    expect(loadState(path.join(tempDir(), 'absent'), logger)).toBeUndefined();
+    expect(lines).toHaveLength(0);
+  });
+
+  it.each([
+    ['not JSON', '{"format":1,"state":'],
+    ['wrong shape', JSON.stringify({ format: 1, state: { hostId: 'h', mode: 'enforce', sets: {}, version: A.version } })],
+    ['unknown format', JSON.stringify({ format: 9, state: A })],
+    ['bad mode', JSON.stringify({ format: 1, state: { ...A, mode: 'open' } })],
+    ['version that does not match the content', JSON.stringify({ format: 1, state: { ...A, sets: B.sets } })],
+    ['non-string member', JSON.stringify({ format: 1, state: { ...A, sets: { ...A.sets, 'managed-tcp': [31000] } } })],
+  ])('ignores and logs a corrupt file: %s', (_why, text) => {
+    const dir = tempDir();
+    writeFileSync(statePath(dir), text);
+    const { logger, lines } = logCapture();
+    expect(loadState(dir, logger)).toBeUndefined();
+    expect(lines.map((l) => l['event'])).toEqual(['state_store.corrupt']);
+  });
+
+  it('replaces the file atomically and leaves no temp file', async () => {
+    const dir = tempDir();
+    await saveState(dir, A);
+    const before = readFileSync(statePath(dir), 'utf8');
+    // Saves racing each other and reads in between: every read sees one whole state.
+    const seen: (DesiredState | undefined)[] = [];
+    const saves = [B, A, B, A].map((s) => saveState(dir, s));
+    for (let i = 0; i < 20; i++) seen.push(loadState(dir));
+    await Promise.all(saves);
+    for (const s of seen) expect([A.version, B.version]).toContain(s?.version);
+    await saveState(dir, B);
+    expect(loadState(dir)).toEqual(B);
+    expect(readFileSync(statePath(dir), 'utf8')).not.toBe(before);
+    expect(readdirSync(dir)).toEqual(['desired-state.json']);
+  });
+});
