@@ -1,0 +1,257 @@
+/**
+ * The agent's end of the Sync stream.
+ *
+ * Contract:
+ * - Connects to the controller, says Hello (host id, addresses, agent version, the version it
+ *   has applied), and turns every Snapshot/Delta into a full DesiredState for `apply`.
+ * - A Delta applies only onto the newest state this stream delivered (at first: the state the
+ *   agent announced in Hello). On a wrong base, an unknown set kind or a hash mismatch it answers
+ *   ApplyError and applies nothing; the controller then sends a Snapshot.
+ * - Receive → record → apply once (Felix style): states are recorded as "pending" and one apply
+ *   runs at a time; states arriving during an apply overwrite the pending one, so only the
+ *   newest is applied afterwards. Each apply ends in Ack (version, seq) or ApplyError.
+ * - Answers Ping with Pong. A stream that fails, is rejected, or stays silent longer than
+ *   `idleTimeoutMs` is replaced after an exponential backoff with full jitter; the backoff
+ *   resets once the controller sends anything but Rejected.
+ * - Fail static: losing the controller never changes what is applied.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { DesiredState } from '../src/compile/desired-state.js';
+import { applyDelta } from '../src/compile/state-delta.js';
+import { loadSyncProto, type AgentMessage, type ControllerMessage__Output, type SyncStubClient } from '../src/grpc/proto.js';
+import { silentLogger, type SyncLogger } from '../src/grpc/sync-logger.js';
+import { deltaFromMessage, stateFromSnapshot } from '../src/grpc/wire-state.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+
+export type SyncClientEvent =
+  | { readonly type: 'connecting' }
+  | { readonly type: 'rejected'; readonly reason: string }
+  | { readonly type: 'disconnected'; readonly reason: string; readonly retryInMs: number }
+  | { readonly type: 'applied'; readonly version: string; readonly seq: number }
+  | { readonly type: 'apply-failed'; readonly version: string; readonly seq: number; readonly message: string };
+
+export interface SyncClientOptions {
+  /** `host:port` of the controller. */
+  readonly target: string;
+  /** From src/tls (mTLS) or grpc.credentials.createInsecure(). */
+  readonly credentials: grpc.ChannelCredentials;
+  /** Extra channel options, e.g. `grpc.ssl_target_name_override`. */
+  readonly channelOptions?: grpc.ChannelOptions;
+  readonly hostId: string;
+  readonly addresses?: readonly string[];
+  readonly agentVersion: string;
+  /** What the kernel holds already (restored from disk at boot); announced in Hello. */
+  readonly initialState?: DesiredState;
+  /** Puts a full state into the kernel; a rejection is reported to the controller. */
+  readonly apply: (state: DesiredState) => Promise<void>;
+  readonly backoff?: BackoffOptions;
+  /** Reconnect when the controller sends nothing (not even a Ping) for this long. Default 45 s. */
+  readonly idleTimeoutMs?: number;
+  readonly logger?: SyncLogger;
+  readonly onEvent?: (event: SyncClientEvent) => void;
+}
+
+interface Stream {
+  readonly call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>;
+  /** Newest state this stream described: the base for its next Delta. */
+  latest: DesiredState | undefined;
+  idleTimer: NodeJS.Timeout | undefined;
+  rejectedReason: string | undefined;
+}
+
+interface Job {
+  readonly state: DesiredState;
+  readonly seq: number;
+  readonly stream: Stream;
+}
+
+export class SyncClient {
+  private readonly stub: SyncStubClient;
+  private readonly backoff: Backoff;
+  private readonly logger: SyncLogger;
+  private stream: Stream | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private started = false;
+  private closed = false;
+  private applied: DesiredState | undefined;
+  private pending: Job | undefined;
+  private applyLoop: Promise<void> | undefined;
+  private lastProblem: string | undefined;
+
+  constructor(private readonly options: SyncClientOptions) {
+    const proto = loadSyncProto();
+    this.backoff = new Backoff(options.backoff);
+    this.logger = options.logger ?? silentLogger;
+    this.applied = options.initialState;
+    this.stub = new proto.Client(options.target, options.credentials, {
+      'grpc.initial_reconnect_backoff_ms': options.backoff?.initialMs ?? 500,
+      'grpc.max_reconnect_backoff_ms': options.backoff?.maxMs ?? 30_000,
+      ...options.channelOptions,
+    });
+  }
+
+  /** Starts connecting; reconnects until `close()`. */
+  start(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    this.connect();
+  }
+
+  /** Ends the stream, stops reconnecting, waits for a running apply, closes the channel. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.pending = undefined;
+    const stream = this.stream;
+    this.stream = undefined;
+    if (stream) this.endStream(stream);
+    await this.applyLoop;
+    this.stub.close();
+  }
+
+  /** The state last applied successfully (or restored at boot). */
+  get appliedState(): DesiredState | undefined {
+    return this.applied;
+  }
+
+  get connected(): boolean {
+    return this.stream !== undefined;
+  }
+
+  /** Why the last stream ended or was rejected, for the agent's health output. */
+  get lastError(): string | undefined {
+    return this.lastProblem;
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    this.emit({ type: 'connecting' });
+    const call = this.stub.Sync();
+    const stream: Stream = { call, latest: this.applied, idleTimer: undefined, rejectedReason: undefined };
+    this.stream = stream;
+    const idleMs = this.options.idleTimeoutMs ?? 45_000;
+    stream.idleTimer = setTimeout(() => this.streamEnded(stream, `no message from the controller for ${idleMs} ms`), idleMs);
+    stream.idleTimer.unref();
+    call.on('data', (message: ControllerMessage__Output) => this.onMessage(stream, message));
+    call.on('error', (err: grpc.ServiceError) => this.streamEnded(stream, err.details || err.message));
+    call.on('end', () => this.streamEnded(stream, 'controller ended the stream'));
+    call.write({
+      hello: {
+        hostId: this.options.hostId,
+        addresses: [...(this.options.addresses ?? [])],
+        agentVersion: this.options.agentVersion,
+        appliedVersion: this.applied?.version ?? '',
+      },
+    });
+  }
+
+  private onMessage(stream: Stream, message: ControllerMessage__Output): void {
+    if (this.stream !== stream) return;
+    stream.idleTimer?.refresh();
+    if (message.msg === 'rejected') {
+      const reason = message.rejected?.reason ?? 'rejected';
+      stream.rejectedReason = reason;
+      this.logger.warn({ hostId: this.options.hostId, reason }, 'sync: controller rejected the stream');
+      this.emit({ type: 'rejected', reason });
+      return;
+    }
+    this.backoff.reset();
+    this.lastProblem = undefined;
+    switch (message.msg) {
+      case 'ping':
+        this.send(stream, { pong: { nonce: message.ping?.nonce ?? 0 } });
+        return;
+      case 'snapshot':
+        if (message.snapshot) {
+          const snapshot = message.snapshot;
+          this.receive(stream, snapshot.seq, snapshot.version, () => stateFromSnapshot(this.options.hostId, snapshot));
+        }
+        return;
+      case 'delta':
+        if (message.delta) {
+          const delta = message.delta;
+          this.receive(stream, delta.seq, delta.version, () => {
+            const decoded = deltaFromMessage(this.options.hostId, delta);
+            if (!stream.latest) throw new Error(`delta on base '${decoded.baseVersion}' but this agent has no state`);
+            return applyDelta(stream.latest, decoded);
+          });
+        }
+        return;
+      default:
+        this.logger.warn({ msg: message.msg }, 'sync: unexpected controller message ignored');
+    }
+  }
+
+  /** Record → apply once: decode now (cheap, pure), apply in the loop. */
+  private receive(stream: Stream, seq: number, version: string, decode: () => DesiredState): void {
+    let state: DesiredState;
+    try {
+      state = decode();
+    } catch (err) {
+      const text = err instanceof Error ? err.message : String(err);
+      this.logger.warn({ hostId: this.options.hostId, seq, version, error: text }, 'sync: cannot use controller message');
+      this.send(stream, { applyError: { version, seq, message: text } });
+      this.emit({ type: 'apply-failed', version, seq, message: text });
+      return;
+    }
+    stream.latest = state;
+    this.pending = { state, seq, stream };
+    if (!this.applyLoop) {
+      this.applyLoop = this.runApplies().finally(() => {
+        this.applyLoop = undefined;
+      });
+    }
+  }
+
+  private async runApplies(): Promise<void> {
+    for (let job = this.takePending(); job; job = this.takePending()) {
+      try {
+        await this.options.apply(job.state);
+        this.applied = job.state;
+        this.send(job.stream, { ack: { version: job.state.version, seq: job.seq } });
+        this.emit({ type: 'applied', version: job.state.version, seq: job.seq });
+      } catch (err) {
+        const text = err instanceof Error ? err.message : String(err);
+        this.logger.warn({ hostId: this.options.hostId, version: job.state.version, error: text }, 'sync: apply failed');
+        this.send(job.stream, { applyError: { version: job.state.version, seq: job.seq, message: text } });
+        this.emit({ type: 'apply-failed', version: job.state.version, seq: job.seq, message: text });
+      }
+    }
+  }
+
+  private takePending(): Job | undefined {
+    const job = this.pending;
+    this.pending = undefined;
+    return this.closed ? undefined : job;
+  }
+
+  private send(stream: Stream, message: AgentMessage): void {
+    if (this.stream === stream) stream.call.write(message);
+  }
+
+  private streamEnded(stream: Stream, reason: string): void {
+    if (this.stream !== stream) return;
+    this.stream = undefined;
+    if (this.pending?.stream === stream) this.pending = undefined;
+    this.endStream(stream);
+    if (this.closed) return;
+    this.lastProblem = stream.rejectedReason ? `rejected by the controller: ${stream.rejectedReason}` : reason;
+    const delay = this.backoff.next();
+    this.logger.info({ hostId: this.options.hostId, reason, retryInMs: delay }, 'sync: stream ended');
+    this.emit({ type: 'disconnected', reason, retryInMs: delay });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect();
+    }, delay);
+  }
+
+  private endStream(stream: Stream): void {
+    if (stream.idleTimer) clearTimeout(stream.idleTimer);
+    stream.call.cancel();
+  }
+
+  private emit(event: SyncClientEvent): void {
+    this.options.onEvent?.(event);
+  }
+}

@@ -1,0 +1,261 @@
+/**
+ * One agent's Sync stream, controller side.
+ *
+ * Contract:
+ * - The first message must be Hello. Under mTLS its host_id must be one of the names of the
+ *   client certificate (CN, DNS/IP SANs), else Rejected + PERMISSION_DENIED; with `insecure` the
+ *   Hello is trusted. Nothing about a host is sent before its Hello is accepted.
+ * - Latest-wins with no queue: at most ONE state is in flight (sent, not yet acked). While one
+ *   is in flight, or the transport pushes back (`write` false → wait for 'drain'), changes only
+ *   mark the session; when it can send again it reads the NEWEST state from the StateSource.
+ *   Intermediate states are skipped, never buffered.
+ * - A Delta is sent only against the version the agent is known to have (its last Ack, or the
+ *   applied_version of its Hello) when this service still holds that state; otherwise, and after
+ *   any ApplyError, a Snapshot. An ApplyError for a Delta gets a Snapshot at once; one for a
+ *   Snapshot is retried after `errorRetryMs` or on the next change.
+ * - Pings every tick; a stream with `maxMissedPongs` unanswered pings is dropped (UNAVAILABLE).
+ * Single-threaded (Node); the service calls `kick` and `tick`, grpc-js calls the handlers.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { diffStates } from '../compile/state-delta.js';
+import { certificateIdentities } from '../tls/peer-identity.js';
+import type { HostRecord } from './host-record.js';
+import type { AgentMessage__Output, ControllerMessage } from './proto.js';
+import type { SyncLogger } from './sync-logger.js';
+import type { StateSource } from './state-source.js';
+import { deltaMessage, snapshotMessage } from './wire-state.js';
+
+export type SyncCall = grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>;
+
+export interface SessionContext {
+  readonly source: StateSource;
+  readonly insecure: boolean;
+  readonly helloTimeoutMs: number;
+  readonly maxMissedPongs: number;
+  readonly errorRetryMs: number;
+  readonly now: () => number;
+  readonly logger: SyncLogger;
+  /** Makes `session` the host's current stream (superseding an older one) and returns its record. */
+  attach(session: AgentSession, hostId: string): HostRecord;
+  detach(session: AgentSession): void;
+}
+
+interface InFlight {
+  readonly seq: number;
+  readonly version: string;
+  readonly kind: 'snapshot' | 'delta';
+}
+
+export class AgentSession {
+  private phase: 'hello' | 'active' | 'closed' = 'hello';
+  private host: HostRecord | undefined;
+  private seq = 0;
+  private inflight: InFlight | undefined;
+  /** Version the agent has in its kernel, as far as this stream knows. */
+  private agentVersion: string | undefined;
+  private forceSnapshot = false;
+  private writeBlocked = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private pingNonce = 0;
+  private unansweredPings = 0;
+  private readonly openedAt: number;
+
+  constructor(
+    private readonly call: SyncCall,
+    private readonly ctx: SessionContext,
+  ) {
+    this.openedAt = ctx.now();
+    call.on('data', (message: AgentMessage__Output) => this.onMessage(message));
+    call.on('end', () => {
+      this.close('agent closed the stream');
+      call.end();
+    });
+    call.on('cancelled', () => this.close('stream cancelled'));
+    call.on('close', () => this.close('stream closed'));
+    call.on('error', (err: Error) => this.close(`stream error: ${err.message}`));
+  }
+
+  get hostId(): string | undefined {
+    return this.host?.hostId;
+  }
+
+  get isOpen(): boolean {
+    return this.phase !== 'closed';
+  }
+
+  /** The host's desired state may have changed: send the newest one if the stream can take it. */
+  kick(): void {
+    if (this.phase !== 'active' || !this.host || this.inflight || this.writeBlocked) return;
+    const desired = this.ctx.source.current(this.host.hostId);
+    if (!desired || desired.version === this.agentVersion) return;
+    this.clearRetry();
+    this.seq += 1;
+    const base = this.forceSnapshot ? undefined : this.host.lookup(this.agentVersion);
+    const message: ControllerMessage = base
+      ? { delta: deltaMessage(diffStates(base, desired), this.seq) }
+      : { snapshot: snapshotMessage(desired, this.seq) };
+    this.host.remember(desired);
+    if (base) this.host.remember(base);
+    this.inflight = { seq: this.seq, version: desired.version, kind: base ? 'delta' : 'snapshot' };
+    this.ctx.logger.debug(
+      { hostId: this.host.hostId, seq: this.seq, version: desired.version, kind: this.inflight.kind },
+      'sync: sending state',
+    );
+    this.write(message);
+  }
+
+  /** Periodic: Hello deadline, then liveness pings. */
+  tick(): void {
+    if (this.phase === 'hello') {
+      if (this.ctx.now() - this.openedAt >= this.ctx.helloTimeoutMs) this.reject('no Hello received in time');
+      return;
+    }
+    if (this.phase !== 'active') return;
+    if (this.unansweredPings >= this.ctx.maxMissedPongs) {
+      this.drop(grpc.status.UNAVAILABLE, `no Pong for ${this.unansweredPings} pings`);
+      return;
+    }
+    this.pingNonce += 1;
+    this.unansweredPings += 1;
+    this.write({ ping: { nonce: this.pingNonce } });
+  }
+
+  /** Ends the stream with `code`; the agent reconnects with backoff. */
+  drop(code: grpc.status, reason: string): void {
+    if (this.phase === 'closed') return;
+    this.ctx.logger.info({ hostId: this.host?.hostId, peer: this.call.getPeer(), reason }, 'sync: dropping stream');
+    this.close(reason);
+    this.call.emit('error', { code, details: reason });
+  }
+
+  private onMessage(message: AgentMessage__Output): void {
+    if (this.phase === 'closed') return;
+    if (this.phase === 'hello') {
+      this.onHello(message);
+      return;
+    }
+    const host = this.host;
+    if (!host) return;
+    host.lastSeen = this.ctx.now();
+    switch (message.msg) {
+      case 'ack':
+        if (message.ack) this.onAck(host, message.ack.version, message.ack.seq);
+        return;
+      case 'applyError':
+        if (message.applyError) this.onApplyError(host, message.applyError.seq, message.applyError.message);
+        return;
+      case 'pong':
+        if (message.pong && message.pong.nonce === this.pingNonce) this.unansweredPings = 0;
+        return;
+      default:
+        this.ctx.logger.warn({ hostId: host.hostId, msg: message.msg }, 'sync: unexpected message ignored');
+    }
+  }
+
+  private onHello(message: AgentMessage__Output): void {
+    const hello = message.msg === 'hello' ? message.hello : undefined;
+    if (!hello) {
+      this.reject('the first message must be Hello');
+      return;
+    }
+    if (hello.hostId === '') {
+      this.reject('Hello.host_id is empty');
+      return;
+    }
+    if (!this.ctx.insecure) {
+      const names = certificateIdentities(this.call.getAuthContext().sslPeerCertificate);
+      if (names.length === 0) {
+        this.reject('no verified client certificate');
+        return;
+      }
+      if (!names.includes(hello.hostId)) {
+        this.reject(`certificate is for [${names.join(', ')}], not host '${hello.hostId}'`);
+        return;
+      }
+    }
+    this.phase = 'active';
+    const host = this.ctx.attach(this, hello.hostId);
+    this.host = host;
+    host.connected = true;
+    host.peer = this.call.getPeer();
+    host.addresses = [...hello.addresses];
+    host.agentVersion = hello.agentVersion;
+    host.lastSeen = this.ctx.now();
+    this.agentVersion = hello.appliedVersion === '' ? undefined : hello.appliedVersion;
+    host.appliedVersion = this.agentVersion;
+    this.ctx.logger.info(
+      { hostId: host.hostId, peer: host.peer, agentVersion: host.agentVersion, appliedVersion: this.agentVersion },
+      'sync: agent connected',
+    );
+    this.kick();
+  }
+
+  private onAck(host: HostRecord, version: string, seq: number): void {
+    if (!this.inflight || seq !== this.inflight.seq) {
+      this.ctx.logger.warn({ hostId: host.hostId, seq, version }, 'sync: ack for a message not in flight');
+      return;
+    }
+    this.inflight = undefined;
+    this.forceSnapshot = false;
+    this.agentVersion = version;
+    host.appliedVersion = version;
+    host.lastError = undefined;
+    const applied = host.lookup(version);
+    if (applied) host.remember(applied);
+    this.kick();
+  }
+
+  private onApplyError(host: HostRecord, seq: number, text: string): void {
+    if (!this.inflight || seq !== this.inflight.seq) {
+      this.ctx.logger.warn({ hostId: host.hostId, seq }, 'sync: apply error for a message not in flight');
+      return;
+    }
+    const failed = this.inflight;
+    this.inflight = undefined;
+    this.forceSnapshot = true;
+    host.lastError = text;
+    this.ctx.logger.warn({ hostId: host.hostId, seq, version: failed.version, kind: failed.kind, error: text }, 'sync: agent failed to apply');
+    if (failed.kind === 'delta') {
+      this.kick();
+      return;
+    }
+    this.clearRetry();
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.kick();
+    }, this.ctx.errorRetryMs);
+    this.retryTimer.unref();
+  }
+
+  private reject(reason: string): void {
+    if (this.phase === 'closed') return;
+    this.ctx.logger.warn({ peer: this.call.getPeer(), reason }, 'sync: stream rejected');
+    this.write({ rejected: { reason } });
+    this.close(reason);
+    this.call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: reason });
+  }
+
+  private write(message: ControllerMessage): void {
+    if (this.call.write(message)) return;
+    if (this.writeBlocked) return;
+    this.writeBlocked = true;
+    this.call.once('drain', () => {
+      this.writeBlocked = false;
+      this.kick();
+    });
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private close(reason: string): void {
+    if (this.phase === 'closed') return;
+    const wasActive = this.phase === 'active';
+    this.phase = 'closed';
+    this.clearRetry();
+    if (wasActive) this.ctx.logger.info({ hostId: this.host?.hostId, reason }, 'sync: agent disconnected');
+    this.ctx.detach(this);
+  }
+}

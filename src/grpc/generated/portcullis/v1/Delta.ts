@@ -1,0 +1,22 @@
+// Original file: proto/portcullis/v1/sync.proto
+
+import type { SetMembers as _portcullis_v1_SetMembers, SetMembers__Output as _portcullis_v1_SetMembers__Output } from '../../portcullis/v1/SetMembers.js';
+import type { Long } from '@grpc/proto-loader';
+
+export interface Delta {
+  'seq'?: (number | string | Long);
+  'baseVersion'?: (string);
+  'version'?: (string);
+  'mode'?: (string);
+  'adds'?: (_portcullis_v1_SetMembers)[];
+  'removes'?: (_portcullis_v1_SetMembers)[];
+}
+
+export interface Delta__Output {
+  'seq': (number);
+  'baseVersion': (string);
+  'version': (string);
+  'mode': (string);
+  'adds': (_portcullis_v1_SetMembers__Output)[];
+  'removes': (_portcullis_v1_SetMembers__Output)[];
+}

@@ -1,0 +1,39 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { MessageTypeDefinition } from '@grpc/proto-loader';
+
+import type { Ack as _portcullis_v1_Ack, Ack__Output as _portcullis_v1_Ack__Output } from './portcullis/v1/Ack.js';
+import type { AgentMessage as _portcullis_v1_AgentMessage, AgentMessage__Output as _portcullis_v1_AgentMessage__Output } from './portcullis/v1/AgentMessage.js';
+import type { ApplyError as _portcullis_v1_ApplyError, ApplyError__Output as _portcullis_v1_ApplyError__Output } from './portcullis/v1/ApplyError.js';
+import type { ControllerMessage as _portcullis_v1_ControllerMessage, ControllerMessage__Output as _portcullis_v1_ControllerMessage__Output } from './portcullis/v1/ControllerMessage.js';
+import type { Delta as _portcullis_v1_Delta, Delta__Output as _portcullis_v1_Delta__Output } from './portcullis/v1/Delta.js';
+import type { Hello as _portcullis_v1_Hello, Hello__Output as _portcullis_v1_Hello__Output } from './portcullis/v1/Hello.js';
+import type { Ping as _portcullis_v1_Ping, Ping__Output as _portcullis_v1_Ping__Output } from './portcullis/v1/Ping.js';
+import type { Pong as _portcullis_v1_Pong, Pong__Output as _portcullis_v1_Pong__Output } from './portcullis/v1/Pong.js';
+import type { Rejected as _portcullis_v1_Rejected, Rejected__Output as _portcullis_v1_Rejected__Output } from './portcullis/v1/Rejected.js';
+import type { SetMembers as _portcullis_v1_SetMembers, SetMembers__Output as _portcullis_v1_SetMembers__Output } from './portcullis/v1/SetMembers.js';
+import type { Snapshot as _portcullis_v1_Snapshot, Snapshot__Output as _portcullis_v1_Snapshot__Output } from './portcullis/v1/Snapshot.js';
+import type { SyncClient as _portcullis_v1_SyncClient, SyncDefinition as _portcullis_v1_SyncDefinition } from './portcullis/v1/Sync.js';
+
+type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
+  new(...args: ConstructorParameters<Constructor>): Subtype;
+};
+
+export interface ProtoGrpcType {
+  portcullis: {
+    v1: {
+      Ack: MessageTypeDefinition<_portcullis_v1_Ack, _portcullis_v1_Ack__Output>
+      AgentMessage: MessageTypeDefinition<_portcullis_v1_AgentMessage, _portcullis_v1_AgentMessage__Output>
+      ApplyError: MessageTypeDefinition<_portcullis_v1_ApplyError, _portcullis_v1_ApplyError__Output>
+      ControllerMessage: MessageTypeDefinition<_portcullis_v1_ControllerMessage, _portcullis_v1_ControllerMessage__Output>
+      Delta: MessageTypeDefinition<_portcullis_v1_Delta, _portcullis_v1_Delta__Output>
+      Hello: MessageTypeDefinition<_portcullis_v1_Hello, _portcullis_v1_Hello__Output>
+      Ping: MessageTypeDefinition<_portcullis_v1_Ping, _portcullis_v1_Ping__Output>
+      Pong: MessageTypeDefinition<_portcullis_v1_Pong, _portcullis_v1_Pong__Output>
+      Rejected: MessageTypeDefinition<_portcullis_v1_Rejected, _portcullis_v1_Rejected__Output>
+      SetMembers: MessageTypeDefinition<_portcullis_v1_SetMembers, _portcullis_v1_SetMembers__Output>
+      Snapshot: MessageTypeDefinition<_portcullis_v1_Snapshot, _portcullis_v1_Snapshot__Output>
+      Sync: SubtypeConstructor<typeof grpc.Client, _portcullis_v1_SyncClient> & { service: _portcullis_v1_SyncDefinition }
+    }
+  }
+}
+

@@ -1,0 +1,72 @@
+/**
+ * What the Sync service knows about one host across its streams: status for `portcullis status`
+ * and the few recent states it sent, so the next message can be a delta against the version the
+ * agent has (its last ack, or the applied_version of its Hello after a reconnect).
+ */
+import type { DesiredState } from '../compile/desired-state.js';
+
+export interface AgentStatus {
+  readonly hostId: string;
+  /** A stream from this host is open and past Hello. */
+  readonly connected: boolean;
+  /** Remote address of the current (or last) stream, as grpc-js reports it. */
+  readonly peer: string | undefined;
+  readonly addresses: readonly string[];
+  readonly agentVersion: string;
+  /** Version the agent last acked (or announced in Hello); undefined before it has any. */
+  readonly appliedVersion: string | undefined;
+  /** Version the controller wants on the host now; undefined when it has no state for it. */
+  readonly desiredVersion: string | undefined;
+  readonly inSync: boolean;
+  /** Message of the last ApplyError since the last successful ack. */
+  readonly lastError: string | undefined;
+  /** Epoch milliseconds of the last message received from the agent. */
+  readonly lastSeen: number | undefined;
+}
+
+export class HostRecord {
+  connected = false;
+  peer: string | undefined;
+  addresses: readonly string[] = [];
+  agentVersion = '';
+  appliedVersion: string | undefined;
+  lastError: string | undefined;
+  lastSeen: number | undefined;
+  private readonly sent = new Map<string, DesiredState>();
+
+  constructor(
+    readonly hostId: string,
+    private readonly retain: number,
+  ) {}
+
+  /** Keeps `state` as a possible delta base (most recently used last, oldest evicted). */
+  remember(state: DesiredState): void {
+    this.sent.delete(state.version);
+    this.sent.set(state.version, state);
+    while (this.sent.size > this.retain) {
+      const oldest = this.sent.keys().next().value;
+      if (oldest === undefined) break;
+      this.sent.delete(oldest);
+    }
+  }
+
+  /** A state this service sent with that version, if still held. */
+  lookup(version: string | undefined): DesiredState | undefined {
+    return version === undefined ? undefined : this.sent.get(version);
+  }
+
+  status(desiredVersion: string | undefined): AgentStatus {
+    return {
+      hostId: this.hostId,
+      connected: this.connected,
+      peer: this.peer,
+      addresses: this.addresses,
+      agentVersion: this.agentVersion,
+      appliedVersion: this.appliedVersion,
+      desiredVersion,
+      inSync: desiredVersion !== undefined && desiredVersion === this.appliedVersion,
+      lastError: this.lastError,
+      lastSeen: this.lastSeen,
+    };
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Loads the wire contract (proto/portcullis/v1/sync.proto) at run time with @grpc/proto-loader
+ * and exposes it typed with the generated types in ./generated (regenerate with
+ * scripts/gen-proto-types.sh; its options must match PROTO_LOADER_OPTIONS below).
+ */
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { packageRoot } from '../cli/package-root.js';
+import type { ProtoGrpcType } from './generated/sync.js';
+import type { SyncClient as GeneratedSyncClient, SyncDefinition } from './generated/portcullis/v1/Sync.js';
+
+export type { AgentMessage, AgentMessage__Output } from './generated/portcullis/v1/AgentMessage.js';
+export type { ControllerMessage, ControllerMessage__Output } from './generated/portcullis/v1/ControllerMessage.js';
+export type { Snapshot, Snapshot__Output } from './generated/portcullis/v1/Snapshot.js';
+export type { Delta, Delta__Output } from './generated/portcullis/v1/Delta.js';
+export type { SetMembers, SetMembers__Output } from './generated/portcullis/v1/SetMembers.js';
+export type { SyncHandlers } from './generated/portcullis/v1/Sync.js';
+export type SyncStubClient = GeneratedSyncClient;
+
+/** Must match the flags of scripts/gen-proto-types.sh. */
+export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+export function syncProtoPath(): string {
+  return path.join(packageRoot(), 'proto', 'portcullis', 'v1', 'sync.proto');
+}
+
+export interface SyncProto {
+  readonly service: SyncDefinition;
+  /** Client stub constructor: `new Client(target, credentials, options)`. */
+  readonly Client: new (
+    address: string,
+    credentials: grpc.ChannelCredentials,
+    options?: grpc.ChannelOptions,
+  ) => GeneratedSyncClient;
+}
+
+/** Parses the .proto file; callers keep the result (there is no module-level cache). */
+export function loadSyncProto(): SyncProto {
+  const definition = protoLoader.loadSync(syncProtoPath(), PROTO_LOADER_OPTIONS);
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
+  const Sync = loaded.portcullis.v1.Sync;
+  return { service: Sync.service, Client: Sync };
+}

@@ -1,0 +1,138 @@
+/**
+ * The controller's Sync stream service: one bidirectional stream per agent, each agent receiving
+ * only its own host's newest desired state (latest-wins, never a queue). See agent-session.ts
+ * for the per-stream contract and proto/portcullis/v1/sync.proto for the wire protocol.
+ *
+ * A plain class holding its state, added to a grpc.Server it does not own:
+ *   const service = new SyncService(store, { pingIntervalMs: 10_000 });
+ *   service.addToServer(server);  ...  service.close();
+ * One stream per host: a newer stream from the same host supersedes (ends) the older one.
+ * Changes fan out in O(changed hosts); one interval timer serves pings of all streams.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { AgentSession, type SessionContext, type SyncCall } from './agent-session.js';
+import { HostRecord, type AgentStatus } from './host-record.js';
+import { loadSyncProto, type SyncHandlers } from './proto.js';
+import { silentLogger, type SyncLogger } from './sync-logger.js';
+import type { StateSource } from './state-source.js';
+
+export type { AgentStatus } from './host-record.js';
+export type { StateSource } from './state-source.js';
+
+export interface SyncServiceOptions {
+  /** Trust Hello.host_id without a client certificate (plaintext servers, tests). Default false. */
+  readonly insecure?: boolean;
+  /** Interval between pings, also the period of the Hello deadline check. Default 10 s. */
+  readonly pingIntervalMs?: number;
+  /** Unanswered pings after which a stream is dropped. Default 3. */
+  readonly maxMissedPongs?: number;
+  /** A stream that sends no Hello within this time is rejected. Default 10 s. */
+  readonly helloTimeoutMs?: number;
+  /** After an ApplyError on a snapshot, resend after this long (or on the next change). Default 15 s. */
+  readonly errorRetryMs?: number;
+  /** Recent states kept per host as delta bases. Default 4. */
+  readonly retainStatesPerHost?: number;
+  readonly now?: () => number;
+  readonly logger?: SyncLogger;
+}
+
+export class SyncService {
+  private readonly hosts = new Map<string, HostRecord>();
+  private readonly sessions = new Map<string, AgentSession>();
+  private readonly pending = new Set<AgentSession>();
+  private readonly ctx: SessionContext;
+  private readonly unsubscribe: () => void;
+  private readonly pingTimer: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly source: StateSource,
+    options: SyncServiceOptions = {},
+  ) {
+    const retain = Math.max(1, options.retainStatesPerHost ?? 4);
+    this.ctx = {
+      source,
+      insecure: options.insecure ?? false,
+      helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
+      maxMissedPongs: Math.max(1, options.maxMissedPongs ?? 3),
+      errorRetryMs: options.errorRetryMs ?? 15_000,
+      now: options.now ?? Date.now,
+      logger: options.logger ?? silentLogger,
+      attach: (session, hostId) => this.attach(session, hostId, retain),
+      detach: (session) => this.detach(session),
+    };
+    this.unsubscribe = source.subscribe((hostIds) => {
+      for (const hostId of hostIds) this.sessions.get(hostId)?.kick();
+    });
+    this.pingTimer = setInterval(() => this.tick(), options.pingIntervalMs ?? 10_000);
+    this.pingTimer.unref();
+  }
+
+  addToServer(server: grpc.Server): void {
+    const handlers: SyncHandlers = { Sync: (call) => this.open(call) };
+    server.addService(loadSyncProto().service, handlers);
+  }
+
+  /** Every host that ever opened a stream to this service, sorted by host id. */
+  agents(): AgentStatus[] {
+    return [...this.hosts.values()]
+      .sort((a, b) => (a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0))
+      .map((host) => host.status(this.source.current(host.hostId)?.version));
+  }
+
+  agent(hostId: string): AgentStatus | undefined {
+    return this.hosts.get(hostId)?.status(this.source.current(hostId)?.version);
+  }
+
+  /** Stops pings and change notifications and ends every stream (agents will reconnect elsewhere). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe();
+    clearInterval(this.pingTimer);
+    for (const session of [...this.pending, ...this.sessions.values()]) {
+      session.drop(grpc.status.UNAVAILABLE, 'controller shutting down');
+    }
+    this.pending.clear();
+  }
+
+  private open(call: SyncCall): void {
+    if (this.closed) {
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'controller shutting down' });
+      return;
+    }
+    this.pending.add(new AgentSession(call, this.ctx));
+  }
+
+  private attach(session: AgentSession, hostId: string, retain: number): HostRecord {
+    this.pending.delete(session);
+    const previous = this.sessions.get(hostId);
+    this.sessions.set(hostId, session);
+    if (previous && previous !== session) {
+      previous.drop(grpc.status.ABORTED, 'superseded by a newer stream from the same host');
+    }
+    let host = this.hosts.get(hostId);
+    if (!host) {
+      host = new HostRecord(hostId, retain);
+      this.hosts.set(hostId, host);
+    }
+    return host;
+  }
+
+  private detach(session: AgentSession): void {
+    this.pending.delete(session);
+    const hostId = session.hostId;
+    if (hostId === undefined || this.sessions.get(hostId) !== session) return;
+    this.sessions.delete(hostId);
+    const host = this.hosts.get(hostId);
+    if (host) host.connected = false;
+  }
+
+  private tick(): void {
+    for (const session of [...this.pending]) {
+      if (session.isOpen) session.tick();
+      else this.pending.delete(session);
+    }
+    for (const session of [...this.sessions.values()]) session.tick();
+  }
+}

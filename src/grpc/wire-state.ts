@@ -1,0 +1,84 @@
+/**
+ * Conversions between the compiler's types (DesiredState, StateDelta) and the wire messages
+ * (Snapshot, Delta). Decoding validates what the type system cannot see on the wire: the mode
+ * and the set kinds are closed vocabularies, a version is present, a kind appears at most once.
+ * Members are passed through untouched (the agent's dataplane validates their format before it
+ * writes anything), so the version hash still describes exactly the bytes that were sent.
+ */
+import { SET_KINDS, type DesiredState, type SetKind } from '../compile/desired-state.js';
+import type { StateDelta } from '../compile/state-delta.js';
+import type { Mode } from '../policy/policy-model.js';
+import type { Delta, Delta__Output, SetMembers, SetMembers__Output, Snapshot, Snapshot__Output } from './proto.js';
+
+/** A message that cannot be turned into a state; the agent answers it with ApplyError. */
+export class WireError extends Error {}
+
+const MODES: readonly Mode[] = ['enforce', 'audit'];
+
+export function snapshotMessage(state: DesiredState, seq: number): Snapshot {
+  return {
+    seq,
+    version: state.version,
+    mode: state.mode,
+    sets: SET_KINDS.map((kind) => ({ kind, members: [...state.sets[kind]] })),
+  };
+}
+
+export function deltaMessage(delta: StateDelta, seq: number): Delta {
+  return {
+    seq,
+    baseVersion: delta.baseVersion,
+    version: delta.version,
+    mode: delta.mode,
+    adds: nonEmptyKinds(delta.adds),
+    removes: nonEmptyKinds(delta.removes),
+  };
+}
+
+export function stateFromSnapshot(hostId: string, message: Snapshot__Output): DesiredState {
+  return {
+    hostId,
+    mode: decodeMode(message.mode),
+    sets: decodeSets(message.sets, 'sets'),
+    version: decodeVersion(message.version, 'version'),
+  };
+}
+
+export function deltaFromMessage(hostId: string, message: Delta__Output): StateDelta {
+  return {
+    hostId,
+    baseVersion: decodeVersion(message.baseVersion, 'base_version'),
+    version: decodeVersion(message.version, 'version'),
+    mode: decodeMode(message.mode),
+    adds: decodeSets(message.adds, 'adds'),
+    removes: decodeSets(message.removes, 'removes'),
+  };
+}
+
+function nonEmptyKinds(sets: Readonly<Record<SetKind, readonly string[]>>): SetMembers[] {
+  return SET_KINDS.filter((kind) => sets[kind].length > 0).map((kind) => ({ kind, members: [...sets[kind]] }));
+}
+
+function decodeMode(mode: string): Mode {
+  const found = MODES.find((m) => m === mode);
+  if (!found) throw new WireError(`unknown mode '${mode}' (expected enforce or audit)`);
+  return found;
+}
+
+function decodeVersion(version: string, field: string): string {
+  if (version === '') throw new WireError(`${field} is empty`);
+  return version;
+}
+
+function decodeSets(sets: readonly SetMembers__Output[], field: string): Record<SetKind, string[]> {
+  const out = Object.fromEntries(SET_KINDS.map((kind) => [kind, [] as string[]])) as Record<SetKind, string[]>;
+  const seen = new Set<string>();
+  for (const entry of sets) {
+    const kind = SET_KINDS.find((k) => k === entry.kind);
+    if (!kind) throw new WireError(`${field}: unknown set kind '${entry.kind}'`);
+    if (seen.has(kind)) throw new WireError(`${field}: set kind '${kind}' appears twice`);
+    seen.add(kind);
+    out[kind] = [...entry.members];
+  }
+  return out;
+}

@@ -1,0 +1,60 @@
+/**
+ * mTLS credentials for the Sync stream from PEM files: the controller requires a client
+ * certificate signed by the CA (`checkClientCertificate`), the agent presents its host
+ * certificate and trusts only that CA. Identity checks on top (host id = certificate name) are
+ * the Sync service's (src/grpc/agent-session.ts).
+ */
+import { readFile } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+
+export interface TlsFiles {
+  /** CA certificate(s) that sign the peer's certificate. */
+  readonly caFile: string;
+  /** This side's certificate (chain), PEM. */
+  readonly certFile: string;
+  /** This side's private key, PEM. */
+  readonly keyFile: string;
+}
+
+export interface TlsMaterial {
+  readonly ca: Buffer;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
+export class TlsConfigError extends Error {}
+
+export async function readTlsFiles(files: TlsFiles): Promise<TlsMaterial> {
+  const read = async (label: string, file: string): Promise<Buffer> => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new TlsConfigError(`cannot read the TLS ${label} file ${file}: ${reason}`);
+    }
+  };
+  const [ca, cert, key] = await Promise.all([
+    read('CA', files.caFile),
+    read('certificate', files.certFile),
+    read('key', files.keyFile),
+  ]);
+  return { ca, cert, key };
+}
+
+export function serverCredentialsFrom(material: TlsMaterial): grpc.ServerCredentials {
+  return grpc.ServerCredentials.createSsl(material.ca, [{ cert_chain: material.cert, private_key: material.key }], true);
+}
+
+export function clientCredentialsFrom(material: TlsMaterial): grpc.ChannelCredentials {
+  return grpc.credentials.createSsl(material.ca, material.key, material.cert);
+}
+
+/** Controller side: requires and verifies client certificates. */
+export async function loadServerCredentials(files: TlsFiles): Promise<grpc.ServerCredentials> {
+  return serverCredentialsFrom(await readTlsFiles(files));
+}
+
+/** Agent side: presents the host certificate, trusts only the given CA. */
+export async function loadClientCredentials(files: TlsFiles): Promise<grpc.ChannelCredentials> {
+  return clientCredentialsFrom(await readTlsFiles(files));
+}
