@@ -1,0 +1,396 @@
+/**
+ * Live inventory from Marathon: list, then follow the event stream, and never lose what we know.
+ *
+ * Contract
+ *  - `start()` lists `GET /v2/apps?embed=apps.tasks` once (resolves whatever the outcome), then
+ *    holds `GET /v2/events` (SSE, `Accept: text/event-stream`; docs/docs/event-bus.md) in the
+ *    background, reconnecting with backoff + jitter when it drops. Redirects from a standby to the
+ *    leader are followed (http-client.ts); several URLs are tried in turn.
+ *  - Events: `status_update_event` is applied incrementally (running → add/update the task,
+ *    terminal → remove it). `api_post_event`, `app_terminated_event`, `deployment_success` re-read
+ *    the app (`GET /v2/apps/{id}?embed=app.tasks`, 404 = deleted) or, when the event names no app,
+ *    re-list. `event_stream_attached` (every (re)connect) re-lists, so nothing missed while
+ *    disconnected stays missed. A re-list also runs every `relistIntervalMs`.
+ *    `instance_changed_event` duplicates status updates; it only makes us read an app we do not
+ *    know yet.
+ *  - Reads are serialised (one at a time). Status updates that arrive while a read is in flight
+ *    are journaled and re-applied on top of its result, so an answer older than an event never
+ *    undoes the event.
+ *  - `onChange(cluster, changedAppIds)` fires after every real change, with the app ids whose
+ *    definition or running tasks changed.
+ *
+ * Safety: an unreachable Marathon, an HTTP error, a redirect loop, invalid or truncated JSON, an
+ * answer without embedded tasks, or an unexpected shape never changes the cluster: the last good
+ * one is kept and `status()` says `stale: true` with the reason and since when. An app that is
+ * malformed in an otherwise good list keeps its last good definition and tasks.
+ *
+ * "Marathon really has zero apps" vs a broken answer: an empty list is accepted at once only when
+ * we know no apps anyway. Otherwise it must be a well-formed `{"apps": []}` and stay so for
+ * `emptyConfirmMs` (default 2 minutes) over at least two consecutive lists; until then we keep the
+ * old apps, report stale and log an error. Rationale: wiping every app unmanages every port and
+ * empties every group's source set, so a proxy or a Marathon mid-recovery that briefly answers an
+ * empty list must not do that; a real "delete everything" is rare and a two-minute delay is cheap.
+ */
+import pino, { type Logger } from 'pino';
+import { createParser } from 'eventsource-parser';
+import type { ClusterState } from '../inventory/cluster-state.js';
+import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffOptions } from './backoff.js';
+import { ClusterStore } from './cluster-store.js';
+import { HttpClient, type MarathonAuth, type MarathonTls } from './http-client.js';
+import { parseApps } from './parse-apps.js';
+import { parseEvent, type MarathonEvent } from './parse-event.js';
+
+export interface MarathonSourceOptions {
+  /** One or more Marathon base URLs (e.g. `http://marathon:8080`, `https://leader.mesos/marathon`). */
+  readonly url: string | readonly string[];
+  readonly auth?: MarathonAuth;
+  readonly tls?: MarathonTls;
+  /** Full re-list period. Default 60 s. */
+  readonly relistIntervalMs?: number;
+  readonly logger?: Logger;
+  /** Per request (headers + body of a list). Default 30 s. */
+  readonly requestTimeoutMs?: number;
+  readonly backoff?: BackoffOptions;
+  /** How long an empty app list must persist before it replaces known apps. Default 120 s. */
+  readonly emptyConfirmMs?: number;
+  /** Largest list answer accepted. Default 256 MiB. */
+  readonly maxBodyBytes?: number;
+  readonly now?: () => number;
+}
+
+export interface MarathonSourceStatus {
+  readonly stale: boolean;
+  readonly reason?: string;
+  readonly since?: number;
+  /** When the last full list was accepted. */
+  readonly lastSync?: number;
+  readonly streamConnected: boolean;
+  /** Problems of the last accepted list (malformed apps/tasks skipped), at most 50. */
+  readonly problems: readonly string[];
+}
+
+export type ChangeListener = (cluster: ClusterState, changedAppIds: string[]) => void;
+
+const EVENT_TYPES = ['event_stream_attached', 'status_update_event', 'instance_changed_event', 'api_post_event', 'deployment_success', 'app_terminated_event'];
+const EVENTS_PATH = `/v2/events?${EVENT_TYPES.map((t) => `event_type=${t}`).join('&')}`;
+const MAX_JOURNAL = 100_000;
+const RESERVED_LAST_SEGMENTS = new Set(['tasks', 'versions', 'restart']);
+
+export class MarathonSource {
+  private readonly http: HttpClient;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly store = new ClusterStore();
+  private readonly listeners = new Set<ChangeListener>();
+  private readonly abort = new AbortController();
+  private readonly relistMs: number;
+  private readonly timeoutMs: number;
+  private readonly backoff: BackoffOptions;
+  private readonly emptyConfirmMs: number;
+  private readonly maxBodyBytes: number;
+
+  private problem: { reason: string; since: number } | null = null;
+  private streamDownSince: number | null;
+  private lastSync: number | undefined;
+  private lastProblems: string[] = [];
+  private empty: { since: number; count: number } | null = null;
+  private pendingFull = false;
+  private readonly pendingApps = new Set<string>();
+  private worker: Promise<void> | null = null;
+  private journal: MarathonEvent[] | null = null;
+  private readFailures = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private relistTimer: NodeJS.Timeout | null = null;
+  private streamLoop: Promise<void> | null = null;
+
+  constructor(opts: MarathonSourceOptions) {
+    const urls = typeof opts.url === 'string' ? [opts.url] : [...opts.url];
+    this.http = new HttpClient({ urls, ...(opts.auth ? { auth: opts.auth } : {}), ...(opts.tls ? { tls: opts.tls } : {}) });
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'marathon-source' });
+    this.now = opts.now ?? Date.now;
+    this.relistMs = opts.relistIntervalMs ?? 60_000;
+    this.timeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
+    this.emptyConfirmMs = opts.emptyConfirmMs ?? 120_000;
+    this.maxBodyBytes = opts.maxBodyBytes ?? 256 * 1024 * 1024;
+    this.streamDownSince = this.now();
+  }
+
+  onChange(fn: ChangeListener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  cluster(): ClusterState {
+    return this.store.snapshot();
+  }
+
+  status(): MarathonSourceStatus {
+    const streamConnected = this.streamDownSince === null;
+    const base = { streamConnected, problems: [...this.lastProblems], ...(this.lastSync !== undefined ? { lastSync: this.lastSync } : {}) };
+    if (this.problem) return { stale: true, reason: this.problem.reason, since: this.problem.since, ...base };
+    if (!streamConnected) return { stale: true, reason: 'event stream not connected', since: this.streamDownSince ?? this.now(), ...base };
+    return { stale: false, ...base };
+  }
+
+  /** First list, then the event stream and the periodic re-list run in the background. */
+  async start(): Promise<void> {
+    await this.relist();
+    this.relistTimer = setInterval(() => this.schedule({ full: true }), this.relistMs);
+    this.relistTimer.unref();
+    this.streamLoop = this.runStream();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    if (this.relistTimer) clearInterval(this.relistTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await Promise.allSettled([this.streamLoop, this.worker]);
+  }
+
+  /** A full list now (queued behind any read in flight). Resolves when it has run. */
+  async relist(): Promise<void> {
+    this.schedule({ full: true });
+    while (this.worker) await this.worker;
+  }
+
+  private schedule(what: { full: true } | { appId: string }): void {
+    if (this.abort.signal.aborted) return;
+    if ('full' in what) this.pendingFull = true;
+    else this.pendingApps.add(what.appId);
+    this.worker ??= this.drain().finally(() => {
+      this.worker = null;
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (!this.abort.signal.aborted && (this.pendingFull || this.pendingApps.size > 0)) {
+      let ok: boolean;
+      if (this.pendingFull) {
+        this.pendingFull = false;
+        this.pendingApps.clear();
+        ok = await this.readAll();
+      } else {
+        const id = this.pendingApps.values().next().value as string;
+        this.pendingApps.delete(id);
+        ok = await this.readApp(id);
+      }
+      if (ok) this.readFailures = 0;
+      else this.retryLater();
+    }
+  }
+
+  private retryLater(): void {
+    if (this.retryTimer || this.abort.signal.aborted) return;
+    const delay = backoffDelay(this.readFailures++, this.backoff);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.schedule({ full: true });
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  private async readAll(): Promise<boolean> {
+    this.journal = [];
+    try {
+      const got = await this.getJson('/v2/apps?embed=apps.tasks');
+      if (typeof got === 'string') return this.fail(`listing apps: ${got}`);
+      const parsed = parseApps(got.json);
+      if (!parsed.wellFormed) return this.fail(`listing apps: ${parsed.problems[0] ?? 'unexpected answer'}`);
+      if (!parsed.tasksEmbedded) return this.fail('listing apps: the answer has no embedded tasks (embed=apps.tasks not honoured)');
+      if (parsed.apps.length === 0 && parsed.skippedAppIds.length === 0 && this.store.appCount > 0) {
+        const now = this.now();
+        this.empty = this.empty ? { since: this.empty.since, count: this.empty.count + 1 } : { since: now, count: 1 };
+        if (this.empty.count < 2 || now - this.empty.since < this.emptyConfirmMs) {
+          this.log.error({ knownApps: this.store.appCount, emptySince: this.empty.since }, 'Marathon answered an empty app list; keeping the known apps until that is confirmed');
+          const reason = `Marathon answered an empty app list while ${this.store.appCount} apps were known; kept until empty answers persist for ${this.emptyConfirmMs} ms`;
+          return this.fail(reason, true);
+        }
+        this.log.error({ removedApps: this.store.appCount }, 'empty app list confirmed: removing every app');
+      } else {
+        this.empty = null;
+      }
+      for (const p of parsed.problems) this.log.warn({ problem: p }, 'skipped part of the Marathon answer');
+      const changed = this.store.replaceAll(parsed.apps, parsed.tasks, parsed.skippedAppIds);
+      const replayed = this.replayJournal(() => true);
+      this.lastProblems = parsed.problems.slice(0, 50);
+      this.problem = null;
+      this.lastSync = this.now();
+      this.emit([...changed, ...replayed]);
+      return true;
+    } finally {
+      this.journal = null;
+    }
+  }
+
+  private async readApp(id: string): Promise<boolean> {
+    const path = appPath(id);
+    if (path === null) {
+      this.log.info({ appId: id }, 'app id cannot be read on its own; re-listing instead');
+      this.pendingFull = true;
+      return true;
+    }
+    this.journal = [];
+    try {
+      const got = await this.getJson(`${path}?embed=app.tasks`, true);
+      if (typeof got === 'string') return this.fail(`reading app ${JSON.stringify(id)}: ${got}`);
+      let changed: string[];
+      if (got.status === 404) {
+        changed = this.store.replaceApp(id, null, []);
+      } else {
+        const parsed = parseApps(got.json);
+        const app = parsed.apps.find((a) => a.id === id);
+        if (!parsed.wellFormed || !app || parsed.apps.length !== 1 || !parsed.tasksEmbedded) {
+          return this.fail(`reading app ${JSON.stringify(id)}: ${parsed.problems[0] ?? 'the answer is not that app with its tasks'}`);
+        }
+        for (const p of parsed.problems) this.log.warn({ problem: p }, 'skipped part of the Marathon answer');
+        changed = this.store.replaceApp(id, app, parsed.tasks);
+      }
+      this.emit([...changed, ...this.replayJournal((ev) => ev.kind === 'status_update' && ev.appId === id)]);
+      return true;
+    } finally {
+      this.journal = null;
+    }
+  }
+
+  /** JSON of a 2xx (or, with allow404, a 404) answer, or the reason it is unusable. */
+  private async getJson(path: string, allow404 = false): Promise<{ status: number; json: unknown } | string> {
+    let r: { status: number; text: string };
+    try {
+      r = await this.http.getText(path, { accept: 'application/json', timeoutMs: this.timeoutMs, maxBytes: this.maxBodyBytes, signal: this.abort.signal });
+    } catch (e) {
+      return (e as Error).message;
+    }
+    if (!(r.status >= 200 && r.status < 300) && !(allow404 && r.status === 404)) return `HTTP ${r.status}`;
+    try {
+      return { status: r.status, json: JSON.parse(r.text) };
+    } catch (e) {
+      return `invalid or truncated JSON (${(e as Error).message})`;
+    }
+  }
+
+  private fail(reason: string, quiet = false): false {
+    if (!quiet) this.log.warn({ reason }, 'Marathon read failed; keeping the last good cluster');
+    this.problem = { reason, since: this.problem?.since ?? this.now() };
+    return false;
+  }
+
+  private replayJournal(filter: (ev: MarathonEvent) => boolean): string[] {
+    const changed: string[] = [];
+    for (const ev of this.journal ?? []) {
+      if (ev.kind === 'status_update' && filter(ev) && this.store.applyStatus(ev).kind === 'changed') changed.push(ev.appId);
+    }
+    return changed;
+  }
+
+  private emit(changed: string[]): void {
+    const ids = [...new Set(changed)].sort();
+    if (ids.length === 0) return;
+    const cluster = this.store.snapshot();
+    this.log.debug({ changedAppIds: ids.slice(0, 20), changed: ids.length }, 'cluster changed');
+    for (const fn of this.listeners) {
+      try {
+        fn(cluster, ids);
+      } catch (e) {
+        this.log.error({ err: e }, 'onChange listener threw');
+      }
+    }
+  }
+
+  private async runStream(): Promise<void> {
+    let attempt = 0;
+    while (!this.abort.signal.aborted) {
+      let why: string;
+      try {
+        why = await this.holdStream(() => {
+          attempt = 0;
+        });
+      } catch (e) {
+        why = (e as Error).message;
+      }
+      if (this.abort.signal.aborted) break;
+      this.streamDownSince ??= this.now();
+      const delay = backoffDelay(attempt++, this.backoff);
+      this.log.warn({ reason: why, retryInMs: delay }, 'Marathon event stream lost; reconnecting');
+      await sleep(delay, this.abort.signal);
+    }
+  }
+
+  /** Resolves with the reason when the stream ends. */
+  private async holdStream(onAttached: () => void): Promise<string> {
+    const r = await this.http.open(EVENTS_PATH, { accept: 'text/event-stream', timeoutMs: this.timeoutMs, signal: this.abort.signal });
+    if (r.status !== 200) {
+      r.res.resume();
+      return `event stream answered HTTP ${r.status}`;
+    }
+    const parser = createParser({
+      onEvent: (msg) => this.onMessage(msg.event, msg.data, onAttached),
+      onError: (e) => this.log.warn({ err: e.message }, 'bad SSE line from Marathon'),
+    });
+    r.res.setEncoding('utf8');
+    return new Promise<string>((resolve) => {
+      r.res.on('data', (chunk: string) => parser.feed(chunk));
+      r.res.on('end', () => resolve('event stream closed by Marathon'));
+      r.res.on('error', (e) => resolve(`event stream error: ${e.message}`));
+      r.res.on('close', () => resolve('event stream connection closed'));
+    });
+  }
+
+  private onMessage(type: string | undefined, data: string, onAttached: () => void): void {
+    const ev = parseEvent(type, data);
+    switch (ev.kind) {
+      case 'ignored':
+        return;
+      case 'malformed':
+        this.log.warn({ error: ev.error }, 'malformed Marathon event skipped');
+        return;
+      case 'stream_attached':
+        this.streamDownSince = null;
+        onAttached();
+        this.schedule({ full: true });
+        return;
+      case 'status_update': {
+        if (this.journal) {
+          if (this.journal.length < MAX_JOURNAL) this.journal.push(ev);
+          else this.pendingFull = true;
+        }
+        const r = this.store.applyStatus(ev);
+        if (r.kind === 'changed') this.emit([ev.appId]);
+        if (r.kind === 'refresh') {
+          this.log.info({ appId: ev.appId, taskId: ev.taskId, why: r.why }, 're-reading app');
+          this.schedule({ appId: ev.appId });
+        }
+        return;
+      }
+      case 'instance_changed':
+        if (!this.store.hasApp(ev.appId)) this.schedule({ appId: ev.appId });
+        return;
+      case 'api_post':
+        this.schedule(ev.appId !== undefined ? { appId: ev.appId } : { full: true });
+        return;
+      case 'app_terminated':
+        this.schedule({ appId: ev.appId });
+        return;
+      case 'deployment_success':
+        if (ev.appIds.length === 0) this.schedule({ full: true });
+        for (const id of ev.appIds) this.schedule({ appId: id });
+        return;
+    }
+  }
+}
+
+/**
+ * `/v2/apps/<segments>` with each segment percent-encoded, or null when the id cannot name one
+ * app safely (empty, `.` or `..` segments — which URL handling anywhere could collapse — or a
+ * last segment that Marathon routes elsewhere, like `/tasks`). Then the caller re-lists instead.
+ */
+export function appPath(id: string): string | null {
+  const segments = id.replace(/^\//, '').split('/');
+  if (segments.some((s) => s === '' || s === '.' || s === '..')) return null;
+  if (RESERVED_LAST_SEGMENTS.has(segments[segments.length - 1] as string)) return null;
+  try {
+    return `/v2/apps/${segments.map(encodeURIComponent).join('/')}`;
+  } catch {
+    return null; // a lone surrogate cannot be percent-encoded
+  }
+}

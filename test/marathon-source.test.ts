@@ -1,0 +1,316 @@
+/**
+ * MarathonSource against the Marathon API double (test/support/marathon-double.ts), which speaks
+ * the documented REST + SSE payloads (docs/docs/rest-api.md, docs/docs/event-bus.md).
+ * Every wait is on a condition with a deadline.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ClusterState } from '../src/inventory/cluster-state.js';
+import { appPath, MarathonSource, type MarathonSourceOptions } from '../src/marathon/marathon-source.js';
+import { MarathonDouble, waitFor, type DoubleOptions } from './support/marathon-double.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function double(opts: DoubleOptions = {}): Promise<MarathonDouble> {
+  const d = await MarathonDouble.start(opts);
+  cleanups.push(() => d.close());
+  return d;
+}
+
+interface Harness {
+  source: MarathonSource;
+  changes: { cluster: ClusterState; ids: string[] }[];
+}
+
+async function source(url: string | string[], extra: Partial<MarathonSourceOptions> = {}): Promise<Harness> {
+  const s = new MarathonSource({ url, backoff: { minMs: 20, maxMs: 200 }, requestTimeoutMs: 5000, ...extra });
+  const changes: Harness['changes'] = [];
+  s.onChange((cluster, ids) => changes.push({ cluster, ids }));
+  cleanups.push(() => s.stop());
+  await s.start();
+  return { source: s, changes };
+}
+
+/** Stream attached and the re-list it triggered done: nothing more in flight. */
+async function settle(s: MarathonSource): Promise<void> {
+  await waitFor(() => s.status().streamConnected, 'stream attached');
+  await s.relist();
+}
+
+const taskIds = (s: MarathonSource): string[] => s.cluster().tasks.map((t) => t.id);
+const listRequests = (d: MarathonDouble): number => d.requests.filter((r) => r.url.startsWith('/v2/apps?')).length;
+
+async function seeded(opts: DoubleOptions = {}): Promise<{ d: MarathonDouble; web: string; api: string }> {
+  const d = await double(opts);
+  d.addApp({ id: '/shop/web', network: 'host', labels: { tier: 'front' }, ports: [{ name: 'http', protocol: 'tcp', labels: { 'portcullis.allow-from': 'lb' } }] });
+  d.addApp({ id: '/shop/api', network: 'bridge', ports: [{ name: 'grpc', containerPort: 9000 }, { name: 'dns', protocol: 'udp,tcp', containerPort: 53 }] });
+  const web = d.startTask('/shop/web', 'agent-1', [31000]);
+  const api = d.startTask('/shop/api', 'agent-2', [31001, 31002]);
+  return { d, web, api };
+}
+
+describe.each(['v1.4', 'v1.5'] as const)('MarathonSource (%s payloads)', (format) => {
+  it('initial list builds the cluster; hosts have names and no addresses', async () => {
+    const { d, web, api } = await seeded({ format });
+    const { source: s } = await source(d.url);
+    const c = s.cluster();
+    expect(c.apps).toEqual([
+      {
+        id: '/shop/api',
+        labels: {},
+        networkMode: 'bridge',
+        ports: [
+          { name: 'grpc', protocols: ['tcp'], containerPort: 9000, labels: {} },
+          { name: 'dns', protocols: ['tcp', 'udp'], containerPort: 53, labels: {} },
+        ],
+      },
+      { id: '/shop/web', labels: { tier: 'front' }, networkMode: 'host', ports: [{ name: 'http', protocols: ['tcp'], labels: { 'portcullis.allow-from': 'lb' } }] },
+    ]);
+    expect(c.tasks).toEqual(
+      [
+        { id: api, appId: '/shop/api', hostId: 'agent-2', hostPorts: [31001, 31002] },
+        { id: web, appId: '/shop/web', hostId: 'agent-1', hostPorts: [31000] },
+      ].sort((a, b) => (a.id < b.id ? -1 : 1)),
+    );
+    expect(c.hosts).toEqual([
+      { id: 'agent-1', addresses: [] },
+      { id: 'agent-2', addresses: [] },
+    ]);
+    await waitFor(() => !s.status().stale, 'stream attached, not stale');
+    expect(s.status().lastSync).toBeTypeOf('number');
+  });
+
+  it('start, kill and move are reflected through events', async () => {
+    const { d, web } = await seeded({ format });
+    const { source: s, changes } = await source(d.url);
+    await settle(s);
+    const lists = listRequests(d);
+
+    const t2 = d.startTask('/shop/web', 'agent-3', [31010]);
+    await waitFor(() => taskIds(s).includes(t2), 'started task appears');
+    expect(changes.at(-1)!.ids).toEqual(['/shop/web']);
+    expect(s.cluster().hosts.map((h) => h.id)).toContain('agent-3');
+
+    d.killTask(t2);
+    await waitFor(() => !taskIds(s).includes(t2), 'killed task disappears');
+    expect(s.cluster().hosts.map((h) => h.id)).not.toContain('agent-3');
+
+    const moved = d.moveTask(web, 'agent-9', [31500]);
+    await waitFor(() => taskIds(s).includes(moved) && !taskIds(s).includes(web), 'task moved');
+    expect(s.cluster().tasks.find((t) => t.id === moved)).toEqual({ id: moved, appId: '/shop/web', hostId: 'agent-9', hostPorts: [31500] });
+    // Status updates are applied incrementally, not by re-listing.
+    expect(listRequests(d)).toBe(lists);
+  });
+
+  it('data-only SSE (no event: lines) works too', async () => {
+    const { d } = await seeded({ format, sseEventNames: false });
+    const { source: s } = await source(d.url);
+    await waitFor(() => s.status().streamConnected, 'stream attached');
+    const t = d.startTask('/shop/api', 'agent-5', [32000, 32001]);
+    await waitFor(() => taskIds(s).includes(t), 'task from a data-only event');
+  });
+});
+
+describe('MarathonSource: apps come and go', () => {
+  it('api_post_event re-reads the app; app_terminated_event removes it (404)', async () => {
+    const { d } = await seeded();
+    const { source: s, changes } = await source(d.url);
+    await waitFor(() => s.status().streamConnected, 'stream attached');
+    d.addApp({ id: '/new/app', network: 'host', ports: [{ name: 'p' }] });
+    await waitFor(() => s.cluster().apps.some((a) => a.id === '/new/app'), 'new app read');
+    expect(d.requests.some((r) => r.url === '/v2/apps/new/app?embed=app.tasks')).toBe(true);
+    const t = d.startTask('/new/app', 'agent-7', [31100]);
+    await waitFor(() => taskIds(s).includes(t), 'task of the new app');
+    d.removeApp('/new/app');
+    await waitFor(() => !s.cluster().apps.some((a) => a.id === '/new/app'), 'app removed');
+    expect(taskIds(s)).not.toContain(t);
+    expect(changes.some((c) => c.ids.includes('/new/app'))).toBe(true);
+  });
+
+  it('a running task whose port count differs from its app makes the source re-read the app', async () => {
+    const { d } = await seeded();
+    const { source: s } = await source(d.url);
+    await waitFor(() => s.status().streamConnected, 'stream attached');
+    d.sendRaw(
+      `event: status_update_event\ndata: ${JSON.stringify({ eventType: 'status_update_event', appId: '/shop/web', taskId: 'x.1', taskStatus: 'TASK_RUNNING', host: 'h', ports: [1, 2] })}\n\n`,
+    );
+    await waitFor(() => d.requests.some((r) => r.url === '/v2/apps/shop/web?embed=app.tasks'), 'app re-read');
+    expect(taskIds(s)).not.toContain('x.1');
+  });
+
+  it('malformed events are skipped and the stream keeps working', async () => {
+    const { d } = await seeded();
+    const { source: s } = await source(d.url);
+    await waitFor(() => s.status().streamConnected, 'stream attached');
+    d.sendRaw('event: status_update_event\ndata: {"appId": "/shop/web", "taskId": 5\n\n');
+    d.sendRaw('event: status_update_event\ndata: {trunc\n\n');
+    d.sendRaw('event: something_new\ndata: whatever\n\n');
+    const t = d.startTask('/shop/web', 'agent-4', [31004]);
+    await waitFor(() => taskIds(s).includes(t), 'later event applied');
+    expect(d.streamCount).toBe(1);
+  });
+});
+
+describe('MarathonSource: connection trouble', () => {
+  it('a dropped stream reconnects and re-lists, catching what was missed', async () => {
+    const { d } = await seeded();
+    const { source: s } = await source(d.url);
+    await waitFor(() => s.status().streamConnected && d.streamCount === 1, 'stream attached');
+    const lists = listRequests(d);
+    d.dropStreams();
+    // Started while no stream is open: its event reaches nobody; only a re-list can find it.
+    const missed = d.startTask('/shop/web', 'agent-8', [31008]);
+    await waitFor(() => taskIds(s).includes(missed), 're-list after reconnect finds the missed task');
+    expect(listRequests(d)).toBeGreaterThan(lists);
+    expect(d.requests.filter((r) => r.url.startsWith('/v2/events')).length).toBeGreaterThanOrEqual(2);
+    await waitFor(() => !s.status().stale, 'fresh again');
+  });
+
+  it('a standby redirect (302 Location) is followed to the leader, for lists and the stream', async () => {
+    const { d: leader, web } = await seeded();
+    const standby = await double();
+    standby.setStandbyRedirect(leader.url);
+    const { source: s } = await source(standby.url);
+    expect(taskIds(s)).toContain(web);
+    await waitFor(() => leader.streamCount === 1, 'stream held on the leader');
+    const t = leader.startTask('/shop/web', 'agent-6', [31006]);
+    await waitFor(() => taskIds(s).includes(t), 'event from the leader applied');
+    expect(standby.requests.some((r) => r.url.startsWith('/v2/events'))).toBe(true);
+  });
+
+  it('an unreachable first URL moves on to the next', async () => {
+    const { d, web } = await seeded();
+    const dead = http.createServer();
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
+    const deadUrl = `http://127.0.0.1:${(dead.address() as AddressInfo).port}`;
+    await new Promise<void>((r) => dead.close(() => r()));
+    const { source: s } = await source([deadUrl, d.url]);
+    expect(taskIds(s)).toContain(web);
+  });
+
+  it('unreachable at start: empty, stale, and fills in once Marathon answers', async () => {
+    const { d, web } = await seeded();
+    d.setFailing('http500');
+    const { source: s } = await source(d.url);
+    expect(s.cluster().apps).toEqual([]);
+    expect(s.status()).toMatchObject({ stale: true, reason: 'listing apps: HTTP 500' });
+    d.setFailing('none');
+    await waitFor(() => taskIds(s).includes(web), 'retry with backoff succeeds');
+    await waitFor(() => !s.status().stale, 'not stale');
+  });
+
+  it.each([
+    ['http500', /HTTP 500/],
+    ['emptyApps', /empty app list/],
+    ['truncated', /truncated/],
+  ] as const)('%s: the cluster is kept, status is stale, and it recovers', async (mode, reason) => {
+    const { d } = await seeded();
+    const { source: s, changes } = await source(d.url);
+    await settle(s);
+    const before = s.cluster();
+    const changesBefore = changes.length;
+
+    d.setFailing(mode);
+    await s.relist();
+    expect(s.cluster()).toEqual(before);
+    const st = s.status();
+    expect(st.stale).toBe(true);
+    expect(st.reason).toMatch(reason);
+    expect(st.since).toBeTypeOf('number');
+    // Through the stream path too: reconnect → attached → re-list fails the same way.
+    d.dropStreams();
+    await waitFor(() => d.streamCount === 1, 'reconnected');
+    await s.relist();
+    expect(s.cluster()).toEqual(before);
+    expect(s.status().stale).toBe(true);
+    expect(changes.length).toBe(changesBefore);
+
+    d.setFailing('none');
+    const t = d.startTask('/shop/web', 'agent-2', [31020]);
+    await s.relist();
+    await waitFor(() => !s.status().stale && taskIds(s).includes(t), 'recovered');
+  });
+
+  it('an empty app list replaces known apps only after it persists (emptyConfirmMs)', async () => {
+    const { d } = await seeded();
+    let clock = 1_000_000;
+    const { source: s } = await source(d.url, { emptyConfirmMs: 60_000, now: () => clock });
+    await settle(s);
+    d.setFailing('emptyApps');
+    await s.relist();
+    clock += 30_000;
+    await s.relist();
+    expect(s.cluster().apps).toHaveLength(2);
+    expect(s.status().stale).toBe(true);
+    clock += 31_000;
+    await s.relist();
+    expect(s.cluster()).toEqual({ hosts: [], apps: [], tasks: [] });
+    expect(s.status().stale).toBe(false);
+  });
+
+  it('re-lists periodically', async () => {
+    const { d } = await seeded();
+    const { source: s } = await source(d.url, { relistIntervalMs: 50 });
+    const lists = listRequests(d);
+    await waitFor(() => listRequests(d) >= lists + 3, 'three periodic re-lists', 3000);
+    expect(s.status().lastSync).toBeTypeOf('number');
+  });
+});
+
+describe('MarathonSource: auth', () => {
+  it('sends basic auth on every request', async () => {
+    const { d, web } = await seeded({ basicAuth: { user: 'ops', password: 'p:ss' } });
+    const { source: s } = await source(d.url, { auth: { basic: { user: 'ops', password: 'p:ss' } } });
+    expect(taskIds(s)).toContain(web);
+    await waitFor(() => d.streamCount === 1, 'stream attached with auth');
+    const want = `Basic ${Buffer.from('ops:p:ss').toString('base64')}`;
+    expect(d.requests.length).toBeGreaterThanOrEqual(2);
+    expect(d.requests.every((r) => r.headers.authorization === want)).toBe(true);
+  });
+
+  it('a wrong password is an HTTP 401: stale, nothing invented', async () => {
+    const { d } = await seeded({ basicAuth: { user: 'ops', password: 'right' } });
+    const { source: s } = await source(d.url, { auth: { basic: { user: 'ops', password: 'wrong' } } });
+    expect(s.cluster().apps).toEqual([]);
+    expect(s.status()).toMatchObject({ stale: true, reason: 'listing apps: HTTP 401' });
+  });
+
+  it('sends a DC/OS token as `Authorization: token=...`', async () => {
+    const { d } = await seeded();
+    await source(d.url, { auth: { token: 'abc.def' } });
+    expect(d.requests[0]!.headers.authorization).toBe('token=abc.def');
+  });
+});
+
+describe('appPath', () => {
+  it('encodes each segment and refuses ids that could address something else', () => {
+    expect(appPath('/shop/web')).toBe('/v2/apps/shop/web');
+    expect(appPath('/a b/c?d#e%')).toBe('/v2/apps/a%20b/c%3Fd%23e%25');
+    expect(appPath('/a/../b')).toBeNull();
+    expect(appPath('/a//b')).toBeNull();
+    expect(appPath('/a/.')).toBeNull();
+    expect(appPath('/x/tasks')).toBeNull();
+    expect(appPath('/bad\ud800')).toBeNull();
+  });
+});
+
+describe('MarathonSource: events that overtake a list', () => {
+  it('a list answer older than a kill event does not bring the killed task back', async () => {
+    const { d, web } = await seeded();
+    const { source: s } = await source(d.url);
+    await settle(s);
+    const hold = d.holdLists();
+    const relisted = s.relist();
+    await waitFor(() => hold.held() === 1, 'list computed and held');
+    d.killTask(web); // the held answer still lists it
+    await waitFor(() => !taskIds(s).includes(web), 'kill applied from the event');
+    hold.release();
+    await relisted;
+    expect(s.status().stale).toBe(false);
+    expect(taskIds(s)).not.toContain(web);
+  });
+});
