@@ -3,8 +3,12 @@
  */
 import type { CliIO, Command } from './command.js';
 import { EXIT_OK, EXIT_USAGE, UsageError } from './command.js';
+import { certsCommand } from './commands/certs.js';
 
-const commands: readonly Command[] = [];
+// One line per command; keep the list in the order `--help` shows it.
+const commands: readonly Command[] = [
+  certsCommand,
+];
 
 function topHelp(): string {
   const width = Math.max(...commands.map((c) => c.name.length), 8);
