@@ -21,7 +21,7 @@ import { applyDelta } from '../src/compile/state-delta.js';
 import { loadSyncProto, type AgentMessage, type ControllerMessage__Output, type SyncStubClient } from '../src/grpc/proto.js';
 import { silentLogger, type SyncLogger } from '../src/grpc/sync-logger.js';
 import { deltaFromMessage, stateFromSnapshot } from '../src/grpc/wire-state.js';
-import { Backoff, type BackoffOptions } from './backoff.js';
+import { Backoff, type BackoffOptions } from '../src/retry/backoff.js';
 
 export type SyncClientEvent =
   | { readonly type: 'connecting' }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff, backoffCap, fullJitterDelay } from '../agent/backoff.js';
+import { Backoff, backoffCap, fullJitterDelay } from '../src/retry/backoff.js';
 
 describe('exponential backoff with full jitter', () => {
   it('caps grow by the multiplier up to the maximum', () => {

@@ -27,7 +27,7 @@ interface Harness {
 }
 
 async function source(url: string | string[], extra: Partial<MarathonSourceOptions> = {}): Promise<Harness> {
-  const s = new MarathonSource({ url, backoff: { minMs: 20, maxMs: 200 }, requestTimeoutMs: 5000, ...extra });
+  const s = new MarathonSource({ url, backoff: { initialMs: 20, maxMs: 200 }, requestTimeoutMs: 5000, ...extra });
   const changes: Harness['changes'] = [];
   s.onChange((cluster, ids) => changes.push({ cluster, ids }));
   cleanups.push(() => s.stop());

@@ -15,6 +15,7 @@
  *   because ip-num's IPv6 `toString` does not compress (and prints `::0` for zero).
  */
 import { IPv4, IPv6 } from 'ip-num';
+import { ipv4Text, ipv6Text } from '../policy/address.js';
 
 export type Family = 4 | 6;
 
@@ -80,31 +81,7 @@ export function parseCidr(text: string): ParsedCidr {
 }
 
 export function formatAddress(family: Family, value: bigint): string {
-  if (family === 4) {
-    const n = Number(value);
-    return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-  }
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((value >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: the first longest run of two or more zero groups becomes '::'.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return family === 4 ? ipv4Text(value) : ipv6Text(value);
 }
 
 export function formatCidr(c: ParsedCidr): string {

@@ -34,7 +34,7 @@
 import pino, { type Logger } from 'pino';
 import { createParser } from 'eventsource-parser';
 import type { ClusterState } from '../inventory/cluster-state.js';
-import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffOptions } from './backoff.js';
+import { fullJitterDelay, sleep, type BackoffOptions } from '../retry/backoff.js';
 import { ClusterStore } from './cluster-store.js';
 import { HttpClient, type MarathonAuth, type MarathonTls } from './http-client.js';
 import { parseApps } from './parse-apps.js';
@@ -110,7 +110,7 @@ export class MarathonSource {
     this.now = opts.now ?? Date.now;
     this.relistMs = opts.relistIntervalMs ?? 60_000;
     this.timeoutMs = opts.requestTimeoutMs ?? 30_000;
-    this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
+    this.backoff = opts.backoff ?? {};
     this.emptyConfirmMs = opts.emptyConfirmMs ?? 120_000;
     this.maxBodyBytes = opts.maxBodyBytes ?? 256 * 1024 * 1024;
     this.streamDownSince = this.now();
@@ -182,7 +182,7 @@ export class MarathonSource {
 
   private retryLater(): void {
     if (this.retryTimer || this.abort.signal.aborted) return;
-    const delay = backoffDelay(this.readFailures++, this.backoff);
+    const delay = fullJitterDelay(this.readFailures++, this.backoff);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.schedule({ full: true });
@@ -310,7 +310,7 @@ export class MarathonSource {
       }
       if (this.abort.signal.aborted) break;
       this.streamDownSince ??= this.now();
-      const delay = backoffDelay(attempt++, this.backoff);
+      const delay = fullJitterDelay(attempt++, this.backoff);
       this.log.warn({ reason: why, retryInMs: delay }, 'Marathon event stream lost; reconnecting');
       await sleep(delay, this.abort.signal);
     }

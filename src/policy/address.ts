@@ -89,8 +89,10 @@ export function cidrInside(
   return inner.family === outer.family && inner.first >= outer.first && inner.last <= outer.last;
 }
 
-function ipv4Text(v: bigint): string {
-  return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 0xffn)).join('.');
+/** Dotted-quad text of an IPv4 address value. */
+export function ipv4Text(v: bigint): string {
+  const n = Number(v);
+  return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
 /** RFC 5952: lowercase, no leading zeros, the longest run (first if tied) of >= 2 zero groups as `::`. */
