@@ -4,9 +4,17 @@
 import type { CliIO, Command } from './command.js';
 import { EXIT_OK, EXIT_USAGE, UsageError } from './command.js';
 import { certsCommand } from './commands/certs.js';
+import { checkCommand } from './commands/check.js';
+import { compileCommand } from './commands/compile.js';
+import { diffCommand } from './commands/diff.js';
+import { explainCommand } from './commands/explain.js';
 
 // One line per command; keep the list in the order `--help` shows it.
 const commands: readonly Command[] = [
+  checkCommand,
+  compileCommand,
+  explainCommand,
+  diffCommand,
   certsCommand,
 ];
 

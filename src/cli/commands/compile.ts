@@ -1,0 +1,121 @@
+/**
+ * `portcullis compile`: the DesiredState of one host or of every host (json), or the exact text
+ * the agent feeds to `ipset restore` and `iptables-restore` / `ip6tables-restore --noflush` on a
+ * host that has no Portcullis objects yet (iptables). Compile reports and lint findings go to
+ * stderr as warnings; only a broken policy or inventory fails (exit 1), as in the controller.
+ */
+import { parseArgs } from 'node:util';
+import { compile } from '../../compile/compile.js';
+import type { DesiredState } from '../../compile/desired-state.js';
+import { sortDiagnostics } from '../../diagnostic.js';
+import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
+import { FAMILIES } from '../../render/owned-names.js';
+import { renderIpsetRestore } from '../../render/render-ipsets.js';
+import { renderIptablesRestore, restoreCommand } from '../../render/render-iptables.js';
+import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
+import {
+  INVENTORY_OPTION_HELP,
+  POLICY_OPTION_HELP,
+  loadInventoryInput,
+  loadPolicyInput,
+  oneOf,
+  parseOptions,
+  reportsAsDiagnostics,
+  resolveInventoryPath,
+  resolvePolicyPath,
+  writeDiagnostics,
+} from '../load-inputs.js';
+
+const help = `Usage: portcullis compile [--host HOST] [--format iptables|json] [--policy FILE|DIR] [--inventory FILE]
+
+Compiles the policy against the inventory and prints what each host must enforce.
+  iptables  for each host and address family: the 'ipset restore' input, then the
+            'iptables-restore --noflush' / 'ip6tables-restore --noflush' input, each under a
+            '# ---' header: exactly what the agent writes on a host without Portcullis rules.
+  json      the DesiredState of the host, or of every host as an object keyed by host id.
+Compile reports (rejected label declarations, hosts without address, port conflicts) are
+printed on stderr as warnings.
+
+Options:
+  --host HOST         one host id of the inventory (default: every host)
+  --format iptables|json
+                      output format (default: iptables)
+${POLICY_OPTION_HELP}
+${INVENTORY_OPTION_HELP}
+
+Exit codes: 0 ok, 1 policy or inventory error or unknown host, 2 usage error.
+
+Example:
+  portcullis compile --host node-2 --format json
+`;
+
+function renderHost(state: DesiredState): string {
+  const out: string[] = [];
+  for (const family of FAMILIES) {
+    out.push(`# --- host ${state.hostId}: ipset restore (IPv${family}) ---\n`);
+    out.push(renderIpsetRestore(state, family));
+    out.push(`# --- host ${state.hostId}: ${restoreCommand(family)} --noflush (IPv${family}) ---\n`);
+    out.push(renderIptablesRestore(state, family, { insertJump: true }));
+  }
+  return out.join('');
+}
+
+export const compileCommand: Command = {
+  name: 'compile',
+  summary: "Print a host's compiled state: ipset/iptables-restore input or JSON",
+  help,
+  async run(args: readonly string[], io: CliIO): Promise<number> {
+    const { values } = parseOptions(() =>
+      parseArgs({
+        args: [...args],
+        options: {
+          host: { type: 'string' },
+          format: { type: 'string' },
+          policy: { type: 'string' },
+          inventory: { type: 'string' },
+        },
+        strict: true,
+        allowPositionals: false,
+      }),
+    );
+    const format = oneOf('format', values.format, ['iptables', 'json'] as const, 'iptables');
+    const [policy, inventory] = await Promise.all([
+      loadPolicyInput(resolvePolicyPath(io, values.policy)),
+      loadInventoryInput(resolveInventoryPath(io, values.inventory)),
+    ]);
+    if (!policy.ok || !inventory.ok) {
+      writeDiagnostics(io.stderr, io, sortDiagnostics([...(policy.ok ? [] : policy.errors), ...(inventory.ok ? [] : inventory.errors)]));
+      io.stderr('portcullis compile: nothing compiled; fix the errors above (portcullis check lists them all)\n');
+      return EXIT_INPUT_ERROR;
+    }
+    const { policy: p, sites } = policy.loaded;
+    const cluster = inventory.loaded.cluster;
+    const result = compile(p, cluster);
+
+    let states: DesiredState[] = [...result.states.values()];
+    if (values.host !== undefined) {
+      const state = result.states.get(values.host);
+      if (!state) {
+        const known = [...result.states.keys()];
+        io.stderr(`portcullis compile: unknown host '${values.host}'; hosts of the inventory: ${known.length > 0 ? known.join(', ') : '(none)'}\n`);
+        return EXIT_INPUT_ERROR;
+      }
+      states = [state];
+    }
+
+    const notes = sortDiagnostics([
+      ...policy.loaded.warnings,
+      ...lintPolicyAgainstCluster(p, cluster, sites).map((d) => ({ ...d, severity: 'warning' as const })),
+      ...(await reportsAsDiagnostics(result.reports, inventory.loaded.path)),
+    ]);
+    writeDiagnostics(io.stderr, io, notes);
+
+    if (format === 'json') {
+      const body = values.host !== undefined ? states[0] : Object.fromEntries(states.map((s) => [s.hostId, s]));
+      io.stdout(JSON.stringify(body, null, 2) + '\n');
+    } else {
+      io.stdout(states.map(renderHost).join('\n'));
+    }
+    return EXIT_OK;
+  },
+};

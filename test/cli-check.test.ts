@@ -1,0 +1,142 @@
+/**
+ * `portcullis check`: in-process through main(argv, io), plus one run of the built entry point.
+ * Every malformed policy fixture (test/fixtures/policy-errors, `# expect: L:C text` headers)
+ * must fail with exit 1 and print each expected `file:line:col: text` line.
+ */
+import { execFile } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../src/cli/main.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const FIXTURES = join(ROOT, 'test/fixtures/policy-errors');
+const run = promisify(execFile);
+
+async function cli(argv: string[], cwd = ROOT): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), cwd });
+  return { code, out, err };
+}
+
+function expectations(fixture: string): { file: string; line: number; col: number; text: string }[] {
+  const p = join(FIXTURES, fixture);
+  const files = statSync(p).isDirectory() ? readdirSync(p).sort().map((n) => join(p, n)) : [p];
+  return files.flatMap((file) =>
+    [...readFileSync(file, 'utf8').matchAll(/^# expect: (\d+):(\d+) (.+)$/gm)].map((m) => ({ file, line: Number(m[1]), col: Number(m[2]), text: m[3]! })),
+  );
+}
+
+let tmp: string;
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'pcut-cli-check-'));
+});
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('portcullis check', () => {
+  it('passes the shipped examples with a one-line summary', async () => {
+    const r = await cli(['check']);
+    expect(r.code, r.out + r.err).toBe(0);
+    expect(r.out).toMatch(/^policy ok: 7 groups, 3 networks, 11 rules; inventory: 4 hosts, 9 apps, 14 tasks; 0 errors, 0 warnings\n$/);
+  });
+
+  const fixtures = readdirSync(FIXTURES).sort();
+  it('has fixtures to run', () => {
+    expect(fixtures.length).toBeGreaterThanOrEqual(30);
+  });
+
+  it.each(fixtures)('fails on %s and prints every expected file:line:col line', async (fixture) => {
+    const r = await cli(['check', '--policy', join(FIXTURES, fixture)]);
+    expect(r.code, r.out).toBe(1);
+    const lines = r.out.split('\n');
+    const wanted = expectations(fixture);
+    expect(wanted.length).toBeGreaterThan(0);
+    for (const w of wanted) {
+      const prefix = `${relative(ROOT, w.file)}:${w.line}:${w.col}: `;
+      expect(lines.some((l) => l.startsWith(prefix) && l.includes(w.text)), `${prefix}${w.text} in:\n${r.out}`).toBe(true);
+    }
+    expect(lines.at(-2)).toMatch(/[1-9]\d* errors?, \d+ warnings?/);
+  });
+
+  it('fails on a broken inventory and prints its diagnostics', async () => {
+    const inv = join(ROOT, 'test/fixtures/inventory/many-errors.yaml');
+    const r = await cli(['check', '--inventory', inv]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('test/fixtures/inventory/many-errors.yaml:12:17: ');
+    expect(r.out).toContain("test/fixtures/inventory/many-errors.yaml:23:12: unknown app '/wbe'");
+    expect(r.out).toMatch(/inventory test\/fixtures\/inventory\/many-errors\.yaml: 8 errors; 8 errors, 0 warnings/);
+  });
+
+  it('reports a missing policy path and exits 1', async () => {
+    const r = await cli(['check', '--policy', join(tmp, 'nope.yaml')]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain(`${join(tmp, 'nope.yaml')}:1:1: cannot read policy`);
+  });
+
+  it('prints compile reports and lint warnings as warnings, located in the inventory, and exits 0', async () => {
+    const inv = readFileSync(join(ROOT, 'policies/inventory.yaml'), 'utf8').replace(
+      '  - id: /shop/api\n    network: bridge\n',
+      '  - id: /shop/api\n    network: bridge\n    labels: { portcullis.allow-from: "lb" }\n',
+    );
+    expect(inv).toContain('allow-from: "lb"');
+    writeFileSync(join(tmp, 'inventory.yaml'), inv);
+    const dir = join(tmp, 'policy');
+    cpSync(join(ROOT, 'policies/shop'), dir, { recursive: true });
+    writeFileSync(join(dir, '30-extra.yaml'), 'groups:\n  ghosts:\n    apps: ["/nowhere/*"]\n');
+    const r = await cli(['check', '--policy', dir, '--inventory', join(tmp, 'inventory.yaml')], tmp);
+    expect(r.code, r.out).toBe(0);
+    const apiLine = inv.split('\n').findIndex((l) => l.includes('id: /shop/api')) + 1;
+    expect(r.out).toMatch(new RegExp(`^inventory\\.yaml:${apiLine}:5: warning: .*lb.*\\[label-rejected\\]$`, 'm'));
+    expect(r.out).toMatch(/^policy\/30-extra\.yaml:2:3: warning: group 'ghosts' selects no app/m);
+    expect(r.out).toMatch(/0 errors, 2 warnings\n$/);
+  });
+
+  it('prints JSON with --format json', async () => {
+    const r = await cli(['check', '--format', 'json', '--policy', join(FIXTURES, '12-unknown-group-in-from.yaml')]);
+    expect(r.code).toBe(1);
+    const body = JSON.parse(r.out);
+    expect(body.ok).toBe(false);
+    expect(body.policy.ok).toBe(false);
+    expect(body.inventory).toMatchObject({ ok: true, hosts: 4 });
+    expect(body.diagnostics[0]).toMatchObject({ line: 10, col: 11, severity: 'error' });
+  });
+
+  it('exits 2 on an unknown option or format, 0 on --help', async () => {
+    const bad = await cli(['check', '--polcy', 'x']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--polcy');
+    expect((await cli(['check', '--format', 'xml'])).code).toBe(2);
+    const help = await cli(['check', '--help']);
+    expect(help.code).toBe(0);
+    for (const opt of ['--policy', '--inventory', '--format', 'default', 'Example']) expect(help.out).toContain(opt);
+  });
+});
+
+describe('the built entry point', () => {
+  const dist = join(ROOT, 'dist/src/cli/main.js');
+  const newest = (dir: string): number =>
+    Math.max(...readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => statSync(join(dir, f)).mtimeMs));
+
+  beforeAll(async () => {
+    if (existsSync(dist) && statSync(dist).mtimeMs >= newest(join(ROOT, 'src'))) return;
+    // Other modules' type errors must not stop the build of ours: tsc still emits.
+    await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT }).catch(() => undefined);
+  }, 120_000);
+
+  it('runs `node bin/portcullis.js check` on the shipped examples', async () => {
+    expect(existsSync(dist)).toBe(true);
+    const { stdout } = await run(process.execPath, [join(ROOT, 'bin/portcullis.js'), 'check'], { cwd: ROOT });
+    expect(stdout).toMatch(/^policy ok: .*0 errors/m);
+    const failed = await run(process.execPath, [join(ROOT, 'bin/portcullis.js'), 'check', '--policy', join(FIXTURES, '14-to-any.yaml')], { cwd: ROOT }).then(
+      () => 0,
+      (e: { code?: number }) => e.code,
+    );
+    expect(failed).toBe(1);
+  });
+});

@@ -1,0 +1,123 @@
+/** `portcullis explain` on the shipped example and on edited copies (failsafe, audit). */
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../src/cli/main.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+async function cli(argv: string[], cwd = ROOT): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), cwd });
+  return { code, out, err };
+}
+
+/** The verdict lines (not the reason lines nor the summary). */
+const verdicts = (out: string): string[] => out.split('\n').filter((l) => l.includes(' → '));
+
+let tmp: string;
+/** A copy of the shop policy with 00-defaults.yaml edited by `edit`. */
+function policyCopy(name: string, edit: (text: string) => string): string {
+  const dir = join(tmp, name);
+  cpSync(join(ROOT, 'policies/shop'), dir, { recursive: true });
+  const file = join(dir, '00-defaults.yaml');
+  const before = readFileSync(file, 'utf8');
+  const after = edit(before);
+  expect(after).not.toBe(before);
+  writeFileSync(file, after);
+  return dir;
+}
+
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'pcut-cli-explain-'));
+});
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('portcullis explain', () => {
+  it('allows web to reach api http by rule web-to-api, for every web host address and api task', async () => {
+    const r = await cli(['explain', '--from', '/shop/web', '--to', '/shop/api', '--port', 'http']);
+    expect(r.code, r.err).toBe(0);
+    const lines = verdicts(r.out);
+    // web runs on node-1, node-2, node-4 (canary is not /shop/web): 2 hosts x 2 addresses; api has 3 tasks.
+    expect(lines).toHaveLength(12);
+    for (const l of lines) expect(l).toMatch(/: ALLOW — rule web-to-api \(policies\/shop\/20-rules\.yaml:\d+:5\), tier policy$/);
+    expect(lines).toContain(
+      '10.0.1.11 → /shop/api on node-2:31100/tcp (http): ALLOW — rule web-to-api (policies/shop/20-rules.yaml:20:5), tier policy',
+    );
+    expect(r.out).toMatch(/12 connections allowed, 0 denied\n$/);
+  });
+
+  it('denies the retired LB subnet by rule, and allows the rest of the LB network', async () => {
+    const retired = await cli(['explain', '--from', '10.0.100.200', '--to', '/shop/web', '--port', 'http']);
+    expect(retired.code).toBe(0);
+    for (const l of verdicts(retired.out)) expect(l).toMatch(/: DENY — rule retired-lb-denied .*tier policy$/);
+    const lb = await cli(['explain', '--from', '10.0.100.5', '--to', '/shop/web', '--port', 'http']);
+    for (const l of verdicts(lb.out)) expect(l).toMatch(/: ALLOW — rule lb-to-web .*tier policy$/);
+    expect(verdicts(lb.out)).toHaveLength(2);
+  });
+
+  it('falls to the default deny when no rule matches', async () => {
+    const r = await cli(['explain', '--from', '192.0.2.1', '--to', '/shop/api', '--port', '8080', '--protocol', 'tcp']);
+    expect(r.code).toBe(0);
+    const lines = verdicts(r.out);
+    expect(lines).toHaveLength(3); // 8080 is the containerPort of http: every api task
+    for (const l of lines) expect(l).toMatch(/\(http\): DENY — tier default$/);
+  });
+
+  it('applies a developer label within the guardrails (tier labels), and the lock after it', async () => {
+    const label = await cli(['explain', '--from', '10.0.1.11', '--to', '/tools/reports', '--port', 'http']);
+    expect(verdicts(label.out)).toEqual([
+      '10.0.1.11 → /tools/reports on node-4:31600/tcp (http): ALLOW — rule tools-by-labels (policies/shop/20-rules.yaml:56:5), tier labels',
+    ]);
+    expect(label.out).toContain("declares portcullis.allow-from 'api'");
+    const locked = await cli(['explain', '--from', '10.0.1.11', '--to', '/tools/reports', '--port', 'debug']);
+    expect(verdicts(locked.out)).toEqual([
+      '10.0.1.11 → /tools/reports on node-4:31601/tcp (debug): DENY — rule tools-locked (policies/shop/20-rules.yaml:62:5), tier policy',
+    ]);
+  });
+
+  it('allows a failsafe port whatever the rules', async () => {
+    const dir = policyCopy('failsafe', (t) => t.replace('failsafe: [tcp/22, tcp/5051, tcp/7443]', 'failsafe: [tcp/22, tcp/31100]'));
+    const r = await cli(['explain', '--policy', dir, '--from', '192.0.2.1', '--to', '/shop/api', '--port', '31100']);
+    expect(r.code, r.err).toBe(0);
+    const lines = verdicts(r.out);
+    expect(lines.map((l) => l.split(' on ')[1]!.split('/')[0])).toEqual(['node-1:31100', 'node-2:31100']);
+    for (const l of lines) expect(l).toMatch(/: ALLOW — tier failsafe$/);
+  });
+
+  it('says a denial is only logged in audit mode', async () => {
+    const dir = policyCopy('audit', (t) => t.replace(/^  mode: enforce$/m, '  mode: audit'));
+    const r = await cli(['explain', '--policy', dir, '--from', '192.0.2.1', '--to', '/shop/db', '--port', 'postgres']);
+    expect(verdicts(r.out)).toEqual(['192.0.2.1 → /shop/db on node-3:31300/tcp (postgres): DENY (audit: logged, not dropped) — tier default']);
+  });
+
+  it('prints verdicts as JSON', async () => {
+    const r = await cli(['explain', '--format', 'json', '--from', '10.0.1.13', '--to', '/monitoring/statsd', '--port', 'statsd']);
+    expect(r.code).toBe(0);
+    const body = JSON.parse(r.out);
+    // statsd is udp,tcp on node-1 and node-3; the rule covers udp only.
+    const byProto = body.verdicts.map((v: { hostId: string; protocol: string; decision: string; rule?: string }) => `${v.hostId} ${v.protocol} ${v.decision} ${v.rule ?? '-'}`);
+    expect(byProto).toEqual(['node-1 tcp deny -', 'node-1 udp allow statsd', 'node-3 tcp deny -', 'node-3 udp allow statsd']);
+  });
+
+  it('exits 1 with the reason for an unknown app or port, 2 for a missing option', async () => {
+    const app = await cli(['explain', '--from', '/shop/web', '--to', '/shop/nope', '--port', 'http']);
+    expect(app.code).toBe(1);
+    expect(app.err).toContain("unknown destination app '/shop/nope'");
+    const port = await cli(['explain', '--from', '/shop/web', '--to', '/shop/api', '--port', 'grpc']);
+    expect(port.code).toBe(1);
+    expect(port.err).toContain("no task port matching 'grpc'");
+    const src = await cli(['explain', '--from', '10.0.1.999', '--to', '/shop/api', '--port', 'http']);
+    expect(src.code).toBe(1);
+    expect(src.err).toContain('not an IPv4 or IPv6 address');
+    expect((await cli(['explain', '--from', '/shop/web', '--port', 'http'])).code).toBe(2);
+    expect((await cli(['explain', '--from', '/shop/web', '--to', '/shop/api', '--port', 'http', '--protocol', 'icmp'])).code).toBe(2);
+    const help = await cli(['explain', '--help']);
+    for (const opt of ['--from', '--to', '--port', '--protocol', '--format', '--policy', '--inventory', 'Example']) expect(help.out).toContain(opt);
+  });
+});
