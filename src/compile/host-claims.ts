@@ -1,0 +1,155 @@
+/**
+ * One host's managed ports and their allowed source sets, and the DesiredState built from them:
+ * the per-host half of `compile` (its passes 1 and 2), for the incremental compiler.
+ *
+ * Contract: given the same inputs as `compile` derives internally (valid tasks of the host, app
+ * infos with candidate rules and label keys, a SourceResolver over the same rule sets and label
+ * sets), `hostState` returns a state with the same sets and version as `compile` does for that
+ * host, and the same `port-conflict` reports. The sorted output of MemberEmitter does not depend
+ * on which other sets it ranked, so emitters may be built per batch of hosts.
+ * test/compile-incremental.test.ts checks the equality on long random change sequences.
+ */
+import type { App, Task } from '../inventory/cluster-state.js';
+import type { Policy, Protocol } from '../policy/policy-model.js';
+import type { AddressSet } from './address-set.js';
+import type { CompileReport } from './compile-report.js';
+import { ruleMatchesPort } from './compile.js';
+import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
+import { MemberEmitter, type PortClaim } from './emit-members.js';
+import type { SourceResolver } from './resolve-sources.js';
+import { stateVersion } from './state-version.js';
+
+export interface AppCompileInfo {
+  readonly app: App;
+  readonly candidates: readonly number[];
+  readonly labelKeys: readonly string[];
+}
+
+export interface HostClaim extends PortClaim {
+  set: AddressSet;
+  readonly owners: string[];
+}
+
+export interface PolicyConstants {
+  readonly failsafe: ReadonlySet<string>;
+  readonly failsafeTcp: readonly string[];
+  readonly failsafeUdp: readonly string[];
+}
+
+function sortedUnique(list: string[]): string[] {
+  list.sort();
+  let w = 0;
+  for (let i = 0; i < list.length; i++) if (i === 0 || list[i] !== list[w - 1]) list[w++] = list[i]!;
+  list.length = w;
+  return list;
+}
+
+function isPort(p: number): boolean {
+  return Number.isInteger(p) && p >= 1 && p <= 65535;
+}
+
+export function policyConstants(policy: Policy): PolicyConstants {
+  const of = (proto: Protocol) =>
+    sortedUnique(policy.defaults.failsafe.filter((f) => f.protocol === proto).map((f) => String(f.port)));
+  return {
+    failsafe: new Set(policy.defaults.failsafe.map((f) => `${f.protocol}:${f.port}`)),
+    failsafeTcp: of('tcp'),
+    failsafeUdp: of('udp'),
+  };
+}
+
+/**
+ * Pass 1 for one host: its claims (tasks sorted by id), port-conflict reports, and the groups
+ * whose source sets its claims depend on (`from` groups of the matching rules, groups in the
+ * applied label declarations): only a change of one of those can change this host's state.
+ */
+export function hostClaims(
+  policy: Policy,
+  constants: PolicyConstants,
+  hostId: string,
+  validTasks: readonly Task[],
+  infoOf: (appId: string) => AppCompileInfo,
+  resolver: SourceResolver,
+  labelSet: (key: string) => AddressSet,
+): { claims: HostClaim[]; reports: CompileReport[]; groups: Set<string> } {
+  const claims = new Map<string, HostClaim>();
+  const groups = new Set<string>();
+  const tasks = validTasks.slice().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  for (const task of tasks) {
+    const info = infoOf(task.appId);
+    const app = info.app;
+    const n = Math.min(task.hostPorts.length, app.ports.length);
+    for (let i = 0; i < n; i++) {
+      const hostPort = task.hostPorts[i]!;
+      if (!isPort(hostPort)) continue;
+      const port = app.ports[i]!;
+      for (const protocol of new Set(port.protocols)) {
+        const key = `${protocol}:${hostPort}`;
+        if (constants.failsafe.has(key)) continue;
+        const matching = info.candidates.filter((r) => ruleMatchesPort(policy.rules[r]!, port.name, hostPort, protocol));
+        const labelKey = info.labelKeys[i]!;
+        for (const r of matching) for (const p of policy.rules[r]!.from) if (p.kind === 'group') groups.add(p.name);
+        for (const k of labelKey.split('\n')) if (k.startsWith('group:')) groups.add(k.slice('group:'.length));
+        const set = resolver.resolve(matching, labelKey, labelSet(labelKey));
+        const owner = `${task.id}#${i}`;
+        const claim = claims.get(key);
+        if (claim) {
+          claim.set = claim.set.intersect(set);
+          claim.owners.push(owner);
+        } else {
+          claims.set(key, { protocol, port: hostPort, set, owners: [owner] });
+        }
+      }
+    }
+  }
+  const reports: CompileReport[] = [];
+  for (const [key, claim] of claims) {
+    if (claim.owners.length > 1) {
+      reports.push({
+        kind: 'port-conflict',
+        hostId,
+        message: `host ${hostId}: ${key} is claimed by ${claim.owners.join(', ')}; only sources all of them allow are allowed`,
+      });
+    }
+  }
+  return { claims: [...claims.values()], reports, groups };
+}
+
+function sameSets(a: DesiredState['sets'], b: Record<SetKind, string[]>): boolean {
+  for (const kind of SET_KINDS) {
+    const x = a[kind];
+    const y = b[kind];
+    if (x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  }
+  return true;
+}
+
+/**
+ * Pass 2 for a batch of hosts: sorted members and versions. A host whose sets and mode equal
+ * its `previous` state gets that very object back (no re-hash).
+ */
+export function hostStates(
+  policy: Policy,
+  constants: PolicyConstants,
+  claimsOfHost: ReadonlyMap<string, readonly HostClaim[]>,
+  previous: (hostId: string) => DesiredState | undefined = () => undefined,
+): Map<string, DesiredState> {
+  const emitter = new MemberEmitter([...claimsOfHost.values()].flatMap((claims) => claims.map((c) => c.set)));
+  const mode = policy.defaults.mode;
+  const states = new Map<string, DesiredState>();
+  for (const [hostId, claims] of claimsOfHost) {
+    const managed = (protocol: Protocol) =>
+      sortedUnique(claims.filter((c) => c.protocol === protocol).map((c) => String(c.port)));
+    const sets: Record<SetKind, string[]> = {
+      'managed-tcp': managed('tcp'),
+      'managed-udp': managed('udp'),
+      'failsafe-tcp': [...constants.failsafeTcp],
+      'failsafe-udp': [...constants.failsafeUdp],
+      ...emitter.emit(claims),
+    };
+    const old = previous(hostId);
+    states.set(hostId, old && old.mode === mode && sameSets(old.sets, sets) ? old : { hostId, mode, sets, version: stateVersion(mode, sets) });
+  }
+  return states;
+}
