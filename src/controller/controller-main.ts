@@ -1,0 +1,184 @@
+/**
+ * The controller process, wired: policy hot reload → DesiredStateStore ← cluster feed; the store
+ * feeds the Sync service (gRPC, mTLS or plaintext) and the status endpoint reads everything.
+ *
+ * Contract
+ * - `startController` resolves once both listeners are bound (the returned addresses carry the
+ *   REAL ports, so port 0 works) and the first policy and inventory loads were attempted; it
+ *   logs `{"msg":"controller listening","grpc":"host:port","status":"host:port"}`.
+ * - A broken policy (at start or on an edit) never reaches the store: every diagnostic is logged
+ *   at error level as `file:line:col: message`, the last good policy keeps being served, and the
+ *   error shows in /status (`policy.lastError`) and /metrics. The same holds for the inventory
+ *   through the ClusterFeed contract. Before the first good policy and inventory, /readyz is 503
+ *   and agents get no state (the Sync service has none to send).
+ * - Cluster changes are coalesced (`coalesceMs`) before a recompile; compiles are timed.
+ * - `reload()` re-reads the policy and the feed (SIGHUP); `stop()` ends every agent stream,
+ *   both listeners and every timer, so the process can exit on its own.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { formatDiagnostic } from '../diagnostic.js';
+import type { ClusterState } from '../inventory/cluster-state.js';
+import { SyncService, type AgentStatus } from '../grpc/sync-service.js';
+import { PolicyWatcher } from '../sources/policy-watcher.js';
+import type { ClusterFeed } from './cluster-feed.js';
+import { ControllerStatus, type CompileInfo, type PolicyInfo } from './controller-status.js';
+import { DesiredStateStore } from './desired-state-store.js';
+import { formatHostPort, type HostPort } from './host-port.js';
+import { StatusServer } from './status-server.js';
+
+export interface FeedContext {
+  /** What the Sync service knows of every agent (host ids, Hello addresses). */
+  readonly agents: () => AgentStatus[];
+  readonly logger: Logger;
+}
+
+export interface ControllerOptions {
+  readonly policyPath: string;
+  /** Builds the cluster feed (the static inventory file, or Marathon). */
+  readonly feed: (ctx: FeedContext) => ClusterFeed | Promise<ClusterFeed>;
+  readonly listen: HostPort;
+  readonly statusListen: HostPort;
+  /** mTLS server credentials; undefined = plaintext (`--insecure`). */
+  readonly credentials: grpc.ServerCredentials | undefined;
+  readonly pingIntervalMs?: number;
+  readonly coalesceMs?: number;
+  /** Policy poll period behind the file watch. Default 5 s. */
+  readonly pollMs?: number;
+  readonly logger: Logger;
+}
+
+export interface RunningController {
+  /** `host:port` of the gRPC listener, real port. */
+  readonly grpcAddress: string;
+  /** `host:port` of the status listener, real port. */
+  readonly statusAddress: string;
+  readonly status: ControllerStatus;
+  reload(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startController(options: ControllerOptions): Promise<RunningController> {
+  const log = options.logger;
+  const store = new DesiredStateStore({ coalesceMs: options.coalesceMs ?? 20 });
+  const policyInfo: PolicyInfo = { path: options.policyPath, valid: false, loadedAt: null, lastError: null, reloadErrors: 0, warnings: [] };
+  const compileInfo: CompileInfo = { compiles: 0, lastDurationMs: null, totalDurationMs: 0 };
+
+  const timed = (what: string, fn: () => readonly string[]): void => {
+    const started = performance.now();
+    const changed = fn();
+    const ms = performance.now() - started;
+    if (!store.ready()) return;
+    compileInfo.compiles++;
+    compileInfo.lastDurationMs = Math.round(ms * 1000) / 1000;
+    compileInfo.totalDurationMs += ms;
+    log.info({ trigger: what, hosts: store.hostIds().length, changedHosts: changed.length, durationMs: compileInfo.lastDurationMs, reports: store.reports().length }, 'states compiled');
+  };
+
+  const sync = new SyncService(store, {
+    insecure: options.credentials === undefined,
+    pingIntervalMs: options.pingIntervalMs ?? 10_000,
+    logger: log.child({ component: 'sync' }),
+  });
+  const feed = await options.feed({ agents: () => sync.agents(), logger: log });
+  const status = new ControllerStatus({ store, agents: () => sync.agents(), feed, policy: policyInfo, compile: compileInfo });
+
+  // Cluster changes: the first applies at once, later ones coalesce into one recompile.
+  let queued: ClusterState | undefined;
+  let clusterTimer: NodeJS.Timeout | undefined;
+  const flushCluster = (): void => {
+    clusterTimer = undefined;
+    const next = queued;
+    queued = undefined;
+    if (next) timed('inventory', () => store.setCluster(next));
+  };
+  const onCluster = (cluster: ClusterState): void => {
+    queued = cluster;
+    if (store.currentCluster() === undefined) return flushCluster();
+    clusterTimer ??= setTimeout(flushCluster, options.coalesceMs ?? 20);
+  };
+
+  const watcher = new PolicyWatcher({
+    path: options.policyPath,
+    ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
+    onPolicy: (policy, warnings) => {
+      const first = policyInfo.loadedAt === null;
+      policyInfo.valid = true;
+      policyInfo.loadedAt = new Date().toISOString();
+      policyInfo.lastError = null;
+      policyInfo.warnings = warnings.map(formatDiagnostic);
+      for (const w of warnings) log.warn({ diagnostic: formatDiagnostic(w) }, formatDiagnostic(w));
+      log.info({ path: options.policyPath, groups: policy.groups.length, rules: policy.rules.length, mode: policy.defaults.mode }, first ? 'policy loaded' : 'policy reloaded');
+      timed('policy', () => store.setPolicy(policy));
+    },
+    onError: (errors) => {
+      policyInfo.valid = false;
+      policyInfo.reloadErrors++;
+      const lines = errors.map(formatDiagnostic);
+      policyInfo.lastError = { at: new Date().toISOString(), diagnostics: lines };
+      for (const line of lines) log.error({ diagnostic: line }, line);
+      log.error(
+        { path: options.policyPath, errors: lines.length, servingLastGood: policyInfo.loadedAt !== null },
+        policyInfo.loadedAt !== null ? 'policy reload failed: keeping the last good policy' : 'policy is invalid: no state is served until it is fixed',
+      );
+    },
+  });
+
+  const server = new grpc.Server();
+  const statusServer = new StatusServer(status);
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    watcher.stop();
+    if (clusterTimer) clearTimeout(clusterTimer);
+    sync.close();
+    store.close();
+    await feed.stop().catch((e: unknown) => log.warn({ err: String(e) }, 'cluster feed did not stop cleanly'));
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 2000);
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    await statusServer.close();
+  };
+
+  try {
+    sync.addToServer(server);
+    await watcher.start();
+    await feed.start(onCluster);
+    const grpcPort = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(formatHostPort(options.listen.host, options.listen.port), options.credentials ?? grpc.ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(new Error(`cannot listen on ${formatHostPort(options.listen.host, options.listen.port)} (--listen): ${err.message}`)) : resolve(port),
+      );
+    });
+    let statusBound;
+    try {
+      statusBound = await statusServer.listen(options.statusListen.host, options.statusListen.port);
+    } catch (e) {
+      throw new Error(`cannot listen on ${formatHostPort(options.statusListen.host, options.statusListen.port)} (--status-listen): ${(e as Error).message}`);
+    }
+    const grpcAddress = formatHostPort(options.listen.host, grpcPort);
+    const statusAddress = formatHostPort(options.statusListen.host, statusBound.port);
+    if (options.credentials === undefined) log.warn({ grpc: grpcAddress }, 'gRPC is PLAINTEXT (--insecure): agents are not authenticated; use --ca/--cert/--key outside a local trial');
+    log.info({ grpc: grpcAddress, status: statusAddress, tls: options.credentials !== undefined, policy: options.policyPath, inventory: feed.status().source }, 'controller listening');
+    return {
+      grpcAddress,
+      statusAddress,
+      status,
+      reload: async () => {
+        log.info('reload requested');
+        await Promise.all([watcher.reload(), feed.reload?.()]);
+      },
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * What the controller shows on /readyz, /status and /metrics, read from the live pieces (the
+ * state store, the Sync service, the cluster feed) and the small record of policy reloads and
+ * compiles that controller-main.ts keeps. Pure reads: building a page changes nothing.
+ *
+ * /status document (stable field names; `portcullis status` and the test harnesses read it):
+ *   { ready, reason?, policy: PolicyInfo, inventory: <feed status>, compile: {...},
+ *     agents: [{ hostId, connected, peer, addresses, agentVersion, appliedVersion,
+ *                desiredVersion, inSync, lastError, lastSeen (ISO) }] }
+ * `agents` lists every host that has a desired state or ever opened a stream, sorted by host id;
+ * a host whose agent never connected has connected=false and appliedVersion=null.
+ */
+import type { AgentStatus } from '../grpc/host-record.js';
+import type { DesiredStateStore } from './desired-state-store.js';
+import type { ClusterFeed } from './cluster-feed.js';
+import type { Readiness, StatusSource } from './status-server.js';
+
+export interface PolicyInfo {
+  readonly path: string;
+  /** The policy files as last read parse (false while a broken edit is in place). */
+  valid: boolean;
+  /** ISO time the policy in force was loaded; null before the first good one. */
+  loadedAt: string | null;
+  /** The last failed reload since the last good one; null when the files are good. */
+  lastError: { at: string; diagnostics: string[] } | null;
+  reloadErrors: number;
+  warnings: string[];
+}
+
+export interface CompileInfo {
+  compiles: number;
+  lastDurationMs: number | null;
+  totalDurationMs: number;
+}
+
+export interface AgentReport {
+  readonly hostId: string;
+  readonly connected: boolean;
+  readonly peer: string | null;
+  readonly addresses: readonly string[];
+  readonly agentVersion: string | null;
+  readonly appliedVersion: string | null;
+  readonly desiredVersion: string | null;
+  readonly inSync: boolean;
+  readonly lastError: string | null;
+  readonly lastSeen: string | null;
+}
+
+export interface ControllerStatusInputs {
+  readonly store: DesiredStateStore;
+  readonly agents: () => readonly AgentStatus[];
+  readonly feed: ClusterFeed;
+  readonly policy: PolicyInfo;
+  readonly compile: CompileInfo;
+}
+
+export class ControllerStatus implements StatusSource {
+  constructor(private readonly inputs: ControllerStatusInputs) {}
+
+  readiness(): Readiness {
+    const { policy, feed, store } = this.inputs;
+    if (policy.loadedAt === null) return { ready: false, reason: `no valid policy loaded from ${policy.path}` };
+    if (!feed.status().ready) return { ready: false, reason: 'no inventory loaded yet' };
+    if (!store.ready()) return { ready: false, reason: 'states not compiled yet' };
+    return { ready: true };
+  }
+
+  agentReports(): AgentReport[] {
+    const { store } = this.inputs;
+    const byHost = new Map<string, AgentReport>();
+    for (const a of this.inputs.agents()) {
+      byHost.set(a.hostId, {
+        hostId: a.hostId,
+        connected: a.connected,
+        peer: a.peer ?? null,
+        addresses: a.addresses,
+        agentVersion: a.agentVersion === '' ? null : a.agentVersion,
+        appliedVersion: a.appliedVersion ?? null,
+        desiredVersion: a.desiredVersion ?? null,
+        inSync: a.inSync,
+        lastError: a.lastError ?? null,
+        lastSeen: a.lastSeen === undefined ? null : new Date(a.lastSeen).toISOString(),
+      });
+    }
+    for (const hostId of store.hostIds()) {
+      if (byHost.has(hostId)) continue;
+      byHost.set(hostId, {
+        hostId,
+        connected: false,
+        peer: null,
+        addresses: [],
+        agentVersion: null,
+        appliedVersion: null,
+        desiredVersion: store.current(hostId)?.version ?? null,
+        inSync: false,
+        lastError: null,
+        lastSeen: null,
+      });
+    }
+    return [...byHost.values()].sort((a, b) => (a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0));
+  }
+
+  status(): unknown {
+    const { store, feed, policy, compile } = this.inputs;
+    const readiness = this.readiness();
+    return {
+      ready: readiness.ready,
+      ...(readiness.reason !== undefined ? { reason: readiness.reason } : {}),
+      policy,
+      inventory: feed.status(),
+      compile: {
+        hosts: store.hostIds().length,
+        revision: store.revision(),
+        compiles: compile.compiles,
+        lastDurationMs: compile.lastDurationMs,
+        reports: store.reports(),
+      },
+      agents: this.agentReports(),
+    };
+  }
+
+  metrics(): string {
+    const { store, feed, policy, compile } = this.inputs;
+    const agents = this.inputs.agents();
+    const feedStatus = feed.status() as unknown as Record<string, unknown>;
+    const out: string[] = [];
+    const metric = (name: string, type: 'gauge' | 'counter', help: string, value: number): void => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${Number.isFinite(value) ? value : 0}`);
+    };
+    metric('portcullis_ready', 'gauge', 'Whether a valid policy and an inventory are loaded (1) or not (0).', this.readiness().ready ? 1 : 0);
+    metric('portcullis_policy_valid', 'gauge', 'Whether the policy files as last read are valid (0 while a broken edit is in place; the last good policy is served).', policy.valid ? 1 : 0);
+    metric('portcullis_policy_reload_errors_total', 'counter', 'Policy reloads that failed to parse or validate.', policy.reloadErrors);
+    metric('portcullis_inventory_ready', 'gauge', 'Whether a good inventory was loaded at least once.', feed.status().ready ? 1 : 0);
+    if (typeof feedStatus['reloadErrors'] === 'number') {
+      metric('portcullis_inventory_valid', 'gauge', 'Whether the inventory file as last read is valid.', feedStatus['valid'] === true ? 1 : 0);
+      metric('portcullis_inventory_reload_errors_total', 'counter', 'Inventory reloads that failed to parse.', feedStatus['reloadErrors']);
+    }
+    metric('portcullis_states_compiled', 'gauge', 'Hosts with a compiled desired state.', store.hostIds().length);
+    metric('portcullis_compile_reports', 'gauge', 'Problems the compiler reported (see /status).', store.reports().length);
+    metric('portcullis_compiles_total', 'counter', 'Recompiles run after a policy or inventory change.', compile.compiles);
+    metric('portcullis_compile_duration_seconds', 'gauge', 'Duration of the last recompile.', (compile.lastDurationMs ?? 0) / 1000);
+    metric('portcullis_compile_duration_seconds_total', 'counter', 'Time spent recompiling.', compile.totalDurationMs / 1000);
+    metric('portcullis_agents_known', 'gauge', 'Agents that opened a stream since the controller started.', agents.length);
+    metric('portcullis_agents_connected', 'gauge', 'Agents with an open stream.', agents.filter((a) => a.connected).length);
+    metric('portcullis_agents_in_sync', 'gauge', 'Agents whose applied version equals their desired version.', agents.filter((a) => a.inSync).length);
+    metric('portcullis_agents_with_errors', 'gauge', 'Agents whose last apply failed.', agents.filter((a) => a.lastError !== undefined).length);
+    return `${out.join('\n')}\n`;
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * Addresses of the hosts Marathon names: Marathon gives a task's `host` (a name or an address),
+ * the compiler needs the host's addresses (a group's source set is every address of every host
+ * that runs one of its tasks).
+ *
+ * Contract — where an address comes from, first match wins, never guessed:
+ *  1. the agent's Hello on that host (SyncService records `addresses` per host id; we poll
+ *     `agents()` every `pollMs`, default 1 s, and on `refreshAgents()`),
+ *  2. the host id itself when it is an IP address literal,
+ *  3. DNS, only when enabled (`--dns`): `lookup(name, {all: true})`, cached for `ttlMs`
+ *     (default 60 s); a failure keeps the last good answer and is retried after `retryMs`
+ *     (default 10 s); at most `maxInFlight` lookups at a time (default 16). Names that are not
+ *     syntactically host names (Marathon data is untrusted) are never looked up.
+ * A host with none of these has no address: `fill` leaves it empty (the compiler then reports
+ * it and its tasks are in no group's source set) and `problems` says so in one line per host.
+ * `onChange` fires when a host's known addresses change, so the caller recompiles.
+ * `fill` also adds every host whose agent said Hello but that runs no task (see there).
+ * Addresses are canonical text (src/compile/address-set.ts); invalid ones are dropped.
+ */
+import { promises as dnsPromises } from 'node:dns';
+import type { Logger } from 'pino';
+import pino from 'pino';
+import { tryParseAddress, canonicalAddress } from '../compile/address-set.js';
+import type { ClusterState, Host } from '../inventory/cluster-state.js';
+
+export type AddressResolver = (name: string) => Promise<readonly string[]>;
+
+/** What the Sync service knows: `SyncService.agents()` fits. */
+export type AgentAddressSource = () => Iterable<{ readonly hostId: string; readonly addresses: readonly string[] }>;
+
+export interface HostAddressesOptions {
+  readonly agents?: AgentAddressSource;
+  /** Resolve unknown host names with DNS. Default false. */
+  readonly dns?: boolean;
+  /** Injectable for tests; default `dns.promises.lookup(name, {all: true})`. */
+  readonly resolver?: AddressResolver;
+  readonly ttlMs?: number;
+  readonly retryMs?: number;
+  readonly pollMs?: number;
+  readonly maxInFlight?: number;
+  readonly now?: () => number;
+  readonly logger?: Logger;
+}
+
+export type AddressOrigin = 'hello' | 'literal' | 'dns';
+
+interface DnsEntry {
+  addresses: readonly string[];
+  /** When to look up again. */
+  refreshAt: number;
+  error: string | undefined;
+}
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+async function systemLookup(name: string): Promise<readonly string[]> {
+  const answers = await dnsPromises.lookup(name, { all: true });
+  return answers.map((a) => a.address);
+}
+
+function canonicalList(texts: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const t of texts) if (tryParseAddress(t)) out.add(canonicalAddress(t));
+  return [...out].sort();
+}
+
+export class HostAddresses {
+  private readonly hello = new Map<string, readonly string[]>();
+  private readonly dnsCache = new Map<string, DnsEntry>();
+  private readonly inFlight = new Set<string>();
+  private readonly waiting: string[] = [];
+  private readonly listeners = new Set<(hostIds: readonly string[]) => void>();
+  private readonly resolver: AddressResolver;
+  private readonly now: () => number;
+  private readonly log: Logger;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(private readonly opts: HostAddressesOptions = {}) {
+    this.resolver = opts.resolver ?? systemLookup;
+    this.now = opts.now ?? Date.now;
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'host-addresses' });
+  }
+
+  /** Starts polling the agents' Hello addresses. */
+  start(): void {
+    this.stopped = false;
+    this.refreshAgents();
+    if (this.opts.agents && !this.timer) {
+      this.timer = setInterval(() => this.refreshAgents(), this.opts.pollMs ?? 1000);
+      this.timer.unref();
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.waiting.length = 0;
+  }
+
+  onChange(listener: (hostIds: readonly string[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Reads the agents' Hello addresses now; fires onChange for hosts whose addresses changed. */
+  refreshAgents(): void {
+    if (!this.opts.agents) return;
+    const changed: string[] = [];
+    for (const agent of this.opts.agents()) {
+      const list = canonicalList(agent.addresses);
+      if (list.length === 0) continue;
+      const old = this.hello.get(agent.hostId);
+      if (old && old.join(' ') === list.join(' ')) continue;
+      this.hello.set(agent.hostId, list);
+      changed.push(agent.hostId);
+    }
+    if (changed.length > 0) this.fire(changed);
+  }
+
+  /** The known addresses of a host and where they came from, or undefined (unknown). */
+  lookup(hostId: string): { addresses: readonly string[]; origin: AddressOrigin } | undefined {
+    const hello = this.hello.get(hostId);
+    if (hello) return { addresses: hello, origin: 'hello' };
+    if (tryParseAddress(hostId)) return { addresses: [canonicalAddress(hostId)], origin: 'literal' };
+    const entry = this.dnsCache.get(hostId);
+    if (entry && entry.addresses.length > 0) return { addresses: entry.addresses, origin: 'dns' };
+    return undefined;
+  }
+
+  /**
+   * The cluster with every host's known addresses (hosts it lists already keep theirs when we
+   * know none). Starts DNS lookups for hosts without a fresh answer (when enabled).
+   */
+  fill(cluster: ClusterState): ClusterState {
+    const hosts: Host[] = cluster.hosts.map((h) => {
+      const known = this.lookup(h.id);
+      if (this.opts.dns && known?.origin !== 'hello' && known?.origin !== 'literal') this.maybeResolve(h.id);
+      return known ? { id: h.id, addresses: known.addresses } : h;
+    });
+    // Hosts whose agent said Hello but that run no task: they get a state too (failsafe only, no
+    // managed port), so ports of tasks that left the host are released, not kept filtered.
+    const listed = new Set(hosts.map((h) => h.id));
+    for (const [id, addresses] of this.hello) if (!listed.has(id)) hosts.push({ id, addresses });
+    return { hosts, apps: cluster.apps, tasks: cluster.tasks };
+  }
+
+  /** One line per host of `cluster` without a known address. */
+  problems(cluster: ClusterState): string[] {
+    const out: string[] = [];
+    for (const h of cluster.hosts) {
+      if (h.addresses.length > 0 || this.lookup(h.id)) continue;
+      const dnsError = this.dnsCache.get(h.id)?.error;
+      const why = dnsError ? ` (DNS: ${dnsError})` : this.opts.dns ? '' : ' (no agent Hello yet; --dns is off)';
+      out.push(`host ${h.id} has no known address: its tasks are not allowed as sources${why}`);
+    }
+    return out;
+  }
+
+  private maybeResolve(name: string): void {
+    if (this.stopped || !HOSTNAME.test(name) || this.inFlight.has(name) || this.waiting.includes(name)) return;
+    const entry = this.dnsCache.get(name);
+    if (entry && entry.refreshAt > this.now()) return;
+    this.waiting.push(name);
+    this.pump();
+  }
+
+  private pump(): void {
+    const max = this.opts.maxInFlight ?? 16;
+    while (!this.stopped && this.inFlight.size < max && this.waiting.length > 0) {
+      const name = this.waiting.shift()!;
+      this.inFlight.add(name);
+      void this.resolve(name).finally(() => {
+        this.inFlight.delete(name);
+        this.pump();
+      });
+    }
+  }
+
+  private async resolve(name: string): Promise<void> {
+    const old = this.dnsCache.get(name);
+    let next: DnsEntry;
+    try {
+      const list = canonicalList(await this.resolver(name));
+      if (list.length === 0) throw new Error('no addresses');
+      next = { addresses: list, refreshAt: this.now() + (this.opts.ttlMs ?? 60_000), error: undefined };
+    } catch (e) {
+      const error = (e as Error).message;
+      if (old?.error !== error) this.log.warn({ host: name, error }, 'DNS lookup of a host failed; will retry');
+      next = { addresses: old?.addresses ?? [], refreshAt: this.now() + (this.opts.retryMs ?? 10_000), error };
+    }
+    this.dnsCache.set(name, next);
+    if (this.stopped) return;
+    if ((old?.addresses ?? []).join(' ') !== next.addresses.join(' ')) this.fire([name]);
+  }
+
+  private fire(hostIds: readonly string[]): void {
+    for (const fn of [...this.listeners]) {
+      try {
+        fn(hostIds);
+      } catch (e) {
+        this.log.error({ err: e }, 'host address listener threw');
+      }
+    }
+  }
+}
