@@ -1,0 +1,321 @@
+/**
+ * A whole Portcullis cluster on one machine, for end-to-end tests and the demo: a test network
+ * (netns.ts) with N agent hosts, optional extra hosts (sources that run no agent) and one more
+ * namespace for the controller; the real `portcullis controller` and one real `portcullis agent`
+ * per host, each a child process inside its namespace.
+ *
+ * Contract
+ * - Host k (1-based) of the network is agent host k: its id (h<k>) is the agent's --host-id and
+ *   the id the inventory must use; its v4 and v6 addresses are the agent's --address values.
+ * - The controller runs in the last namespace, listening on that namespace's v4 address with port
+ *   0 the first time; the real ports are read from its `controller listening` log line, and a
+ *   restart reuses the gRPC port so the agents find it again.
+ * - Policy (one file `policy.yaml` in a policy directory, replaced by rename so the directory
+ *   watcher sees one complete file) and inventory (rewritten in place) live in a temp dir.
+ * - `/status` is read with curl inside the controller's namespace (the test runs outside it).
+ * - `destroy()` stops every process, deletes every namespace of the run (container namespaces of
+ *   bridge-task.ts included) and the temp dir; it is idempotent and safe after a failed start.
+ */
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { packageRoot } from '../../src/cli/package-root.js';
+import { issueCert, makeTestPki, type TestPki } from '../../src/tls/pki.js';
+import { createTestNetwork, listNamespaces, run, type TestHost, type TestNetwork } from './netns.js';
+import { logged, type LoggedProcess, type LogLine } from './process-log.js';
+
+export interface ClusterOptions {
+  readonly hosts: number;
+  /** YAML text of the policy (one file), or a function of the agent hosts and the extra hosts. */
+  readonly policy: string | ((hosts: readonly TestHost[], extraHosts: readonly TestHost[]) => string);
+  /** YAML text of the inventory, given the agent hosts and the extra hosts. */
+  readonly inventory: (hosts: readonly TestHost[], extraHosts: readonly TestHost[]) => string;
+  readonly tls?: boolean;
+  /** Namespaces on the network that run no agent (outside sources). Default 0. */
+  readonly extraHosts?: number;
+  /** Agent --refresh-interval in seconds. Default 1. */
+  readonly refreshIntervalS?: number;
+  /** Wait for every agent to report its first apply. Default true. */
+  readonly waitForAgents?: boolean;
+}
+
+export interface AgentReport {
+  readonly hostId: string;
+  readonly connected: boolean;
+  readonly appliedVersion: string | undefined;
+  readonly desiredVersion: string | undefined;
+}
+
+export interface Cluster {
+  readonly net: TestNetwork;
+  readonly prefix: string;
+  readonly hosts: readonly TestHost[];
+  readonly extraHosts: readonly TestHost[];
+  readonly controllerHost: TestHost;
+  /** `address:port` agents dial. */
+  readonly controllerTarget: () => string;
+  readonly dir: string;
+  readonly pki: TestPki | undefined;
+  setPolicy(text: string): Promise<void>;
+  setInventory(text: string): Promise<void>;
+  /** Parsed GET /status of the running controller. */
+  status(): Promise<unknown>;
+  agentReports(): Promise<AgentReport[]>;
+  /**
+   * Waits until every agent host is connected with applied == desired; with `changedFrom`, also
+   * until some host's desired version differs from it. Returns hostId → version.
+   */
+  waitConverged(deadlineMs: number, changedFrom?: ReadonlyMap<string, string>): Promise<Map<string, string>>;
+  controller(): LoggedProcess;
+  killController(): Promise<void>;
+  startController(): Promise<void>;
+  agent(i: number): LoggedProcess;
+  agentLog(i: number): string;
+  startAgent(i: number): Promise<LoggedProcess>;
+  stopAgent(i: number): Promise<void>;
+  restartAgent(i: number): Promise<LoggedProcess>;
+  /** Starts an agent with arbitrary arguments after `agent` in namespace `ns` (tests of misuse). */
+  spawnAgent(ns: string, args: readonly string[], label: string): LoggedProcess;
+  destroy(): Promise<void>;
+}
+
+const binPath = (): string => path.join(packageRoot(), 'bin', 'portcullis.js');
+
+/** Polls `condition` every `everyMs` until it returns a value other than undefined/false. */
+export async function waitFor<T>(
+  condition: () => Promise<T | undefined | false> | T | undefined | false,
+  deadlineMs: number,
+  what: string,
+  everyMs = 150,
+): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  let last: unknown;
+  for (let i = 0; i < 100_000; i++) {
+    try {
+      const value = await condition();
+      if (value !== undefined && value !== false) return value;
+      last = undefined;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() >= end) break;
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+  throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+/** Agent records in a /status document: the `agents` array, or the first array of objects with a hostId. */
+export function agentsOf(status: unknown): AgentReport[] {
+  const find = (value: unknown, depth: number): unknown[] | undefined => {
+    if (depth > 4 || value === null || typeof value !== 'object') return undefined;
+    if (Array.isArray(value)) {
+      if (value.some((v) => v !== null && typeof v === 'object' && 'hostId' in v)) return value;
+      return undefined;
+    }
+    const record = value as Record<string, unknown>;
+    if (Array.isArray(record['agents'])) return record['agents'];
+    for (const v of Object.values(record)) {
+      const hit = find(v, depth + 1);
+      if (hit) return hit;
+    }
+    return undefined;
+  };
+  const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+  return (find(status, 0) ?? []).flatMap((raw) => {
+    if (raw === null || typeof raw !== 'object') return [];
+    const r = raw as Record<string, unknown>;
+    const hostId = str(r['hostId']);
+    if (!hostId) return [];
+    return [{
+      hostId,
+      connected: r['connected'] === true,
+      appliedVersion: str(r['appliedVersion']),
+      desiredVersion: str(r['desiredVersion']),
+    }];
+  });
+}
+
+/** Names of namespaces of this run (prefix) that still exist. */
+export async function leftoverNamespaces(prefix: string): Promise<string[]> {
+  return (await listNamespaces()).filter((name) => name.startsWith(`${prefix}-`));
+}
+
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  const n = options.hosts;
+  const extra = options.extraHosts ?? 0;
+  const dir = await mkdtemp(path.join(tmpdir(), 'portcullis-e2e-'));
+  let net: TestNetwork | undefined;
+  const processes = new Set<LoggedProcess>();
+  let destroyed = false;
+
+  const destroy = async (): Promise<void> => {
+    if (destroyed) return;
+    destroyed = true;
+    await Promise.all([...processes].map((p) => p.stop('SIGKILL', 2000)));
+    const errors: string[] = [];
+    if (net) {
+      const prefix = net.prefix;
+      // Container namespaces first (their veths live in host namespaces the network deletes).
+      for (const ns of await leftoverNamespaces(prefix).catch(() => [])) {
+        if (/-c\d+$/.test(ns)) await run('ip', ['netns', 'del', ns]);
+      }
+      await net.destroy().catch((e: unknown) => errors.push(String(e)));
+      for (const ns of await leftoverNamespaces(prefix).catch(() => [])) await run('ip', ['netns', 'del', ns]);
+    }
+    await rm(dir, { recursive: true, force: true });
+    if (errors.length > 0) throw new Error(errors.join('; '));
+  };
+
+  try {
+    net = await createTestNetwork({ hosts: n + extra + 1, ipv6: true });
+    const theNet = net;
+    const hosts = net.hosts.slice(0, n);
+    const extraHosts = net.hosts.slice(n, n + extra);
+    const ctl = net.hosts[n + extra] as TestHost;
+    const policyDir = path.join(dir, 'policy');
+    const policyFile = path.join(policyDir, 'policy.yaml');
+    const inventoryFile = path.join(dir, 'inventory.yaml');
+    await mkdir(policyDir);
+    await writeFile(policyFile, typeof options.policy === 'string' ? options.policy : options.policy(hosts, extraHosts));
+    await writeFile(inventoryFile, options.inventory(hosts, extraHosts));
+
+    let pki: TestPki | undefined;
+    if (options.tls) {
+      pki = await makeTestPki(path.join(dir, 'pki'), { hosts: hosts.map((h) => h.id), controllerNames: [] });
+      await issueCert(pki.dir, { name: 'controller', server: true, sans: [ctl.v4, ctl.v6, 'localhost'], days: 2 });
+    }
+    const tlsArgs = (name: string): string[] => {
+      if (!pki) return ['--insecure'];
+      const f = pki.files(name);
+      return ['--ca', f.caFile, '--cert', f.certFile, '--key', f.keyFile];
+    };
+
+    let grpcPort = 0;
+    let statusAddress = '';
+    let controllerProc: LoggedProcess | undefined;
+    const startController = async (): Promise<void> => {
+      const argv = [
+        process.execPath, binPath(), 'controller',
+        '--policy', policyDir, '--inventory', inventoryFile,
+        '--listen', `${ctl.v4}:${grpcPort}`, '--status-listen', `${ctl.v4}:0`,
+        '--ping-interval', '1', '--log-level', 'debug',
+        ...tlsArgs('controller'),
+      ];
+      const proc = logged(theNet.spawnIn(ctl.ns, argv), 'controller');
+      processes.add(proc);
+      proc.child.once('exit', () => processes.delete(proc));
+      controllerProc = proc;
+      const line = await proc.waitFor((l) => l['msg'] === 'controller listening', 20_000, '"controller listening"');
+      const grpcText = String(line['grpc'] ?? '');
+      grpcPort = Number(grpcText.slice(grpcText.lastIndexOf(':') + 1));
+      statusAddress = String(line['status'] ?? '');
+      if (!(grpcPort > 0) || statusAddress === '') throw new Error(`bad "controller listening" line: ${JSON.stringify(line)}`);
+    };
+    const controllerTarget = (): string => `${ctl.v4}:${grpcPort}`;
+
+    const agents: (LoggedProcess | undefined)[] = hosts.map(() => undefined);
+    const spawnAgent = (ns: string, args: readonly string[], label: string): LoggedProcess => {
+      const proc = logged(theNet.spawnIn(ns, [process.execPath, binPath(), 'agent', ...args]), label);
+      processes.add(proc);
+      proc.child.once('exit', () => processes.delete(proc));
+      return proc;
+    };
+    const hostAt = (i: number): TestHost => {
+      const h = hosts[i];
+      if (!h) throw new Error(`no agent host #${i} (0-based, ${n} hosts)`);
+      return h;
+    };
+    const startAgent = async (i: number): Promise<LoggedProcess> => {
+      const h = hostAt(i);
+      const stateDir = path.join(dir, 'state', h.id);
+      await mkdir(stateDir, { recursive: true });
+      const proc = spawnAgent(h.ns, [
+        '--controller', controllerTarget(), '--host-id', h.id, '--address', h.v4, '--address', h.v6,
+        '--state-dir', stateDir, '--refresh-interval', String(options.refreshIntervalS ?? 1),
+        ...tlsArgs(h.id),
+      ], `agent ${h.id}`);
+      agents[i] = proc;
+      return proc;
+    };
+    const agent = (i: number): LoggedProcess => {
+      const proc = agents[i];
+      if (!proc) throw new Error(`agent #${i} was never started`);
+      return proc;
+    };
+    const stopAgent = async (i: number): Promise<void> => {
+      await agents[i]?.stop('SIGTERM');
+    };
+
+    const status = async (): Promise<unknown> => {
+      const r = await theNet.exec(ctl.ns, ['curl', '-sS', '--max-time', '3', `http://${statusAddress}/status`], { timeoutMs: 10_000 });
+      if (r.code !== 0) throw new Error(`GET /status failed (${r.code}): ${r.stderr.trim()}`);
+      return JSON.parse(r.stdout) as unknown;
+    };
+    const agentReports = async (): Promise<AgentReport[]> => agentsOf(await status());
+    const waitConverged = async (deadlineMs: number, changedFrom?: ReadonlyMap<string, string>): Promise<Map<string, string>> => {
+      let last: AgentReport[] = [];
+      try {
+        return await waitFor(async () => {
+          last = await agentReports();
+          const versions = new Map<string, string>();
+          for (const h of hosts) {
+            const r = last.find((a) => a.hostId === h.id);
+            if (!r || !r.connected || r.desiredVersion === undefined || r.appliedVersion !== r.desiredVersion) return undefined;
+            versions.set(h.id, r.desiredVersion);
+          }
+          if (changedFrom && ![...versions].some(([id, v]) => changedFrom.get(id) !== v)) return undefined;
+          return versions;
+        }, deadlineMs, 'every agent to converge');
+      } catch (error) {
+        throw new Error(`${String(error)}\nlast agent reports: ${JSON.stringify(last)}`);
+      }
+    };
+
+    await startController();
+    for (let i = 0; i < n; i++) await startAgent(i);
+    if (options.waitForAgents ?? true) {
+      await Promise.all(hosts.map((_, i) => agent(i).waitFor((l: LogLine) => l['msg'] === 'applied', 30_000, 'first "applied"')));
+    }
+
+    return {
+      net: theNet,
+      prefix: theNet.prefix,
+      hosts,
+      extraHosts,
+      controllerHost: ctl,
+      controllerTarget,
+      dir,
+      pki,
+      setPolicy: async (text) => {
+        const tmp = path.join(policyDir, '.policy.yaml.tmp');
+        await writeFile(tmp, text);
+        await rename(tmp, policyFile);
+      },
+      setInventory: (text) => writeFile(inventoryFile, text),
+      status,
+      agentReports,
+      waitConverged,
+      controller: () => {
+        if (!controllerProc) throw new Error('controller never started');
+        return controllerProc;
+      },
+      killController: async () => {
+        await controllerProc?.stop('SIGKILL');
+      },
+      startController,
+      agent,
+      agentLog: (i) => agent(i).text(),
+      startAgent,
+      stopAgent,
+      restartAgent: async (i) => {
+        await stopAgent(i);
+        return startAgent(i);
+      },
+      spawnAgent,
+      destroy,
+    };
+  } catch (error) {
+    await destroy().catch(() => undefined);
+    throw error;
+  }
+}
