@@ -1,0 +1,105 @@
+/**
+ * Scenario "compile": full compile time and memory of the synthetic cluster (synthetic-cluster.ts),
+ * then random task moves applied one at a time through the incremental compiler.
+ *
+ * Per move, timed: IncrementalCompiler.applyClusterChange (dirty hosts recomputed) + diffStates
+ * for every changed host + encoding each delta as the wire Delta message (JSON text of
+ * deltaMessage; the bytes figure compares it with the JSON of a full Snapshot of the same hosts).
+ * Building the next ClusterState (one task replaced in a copied array) is outside the timing.
+ */
+import { compile } from '../../src/compile/compile.js';
+import type { DesiredState } from '../../src/compile/desired-state.js';
+import { IncrementalCompiler } from '../../src/compile/incremental-compiler.js';
+import { diffStates } from '../../src/compile/state-delta.js';
+import { deltaMessage, snapshotMessage } from '../../src/grpc/wire-state.js';
+import type { ClusterState, Task } from '../../src/inventory/cluster-state.js';
+import { log, report } from './figures.js';
+import type { BenchOptions } from './options.js';
+import { mb, median, percentile } from './stats.js';
+import { allowMemberCount, seededRandom, syntheticCluster, syntheticPolicy, type SyntheticSize } from './synthetic-cluster.js';
+
+const S = 'compile';
+
+export async function benchCompile(o: BenchOptions): Promise<void> {
+  const size: SyntheticSize = { hosts: o.hosts, apps: o.apps, tasks: o.tasks, groups: o.groups, rules: o.rules };
+  const cluster = syntheticCluster(size, o.seed);
+  const policy = syntheticPolicy(size, o.seed + 1);
+  const rssBefore = process.memoryUsage().rss;
+  log(`inputs: ${size.hosts} hosts, ${size.tasks} tasks, ${size.apps} apps, ${size.groups} groups, ${size.rules} rules (rss ${mb(rssBefore).toFixed(0)} MB)`);
+
+  const times: number[] = [];
+  let t = performance.now();
+  let result = compile(policy, cluster);
+  times.push(performance.now() - t);
+  const rss = process.memoryUsage().rss;
+  const members = allowMemberCount(result.states.values());
+  const maxPerHost = Math.max(...[...result.states.values()].map((s) => allowMemberCount([s])));
+  log(`first compile ${times[0]!.toFixed(0)} ms: ${result.states.size} host states, ${members} allow members in total (max ${maxPerHost} on one host), ${result.reports.length} reports`);
+  for (let i = 1; i < o.runs; i++) {
+    t = performance.now();
+    result = compile(policy, cluster);
+    times.push(performance.now() - t);
+  }
+  log(`compile runs: ${times.map((x) => x.toFixed(0)).join(', ')} ms`);
+  report({ scenario: S, name: 'full compile (median)', value: median(times), unit: 'ms', target: { op: '<=', value: 1000 }, note: `${o.runs} runs, ${members} allow members` });
+  report({ scenario: S, name: 'RSS after first compile', value: mb(rss), unit: 'MB', target: { op: '<=', value: 300 }, note: `fresh process; inputs alone ${mb(rssBefore).toFixed(0)} MB` });
+
+  if (o.moves === 0) return;
+  await benchMoves(o, cluster, policy);
+}
+
+async function benchMoves(o: BenchOptions, cluster: ClusterState, policy: Parameters<typeof compile>[0]): Promise<void> {
+  let t = performance.now();
+  const inc = new IncrementalCompiler(policy, cluster);
+  log(`incremental compiler built in ${(performance.now() - t).toFixed(0)} ms`);
+  const states = new Map<string, DesiredState>(inc.states());
+  const rand = seededRandom(o.seed + 7);
+  const pick = (n: number) => Math.floor(rand() * n);
+  const nextPort = new Map<string, number>();
+  for (const task of cluster.tasks) {
+    for (const p of task.hostPorts) nextPort.set(task.hostId, Math.max(nextPort.get(task.hostId) ?? 31000, p + 1));
+  }
+  let tasks: Task[] = [...cluster.tasks];
+  const latencies: number[] = [];
+  let deltaBytes = 0;
+  let snapshotBytes = 0;
+  let changedHosts = 0;
+  let recomputed = 0;
+  const budgetMs = 240_000;
+  const started = Date.now();
+  let done = 0;
+  for (; done < o.moves; done++) {
+    if (Date.now() - started > budgetMs) break;
+    const k = pick(tasks.length);
+    const task = tasks[k]!;
+    let host = cluster.hosts[pick(cluster.hosts.length)]!.id;
+    if (host === task.hostId) host = cluster.hosts[(cluster.hosts.findIndex((h) => h.id === host) + 1) % cluster.hosts.length]!.id;
+    const base = nextPort.get(host) ?? 31000;
+    nextPort.set(host, base + task.hostPorts.length);
+    const moved: Task = { ...task, hostId: host, hostPorts: task.hostPorts.map((_, i) => base + i) };
+    tasks = tasks.slice();
+    tasks[k] = moved;
+    const next: ClusterState = { hosts: cluster.hosts, apps: cluster.apps, tasks };
+
+    t = performance.now();
+    const res = inc.applyClusterChange(next);
+    const payloads: string[] = [];
+    for (const [hostId, state] of res.changed) {
+      payloads.push(JSON.stringify(deltaMessage(diffStates(states.get(hostId), state), 1)));
+    }
+    latencies.push(performance.now() - t);
+
+    for (const p of payloads) deltaBytes += Buffer.byteLength(p);
+    for (const [hostId, state] of res.changed) {
+      snapshotBytes += Buffer.byteLength(JSON.stringify(snapshotMessage(state, 1)));
+      states.set(hostId, state);
+    }
+    changedHosts += res.changed.size;
+    recomputed += res.recomputed;
+  }
+  const note = done < o.moves ? `stopped after ${done} moves (time budget ${budgetMs / 1000} s)` : `${done} moves`;
+  log(`moves: ${note}; ${(changedHosts / done).toFixed(2)} changed hosts and ${(recomputed / done).toFixed(2)} recomputed hosts per move`);
+  report({ scenario: S, name: 'task move → updates ready p50', value: percentile(latencies, 50), unit: 'ms', note });
+  report({ scenario: S, name: 'task move → updates ready p99', value: percentile(latencies, 99), unit: 'ms', target: { op: '<=', value: 2 }, note: `max ${Math.max(...latencies).toFixed(2)} ms` });
+  report({ scenario: S, name: 'delta bytes per move', value: deltaBytes / done, unit: 'B', note: `full snapshots of the same hosts: ${(snapshotBytes / done).toFixed(0)} B (${(snapshotBytes / Math.max(1, deltaBytes)).toFixed(0)}x more)` });
+}

@@ -1,0 +1,2 @@
+import type { BenchOptions } from './options.js';
+export async function benchConvergence(_o: BenchOptions): Promise<void> {}

@@ -1,0 +1,2 @@
+import type { BenchOptions } from './options.js';
+export async function benchKernelApply(_o: BenchOptions): Promise<void> {}
