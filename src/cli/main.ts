@@ -3,11 +3,14 @@
  */
 import type { CliIO, Command } from './command.js';
 import { EXIT_OK, EXIT_USAGE, UsageError } from './command.js';
+import { agentCommand } from './commands/agent.js';
 import { certsCommand } from './commands/certs.js';
 import { checkCommand } from './commands/check.js';
 import { compileCommand } from './commands/compile.js';
+import { controllerCommand } from './commands/controller.js';
 import { diffCommand } from './commands/diff.js';
 import { explainCommand } from './commands/explain.js';
+import { statusCommand } from './commands/status.js';
 
 // One line per command; keep the list in the order `--help` shows it.
 const commands: readonly Command[] = [
@@ -15,6 +18,9 @@ const commands: readonly Command[] = [
   compileCommand,
   explainCommand,
   diffCommand,
+  controllerCommand,
+  agentCommand,
+  statusCommand,
   certsCommand,
 ];
 

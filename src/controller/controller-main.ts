@@ -22,7 +22,7 @@ import type { ClusterState } from '../inventory/cluster-state.js';
 import { SyncService, type AgentStatus } from '../grpc/sync-service.js';
 import { PolicyWatcher } from '../sources/policy-watcher.js';
 import type { ClusterFeed } from './cluster-feed.js';
-import { ControllerStatus, type CompileInfo, type PolicyInfo } from './controller-status.js';
+import { ControllerStatus, type PolicyInfo } from './controller-status.js';
 import { DesiredStateStore } from './desired-state-store.js';
 import { formatHostPort, type HostPort } from './host-port.js';
 import { StatusServer } from './status-server.js';
@@ -62,18 +62,9 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const log = options.logger;
   const store = new DesiredStateStore({ coalesceMs: options.coalesceMs ?? 20 });
   const policyInfo: PolicyInfo = { path: options.policyPath, valid: false, loadedAt: null, lastError: null, reloadErrors: 0, warnings: [] };
-  const compileInfo: CompileInfo = { compiles: 0, lastDurationMs: null, totalDurationMs: 0 };
-
-  const timed = (what: string, fn: () => readonly string[]): void => {
-    const started = performance.now();
-    const changed = fn();
-    const ms = performance.now() - started;
-    if (!store.ready()) return;
-    compileInfo.compiles++;
-    compileInfo.lastDurationMs = Math.round(ms * 1000) / 1000;
-    compileInfo.totalDurationMs += ms;
-    log.info({ trigger: what, hosts: store.hostIds().length, changedHosts: changed.length, durationMs: compileInfo.lastDurationMs, reports: store.reports().length }, 'states compiled');
-  };
+  store.subscribe((changed, info) => {
+    log.info({ trigger: info.trigger, hosts: store.hostIds().length, changedHosts: changed.length, durationMs: info.durationMs, reports: store.reports().length }, 'states compiled');
+  });
 
   const sync = new SyncService(store, {
     insecure: options.credentials === undefined,
@@ -81,21 +72,12 @@ export async function startController(options: ControllerOptions): Promise<Runni
     logger: log.child({ component: 'sync' }),
   });
   const feed = await options.feed({ agents: () => sync.agents(), logger: log });
-  const status = new ControllerStatus({ store, agents: () => sync.agents(), feed, policy: policyInfo, compile: compileInfo });
+  const status = new ControllerStatus({ store, agents: () => sync.agents(), feed, policy: policyInfo });
 
-  // Cluster changes: the first applies at once, later ones coalesce into one recompile.
-  let queued: ClusterState | undefined;
-  let clusterTimer: NodeJS.Timeout | undefined;
-  const flushCluster = (): void => {
-    clusterTimer = undefined;
-    const next = queued;
-    queued = undefined;
-    if (next) timed('inventory', () => store.setCluster(next));
-  };
+  // Cluster changes: the first applies at once, later ones coalesce into one recompute.
   const onCluster = (cluster: ClusterState): void => {
-    queued = cluster;
-    if (store.currentCluster() === undefined) return flushCluster();
-    clusterTimer ??= setTimeout(flushCluster, options.coalesceMs ?? 20);
+    if (store.currentCluster() === undefined) store.setCluster(cluster);
+    else store.queueCluster(cluster);
   };
 
   const watcher = new PolicyWatcher({
@@ -109,7 +91,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
       policyInfo.warnings = warnings.map(formatDiagnostic);
       for (const w of warnings) log.warn({ diagnostic: formatDiagnostic(w) }, formatDiagnostic(w));
       log.info({ path: options.policyPath, groups: policy.groups.length, rules: policy.rules.length, mode: policy.defaults.mode }, first ? 'policy loaded' : 'policy reloaded');
-      timed('policy', () => store.setPolicy(policy));
+      store.setPolicy(policy);
     },
     onError: (errors) => {
       policyInfo.valid = false;
@@ -131,7 +113,6 @@ export async function startController(options: ControllerOptions): Promise<Runni
     if (stopped) return;
     stopped = true;
     watcher.stop();
-    if (clusterTimer) clearTimeout(clusterTimer);
     sync.close();
     store.close();
     await feed.stop().catch((e: unknown) => log.warn({ err: String(e) }, 'cluster feed did not stop cleanly'));

@@ -27,12 +27,6 @@ export interface PolicyInfo {
   warnings: string[];
 }
 
-export interface CompileInfo {
-  compiles: number;
-  lastDurationMs: number | null;
-  totalDurationMs: number;
-}
-
 export interface AgentReport {
   readonly hostId: string;
   readonly connected: boolean;
@@ -51,7 +45,6 @@ export interface ControllerStatusInputs {
   readonly agents: () => readonly AgentStatus[];
   readonly feed: ClusterFeed;
   readonly policy: PolicyInfo;
-  readonly compile: CompileInfo;
 }
 
 export class ControllerStatus implements StatusSource {
@@ -101,7 +94,8 @@ export class ControllerStatus implements StatusSource {
   }
 
   status(): unknown {
-    const { store, feed, policy, compile } = this.inputs;
+    const { store, feed, policy } = this.inputs;
+    const compile = store.stats();
     const readiness = this.readiness();
     return {
       ready: readiness.ready,
@@ -111,7 +105,7 @@ export class ControllerStatus implements StatusSource {
       compile: {
         hosts: store.hostIds().length,
         revision: store.revision(),
-        compiles: compile.compiles,
+        compiles: compile.recomputes,
         lastDurationMs: compile.lastDurationMs,
         reports: store.reports(),
       },
@@ -120,7 +114,8 @@ export class ControllerStatus implements StatusSource {
   }
 
   metrics(): string {
-    const { store, feed, policy, compile } = this.inputs;
+    const { store, feed, policy } = this.inputs;
+    const compile = store.stats();
     const agents = this.inputs.agents();
     const feedStatus = feed.status() as unknown as Record<string, unknown>;
     const out: string[] = [];
@@ -137,7 +132,7 @@ export class ControllerStatus implements StatusSource {
     }
     metric('portcullis_states_compiled', 'gauge', 'Hosts with a compiled desired state.', store.hostIds().length);
     metric('portcullis_compile_reports', 'gauge', 'Problems the compiler reported (see /status).', store.reports().length);
-    metric('portcullis_compiles_total', 'counter', 'Recompiles run after a policy or inventory change.', compile.compiles);
+    metric('portcullis_compiles_total', 'counter', 'Recompiles run after a policy or inventory change.', compile.recomputes);
     metric('portcullis_compile_duration_seconds', 'gauge', 'Duration of the last recompile.', (compile.lastDurationMs ?? 0) / 1000);
     metric('portcullis_compile_duration_seconds_total', 'counter', 'Time spent recompiling.', compile.totalDurationMs / 1000);
     metric('portcullis_agents_known', 'gauge', 'Agents that opened a stream since the controller started.', agents.length);

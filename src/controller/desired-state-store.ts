@@ -19,7 +19,7 @@ import type { CompileReport } from '../compile/compile.js';
 import type { DesiredState } from '../compile/desired-state.js';
 import { IncrementalCompiler, type IncrementalResult } from '../compile/incremental-compiler.js';
 
-export type StatesListener = (changedHostIds: readonly string[]) => void;
+export type StatesListener = (changedHostIds: readonly string[], info: RecomputeInfo) => void;
 
 export interface DesiredStateStoreOptions {
   /** Window in which queued cluster changes are merged into one recompute. Default 20 ms. */
@@ -33,6 +33,15 @@ export interface StoreStats {
   readonly hostsRecomputed: number;
   /** Cluster changes merged into an already queued one. */
   readonly coalesced: number;
+  /** Wall time of the last recompute and of all of them, in milliseconds. */
+  readonly lastDurationMs: number | null;
+  readonly totalDurationMs: number;
+}
+
+/** What a listener learns of each recompute that changed at least one host. */
+export interface RecomputeInfo {
+  readonly trigger: 'policy' | 'cluster';
+  readonly durationMs: number;
 }
 
 export class DesiredStateStore {
@@ -44,7 +53,7 @@ export class DesiredStateStore {
   private queued: ClusterState | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly coalesceMs: number;
-  private counters = { recomputes: 0, hostsRecomputed: 0, coalesced: 0 };
+  private counters = { recomputes: 0, hostsRecomputed: 0, coalesced: 0, lastDurationMs: null as number | null, totalDurationMs: 0 };
 
   constructor(options: DesiredStateStoreOptions = {}) {
     this.coalesceMs = options.coalesceMs ?? 20;
@@ -52,16 +61,14 @@ export class DesiredStateStore {
 
   setPolicy(policy: Policy): readonly string[] {
     this.policy = policy;
-    if (this.compiler) return this.publish(this.compiler.setPolicy(policy));
-    return this.start();
+    return this.timed('policy', () => (this.compiler ? this.publish(this.compiler.setPolicy(policy)) : this.start()));
   }
 
   /** Applies `cluster` now (any queued cluster is superseded). */
   setCluster(cluster: ClusterState): readonly string[] {
     this.cancelQueued();
     this.cluster = cluster;
-    if (this.compiler) return this.publish(this.compiler.applyClusterChange(cluster));
-    return this.start();
+    return this.timed('cluster', () => (this.compiler ? this.publish(this.compiler.applyClusterChange(cluster)) : this.start()));
   }
 
   /** Applies `cluster` after the coalescing window; later calls in the window replace it. */
@@ -125,25 +132,31 @@ export class DesiredStateStore {
     this.queued = undefined;
   }
 
+  /** Runs one recompute, times it, and notifies listeners when hosts changed. */
+  private timed(trigger: RecomputeInfo['trigger'], recompute: () => readonly string[]): readonly string[] {
+    const started = performance.now();
+    const changed = recompute();
+    if (!this.compiler) return changed;
+    const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+    this.counters.recomputes++;
+    this.counters.lastDurationMs = durationMs;
+    this.counters.totalDurationMs += durationMs;
+    if (changed.length > 0) {
+      this.generation++;
+      for (const listener of [...this.listeners]) listener(changed, { trigger, durationMs });
+    }
+    return changed;
+  }
+
   private start(): readonly string[] {
     if (!this.policy || !this.cluster) return [];
     this.compiler = new IncrementalCompiler(this.policy, this.cluster);
-    this.counters.recomputes++;
     this.counters.hostsRecomputed += this.compiler.hostIds().length;
-    return this.notify(this.compiler.hostIds());
+    return this.compiler.hostIds();
   }
 
   private publish(result: IncrementalResult): readonly string[] {
-    this.counters.recomputes++;
     this.counters.hostsRecomputed += result.recomputed;
-    return this.notify([...result.changed.keys(), ...result.removed]);
-  }
-
-  private notify(changed: readonly string[]): readonly string[] {
-    if (changed.length > 0) {
-      this.generation++;
-      for (const listener of [...this.listeners]) listener(changed);
-    }
-    return changed;
+    return [...result.changed.keys(), ...result.removed];
   }
 }

@@ -1,0 +1,193 @@
+/**
+ * The agent process, wired: disk state → kernel at boot, then the Sync stream → kernel, and a
+ * drift check on a timer.
+ *
+ * Contract
+ * - Fail static. At boot the last state applied (agent/state-store.ts) is put into the kernel
+ *   before any connection is tried (`applied` with source `disk`), and announced in Hello so an
+ *   unchanged controller sends nothing new. Losing the controller changes nothing in the kernel;
+ *   stopping the agent (SIGTERM) leaves the rules in place.
+ * - One kernel writer. Every kernel job (an apply from the controller, a drift check and its
+ *   repair) runs through one queue, so a drift check never compares the kernel with a state that
+ *   a newer apply has already replaced, and a repair never writes an older state back.
+ * - An apply is persisted to disk only after the kernel accepted it; a failed apply is reported
+ *   to the controller (ApplyError) and the kernel keeps the previous state whole.
+ * - Drift: every `refreshIntervalMs` the kernel is read back and compared with the applied
+ *   state; any difference (our chain flushed, our jump deleted, a set member removed) is
+ *   repaired by applying the state again, logged as `drift repaired` and counted.
+ * - Log lines the operator (and the end-to-end tests) rely on: `applied` {version, source:
+ *   disk|controller}, `drift repaired` {drift, repairs}, `sync: stream ended` {reason}.
+ */
+import { rm } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type * as grpc from '@grpc/grpc-js';
+import type { DesiredState } from '../src/compile/desired-state.js';
+import type { Family } from '../src/render/owned-names.js';
+import type { StatusSource } from '../src/controller/status-server.js';
+import type { CommandRunner } from './dataplane/command-runner.js';
+import { KernelDataplane } from './dataplane/kernel-dataplane.js';
+import { loadState, saveState, statePath } from './state-store.js';
+import { SyncClient } from './sync-client.js';
+
+export interface AgentOptions {
+  readonly controller: string;
+  readonly credentials: grpc.ChannelCredentials;
+  readonly channelOptions?: grpc.ChannelOptions;
+  readonly hostId: string;
+  readonly addresses: readonly string[];
+  readonly stateDir: string;
+  readonly refreshIntervalMs: number;
+  readonly families: readonly Family[];
+  readonly runner: CommandRunner;
+  readonly agentVersion: string;
+  readonly logger: Logger;
+}
+
+export class Agent implements StatusSource {
+  private readonly dataplane: KernelDataplane;
+  private readonly log: Logger;
+  private client: SyncClient | undefined;
+  private applied: DesiredState | undefined;
+  private kernelQueue: Promise<unknown> = Promise.resolve();
+  private driftTimer: NodeJS.Timeout | undefined;
+  private driftChecks = 0;
+  private driftCheckErrors = 0;
+  private stopped = false;
+
+  constructor(private readonly options: AgentOptions) {
+    this.log = options.logger;
+    this.dataplane = new KernelDataplane({ runner: options.runner, families: options.families, stateDir: options.stateDir, logger: options.logger.child({ component: 'dataplane' }) });
+  }
+
+  /** Applies the state saved on disk (if any), then connects and starts the drift timer. */
+  async start(): Promise<void> {
+    const families = await this.dataplane.families();
+    if (families.length === 0) throw new Error(`none of the address families ${this.options.families.join(', ')} has working iptables/ipset tools`);
+    const saved = loadState(this.options.stateDir, this.log);
+    if (saved && saved.hostId !== this.options.hostId) {
+      this.log.warn({ file: statePath(this.options.stateDir), savedHostId: saved.hostId }, 'saved state belongs to another host id: ignored');
+    } else if (saved) {
+      try {
+        await this.kernel(() => this.dataplane.apply(saved));
+        this.applied = saved;
+        this.log.info({ version: saved.version, source: 'disk' }, 'applied');
+      } catch (err) {
+        this.log.error({ version: saved.version, err: (err as Error).message }, 'saved state could not be applied: waiting for the controller');
+      }
+    } else {
+      this.log.info({ stateDir: this.options.stateDir }, 'no saved state: nothing is enforced until the controller answers');
+    }
+    if (this.stopped) return;
+    this.client = new SyncClient({
+      target: this.options.controller,
+      credentials: this.options.credentials,
+      ...(this.options.channelOptions ? { channelOptions: this.options.channelOptions } : {}),
+      hostId: this.options.hostId,
+      addresses: this.options.addresses,
+      agentVersion: this.options.agentVersion,
+      ...(this.applied ? { initialState: this.applied } : {}),
+      apply: (state) => this.applyFromController(state),
+      logger: this.log.child({ component: 'sync' }),
+      onEvent: (event) => {
+        if (event.type === 'applied') this.log.info({ version: event.version, seq: event.seq, source: 'controller' }, 'applied');
+        else if (event.type === 'apply-failed') this.log.error({ version: event.version, seq: event.seq, err: event.message }, 'apply failed: the kernel keeps the previous state');
+        else if (event.type === 'connecting') this.log.debug({ controller: this.options.controller }, 'connecting');
+      },
+    });
+    this.client.start();
+    this.log.info({ controller: this.options.controller, hostId: this.options.hostId, addresses: this.options.addresses, families }, 'agent started');
+    this.scheduleDriftCheck();
+  }
+
+  /** Stops syncing and the timer; the kernel keeps what it has (fail static). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.driftTimer) clearTimeout(this.driftTimer);
+    await this.client?.close();
+    await this.kernelQueue;
+  }
+
+  /** Removes every object the agent owns from the kernel, and the saved state. */
+  async uninstall(): Promise<void> {
+    await this.kernel(() => this.dataplane.uninstall());
+    await rm(statePath(this.options.stateDir), { force: true });
+  }
+
+  readiness(): { ready: boolean; reason?: string } {
+    return this.applied ? { ready: true } : { ready: false, reason: 'no state applied yet' };
+  }
+
+  status(): unknown {
+    const c = this.dataplane.counters;
+    return {
+      hostId: this.options.hostId,
+      controller: this.options.controller,
+      connected: this.client?.connected ?? false,
+      appliedVersion: this.applied?.version ?? null,
+      mode: this.applied?.mode ?? null,
+      lastError: this.client?.lastError ?? null,
+      dataplane: c,
+      driftChecks: this.driftChecks,
+      driftCheckErrors: this.driftCheckErrors,
+    };
+  }
+
+  metrics(): string {
+    const c = this.dataplane.counters;
+    const lines: string[] = [];
+    const metric = (name: string, type: 'gauge' | 'counter', help: string, value: number, labels = ''): void => {
+      if (!lines.some((l) => l === `# TYPE ${name} ${type}`)) lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      lines.push(`${name}${labels} ${value}`);
+    };
+    metric('portcullis_agent_connected', 'gauge', 'Whether the Sync stream to the controller is open.', this.client?.connected ? 1 : 0);
+    metric('portcullis_agent_state_applied', 'gauge', 'Whether a state is applied (from disk or the controller).', this.applied ? 1 : 0);
+    metric('portcullis_agent_applies_total', 'counter', 'States written to the kernel.', c.applies);
+    metric('portcullis_agent_apply_failures_total', 'counter', 'Applies the kernel refused.', c.applyFailures);
+    metric('portcullis_agent_apply_duration_seconds', 'gauge', 'Duration of the last apply.', c.lastApplyDurationMs / 1000);
+    metric('portcullis_agent_drift_checks_total', 'counter', 'Kernel read-backs compared with the applied state.', this.driftChecks);
+    metric('portcullis_agent_drift_repairs_total', 'counter', 'Applies made because the kernel had drifted.', c.repairs);
+    for (const [kind, n] of Object.entries(c.repairsByKind)) {
+      metric('portcullis_agent_drift_repairs_by_kind_total', 'counter', 'Drift found, by kind.', n ?? 0, `{kind="${kind}"}`);
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  private async applyFromController(state: DesiredState): Promise<void> {
+    await this.kernel(async () => {
+      await this.dataplane.apply(state);
+      this.applied = state;
+    });
+    await saveState(this.options.stateDir, state);
+  }
+
+  /** Runs kernel work one job at a time (see the contract). */
+  private kernel<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.kernelQueue.then(job, job);
+    this.kernelQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  private scheduleDriftCheck(): void {
+    if (this.stopped) return;
+    this.driftTimer = setTimeout(() => {
+      void this.checkDrift().finally(() => this.scheduleDriftCheck());
+    }, this.options.refreshIntervalMs);
+  }
+
+  private async checkDrift(): Promise<void> {
+    await this.kernel(async () => {
+      const state = this.applied;
+      if (!state || this.stopped) return;
+      this.driftChecks++;
+      try {
+        const drift = await this.dataplane.checkDrift(state);
+        if (drift.length === 0) return;
+        await this.dataplane.repair(state, drift);
+        this.log.warn({ version: state.version, drift: drift.slice(0, 20).map((d) => d.kind), driftCount: drift.length, repairs: this.dataplane.counters.repairs }, 'drift repaired');
+      } catch (err) {
+        this.driftCheckErrors++;
+        this.log.error({ version: state.version, err: (err as Error).message }, 'drift check or repair failed: retrying at the next interval');
+      }
+    });
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * `portcullis agent`: the per-host process. Parses its flags, then runs agent/agent-runner.ts
+ * until SIGTERM/SIGINT (the kernel keeps its rules), or with `--uninstall` removes everything the
+ * agent owns from the kernel and exits.
+ */
+import { hostname, networkInterfaces } from 'node:os';
+import { isIP } from 'node:net';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { Agent } from '../../../agent/agent-runner.js';
+import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
+import { HostPortError, parseHostPort, type HostPort } from '../../controller/host-port.js';
+import { StatusServer } from '../../controller/status-server.js';
+import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
+import { FAMILIES, type Family } from '../../render/owned-names.js';
+import { loadClientCredentials } from '../../tls/credentials.js';
+import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { parseOptions } from '../load-inputs.js';
+import { packageRoot } from '../package-root.js';
+import { absolutePath, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
+
+export const DEFAULT_STATE_DIR = '/var/lib/portcullis';
+
+const help = `Usage: portcullis agent --controller HOST:PORT (--ca FILE --cert FILE --key FILE | --insecure) [options]
+       portcullis agent --uninstall [--state-dir DIR]
+
+Runs on every Mesos host: receives this host's desired state from the controller and makes the
+kernel enforce it (ipset + iptables-restore, IPv4 and IPv6, table mangle before Docker's DNAT).
+At boot it first applies the last state saved in --state-dir, so the host is protected before
+the controller answers; when the controller is gone the rules stay as they are. The kernel is
+read back every --refresh-interval and any drift (our chains flushed, our jump deleted, set
+members removed) is repaired. Needs root (CAP_NET_ADMIN). Logs are JSON lines on stdout.
+
+Options:
+  --controller HOST:PORT
+                      the controller's gRPC address (required unless --uninstall)
+  --host-id ID        this host's id: Marathon's task 'host', and the name in this agent's
+                      certificate (default: the system host name, ${JSON.stringify(hostname())})
+  --address IP        an address of this host other hosts' traffic comes from (repeatable;
+                      default: every global address of the host's interfaces)
+  --state-dir DIR     last applied state and the last rendered inputs (default ${DEFAULT_STATE_DIR})
+  --refresh-interval SECONDS
+                      kernel drift check period (default 30)
+  --family 4|6        manage one address family only (repeatable; default both)
+${TLS_OPTION_HELP}
+  --server-name NAME  the name to expect in the controller's certificate when it differs
+                      from the HOST in --controller
+  --status-listen HOST:PORT
+                      serve /healthz /readyz /status /metrics over HTTP (default: off)
+  --uninstall         remove every chain, jump and set the agent owns (PCU-*, pcu4-*, pcu6-*)
+                      and the saved state, then exit; touches nothing else
+${LOG_LEVEL_HELP}
+
+Exit codes: 0 stopped by a signal or uninstalled, 1 cannot start (TLS files, no kernel
+tools, status port in use), 2 usage error.
+
+Example:
+  portcullis agent --controller portcullis.example:7443 --host-id node-1.example \\
+    --ca /etc/portcullis/ca.crt --cert /etc/portcullis/node-1.example.crt \\
+    --key /etc/portcullis/node-1.example.key
+`;
+
+/** Every global unicast address of this machine (no loopback, no link-local). */
+export function defaultAddresses(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (a.internal) continue;
+      if (a.family === 'IPv6' && /^fe[89ab]/i.test(a.address)) continue;
+      out.push(a.address.replace(/%.*$/, ''));
+    }
+  }
+  return [...new Set(out)].sort();
+}
+
+function agentVersion(): string {
+  try {
+    return String(JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version ?? 'unknown');
+  } catch {
+    return 'unknown';
+  }
+}
+
+export const agentCommand: Command = {
+  name: 'agent',
+  summary: 'Run the agent on a host: apply its state to the kernel and keep it true',
+  help,
+  async run(args: readonly string[], io: CliIO): Promise<number> {
+    const { values } = parseOptions(() =>
+      parseArgs({
+        args: [...args],
+        options: {
+          controller: { type: 'string' },
+          'host-id': { type: 'string' },
+          address: { type: 'string', multiple: true },
+          'state-dir': { type: 'string' },
+          'refresh-interval': { type: 'string' },
+          family: { type: 'string', multiple: true },
+          ca: { type: 'string' },
+          cert: { type: 'string' },
+          key: { type: 'string' },
+          insecure: { type: 'boolean' },
+          'server-name': { type: 'string' },
+          'status-listen': { type: 'string' },
+          uninstall: { type: 'boolean' },
+          'log-level': { type: 'string' },
+        },
+        strict: true,
+        allowPositionals: false,
+      }),
+    );
+    const families: Family[] = [];
+    for (const f of values.family ?? []) {
+      const family = Number(f) as Family;
+      if (!FAMILIES.includes(family)) throw new UsageError(`--family must be 4 or 6, got '${f}'`);
+      if (!families.includes(family)) families.push(family);
+    }
+    const hostId = values['host-id'] ?? hostname();
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(hostId)) throw new UsageError(`--host-id '${hostId}' must be letters, digits, '.', '-' and '_'`);
+    const addresses = values.address ?? defaultAddresses();
+    for (const a of addresses) if (isIP(a) === 0) throw new UsageError(`--address '${a}' is not an IPv4 or IPv6 address`);
+    const stateDir = absolutePath(io, values['state-dir'] ?? DEFAULT_STATE_DIR);
+    const refresh = values['refresh-interval'] === undefined ? 30 : parseSeconds(values['refresh-interval'], 'refresh-interval', 0.2, 86_400);
+    let statusListen: HostPort | undefined;
+    try {
+      statusListen = values['status-listen'] === undefined ? undefined : parseHostPort(values['status-listen'], '--status-listen');
+    } catch (err) {
+      throw err instanceof HostPortError ? new UsageError(err.message) : err;
+    }
+    const log = createLogger({ component: 'agent', level: parseLogLevel(values['log-level']) });
+    const agentFor = (credentials: grpc.ChannelCredentials, controller: string): Agent =>
+      new Agent({
+        controller,
+        credentials,
+        ...(values['server-name'] !== undefined ? { channelOptions: { 'grpc.ssl_target_name_override': values['server-name'], 'grpc.default_authority': values['server-name'] } } : {}),
+        hostId,
+        addresses,
+        stateDir,
+        refreshIntervalMs: Math.round(refresh * 1000),
+        families: families.length > 0 ? families : [...FAMILIES],
+        runner: new ExecCommandRunner(),
+        agentVersion: agentVersion(),
+        logger: log,
+      });
+
+    if (values.uninstall) {
+      const agent = agentFor(grpc.credentials.createInsecure(), 'none');
+      try {
+        await agent.uninstall();
+      } catch (err) {
+        io.stderr(`portcullis agent --uninstall: ${(err as Error).message}\n`);
+        return EXIT_INPUT_ERROR;
+      }
+      log.info({ stateDir }, 'uninstalled: every PCU-* chain, its jump and every pcu4-*/pcu6-* set removed');
+      return EXIT_OK;
+    }
+    if (values.controller === undefined) throw new UsageError('--controller HOST:PORT is required (the controller\'s gRPC address)');
+    try {
+      parseHostPort(values.controller, '--controller');
+    } catch (err) {
+      throw err instanceof HostPortError ? new UsageError(err.message) : err;
+    }
+    const tls = tlsFilesFrom(values, io);
+    if (!tls && values['server-name'] !== undefined) throw new UsageError('--server-name needs TLS (--ca, --cert, --key)');
+
+    let agent: Agent | undefined;
+    let statusServer: StatusServer | undefined;
+    try {
+      const credentials = tls ? await loadClientCredentials(tls) : grpc.credentials.createInsecure();
+      if (!tls) log.warn({ controller: values.controller }, 'gRPC is PLAINTEXT (--insecure): the controller is not authenticated');
+      agent = agentFor(credentials, values.controller);
+      await agent.start();
+      if (statusListen) {
+        statusServer = new StatusServer(agent);
+        const bound = await statusServer.listen(statusListen.host, statusListen.port);
+        log.info({ status: `${statusListen.host}:${bound.port}` }, 'status listening');
+      }
+    } catch (err) {
+      await agent?.stop();
+      io.stderr(`portcullis agent: ${(err as Error).message}\n`);
+      log.fatal({ err: (err as Error).message }, 'agent could not start');
+      return EXIT_INPUT_ERROR;
+    }
+    const signal = await waitForStopSignal();
+    log.info({ signal }, 'stopping: the kernel keeps the applied rules');
+    await agent.stop();
+    await statusServer?.close();
+    return EXIT_OK;
+  },
+};

@@ -1,0 +1,209 @@
+/**
+ * `portcullis controller`: the long-running controller process. Parses its flags, builds the
+ * cluster feed (static inventory file, or Marathon), starts src/controller/controller-main.ts and
+ * runs until SIGTERM/SIGINT (clean stop, exit 0). SIGHUP re-reads the policy and the inventory.
+ * Start-up problems (unreadable TLS files, a port in use, bad Marathon flags) are one clear line
+ * on stderr and exit 1; flag mistakes exit 2 with the usage.
+ */
+import { parseArgs } from 'node:util';
+import type * as grpc from '@grpc/grpc-js';
+import { StaticInventoryFeed } from '../../controller/static-inventory-feed.js';
+import { createMarathonFeed, type MarathonFlags } from '../../controller/marathon-feed.js';
+import { startController, type RunningController } from '../../controller/controller-main.js';
+import { HostPortError, parseHostPort, type HostPort } from '../../controller/host-port.js';
+import { formatDiagnostic } from '../../diagnostic.js';
+import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
+import { loadServerCredentials } from '../../tls/credentials.js';
+import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { INVENTORY_OPTION_HELP, POLICY_OPTION_HELP, parseOptions, resolveInventoryPath, resolvePolicyPath } from '../load-inputs.js';
+import { absolutePath, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
+
+export const DEFAULT_CONTROLLER_LISTEN = '0.0.0.0:7443';
+export const DEFAULT_STATUS_LISTEN = '127.0.0.1:7444';
+
+const help = `Usage: portcullis controller [--policy FILE|DIR] [--inventory FILE | --marathon URL...]
+                             (--ca FILE --cert FILE --key FILE | --insecure) [options]
+
+Serves every agent its host's desired state over the gRPC Sync stream (mTLS), compiled from
+the policy and from where tasks run (a static inventory file, or Marathon live). The policy
+and the inventory file are hot-reloaded; a broken edit is logged with every error and the
+last good version keeps being served. Logs are JSON lines on stdout.
+SIGHUP re-reads the policy and the inventory; SIGTERM or SIGINT stops (agents keep their rules).
+
+Inputs:
+${POLICY_OPTION_HELP}
+${INVENTORY_OPTION_HELP}
+  --marathon URL      follow Marathon instead of --inventory (repeatable: tried in turn)
+  --marathon-credentials FILE
+                      basic auth from a file holding user:password
+  --marathon-user U / --marathon-password P
+                      the same on the command line (labs only)
+  --marathon-token-file FILE
+                      DC/OS: 'Authorization: token=<contents>'
+  --marathon-ca FILE  PEM CA bundle that signed Marathon's certificate
+  --marathon-insecure-skip-verify
+                      do not verify Marathon's certificate (labs only)
+  --relist-interval SECONDS
+                      full Marathon re-list period behind the event stream (default 60)
+  --dns               resolve Marathon host names no agent has announced (default off)
+
+Serving:
+  --listen HOST:PORT  gRPC Sync listener (default ${DEFAULT_CONTROLLER_LISTEN}; port 0 = any)
+  --status-listen HOST:PORT
+                      HTTP /healthz /readyz /status /metrics (default ${DEFAULT_STATUS_LISTEN})
+${TLS_OPTION_HELP}
+  --ping-interval SECONDS
+                      keepalive ping period on every stream (default 10)
+  --coalesce-ms MS    cluster changes within this window are compiled once (default 20)
+${LOG_LEVEL_HELP}
+
+Exit codes: 0 stopped by a signal, 1 cannot start (TLS files, listen address, Marathon
+flags), 2 usage error.
+
+Examples:
+  portcullis controller --insecure                      # the shipped example, local trial
+  portcullis controller --policy /etc/portcullis/policy --marathon http://marathon:8080 \\
+    --ca /etc/portcullis/ca.crt --cert /etc/portcullis/controller.crt \\
+    --key /etc/portcullis/controller.key --status-listen 0.0.0.0:7444
+`;
+
+interface ControllerArgs {
+  readonly policyPath: string;
+  readonly inventoryPath: string | undefined;
+  readonly marathon: MarathonFlags | undefined;
+  readonly listen: HostPort;
+  readonly statusListen: HostPort;
+  readonly tls: ReturnType<typeof tlsFilesFrom>;
+  readonly pingIntervalMs: number;
+  readonly coalesceMs: number;
+  readonly logLevel: ReturnType<typeof parseLogLevel>;
+}
+
+function hostPortOption(value: string | undefined, fallback: string, flag: string): HostPort {
+  try {
+    return parseHostPort(value ?? fallback, flag);
+  } catch (err) {
+    if (err instanceof HostPortError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+export function parseControllerArgs(args: readonly string[], io: CliIO): ControllerArgs {
+  const { values } = parseOptions(() =>
+    parseArgs({
+      args: [...args],
+      options: {
+        policy: { type: 'string' },
+        inventory: { type: 'string' },
+        marathon: { type: 'string', multiple: true },
+        'marathon-credentials': { type: 'string' },
+        'marathon-user': { type: 'string' },
+        'marathon-password': { type: 'string' },
+        'marathon-token-file': { type: 'string' },
+        'marathon-ca': { type: 'string' },
+        'marathon-insecure-skip-verify': { type: 'boolean' },
+        'relist-interval': { type: 'string' },
+        dns: { type: 'boolean' },
+        listen: { type: 'string' },
+        'status-listen': { type: 'string' },
+        ca: { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
+        insecure: { type: 'boolean' },
+        'ping-interval': { type: 'string' },
+        'coalesce-ms': { type: 'string' },
+        'log-level': { type: 'string' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }),
+  );
+  const marathonUrls = values.marathon ?? [];
+  const marathonOnly = ['marathon-credentials', 'marathon-user', 'marathon-password', 'marathon-token-file', 'marathon-ca', 'marathon-insecure-skip-verify', 'relist-interval', 'dns'] as const;
+  if (marathonUrls.length === 0) {
+    const stray = marathonOnly.find((name) => values[name] !== undefined);
+    if (stray) throw new UsageError(`--${stray} needs --marathon URL`);
+  } else if (values.inventory !== undefined) {
+    throw new UsageError('--inventory and --marathon exclude each other: tasks come from one source');
+  }
+  const relist = values['relist-interval'] === undefined ? undefined : parseSeconds(values['relist-interval'], 'relist-interval', 1, 86_400);
+  const marathon: MarathonFlags | undefined =
+    marathonUrls.length === 0
+      ? undefined
+      : {
+          urls: marathonUrls,
+          ...(values['marathon-user'] !== undefined ? { user: values['marathon-user'] } : {}),
+          ...(values['marathon-password'] !== undefined ? { password: values['marathon-password'] } : {}),
+          ...(values['marathon-credentials'] !== undefined ? { credentialsFile: absolutePath(io, values['marathon-credentials']) } : {}),
+          ...(values['marathon-token-file'] !== undefined ? { tokenFile: absolutePath(io, values['marathon-token-file']) } : {}),
+          ...(values['marathon-ca'] !== undefined ? { caFile: absolutePath(io, values['marathon-ca']) } : {}),
+          ...(values['marathon-insecure-skip-verify'] ? { insecureSkipVerify: true } : {}),
+          ...(relist !== undefined ? { relistIntervalSeconds: relist } : {}),
+          ...(values.dns ? { dns: true } : {}),
+        };
+  const coalesce = values['coalesce-ms'] === undefined ? 20 : Number(values['coalesce-ms']);
+  if (!Number.isInteger(coalesce) || coalesce < 0 || coalesce > 10_000) throw new UsageError(`--coalesce-ms must be 0..10000, got '${values['coalesce-ms']}'`);
+  return {
+    policyPath: resolvePolicyPath(io, values.policy),
+    inventoryPath: marathon ? undefined : resolveInventoryPath(io, values.inventory),
+    marathon,
+    listen: hostPortOption(values.listen, DEFAULT_CONTROLLER_LISTEN, '--listen'),
+    statusListen: hostPortOption(values['status-listen'], DEFAULT_STATUS_LISTEN, '--status-listen'),
+    tls: tlsFilesFrom(values, io),
+    pingIntervalMs: Math.round(1000 * (values['ping-interval'] === undefined ? 10 : parseSeconds(values['ping-interval'], 'ping-interval', 0.1, 3600))),
+    coalesceMs: coalesce,
+    logLevel: parseLogLevel(values['log-level']),
+  };
+}
+
+export const controllerCommand: Command = {
+  name: 'controller',
+  summary: 'Run the controller: compile the policy and serve every agent its state (gRPC, mTLS)',
+  help,
+  async run(args: readonly string[], io: CliIO): Promise<number> {
+    const options = parseControllerArgs(args, io);
+    const log = createLogger({ component: 'controller', level: options.logLevel });
+    let credentials: grpc.ServerCredentials | undefined;
+    let controller: RunningController;
+    try {
+      credentials = options.tls ? await loadServerCredentials(options.tls) : undefined;
+      controller = await startController({
+        policyPath: options.policyPath,
+        feed: ({ agents, logger }) => {
+          if (options.marathon) return createMarathonFeed(options.marathon, agents, logger.child({ component: 'marathon' }));
+          const feedLog = logger.child({ component: 'inventory' });
+          return new StaticInventoryFeed({
+            path: options.inventoryPath as string,
+            onError: (errors) => {
+              for (const e of errors) feedLog.error({ diagnostic: formatDiagnostic(e) }, formatDiagnostic(e));
+              feedLog.error({ path: options.inventoryPath, errors: errors.length }, 'inventory is invalid: keeping the last good inventory');
+            },
+            onLoaded: (cluster) => feedLog.info({ path: options.inventoryPath, hosts: cluster.hosts.length, apps: cluster.apps.length, tasks: cluster.tasks.length }, 'inventory loaded'),
+          });
+        },
+        listen: options.listen,
+        statusListen: options.statusListen,
+        credentials,
+        pingIntervalMs: options.pingIntervalMs,
+        coalesceMs: options.coalesceMs,
+        logger: log,
+      });
+    } catch (err) {
+      // Everything that fails before the listeners are up is a start-up problem the operator fixes.
+      if (err instanceof Error) {
+        io.stderr(`portcullis controller: ${err.message}\n`);
+        log.fatal({ err: err.message }, 'controller could not start');
+        return EXIT_INPUT_ERROR;
+      }
+      throw err;
+    }
+    const onHup = (): void => void controller.reload().catch((e: unknown) => log.error({ err: String(e) }, 'reload failed'));
+    process.on('SIGHUP', onHup);
+    const signal = await waitForStopSignal();
+    process.off('SIGHUP', onHup);
+    log.info({ signal }, 'stopping: agents keep their rules');
+    await controller.stop();
+    log.info('controller stopped');
+    return EXIT_OK;
+  },
+};

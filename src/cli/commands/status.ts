@@ -1,0 +1,136 @@
+/**
+ * `portcullis status`: asks a running controller (its HTTP status listener) how things stand and
+ * prints it for a person: readiness, the policy and inventory in force (with the last error of a
+ * broken edit), and one line per agent with its applied vs desired version and its last error.
+ */
+import { parseArgs } from 'node:util';
+import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { oneOf, parseOptions } from '../load-inputs.js';
+import { DEFAULT_STATUS_LISTEN } from './controller.js';
+
+const help = `Usage: portcullis status [--controller-status URL] [--format table|json] [--check]
+
+Shows a running controller's state: ready or not (and why), the policy and inventory in force
+and the last error of a broken edit, and every agent with its applied and desired version.
+
+Options:
+  --controller-status URL
+                      the controller's status listener (default http://${DEFAULT_STATUS_LISTEN},
+                      the controller's default --status-listen)
+  --format table|json table (default), or the controller's /status document as it is
+  --check             exit 1 unless the controller is ready and every agent is connected
+                      with applied == desired (for scripts and health checks)
+  --timeout SECONDS   give up after this long (default 5)
+
+Exit codes: 0 answered (with --check: and all in sync), 1 controller unreachable or a bad
+answer (with --check: not ready or an agent out of sync), 2 usage error.
+
+Example:
+  portcullis status --controller-status http://10.0.0.5:7444
+`;
+
+interface AgentRow {
+  hostId?: unknown;
+  connected?: unknown;
+  appliedVersion?: unknown;
+  desiredVersion?: unknown;
+  inSync?: unknown;
+  lastError?: unknown;
+  peer?: unknown;
+}
+
+interface StatusDoc {
+  ready?: unknown;
+  reason?: unknown;
+  policy?: { path?: unknown; valid?: unknown; loadedAt?: unknown; lastError?: { diagnostics?: unknown } | null };
+  inventory?: Record<string, unknown>;
+  compile?: { hosts?: unknown; reports?: unknown };
+  agents?: unknown;
+}
+
+const text = (v: unknown, fallback = '-'): string => (typeof v === 'string' && v !== '' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : fallback);
+
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
+}
+
+export function renderStatus(doc: StatusDoc, url: string): string {
+  const out: string[] = [];
+  out.push(`controller ${url}: ${doc.ready === true ? 'ready' : `NOT READY (${text(doc.reason, 'no reason given')})`}`);
+  const p = doc.policy ?? {};
+  const diagnostics = Array.isArray(p.lastError?.diagnostics) ? (p.lastError?.diagnostics as unknown[]).map((d) => text(d)) : [];
+  out.push(`policy ${text(p.path)}: ${p.valid === true ? 'valid' : 'INVALID'}; in force since ${text(p.loadedAt, 'never')}`);
+  if (diagnostics.length > 0) {
+    out.push(`  last broken edit (the last good policy is served):`);
+    for (const d of diagnostics.slice(0, 20)) out.push(`    ${d}`);
+    if (diagnostics.length > 20) out.push(`    ... ${diagnostics.length - 20} more`);
+  }
+  const inv = doc.inventory ?? {};
+  const stale = inv['stale'] === true ? `; STALE: ${text(inv['reason'])}` : '';
+  out.push(`inventory: ${text(inv['source'])}${inv['path'] !== undefined ? ` ${text(inv['path'])}` : ''}, ${inv['ready'] === true ? 'loaded' : 'not loaded'}${stale}`);
+  const reports = Array.isArray(doc.compile?.reports) ? doc.compile.reports.length : 0;
+  out.push(`hosts with a state: ${text(doc.compile?.hosts, '0')}; compile reports: ${reports}${reports > 0 ? ' (see --format json)' : ''}`);
+  const agents = (Array.isArray(doc.agents) ? doc.agents : []) as AgentRow[];
+  if (agents.length === 0) {
+    out.push('agents: none');
+  } else {
+    const rows = [['HOST', 'CONNECTED', 'APPLIED', 'DESIRED', 'IN SYNC', 'LAST ERROR']];
+    for (const a of agents) {
+      rows.push([text(a.hostId), a.connected === true ? 'yes' : 'no', text(a.appliedVersion), text(a.desiredVersion), a.inSync === true ? 'yes' : 'NO', text(a.lastError, '')]);
+    }
+    const inSync = agents.filter((a) => a.inSync === true).length;
+    out.push(`agents: ${agents.length}, ${agents.filter((a) => a.connected === true).length} connected, ${inSync} in sync`);
+    out.push(table(rows));
+  }
+  return `${out.join('\n')}\n`;
+}
+
+export function allInSync(doc: StatusDoc): boolean {
+  const agents = (Array.isArray(doc.agents) ? doc.agents : []) as AgentRow[];
+  return doc.ready === true && agents.every((a) => a.connected === true && a.inSync === true);
+}
+
+export const statusCommand: Command = {
+  name: 'status',
+  summary: "Show a running controller's readiness and every agent's applied vs desired version",
+  help,
+  async run(args: readonly string[], io: CliIO): Promise<number> {
+    const { values } = parseOptions(() =>
+      parseArgs({
+        args: [...args],
+        options: {
+          'controller-status': { type: 'string' },
+          format: { type: 'string' },
+          check: { type: 'boolean' },
+          timeout: { type: 'string' },
+        },
+        strict: true,
+        allowPositionals: false,
+      }),
+    );
+    const format = oneOf('format', values.format, ['table', 'json'] as const, 'table');
+    const timeout = values.timeout === undefined ? 5 : Number(values.timeout);
+    if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 600) throw new UsageError(`--timeout must be a number of seconds in (0, 600], got '${values.timeout}'`);
+    let base: URL;
+    try {
+      base = new URL(values['controller-status'] ?? `http://${DEFAULT_STATUS_LISTEN}`);
+    } catch {
+      throw new UsageError(`--controller-status must be a URL like http://10.0.0.5:7444, got '${values['controller-status']}'`);
+    }
+    const url = new URL('/status', base);
+    let doc: StatusDoc;
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(timeout * 1000) });
+      if (!response.ok) throw new Error(`HTTP ${response.status} ${response.statusText}`);
+      doc = (await response.json()) as StatusDoc;
+      if (doc === null || typeof doc !== 'object') throw new Error('the answer is not a status document');
+    } catch (err) {
+      const cause = (err as { cause?: { message?: string } }).cause?.message;
+      io.stderr(`portcullis status: cannot read ${url.href}: ${(err as Error).message}${cause ? ` (${cause})` : ''}\nIs the controller running, and is --controller-status its --status-listen address?\n`);
+      return EXIT_INPUT_ERROR;
+    }
+    io.stdout(format === 'json' ? `${JSON.stringify(doc, null, 2)}\n` : renderStatus(doc, base.origin));
+    return values.check && !allInSync(doc) ? EXIT_INPUT_ERROR : EXIT_OK;
+  },
+};

@@ -1,0 +1,55 @@
+/**
+ * What the long-running commands (`controller`, `agent`) share on their command line: the mTLS
+ * file options (or an explicit `--insecure`), durations in seconds, paths resolved against the
+ * caller's working directory, and waiting for the signal that stops them.
+ */
+import path from 'node:path';
+import type { TlsFiles } from '../tls/credentials.js';
+import { UsageError, type CliIO } from './command.js';
+
+export const TLS_OPTION_HELP = [
+  '  --ca FILE           CA certificate that signs the other side (PEM)',
+  "  --cert FILE         this side's certificate (PEM)",
+  "  --key FILE          this side's private key (PEM)",
+  '  --insecure          plaintext gRPC, no authentication (local trials only)',
+].join('\n');
+
+export function absolutePath(io: CliIO, given: string): string {
+  return path.resolve(io.cwd, given);
+}
+
+/** The TLS files of `--ca --cert --key`, or undefined with `--insecure`; anything else is a UsageError. */
+export function tlsFilesFrom(values: { ca?: string; cert?: string; key?: string; insecure?: boolean }, io: CliIO): TlsFiles | undefined {
+  const given = (['ca', 'cert', 'key'] as const).filter((name) => values[name] !== undefined);
+  if (values.insecure) {
+    if (given.length > 0) throw new UsageError(`--insecure and --${given[0]} exclude each other`);
+    return undefined;
+  }
+  if (given.length !== 3) {
+    const missing = (['ca', 'cert', 'key'] as const).filter((name) => values[name] === undefined).map((n) => `--${n}`);
+    throw new UsageError(`mTLS needs --ca, --cert and --key (missing ${missing.join(', ')}); for a plaintext local trial pass --insecure`);
+  }
+  return { caFile: absolutePath(io, values.ca as string), certFile: absolutePath(io, values.cert as string), keyFile: absolutePath(io, values.key as string) };
+}
+
+/** A number of seconds within [min, max]. */
+export function parseSeconds(value: string, flag: string, min: number, max: number): number {
+  const seconds = Number(value);
+  if (value.trim() === '' || !Number.isFinite(seconds) || seconds < min || seconds > max) {
+    throw new UsageError(`--${flag} must be a number of seconds in ${min}..${max}, got '${value}'`);
+  }
+  return seconds;
+}
+
+/** Resolves with the name of the first SIGTERM or SIGINT. */
+export function waitForStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve(signal);
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
