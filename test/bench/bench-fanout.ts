@@ -1,2 +1,338 @@
+/**
+ * Scenario "fanout": one controller process holding N agent streams over real gRPC with mTLS.
+ *
+ * This process is the controller: a DesiredStateStore compiled from the fanout cluster
+ * (fanout-cluster.ts: one host per agent, Prometheus scraping a node exporter on every host)
+ * and a SyncService on a grpc.Server bound to 127.0.0.1:0 with the controller's mTLS server
+ * credentials (src/tls, CA and controller certificate made by pki.ts with openssl). The agents
+ * are the real SyncClient, `--workers` child processes (fanout-worker.ts) hosting N/workers each,
+ * every agent with its own channel, TLS connection and host certificate (CN = SAN = host id,
+ * issued by fanout-certs.ts), so the controller's identity check (Hello.host_id ∈ certificate
+ * names) runs for every one of them. Their dataplane only records (version, wall time) and acks.
+ *
+ * Measured (times are wall clock, `performance.timeOrigin + performance.now()`, valid across
+ * the processes of one machine):
+ *  - cold start: all agents connect at once; time until every one applied its first state;
+ *  - controller memory per connected agent: RSS (and V8 heap + external) after a forced GC with
+ *    every agent connected and in sync, minus the same before any agent connected, over N;
+ *  - change → applied: Prometheus moves (one setCluster that changes EVERY host's state); per
+ *    agent, the time from the setCluster call to that agent's apply; p50/p99 over all agents of
+ *    several changes (the next change starts once the controller has every ack);
+ *  - reconnect storm: the gRPC server is restarted on the same port (every stream dropped, a new
+ *    SyncService that knows no agent, like a controller restart or failover) with one more change
+ *    made meanwhile; time from the drop until every agent applied the new state.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import * as grpc from '@grpc/grpc-js';
+import { DesiredStateStore } from '../../src/controller/desired-state-store.js';
+import { SyncService } from '../../src/grpc/sync-service.js';
+import { loadServerCredentials } from '../../src/tls/credentials.js';
+import { caFiles, makeTestPki } from '../../src/tls/pki.js';
+import { fanoutWorld } from './fanout-cluster.js';
+import { wallNow, type FromWorker, type ToWorker, type WorkerStats } from './fanout-protocol.js';
+import { log, report } from './figures.js';
 import type { BenchOptions } from './options.js';
-export async function benchFanout(_o: BenchOptions): Promise<void> {}
+import { mb, percentile, waitUntil } from './stats.js';
+import { hostId } from './synthetic-cluster.js';
+
+const S = 'fanout';
+const CHANGES = 10;
+const CHANGES_BUDGET_MS = 120_000;
+const SERVER_NAME = 'localhost';
+const PING_INTERVAL_MS = 10_000;
+
+/** Which agents have applied the version expected of them, and when. */
+class ApplyTracker {
+  private expected: (string | undefined)[];
+  readonly appliedAt: Float64Array;
+  remaining = 0;
+
+  constructor(readonly size: number) {
+    this.expected = new Array<string | undefined>(size).fill(undefined);
+    this.appliedAt = new Float64Array(size);
+  }
+
+  /** From now on, host i is done once it applies `version(i)` (undefined: not waited for). */
+  expect(version: (i: number) => string | undefined): void {
+    this.remaining = 0;
+    this.appliedAt.fill(0);
+    for (let i = 0; i < this.size; i++) {
+      this.expected[i] = version(i);
+      if (this.expected[i] !== undefined) this.remaining++;
+    }
+  }
+
+  onApplied(hosts: readonly number[], versions: readonly string[], at: readonly number[]): void {
+    for (let k = 0; k < hosts.length; k++) {
+      const i = hosts[k]!;
+      if (this.expected[i] !== undefined && this.expected[i] === versions[k] && this.appliedAt[i] === 0) {
+        this.appliedAt[i] = at[k]!;
+        this.remaining--;
+      }
+    }
+  }
+
+  /** Apply times minus `t0`, of the hosts that were waited for. */
+  latencies(t0: number): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.size; i++) if (this.expected[i] !== undefined) out.push(this.appliedAt[i]! - t0);
+    return out;
+  }
+}
+
+interface Worker {
+  readonly index: number;
+  readonly child: ChildProcess;
+  ready: { issueMs: number; clientsMs: number } | undefined;
+  stats: WorkerStats | undefined;
+  stopped: WorkerStats | undefined;
+  exited: boolean;
+}
+
+interface Controller {
+  readonly server: grpc.Server;
+  readonly sync: SyncService;
+  readonly port: number;
+}
+
+function exposeGc(): () => void {
+  const existing = (globalThis as { gc?: () => void }).gc;
+  if (existing) return existing;
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as (() => void) | undefined;
+  return gc ?? (() => undefined);
+}
+
+/** Soft RLIMIT_NOFILE of this process (Node cannot change it), undefined when unknown. */
+async function openFileLimit(): Promise<number | undefined> {
+  const text = await readFile('/proc/self/limits', 'utf8').catch(() => '');
+  const soft = text.split('\n').find((l) => l.startsWith('Max open files'))?.split(/\s{2,}/)[1];
+  return soft === undefined || soft === 'unlimited' ? undefined : Number(soft);
+}
+
+async function startController(store: DesiredStateStore, port: number, credentials: grpc.ServerCredentials): Promise<Controller> {
+  // As src/controller/controller-main.ts wires it: a plain grpc.Server, the SyncService on it.
+  const deadline = Date.now() + 15_000;
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const server = new grpc.Server();
+    const sync = new SyncService(store, { pingIntervalMs: PING_INTERVAL_MS });
+    sync.addToServer(server);
+    try {
+      const bound = await new Promise<number>((resolve, reject) => {
+        server.bindAsync(`127.0.0.1:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
+      });
+      return { server, sync, port: bound };
+    } catch (e) {
+      sync.close();
+      server.forceShutdown();
+      // The old listener of a restart may still hold the port for a moment: retry, bounded.
+      if (port === 0 || Date.now() > deadline) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+  throw new Error(`could not bind 127.0.0.1:${port}`);
+}
+
+function stopController(c: Controller | undefined): void {
+  if (!c) return;
+  c.sync.close();
+  c.server.forceShutdown();
+}
+
+export async function benchFanout(o: BenchOptions): Promise<void> {
+  const n = Math.max(1, Math.floor(o.agents));
+  const workerCount = Math.max(1, Math.min(Math.floor(o.workers), n));
+  const perWorker = Math.ceil(n / workerCount);
+  const fdLimit = await openFileLimit();
+  if (fdLimit !== undefined && fdLimit < n + 256) {
+    throw new Error(`the open-file limit (ulimit -n ${fdLimit}) is too low for ${n} agent connections in one controller process: raise it to at least ${n + 256} (e.g. ulimit -n 65536)`);
+  }
+  const gc = exposeGc();
+  const tmp = await mkdtemp(path.join(tmpdir(), 'pcu-bench-fanout-'));
+  const workers: Worker[] = [];
+  const store = new DesiredStateStore();
+  let controller: Controller | undefined;
+  try {
+    // ---- controller: PKI, states, server ----
+    let t = performance.now();
+    const pki = await makeTestPki(path.join(tmp, 'pki'), { hosts: [], controllerNames: ['controller'] });
+    const credentials = await loadServerCredentials(pki.files('controller'));
+    log(`CA and controller certificate (openssl): ${(performance.now() - t).toFixed(0)} ms`);
+
+    const world = fanoutWorld(n, o.seed);
+    t = performance.now();
+    store.setPolicy(world.policy);
+    store.setCluster(world.cluster);
+    log(`fanout cluster: ${n} hosts, ${world.cluster.tasks.length} tasks, ${world.policy.rules.length} rules; first compile ${(performance.now() - t).toFixed(0)} ms`);
+
+    // Subscribed before the SyncService, so it runs first: the moment a change is published.
+    let publishedAt = 0;
+    const unsubscribe = store.subscribe(() => {
+      publishedAt = wallNow();
+    });
+    controller = await startController(store, 0, credentials);
+    const target = `127.0.0.1:${controller.port}`;
+    const tracker = new ApplyTracker(n);
+    const rejections: string[] = [];
+    const hostIds = Array.from({ length: n }, (_, i) => hostId(i));
+
+    // ---- workers ----
+    const workerScript = fileURLToPath(new URL('./fanout-worker.js', import.meta.url));
+    for (let w = 0; w < workerCount; w++) {
+      const first = w * perWorker;
+      const count = Math.max(0, Math.min(perWorker, n - first));
+      const child = fork(workerScript, [], { execArgv: ['--max-old-space-size=4096'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const worker: Worker = { index: w, child, ready: undefined, stats: undefined, stopped: undefined, exited: false };
+      workers.push(worker);
+      child.on('exit', () => {
+        worker.exited = true;
+      });
+      child.on('error', () => {
+        worker.exited = true;
+      });
+      child.on('message', (m: FromWorker) => {
+        switch (m.type) {
+          case 'ready':
+            worker.ready = { issueMs: m.issueMs, clientsMs: m.clientsMs };
+            return;
+          case 'applied':
+            tracker.onApplied(m.hosts, m.versions, m.at);
+            return;
+          case 'rejected':
+            if (rejections.length < 20) rejections.push(`${hostId(m.host)}: ${m.reason}`);
+            return;
+          case 'stats':
+            worker.stats = m.stats;
+            return;
+          case 'stopped':
+            worker.stopped = m.stats;
+            return;
+          case 'error':
+            rejections.push(`worker ${w}: ${m.message}`);
+            return;
+        }
+      });
+      const init: ToWorker = { type: 'init', target, serverName: SERVER_NAME, caCertFile: pki.caFile, caKeyFile: caFiles(pki.dir).keyFile, first, count };
+      child.send(init);
+    }
+    /** Fails fast when a worker died or the controller rejected an agent. */
+    const healthy = (): void => {
+      const dead = workers.find((w) => w.exited && !w.stopped);
+      if (dead) throw new Error(`worker ${dead.index} exited unexpectedly`);
+      if (rejections.length > 0) throw new Error(`agents rejected or worker errors: ${rejections.slice(0, 3).join('; ')}`);
+    };
+    const broadcast = (m: ToWorker): void => {
+      for (const w of workers) if (!w.exited && w.child.connected) w.child.send(m);
+    };
+    await waitUntil('workers to issue certificates and build clients', () => (healthy(), workers.every((w) => w.ready)), 60_000 + 20 * n, 10);
+    const issueMs = Math.max(...workers.map((w) => w.ready!.issueMs));
+    log(`${workerCount} workers ready: ${n} host certificates issued in ${issueMs.toFixed(0)} ms (slowest worker, in parallel), clients built in ${Math.max(...workers.map((w) => w.ready!.clientsMs)).toFixed(0)} ms`);
+
+    const allInSync = (): boolean => hostIds.every((id) => controller!.sync.agent(id)?.inSync === true);
+    const memory = () => {
+      gc();
+      gc();
+      const m = process.memoryUsage();
+      return { rss: m.rss, heap: m.heapUsed + m.external };
+    };
+    const before = memory();
+
+    // ---- cold start ----
+    tracker.expect((i) => store.current(hostIds[i]!)?.version);
+    let t0 = wallNow();
+    broadcast({ type: 'connect' });
+    await waitUntil('every agent to apply its first state', () => (healthy(), tracker.remaining === 0), 120_000 + 50 * n, 5);
+    const cold = tracker.latencies(t0);
+    await waitUntil('the controller to see every ack', () => (healthy(), allInSync()), 30_000, 20);
+    log(`cold start: ${n} agents connected and applied their first state in ${(Math.max(...cold) / 1000).toFixed(2)} s (p50 ${(percentile(cold, 50) / 1000).toFixed(2)} s)`);
+    report({ scenario: S, name: 'cold start: all agents synced', value: Math.max(...cold) / 1000, unit: 's', note: `${n} agents connecting at once, mTLS, ${workerCount} worker processes` });
+
+    // ---- memory per connected agent ----
+    const after = memory();
+    const connected = controller.sync.agents().filter((a) => a.connected).length;
+    const rssPerAgent = (after.rss - before.rss) / n / 1024;
+    const heapPerAgent = (after.heap - before.heap) / n / 1024;
+    log(`controller memory: rss ${mb(before.rss).toFixed(0)} → ${mb(after.rss).toFixed(0)} MB, heap+external ${mb(before.heap).toFixed(0)} → ${mb(after.heap).toFixed(0)} MB, ${connected} agents connected`);
+    report({ scenario: S, name: 'controller RSS per connected agent', value: rssPerAgent, unit: 'KB', target: { op: '<=', value: 50 }, note: `${mb(before.rss).toFixed(0)} → ${mb(after.rss).toFixed(0)} MB RSS for ${connected} agents (after GC)` });
+    report({ scenario: S, name: 'controller heap per connected agent', value: heapPerAgent, unit: 'KB', note: `V8 heap + external, ${mb(before.heap).toFixed(0)} → ${mb(after.heap).toFixed(0)} MB` });
+
+    // ---- changes reaching every agent ----
+    const changeLatencies: number[] = [];
+    const fanoutLatencies: number[] = [];
+    const compileMs: number[] = [];
+    const changes = Math.min(CHANGES, n - 1);
+    const changesStarted = Date.now();
+    let done = 0;
+    for (let k = 1; k <= changes; k++) {
+      if (Date.now() - changesStarted > CHANGES_BUDGET_MS) break;
+      const next = world.withPrometheusOn(k);
+      t0 = wallNow();
+      const changed = store.setCluster(next);
+      const compiled = wallNow();
+      compileMs.push(compiled - t0);
+      const changedSet = new Set(changed);
+      tracker.expect((i) => (changedSet.has(hostIds[i]!) ? store.current(hostIds[i]!)?.version : undefined));
+      await waitUntil(`change ${k} to reach every agent`, () => (healthy(), tracker.remaining === 0), 60_000, 5);
+      const lat = tracker.latencies(t0);
+      changeLatencies.push(...lat);
+      for (const l of lat) fanoutLatencies.push(l - (publishedAt - t0));
+      log(`change ${k}: ${changed.length} hosts changed; compile ${(compiled - t0).toFixed(0)} ms; applied everywhere after ${Math.max(...lat).toFixed(0)} ms (p50 ${percentile(lat, 50).toFixed(0)} ms)`);
+      await waitUntil('the controller to see every ack', () => (healthy(), allInSync()), 30_000, 20);
+      done++;
+    }
+    if (done > 0) {
+      const note = `${done} changes × ${changeLatencies.length / done} agents (Prometheus moves: every host's state changes)`;
+      report({ scenario: S, name: 'change → every agent applied p50', value: percentile(changeLatencies, 50), unit: 'ms', note });
+      report({ scenario: S, name: 'change → every agent applied p99', value: percentile(changeLatencies, 99), unit: 'ms', target: { op: '<=', value: 500 }, note: `from the setCluster call; of it, compile median ${percentile(compileMs, 50).toFixed(0)} ms; max ${Math.max(...changeLatencies).toFixed(0)} ms` });
+      report({ scenario: S, name: 'published → every agent applied p99', value: percentile(fanoutLatencies, 99), unit: 'ms', note: `fanout alone (after compile); p50 ${percentile(fanoutLatencies, 50).toFixed(0)} ms` });
+    }
+
+    // ---- reconnect storm ----
+    broadcast({ type: 'stats' });
+    await waitUntil('worker stats', () => (healthy(), workers.every((w) => w.stats)), 10_000, 5);
+    const disconnectsBefore = workers.reduce((a, w) => a + w.stats!.disconnects, 0);
+    for (const w of workers) w.stats = undefined;
+    const port = controller.port;
+    t0 = wallNow();
+    stopController(controller);
+    controller = undefined;
+    // A change while the controller is down: every agent needs a state it has not got yet.
+    const changed = new Set(store.setCluster(world.withPrometheusOn(changes + 1)));
+    tracker.expect((i) => (changed.has(hostIds[i]!) ? store.current(hostIds[i]!)?.version : undefined));
+    controller = await startController(store, port, credentials);
+    const rebound = wallNow() - t0;
+    await waitUntil('every agent to resync after the restart', () => (healthy(), tracker.remaining === 0), 120_000 + 20 * n, 5);
+    const storm = tracker.latencies(t0);
+    await waitUntil('the controller to see every ack', () => (healthy(), allInSync()), 30_000, 20);
+    broadcast({ type: 'stats' });
+    await waitUntil('worker stats', () => (healthy(), workers.every((w) => w.stats)), 10_000, 5);
+    const reconnects = workers.reduce((a, w) => a + w.stats!.disconnects, 0) - disconnectsBefore;
+    log(`reconnect storm: server restarted on :${port} in ${rebound.toFixed(0)} ms; ${changed.size} agents resynced after ${(Math.max(...storm) / 1000).toFixed(2)} s (p50 ${(percentile(storm, 50) / 1000).toFixed(2)} s); ${reconnects} stream losses seen by agents`);
+    report({ scenario: S, name: 'reconnect storm: all agents resynced', value: Math.max(...storm) / 1000, unit: 's', target: { op: '<=', value: 60 }, note: `every stream dropped (server restart); p50 ${(percentile(storm, 50) / 1000).toFixed(2)} s; agent backoff defaults` });
+    unsubscribe();
+  } finally {
+    await stopWorkers(workers);
+    stopController(controller);
+    store.close();
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Asks every worker to close its clients and exit; kills (by its own pid) one that does not. */
+async function stopWorkers(workers: readonly Worker[]): Promise<void> {
+  for (const w of workers) {
+    if (!w.exited && w.child.connected) w.child.send({ type: 'stop' } satisfies ToWorker);
+  }
+  try {
+    await waitUntil('workers to exit', () => workers.every((w) => w.exited), 15_000, 20);
+  } catch {
+    for (const w of workers) if (!w.exited) w.child.kill('SIGKILL');
+    await waitUntil('killed workers to exit', () => workers.every((w) => w.exited), 5_000, 20).catch(() => undefined);
+  }
+}

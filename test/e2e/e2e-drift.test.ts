@@ -3,9 +3,12 @@
  * from a set behind the agent's back. Within the refresh interval (1 s here) the agent finds the
  * difference, logs `drift repaired`, and the kernel and the verdicts are as before.
  */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageRoot } from '../../src/cli/package-root.js';
 import { leftoverNamespaces, startCluster, waitFor, type Cluster } from '../support/cluster-harness.js';
-import { ipsetMembers, ownedIptables, saveTable } from '../support/kernel-state.js';
+import { ipsetMembers, ipsetNames, ownedIptables, ownedSets, saveTable } from '../support/kernel-state.js';
 import type { TestHost } from '../support/netns.js';
 import { isRoot, probesEventually, runProbes } from './e2e-support.js';
 import { PORTS, shopCases, shopInventory, shopPolicy, startShopWorkloads } from './shop-fixture.js';
@@ -78,5 +81,28 @@ describe.skipIf(!isRoot)('e2e: drift repair', () => {
       await execOk(c, h2.ns, ['ipset', 'del', 'pcu4-allow-ip', member]);
       expect(await ipsetMembers(c.net, h2.ns, 'pcu4-allow-ip')).not.toContain(member);
     }, async () => (await ipsetMembers(c.net, h2.ns, 'pcu4-allow-ip')).includes(member));
+  });
+
+  it('agent --uninstall removes exactly what it owns: our chains, jump, sets and saved state; foreign objects stay', async () => {
+    const c = cluster as Cluster;
+    await c.stopAgent(2);
+    const h3 = c.hosts[2] as TestHost;
+    // Foreign objects an operator or another tool owns, named close to ours.
+    await execOk(c, h3.ns, ['iptables', '-w', '-t', 'mangle', '-N', 'PCUX-OTHER']);
+    await execOk(c, h3.ns, ['iptables', '-w', '-t', 'mangle', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '9', '-j', 'PCUX-OTHER']);
+    await execOk(c, h3.ns, ['ipset', 'create', 'pcu-other', 'hash:ip']);
+    const stateFile = path.join(c.dir, 'state', h3.id, 'desired-state.json');
+    expect(existsSync(stateFile)).toBe(true);
+    expect(ownedIptables(await saveTable(c.net, h3.ns, 4)).chains.length).toBeGreaterThan(0);
+    const r = await c.net.exec(h3.ns, [process.execPath, path.join(packageRoot(), 'bin', 'portcullis.js'), 'agent', '--uninstall', '--state-dir', path.dirname(stateFile)], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    for (const family of [4, 6] as const) {
+      const saved = await saveTable(c.net, h3.ns, family);
+      expect(ownedIptables(saved)).toEqual({ chains: [], jumps: [] });
+      if (family === 4) expect(saved).toMatch(/-A PREROUTING -p tcp -m tcp --dport 9 -j PCUX-OTHER/);
+    }
+    expect(await ownedSets(c.net, h3.ns)).toEqual([]);
+    expect(await ipsetNames(c.net, h3.ns)).toContain('pcu-other');
+    expect(existsSync(stateFile)).toBe(false);
   });
 });
