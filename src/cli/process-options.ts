@@ -4,6 +4,7 @@
  * caller's working directory, and waiting for the signal that stops them.
  */
 import path from 'node:path';
+import { HostPortError, parseHostPort, type HostPort } from '../controller/host-port.js';
 import type { TlsFiles } from '../tls/credentials.js';
 import { UsageError, type CliIO } from './command.js';
 
@@ -30,6 +31,19 @@ export function tlsFilesFrom(values: { ca?: string; cert?: string; key?: string;
     throw new UsageError(`mTLS needs --ca, --cert and --key (missing ${missing.join(', ')}); for a plaintext local trial pass --insecure`);
   }
   return { caFile: absolutePath(io, values.ca as string), certFile: absolutePath(io, values.cert as string), keyFile: absolutePath(io, values.key as string) };
+}
+
+/** A `HOST:PORT` option (or its default); a malformed one is a UsageError naming the flag. */
+export function hostPortOption(value: string | undefined, fallback: string, flag: string): HostPort;
+export function hostPortOption(value: string | undefined, fallback: undefined, flag: string): HostPort | undefined;
+export function hostPortOption(value: string | undefined, fallback: string | undefined, flag: string): HostPort | undefined {
+  const text = value ?? fallback;
+  if (text === undefined) return undefined;
+  try {
+    return parseHostPort(text, flag);
+  } catch (err) {
+    throw err instanceof HostPortError ? new UsageError(err.message) : err;
+  }
 }
 
 /** A number of seconds within [min, max]. */

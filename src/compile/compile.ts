@@ -24,15 +24,14 @@
  * distinct set and sorted by MemberEmitter without string comparisons.
  */
 import type { App, ClusterState, Task } from '../inventory/cluster-state.js';
-import type { PeerRef, Policy, Protocol, RuleDef } from '../policy/policy-model.js';
+import type { PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
-import type { DesiredState, SetKind } from './desired-state.js';
-import { MemberEmitter, type PortClaim } from './emit-members.js';
+import type { DesiredState } from './desired-state.js';
+import { hostClaims, hostStates, policyConstants, type AppCompileInfo, type HostClaim } from './host-claims.js';
 import { checkAppDeclarations } from './label-declarations.js';
 import { buildPeerSets } from './peer-sets.js';
 import { SourceResolver } from './resolve-sources.js';
-import { stateVersion } from './state-version.js';
 
 export type { CompileReport, CompileReportKind } from './compile-report.js';
 
@@ -42,33 +41,8 @@ export interface CompileResult {
   readonly reports: readonly CompileReport[];
 }
 
-/** Whether rule `r` covers port `index` (host port `hostPort`) of an app for `protocol`. */
-export function ruleMatchesPort(r: RuleDef, portName: string | undefined, hostPort: number, protocol: Protocol): boolean {
-  if (r.protocols !== null && !r.protocols.includes(protocol)) return false;
-  if (r.ports.length === 0) return true;
-  return r.ports.some((p) =>
-    p.kind === 'number'
-      ? p.port === hostPort
-      : p.kind === 'range'
-        ? p.from <= hostPort && hostPort <= p.to
-        : portName !== undefined && p.name === portName,
-  );
-}
-
 function peerKey(p: PeerRef): string {
   return p.kind === 'any' ? 'any' : `${p.kind}:${p.name}`;
-}
-
-function sortedUnique(list: string[]): string[] {
-  list.sort();
-  let w = 0;
-  for (let i = 0; i < list.length; i++) if (i === 0 || list[i] !== list[w - 1]) list[w++] = list[i]!;
-  list.length = w;
-  return list;
-}
-
-function isPort(p: number): boolean {
-  return Number.isInteger(p) && p >= 1 && p <= 65535;
 }
 
 export function compile(policy: Policy, cluster: ClusterState): CompileResult {
@@ -148,12 +122,8 @@ export function compile(policy: Policy, cluster: ClusterState): CompileResult {
   });
 
   // Per app: candidate rules and applied label peers per port index (key + set).
-  interface AppInfo {
-    readonly candidates: readonly number[];
-    readonly labelKeys: readonly string[];
-  }
   const labelSets = new Map<string, AddressSet>();
-  const appInfo = new Map<string, AppInfo>();
+  const appInfo = new Map<string, AppCompileInfo>();
   for (const app of appList) {
     const groups = peers.groupsOfApp.get(app.id) ?? [];
     const candidates = [...new Set(groups.flatMap((g) => rulesOfGroup.get(g) ?? []))].sort((a, b) => a - b);
@@ -164,7 +134,7 @@ export function compile(policy: Policy, cluster: ClusterState): CompileResult {
       if (!labelSets.has(key)) labelSets.set(key, AddressSet.unionAll(applied.map(peers.peerSet)));
       return key;
     });
-    appInfo.set(app.id, { candidates, labelKeys });
+    appInfo.set(app.id, { app, candidates, labelKeys });
   }
 
   const resolver = new SourceResolver(
@@ -173,75 +143,15 @@ export function compile(policy: Policy, cluster: ClusterState): CompileResult {
     policy.defaults.action === 'allow',
   );
 
-  const failsafe = new Set(policy.defaults.failsafe.map((f) => `${f.protocol}:${f.port}`));
-  const failsafeOf = (proto: Protocol) =>
-    sortedUnique(policy.defaults.failsafe.filter((f) => f.protocol === proto).map((f) => String(f.port)));
-  const failsafeTcp = failsafeOf('tcp');
-  const failsafeUdp = failsafeOf('udp');
-
-  // Pass 1: every host's managed ports and their allowed sets.
-  interface Claim extends PortClaim {
-    set: AddressSet;
-    readonly owners: string[];
-  }
-  const claimsOfHost = new Map<string, Claim[]>();
+  // Pass 1: every host's managed ports and their allowed sets; pass 2: sorted members and states.
+  const constants = policyConstants(policy);
+  const claimsOfHost = new Map<string, readonly HostClaim[]>();
   for (const hostId of hostIds) {
-    const claims = new Map<string, Claim>();
-    const tasks = tasksOfHost.get(hostId)!.slice().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    for (const task of tasks) {
-      const app = apps.get(task.appId)!;
-      const info = appInfo.get(app.id)!;
-      const n = Math.min(task.hostPorts.length, app.ports.length);
-      for (let i = 0; i < n; i++) {
-        const hostPort = task.hostPorts[i]!;
-        if (!isPort(hostPort)) continue;
-        const port = app.ports[i]!;
-        for (const protocol of new Set(port.protocols)) {
-          const key = `${protocol}:${hostPort}`;
-          if (failsafe.has(key)) continue;
-          const matching = info.candidates.filter((r) => ruleMatchesPort(policy.rules[r]!, port.name, hostPort, protocol));
-          const labelKey = info.labelKeys[i]!;
-          const set = resolver.resolve(matching, labelKey, labelSets.get(labelKey)!);
-          const owner = `${task.id}#${i}`;
-          const claim = claims.get(key);
-          if (claim) {
-            claim.set = claim.set.intersect(set);
-            claim.owners.push(owner);
-          } else {
-            claims.set(key, { protocol, port: hostPort, set, owners: [owner] });
-          }
-        }
-      }
-    }
-    for (const [key, claim] of claims) {
-      if (claim.owners.length > 1) {
-        reports.push({
-          kind: 'port-conflict',
-          hostId,
-          message: `host ${hostId}: ${key} is claimed by ${claim.owners.join(', ')}; only sources all of them allow are allowed`,
-        });
-      }
-    }
-    claimsOfHost.set(hostId, [...claims.values()]);
+    const host = hostClaims(policy, constants, hostId, tasksOfHost.get(hostId)!, (appId) => appInfo.get(appId)!, resolver, (key) => labelSets.get(key)!);
+    reports.push(...host.reports);
+    claimsOfHost.set(hostId, host.claims);
   }
-
-  // Pass 2: sorted members and the state of each host.
-  const emitter = new MemberEmitter([...claimsOfHost.values()].flatMap((claims) => claims.map((c) => c.set)));
-  const mode = policy.defaults.mode;
-  const states = new Map<string, DesiredState>();
-  for (const hostId of hostIds) {
-    const claims = claimsOfHost.get(hostId)!;
-    const managed = (protocol: Protocol) =>
-      sortedUnique(claims.filter((c) => c.protocol === protocol).map((c) => String(c.port)));
-    const sets: Record<SetKind, string[]> = {
-      'managed-tcp': managed('tcp'),
-      'managed-udp': managed('udp'),
-      'failsafe-tcp': [...failsafeTcp],
-      'failsafe-udp': [...failsafeUdp],
-      ...emitter.emit(claims),
-    };
-    states.set(hostId, { hostId, mode, sets, version: stateVersion(mode, sets) });
-  }
+  const states = hostStates(policy, constants, claimsOfHost);
 
   reports.sort(compareReports);
   const unique = reports.filter((r, i) => i === 0 || compareReports(r, reports[i - 1]!) !== 0);

@@ -1,19 +1,18 @@
 /**
  * One host's managed ports and their allowed source sets, and the DesiredState built from them:
- * the per-host half of `compile` (its passes 1 and 2), for the incremental compiler.
+ * the per-host half of the compiler (its passes 1 and 2), used by the full `compile` and by the
+ * incremental compiler alike, so both build a host's state with the same code.
  *
- * Contract: given the same inputs as `compile` derives internally (valid tasks of the host, app
- * infos with candidate rules and label keys, a SourceResolver over the same rule sets and label
- * sets), `hostState` returns a state with the same sets and version as `compile` does for that
- * host, and the same `port-conflict` reports. The sorted output of MemberEmitter does not depend
+ * Contract: given the cluster-wide inputs `compile` derives (valid tasks of the host, app infos
+ * with candidate rules and label keys, a SourceResolver over the rule and label sets),
+ * `hostClaims` + `hostStates` give the host's state and its `port-conflict` reports. The sorted output of MemberEmitter does not depend
  * on which other sets it ranked, so emitters may be built per batch of hosts.
  * test/compile-incremental.test.ts checks the equality on long random change sequences.
  */
 import type { App, Task } from '../inventory/cluster-state.js';
-import type { Policy, Protocol } from '../policy/policy-model.js';
+import type { Policy, Protocol, RuleDef } from '../policy/policy-model.js';
 import type { AddressSet } from './address-set.js';
 import type { CompileReport } from './compile-report.js';
-import { ruleMatchesPort } from './compile.js';
 import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
 import { MemberEmitter, type PortClaim } from './emit-members.js';
 import type { SourceResolver } from './resolve-sources.js';
@@ -34,6 +33,19 @@ export interface PolicyConstants {
   readonly failsafe: ReadonlySet<string>;
   readonly failsafeTcp: readonly string[];
   readonly failsafeUdp: readonly string[];
+}
+
+/** Whether rule `r` covers port `index` (host port `hostPort`) of an app for `protocol`. */
+export function ruleMatchesPort(r: RuleDef, portName: string | undefined, hostPort: number, protocol: Protocol): boolean {
+  if (r.protocols !== null && !r.protocols.includes(protocol)) return false;
+  if (r.ports.length === 0) return true;
+  return r.ports.some((p) =>
+    p.kind === 'number'
+      ? p.port === hostPort
+      : p.kind === 'range'
+        ? p.from <= hostPort && hostPort <= p.to
+        : portName !== undefined && p.name === portName,
+  );
 }
 
 function sortedUnique(list: string[]): string[] {

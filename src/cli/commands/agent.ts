@@ -11,7 +11,6 @@ import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { Agent } from '../../../agent/agent-runner.js';
 import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
-import { HostPortError, parseHostPort, type HostPort } from '../../controller/host-port.js';
 import { StatusServer } from '../../controller/status-server.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { FAMILIES, type Family } from '../../render/owned-names.js';
@@ -19,7 +18,7 @@ import { loadClientCredentials } from '../../tls/credentials.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
 import { parseOptions } from '../load-inputs.js';
 import { packageRoot } from '../package-root.js';
-import { absolutePath, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
+import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/portcullis';
 
@@ -123,12 +122,7 @@ export const agentCommand: Command = {
     for (const a of addresses) if (isIP(a) === 0) throw new UsageError(`--address '${a}' is not an IPv4 or IPv6 address`);
     const stateDir = absolutePath(io, values['state-dir'] ?? DEFAULT_STATE_DIR);
     const refresh = values['refresh-interval'] === undefined ? 30 : parseSeconds(values['refresh-interval'], 'refresh-interval', 0.2, 86_400);
-    let statusListen: HostPort | undefined;
-    try {
-      statusListen = values['status-listen'] === undefined ? undefined : parseHostPort(values['status-listen'], '--status-listen');
-    } catch (err) {
-      throw err instanceof HostPortError ? new UsageError(err.message) : err;
-    }
+    const statusListen = hostPortOption(values['status-listen'], undefined, '--status-listen');
     const log = createLogger({ component: 'agent', level: parseLogLevel(values['log-level']) });
     const agentFor = (credentials: grpc.ChannelCredentials, controller: string): Agent =>
       new Agent({
@@ -157,11 +151,7 @@ export const agentCommand: Command = {
       return EXIT_OK;
     }
     if (values.controller === undefined) throw new UsageError('--controller HOST:PORT is required (the controller\'s gRPC address)');
-    try {
-      parseHostPort(values.controller, '--controller');
-    } catch (err) {
-      throw err instanceof HostPortError ? new UsageError(err.message) : err;
-    }
+    hostPortOption(values.controller, undefined, '--controller');
     const tls = tlsFilesFrom(values, io);
     if (!tls && values['server-name'] !== undefined) throw new UsageError('--server-name needs TLS (--ca, --cert, --key)');
 

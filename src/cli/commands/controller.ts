@@ -10,13 +10,13 @@ import type * as grpc from '@grpc/grpc-js';
 import { StaticInventoryFeed } from '../../controller/static-inventory-feed.js';
 import { createMarathonFeed, type MarathonFlags } from '../../controller/marathon-feed.js';
 import { startController, type RunningController } from '../../controller/controller-main.js';
-import { HostPortError, parseHostPort, type HostPort } from '../../controller/host-port.js';
+import type { HostPort } from '../../controller/host-port.js';
 import { formatDiagnostic } from '../../diagnostic.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { loadServerCredentials } from '../../tls/credentials.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
 import { INVENTORY_OPTION_HELP, POLICY_OPTION_HELP, parseOptions, resolveInventoryPath, resolvePolicyPath } from '../load-inputs.js';
-import { absolutePath, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
+import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 
 export const DEFAULT_CONTROLLER_LISTEN = '0.0.0.0:7443';
 export const DEFAULT_STATUS_LISTEN = '127.0.0.1:7444';
@@ -77,15 +77,6 @@ interface ControllerArgs {
   readonly pingIntervalMs: number;
   readonly coalesceMs: number;
   readonly logLevel: ReturnType<typeof parseLogLevel>;
-}
-
-function hostPortOption(value: string | undefined, fallback: string, flag: string): HostPort {
-  try {
-    return parseHostPort(value ?? fallback, flag);
-  } catch (err) {
-    if (err instanceof HostPortError) throw new UsageError(err.message);
-    throw err;
-  }
 }
 
 export function parseControllerArgs(args: readonly string[], io: CliIO): ControllerArgs {
