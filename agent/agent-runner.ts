@@ -56,7 +56,7 @@ export class Agent implements StatusSource {
 
   constructor(private readonly options: AgentOptions) {
     this.log = options.logger;
-    this.dataplane = new KernelDataplane({ runner: options.runner, families: options.families, stateDir: options.stateDir, logger: options.logger.child({ component: 'dataplane' }) });
+    this.dataplane = new KernelDataplane({ runner: options.runner, families: options.families, stateDir: options.stateDir, logger: options.logger.child({ module: 'dataplane' }) });
   }
 
   /** Applies the state saved on disk (if any), then connects and starts the drift timer. */
@@ -87,7 +87,7 @@ export class Agent implements StatusSource {
       agentVersion: this.options.agentVersion,
       ...(this.applied ? { initialState: this.applied } : {}),
       apply: (state) => this.applyFromController(state),
-      logger: this.log.child({ component: 'sync' }),
+      logger: this.log.child({ module: 'sync' }),
       onEvent: (event) => {
         if (event.type === 'applied') this.log.info({ version: event.version, seq: event.seq, source: 'controller' }, 'applied');
         else if (event.type === 'apply-failed') this.log.error({ version: event.version, seq: event.seq, err: event.message }, 'apply failed: the kernel keeps the previous state');

@@ -69,7 +69,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const sync = new SyncService(store, {
     insecure: options.credentials === undefined,
     pingIntervalMs: options.pingIntervalMs ?? 10_000,
-    logger: log.child({ component: 'sync' }),
+    logger: log.child({ module: 'sync' }),
   });
   const feed = await options.feed({ agents: () => sync.agents(), logger: log });
   const status = new ControllerStatus({ store, agents: () => sync.agents(), feed, policy: policyInfo });

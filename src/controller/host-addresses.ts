@@ -79,7 +79,7 @@ export class HostAddresses {
   constructor(private readonly opts: HostAddressesOptions = {}) {
     this.resolver = opts.resolver ?? systemLookup;
     this.now = opts.now ?? Date.now;
-    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'host-addresses' });
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ module: 'host-addresses' });
   }
 
   /** Starts polling the agents' Hello addresses. */

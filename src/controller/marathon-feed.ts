@@ -72,7 +72,7 @@ export class MarathonFeed {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: MarathonFeedOptions) {
-    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'marathon-feed' });
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ module: 'marathon-feed' });
   }
 
   async start(onCluster: (cluster: ClusterState) => void): Promise<void> {

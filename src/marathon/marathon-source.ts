@@ -106,7 +106,7 @@ export class MarathonSource {
   constructor(opts: MarathonSourceOptions) {
     const urls = typeof opts.url === 'string' ? [opts.url] : [...opts.url];
     this.http = new HttpClient({ urls, ...(opts.auth ? { auth: opts.auth } : {}), ...(opts.tls ? { tls: opts.tls } : {}) });
-    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'marathon-source' });
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ module: 'marathon-source' });
     this.now = opts.now ?? Date.now;
     this.relistMs = opts.relistIntervalMs ?? 60_000;
     this.timeoutMs = opts.requestTimeoutMs ?? 30_000;

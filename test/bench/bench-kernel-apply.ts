@@ -19,13 +19,16 @@
  *    an allowed attempt that does not connect, or a denied one that does, is a wrong verdict.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { ExecCommandRunner } from '../../agent/dataplane/command-runner.js';
-import { KernelDataplane } from '../../agent/dataplane/kernel-dataplane.js';
+import { writeFileAtomic } from '../../agent/dataplane/atomic-write.js';
+import { KernelDataplane, invalidMembers } from '../../agent/dataplane/kernel-dataplane.js';
 import type { DesiredState } from '../../src/compile/desired-state.js';
 import type { Family } from '../../src/render/owned-names.js';
+import { renderIpsetRestore } from '../../src/render/render-ipsets.js';
+import { renderIptablesRestore } from '../../src/render/render-iptables.js';
 import { createTestNetwork, sweepStaleNamespaces, type TestNetwork } from '../support/netns.js';
 import { log, report } from './figures.js';
 import { memberCount, syntheticHostState, withAllowIp4 } from './kernel-synthetic-state.js';
@@ -38,7 +41,7 @@ const PORTS = 100;
 const BASE_PORT = 31000;
 /** The managed port the probers connect to. */
 const PROBE_PORT = BASE_PORT;
-const ROUNDS = 5;
+const ROUNDS = 7;
 const ONE_MEMBER_ROUNDS = 6;
 const REBUILDS = 6;
 const PROBE_TIMEOUT_MS = 800;
@@ -50,6 +53,7 @@ export async function benchKernelApply(o: BenchOptions): Promise<void> {
     log('skipped: needs root (network namespaces, iptables, ipset)');
     return;
   }
+  log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (other processes on the machine skew every timing)`);
   await sweepStaleNamespaces();
   let net: TestNetwork | undefined;
   let stateDir: string | undefined;
@@ -95,6 +99,8 @@ async function run(o: BenchOptions, net: TestNetwork, stateDir: string): Promise
   const apply = median(applyMs);
   const bare = median(bareMs);
   log(`full apply: ${applyMs.map((x) => x.toFixed(0)).join(', ')} ms; bare ipset restore + iptables-restore of the same text: ${bareMs.map((x) => x.toFixed(0)).join(', ')} ms`);
+  const parts = await applyBreakdown(big, stateDir, await dp.families());
+  log(`where apply's extra time goes (the same steps timed alone, median of 3): validate members ${parts.validate.toFixed(0)} ms, render ipset + iptables text ${parts.render.toFixed(0)} ms (validates again), keep rendered inputs (fsync'd, ${(parts.bytes / 2 ** 20).toFixed(1)} MiB) ${parts.keep.toFixed(0)} ms`);
   report({ scenario: S, name: `apply ${n} members (median)`, value: apply, unit: 'ms', target: { op: '<=', value: 1000 }, note: `${ROUNDS} re-applies via KernelDataplane.apply, v4+v6` });
   report({ scenario: S, name: 'apply / bare restore ratio', value: apply / bare, unit: 'x', target: { op: '<=', value: 1.3 }, note: `bare ipset restore + iptables-restore of the same text ${bare.toFixed(0)} ms (median of ${ROUNDS}, same namespace, same run)` });
 
@@ -117,6 +123,27 @@ async function run(o: BenchOptions, net: TestNetwork, stateDir: string): Promise
 
   // 3. New connections during full rebuilds: no wrong verdict.
   await noGapDuringRebuilds(net, dp, big, changed, h1.ns, h3.ns, h2.v4);
+}
+
+/** The in-process steps of KernelDataplane.apply, timed alone on the same state (context for the ratio). */
+async function applyBreakdown(state: DesiredState, stateDir: string, families: readonly Family[]): Promise<{ validate: number; render: number; keep: number; bytes: number }> {
+  const validate: number[] = [];
+  const render: number[] = [];
+  const keep: number[] = [];
+  let bytes = 0;
+  for (let r = 0; r < 3; r++) {
+    let t = performance.now();
+    if (invalidMembers(state).length > 0) throw new Error('synthetic state has invalid members');
+    validate.push(performance.now() - t);
+    t = performance.now();
+    const texts = families.flatMap((f) => [renderIpsetRestore(state, f), renderIptablesRestore(state, f, { insertJump: false })]);
+    render.push(performance.now() - t);
+    bytes = texts.reduce((a, x) => a + Buffer.byteLength(x), 0);
+    t = performance.now();
+    for (const [i, text] of texts.entries()) await writeFileAtomic(path.join(stateDir, `breakdown.${i}`), text);
+    keep.push(performance.now() - t);
+  }
+  return { validate: median(validate), render: median(render), keep: median(keep), bytes };
 }
 
 async function expectEntries(runner: ExecCommandRunner, set: string, want: number): Promise<void> {

@@ -29,6 +29,8 @@ export interface WorkerStats {
   readonly disconnects: number;
   readonly connected: number;
   readonly rssBytes: number;
+  /** CPU time (user + system) of the worker process so far, ms. */
+  readonly cpuMs: number;
 }
 
 export type FromWorker =

@@ -42,7 +42,8 @@ function recordApply(host: number, version: string): void {
 }
 
 function stats(): WorkerStats {
-  return { agents: clients.length, ...counters, connected: clients.filter((c) => c.connected).length, rssBytes: process.memoryUsage().rss };
+  const cpu = process.cpuUsage();
+  return { agents: clients.length, ...counters, connected: clients.filter((c) => c.connected).length, rssBytes: process.memoryUsage().rss, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
 function init(m: WorkerInit): void {

@@ -161,8 +161,8 @@ export const controllerCommand: Command = {
       controller = await startController({
         policyPath: options.policyPath,
         feed: ({ agents, logger }) => {
-          if (options.marathon) return createMarathonFeed(options.marathon, agents, logger.child({ component: 'marathon' }));
-          const feedLog = logger.child({ component: 'inventory' });
+          if (options.marathon) return createMarathonFeed(options.marathon, agents, logger.child({ module: 'marathon' }));
+          const feedLog = logger.child({ module: 'inventory' });
           return new StaticInventoryFeed({
             path: options.inventoryPath as string,
             onError: (errors) => {
