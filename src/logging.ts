@@ -4,7 +4,8 @@
  *   {"level":"info","time":"2026-01-01T00:00:00.000Z","pid":1,"component":"controller","msg":"..."}
  * `level` is the label (not pino's number), `time` ISO 8601, `msg` the message, `component` the
  * process (controller, agent) and `module` the part of it that logs (sync, dataplane, marathon-feed,
- * ...), set with `logger.child({ module })`; every other field is the caller's. Writes are synchronous, so a line logged just before exit is never lost.
+ * ...), set with `logger.child({ module })`; every other field is the caller's. Writes are
+ * synchronous, so a line logged just before exit is never lost.
  */
 import pino, { type Logger } from 'pino';
 import { UsageError } from './cli/command.js';
