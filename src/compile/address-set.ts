@@ -214,6 +214,33 @@ function cidrsOf(a: Ranges, family: Family, out: ParsedCidr[]): void {
   }
 }
 
+/** Intervals of each list that the other does not have (lists in normal form: unique starts). */
+function exclusiveIntervals(a: Ranges, b: Ranges): { onlyA: bigint[]; onlyB: bigint[] } {
+  const onlyA: bigint[] = [];
+  const onlyB: bigint[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    if (a[i]! < b[j]!) {
+      onlyA.push(a[i]!, a[i + 1]!);
+      i += 2;
+    } else if (a[i]! > b[j]!) {
+      onlyB.push(b[j]!, b[j + 1]!);
+      j += 2;
+    } else {
+      if (a[i + 1]! !== b[j + 1]!) {
+        onlyA.push(a[i]!, a[i + 1]!);
+        onlyB.push(b[j]!, b[j + 1]!);
+      }
+      i += 2;
+      j += 2;
+    }
+  }
+  for (; i < a.length; i += 2) onlyA.push(a[i]!, a[i + 1]!);
+  for (; j < b.length; j += 2) onlyB.push(b[j]!, b[j + 1]!);
+  return { onlyA, onlyB };
+}
+
 const EMPTY_RANGES: Ranges = Object.freeze([]) as Ranges;
 
 export class AddressSet {
@@ -262,6 +289,17 @@ export class AddressSet {
       sets.flatMap((s) => s.v4),
       sets.flatMap((s) => s.v6),
     );
+  }
+
+  /**
+   * The intervals of `a` that are not intervals of `b` and vice versa (whole maximal intervals,
+   * compared exactly). A CIDR cover is computed interval by interval, so the covers of `a` and `b`
+   * differ exactly by the covers of these two sets, minus blocks they have in common.
+   */
+  static intervalDiff(a: AddressSet, b: AddressSet): { onlyA: AddressSet; onlyB: AddressSet } {
+    const v4 = exclusiveIntervals(a.v4, b.v4);
+    const v6 = exclusiveIntervals(a.v6, b.v6);
+    return { onlyA: AddressSet.of(v4.onlyA, v6.onlyA), onlyB: AddressSet.of(v4.onlyB, v6.onlyB) };
   }
 
   private static of(v4: Ranges, v6: Ranges): AddressSet {

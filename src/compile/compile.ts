@@ -21,14 +21,15 @@
  * Cost: group/network/rule source sets are built once; each app gets its candidate rules (those
  * whose `to` names one of its groups); resolution depends only on (matching rule indices, applied
  * label peers) and is shared through SourceResolver's prefix trie; members are formatted once per
- * distinct set and sorted by MemberEmitter without string comparisons.
+ * distinct set and sorted by MemberEmitter without string comparisons. Which rules match a port is
+ * memoised per app port (host-claims.ts PortMatch).
  */
 import type { App, ClusterState, Task } from '../inventory/cluster-state.js';
 import type { PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
 import type { DesiredState } from './desired-state.js';
-import { hostClaims, hostStates, policyConstants, type AppCompileInfo, type HostClaim } from './host-claims.js';
+import { appCompileInfo, hostClaims, hostStates, policyConstants, type AppCompileInfo, type HostClaim, type PortMatch } from './host-claims.js';
 import { checkAppDeclarations } from './label-declarations.js';
 import { buildPeerSets } from './peer-sets.js';
 import { SourceResolver } from './resolve-sources.js';
@@ -134,7 +135,7 @@ export function compile(policy: Policy, cluster: ClusterState): CompileResult {
       if (!labelSets.has(key)) labelSets.set(key, AddressSet.unionAll(applied.map(peers.peerSet)));
       return key;
     });
-    appInfo.set(app.id, { app, candidates, labelKeys });
+    appInfo.set(app.id, appCompileInfo(policy, app, candidates, labelKeys));
   }
 
   const resolver = new SourceResolver(
@@ -146,8 +147,15 @@ export function compile(policy: Policy, cluster: ClusterState): CompileResult {
   // Pass 1: every host's managed ports and their allowed sets; pass 2: sorted members and states.
   const constants = policyConstants(policy);
   const claimsOfHost = new Map<string, readonly HostClaim[]>();
+  const resolved = new Map<PortMatch, AddressSet>();
+  const resolve = (m: PortMatch): AddressSet => {
+    let set = resolved.get(m);
+    if (!set) resolved.set(m, (set = resolver.resolve(m.matching, m.labelKey, labelSets.get(m.labelKey)!)));
+    return set;
+  };
+  const infoOf = (appId: string) => appInfo.get(appId)!;
   for (const hostId of hostIds) {
-    const host = hostClaims(policy, constants, hostId, tasksOfHost.get(hostId)!, (appId) => appInfo.get(appId)!, resolver, (key) => labelSets.get(key)!);
+    const host = hostClaims(policy, constants, hostId, tasksOfHost.get(hostId)!, infoOf, resolve);
     reports.push(...host.reports);
     claimsOfHost.set(hostId, host.claims);
   }

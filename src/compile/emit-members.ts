@@ -13,7 +13,7 @@
  * per member.
  */
 import type { Protocol } from '../policy/policy-model.js';
-import { formatAddress, type AddressSet } from './address-set.js';
+import { AddressSet, formatAddress } from './address-set.js';
 
 export interface PortClaim {
   readonly protocol: Protocol;
@@ -24,8 +24,19 @@ export interface PortClaim {
 export const ALLOW_KINDS = ['allow-ip4', 'allow-net4', 'allow-ip6', 'allow-net6'] as const;
 export type AllowKind = (typeof ALLOW_KINDS)[number];
 
-/** Source texts of a set per allow kind (index = ALLOW_KINDS index). */
-function sourceTexts(set: AddressSet): string[][] {
+const textsOf = new WeakMap<AddressSet, readonly (readonly string[])[]>();
+
+/**
+ * Source texts of a set per allow kind (index = ALLOW_KINDS index), in address order; remembered
+ * per set (sets are immutable and shared, so hosts using one resolution format it once).
+ */
+export function sourceTexts(set: AddressSet): readonly (readonly string[])[] {
+  let lists = textsOf.get(set);
+  if (!lists) textsOf.set(set, (lists = formatSourceTexts(set)));
+  return lists;
+}
+
+function formatSourceTexts(set: AddressSet): string[][] {
   const lists: string[][] = [[], [], [], []];
   for (const b of set.toCidrBlocks()) {
     const bits = b.family === 4 ? 32 : 128;
@@ -42,6 +53,33 @@ function sourceTexts(set: AddressSet): string[][] {
   return lists;
 }
 
+/** The part of a member after its source: ",<proto>:<port>". */
+export function claimSuffix(protocol: Protocol, port: number): string {
+  return `,${protocol}:${port}`;
+}
+
+/**
+ * How the source texts of a claim change when its set goes from `before` to `after`, per allow
+ * kind (index = ALLOW_KINDS index): texts to remove and texts to add. Only the intervals that
+ * differ are formatted (see AddressSet.intervalDiff).
+ */
+export function sourceTextDiff(before: AddressSet, after: AddressSet): { removed: string[][]; added: string[][] } {
+  const { onlyA, onlyB } = AddressSet.intervalDiff(before, after);
+  const removed = formatSourceTexts(onlyA);
+  const added = formatSourceTexts(onlyB);
+  for (let k = 0; k < removed.length; k++) {
+    const r = removed[k]!;
+    const a = added[k]!;
+    if (r.length === 0 || a.length === 0) continue;
+    const inR = new Set(r);
+    const common = new Set(a.filter((t) => inR.has(t)));
+    if (common.size === 0) continue;
+    removed[k] = r.filter((t) => !common.has(t));
+    added[k] = a.filter((t) => !common.has(t));
+  }
+  return { removed, added };
+}
+
 export class MemberEmitter {
   private readonly texts: string[];
   private readonly ranks = new Map<AddressSet, Int32Array[]>();
@@ -49,7 +87,7 @@ export class MemberEmitter {
 
   /** `sets`: every set any host will emit (one ranking for all of them). */
   constructor(sets: Iterable<AddressSet>) {
-    const perSet = new Map<AddressSet, string[][]>();
+    const perSet = new Map<AddressSet, readonly (readonly string[])[]>();
     const all = new Set<string>();
     for (const set of sets) {
       if (perSet.has(set)) continue;
@@ -67,7 +105,7 @@ export class MemberEmitter {
 
   emit(claims: readonly PortClaim[]): Record<AllowKind, string[]> {
     const ordered = claims
-      .map((c) => ({ suffix: `,${c.protocol}:${c.port}`, ranks: this.ranks.get(c.set)! }))
+      .map((c) => ({ suffix: claimSuffix(c.protocol, c.port), ranks: this.ranks.get(c.set)! }))
       .sort((a, b) => (a.suffix < b.suffix ? -1 : a.suffix > b.suffix ? 1 : 0));
     const out = {} as Record<AllowKind, string[]>;
     ALLOW_KINDS.forEach((kind, k) => {

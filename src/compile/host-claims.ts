@@ -4,10 +4,16 @@
  * incremental compiler alike, so both build a host's state with the same code.
  *
  * Contract: given the cluster-wide inputs `compile` derives (valid tasks of the host, app infos
- * with candidate rules and label keys, a SourceResolver over the rule and label sets),
- * `hostClaims` + `hostStates` give the host's state and its `port-conflict` reports. The sorted output of MemberEmitter does not depend
- * on which other sets it ranked, so emitters may be built per batch of hosts.
- * test/compile-incremental.test.ts checks the equality on long random change sequences.
+ * with candidate rules and label keys, a resolution function over the rule and label sets),
+ * `hostClaims` + `hostStates` give the host's state and its `port-conflict` reports. The sorted
+ * output of MemberEmitter does not depend on which other sets it ranked, so emitters may be built
+ * per batch of hosts. test/compile-incremental.test.ts checks the equality on long random change
+ * sequences.
+ *
+ * A claim's allowed set depends only on its PortMatch (matching rule indices + applied label
+ * key); `PortMatch.key` names that resolution, so equal keys always resolve to equal sets, and
+ * `PortMatch.groups` lists the groups whose source sets it reads (the incremental compiler
+ * re-resolves a key only when one of those changes). PortMatches are memoised per app port.
  */
 import type { App, Task } from '../inventory/cluster-state.js';
 import type { Policy, Protocol, RuleDef } from '../policy/policy-model.js';
@@ -15,18 +21,35 @@ import type { AddressSet } from './address-set.js';
 import type { CompileReport } from './compile-report.js';
 import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
 import { MemberEmitter, type PortClaim } from './emit-members.js';
-import type { SourceResolver } from './resolve-sources.js';
+import { markMemberList } from './member-lists.js';
 import { stateVersion } from './state-version.js';
+
+/** What decides one claim's allowed set (see the header). */
+export interface PortMatch {
+  /** Indices of the policy rules that match the port, in policy order. */
+  readonly matching: readonly number[];
+  readonly labelKey: string;
+  /** Names the resolution: `matching` and `labelKey` as one string. */
+  readonly key: string;
+  /** Groups whose source sets the resolution reads (`from` groups, label groups). */
+  readonly groups: readonly string[];
+}
 
 export interface AppCompileInfo {
   readonly app: App;
   readonly candidates: readonly number[];
   readonly labelKeys: readonly string[];
+  /** True when a candidate rule names a port by number or range (then host ports matter). */
+  readonly hostPortSensitive: boolean;
+  /** Memo: PortMatch per "<port index>:<protocol>[:<host port>]". */
+  readonly portMatches: Map<string, PortMatch>;
 }
 
 export interface HostClaim extends PortClaim {
   set: AddressSet;
   readonly owners: string[];
+  /** PortMatches of the owners, in owner order. */
+  readonly matches: PortMatch[];
 }
 
 export interface PolicyConstants {
@@ -34,6 +57,9 @@ export interface PolicyConstants {
   readonly failsafeTcp: readonly string[];
   readonly failsafeUdp: readonly string[];
 }
+
+/** Resolves a PortMatch to its allowed set (callers memoise by key as they see fit). */
+export type Resolve = (match: PortMatch) => AddressSet;
 
 /** Whether rule `r` covers port `index` (host port `hostPort`) of an app for `protocol`. */
 export function ruleMatchesPort(r: RuleDef, portName: string | undefined, hostPort: number, protocol: Protocol): boolean {
@@ -46,6 +72,27 @@ export function ruleMatchesPort(r: RuleDef, portName: string | undefined, hostPo
         ? p.from <= hostPort && hostPort <= p.to
         : portName !== undefined && p.name === portName,
   );
+}
+
+export function appCompileInfo(policy: Policy, app: App, candidates: readonly number[], labelKeys: readonly string[]): AppCompileInfo {
+  const hostPortSensitive = candidates.some((r) => policy.rules[r]!.ports.some((p) => p.kind !== 'name'));
+  return { app, candidates, labelKeys, hostPortSensitive, portMatches: new Map() };
+}
+
+function portMatch(policy: Policy, info: AppCompileInfo, index: number, hostPort: number, protocol: Protocol): PortMatch {
+  const memoKey = info.hostPortSensitive ? `${index}:${protocol}:${hostPort}` : `${index}:${protocol}`;
+  let m = info.portMatches.get(memoKey);
+  if (!m) {
+    const portName = info.app.ports[index]!.name;
+    const matching = info.candidates.filter((r) => ruleMatchesPort(policy.rules[r]!, portName, hostPort, protocol));
+    const labelKey = info.labelKeys[index]!;
+    const groups = new Set<string>();
+    for (const r of matching) for (const p of policy.rules[r]!.from) if (p.kind === 'group') groups.add(p.name);
+    for (const k of labelKey.split('\n')) if (k.startsWith('group:')) groups.add(k.slice('group:'.length));
+    m = { matching, labelKey, key: `${matching.join(',')}|${labelKey}`, groups: [...groups] };
+    info.portMatches.set(memoKey, m);
+  }
+  return m;
 }
 
 function sortedUnique(list: string[]): string[] {
@@ -70,10 +117,13 @@ export function policyConstants(policy: Policy): PolicyConstants {
   };
 }
 
+function byId(a: Task, b: Task): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
 /**
- * Pass 1 for one host: its claims (tasks sorted by id), port-conflict reports, and the groups
- * whose source sets its claims depend on (`from` groups of the matching rules, groups in the
- * applied label declarations): only a change of one of those can change this host's state.
+ * Pass 1 for one host: its claims (tasks sorted by id, each claim with the PortMatches of its
+ * owners) and port-conflict reports.
  */
 export function hostClaims(
   policy: Policy,
@@ -81,12 +131,10 @@ export function hostClaims(
   hostId: string,
   validTasks: readonly Task[],
   infoOf: (appId: string) => AppCompileInfo,
-  resolver: SourceResolver,
-  labelSet: (key: string) => AddressSet,
-): { claims: HostClaim[]; reports: CompileReport[]; groups: Set<string> } {
+  resolve: Resolve,
+): { claims: HostClaim[]; reports: CompileReport[] } {
   const claims = new Map<string, HostClaim>();
-  const groups = new Set<string>();
-  const tasks = validTasks.slice().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const tasks = validTasks.slice().sort(byId);
   for (const task of tasks) {
     const info = infoOf(task.appId);
     const app = info.app;
@@ -94,22 +142,22 @@ export function hostClaims(
     for (let i = 0; i < n; i++) {
       const hostPort = task.hostPorts[i]!;
       if (!isPort(hostPort)) continue;
-      const port = app.ports[i]!;
-      for (const protocol of new Set(port.protocols)) {
+      const protocols = app.ports[i]!.protocols;
+      for (let p = 0; p < protocols.length; p++) {
+        const protocol = protocols[p]!;
+        if (protocols.indexOf(protocol) !== p) continue; // listed twice
         const key = `${protocol}:${hostPort}`;
         if (constants.failsafe.has(key)) continue;
-        const matching = info.candidates.filter((r) => ruleMatchesPort(policy.rules[r]!, port.name, hostPort, protocol));
-        const labelKey = info.labelKeys[i]!;
-        for (const r of matching) for (const p of policy.rules[r]!.from) if (p.kind === 'group') groups.add(p.name);
-        for (const k of labelKey.split('\n')) if (k.startsWith('group:')) groups.add(k.slice('group:'.length));
-        const set = resolver.resolve(matching, labelKey, labelSet(labelKey));
+        const match = portMatch(policy, info, i, hostPort, protocol);
+        const set = resolve(match);
         const owner = `${task.id}#${i}`;
         const claim = claims.get(key);
         if (claim) {
           claim.set = claim.set.intersect(set);
           claim.owners.push(owner);
+          claim.matches.push(match);
         } else {
-          claims.set(key, { protocol, port: hostPort, set, owners: [owner] });
+          claims.set(key, { protocol, port: hostPort, set, owners: [owner], matches: [match] });
         }
       }
     }
@@ -124,7 +172,12 @@ export function hostClaims(
       });
     }
   }
-  return { claims: [...claims.values()], reports, groups };
+  return { claims: [...claims.values()], reports };
+}
+
+/** The sorted `managed-<protocol>` members of a host's claims. */
+export function managedPorts(claims: readonly PortClaim[], protocol: Protocol): string[] {
+  return sortedUnique(claims.filter((c) => c.protocol === protocol).map((c) => String(c.port)));
 }
 
 function sameSets(a: DesiredState['sets'], b: Record<SetKind, string[]>): boolean {
@@ -151,8 +204,7 @@ export function hostStates(
   const mode = policy.defaults.mode;
   const states = new Map<string, DesiredState>();
   for (const [hostId, claims] of claimsOfHost) {
-    const managed = (protocol: Protocol) =>
-      sortedUnique(claims.filter((c) => c.protocol === protocol).map((c) => String(c.port)));
+    const managed = (protocol: Protocol) => managedPorts(claims, protocol);
     const sets: Record<SetKind, string[]> = {
       'managed-tcp': managed('tcp'),
       'managed-udp': managed('udp'),
@@ -160,6 +212,7 @@ export function hostStates(
       'failsafe-udp': [...constants.failsafeUdp],
       ...emitter.emit(claims),
     };
+    for (const kind of SET_KINDS) markMemberList(sets[kind]);
     const old = previous(hostId);
     states.set(hostId, old && old.mode === mode && sameSets(old.sets, sets) ? old : { hostId, mode, sets, version: stateVersion(mode, sets) });
   }

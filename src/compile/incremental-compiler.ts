@@ -1,6 +1,7 @@
 /**
  * The incremental compiler: `compile(policy, cluster)` kept up to date as the cluster changes,
- * recomputing only the hosts whose state can change.
+ * recomputing only the hosts whose state can change, and patching rather than recomputing the
+ * hosts that only see a source set change.
  *
  * Contract
  *  - After `setPolicy(p)` and any sequence of `applyClusterChange(c)`, `states()` equals
@@ -8,35 +9,52 @@
  *  - `applyClusterChange` returns `changed` (hosts whose state version changed or that appeared)
  *    and `removed` (hosts that left the cluster). `setPolicy` recompiles everything (policy edits
  *    are rare) and reports changes the same way.
+ *  - Inputs are immutable values (ClusterState says so); an unchanged task, host or app may keep
+ *    its object identity between calls, which the fast path below exploits.
  *
- * Which hosts are recomputed ("dirty"): the old and new host of every task that appeared,
- * disappeared, moved or changed ports (validity included: a task of an unknown host or app does
- * not count); every host running a task of an app whose definition changed; new hosts; and, when
- * a group's source-address set changed (a host gained its first or lost its last task of the
- * group, or such a host's addresses changed, or an app joined/left the group), every host running
- * a task of an app whose candidate rules or applied label declarations name that group.
+ * Two kinds of affected hosts:
+ *  - "dirty" hosts are recomputed from their tasks (host-claims.ts): the old and new host of every
+ *    task that appeared, disappeared, moved or changed ports (validity included: a task of an
+ *    unknown host or app does not count); every host running a task of an app whose definition
+ *    changed; new hosts; and hosts where a changed resolution feeds a port-conflict intersection.
+ *  - when a group's source-address set changed (a host gained its first or lost its last task of
+ *    the group, or such a host's addresses changed, or an app joined/left the group), every live
+ *    resolution (ResolutionIndex: PortMatch key → set) reading that group is re-resolved once; a
+ *    set that really changed is diffed into source texts to add and remove (only the intervals
+ *    that differ are formatted), and every other host using it gets those members patched into
+ *    its sorted lists (member-lists.ts) and a new version. A patched host's lists equal what a
+ *    recompute would emit because a member belongs to exactly one claim ("<source>,<proto>:<port>",
+ *    claims of a host have distinct (proto, port)) and a non-conflict claim's set is its
+ *    resolution.
  *
- * Cost per change: O(apps + tasks + hosts) of map work to diff the new ClusterState against the
- * last one (no set arithmetic), plus the real work — resolution, member emission and hashing —
- * for dirty hosts only. Group sets are rebuilt only for groups touched by the change.
- * Pure: no I/O, no clock. Not reentrant (single-threaded use, like the rest of the controller).
+ * Cost per change: the input diff is O(hosts + apps + tasks) identity comparisons when only
+ * tasks changed in place (same array length, hosts and apps element-identical, no duplicate task
+ * ids, every old and new task at a changed position valid); anything else takes the general diff,
+ * O(apps + tasks + hosts) of map work. Then the real work: group sets rebuilt for touched groups,
+ * one resolution per affected distinct key, a full recompute of dirty hosts, and for patched hosts
+ * a binary-search patch and a re-hash. Pure: no I/O, no clock. Not reentrant (single-threaded use,
+ * like the rest of the controller).
  */
-import type { App, ClusterState, Task } from '../inventory/cluster-state.js';
-import { appMatchesGroup } from '../policy/app-selector.js';
+import type { App, ClusterState, Host, Task } from '../inventory/cluster-state.js';
 import type { PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
-import type { DesiredState } from './desired-state.js';
-import { hostClaims, hostStates, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants } from './host-claims.js';
+import type { DesiredState, SetKind } from './desired-state.js';
+import { ALLOW_KINDS, claimSuffix, sourceTextDiff, sourceTexts } from './emit-members.js';
+import { appCompileInfo, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch } from './host-claims.js';
 import { checkAppDeclarations } from './label-declarations.js';
+import { markMemberList, patchMemberList } from './member-lists.js';
+import { groupMatcher } from './peer-sets.js';
+import { ResolutionIndex } from './resolution-index.js';
 import { SourceResolver } from './resolve-sources.js';
+import { stateVersion } from './state-version.js';
 
 export interface IncrementalResult {
   /** Hosts whose state is new or has a new version, with that state. */
   readonly changed: ReadonlyMap<string, DesiredState>;
   /** Hosts that left the cluster (their state is gone). */
   readonly removed: readonly string[];
-  /** How many hosts were recomputed (dirty), for metrics and tests. */
+  /** How many hosts were recomputed (dirty) or patched, for metrics and tests. */
   readonly recomputed: number;
 }
 
@@ -46,7 +64,45 @@ interface AppEntry extends AppCompileInfo {
   readonly problems: readonly CompileReport[];
 }
 
+/** One claim of a host as last emitted: its member suffix, its owners' PortMatch keys, its set. */
+interface ClaimUse {
+  readonly suffix: string;
+  readonly keys: readonly string[];
+  set: AddressSet;
+}
+
+/** The input diff: hosts to recompute, hosts gone, apps redefined, groups whose set may change. */
+interface InputChange {
+  readonly dirty: Set<string>;
+  readonly removed: string[];
+  readonly changedApps: Set<string>;
+  readonly touchedGroups: Set<string>;
+}
+
+/** Members to remove and add per allow kind, for one host. */
+interface Patch {
+  readonly removes: string[][];
+  readonly adds: string[][];
+  /** New managed-tcp / managed-udp lists (dirty hosts only). */
+  managed?: { readonly tcp: string[]; readonly udp: string[] };
+}
+
+function newPatch(): Patch {
+  return { removes: ALLOW_KINDS.map(() => []), adds: ALLOW_KINDS.map(() => []) };
+}
+
+/** Adds `texts` (per allow kind) with `suffix` to the patch's removes or adds. */
+function patchTexts(into: string[][], texts: readonly (readonly string[])[], suffix: string): void {
+  for (let k = 0; k < ALLOW_KINDS.length; k++) for (const t of texts[k]!) into[k]!.push(t + suffix);
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
 const EMPTY_CLUSTER: ClusterState = { hosts: [], apps: [], tasks: [] };
+/** Above this many changed task positions the general diff is about as cheap. */
+const FAST_PATH_MAX_CHANGES = 64;
 
 function peerKey(p: PeerRef): string {
   return p.kind === 'any' ? 'any' : `${p.kind}:${p.name}`;
@@ -60,30 +116,56 @@ function sameTask(a: Task, b: Task): boolean {
   return a.appId === b.appId && a.hostId === b.hostId && a.hostPorts.length === b.hostPorts.length && a.hostPorts.every((p, i) => p === b.hostPorts[i]);
 }
 
+function sameElements<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
   let set = map.get(key);
   if (!set) map.set(key, (set = new Set()));
   set.add(value);
 }
 
+/** +1 / -1 on a (app → host → task count) map; true when the app's host set changed. */
+function countTask(map: Map<string, Map<string, number>>, appId: string, hostId: string, delta: 1 | -1): boolean {
+  let hosts = map.get(appId);
+  if (!hosts) map.set(appId, (hosts = new Map()));
+  const n = (hosts.get(hostId) ?? 0) + delta;
+  if (n > 0) hosts.set(hostId, n);
+  else hosts.delete(hostId);
+  if (hosts.size === 0) map.delete(appId);
+  return delta === 1 ? n === 1 : n === 0;
+}
+
 export class IncrementalCompiler {
   private policy: Policy;
+  private groupsOf: ((app: App) => string[]) | undefined;
   private constants: PolicyConstants;
   private cluster: ClusterState = EMPTY_CLUSTER;
   private apps = new Map<string, AppEntry>();
   private groupMembers = new Map<string, Set<string>>();
   private addressText = new Map<string, string>();
+  private addressesOfHost = new Map<string, ParsedAddress[]>();
   private validTasks = new Map<string, Task>();
+  /** How many valid tasks there are (more than validTasks.size when task ids repeat). */
+  private validCount = 0;
   private tasksOfHost = new Map<string, Task[]>();
-  private hostsOfApp = new Map<string, Set<string>>();
+  /** Valid tasks per app and host. */
+  private hostsOfApp = new Map<string, Map<string, number>>();
   private groupSet = new Map<string, AddressSet>();
   private networkSet = new Map<string, AddressSet>();
+  private ruleFrom: AddressSet[] = [];
   private labelSets = new Map<string, AddressSet>();
+  /** The peers behind each label key of labelSets. */
+  private labelPeers = new Map<string, readonly PeerRef[]>();
   private resolver!: SourceResolver;
+  private resolutions = new ResolutionIndex();
+  private claimsOf = new Map<string, readonly ClaimUse[]>();
   private stateOf = new Map<string, DesiredState>();
   private conflictReports = new Map<string, readonly CompileReport[]>();
-  /** Per host: the groups whose source sets its last computed state depends on. */
-  private dependsOn = new Map<string, ReadonlySet<string>>();
   private inventoryReports: CompileReport[] = [];
   private cachedReports: readonly CompileReport[] | undefined;
 
@@ -96,6 +178,7 @@ export class IncrementalCompiler {
   /** Full recompile under a new policy. */
   setPolicy(policy: Policy): IncrementalResult {
     this.policy = policy;
+    this.groupsOf = undefined;
     this.constants = policyConstants(policy);
     this.apps = new Map();
     this.groupMembers = new Map();
@@ -141,27 +224,135 @@ export class IncrementalCompiler {
   }
 
   private update(next: ClusterState, full: boolean): IncrementalResult {
-    const policy = this.policy;
+    const change = (full ? undefined : this.tasksMovedInPlace(next)) ?? this.diffInputs(next, full);
+    const { dirty, removed } = change;
+    this.cluster = next;
+    this.cachedReports = undefined;
+
+    // Group source sets: rebuilt for touched groups only.
+    const changedGroups = new Set<string>();
+    for (const group of this.policy.groups) {
+      if (!full && !change.touchedGroups.has(group.name)) continue;
+      const set = this.buildGroupSet(group.name);
+      const old = this.groupSet.get(group.name);
+      if (!old || !old.equals(set)) changedGroups.add(group.name);
+      this.groupSet.set(group.name, set);
+    }
+
+    for (const id of removed) {
+      this.releaseClaims(id);
+      this.stateOf.delete(id);
+      this.conflictReports.delete(id);
+      dirty.delete(id);
+    }
+
+    if (full) {
+      this.rebuildResolver();
+      this.resolutions = new ResolutionIndex();
+      this.claimsOf = new Map();
+      for (const id of this.addressText.keys()) dirty.add(id);
+    } else if (changedGroups.size > 0) {
+      this.refreshRuleAndLabelSets(changedGroups);
+    }
+    // New label keys of changed apps need their sets (existing keys are still valid).
+    for (const id of change.changedApps) this.addLabelSets(this.apps.get(id));
+
+    const patches = new Map<string, Patch>();
+    const changedKeys = full || changedGroups.size === 0 ? [] : this.reresolve(changedGroups);
+    const fresh = this.recompute(dirty, full, patches);
+    this.patchUsers(changedKeys, dirty, patches);
+
+    const changed = new Map<string, DesiredState>();
+    for (const [hostId, state] of hostStates(this.policy, this.constants, fresh, (id) => this.stateOf.get(id))) {
+      if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
+      this.stateOf.set(hostId, state);
+    }
+    for (const [hostId, patch] of patches) {
+      const old = this.stateOf.get(hostId)!;
+      const state = this.patchState(old, patch);
+      if (state.version !== old.version) changed.set(hostId, state);
+      this.stateOf.set(hostId, state);
+    }
+    const recomputed = dirty.size + [...patches.keys()].filter((h) => !dirty.has(h)).length;
+    return { changed, removed, recomputed };
+  }
+
+  /**
+   * The fast input diff (see the header), or undefined when its conditions do not hold. Updates
+   * the task indexes in place.
+   */
+  private tasksMovedInPlace(next: ClusterState): InputChange | undefined {
+    const prev = this.cluster;
+    if (!sameElements(next.hosts, prev.hosts) || !sameElements(next.apps, prev.apps)) return undefined;
+    if (next.tasks.length !== prev.tasks.length || this.validTasks.size !== this.validCount) return undefined;
+    const at: number[] = [];
+    for (let i = 0; i < next.tasks.length; i++) {
+      if (next.tasks[i] !== prev.tasks[i] && at.push(i) > FAST_PATH_MAX_CHANGES) return undefined;
+    }
+    // Old tasks at the changed positions, by id; a new task with the same id and content only
+    // replaces the object (the array was shifted, or the task re-created).
+    const gone = new Map<string, Task>();
+    for (const i of at) {
+      const old = prev.tasks[i]!;
+      if (this.validTasks.get(old.id) !== old) return undefined;
+      gone.set(old.id, old);
+    }
+    const same: Task[] = [];
+    const added: Task[] = [];
+    for (const i of at) {
+      const task = next.tasks[i]!;
+      if (!this.addressText.has(task.hostId) || !this.apps.has(task.appId)) return undefined;
+      const old = gone.get(task.id);
+      if (old) {
+        gone.delete(task.id);
+        (sameTask(old, task) ? same : added).push(task);
+        if (!sameTask(old, task)) gone.set(`\0${task.id}`, old); // still removed, id reused
+      } else if (this.validTasks.has(task.id) || added.some((t) => t.id === task.id) || same.some((t) => t.id === task.id)) {
+        return undefined; // duplicate id
+      } else {
+        added.push(task);
+      }
+    }
+
+    const change: InputChange = { dirty: new Set(), removed: [], changedApps: new Set(), touchedGroups: new Set() };
+    const count = (task: Task, delta: 1 | -1) => {
+      change.dirty.add(task.hostId);
+      if (countTask(this.hostsOfApp, task.appId, task.hostId, delta)) {
+        for (const g of this.apps.get(task.appId)!.groups) change.touchedGroups.add(g);
+      }
+    };
+    const replace = (list: Task[], old: Task, task: Task | undefined) => {
+      const k = list.indexOf(old);
+      if (task) list[k] = task;
+      else list.splice(k, 1);
+    };
+    for (const task of same) {
+      const old = this.validTasks.get(task.id)!;
+      this.validTasks.set(task.id, task);
+      replace(this.tasksOfHost.get(task.hostId)!, old, task);
+    }
+    for (const old of gone.values()) {
+      if (this.validTasks.get(old.id) === old) this.validTasks.delete(old.id);
+      replace(this.tasksOfHost.get(old.hostId)!, old, undefined);
+      count(old, -1);
+    }
+    for (const task of added) {
+      this.validTasks.set(task.id, task);
+      this.tasksOfHost.get(task.hostId)!.push(task);
+      count(task, 1);
+    }
+    return change;
+  }
+
+  /** The general input diff: rebuilds the host, app and task indexes from `next`. */
+  private diffInputs(next: ClusterState, full: boolean): InputChange {
     const dirty = new Set<string>();
     const inventoryReports: CompileReport[] = [];
 
     // Hosts and their addresses (compile's rules: duplicates merge, bad addresses are reported).
     const addressesOfHost = new Map<string, ParsedAddress[]>();
     const addressText = new Map<string, string[]>();
-    for (const host of next.hosts) {
-      const list = addressesOfHost.get(host.id) ?? [];
-      addressesOfHost.set(host.id, list);
-      const texts = addressText.get(host.id) ?? [];
-      addressText.set(host.id, texts);
-      for (const text of host.addresses) {
-        texts.push(text);
-        try {
-          list.push(parseAddress(text));
-        } catch (err) {
-          inventoryReports.push({ kind: 'host-without-address', hostId: host.id, message: `host ${host.id}: ${(err as Error).message}; address ignored` });
-        }
-      }
-    }
+    for (const host of next.hosts) this.parseHost(host, addressesOfHost, addressText, inventoryReports);
     const touchedHosts = new Set<string>();
     for (const [id, texts] of addressText) {
       if (addressesOfHost.get(id)!.length === 0) {
@@ -186,8 +377,9 @@ export class IncrementalCompiler {
 
     // Tasks: the valid ones (known host and app), diffed by id against the last valid ones.
     const validTasks = new Map<string, Task>();
+    let validCount = 0;
     const tasksOfHost = new Map<string, Task[]>([...addressesOfHost.keys()].map((id) => [id, []]));
-    const hostsOfApp = new Map<string, Set<string>>();
+    const hostsOfApp = new Map<string, Map<string, number>>();
     for (const task of next.tasks) {
       const onHost = tasksOfHost.get(task.hostId);
       if (!onHost) {
@@ -199,6 +391,7 @@ export class IncrementalCompiler {
         continue;
       }
       onHost.push(task);
+      validCount++;
       // Duplicate task ids: compile keeps both; so do we (the diff below then sees the last one).
       const old = this.validTasks.get(task.id);
       if (!old || !sameTask(old, task) || validTasks.has(task.id)) {
@@ -206,7 +399,7 @@ export class IncrementalCompiler {
         if (old) dirty.add(old.hostId);
       }
       validTasks.set(task.id, task);
-      addTo(hostsOfApp, task.appId, task.hostId);
+      countTask(hostsOfApp, task.appId, task.hostId, 1);
     }
     for (const [id, old] of this.validTasks) if (!validTasks.has(id)) dirty.add(old.hostId);
     if (!full) {
@@ -219,7 +412,7 @@ export class IncrementalCompiler {
     for (const id of new Set([...hostsOfApp.keys(), ...this.hostsOfApp.keys()])) {
       const a = hostsOfApp.get(id);
       const b = this.hostsOfApp.get(id);
-      if (a?.size !== b?.size || [...(a ?? [])].some((h) => !b!.has(h))) touchedApps.add(id);
+      if (a?.size !== b?.size || [...(a?.keys() ?? [])].some((h) => !b!.has(h))) touchedApps.add(id);
     }
     const touchedGroups = new Set<string>();
     for (const id of changedApps) {
@@ -228,8 +421,8 @@ export class IncrementalCompiler {
         touchedGroups.add(g);
         this.groupMembers.get(g)?.delete(id);
       }
-      for (const h of this.hostsOfApp.get(id) ?? []) dirty.add(h);
-      for (const h of hostsOfApp.get(id) ?? []) dirty.add(h);
+      for (const h of this.hostsOfApp.get(id)?.keys() ?? []) dirty.add(h);
+      for (const h of hostsOfApp.get(id)?.keys() ?? []) dirty.add(h);
       const app = nextApps.get(id);
       if (!app) {
         this.apps.delete(id);
@@ -249,65 +442,147 @@ export class IncrementalCompiler {
       }
     }
 
-    // Group source sets: rebuilt for touched groups only; changed ones make dependants dirty.
-    const changedGroups = new Set<string>();
-    for (const group of policy.groups) {
-      if (!full && !touchedGroups.has(group.name)) continue;
-      const hosts = new Set<string>();
-      for (const appId of this.groupMembers.get(group.name) ?? []) for (const h of hostsOfApp.get(appId) ?? []) hosts.add(h);
-      const addresses: ParsedAddress[] = [];
-      for (const h of hosts) addresses.push(...(addressesOfHost.get(h) ?? []));
-      const set = AddressSet.fromAddresses(addresses);
-      const old = this.groupSet.get(group.name);
-      if (!old || !old.equals(set)) changedGroups.add(group.name);
-      this.groupSet.set(group.name, set);
-    }
-
     this.addressText = new Map([...addressText].map(([id, texts]) => [id, texts.join(' ')]));
+    this.addressesOfHost = addressesOfHost;
     this.validTasks = validTasks;
+    this.validCount = validCount;
     this.tasksOfHost = tasksOfHost;
     this.hostsOfApp = hostsOfApp;
-    this.cluster = next;
     this.inventoryReports = inventoryReports;
-    this.cachedReports = undefined;
-
-    if (full || changedGroups.size > 0) {
-      this.rebuildResolver();
-      for (const [hostId, groups] of this.dependsOn) {
-        if (full || [...groups].some((g) => changedGroups.has(g))) dirty.add(hostId);
-      }
-    } else {
-      // New label keys of changed apps need their sets (existing keys are still valid).
-      for (const id of changedApps) this.addLabelSets(this.apps.get(id));
-    }
-
-    for (const id of removed) {
-      this.stateOf.delete(id);
-      this.conflictReports.delete(id);
-      this.dependsOn.delete(id);
-      dirty.delete(id);
-    }
-    return { changed: this.recompute(dirty), removed, recomputed: dirty.size };
+    return { dirty, removed, changedApps, touchedGroups };
   }
 
-  private recompute(dirty: ReadonlySet<string>): Map<string, DesiredState> {
-    const claimsOfHost = new Map<string, HostClaim[]>();
+  private parseHost(host: Host, addressesOfHost: Map<string, ParsedAddress[]>, addressText: Map<string, string[]>, reports: CompileReport[]): void {
+    const list = addressesOfHost.get(host.id) ?? [];
+    addressesOfHost.set(host.id, list);
+    const texts = addressText.get(host.id) ?? [];
+    addressText.set(host.id, texts);
+    for (const text of host.addresses) {
+      texts.push(text);
+      try {
+        list.push(parseAddress(text));
+      } catch (err) {
+        reports.push({ kind: 'host-without-address', hostId: host.id, message: `host ${host.id}: ${(err as Error).message}; address ignored` });
+      }
+    }
+  }
+
+  /** A group's source set: the addresses of every host running a valid task of a member app. */
+  private buildGroupSet(group: string): AddressSet {
+    const hosts = new Set<string>();
+    for (const appId of this.groupMembers.get(group) ?? []) for (const h of this.hostsOfApp.get(appId)?.keys() ?? []) hosts.add(h);
+    const addresses: ParsedAddress[] = [];
+    for (const h of hosts) addresses.push(...(this.addressesOfHost.get(h) ?? []));
+    return AddressSet.fromAddresses(addresses);
+  }
+
+  /** After group sets changed: re-resolves every live key reading one of them, once; the changed keys. */
+  private reresolve(changedGroups: ReadonlySet<string>): string[] {
+    const changedKeys: string[] = [];
+    for (const key of this.resolutions.readingAny(changedGroups)) {
+      const match = this.resolutions.match(key);
+      const set = this.resolver.resolve(match.matching, match.labelKey, this.labelSets.get(match.labelKey)!);
+      if (!this.resolutions.store(key, set).equals(set)) changedKeys.push(key);
+    }
+    return changedKeys;
+  }
+
+  /**
+   * Member patches for the claims (of hosts not dirty) that use a changed key: each claim's new
+   * set (its key's set, or the intersection of its owners' keys for a port conflict) is diffed
+   * against the set it last emitted. Diffs are shared between claims with the same old and new set.
+   */
+  private patchUsers(changedKeys: readonly string[], dirty: ReadonlySet<string>, patches: Map<string, Patch>): void {
+    const diffs = new Map<AddressSet, { to: AddressSet; diff: ReturnType<typeof sourceTextDiff> }>();
+    for (const key of changedKeys) {
+      for (const hostId of this.resolutions.users(key)) {
+        if (dirty.has(hostId)) continue;
+        for (const claim of this.claimsOf.get(hostId)!) {
+          if (!claim.keys.includes(key)) continue;
+          let set = this.resolutions.get(claim.keys[0]!)!;
+          for (let i = 1; i < claim.keys.length; i++) set = set.intersect(this.resolutions.get(claim.keys[i]!)!);
+          if (set === claim.set || set.equals(claim.set)) continue;
+          let d = diffs.get(claim.set);
+          if (!d || d.to !== set) diffs.set(claim.set, (d = { to: set, diff: sourceTextDiff(claim.set, set) }));
+          let patch = patches.get(hostId);
+          if (!patch) patches.set(hostId, (patch = newPatch()));
+          patchTexts(patch.removes, d.diff.removed, claim.suffix);
+          patchTexts(patch.adds, d.diff.added, claim.suffix);
+          claim.set = set;
+        }
+      }
+    }
+  }
+
+  /** A patched host's new state (lists of untouched kinds are shared with the old state). */
+  private patchState(old: DesiredState, patch: Patch): DesiredState {
+    const sets = { ...old.sets } as Record<SetKind, readonly string[]>;
+    let touched = false;
+    if (patch.managed) {
+      if (!sameList(old.sets['managed-tcp'], patch.managed.tcp)) sets['managed-tcp'] = markMemberList(patch.managed.tcp);
+      if (!sameList(old.sets['managed-udp'], patch.managed.udp)) sets['managed-udp'] = markMemberList(patch.managed.udp);
+      touched = sets['managed-tcp'] !== old.sets['managed-tcp'] || sets['managed-udp'] !== old.sets['managed-udp'];
+    }
+    ALLOW_KINDS.forEach((kind, k) => {
+      const removes = patch.removes[k]!;
+      const adds = patch.adds[k]!;
+      if (removes.length === 0 && adds.length === 0) return;
+      sets[kind] = patchMemberList(old.sets[kind], removes, adds);
+      touched = true;
+    });
+    return touched ? { hostId: old.hostId, mode: old.mode, sets, version: stateVersion(old.mode, sets) } : old;
+  }
+
+  /**
+   * Dirty hosts: claims rebuilt from their tasks, resolution uses re-registered. A host that has a
+   * state (and `full` is false) gets a patch from its old claims to the new ones; the others are
+   * returned for a full emission (hostStates).
+   */
+  private recompute(dirty: ReadonlySet<string>, full: boolean, patches: Map<string, Patch>): Map<string, HostClaim[]> {
+    const fresh = new Map<string, HostClaim[]>();
     const infoOf = (appId: string) => this.apps.get(appId)!;
-    const labelSet = (key: string) => this.labelSets.get(key)!;
+    const resolve = (m: PortMatch) => this.resolutions.get(m.key) ?? this.resolver.resolve(m.matching, m.labelKey, this.labelSets.get(m.labelKey)!);
     for (const hostId of [...dirty].sort()) {
-      const r = hostClaims(this.policy, this.constants, hostId, this.tasksOfHost.get(hostId) ?? [], infoOf, this.resolver, labelSet);
-      claimsOfHost.set(hostId, r.claims);
-      if (r.groups.size > 0) this.dependsOn.set(hostId, r.groups);
-      else this.dependsOn.delete(hostId);
+      const r = hostClaims(this.policy, this.constants, hostId, this.tasksOfHost.get(hostId) ?? [], infoOf, resolve);
+      const uses: ClaimUse[] = [];
+      for (const c of r.claims) {
+        uses.push({ suffix: claimSuffix(c.protocol, c.port), keys: c.matches.map((m) => m.key), set: c.set });
+        for (const m of c.matches) this.resolutions.acquire(hostId, m, resolve(m));
+      }
+      const old = this.claimsOf.get(hostId);
+      if (full || !old || !this.stateOf.has(hostId)) fresh.set(hostId, r.claims);
+      else patches.set(hostId, this.claimsPatch(old, uses, r.claims));
+      this.releaseClaims(hostId);
+      this.claimsOf.set(hostId, uses);
       if (r.reports.length > 0) this.conflictReports.set(hostId, r.reports);
       else this.conflictReports.delete(hostId);
     }
-    const changed = new Map<string, DesiredState>();
-    for (const [hostId, state] of hostStates(this.policy, this.constants, claimsOfHost, (id) => this.stateOf.get(id))) {
-      if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
-      this.stateOf.set(hostId, state);
+    return fresh;
+  }
+
+  /** The patch from a host's old claims to its new ones (matched by member suffix). */
+  private claimsPatch(old: readonly ClaimUse[], uses: readonly ClaimUse[], claims: readonly HostClaim[]): Patch {
+    const patch = newPatch();
+    patch.managed = { tcp: managedPorts(claims, 'tcp'), udp: managedPorts(claims, 'udp') };
+    const before = new Map(old.map((u) => [u.suffix, u.set]));
+    for (const u of uses) {
+      const was = before.get(u.suffix);
+      before.delete(u.suffix);
+      if (was === undefined) {
+        patchTexts(patch.adds, sourceTexts(u.set), u.suffix);
+      } else if (was !== u.set && !was.equals(u.set)) {
+        const d = sourceTextDiff(was, u.set);
+        patchTexts(patch.removes, d.removed, u.suffix);
+        patchTexts(patch.adds, d.added, u.suffix);
+      }
     }
-    return changed;
+    for (const [suffix, was] of before) patchTexts(patch.removes, sourceTexts(was), suffix);
+    return patch;
+  }
+
+  private releaseClaims(hostId: string): void {
+    for (const c of this.claimsOf.get(hostId) ?? []) for (const key of c.keys) this.resolutions.release(hostId, key);
+    this.claimsOf.delete(hostId);
   }
 
   private peerSet = (peer: PeerRef): AddressSet => {
@@ -322,23 +597,39 @@ export class IncrementalCompiler {
     return set;
   };
 
+  private newResolver(): void {
+    this.resolver = new SourceResolver(this.policy.rules.map((r) => r.action), this.ruleFrom, this.policy.defaults.action === 'allow');
+  }
+
   private rebuildResolver(): void {
-    const policy = this.policy;
-    const ruleFrom = policy.rules.map((r) => AddressSet.unionAll(r.from.map(this.peerSet)));
-    this.resolver = new SourceResolver(policy.rules.map((r) => r.action), ruleFrom, policy.defaults.action === 'allow');
+    this.ruleFrom = this.policy.rules.map((r) => AddressSet.unionAll(r.from.map(this.peerSet)));
+    this.newResolver();
     this.labelSets = new Map();
+    this.labelPeers = new Map();
     for (const entry of this.apps.values()) this.addLabelSets(entry);
+  }
+
+  /** Rule and label sets that read a changed group are rebuilt; the resolver starts afresh. */
+  private refreshRuleAndLabelSets(changedGroups: ReadonlySet<string>): void {
+    const reads = (peers: readonly PeerRef[]) => peers.some((p) => p.kind === 'group' && changedGroups.has(p.name));
+    this.ruleFrom = this.policy.rules.map((r, i) => (reads(r.from) ? AddressSet.unionAll(r.from.map(this.peerSet)) : this.ruleFrom[i]!));
+    this.newResolver();
+    for (const [key, peers] of this.labelPeers) {
+      if (reads(peers)) this.labelSets.set(key, AddressSet.unionAll(peers.map(this.peerSet)));
+    }
   }
 
   private addLabelSets(entry: AppEntry | undefined): void {
     for (const [key, peers] of entry?.labelPeers ?? []) {
-      if (!this.labelSets.has(key)) this.labelSets.set(key, AddressSet.unionAll(peers.map(this.peerSet)));
+      if (this.labelSets.has(key)) continue;
+      this.labelSets.set(key, AddressSet.unionAll(peers.map(this.peerSet)));
+      this.labelPeers.set(key, peers);
     }
   }
 
   private appEntry(app: App): AppEntry {
     const policy = this.policy;
-    const groups = policy.groups.filter((g) => appMatchesGroup(app, g)).map((g) => g.name);
+    const groups = (this.groupsOf ??= groupMatcher(policy))(app);
     const candidateSet = new Set<number>();
     policy.rules.forEach((r, i) => {
       if (r.to.some((g) => groups.includes(g))) candidateSet.add(i);
@@ -352,6 +643,6 @@ export class IncrementalCompiler {
       labelPeers.set(key, [...applied]);
       return key;
     });
-    return { app, groups, candidates, labelKeys, labelPeers, problems };
+    return { ...appCompileInfo(policy, app, candidates, labelKeys), groups, labelPeers, problems };
   }
 }

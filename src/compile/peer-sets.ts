@@ -5,7 +5,10 @@
  *   an app of the group ("no IP per app": the whole host speaks for its tasks).
  * - A network's set is the union of its CIDRs minus the union of its excepts.
  * - `any` is every v4 and v6 address. An unknown name (impossible in a validated Policy) is empty.
- * Everything is computed once per compile; lookups are map reads.
+ * Everything is computed once per compile; lookups are map reads. Group membership tests are
+ * pre-filtered by each app-id pattern's literal prefix (the text before its first `*`, which a
+ * matching id must start with; a pattern without `*` must equal the id), so the glob and label
+ * test of app-selector.ts runs only for plausible (app, group) pairs.
  */
 import type { App } from '../inventory/cluster-state.js';
 import { appMatchesGroup } from '../policy/app-selector.js';
@@ -20,19 +23,34 @@ export interface PeerSets {
   peerSet(peer: PeerRef): AddressSet;
 }
 
+/** `(app) => names of the groups it belongs to, in policy order` (see the header). */
+export function groupMatcher(policy: Policy): (app: App) => string[] {
+  const prefixes = policy.groups.map((g) => g.apps.map((p) => ({ exact: !p.includes('*'), text: p.includes('*') ? p.slice(0, p.indexOf('*')) : p })));
+  return (app) => {
+    const out: string[] = [];
+    policy.groups.forEach((group, i) => {
+      const pats = prefixes[i]!;
+      if (pats.length > 0 && !pats.some((p) => (p.exact ? app.id === p.text : app.id.startsWith(p.text)))) return;
+      if (appMatchesGroup(app, group)) out.push(group.name);
+    });
+    return out;
+  };
+}
+
 export function buildPeerSets(
   policy: Policy,
   apps: readonly App[],
   hostsOfApp: ReadonlyMap<string, ReadonlySet<string>>,
   addressesOfHost: ReadonlyMap<string, readonly ParsedAddress[]>,
 ): PeerSets {
-  const groupsOfApp = new Map<string, string[]>(apps.map((a) => [a.id, []]));
+  const groupsOf = groupMatcher(policy);
+  const groupsOfApp = new Map<string, string[]>(apps.map((a) => [a.id, groupsOf(a)]));
+  const appsOfGroup = new Map<string, App[]>(policy.groups.map((g) => [g.name, []]));
+  for (const app of apps) for (const g of groupsOfApp.get(app.id)!) appsOfGroup.get(g)!.push(app);
   const groupSet = new Map<string, AddressSet>();
   for (const group of policy.groups) {
     const hosts = new Set<string>();
-    for (const app of apps) {
-      if (!appMatchesGroup(app, group)) continue;
-      groupsOfApp.get(app.id)!.push(group.name);
+    for (const app of appsOfGroup.get(group.name)!) {
       for (const h of hostsOfApp.get(app.id) ?? []) hosts.add(h);
     }
     const addresses: ParsedAddress[] = [];

@@ -6,9 +6,15 @@
  * `applyDelta` refuses a base whose version is not the delta's `baseVersion` and checks that the
  * result hashes to the delta's `version`, so a lost or reordered delta is detected, never applied
  * silently. Adds and removes are sorted and disjoint; a diff from `undefined` adds everything.
+ *
+ * Cost: a kind whose list object is shared costs nothing; a list the incremental compiler patched
+ * from the other brings its edits along; other lists the compiler built (member-lists.ts: sorted,
+ * duplicate-free, immutable) are diffed by one merge. Any other list takes the general
+ * path (set difference, then sort).
  */
 import type { Mode } from '../policy/policy-model.js';
 import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
+import { isMemberList, memberListEdits } from './member-lists.js';
 import { stateVersion } from './state-version.js';
 
 export interface StateDelta {
@@ -32,10 +38,53 @@ function sortedUnique(list: readonly string[]): string[] {
   return sorted.filter((v, i) => i === 0 || v !== sorted[i - 1]);
 }
 
+/**
+ * adds/removes of two duplicate-free sorted lists: a merge that compares by identity first, so the
+ * long runs a patch leaves untouched cost a pointer comparison per member.
+ */
+function diffMemberLists(before: readonly string[], after: readonly string[]): { adds: string[]; removes: string[] } {
+  const adds: string[] = [];
+  const removes: string[] = [];
+  if (before === after) return { adds, removes };
+  let i = 0;
+  let j = 0;
+  while (i < before.length && j < after.length) {
+    const x = before[i]!;
+    const y = after[j]!;
+    if (x === y) {
+      i++;
+      j++;
+    } else if (x < y) {
+      removes.push(x);
+      i++;
+    } else {
+      adds.push(y);
+      j++;
+    }
+  }
+  while (i < before.length) removes.push(before[i++]!);
+  while (j < after.length) adds.push(after[j++]!);
+  return { adds, removes };
+}
+
 export function diffStates(from: DesiredState | undefined, to: DesiredState): StateDelta {
-  const adds = emptyRecord();
-  const removes = emptyRecord();
+  const adds = {} as Record<SetKind, string[]>;
+  const removes = {} as Record<SetKind, string[]>;
   for (const kind of SET_KINDS) {
+    const a = from?.sets[kind];
+    const b = to.sets[kind];
+    const edits = a && memberListEdits(a, b);
+    if (a === b || edits) {
+      adds[kind] = edits ? [...edits.adds] : [];
+      removes[kind] = edits ? [...edits.removes] : [];
+      continue;
+    }
+    if (a && isMemberList(a) && isMemberList(b)) {
+      const d = diffMemberLists(a, b);
+      adds[kind] = d.adds;
+      removes[kind] = d.removes;
+      continue;
+    }
     const before = new Set(from?.sets[kind] ?? []);
     const after = new Set(to.sets[kind]);
     adds[kind] = sortedUnique([...after].filter((m) => !before.has(m)));

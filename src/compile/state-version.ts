@@ -7,11 +7,13 @@
  * a line `#<kind> <count>` followed by one line per member, as given (the compiler sorts and
  * deduplicates them); every line ends with '\n'. Members never contain a newline (their formats
  * are fixed, see desired-state.ts) and the counts make the framing unambiguous anyway.
- * sha256, the first 16 lowercase hex characters. (Plain joins: this runs over millions of members.)
+ * sha256, the first 16 lowercase hex characters. (Plain joins: this runs over millions of members;
+ * a list patched by the incremental compiler brings its text along, see member-lists.ts.)
  */
 import { createHash } from 'node:crypto';
 import type { Mode } from '../policy/policy-model.js';
 import { SET_KINDS, type SetContents } from './desired-state.js';
+import { memberListText } from './member-lists.js';
 
 export function canonicalStateText(mode: Mode, sets: SetContents): string {
   let text = `portcullis-state-v1\n${mode}\n`;
@@ -28,7 +30,7 @@ export function stateVersion(mode: Mode, sets: SetContents): string {
   for (const kind of SET_KINDS) {
     const members = sets[kind];
     hash.update(`#${kind} ${members.length}\n`);
-    if (members.length > 0) hash.update(`${members.join('\n')}\n`);
+    if (members.length > 0) hash.update(memberListText(members));
   }
   return hash.digest('hex').slice(0, 16);
 }
