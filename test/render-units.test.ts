@@ -152,3 +152,16 @@ describe('ipset sizing and members', () => {
     expect(renderIpsetRestore(empty, 6)).not.toContain('pcu4-');
   });
 });
+
+describe('setMembers', () => {
+  it('equals expand-then-deduplicate for any list (sorted or not, duplicates, /0 nets)', async () => {
+    const { setMembers } = await import('../src/render/render-ipsets.js');
+    const pool = ['0.0.0.0/0,tcp:1', '0.0.0.0/1,tcp:1', '128.0.0.0/1,tcp:1', '10.0.0.0/8,tcp:1', '10.0.0.0/8,udp:1', '10.0.0.0/0,tcp:1'];
+    const reference = (members: readonly string[]) =>
+      [...new Set(members.flatMap((m) => (m.split(',')[0]!.endsWith('/0') ? ['0.0.0.0/1', '128.0.0.0/1'].map((h) => `${h},${m.split(',')[1]}`) : [m])))];
+    const lists = [[], pool, [...pool].sort(), [...pool].reverse(), [pool[1]!, pool[1]!], [pool[3]!, pool[4]!], [pool[0]!, pool[1]!, pool[2]!]];
+    for (let seed = 0; seed < 200; seed++) lists.push(Array.from({ length: seed % 9 }, (_, i) => pool[(seed * 7 + i * 5) % pool.length]!));
+    for (const list of lists) expect(setMembers('allow-net4', 4, list)).toEqual(reference(list));
+    expect(setMembers('allow-ip4', 4, ['10.0.0.2,tcp:1', '10.0.0.1,tcp:1', '10.0.0.2,tcp:1'])).toEqual(['10.0.0.2,tcp:1', '10.0.0.1,tcp:1']);
+  });
+});

@@ -12,10 +12,13 @@
  *   constant ceiling (HASH_MAXELEM, far above the default 65536 that 100k members overflow) and
  *   only the initial hashsize follows the member count (fewer rehashes while loading).
  * - Every member is validated (validate-member.ts); an invalid member throws, nothing is rendered.
+ *   A caller that has already validated the whole state (`invalidMembers(state)` was empty, as
+ *   the agent's dataplane does before any command) passes `{ membersValidated: true }` so 100,000
+ *   members are not checked twice per apply.
  *   `/0` CIDRs, which hash:net refuses, are written as the two `/1` halves. Duplicates are dropped.
  * Output is deterministic: sets in SET_KINDS order, members in the given (sorted) order.
  */
-import type { DesiredState, SetKind } from '../compile/desired-state.js';
+import { SET_KINDS, type DesiredState, type SetKind } from '../compile/desired-state.js';
 import { ipsetName, isOwnedSetName, setKindsOf, tmpSetName, type Family } from './owned-names.js';
 import { validateMember } from './validate-member.js';
 
@@ -40,6 +43,11 @@ export function setTypeArgs(kind: SetKind, family: Family, count: number): strin
   return `${type} family ${inet} hashsize ${hashsizeFor(count)} maxelem ${HASH_MAXELEM}`;
 }
 
+function isZeroPrefix(member: string): boolean {
+  const comma = member.indexOf(',');
+  return comma >= 2 && member.charCodeAt(comma - 1) === 48 && member.charCodeAt(comma - 2) === 47; // "/0,"
+}
+
 /** hash:net refuses a /0 prefix: cover the same addresses with the two /1 halves. */
 function expandZeroPrefix(member: string, family: Family): string[] {
   const comma = member.indexOf(',');
@@ -49,30 +57,66 @@ function expandZeroPrefix(member: string, family: Family): string[] {
   return family === 4 ? [`0.0.0.0/1${rest}`, `128.0.0.0/1${rest}`] : [`::/1${rest}`, `8000::/1${rest}`];
 }
 
-/** Validated, expanded, de-duplicated members of one set; throws on the first invalid member. */
-export function setMembers(kind: SetKind, family: Family, members: readonly string[]): string[] {
-  const out = new Set<string>();
-  for (const member of members) {
-    const error = validateMember(kind, member);
-    if (error !== undefined) throw new Error(error);
-    const expanded = kind.startsWith('allow-net') ? expandZeroPrefix(member, family) : [member];
-    for (const m of expanded) out.add(m);
+/** Every invalid member of a state, one message each (empty when valid). */
+export function invalidMembers(state: DesiredState): string[] {
+  const problems: string[] = [];
+  for (const kind of SET_KINDS) {
+    for (const member of state.sets[kind] ?? []) {
+      const why = validateMember(kind, member);
+      if (why !== undefined) problems.push(why);
+    }
   }
-  return [...out];
+  return problems;
 }
 
-export function renderIpsetRestore(state: DesiredState, family: Family): string {
-  const lines: string[] = [];
+/** The kernel entries of one validated member: itself, or the two `/1` halves of a `/0` net. */
+export function expandMember(kind: SetKind, family: Family, member: string): string[] {
+  return kind === 'allow-net4' || kind === 'allow-net6' ? expandZeroPrefix(member, family) : [member];
+}
+
+/**
+ * Validated, expanded, de-duplicated members of one set; throws on the first invalid member.
+ * `membersValidated`: the caller has validated them already (see the header); not checked again.
+ */
+export function setMembers(kind: SetKind, family: Family, members: readonly string[], membersValidated = false): string[] {
+  const net = kind === 'allow-net4' || kind === 'allow-net6';
+  const out: string[] = [];
+  // A strictly ascending list (as DesiredState keeps them) without /0 has no duplicate to drop.
+  let unique = true;
+  for (let i = 0; i < members.length; i++) {
+    const member = members[i] as string;
+    if (!membersValidated) {
+      const error = validateMember(kind, member);
+      if (error !== undefined) throw new Error(error);
+    }
+    if (i > 0 && !((members[i - 1] as string) < member)) unique = false;
+    if (net && isZeroPrefix(member)) {
+      unique = false;
+      for (const m of expandZeroPrefix(member, family)) out.push(m);
+    } else {
+      out.push(member);
+    }
+  }
+  return unique ? out : [...new Set(out)];
+}
+
+export interface RenderIpsetOptions {
+  /** True only when `invalidMembers(state)` was empty: members are not validated again. */
+  readonly membersValidated?: boolean;
+}
+
+export function renderIpsetRestore(state: DesiredState, family: Family, options: RenderIpsetOptions = {}): string {
+  const parts: string[] = [];
   for (const kind of setKindsOf(family)) {
     const name = ipsetName(kind, family) as string;
     const tmp = tmpSetName(name);
-    const members = setMembers(kind, family, state.sets[kind] ?? []);
+    const members = setMembers(kind, family, state.sets[kind] ?? [], options.membersValidated === true);
     const type = setTypeArgs(kind, family, members.length);
-    lines.push(`create ${name} ${type} -exist`, `create ${tmp} ${type} -exist`, `flush ${tmp}`);
-    for (const member of members) lines.push(`add ${tmp} ${member}`);
-    lines.push(`swap ${tmp} ${name}`, `destroy ${tmp}`);
+    parts.push(`create ${name} ${type} -exist\ncreate ${tmp} ${type} -exist\nflush ${tmp}\n`);
+    if (members.length > 0) parts.push(`add ${tmp} ${members.join(`\nadd ${tmp} `)}\n`);
+    parts.push(`swap ${tmp} ${name}\ndestroy ${tmp}\n`);
   }
-  return lines.join('\n') + '\n';
+  return parts.join('');
 }
 
 /** `destroy` lines for sets we own (run after the iptables uninstall: referenced sets cannot go). */
