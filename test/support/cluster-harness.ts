@@ -13,6 +13,12 @@
  * - Policy (one file `policy.yaml` in a policy directory, replaced by rename so the directory
  *   watcher sees one complete file) and inventory (rewritten in place) live in a temp dir.
  * - `/status` is read with curl inside the controller's namespace (the test runs outside it).
+ * - With `marathon`, no inventory file: the Marathon API double runs as a child process
+ *   (marathon-double-main.ts) in the controller's namespace on 127.0.0.1, seeded by
+ *   `marathon.setup` before the controller starts, and the controller follows it with
+ *   `--marathon http://127.0.0.1:PORT` (so nothing leaves the test network). Marathon's task
+ *   `host` must be the agent host ids (h1..hN); host addresses come from the agents' Hello.
+ *   `cluster.marathon` drives the double (marathon-double-process.ts).
  * - `destroy()` stops every process, deletes every namespace of the run (container namespaces of
  *   bridge-task.ts included) and the temp dir; it is idempotent and safe after a failed start.
  */
@@ -21,6 +27,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../../src/cli/package-root.js';
 import { issueCert, makeTestPki, type TestPki } from '../../src/tls/pki.js';
+import { MarathonDoubleProcess, type DoubleFormat } from './marathon-double-process.js';
 import { createTestNetwork, listNamespaces, run, type TestHost, type TestNetwork } from './netns.js';
 import { logged, type LoggedProcess, type LogLine } from './process-log.js';
 
@@ -28,8 +35,10 @@ export interface ClusterOptions {
   readonly hosts: number;
   /** YAML text of the policy (one file), or a function of the agent hosts and the extra hosts. */
   readonly policy: string | ((hosts: readonly TestHost[], extraHosts: readonly TestHost[]) => string);
-  /** YAML text of the inventory, given the agent hosts and the extra hosts. */
-  readonly inventory: (hosts: readonly TestHost[], extraHosts: readonly TestHost[]) => string;
+  /** YAML text of the inventory, given the agent hosts and the extra hosts. Required unless `marathon`. */
+  readonly inventory?: (hosts: readonly TestHost[], extraHosts: readonly TestHost[]) => string;
+  /** Follow a Marathon API double (in the controller's namespace) instead of an inventory file. */
+  readonly marathon?: ClusterMarathonOptions;
   readonly tls?: boolean;
   /** Namespaces on the network that run no agent (outside sources). Default 0. */
   readonly extraHosts?: number;
@@ -37,6 +46,15 @@ export interface ClusterOptions {
   readonly refreshIntervalS?: number;
   /** Wait for every agent to report its first apply. Default true. */
   readonly waitForAgents?: boolean;
+}
+
+export interface ClusterMarathonOptions {
+  /** App JSON shape the double serves. Default 'v1.5'. */
+  readonly format?: DoubleFormat;
+  /** Seeds the double (apps, tasks) before the controller starts: the controller's first list. */
+  readonly setup?: (double: MarathonDoubleProcess, hosts: readonly TestHost[], extraHosts: readonly TestHost[]) => Promise<void>;
+  /** Controller --relist-interval in seconds. Default: the controller's (60). */
+  readonly relistIntervalS?: number;
 }
 
 export interface AgentReport {
@@ -56,6 +74,8 @@ export interface Cluster {
   readonly controllerTarget: () => string;
   readonly dir: string;
   readonly pki: TestPki | undefined;
+  /** The Marathon double (only with `marathon`); it runs in the controller's namespace. */
+  readonly marathon: MarathonDoubleProcess | undefined;
   setPolicy(text: string): Promise<void>;
   setInventory(text: string): Promise<void>;
   /** Parsed GET /status of the running controller. */
@@ -141,17 +161,20 @@ export async function leftoverNamespaces(prefix: string): Promise<string[]> {
 }
 
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  if (!options.inventory && !options.marathon) throw new Error('startCluster needs `inventory` or `marathon`');
   const n = options.hosts;
   const extra = options.extraHosts ?? 0;
   const dir = await mkdtemp(path.join(tmpdir(), 'portcullis-e2e-'));
   let net: TestNetwork | undefined;
   const processes = new Set<LoggedProcess>();
+  let marathon: MarathonDoubleProcess | undefined;
   let destroyed = false;
 
   const destroy = async (): Promise<void> => {
     if (destroyed) return;
     destroyed = true;
     await Promise.all([...processes].map((p) => p.stop('SIGKILL', 2000)));
+    await marathon?.stop(1000);
     const errors: string[] = [];
     if (net) {
       const prefix = net.prefix;
@@ -177,7 +200,19 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const inventoryFile = path.join(dir, 'inventory.yaml');
     await mkdir(policyDir);
     await writeFile(policyFile, typeof options.policy === 'string' ? options.policy : options.policy(hosts, extraHosts));
-    await writeFile(inventoryFile, options.inventory(hosts, extraHosts));
+    if (options.inventory) await writeFile(inventoryFile, options.inventory(hosts, extraHosts));
+    if (options.marathon) {
+      marathon = await MarathonDoubleProcess.start({
+        ...(options.marathon.format ? { format: options.marathon.format } : {}),
+        spawn: (argv) => theNet.spawnIn(ctl.ns, argv),
+      });
+      await options.marathon.setup?.(marathon, hosts, extraHosts);
+    }
+    const inventoryArgs = (): string[] => {
+      if (!marathon) return ['--inventory', inventoryFile];
+      const relist = options.marathon?.relistIntervalS;
+      return ['--marathon', marathon.url, ...(relist !== undefined ? ['--relist-interval', String(relist)] : [])];
+    };
 
     let pki: TestPki | undefined;
     if (options.tls) {
@@ -196,7 +231,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const startController = async (): Promise<void> => {
       const argv = [
         process.execPath, binPath(), 'controller',
-        '--policy', policyDir, '--inventory', inventoryFile,
+        '--policy', policyDir, ...inventoryArgs(),
         '--listen', `${ctl.v4}:${grpcPort}`, '--status-listen', `${ctl.v4}:0`,
         '--ping-interval', '1', '--log-level', 'debug',
         ...tlsArgs('controller'),
@@ -286,12 +321,16 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       controllerTarget,
       dir,
       pki,
+      marathon,
       setPolicy: async (text) => {
         const tmp = path.join(policyDir, '.policy.yaml.tmp');
         await writeFile(tmp, text);
         await rename(tmp, policyFile);
       },
-      setInventory: (text) => writeFile(inventoryFile, text),
+      setInventory: async (text) => {
+        if (marathon) throw new Error('this cluster follows the Marathon double: change it through cluster.marathon');
+        await writeFile(inventoryFile, text);
+      },
       status,
       agentReports,
       waitConverged,
