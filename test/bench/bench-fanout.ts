@@ -20,10 +20,15 @@
  *    several changes (the next change starts once the controller has every ack);
  *  - reconnect storm: the gRPC server is restarted on the same port (every stream dropped, a new
  *    SyncService that knows no agent, like a controller restart or failover) with one more change
- *    made meanwhile; time from the drop until every agent applied the new state.
+ *    made meanwhile; time from the drop until every agent applied the new state;
+ *  - context, measured in the same run: controller CPU per agent and per change, the simulated
+ *    agents' CPU (they share this machine's cores with the controller), why agent streams ended,
+ *    the kernel's listen-queue overflows, and the floor of the memory figure (fanout-floor.ts: a
+ *    bare node:http2 mTLS server's RSS per idle connection).
+ * Defaults take about a minute for 1,000 agents; `--agents 5000` takes several minutes.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,8 +38,10 @@ import * as grpc from '@grpc/grpc-js';
 import { DesiredStateStore } from '../../src/controller/desired-state-store.js';
 import { SyncService } from '../../src/grpc/sync-service.js';
 import { loadServerCredentials } from '../../src/tls/credentials.js';
-import { caFiles, makeTestPki } from '../../src/tls/pki.js';
+import { caFiles, makeTestPki, verifyCert } from '../../src/tls/pki.js';
+import { AgentCertIssuer } from './fanout-certs.js';
 import { fanoutWorld } from './fanout-cluster.js';
+import { measureTlsFloor } from './fanout-floor.js';
 import { wallNow, type FromWorker, type ToWorker, type WorkerStats } from './fanout-protocol.js';
 import { log, report } from './figures.js';
 import type { BenchOptions } from './options.js';
@@ -46,6 +53,7 @@ const CHANGES = 10;
 const CHANGES_BUDGET_MS = 120_000;
 const SERVER_NAME = 'localhost';
 const PING_INTERVAL_MS = 10_000;
+const FLOOR_SESSIONS = 1000;
 
 /** Which agents have applied the version expected of them, and when. */
 class ApplyTracker {
@@ -139,6 +147,35 @@ async function startController(store: DesiredStateStore, port: number, credentia
   throw new Error(`could not bind 127.0.0.1:${port}`);
 }
 
+/**
+ * The kernel's count of connections dropped because a listen queue was full (TcpExt
+ * ListenOverflows, system-wide; undefined off Linux). grpc-js listens with Node's default backlog
+ * (511), so a connection storm larger than that overflows it and the kernel drops SYNs, which
+ * clients retransmit after 1 s, 3 s, 7 s...
+ */
+async function listenOverflows(): Promise<number | undefined> {
+  const text = await readFile('/proc/net/netstat', 'utf8').catch(() => '');
+  const lines = text.split('\n').filter((l) => l.startsWith('TcpExt:'));
+  if (lines.length < 2) return undefined;
+  const names = lines[0]!.split(/\s+/);
+  const values = lines[1]!.split(/\s+/);
+  const i = names.indexOf('ListenOverflows');
+  return i < 0 ? undefined : Number(values[i]);
+}
+
+function overflowText(before: number | undefined, after: number | undefined): string {
+  return before === undefined || after === undefined ? 'listen-queue overflows unknown' : `${after - before} listen-queue overflows (system-wide)`;
+}
+
+/** The most frequent stream-end reasons over the workers, `count× reason`. */
+function topReasons(before: Readonly<Record<string, number>>, after: Readonly<Record<string, number>>, limit = 3): string {
+  const rows = Object.entries(after)
+    .map(([reason, count]) => [reason, count - (before[reason] ?? 0)] as const)
+    .filter(([, count]) => count > 0)
+    .sort((a, b) => b[1] - a[1]);
+  return rows.length === 0 ? 'none' : rows.slice(0, limit).map(([reason, count]) => `${count}× ${reason}`).join('; ');
+}
+
 const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
 
 function stopController(c: Controller | undefined): void {
@@ -167,6 +204,12 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
     const pki = await makeTestPki(path.join(tmp, 'pki'), { hosts: [], controllerNames: ['controller'] });
     const credentials = await loadServerCredentials(pki.files('controller'));
     log(`CA and controller certificate (openssl): ${(performance.now() - t).toFixed(0)} ms`);
+    // The agents' certificates come from fanout-certs.ts (node:crypto): check that openssl agrees
+    // one of them is a client certificate of this CA, as pki.ts's own are.
+    const sample = new AgentCertIssuer(await readFile(pki.caFile), await readFile(caFiles(pki.dir).keyFile)).issue('sample-host');
+    const sampleFile = path.join(tmp, 'sample-host.crt');
+    await writeFile(sampleFile, sample.certPem);
+    await verifyCert(pki.dir, sampleFile, 'client');
 
     const world = fanoutWorld(n, o.seed);
     t = performance.now();
@@ -238,12 +281,14 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
     log(`${workerCount} workers ready: ${n} host certificates issued in ${issueMs.toFixed(0)} ms (slowest worker, in parallel), clients built in ${Math.max(...workers.map((w) => w.ready!.clientsMs)).toFixed(0)} ms`);
 
     /** Totals over the workers, asked for now: CPU ms, stream losses, RSS. */
-    const workerTotals = async (): Promise<{ cpuMs: number; disconnects: number; rss: number }> => {
+    const workerTotals = async (): Promise<{ cpuMs: number; disconnects: number; rss: number; reasons: Record<string, number> }> => {
       for (const w of workers) w.stats = undefined;
       broadcast({ type: 'stats' });
       await waitUntil('worker stats', () => (healthy(), workers.every((w) => w.stats)), 30_000, 5);
       const all = workers.map((w) => w.stats!);
-      return { cpuMs: all.reduce((a, x) => a + x.cpuMs, 0), disconnects: all.reduce((a, x) => a + x.disconnects, 0), rss: all.reduce((a, x) => a + x.rssBytes, 0) };
+      const reasons: Record<string, number> = {};
+      for (const x of all) for (const [reason, count] of Object.entries(x.reasons)) reasons[reason] = (reasons[reason] ?? 0) + count;
+      return { cpuMs: all.reduce((a, x) => a + x.cpuMs, 0), disconnects: all.reduce((a, x) => a + x.disconnects, 0), rss: all.reduce((a, x) => a + x.rssBytes, 0), reasons };
     };
     const allInSync = (): boolean => hostIds.every((id) => controller!.sync.agent(id)?.inSync === true);
     const memory = () => {
@@ -257,6 +302,7 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
     // ---- cold start ----
     tracker.expect((i) => store.current(hostIds[i]!)?.version);
     let agents0 = await workerTotals();
+    let overflows0 = await listenOverflows();
     let cpu0 = process.cpuUsage();
     let t0 = wallNow();
     broadcast({ type: 'connect' });
@@ -265,7 +311,8 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
     const coldCpu = cpuMs(process.cpuUsage(cpu0));
     await waitUntil('the controller to see every ack', () => (healthy(), allInSync()), 30_000, 20);
     let agents1 = await workerTotals();
-    log(`cold start: ${n} agents connected and applied their first state in ${(Math.max(...cold) / 1000).toFixed(2)} s (p50 ${(percentile(cold, 50) / 1000).toFixed(2)} s); CPU per agent: controller ${(coldCpu / n).toFixed(2)} ms, simulated agent ${((agents1.cpuMs - agents0.cpuMs) / n).toFixed(2)} ms; workers' RSS ${mb(agents1.rss).toFixed(0)} MB`);
+    let overflows1 = await listenOverflows();
+    log(`cold start: ${n} agents connected and applied their first state in ${(Math.max(...cold) / 1000).toFixed(2)} s (p50 ${(percentile(cold, 50) / 1000).toFixed(2)} s); CPU per agent: controller ${(coldCpu / n).toFixed(2)} ms, simulated agent ${((agents1.cpuMs - agents0.cpuMs) / n).toFixed(2)} ms; workers' RSS ${mb(agents1.rss).toFixed(0)} MB; ${overflowText(overflows0, overflows1)}; stream losses: ${topReasons(agents0.reasons, agents1.reasons)}`);
     report({ scenario: S, name: 'cold start: all agents synced', value: Math.max(...cold) / 1000, unit: 's', note: `${n} agents connecting at once, mTLS, ${workerCount} worker processes; controller CPU ${(coldCpu / n).toFixed(2)} ms per agent` });
 
     // ---- memory per connected agent ----
@@ -322,24 +369,38 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
 
     // ---- reconnect storm ----
     const port = controller.port;
+    overflows0 = await listenOverflows();
     cpu0 = process.cpuUsage();
     t0 = wallNow();
     stopController(controller);
     controller = undefined;
+    const stopped = wallNow();
     // A change while the controller is down: every agent needs a state it has not got yet.
     const changed = new Set(store.setCluster(world.withPrometheusOn(changes + 2)));
     tracker.expect((i) => (changed.has(hostIds[i]!) ? store.current(hostIds[i]!)?.version : undefined));
+    const compiled = wallNow();
     controller = await startController(store, port, credentials);
     const rebound = wallNow() - t0;
+    const gap = `down ${rebound.toFixed(0)} ms: stop ${(stopped - t0).toFixed(0)}, compile ${(compiled - stopped).toFixed(0)}, bind ${(t0 + rebound - compiled).toFixed(0)}`;
     await waitUntil('every agent to resync after the restart', () => (healthy(), tracker.remaining === 0), 120_000 + 20 * n, 5);
     const storm = tracker.latencies(t0);
     const stormCpu = cpuMs(process.cpuUsage(cpu0));
     await waitUntil('the controller to see every ack', () => (healthy(), allInSync()), 30_000, 20);
     const agents2 = await workerTotals();
+    overflows1 = await listenOverflows();
     const reconnects = agents2.disconnects - agents1.disconnects;
-    log(`reconnect storm: server restarted on :${port} in ${rebound.toFixed(0)} ms; ${changed.size} agents resynced after ${(Math.max(...storm) / 1000).toFixed(2)} s (p50 ${(percentile(storm, 50) / 1000).toFixed(2)} s); ${reconnects} stream losses seen by agents; CPU per agent: controller ${(stormCpu / n).toFixed(2)} ms, simulated agent ${((agents2.cpuMs - agents1.cpuMs) / n).toFixed(2)} ms`);
-    report({ scenario: S, name: 'reconnect storm: all agents resynced', value: Math.max(...storm) / 1000, unit: 's', target: { op: '<=', value: 60 }, note: `every stream dropped (server restart); p50 ${(percentile(storm, 50) / 1000).toFixed(2)} s; agent backoff defaults; controller CPU ${(stormCpu / n).toFixed(2)} ms per agent` });
+    log(`reconnect storm: server restarted on :${port} (${gap} ms); ${changed.size} agents resynced after ${(Math.max(...storm) / 1000).toFixed(2)} s (p50 ${(percentile(storm, 50) / 1000).toFixed(2)} s); ${reconnects} stream losses (${topReasons(agents1.reasons, agents2.reasons)}); ${overflowText(overflows0, overflows1)}; CPU per agent: controller ${(stormCpu / n).toFixed(2)} ms, simulated agent ${((agents2.cpuMs - agents1.cpuMs) / n).toFixed(2)} ms`);
+    report({ scenario: S, name: 'reconnect storm: all agents resynced', value: Math.max(...storm) / 1000, unit: 's', target: { op: '<=', value: 60 }, note: `every stream dropped (server restart, ${gap} ms); p50 ${(percentile(storm, 50) / 1000).toFixed(2)} s; agent backoff defaults; controller CPU ${(stormCpu / n).toFixed(2)} ms per agent` });
     unsubscribe();
+
+    // ---- the platform's floor for the memory figure ----
+    await stopWorkers(workers);
+    stopController(controller);
+    controller = undefined;
+    const floorCount = Math.min(n, FLOOR_SESSIONS);
+    const floor = await measureTlsFloor({ ...pki.files('controller'), caKeyFile: caFiles(pki.dir).keyFile }, floorCount, SERVER_NAME);
+    log(`bare node:http2 mTLS server, ${floor.sessions} idle sessions: RSS ${floor.rssPerConnKB.toFixed(1)} KB, heap+external ${floor.heapPerConnKB.toFixed(1)} KB per connection`);
+    report({ scenario: S, name: 'floor: bare node:http2 mTLS RSS per connection', value: floor.rssPerConnKB, unit: 'KB', note: `context for the RSS figure: node:http2 server without grpc-js or Portcullis, ${floor.sessions} idle sessions` });
   } finally {
     await stopWorkers(workers);
     stopController(controller);

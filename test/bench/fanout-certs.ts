@@ -9,7 +9,7 @@
  * DNS:<host id>, basicConstraints CA:FALSE (critical), keyUsage digitalSignature+keyEncipherment
  * (critical), extendedKeyUsage clientAuth, subjectKeyIdentifier (SHA-1 of the public key, as
  * openssl's `hash`) and authorityKeyIdentifier = the CA's subjectKeyIdentifier; random positive
- * 127-bit serial. The benchmark checks one with `openssl verify -purpose sslclient`, and the
+ * 127-bit serial. bench-fanout.ts checks one with `openssl verify -purpose sslclient`, and the
  * controller's TLS stack verifies every one of them on connect.
  */
 import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';

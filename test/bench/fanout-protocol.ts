@@ -31,6 +31,8 @@ export interface WorkerStats {
   readonly rssBytes: number;
   /** CPU time (user + system) of the worker process so far, ms. */
   readonly cpuMs: number;
+  /** Why streams ended (SyncClient 'disconnected' reasons, digits folded), with counts. */
+  readonly reasons: Readonly<Record<string, number>>;
 }
 
 export type FromWorker =

@@ -18,6 +18,7 @@ import { hostAddress, hostId } from './synthetic-cluster.js';
 
 const clients: SyncClient[] = [];
 const counters = { applied: 0, rejected: 0, applyFailed: 0, disconnects: 0 };
+const reasons = new Map<string, number>();
 let batch: { hosts: number[]; versions: string[]; at: number[] } = { hosts: [], versions: [], at: [] };
 let flushTimer: NodeJS.Timeout | undefined;
 
@@ -43,7 +44,7 @@ function recordApply(host: number, version: string): void {
 
 function stats(): WorkerStats {
   const cpu = process.cpuUsage();
-  return { agents: clients.length, ...counters, connected: clients.filter((c) => c.connected).length, rssBytes: process.memoryUsage().rss, cpuMs: (cpu.user + cpu.system) / 1000 };
+  return { agents: clients.length, ...counters, connected: clients.filter((c) => c.connected).length, rssBytes: process.memoryUsage().rss, cpuMs: (cpu.user + cpu.system) / 1000, reasons: Object.fromEntries(reasons) };
 }
 
 function init(m: WorkerInit): void {
@@ -67,7 +68,11 @@ function init(m: WorkerInit): void {
       // The recording dataplane: the agent's apply is where the state "reaches" the host.
       apply: async (state) => recordApply(index, state.version),
       onEvent: (e) => {
-        if (e.type === 'disconnected') counters.disconnects++;
+        if (e.type === 'disconnected') {
+          counters.disconnects++;
+          const reason = e.reason.split('. Last error')[0]!.replace(/\d+/g, 'N').slice(0, 80);
+          reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+        }
         else if (e.type === 'rejected') {
           counters.rejected++;
           send({ type: 'rejected', host: index, reason: e.reason });

@@ -1,0 +1,118 @@
+/**
+ * The platform's floor for the fanout memory figure: what an idle HTTP/2-over-mTLS connection
+ * costs a bare Node server (node:http2, no grpc-js, no Portcullis), measured the same way as the
+ * controller (RSS and V8 heap + external after a forced GC, before and after, over the count).
+ *
+ * `measureTlsFloor` forks this file as the server (a process of its own, so nothing else is in
+ * its memory) and opens `count` client sessions to it from the calling process, each with its own
+ * host certificate of the benchmark CA, as the agents do. Server mode: `node fanout-floor.js
+ * --server <cert> <key> <ca>`, IPC: sends {port}, answers 'measure' with the figures.
+ */
+import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import { fileURLToPath } from 'node:url';
+import { AgentCertIssuer } from './fanout-certs.js';
+import { waitUntil } from './stats.js';
+
+export interface FloorFigures {
+  readonly sessions: number;
+  readonly rssPerConnKB: number;
+  readonly heapPerConnKB: number;
+}
+
+interface ServerReply {
+  readonly port?: number;
+  readonly figures?: FloorFigures;
+}
+
+function runServer(certFile: string, keyFile: string, caFile: string): void {
+  const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
+  const server = http2.createSecureServer({
+    cert: readFileSync(certFile),
+    key: readFileSync(keyFile),
+    ca: readFileSync(caFile),
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+  let sessions = 0;
+  server.on('session', (session) => {
+    sessions++;
+    session.on('close', () => sessions--);
+    session.on('error', () => undefined);
+  });
+  server.listen(0, '127.0.0.1', () => {
+    gc();
+    gc();
+    const before = process.memoryUsage();
+    const address = server.address();
+    process.send?.({ port: typeof address === 'object' && address ? address.port : 0 });
+    process.on('message', () => {
+      gc();
+      gc();
+      const after = process.memoryUsage();
+      const n = Math.max(1, sessions);
+      process.send?.({
+        figures: {
+          sessions,
+          rssPerConnKB: (after.rss - before.rss) / n / 1024,
+          heapPerConnKB: (after.heapUsed + after.external - before.heapUsed - before.external) / n / 1024,
+        },
+      });
+    });
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+/** Opens `count` idle mTLS HTTP/2 sessions to a bare node:http2 server in a child process. */
+export async function measureTlsFloor(files: { caFile: string; caKeyFile: string; certFile: string; keyFile: string }, count: number, serverName: string): Promise<FloorFigures> {
+  const self = fileURLToPath(import.meta.url);
+  const child = fork(self, ['--server', files.certFile, files.keyFile, files.caFile], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const replies: ServerReply[] = [];
+  child.on('message', (m: ServerReply) => void replies.push(m));
+  let exited = false;
+  child.on('exit', () => {
+    exited = true;
+  });
+  const sessions: http2.ClientHttp2Session[] = [];
+  try {
+    const alive = (): void => {
+      if (exited) throw new Error('the floor server exited');
+    };
+    await waitUntil('floor server to listen', () => (alive(), replies.some((r) => r.port !== undefined)), 10_000, 5);
+    const port = replies.find((r) => r.port !== undefined)!.port!;
+    const ca = readFileSync(files.caFile);
+    const issuer = new AgentCertIssuer(ca, readFileSync(files.caKeyFile));
+    let connected = 0;
+    let failed = 0;
+    const batch = 50;
+    for (let i = 0; i < count; i += batch) {
+      for (let k = i; k < Math.min(count, i + batch); k++) {
+        const { certPem, keyPem } = issuer.issue(`floor-${k}`);
+        const session = http2.connect(`https://127.0.0.1:${port}`, { ca, cert: certPem, key: keyPem, servername: serverName });
+        session.once('connect', () => connected++);
+        session.on('error', () => failed++);
+        sessions.push(session);
+      }
+      await waitUntil('floor sessions to connect', () => (alive(), connected + failed >= sessions.length), 30_000, 5);
+    }
+    if (failed > 0) throw new Error(`${failed} floor sessions failed to connect`);
+    // The server may see the last sessions a moment after the clients: measure until it has all.
+    let figures: FloorFigures | undefined;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      replies.length = 0;
+      child.send('measure');
+      await waitUntil('floor figures', () => (alive(), replies.some((r) => r.figures)), 30_000, 5);
+      figures = replies.find((r) => r.figures)!.figures!;
+      if (figures.sessions >= count) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return figures!;
+  } finally {
+    for (const s of sessions) s.destroy();
+    if (!exited) child.kill('SIGKILL');
+    await waitUntil('floor server to exit', () => exited, 5000, 10).catch(() => undefined);
+  }
+}
+
+if (process.argv[2] === '--server') runServer(process.argv[3]!, process.argv[4]!, process.argv[5]!);
