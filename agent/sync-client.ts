@@ -11,8 +11,9 @@
  *   runs at a time; states arriving during an apply overwrite the pending one, so only the
  *   newest is applied afterwards. Each apply ends in Ack (version, seq) or ApplyError.
  * - Answers Ping with Pong. A stream that fails, is rejected, or stays silent longer than
- *   `idleTimeoutMs` is replaced after an exponential backoff with full jitter; the backoff
- *   resets once the controller sends anything but Rejected.
+ *   `idleTimeoutMs` (before its first message: `firstMessageTimeoutMs`, which covers connecting
+ *   and a controller busy with a mass reconnect) is replaced after an exponential backoff with
+ *   full jitter; the backoff resets once the controller sends anything but Rejected.
  * - Fail static: losing the controller never changes what is applied.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -47,6 +48,11 @@ export interface SyncClientOptions {
   readonly backoff?: BackoffOptions;
   /** Reconnect when the controller sends nothing (not even a Ping) for this long. Default 45 s. */
   readonly idleTimeoutMs?: number;
+  /**
+   * Before the controller's first message (connection, TLS handshake, the controller's queue of
+   * new streams after a mass reconnect) the stream may stay silent this long. Default 120 s.
+   */
+  readonly firstMessageTimeoutMs?: number;
   readonly logger?: SyncLogger;
   readonly onEvent?: (event: SyncClientEvent) => void;
 }
@@ -56,6 +62,8 @@ interface Stream {
   /** Newest state this stream described: the base for its next Delta. */
   latest: DesiredState | undefined;
   idleTimer: NodeJS.Timeout | undefined;
+  /** The controller has sent something on this stream (the idle deadline applies from then). */
+  heard: boolean;
   rejectedReason: string | undefined;
 }
 
@@ -128,11 +136,9 @@ export class SyncClient {
     if (this.closed) return;
     this.emit({ type: 'connecting' });
     const call = this.stub.Sync();
-    const stream: Stream = { call, latest: this.applied, idleTimer: undefined, rejectedReason: undefined };
+    const stream: Stream = { call, latest: this.applied, idleTimer: undefined, heard: false, rejectedReason: undefined };
     this.stream = stream;
-    const idleMs = this.options.idleTimeoutMs ?? 45_000;
-    stream.idleTimer = setTimeout(() => this.streamEnded(stream, `no message from the controller for ${idleMs} ms`), idleMs);
-    stream.idleTimer.unref();
+    this.armSilenceTimer(stream, this.options.firstMessageTimeoutMs ?? 120_000);
     call.on('data', (message: ControllerMessage__Output) => this.onMessage(stream, message));
     call.on('error', (err: grpc.ServiceError) => this.streamEnded(stream, err.details || err.message));
     call.on('end', () => this.streamEnded(stream, 'controller ended the stream'));
@@ -148,7 +154,12 @@ export class SyncClient {
 
   private onMessage(stream: Stream, message: ControllerMessage__Output): void {
     if (this.stream !== stream) return;
-    stream.idleTimer?.refresh();
+    if (stream.heard) {
+      stream.idleTimer?.refresh();
+    } else {
+      stream.heard = true;
+      this.armSilenceTimer(stream, this.options.idleTimeoutMs ?? 45_000);
+    }
     if (message.msg === 'rejected') {
       const reason = message.rejected?.reason ?? 'rejected';
       stream.rejectedReason = reason;
@@ -244,6 +255,13 @@ export class SyncClient {
       this.reconnectTimer = undefined;
       this.connect();
     }, delay);
+  }
+
+  /** Ends `stream` when the controller stays silent for `ms` (see idleTimeoutMs, firstMessageTimeoutMs). */
+  private armSilenceTimer(stream: Stream, ms: number): void {
+    if (stream.idleTimer) clearTimeout(stream.idleTimer);
+    stream.idleTimer = setTimeout(() => this.streamEnded(stream, `no message from the controller for ${ms} ms`), ms);
+    stream.idleTimer.unref();
   }
 
   private endStream(stream: Stream): void {

@@ -286,12 +286,23 @@ describe('SyncService stream hygiene', () => {
     expect(stream.messages[0]?.rejected?.reason).toMatch(/no Hello/);
   });
 
-  it('the agent replaces a stream on which the controller stays silent', async () => {
+  it('the agent replaces a stream on which the controller never says anything (first-message deadline)', async () => {
     const { service, running } = await controller(new MemoryStateSource(), { pingIntervalMs: 60_000 });
-    const { events } = agent(running.target, 'host-a', async () => undefined, { idleTimeoutMs: 80 });
-    await waitFor('two idle disconnects', () => events.filter((e) => e.type === 'disconnected').length >= 2);
-    expect(events.find((e) => e.type === 'disconnected')).toMatchObject({ reason: expect.stringMatching(/no message/) });
+    const { events } = agent(running.target, 'host-a', async () => undefined, { idleTimeoutMs: 60_000, firstMessageTimeoutMs: 80 });
+    await waitFor('two silent-stream disconnects', () => events.filter((e) => e.type === 'disconnected').length >= 2);
+    expect(events.find((e) => e.type === 'disconnected')).toMatchObject({ reason: 'no message from the controller for 80 ms' });
     await waitFor('connected again', () => service.agent('host-a')?.connected === true);
+  });
+
+  it('after the first message the idle deadline applies', async () => {
+    const source = new MemoryStateSource();
+    source.set(nthState('host-a', 1));
+    const { running } = await controller(source, { pingIntervalMs: 60_000 });
+    const { events } = agent(running.target, 'host-a', async () => undefined, { idleTimeoutMs: 80, firstMessageTimeoutMs: 60_000 });
+    await waitFor('an idle disconnect after the snapshot', () => events.some((e) => e.type === 'disconnected'));
+    expect(events.findIndex((e) => e.type === 'applied')).toBeGreaterThanOrEqual(0);
+    expect(events.findIndex((e) => e.type === 'applied')).toBeLessThan(events.findIndex((e) => e.type === 'disconnected'));
+    expect(events.find((e) => e.type === 'disconnected')).toMatchObject({ reason: 'no message from the controller for 80 ms' });
   });
 
   it('close() unsubscribes from the source', async () => {

@@ -33,11 +33,10 @@ export async function readTlsFiles(files: TlsFiles): Promise<TlsMaterial> {
       throw new TlsConfigError(`cannot read the TLS ${label} file ${file}: ${reason}`);
     }
   };
-  const [ca, cert, key] = await Promise.all([
-    read('CA', files.caFile),
-    read('certificate', files.certFile),
-    read('key', files.keyFile),
-  ]);
+  // In order, so the first missing file named is always the same one.
+  const ca = await read('CA', files.caFile);
+  const cert = await read('certificate', files.certFile);
+  const key = await read('key', files.keyFile);
   return { ca, cert, key };
 }
 
