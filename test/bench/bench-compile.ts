@@ -16,7 +16,8 @@ import type { ClusterState, Task } from '../../src/inventory/cluster-state.js';
 import { log, report } from './figures.js';
 import type { BenchOptions } from './options.js';
 import { mb, median, percentile } from './stats.js';
-import { allowMemberCount, seededRandom, syntheticCluster, syntheticPolicy, type SyntheticSize } from './synthetic-cluster.js';
+import { seededRandom } from '../support/seeded-random.js';
+import { allowMemberCount, syntheticCluster, syntheticPolicy, type SyntheticSize } from './synthetic-cluster.js';
 
 const S = 'compile';
 

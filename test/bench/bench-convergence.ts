@@ -40,7 +40,7 @@ import type { LogLine } from '../support/process-log.js';
 import { log, report } from './figures.js';
 import type { BenchOptions } from './options.js';
 import { mean, percentile } from './stats.js';
-import { seededRandom } from './synthetic-cluster.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const S = 'convergence';
 const TARGET_P99_MS = 250;

@@ -18,6 +18,7 @@
  */
 import type { App, ClusterState, Host, Task } from '../../src/inventory/cluster-state.js';
 import type { GroupDef, NetworkDef, PeerRef, Policy, PortSpec, RuleAction, RuleDef } from '../../src/policy/policy-model.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 export interface SyntheticSize {
   readonly hosts: number;
@@ -29,17 +30,6 @@ export interface SyntheticSize {
 
 export const FULL_SIZE: SyntheticSize = { hosts: 1000, apps: 2000, tasks: 20_000, groups: 300, rules: 1000 };
 
-/** Mulberry32: a tiny seeded PRNG so runs are repeatable. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const at = { file: 'synthetic.yaml', line: 1, col: 1 };
 

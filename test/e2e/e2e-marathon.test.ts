@@ -32,6 +32,7 @@ import type { MarathonDoubleProcess } from '../support/marathon-double-process.j
 import type { TestHost } from '../support/netns.js';
 import { startListener, type ProbeVerdict } from '../support/probe.js';
 import { bothFamilies, isRoot, probesEventually, runProbes, type ProbeCase } from './e2e-support.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const APPS = { web: '/shop/web', api: '/shop/api', db: '/shop/db' } as const;
 const PORT = { web1: 31000, web3: 31001, api: 31100, db: 31200 } as const;
@@ -170,17 +171,6 @@ const logCount = (c: Cluster, msg: RegExp): number => c.controller().lines().fil
 const changedHosts = (before: ReadonlyMap<string, string>, after: ReadonlyMap<string, string>): string[] =>
   [...after].filter(([h, v]) => before.get(h) !== v).map(([h]) => h).sort();
 
-/** Small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe.skipIf(!isRoot)('e2e: live inventory from a Marathon double', () => {
   let cluster: Cluster | undefined;
@@ -298,7 +288,7 @@ describe.skipIf(!isRoot)('e2e: live inventory from a Marathon double', () => {
   it('churn with the event stream dropped again and again: the kernel equals a full compile of the final tasks', async () => {
     const c = cluster as Cluster;
     const baseline = versions;
-    const rand = prng(20_26);
+    const rand = seededRandom(20_26);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
     const hostIds = c.hosts.map((h) => h.id);
     const appIds = Object.values(APPS);

@@ -11,6 +11,7 @@ import type { DesiredState } from '../../src/compile/desired-state.js';
 import type { App, ClusterState, Host, Task } from '../../src/inventory/cluster-state.js';
 import type { GroupDef, PeerRef, Policy, PortSpec, Protocol, RuleDef } from '../../src/policy/policy-model.js';
 import { ALLOW_FROM_LABEL } from '../../src/policy/policy-model.js';
+import { seededRandom } from './seeded-random.js';
 
 type Ip = IPv4 | IPv6;
 function parseIp(text: string): Ip {
@@ -188,17 +189,6 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
 
 // ---- large seeded scenario (smoke / benchmark) ----
 
-/** mulberry32: a tiny seeded PRNG, so the large scenario is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface LargeScenarioSize {
   readonly hosts: number;
@@ -215,7 +205,7 @@ export interface LargeScenarioSize {
  * with an allow-from label; a quarter of the hosts also have an IPv6 address.
  */
 export function largeScenario(size: LargeScenarioSize): Scenario {
-  const rnd = prng(size.seed ?? 1);
+  const rnd = seededRandom(size.seed ?? 1);
   const pick = (n: number) => Math.floor(rnd() * n);
   const hosts: Host[] = Array.from({ length: size.hosts }, (_, i) => ({
     id: `host-${String(i).padStart(5, '0')}`,
