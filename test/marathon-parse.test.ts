@@ -1,5 +1,5 @@
 /**
- * Marathon payload parsers against the recorded payloads of shared/marathon-payloads (each file's
+ * Marathon payload parsers against the recorded payloads of test/fixtures/marathon-payloads (each file's
  * origin is in its SOURCES.md: Marathon's own docs and examples, and marathon-lb test fixtures),
  * plus hand-written edge cases for what the recordings do not show.
  */
@@ -13,7 +13,7 @@ import { parseEvent, type ParsedEvent } from '../src/marathon/parse-event.js';
 import { parseTasks } from '../src/marathon/parse-tasks.js';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
-const payloads = path.resolve(repoRoot, '..', 'shared', 'marathon-payloads');
+const payloads = path.join(repoRoot, 'test', 'fixtures', 'marathon-payloads');
 const text = (f: string): string => readFileSync(path.join(payloads, f), 'utf8');
 const load = (f: string): unknown => JSON.parse(text(f));
 /** The .jsonc file keeps the `// soon only for ...` comments of the docs; strip them here only. */

@@ -1,7 +1,7 @@
 /**
  * A Marathon API double: a real HTTP server on 127.0.0.1 (port 0) that answers the endpoints the
  * Marathon source uses, with bodies shaped like Marathon's documented payloads (the recorded
- * copies are in shared/marathon-payloads, see its SOURCES.md):
+ * copies are in test/fixtures/marathon-payloads, see its SOURCES.md):
  *  - GET /v2/apps?embed=apps.tasks, GET /v2/apps/{id}?embed=app.tasks (404 `{"message"}` when
  *    unknown): app JSON in the v1.4 shape (docs/docs/rest-api/public/api/v2/examples/app.json:
  *    `container.docker.network`, `container.docker.portMappings`, top-level `ports` and
