@@ -9,7 +9,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../agent/agent-runner.js';
 import { RecordingRunner } from '../agent/dataplane/recording-runner.js';
@@ -17,12 +16,7 @@ import { loadState, saveState } from '../agent/state-store.js';
 import { SyncService } from '../src/grpc/sync-service.js';
 import { startServer, stopServer, waitFor, type RunningServer } from './support/grpc-harness.js';
 import { MemoryStateSource, nthState } from './support/memory-state-source.js';
-
-function logCapture(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
-  return { logger, lines };
-}
+import { logCapture } from './support/log-capture.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

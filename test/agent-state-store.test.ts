@@ -1,21 +1,15 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SET_KINDS, type DesiredState, type SetKind } from '../src/compile/desired-state.js';
 import { stateVersion } from '../src/compile/state-version.js';
 import { loadState, saveState, statePath } from '../agent/state-store.js';
+import { logCapture } from './support/log-capture.js';
 
 function makeState(partial: Partial<Record<SetKind, readonly string[]>>, mode: 'enforce' | 'audit' = 'enforce'): DesiredState {
   const sets = Object.fromEntries(SET_KINDS.map((k) => [k, partial[k] ?? []])) as Record<SetKind, string[]>;
   return { hostId: 'host-a', mode, sets, version: stateVersion(mode, sets) };
-}
-
-function logCapture(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
-  return { logger, lines };
 }
 
 const dirs: string[] = [];

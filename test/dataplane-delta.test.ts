@@ -8,13 +8,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SET_KINDS, type DesiredState, type SetKind } from '../src/compile/desired-state.js';
 import { stateVersion } from '../src/compile/state-version.js';
 import { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
 import { isStrictlyAscending, memberChanges, renderDeltaRestore } from '../agent/dataplane/member-delta.js';
 import { RecordingRunner } from '../agent/dataplane/recording-runner.js';
+import { logCapture } from './support/log-capture.js';
 
 function makeState(partial: Partial<Record<SetKind, readonly string[]>>, mode: 'enforce' | 'audit' = 'enforce'): DesiredState {
   const sets = Object.fromEntries(SET_KINDS.map((k) => [k, [...(partial[k] ?? [])].sort()])) as Record<SetKind, string[]>;
@@ -37,12 +37,6 @@ const A = makeState({
   'allow-net4': ['10.0.100.0/24,udp:53'],
   'allow-ip6': ['2001:db8::5,tcp:31000'],
 });
-
-function logCapture(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
-  return { logger, lines };
-}
 
 const dirs: string[] = [];
 function tempDir(): string {

@@ -5,7 +5,6 @@
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SET_KINDS, type DesiredState, type SetKind } from '../src/compile/desired-state.js';
 import { stateVersion } from '../src/compile/state-version.js';
@@ -18,6 +17,7 @@ import { EXIT_NOT_FOUND, EXIT_OUTPUT_TOO_LARGE, EXIT_TIMEOUT, ExecCommandRunner 
 import { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
 import { RecordingRunner } from '../agent/dataplane/recording-runner.js';
 import { parseIptablesSave, tokenizeRule, normalizeMember } from '../agent/dataplane/kernel-read.js';
+import { logCapture } from './support/log-capture.js';
 
 function makeState(partial: Partial<Record<SetKind, readonly string[]>>, mode: 'enforce' | 'audit' = 'enforce'): DesiredState {
   const sets = Object.fromEntries(SET_KINDS.map((k) => [k, partial[k] ?? []])) as Record<SetKind, string[]>;
@@ -31,12 +31,6 @@ const STATE = makeState({
   'allow-net4': ['0.0.0.0/0,udp:53'],
   'allow-ip6': ['2001:db8::5,tcp:31000'],
 });
-
-function logCapture(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
-  return { logger, lines };
-}
 
 /** iptables-save text of a mangle table holding `prerouting` rules and the rendered chains. */
 function saveText(family: Family, state: DesiredState | undefined, prerouting: string[]): string {
