@@ -10,18 +10,11 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
+import { runCli as cli } from './support/run-cli.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURES = join(ROOT, 'test/fixtures/policy-errors');
 const run = promisify(execFile);
-
-async function cli(argv: string[], cwd = ROOT): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), cwd });
-  return { code, out, err };
-}
 
 function expectations(fixture: string): { file: string; line: number; col: number; text: string }[] {
   const p = join(FIXTURES, fixture);

@@ -2,17 +2,10 @@
 import { describe, expect, it } from 'vitest';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { main } from '../src/cli/main.js';
 import { SET_KINDS } from '../src/compile/desired-state.js';
+import { runCli as cli } from './support/run-cli.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-async function cli(argv: string[], cwd = ROOT): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), cwd });
-  return { code, out, err };
-}
 
 describe('portcullis compile', () => {
   it('prints one host state as JSON with its sets', async () => {

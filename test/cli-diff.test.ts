@@ -4,17 +4,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
+import { runCli as cli } from './support/run-cli.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SHOP = join(ROOT, 'policies/shop');
-
-async function cli(argv: string[], cwd = ROOT): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), cwd });
-  return { code, out, err };
-}
 
 let tmp: string;
 function editedCopy(name: string, file: string, from: string | RegExp, to: string): string {

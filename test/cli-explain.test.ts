@@ -4,16 +4,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
+import { runCli as cli } from './support/run-cli.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-async function cli(argv: string[], cwd = ROOT): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), cwd });
-  return { code, out, err };
-}
 
 /** The verdict lines (not the reason lines nor the summary). */
 const verdicts = (out: string): string[] => out.split('\n').filter((l) => l.includes(' → '));

@@ -7,18 +7,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
-import { defaultInventoryPath, defaultPolicyPath, packageRoot } from '../src/cli/package-root.js';
+import { defaultInventoryPath, defaultPolicyPath } from '../src/cli/package-root.js';
 import { startController, type RunningController } from '../src/controller/controller-main.js';
 import { StaticInventoryFeed } from '../src/controller/static-inventory-feed.js';
 import { createLogger } from '../src/logging.js';
-
-async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), cwd: packageRoot() });
-  return { code, out, err };
-}
+import { runCli as cli } from './support/run-cli.js';
 
 describe('portcullis controller: flags', () => {
   it.each([
