@@ -7,6 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { CompileReport } from '../compile/compile-report.js';
 import { formatDiagnostic, sortDiagnostics, type Diagnostic } from '../diagnostic.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
@@ -32,6 +33,11 @@ export function parseOptions<T>(parse: () => T): T {
   } catch (err) {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
+}
+
+/** `--flag` options of a command without positional arguments, strictly parsed (UsageError on any problem). */
+export function parseFlags<const T extends NonNullable<ParseArgsConfig['options']>>(args: readonly string[], options: T) {
+  return parseOptions(() => parseArgs({ args: [...args], options, strict: true, allowPositionals: false })).values;
 }
 
 /** The value of an enumerated option, or a UsageError naming the choices. */

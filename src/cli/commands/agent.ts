@@ -7,7 +7,6 @@ import { hostname, networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { Agent } from '../../../agent/agent-runner.js';
 import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
@@ -16,7 +15,7 @@ import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { FAMILIES, type Family } from '../../render/owned-names.js';
 import { loadClientCredentials } from '../../tls/credentials.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
-import { parseOptions } from '../load-inputs.js';
+import { parseFlags } from '../load-inputs.js';
 import { packageRoot } from '../package-root.js';
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 
@@ -87,29 +86,22 @@ export const agentCommand: Command = {
   summary: 'Run the agent on a host: apply its state to the kernel and keep it true',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
-    const { values } = parseOptions(() =>
-      parseArgs({
-        args: [...args],
-        options: {
-          controller: { type: 'string' },
-          'host-id': { type: 'string' },
-          address: { type: 'string', multiple: true },
-          'state-dir': { type: 'string' },
-          'refresh-interval': { type: 'string' },
-          family: { type: 'string', multiple: true },
-          ca: { type: 'string' },
-          cert: { type: 'string' },
-          key: { type: 'string' },
-          insecure: { type: 'boolean' },
-          'server-name': { type: 'string' },
-          'status-listen': { type: 'string' },
-          uninstall: { type: 'boolean' },
-          'log-level': { type: 'string' },
-        },
-        strict: true,
-        allowPositionals: false,
-      }),
-    );
+    const values = parseFlags(args, {
+      controller: { type: 'string' },
+      'host-id': { type: 'string' },
+      address: { type: 'string', multiple: true },
+      'state-dir': { type: 'string' },
+      'refresh-interval': { type: 'string' },
+      family: { type: 'string', multiple: true },
+      ca: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      insecure: { type: 'boolean' },
+      'server-name': { type: 'string' },
+      'status-listen': { type: 'string' },
+      uninstall: { type: 'boolean' },
+      'log-level': { type: 'string' },
+    });
     const families: Family[] = [];
     for (const f of values.family ?? []) {
       const family = Number(f) as Family;

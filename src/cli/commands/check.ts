@@ -4,7 +4,6 @@
  * Exit 1 on any error in the policy or the inventory; warnings (compile reports, groups that
  * select no app) never fail the check.
  */
-import { parseArgs } from 'node:util';
 import { compile } from '../../compile/compile.js';
 import { sortDiagnostics, type Diagnostic } from '../../diagnostic.js';
 import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
@@ -16,7 +15,7 @@ import {
   loadInventoryInput,
   loadPolicyInput,
   oneOf,
-  parseOptions,
+  parseFlags,
   plural,
   relativizer,
   reportsAsDiagnostics,
@@ -49,14 +48,7 @@ export const checkCommand: Command = {
   summary: 'Validate a policy against an inventory; print every problem as file:line:col',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
-    const { values } = parseOptions(() =>
-      parseArgs({
-        args: [...args],
-        options: { policy: { type: 'string' }, inventory: { type: 'string' }, format: { type: 'string' } },
-        strict: true,
-        allowPositionals: false,
-      }),
-    );
+    const values = parseFlags(args, { policy: { type: 'string' }, inventory: { type: 'string' }, format: { type: 'string' } });
     const format = oneOf('format', values.format, ['text', 'json'] as const, 'text');
     const [policy, inventory] = await Promise.all([
       loadPolicyInput(resolvePolicyPath(io, values.policy)),

@@ -4,7 +4,6 @@
  * host that has no Portcullis objects yet (iptables). Compile reports and lint findings go to
  * stderr as warnings; only a broken policy or inventory fails (exit 1), as in the controller.
  */
-import { parseArgs } from 'node:util';
 import { compile } from '../../compile/compile.js';
 import type { DesiredState } from '../../compile/desired-state.js';
 import { sortDiagnostics } from '../../diagnostic.js';
@@ -19,7 +18,7 @@ import {
   loadInventoryInput,
   loadPolicyInput,
   oneOf,
-  parseOptions,
+  parseFlags,
   reportsAsDiagnostics,
   resolveInventoryPath,
   resolvePolicyPath,
@@ -65,19 +64,12 @@ export const compileCommand: Command = {
   summary: "Print a host's compiled state: ipset/iptables-restore input or JSON",
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
-    const { values } = parseOptions(() =>
-      parseArgs({
-        args: [...args],
-        options: {
-          host: { type: 'string' },
-          format: { type: 'string' },
-          policy: { type: 'string' },
-          inventory: { type: 'string' },
-        },
-        strict: true,
-        allowPositionals: false,
-      }),
-    );
+    const values = parseFlags(args, {
+      host: { type: 'string' },
+      format: { type: 'string' },
+      policy: { type: 'string' },
+      inventory: { type: 'string' },
+    });
     const format = oneOf('format', values.format, ['iptables', 'json'] as const, 'iptables');
     const [policy, inventory] = await Promise.all([
       loadPolicyInput(resolvePolicyPath(io, values.policy)),

@@ -5,7 +5,6 @@
  * Start-up problems (unreadable TLS files, a port in use, bad Marathon flags) are one clear line
  * on stderr and exit 1; flag mistakes exit 2 with the usage.
  */
-import { parseArgs } from 'node:util';
 import type * as grpc from '@grpc/grpc-js';
 import { StaticInventoryFeed } from '../../controller/static-inventory-feed.js';
 import { createMarathonFeed, type MarathonFlags } from '../../controller/marathon-feed.js';
@@ -15,7 +14,7 @@ import { formatDiagnostic } from '../../diagnostic.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { loadServerCredentials } from '../../tls/credentials.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
-import { INVENTORY_OPTION_HELP, POLICY_OPTION_HELP, parseOptions, resolveInventoryPath, resolvePolicyPath } from '../load-inputs.js';
+import { INVENTORY_OPTION_HELP, POLICY_OPTION_HELP, parseFlags, resolveInventoryPath, resolvePolicyPath } from '../load-inputs.js';
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 
 export const DEFAULT_CONTROLLER_LISTEN = '0.0.0.0:7443';
@@ -80,35 +79,28 @@ interface ControllerArgs {
 }
 
 export function parseControllerArgs(args: readonly string[], io: CliIO): ControllerArgs {
-  const { values } = parseOptions(() =>
-    parseArgs({
-      args: [...args],
-      options: {
-        policy: { type: 'string' },
-        inventory: { type: 'string' },
-        marathon: { type: 'string', multiple: true },
-        'marathon-credentials': { type: 'string' },
-        'marathon-user': { type: 'string' },
-        'marathon-password': { type: 'string' },
-        'marathon-token-file': { type: 'string' },
-        'marathon-ca': { type: 'string' },
-        'marathon-insecure-skip-verify': { type: 'boolean' },
-        'relist-interval': { type: 'string' },
-        dns: { type: 'boolean' },
-        listen: { type: 'string' },
-        'status-listen': { type: 'string' },
-        ca: { type: 'string' },
-        cert: { type: 'string' },
-        key: { type: 'string' },
-        insecure: { type: 'boolean' },
-        'ping-interval': { type: 'string' },
-        'coalesce-ms': { type: 'string' },
-        'log-level': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }),
-  );
+  const values = parseFlags(args, {
+    policy: { type: 'string' },
+    inventory: { type: 'string' },
+    marathon: { type: 'string', multiple: true },
+    'marathon-credentials': { type: 'string' },
+    'marathon-user': { type: 'string' },
+    'marathon-password': { type: 'string' },
+    'marathon-token-file': { type: 'string' },
+    'marathon-ca': { type: 'string' },
+    'marathon-insecure-skip-verify': { type: 'boolean' },
+    'relist-interval': { type: 'string' },
+    dns: { type: 'boolean' },
+    listen: { type: 'string' },
+    'status-listen': { type: 'string' },
+    ca: { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    insecure: { type: 'boolean' },
+    'ping-interval': { type: 'string' },
+    'coalesce-ms': { type: 'string' },
+    'log-level': { type: 'string' },
+  });
   const marathonUrls = values.marathon ?? [];
   const marathonOnly = ['marathon-credentials', 'marathon-user', 'marathon-password', 'marathon-token-file', 'marathon-ca', 'marathon-insecure-skip-verify', 'relist-interval', 'dns'] as const;
   if (marathonUrls.length === 0) {

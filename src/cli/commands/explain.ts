@@ -4,7 +4,6 @@
  * protocol) the question covers. `--from` is an app id when it starts with '/', else an address.
  * Exit 0 whatever the verdicts; 1 when the question cannot be answered (unknown app or port).
  */
-import { parseArgs } from 'node:util';
 import type { ExplainQuery, Verdict } from '../../evaluate/reference-evaluator.js';
 import { explain } from '../../evaluate/reference-evaluator.js';
 import { sortDiagnostics } from '../../diagnostic.js';
@@ -15,7 +14,7 @@ import {
   loadInventoryInput,
   loadPolicyInput,
   oneOf,
-  parseOptions,
+  parseFlags,
   plural,
   relativizer,
   resolveInventoryPath,
@@ -64,22 +63,15 @@ export const explainCommand: Command = {
   summary: 'Say whether an app or address may reach an app port, and which rule decides',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
-    const { values } = parseOptions(() =>
-      parseArgs({
-        args: [...args],
-        options: {
-          from: { type: 'string' },
-          to: { type: 'string' },
-          port: { type: 'string' },
-          protocol: { type: 'string' },
-          format: { type: 'string' },
-          policy: { type: 'string' },
-          inventory: { type: 'string' },
-        },
-        strict: true,
-        allowPositionals: false,
-      }),
-    );
+    const values = parseFlags(args, {
+      from: { type: 'string' },
+      to: { type: 'string' },
+      port: { type: 'string' },
+      protocol: { type: 'string' },
+      format: { type: 'string' },
+      policy: { type: 'string' },
+      inventory: { type: 'string' },
+    });
     for (const required of ['from', 'to', 'port'] as const) {
       if (values[required] === undefined || values[required] === '') throw new UsageError(`--${required} is required`);
     }

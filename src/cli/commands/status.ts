@@ -3,9 +3,8 @@
  * prints it for a person: readiness, the policy and inventory in force (with the last error of a
  * broken edit), and one line per agent with its applied vs desired version and its last error.
  */
-import { parseArgs } from 'node:util';
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
-import { oneOf, parseOptions } from '../load-inputs.js';
+import { oneOf, parseFlags } from '../load-inputs.js';
 import { DEFAULT_STATUS_LISTEN } from './controller.js';
 
 const help = `Usage: portcullis status [--controller-status URL] [--format table|json] [--check]
@@ -96,19 +95,12 @@ export const statusCommand: Command = {
   summary: "Show a running controller's readiness and every agent's applied vs desired version",
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
-    const { values } = parseOptions(() =>
-      parseArgs({
-        args: [...args],
-        options: {
-          'controller-status': { type: 'string' },
-          format: { type: 'string' },
-          check: { type: 'boolean' },
-          timeout: { type: 'string' },
-        },
-        strict: true,
-        allowPositionals: false,
-      }),
-    );
+    const values = parseFlags(args, {
+      'controller-status': { type: 'string' },
+      format: { type: 'string' },
+      check: { type: 'boolean' },
+      timeout: { type: 'string' },
+    });
     const format = oneOf('format', values.format, ['table', 'json'] as const, 'table');
     const timeout = values.timeout === undefined ? 5 : Number(values.timeout);
     if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 600) throw new UsageError(`--timeout must be a number of seconds in (0, 600], got '${values.timeout}'`);
