@@ -18,6 +18,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
+import { previewJson } from '../json/json-preview.js';
 
 export interface MarathonAuth {
   readonly basic?: { readonly user: string; readonly password: string };
@@ -105,7 +106,7 @@ export class HttpClient {
       if (![301, 302, 303, 307, 308].includes(r.status)) return { status: r.status, url: target.origin.origin + target.path, res: r };
       const location = r.headers.location;
       r.resume();
-      if (hop >= MAX_REDIRECTS) throw new Error(`too many redirects (last to ${location ?? '?'})`);
+      if (hop >= MAX_REDIRECTS) throw new Error(`too many redirects (last to ${previewJson(location ?? '?', 200)})`);
       if (typeof location !== 'string' || location === '') throw new Error(`redirect ${r.statusCode} without a Location`);
       const next = new URL(location, target.origin.origin + target.path);
       if (target.origin.protocol === 'https:' && next.protocol !== 'https:') throw new Error(`refusing redirect from https to ${next.protocol}`);
