@@ -185,6 +185,27 @@ describe('item 4: an app without tasks in an embed=apps.tasks list', () => {
   });
 });
 
+describe('found by test/fuzz-marathon.test.ts', () => {
+  it('a /v2/apps answer shaped as one app ({"app": ...}) is not a list: rejected, no app removed', async () => {
+    const { d } = await seeded();
+    const s = await started(d.url);
+    const before = s.cluster();
+    d.setListRewrite((body) => ({ app: body.apps.find((a) => a.id === '/shop/web') }));
+    await s.relist();
+    expect(s.cluster()).toEqual(before);
+    expect(s.status().reason).toMatch(/^GET \/v2\/apps\?embed=apps\.tasks: expected \{"apps": \[\.\.\.\]\}, got \{"app":/);
+  });
+
+  it('a BRIDGE app (networks given) whose "container" has the wrong type is malformed, not "no port mappings"', () => {
+    const r = parseApps({ apps: [{ id: '/b', networks: [{ mode: 'container/bridge' }], container: 'x', tasks: [] }] });
+    expect(r.apps).toEqual([]);
+    expect(r.problems).toEqual(['app "/b": "container" must be an object, got "x"; app skipped']);
+    expect(parseApps({ apps: [{ id: '/b', networks: [{ mode: 'container/bridge' }], container: { docker: 5 }, tasks: [] }] }).problems).toEqual([
+      'app "/b": "container.docker" must be an object, got 5; app skipped',
+    ]);
+  });
+});
+
 describe('item 5: what the feed says about staleness', () => {
   /** The source, with a count of status() reads (each feed check reads it once). */
   function counted(s: MarathonSource): { source: MarathonLike; reads: () => number } {

@@ -49,7 +49,7 @@ import { DEFAULT_JSON_LIMITS, parseBoundedJson, type JsonLimits } from '../json/
 import { UnusualAppIds } from './app-id.js';
 import { ClusterStore } from './cluster-store.js';
 import { HttpClient, type MarathonAuth, type MarathonTls } from './http-client.js';
-import { preview } from './json-guards.js';
+import { isRecord, preview } from './json-guards.js';
 import { parseApps, requireEmbeddedTasks } from './parse-apps.js';
 import { parseEvent, type MarathonEvent } from './parse-event.js';
 
@@ -213,8 +213,9 @@ export class MarathonSource {
       const path = '/v2/apps?embed=apps.tasks';
       const got = await this.getJson(path);
       if (typeof got === 'string') return this.fail(`GET ${path}: ${got}`);
-      const all = parseApps(got.json);
-      if (!all.wellFormed) return this.fail(`GET ${path}: ${all.problems[0] ?? 'unexpected answer'} (from ${got.url})`);
+      // Only `{"apps": [...]}` is a list: a single app or a group must not replace every app.
+      if (!isRecord(got.json) || !Array.isArray(got.json.apps)) return this.fail(`GET ${path}: expected {"apps": [...]}, got ${preview(got.json)} (from ${got.url})`);
+      const all = parseApps({ apps: got.json.apps });
       const parsed = requireEmbeddedTasks(all);
       if (parsed === null) return this.fail(`GET ${path}: no app in the answer has embedded tasks (embed=apps.tasks not honoured by ${got.url})`);
       this.unusualIds.check([...parsed.apps.map((a) => a.id), ...parsed.skippedAppIds]);

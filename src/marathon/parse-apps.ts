@@ -230,7 +230,12 @@ function hostPorts(raw: JsonRecord): PortsResult {
 }
 
 function mappedPorts(raw: JsonRecord, mode: NetworkMode): PortsResult {
+  // With `networks` the mode did not look at `container`: a wrong type must not read as "no mappings".
+  if (raw.container !== undefined && raw.container !== null && !isRecord(raw.container)) return { problem: `"container" must be an object, got ${preview(raw.container)}` };
   const container = isRecord(raw.container) ? raw.container : {};
+  if (container.docker !== undefined && container.docker !== null && !isRecord(container.docker)) {
+    return { problem: `"container.docker" must be an object, got ${preview(container.docker)}` };
+  }
   const docker = isRecord(container.docker) ? container.docker : {};
   const mappings = container.portMappings ?? docker.portMappings;
   if (mappings === undefined || mappings === null) return { ports: [], notes: [] };
