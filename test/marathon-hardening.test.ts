@@ -9,7 +9,7 @@
  *  - item 7: an app id Marathon could never produce is logged once, with how it was handled.
  * Every wait is on a condition with a deadline.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -62,6 +62,12 @@ describe('item 1: bounded JSON', () => {
     // Brackets inside strings, escaped quotes included, do not count.
     expect(depthViolation(JSON.stringify({ a: `\\"${'['.repeat(500)}` }), 2)).toBeNull();
     expect(parseBoundedJson(JSON.stringify({ id: '[[[[[[', q: 'x\\"[[[[' }), { maxDepth: 1 })).toMatchObject({ ok: true });
+  });
+
+  it("Marathon's documented payloads are all within the default limits", () => {
+    const files = readdirSync(FIXTURES).filter((f) => f.endsWith('.json'));
+    expect(files.length).toBeGreaterThan(10);
+    for (const f of files) expect(parseBoundedJson(readFileSync(path.join(FIXTURES, f), 'utf8')), f).toMatchObject({ ok: true });
   });
 
   it('refuses text larger than the limit (in UTF-8 bytes) and reports invalid JSON', () => {
@@ -262,8 +268,9 @@ describe('item 5: what the feed says about staleness', () => {
 
   it('a good Marathon turning to HTTP 500 everywhere: "event stream: HTTP 500", not "not connected"', async () => {
     const { d } = await seeded();
-    const { feed, lines } = await feedOn(d.url);
+    const { feed, lines, s } = await feedOn(d.url);
     await waitFor(() => feed.status().streamConnected, 'stream attached');
+    await s.relist(); // the re-list the attach triggered is done: only the stream will fail
     d.setFailing('http500All');
     d.dropStreams();
     // First the drop itself ("connection closed"/"aborted"), then the reconnects answered 500.
