@@ -174,8 +174,8 @@ describe('item 4: an app without tasks in an embed=apps.tasks list', () => {
     expect(c.tasks.map((t) => t.id)).toEqual(expect.arrayContaining([web, api2]));
     expect(s.status().problems).toEqual(
       expect.arrayContaining([
-        'app "/myapp": no "tasks" list although embed=apps.tasks was asked; app skipped (it keeps its last good definition and tasks)',
-        'app "/shop/web": no "tasks" list although embed=apps.tasks was asked; app skipped (it keeps its last good definition and tasks)',
+        'app "/myapp": no "tasks" list although embed=apps.tasks was asked; app skipped (its last good definition and tasks, if any, are kept)',
+        'app "/shop/web": no "tasks" list although embed=apps.tasks was asked; app skipped (its last good definition and tasks, if any, are kept)',
       ]),
     );
   });

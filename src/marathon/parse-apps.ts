@@ -114,7 +114,7 @@ export function requireEmbeddedTasks(parsed: ParsedApps): ParsedApps | null {
   const missing = new Set(parsed.appsWithoutTasks);
   if (missing.size === 0) return parsed;
   if (missing.size === parsed.apps.length) return null;
-  const problems = [...missing].map((id) => `app ${preview(id)}: no "tasks" list although embed=apps.tasks was asked; app skipped (it keeps its last good definition and tasks)`);
+  const problems = [...missing].map((id) => `app ${preview(id)}: no "tasks" list although embed=apps.tasks was asked; app skipped (its last good definition and tasks, if any, are kept)`);
   return {
     ...parsed,
     apps: parsed.apps.filter((a) => !missing.has(a.id)),
