@@ -6,6 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HttpClient } from '../src/marathon/http-client.js';
+import { waitFor } from './support/marathon-double.js';
 
 const servers: http.Server[] = [];
 afterEach(async () => {
@@ -26,6 +27,36 @@ const get = (url: string, path = '/v2/apps'): Promise<{ status: number; text: st
   new HttpClient({ urls: [url] }).getText(path, { accept: 'application/json', timeoutMs: 3000, maxBytes: 1 << 20 });
 
 describe('HttpClient', () => {
+  it('an endless body without Content-Length: reading stops past maxBytes and the connection is closed', async () => {
+    let written = 0;
+    let closed = false;
+    const url = await serve((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.on('close', () => (closed = true));
+      const chunk = Buffer.alloc(16 * 1024, 0x20);
+      const pump = (): void => {
+        // Bounded: at most 4096 chunks (64 MiB), stopping as soon as the client hangs up.
+        while (!closed && written < 4096 * chunk.length) {
+          written += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    await expect(get(url)).rejects.toThrow(`answer larger than the limit of ${1 << 20} bytes`);
+    await waitFor(() => closed, 'the server sees the client hang up');
+    expect(written).toBeLessThan(16 << 20);
+  });
+
+  it('a Content-Length above maxBytes is refused before reading', async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, { 'Content-Length': 2 << 20 });
+      res.write('{"apps":[');
+    });
+    await expect(get(url)).rejects.toThrow(`answer of ${2 << 20} bytes announced, larger than the limit of ${1 << 20} bytes`);
+  });
+
   it('a body cut short of its Content-Length is an error even if it parses as JSON', async () => {
     const url = await serve((_req, res) => {
       res.writeHead(200, { 'Content-Length': 100 });

@@ -9,12 +9,16 @@
  *   even errors, do not (they come from a live Marathon).
  * - Paths are sent exactly as built by the caller (no WHATWG normalisation of `..` or `%2E`),
  *   via node's http.request with an explicit `path`.
- * - Bodies are read up to `maxBytes`; a body shorter than its Content-Length, or a connection
- *   that breaks mid-body, is an error (a truncated answer is never handed on as complete).
+ * - Bodies are read up to `maxBytes` and no further: a Content-Length above it is refused before
+ *   reading, and reading stops (the connection is destroyed) as soon as the bytes received pass
+ *   it. A body shorter than its Content-Length, or a connection that breaks mid-body, is an
+ *   error (a truncated answer is never handed on as complete). Parse what was read with
+ *   src/json/bounded-json.ts (size and depth bounded), never a bare JSON.parse.
  */
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
+import { previewJson } from '../json/json-preview.js';
 
 export interface MarathonAuth {
   readonly basic?: { readonly user: string; readonly password: string };
@@ -102,7 +106,7 @@ export class HttpClient {
       if (![301, 302, 303, 307, 308].includes(r.status)) return { status: r.status, url: target.origin.origin + target.path, res: r };
       const location = r.headers.location;
       r.resume();
-      if (hop >= MAX_REDIRECTS) throw new Error(`too many redirects (last to ${location ?? '?'})`);
+      if (hop >= MAX_REDIRECTS) throw new Error(`too many redirects (last to ${previewJson(location ?? '?', 200)})`);
       if (typeof location !== 'string' || location === '') throw new Error(`redirect ${r.statusCode} without a Location`);
       const next = new URL(location, target.origin.origin + target.path);
       if (target.origin.protocol === 'https:' && next.protocol !== 'https:') throw new Error(`refusing redirect from https to ${next.protocol}`);
@@ -164,9 +168,11 @@ function readBody(res: IncomingMessage, maxBytes: number, signal: AbortSignal): 
     };
     const onAbort = (): void => fail(new Error('timed out reading the answer'));
     signal.addEventListener('abort', onAbort, { once: true });
+    const announced = Number(res.headers['content-length']);
+    if (Number.isFinite(announced) && announced > maxBytes) return fail(new Error(`answer of ${announced} bytes announced, larger than the limit of ${maxBytes} bytes`));
     res.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > maxBytes) fail(new Error(`answer larger than ${maxBytes} bytes`));
+      if (size > maxBytes) fail(new Error(`answer larger than the limit of ${maxBytes} bytes`));
       else chunks.push(c);
     });
     res.on('aborted', () => fail(new Error('connection closed mid-answer (truncated)')));

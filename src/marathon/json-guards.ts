@@ -2,6 +2,7 @@
  * Small type guards for untrusted JSON from Marathon. They only check types: strings are kept
  * exactly as they came (ids may contain any characters), never trimmed or "cleaned".
  */
+import { previewJson } from '../json/json-preview.js';
 
 export type JsonRecord = Record<string, unknown>;
 
@@ -38,13 +39,7 @@ export function readLabels(v: unknown): Record<string, string> | null {
   return out;
 }
 
-/** For messages: a JSON-ish preview of an untrusted value, bounded in length. */
+/** For messages: a JSON-escaped preview of an untrusted value, bounded in length; never throws. */
 export function preview(v: unknown, max = 80): string {
-  let s: string;
-  try {
-    s = JSON.stringify(v) ?? String(v);
-  } catch {
-    s = String(v);
-  }
-  return s.length > max ? `${s.slice(0, max)}…` : s;
+  return previewJson(v, max);
 }

@@ -19,10 +19,20 @@
  *  - `onChange(cluster, changedAppIds)` fires after every real change, with the app ids whose
  *    definition or running tasks changed.
  *
- * Safety: an unreachable Marathon, an HTTP error, a redirect loop, invalid or truncated JSON, an
- * answer without embedded tasks, or an unexpected shape never changes the cluster: the last good
- * one is kept and `status()` says `stale: true` with the reason and since when. An app that is
- * malformed in an otherwise good list keeps its last good definition and tasks.
+ * Safety: an unreachable Marathon, an HTTP error, a redirect loop, invalid, truncated, oversized
+ * or too deeply nested JSON, an answer without embedded tasks, or an unexpected shape never
+ * changes the cluster: the last good one is kept and `status()` says `stale: true` with the
+ * reason (the request, the HTTP status or error, and the URL that answered) and since when. An
+ * app that is malformed in an otherwise good list (including one without `tasks` when others
+ * have them, see requireEmbeddedTasks) keeps its last good definition and tasks.
+ * Untrusted input is bounded before it is walked: list answers and SSE event data are read up to
+ * `maxBodyBytes` (reading stops past it) and parsed by src/json/bounded-json.ts (size and
+ * `maxJsonDepth` checked first), so no payload can exhaust the stack or the heap; nothing a
+ * handler of Marathon data throws escapes the stream (the stream is dropped and reconnected).
+ *
+ * Staleness: the cluster is stale while the last read failed, or while the event stream is down
+ * after it was lost or failed to connect (events would be missed). The stream still connecting
+ * for the first time, right after a good list, is not stale: nothing has been missed yet.
  *
  * "Marathon really has zero apps" vs a broken answer: an empty list is accepted at once only when
  * we know no apps anyway. Otherwise it must be a well-formed `{"apps": []}` and stay so for
@@ -35,9 +45,12 @@ import pino, { type Logger } from 'pino';
 import { createParser } from 'eventsource-parser';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import { fullJitterDelay, sleep, type BackoffOptions } from '../retry/backoff.js';
+import { DEFAULT_JSON_LIMITS, parseBoundedJson, type JsonLimits } from '../json/bounded-json.js';
+import { UnusualAppIds } from './app-id.js';
 import { ClusterStore } from './cluster-store.js';
 import { HttpClient, type MarathonAuth, type MarathonTls } from './http-client.js';
-import { parseApps } from './parse-apps.js';
+import { isRecord, preview } from './json-guards.js';
+import { parseApps, requireEmbeddedTasks } from './parse-apps.js';
 import { parseEvent, type MarathonEvent } from './parse-event.js';
 
 export interface MarathonSourceOptions {
@@ -53,8 +66,10 @@ export interface MarathonSourceOptions {
   readonly backoff?: BackoffOptions;
   /** How long an empty app list must persist before it replaces known apps. Default 120 s. */
   readonly emptyConfirmMs?: number;
-  /** Largest list answer accepted. Default 256 MiB. */
+  /** Largest answer (and largest SSE event) accepted, in bytes. Default 64 MiB. */
   readonly maxBodyBytes?: number;
+  /** Deepest JSON nesting accepted in an answer or event. Default 64. */
+  readonly maxJsonDepth?: number;
   readonly now?: () => number;
 }
 
@@ -87,10 +102,13 @@ export class MarathonSource {
   private readonly timeoutMs: number;
   private readonly backoff: BackoffOptions;
   private readonly emptyConfirmMs: number;
-  private readonly maxBodyBytes: number;
+  private readonly limits: JsonLimits;
+  private readonly unusualIds: UnusualAppIds;
 
   private problem: { reason: string; since: number } | null = null;
-  private streamDownSince: number | null;
+  /** Set when the stream was lost or failed to connect; cleared when it attaches. */
+  private streamDown: { reason: string; since: number } | null = null;
+  private streamConnected = false;
   private lastSync: number | undefined;
   private lastProblems: string[] = [];
   private empty: { since: number; count: number } | null = null;
@@ -112,8 +130,8 @@ export class MarathonSource {
     this.timeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.backoff = opts.backoff ?? {};
     this.emptyConfirmMs = opts.emptyConfirmMs ?? 120_000;
-    this.maxBodyBytes = opts.maxBodyBytes ?? 256 * 1024 * 1024;
-    this.streamDownSince = this.now();
+    this.limits = { maxBytes: opts.maxBodyBytes ?? DEFAULT_JSON_LIMITS.maxBytes, maxDepth: opts.maxJsonDepth ?? DEFAULT_JSON_LIMITS.maxDepth };
+    this.unusualIds = new UnusualAppIds(this.log);
   }
 
   onChange(fn: ChangeListener): () => void {
@@ -126,11 +144,10 @@ export class MarathonSource {
   }
 
   status(): MarathonSourceStatus {
-    const streamConnected = this.streamDownSince === null;
-    const base = { streamConnected, problems: [...this.lastProblems], ...(this.lastSync !== undefined ? { lastSync: this.lastSync } : {}) };
-    if (this.problem) return { stale: true, reason: this.problem.reason, since: this.problem.since, ...base };
-    if (!streamConnected) return { stale: true, reason: 'event stream not connected', since: this.streamDownSince ?? this.now(), ...base };
-    return { stale: false, ...base };
+    const base = { streamConnected: this.streamConnected, problems: [...this.lastProblems], ...(this.lastSync !== undefined ? { lastSync: this.lastSync } : {}) };
+    const why = [this.problem, this.streamDown].filter((p) => p !== null);
+    if (why.length === 0) return { stale: false, ...base };
+    return { stale: true, reason: why.map((p) => p.reason).join('; '), since: Math.min(...why.map((p) => p.since)), ...base };
   }
 
   /** First list, then the event stream and the periodic re-list run in the background. */
@@ -193,11 +210,15 @@ export class MarathonSource {
   private async readAll(): Promise<boolean> {
     this.journal = [];
     try {
-      const got = await this.getJson('/v2/apps?embed=apps.tasks');
-      if (typeof got === 'string') return this.fail(`listing apps: ${got}`);
-      const parsed = parseApps(got.json);
-      if (!parsed.wellFormed) return this.fail(`listing apps: ${parsed.problems[0] ?? 'unexpected answer'}`);
-      if (!parsed.tasksEmbedded) return this.fail('listing apps: the answer has no embedded tasks (embed=apps.tasks not honoured)');
+      const path = '/v2/apps?embed=apps.tasks';
+      const got = await this.getJson(path);
+      if (typeof got === 'string') return this.fail(`GET ${path}: ${got}`);
+      // Only `{"apps": [...]}` is a list: a single app or a group must not replace every app.
+      if (!isRecord(got.json) || !Array.isArray(got.json.apps)) return this.fail(`GET ${path}: expected {"apps": [...]}, got ${preview(got.json)} (from ${got.url})`);
+      const all = parseApps({ apps: got.json.apps });
+      const parsed = requireEmbeddedTasks(all);
+      if (parsed === null) return this.fail(`GET ${path}: no app in the answer has embedded tasks (embed=apps.tasks not honoured by ${got.url})`);
+      this.unusualIds.check([...parsed.apps.map((a) => a.id), ...parsed.skippedAppIds]);
       if (parsed.apps.length === 0 && parsed.skippedAppIds.length === 0 && this.store.appCount > 0) {
         const now = this.now();
         this.empty = this.empty ? { since: this.empty.since, count: this.empty.count + 1 } : { since: now, count: 1 };
@@ -233,7 +254,7 @@ export class MarathonSource {
     this.journal = [];
     try {
       const got = await this.getJson(`${path}?embed=app.tasks`, true);
-      if (typeof got === 'string') return this.fail(`reading app ${JSON.stringify(id)}: ${got}`);
+      if (typeof got === 'string') return this.fail(`reading app ${preview(id, 200)} (GET ${path}?embed=app.tasks): ${got}`);
       let changed: string[];
       if (got.status === 404) {
         changed = this.store.replaceApp(id, null, []);
@@ -241,8 +262,9 @@ export class MarathonSource {
         const parsed = parseApps(got.json);
         const app = parsed.apps.find((a) => a.id === id);
         if (!parsed.wellFormed || !app || parsed.apps.length !== 1 || !parsed.tasksEmbedded) {
-          return this.fail(`reading app ${JSON.stringify(id)}: ${parsed.problems[0] ?? 'the answer is not that app with its tasks'}`);
+          return this.fail(`reading app ${preview(id, 200)}: ${parsed.problems[0] ?? 'the answer is not that app with its tasks'} (from ${got.url})`);
         }
+        this.unusualIds.check([id]);
         for (const p of parsed.problems) this.log.warn({ problem: p }, 'skipped part of the Marathon answer');
         changed = this.store.replaceApp(id, app, parsed.tasks);
       }
@@ -254,19 +276,18 @@ export class MarathonSource {
   }
 
   /** JSON of a 2xx (or, with allow404, a 404) answer, or the reason it is unusable. */
-  private async getJson(path: string, allow404 = false): Promise<{ status: number; json: unknown } | string> {
-    let r: { status: number; text: string };
+  private async getJson(path: string, allow404 = false): Promise<{ status: number; url: string; json: unknown } | string> {
+    let r: { status: number; url: string; text: string };
     try {
-      r = await this.http.getText(path, { accept: 'application/json', timeoutMs: this.timeoutMs, maxBytes: this.maxBodyBytes, signal: this.abort.signal });
+      r = await this.http.getText(path, { accept: 'application/json', timeoutMs: this.timeoutMs, maxBytes: this.limits.maxBytes, signal: this.abort.signal });
     } catch (e) {
-      return (e as Error).message;
+      return errorText(e);
     }
-    if (!(r.status >= 200 && r.status < 300) && !(allow404 && r.status === 404)) return `HTTP ${r.status}`;
-    try {
-      return { status: r.status, json: JSON.parse(r.text) };
-    } catch (e) {
-      return `invalid or truncated JSON (${(e as Error).message})`;
-    }
+    const from = originOf(r.url);
+    if (!(r.status >= 200 && r.status < 300) && !(allow404 && r.status === 404)) return `HTTP ${r.status} from ${from}`;
+    const parsed = parseBoundedJson(r.text, this.limits);
+    if (!parsed.ok) return `unusable answer from ${from}: ${parsed.error}`;
+    return { status: r.status, url: from, json: parsed.value };
   }
 
   private fail(reason: string, quiet = false): false {
@@ -306,10 +327,11 @@ export class MarathonSource {
           attempt = 0;
         });
       } catch (e) {
-        why = (e as Error).message;
+        why = errorText(e);
       }
       if (this.abort.signal.aborted) break;
-      this.streamDownSince ??= this.now();
+      this.streamConnected = false;
+      this.streamDown = { reason: `event stream: ${why}`, since: this.streamDown?.since ?? this.now() };
       const delay = fullJitterDelay(attempt++, this.backoff);
       this.log.warn({ reason: why, retryInMs: delay }, 'Marathon event stream lost; reconnecting');
       await sleep(delay, this.abort.signal);
@@ -321,23 +343,39 @@ export class MarathonSource {
     const r = await this.http.open(EVENTS_PATH, { accept: 'text/event-stream', timeoutMs: this.timeoutMs, signal: this.abort.signal });
     if (r.status !== 200) {
       r.res.resume();
-      return `event stream answered HTTP ${r.status}`;
+      return `HTTP ${r.status} from ${originOf(r.url)}`;
     }
-    const parser = createParser({
-      onEvent: (msg) => this.onMessage(msg.event, msg.data, onAttached),
-      onError: (e) => this.log.warn({ err: e.message }, 'bad SSE line from Marathon'),
-    });
     r.res.setEncoding('utf8');
     return new Promise<string>((resolve) => {
-      r.res.on('data', (chunk: string) => parser.feed(chunk));
-      r.res.on('end', () => resolve('event stream closed by Marathon'));
-      r.res.on('error', (e) => resolve(`event stream error: ${e.message}`));
-      r.res.on('close', () => resolve('event stream connection closed'));
+      const end = (why: string): void => {
+        resolve(why);
+        r.res.destroy();
+      };
+      // maxBufferSize bounds the line being read plus the event's data so far (in characters).
+      const parser = createParser({
+        maxBufferSize: this.limits.maxBytes,
+        onEvent: (msg) => this.onMessage(msg.event, msg.data, onAttached),
+        onError: (e) => {
+          if (e.type === 'max-buffer-size-exceeded') end(`an event larger than the limit of ${this.limits.maxBytes} bytes`);
+          else this.log.warn({ err: preview(e.message, 200) }, 'bad SSE line from Marathon');
+        },
+      });
+      r.res.on('data', (chunk: string) => {
+        try {
+          parser.feed(chunk);
+        } catch (e) {
+          this.log.error({ err: errorText(e) }, 'handling a Marathon event failed; dropping the stream');
+          end(`handling an event failed: ${errorText(e)}`);
+        }
+      });
+      r.res.on('end', () => resolve('closed by Marathon'));
+      r.res.on('error', (e) => resolve(`error: ${e.message}`));
+      r.res.on('close', () => resolve('connection closed'));
     });
   }
 
   private onMessage(type: string | undefined, data: string, onAttached: () => void): void {
-    const ev = parseEvent(type, data);
+    const ev = parseEvent(type, data, this.limits);
     switch (ev.kind) {
       case 'ignored':
         return;
@@ -345,7 +383,8 @@ export class MarathonSource {
         this.log.warn({ error: ev.error }, 'malformed Marathon event skipped');
         return;
       case 'stream_attached':
-        this.streamDownSince = null;
+        this.streamConnected = true;
+        this.streamDown = null;
         onAttached();
         this.schedule({ full: true });
         return;
@@ -377,6 +416,19 @@ export class MarathonSource {
         return;
     }
   }
+}
+
+/** A URL's scheme, host and port: where an answer came from (no path, no query). */
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return preview(url, 200);
+  }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : preview(e, 200);
 }
 
 /**

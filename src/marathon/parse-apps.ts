@@ -40,6 +40,8 @@ export interface ParsedApps {
   readonly tasksEmbedded: boolean;
   /** Ids of apps that had a string id but were skipped as malformed. */
   readonly skippedAppIds: string[];
+  /** Ids of (otherwise well-formed) apps that carried no `tasks` list. */
+  readonly appsWithoutTasks: string[];
 }
 
 type AppResult =
@@ -57,10 +59,12 @@ export function parseApps(json: unknown): ParsedApps {
       wellFormed: false,
       tasksEmbedded: false,
       skippedAppIds: [],
+      appsWithoutTasks: [],
     };
   }
   const problems: string[] = [];
   const skipped: string[] = [];
+  const withoutTasks: string[] = [];
   const apps = new Map<string, App>();
   const tasks = new Map<string, Task>();
   let tasksEmbedded = true;
@@ -77,6 +81,7 @@ export function parseApps(json: unknown): ParsedApps {
     }
     apps.set(r.app.id, r.app);
     tasksEmbedded &&= r.hadTasks;
+    if (!r.hadTasks) withoutTasks.push(r.app.id);
     problems.push(...r.problems);
     for (const t of r.tasks) {
       if (tasks.has(t.id)) problems.push(`task ${preview(t.id)}: listed twice; the first is kept`);
@@ -92,6 +97,31 @@ export function parseApps(json: unknown): ParsedApps {
     wellFormed: true,
     tasksEmbedded,
     skippedAppIds: skipped.sort(cmp),
+    appsWithoutTasks: withoutTasks.sort(cmp),
+  };
+}
+
+/**
+ * An answer to `GET /v2/apps?embed=apps.tasks`, with the apps that came without `tasks` taken
+ * out as malformed. Marathon honouring the embed writes `tasks` (maybe `[]`) into every app, so:
+ *  - no app carries `tasks` (and there is at least one app): the embed was not honoured (an old
+ *    or proxied Marathon, a plain `GET /v2/apps` answer like docs' app_list.json): null, the
+ *    caller rejects the whole list — reading every app as "no tasks" would unmanage every port;
+ *  - some apps lack it: each is skipped like any malformed app (listed in `skippedAppIds`, so it
+ *    keeps its last good definition and tasks; reported in `problems`) and the rest applies.
+ */
+export function requireEmbeddedTasks(parsed: ParsedApps): ParsedApps | null {
+  const missing = new Set(parsed.appsWithoutTasks);
+  if (missing.size === 0) return parsed;
+  if (missing.size === parsed.apps.length) return null;
+  const problems = [...missing].map((id) => `app ${preview(id)}: no "tasks" list although embed=apps.tasks was asked; app skipped (its last good definition and tasks, if any, are kept)`);
+  return {
+    ...parsed,
+    apps: parsed.apps.filter((a) => !missing.has(a.id)),
+    problems: [...parsed.problems, ...problems],
+    tasksEmbedded: true,
+    skippedAppIds: [...parsed.skippedAppIds, ...missing].sort(cmp),
+    appsWithoutTasks: [],
   };
 }
 
@@ -200,7 +230,12 @@ function hostPorts(raw: JsonRecord): PortsResult {
 }
 
 function mappedPorts(raw: JsonRecord, mode: NetworkMode): PortsResult {
+  // With `networks` the mode did not look at `container`: a wrong type must not read as "no mappings".
+  if (raw.container !== undefined && raw.container !== null && !isRecord(raw.container)) return { problem: `"container" must be an object, got ${preview(raw.container)}` };
   const container = isRecord(raw.container) ? raw.container : {};
+  if (container.docker !== undefined && container.docker !== null && !isRecord(container.docker)) {
+    return { problem: `"container.docker" must be an object, got ${preview(container.docker)}` };
+  }
   const docker = isRecord(container.docker) ? container.docker : {};
   const mappings = container.portMappings ?? docker.portMappings;
   if (mappings === undefined || mappings === null) return { ports: [], notes: [] };

@@ -9,7 +9,10 @@
  * Kept: status_update_event (task running / terminal), instance_changed_event, api_post_event,
  * deployment_success, app_terminated_event, event_stream_attached. Everything else (health
  * checks, deployment steps, pods, subscriptions...) is `ignored` without parsing its body.
+ * The data is parsed bounded in size and depth (src/json/bounded-json.ts): a hostile body is
+ * `malformed`, never a crash.
  */
+import { parseBoundedJson, type JsonLimits } from '../json/bounded-json.js';
 import { isHostPort, isNonEmptyString, isRecord, preview, type JsonRecord } from './json-guards.js';
 import { classifyTaskState, type TaskLiveness } from './parse-tasks.js';
 
@@ -45,15 +48,13 @@ const KNOWN = new Set([
   'event_stream_attached',
 ]);
 
-export function parseEvent(eventType: string | undefined, data: string): ParsedEvent {
+/** `limits` bound the data's size and nesting (src/json/bounded-json.ts; defaults there). */
+export function parseEvent(eventType: string | undefined, data: string, limits?: Partial<JsonLimits>): ParsedEvent {
   const named = eventType !== undefined && eventType !== '' && eventType !== 'message' ? eventType : undefined;
   if (named !== undefined && !KNOWN.has(named)) return { kind: 'ignored', eventType: named };
-  let body: unknown;
-  try {
-    body = JSON.parse(data);
-  } catch (e) {
-    return { kind: 'malformed', error: `${named ?? 'event'}: data is not JSON (${(e as Error).message})` };
-  }
+  const parsed = parseBoundedJson(data, limits);
+  if (!parsed.ok) return { kind: 'malformed', error: `${named ?? 'event'}: data is not usable JSON: ${parsed.error}` };
+  const body = parsed.value;
   if (!isRecord(body)) return { kind: 'malformed', error: `${named ?? 'event'}: data must be a JSON object, got ${preview(body)}` };
   const bodyType = body.eventType;
   if (bodyType !== undefined && typeof bodyType !== 'string') {

@@ -120,7 +120,7 @@ async function main(): Promise<void> {
       }
       case 'setFailing': {
         const mode = str(a[0], 'mode') as FailingMode;
-        if (!['none', 'http500', 'emptyApps', 'truncated'].includes(mode)) throw new Error(`unknown failing mode ${mode}`);
+        if (!['none', 'http500', 'http500All', 'emptyApps', 'truncated'].includes(mode)) throw new Error(`unknown failing mode ${mode}`);
         failing = mode;
         double.setFailing(mode);
         return null;

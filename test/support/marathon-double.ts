@@ -20,7 +20,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export type DoubleFormat = 'v1.4' | 'v1.5';
-export type FailingMode = 'none' | 'http500' | 'emptyApps' | 'truncated';
+/** http500: app and task reads answer 500; http500All: the event stream too. */
+export type FailingMode = 'none' | 'http500' | 'http500All' | 'emptyApps' | 'truncated';
+
+/** Rewrites a `/v2/apps` answer: an object is sent as JSON, a string as the body verbatim. */
+export type ListRewrite = (body: { apps: Record<string, unknown>[] }) => unknown;
 
 export interface DoublePort {
   readonly name?: string;
@@ -68,6 +72,7 @@ export class MarathonDouble {
   private readonly tasks = new Map<string, DoubleTask>();
   private readonly streams = new Set<http.ServerResponse>();
   private failing: FailingMode = 'none';
+  private listRewrite: ListRewrite | null = null;
   private listGate: Promise<void> | null = null;
   private onHold: () => void = () => {};
   private redirectTo: string | null = null;
@@ -170,6 +175,11 @@ export class MarathonDouble {
     this.failing = mode;
   }
 
+  /** From now on, `/v2/apps` answers are passed through `fn` (null: as rendered). */
+  setListRewrite(fn: ListRewrite | null): void {
+    this.listRewrite = fn;
+  }
+
   async close(): Promise<void> {
     this.dropStreams();
     this.server.closeAllConnections();
@@ -224,9 +234,13 @@ export class MarathonDouble {
     const url = new URL(req.url ?? '/', 'http://double');
     const rawPath = (req.url ?? '/').split('?')[0] as string;
     if (req.method !== 'GET') return json(res, 405, { message: 'method not allowed' });
-    if (rawPath === '/v2/events') return this.openStream(res);
+    if (rawPath === '/v2/events') {
+      if (this.failing === 'http500All') return json(res, 500, { message: 'An unexpected server error occurred.' });
+      return this.openStream(res);
+    }
     if (rawPath === '/v2/apps' || rawPath === '/v2/apps/') {
-      const body = { apps: [...this.apps.keys()].sort().map((id) => this.renderApp(id, true)) };
+      const rendered = { apps: [...this.apps.keys()].sort().map((id) => this.renderApp(id, true)) };
+      const body = this.listRewrite ? this.listRewrite(rendered) : rendered;
       if (this.listGate) {
         this.onHold();
         void this.listGate.then(() => this.answer(res, () => body, true));
@@ -246,11 +260,12 @@ export class MarathonDouble {
   }
 
   private answer(res: http.ServerResponse, body: () => unknown, isList: boolean): void {
-    if (this.failing === 'http500') return json(res, 500, { message: 'An unexpected server error occurred.' });
+    if (this.failing === 'http500' || this.failing === 'http500All') return json(res, 500, { message: 'An unexpected server error occurred.' });
     if (this.failing === 'emptyApps' && isList) return json(res, 200, { apps: [] });
     if (this.failing === 'truncated') {
       // Announce the whole body, send half of it, then cut the connection.
-      const text = Buffer.from(JSON.stringify(body()));
+      const b = body();
+      const text = Buffer.from(typeof b === 'string' ? b : JSON.stringify(b));
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': text.length });
       res.write(text.subarray(0, Math.floor(text.length / 2)), () => res.destroy());
       return;
@@ -334,7 +349,7 @@ export class MarathonDouble {
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) }).end(text);
 }
 
