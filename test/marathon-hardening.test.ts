@@ -202,6 +202,26 @@ describe('found by test/fuzz-marathon.test.ts', () => {
     expect(s.status().reason).toMatch(/^GET \/v2\/apps\?embed=apps\.tasks: expected \{"apps": \[\.\.\.\]\}, got \{"app":/);
   });
 
+  it('list entries without a readable id (1, null, {"id": 5}) may be any app: no known app is removed for missing', async () => {
+    const { d, api } = await seeded();
+    const s = await started(d.url);
+    const before = s.cluster();
+    // Only /shop/api is listed, beside entries that could be /shop/web.
+    d.setListRewrite((body) => ({ apps: [...body.apps.filter((a) => a.id === '/shop/api'), 1, null, { id: 5 }] }));
+    await s.relist();
+    expect(s.cluster()).toEqual(before);
+    expect(s.cluster().tasks.map((t) => t.id)).toContain(api);
+    expect(s.status().problems).toContain('3 entries without a readable app id: no known app is removed for missing from this list');
+    // Entries that are all unreadable are not an empty list either: nothing goes, nothing waits to go.
+    d.setListRewrite(() => ({ apps: [1, 'x'] }));
+    await s.relist();
+    expect(s.cluster()).toEqual(before);
+    // A clean list that leaves /shop/web out removes it, as before.
+    d.setListRewrite((body) => ({ apps: body.apps.filter((a) => a.id === '/shop/api') }));
+    await s.relist();
+    expect(s.cluster().apps.map((a) => a.id)).toEqual(['/shop/api']);
+  });
+
   it('a BRIDGE app (networks given) whose "container" has the wrong type is malformed, not "no port mappings"', () => {
     const r = parseApps({ apps: [{ id: '/b', networks: [{ mode: 'container/bridge' }], container: 'x', tasks: [] }] });
     expect(r.apps).toEqual([]);

@@ -230,7 +230,7 @@ describe('parseApps edge cases', () => {
     expect(r.problems.at(-1)).toContain('listed twice');
   });
 
-  it('tasks: wrong types and port-count mismatches are skipped and reported', () => {
+  it('tasks: a port-count mismatch (an app mid-deployment) and tasks not running are skipped alone', () => {
     const r = parseApps({
       apps: [
         hostApp({
@@ -238,11 +238,6 @@ describe('parseApps edge cases', () => {
           tasks: [
             { id: 'ok', host: 'h', ports: [31000], state: 'TASK_RUNNING' },
             { id: 'two-ports', host: 'h', ports: [31000, 31001], state: 'TASK_RUNNING' },
-            { id: 'bad-port', host: 'h', ports: ['31000'], state: 'TASK_RUNNING' },
-            { id: 'zero-port', host: 'h', ports: [0], state: 'TASK_RUNNING' },
-            { id: 'no-host', ports: [31000], state: 'TASK_RUNNING' },
-            { id: 'other-app', appId: '/b', host: 'h', ports: [31000], state: 'TASK_RUNNING' },
-            { id: 'bad-state', host: 'h', ports: [31000], state: 5 },
             { id: 'staging', host: 'h', ports: [31000], state: 'TASK_STAGING' },
             { id: 'killing', host: 'h', ports: [31002], state: 'TASK_KILLING' },
             { id: 'failed', host: 'h', ports: [31003], state: 'TASK_FAILED', startedAt: 'x' },
@@ -251,8 +246,26 @@ describe('parseApps edge cases', () => {
       ],
     });
     expect(r.tasks.map((t) => t.id)).toEqual(['killing', 'ok']);
-    expect(r.problems).toHaveLength(6);
-    expect(r.problems.some((p) => p.includes('has 2 host port(s) but the app defines 1'))).toBe(true);
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]).toContain('has 2 host port(s) but the app defines 1');
+  });
+
+  it.each([
+    [{ id: 'bad-port', host: 'h', ports: ['31000'], state: 'TASK_RUNNING' }, /"ports" must be a list of port numbers/],
+    [{ id: 'zero-port', host: 'h', ports: [0], state: 'TASK_RUNNING' }, /"ports" must be a list of port numbers/],
+    [{ id: 'no-host', ports: [31000], state: 'TASK_RUNNING' }, /"host" must be a non-empty string/],
+    [{ id: 'other-app', appId: '/b', host: 'h', ports: [31000], state: 'TASK_RUNNING' }, /differs from its app/],
+    [{ id: 'bad-state', host: 'h', ports: [31000], state: 5 }, /"state" must be a string/],
+    ['not-a-task', /expected an object/],
+  ])('a task of the wrong shape (%j) makes its app malformed, so the app keeps its last good tasks', (bad, message) => {
+    const app = hostApp({ portDefinitions: [{ port: 0 }], tasks: [{ id: 'ok', host: 'h', ports: [31000], state: 'TASK_RUNNING' }, bad] });
+    const r = parseApps({ apps: [app] });
+    expect(r.apps).toEqual([]);
+    expect(r.tasks).toEqual([]);
+    expect(r.skippedAppIds).toEqual([app.id]);
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]).toMatch(message);
+    expect(r.problems[0]).toMatch(/; app skipped$/);
   });
 
   it('unknown protocols are dropped and reported, the port stays aligned', () => {

@@ -166,7 +166,8 @@ describe('MarathonSource: connection trouble', () => {
     const missed = d.startTask('/shop/web', 'agent-8', [31008]);
     await waitFor(() => taskIds(s).includes(missed), 're-list after reconnect finds the missed task');
     expect(listRequests(d)).toBeGreaterThan(lists);
-    expect(d.requests.filter((r) => r.url.startsWith('/v2/events')).length).toBeGreaterThanOrEqual(2);
+    // The periodic re-list may find it first on a loaded machine; the stream must come back anyway.
+    await waitFor(() => d.requests.filter((r) => r.url.startsWith('/v2/events')).length >= 2, 'the stream reconnected');
     await waitFor(() => !s.status().stale, 'fresh again');
   });
 

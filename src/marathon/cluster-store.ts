@@ -27,6 +27,11 @@ export class ClusterStore {
     return this.apps.size;
   }
 
+  /** Every known app id. */
+  appIds(): string[] {
+    return [...this.apps.keys()];
+  }
+
   hasApp(id: string): boolean {
     return this.apps.has(id);
   }

@@ -24,7 +24,9 @@
  * changes the cluster: the last good one is kept and `status()` says `stale: true` with the
  * reason (the request, the HTTP status or error, and the URL that answered) and since when. An
  * app that is malformed in an otherwise good list (including one without `tasks` when others
- * have them, see requireEmbeddedTasks) keeps its last good definition and tasks.
+ * have them, see requireEmbeddedTasks) keeps its last good definition and tasks; an entry
+ * without a readable id (not an object, no string id) could be any app, so while a list holds
+ * one, no known app is removed for being absent from it.
  * Untrusted input is bounded before it is walked: list answers and SSE event data are read up to
  * `maxBodyBytes` (reading stops past it) and parsed by src/json/bounded-json.ts (size and
  * `maxJsonDepth` checked first), so no payload can exhaust the stack or the heap; nothing a
@@ -219,7 +221,7 @@ export class MarathonSource {
       const parsed = requireEmbeddedTasks(all);
       if (parsed === null) return this.fail(`GET ${path}: no app in the answer has embedded tasks (embed=apps.tasks not honoured by ${got.url})`);
       this.unusualIds.check([...parsed.apps.map((a) => a.id), ...parsed.skippedAppIds]);
-      if (parsed.apps.length === 0 && parsed.skippedAppIds.length === 0 && this.store.appCount > 0) {
+      if (parsed.apps.length === 0 && parsed.skippedAppIds.length === 0 && parsed.anonymousSkipped === 0 && this.store.appCount > 0) {
         const now = this.now();
         this.empty = this.empty ? { since: this.empty.since, count: this.empty.count + 1 } : { since: now, count: 1 };
         if (this.empty.count < 2 || now - this.empty.since < this.emptyConfirmMs) {
@@ -231,10 +233,14 @@ export class MarathonSource {
       } else {
         this.empty = null;
       }
-      for (const p of parsed.problems) this.log.warn({ problem: p }, 'skipped part of the Marathon answer');
-      const changed = this.store.replaceAll(parsed.apps, parsed.tasks, parsed.skippedAppIds);
+      // An entry without a readable id may be any known app: keep every app this list leaves out.
+      const anonymous = parsed.anonymousSkipped;
+      const keep = anonymous > 0 ? this.store.appIds() : parsed.skippedAppIds;
+      const problems = anonymous > 0 ? [...parsed.problems, `${anonymous} entr${anonymous === 1 ? 'y' : 'ies'} without a readable app id: no known app is removed for missing from this list`] : parsed.problems;
+      for (const p of problems) this.log.warn({ problem: p }, 'skipped part of the Marathon answer');
+      const changed = this.store.replaceAll(parsed.apps, parsed.tasks, keep);
       const replayed = this.replayJournal(() => true);
-      this.lastProblems = parsed.problems.slice(0, 50);
+      this.lastProblems = problems.slice(0, 50);
       this.problem = null;
       this.lastSync = this.now();
       this.emit([...changed, ...replayed]);

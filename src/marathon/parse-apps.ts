@@ -20,7 +20,8 @@
  *  - `requirePorts` is type-checked only: with it the host ports equal the definition's `port`,
  *    which the task's `ports` already say.
  * Every string is untrusted data and kept exactly (ids may contain any character). A malformed
- * app is skipped and reported; the rest still parse. Tasks: see parse-tasks.ts for the running
+ * app is skipped and reported; the rest still parse. An embedded task with fields of the wrong
+ * type makes its app malformed (dropping the task alone would release its port). Tasks: see parse-tasks.ts for the running
  * rule; a task whose port count differs from its app's ports is skipped and reported.
  * Output is sorted (apps and tasks by id) so equal inputs give equal bytes.
  */
@@ -40,6 +41,11 @@ export interface ParsedApps {
   readonly tasksEmbedded: boolean;
   /** Ids of apps that had a string id but were skipped as malformed. */
   readonly skippedAppIds: string[];
+  /**
+   * Entries skipped without a readable id (not an object, no string id): any known app could be
+   * one of them, so a list holding such entries must not be read as "the other apps are gone".
+   */
+  readonly anonymousSkipped: number;
   /** Ids of (otherwise well-formed) apps that carried no `tasks` list. */
   readonly appsWithoutTasks: string[];
 }
@@ -59,6 +65,7 @@ export function parseApps(json: unknown): ParsedApps {
       wellFormed: false,
       tasksEmbedded: false,
       skippedAppIds: [],
+      anonymousSkipped: 0,
       appsWithoutTasks: [],
     };
   }
@@ -68,11 +75,13 @@ export function parseApps(json: unknown): ParsedApps {
   const apps = new Map<string, App>();
   const tasks = new Map<string, Task>();
   let tasksEmbedded = true;
+  let anonymous = 0;
   for (const raw of rawApps) {
     const r = parseApp(raw);
     if (!r.ok) {
       problems.push(r.problem);
       if (r.id !== undefined) skipped.push(r.id);
+      else anonymous += 1;
       continue;
     }
     if (apps.has(r.app.id)) {
@@ -97,6 +106,7 @@ export function parseApps(json: unknown): ParsedApps {
     wellFormed: true,
     tasksEmbedded,
     skippedAppIds: skipped.sort(cmp),
+    anonymousSkipped: anonymous,
     appsWithoutTasks: withoutTasks.sort(cmp),
   };
 }
@@ -174,7 +184,9 @@ export function parseApp(raw: unknown): AppResult {
   if (rawTasks !== undefined && !Array.isArray(rawTasks)) return fail(`"tasks" must be a list, got ${preview(rawTasks)}`);
   for (const rt of rawTasks ?? []) {
     const r = parseTaskEntry(rt, id);
-    if (r.kind === 'malformed') problems.push(`${r.problem}; task skipped`);
+    // Skipping one bad task would read as "that task is gone" and release its port on its host:
+    // the whole app is malformed instead, and keeps its last good definition and tasks.
+    if (r.kind === 'malformed') return fail(r.problem);
     if (r.kind !== 'task') continue;
     const misaligned = checkTaskAlignment(r.task, app);
     if (misaligned) problems.push(misaligned);
