@@ -190,7 +190,7 @@ export class SyncClient {
         }
         return;
       default:
-        this.logger.warn({ msg: message.msg }, 'sync: unexpected controller message ignored');
+        this.logger.warn({ kind: message.msg }, 'sync: unexpected controller message ignored');
     }
   }
 

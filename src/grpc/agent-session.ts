@@ -148,7 +148,7 @@ export class AgentSession {
         if (message.pong && message.pong.nonce === this.pingNonce) this.unansweredPings = 0;
         return;
       default:
-        this.ctx.logger.warn({ hostId: host.hostId, msg: message.msg }, 'sync: unexpected message ignored');
+        this.ctx.logger.warn({ hostId: host.hostId, kind: message.msg }, 'sync: unexpected message ignored');
     }
   }
 

@@ -34,6 +34,7 @@
 import pino, { type Logger } from 'pino';
 import { createParser } from 'eventsource-parser';
 import type { ClusterState } from '../inventory/cluster-state.js';
+import { isoTime } from '../logging.js';
 import { fullJitterDelay, sleep, type BackoffOptions } from '../retry/backoff.js';
 import { ClusterStore } from './cluster-store.js';
 import { HttpClient, type MarathonAuth, type MarathonTls } from './http-client.js';
@@ -202,7 +203,7 @@ export class MarathonSource {
         const now = this.now();
         this.empty = this.empty ? { since: this.empty.since, count: this.empty.count + 1 } : { since: now, count: 1 };
         if (this.empty.count < 2 || now - this.empty.since < this.emptyConfirmMs) {
-          this.log.error({ knownApps: this.store.appCount, emptySince: this.empty.since }, 'Marathon answered an empty app list; keeping the known apps until that is confirmed');
+          this.log.error({ knownApps: this.store.appCount, emptySince: isoTime(this.empty.since) }, 'Marathon answered an empty app list; keeping the known apps until that is confirmed');
           const reason = `Marathon answered an empty app list while ${this.store.appCount} apps were known; kept until empty answers persist for ${this.emptyConfirmMs} ms`;
           return this.fail(reason, true);
         }
