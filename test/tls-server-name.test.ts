@@ -43,7 +43,7 @@ async function sniRecorder(certName: string): Promise<{ port: number; names: (st
   const m = await readTlsFiles(pki.files(certName));
   const names: (string | false)[] = [];
   const server = tls.createServer({ ca: m.ca, cert: m.cert, key: m.key, requestCert: true, ALPNProtocols: ['h2'] }, (socket) => {
-    names.push(socket.servername);
+    names.push(socket.servername ?? false);
     socket.destroy();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
