@@ -13,6 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SyncClient } from '../agent/sync-client.js';
 import { SyncService } from '../src/grpc/sync-service.js';
+import { serverIdentity } from '../src/tls/agent-channel-credentials.js';
 import { loadClientCredentials, loadServerCredentials, readTlsFiles } from '../src/tls/credentials.js';
 import { issueCert, makeTestPki, type TestPki } from '../src/tls/pki.js';
 import { openRawStream, startServer, stopServer, waitFor, type RunningServer } from './support/grpc-harness.js';
@@ -111,5 +112,16 @@ describe('TLS server name of the agent', () => {
     await client(`127.0.0.1:${running.port}`, { 'grpc.ssl_target_name_override': 'dns-only.example' });
     await waitFor('host-a in sync with --server-name', () => service.agent('host-a')?.inSync === true);
     expect(warnings).toEqual([]);
+  });
+
+  it.each([
+    ['10.0.0.5:7443', undefined, '10.0.0.5', undefined],
+    ['[fd00::5]:7443', undefined, 'fd00::5', undefined],
+    ['controller.example:7443', undefined, 'controller.example', 'controller.example'],
+    ['10.0.0.5:7443,10.0.0.6:7443', undefined, '10.0.0.5', undefined],
+    ['10.0.0.5:7443', 'controller.example', 'controller.example', 'controller.example'],
+    ['controller.example:7443', '10.0.0.5', '10.0.0.5', undefined],
+  ])('target %s with --server-name %s: checks %s, SNI %s', (target, override, name, sni) => {
+    expect(serverIdentity(target, override)).toEqual({ name, sni });
   });
 });
