@@ -18,7 +18,6 @@
  * - Log lines the operator (and the end-to-end tests) rely on: `applied` {version, source:
  *   disk|controller}, `drift repaired` {drift, repairs}, `sync: stream ended` {reason}.
  */
-import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type * as grpc from '@grpc/grpc-js';
 import type { DesiredState } from '../src/compile/desired-state.js';
@@ -26,6 +25,7 @@ import type { Family } from '../src/render/owned-names.js';
 import type { StatusSource } from '../src/controller/status-server.js';
 import type { CommandRunner } from './dataplane/command-runner.js';
 import { KernelDataplane } from './dataplane/kernel-dataplane.js';
+import { cleanStateDir, prepareStateDir, type StateDirCleanup } from './state-dir.js';
 import { loadState, saveState, statePath } from './state-store.js';
 import { SyncClient } from './sync-client.js';
 
@@ -63,6 +63,7 @@ export class Agent implements StatusSource {
   async start(): Promise<void> {
     const families = await this.dataplane.families();
     if (families.length === 0) throw new Error(`none of the address families ${this.options.families.join(', ')} has working iptables/ipset tools`);
+    await prepareStateDir(this.options.stateDir).catch((err: Error) => this.log.warn({ stateDir: this.options.stateDir, err: err.message }, 'cannot create the state directory: applied states will not survive a restart'));
     const saved = loadState(this.options.stateDir, this.log);
     if (saved && saved.hostId !== this.options.hostId) {
       this.log.warn({ file: statePath(this.options.stateDir), savedHostId: saved.hostId }, 'saved state belongs to another host id: ignored');
@@ -107,10 +108,10 @@ export class Agent implements StatusSource {
     await this.kernelQueue;
   }
 
-  /** Removes every object the agent owns from the kernel, and the saved state. */
-  async uninstall(): Promise<void> {
+  /** Removes every object the agent owns from the kernel, then every file it wrote in the state directory. */
+  async uninstall(): Promise<StateDirCleanup> {
     await this.kernel(() => this.dataplane.uninstall());
-    await rm(statePath(this.options.stateDir), { force: true });
+    return cleanStateDir(this.options.stateDir);
   }
 
   readiness(): { ready: boolean; reason?: string } {

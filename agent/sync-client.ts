@@ -15,6 +15,11 @@
  *   and a controller busy with a mass reconnect) is replaced after an exponential backoff with
  *   full jitter; the backoff resets once the controller sends anything but Rejected.
  * - Fail static: losing the controller never changes what is applied.
+ * - A stream that fails before the controller said anything, or that the controller rejected
+ *   (a refused certificate, another host's name), is a connection problem: logged at warn
+ *   `sync: cannot connect to the controller` with grpc-js's reason (timestamps stripped), once
+ *   per distinct reason and then at most every `repeatWarnMs` with the attempt count; the
+ *   retries in between log at debug. A stream that worked and then ended logs at info.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { DesiredState } from '../src/compile/desired-state.js';
@@ -53,8 +58,18 @@ export interface SyncClientOptions {
    * new streams after a mass reconnect) the stream may stay silent this long. Default 120 s.
    */
   readonly firstMessageTimeoutMs?: number;
+  /** A connection problem that persists is logged at warn again after this long. Default 5 min. */
+  readonly repeatWarnMs?: number;
   readonly logger?: SyncLogger;
   readonly onEvent?: (event: SyncClientEvent) => void;
+}
+
+/** grpc-js's error details without the parts that change on every attempt (timestamps). */
+export function connectProblem(details: string): string {
+  return details
+    .replace(/\s*\(\d{4}-\d\d-\d\dT[\d:.]+Z\)/g, '')
+    .replace(/\.?\s*Resolution note:\s*$/, '')
+    .trim();
 }
 
 interface Stream {
@@ -85,6 +100,9 @@ export class SyncClient {
   private pending: Job | undefined;
   private applyLoop: Promise<void> | undefined;
   private lastProblem: string | undefined;
+  /** The connection problem last logged at warn, when, and the failed attempts since the last good stream. */
+  private warned: { problem: string; at: number } | undefined;
+  private failedAttempts = 0;
 
   constructor(private readonly options: SyncClientOptions) {
     const proto = loadSyncProto();
@@ -163,12 +181,13 @@ export class SyncClient {
     if (message.msg === 'rejected') {
       const reason = message.rejected?.reason ?? 'rejected';
       stream.rejectedReason = reason;
-      this.logger.warn({ hostId: this.options.hostId, reason }, 'sync: controller rejected the stream');
       this.emit({ type: 'rejected', reason });
       return;
     }
     this.backoff.reset();
     this.lastProblem = undefined;
+    this.warned = undefined;
+    this.failedAttempts = 0;
     switch (message.msg) {
       case 'ping':
         this.send(stream, { pong: { nonce: message.ping?.nonce ?? 0 } });
@@ -190,7 +209,7 @@ export class SyncClient {
         }
         return;
       default:
-        this.logger.warn({ msg: message.msg }, 'sync: unexpected controller message ignored');
+        this.logger.warn({ kind: message.msg }, 'sync: unexpected controller message ignored');
     }
   }
 
@@ -249,12 +268,30 @@ export class SyncClient {
     if (this.closed) return;
     this.lastProblem = stream.rejectedReason ? `rejected by the controller: ${stream.rejectedReason}` : reason;
     const delay = this.backoff.next();
-    this.logger.info({ hostId: this.options.hostId, reason, retryInMs: delay }, 'sync: stream ended');
+    if (stream.heard && stream.rejectedReason === undefined) {
+      this.logger.info({ hostId: this.options.hostId, reason, retryInMs: delay }, 'sync: stream ended');
+    } else {
+      this.logConnectProblem(connectProblem(this.lastProblem), delay);
+    }
     this.emit({ type: 'disconnected', reason, retryInMs: delay });
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       this.connect();
     }, delay);
+  }
+
+  /** Warn once per distinct problem (and again every repeatWarnMs); debug for the retries between. */
+  private logConnectProblem(problem: string, retryInMs: number): void {
+    this.failedAttempts += 1;
+    const now = Date.now();
+    const fields = { hostId: this.options.hostId, controller: this.options.target, reason: problem, attempts: this.failedAttempts, retryInMs };
+    const warned = this.warned;
+    if (warned && warned.problem === problem && now - warned.at < (this.options.repeatWarnMs ?? 300_000)) {
+      this.logger.debug(fields, 'sync: still cannot connect to the controller');
+      return;
+    }
+    this.warned = { problem, at: now };
+    this.logger.warn(fields, 'sync: cannot connect to the controller');
   }
 
   /** Ends `stream` when the controller stays silent for `ms` (see idleTimeoutMs, firstMessageTimeoutMs). */

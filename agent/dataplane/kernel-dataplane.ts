@@ -61,7 +61,9 @@ const TOOLS: Readonly<Record<Family, { save: string; restore: string }>> = {
   6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
 };
 const MAX_INVALID_REPORTED = 20;
-const INPUT_SUFFIXES = ['ipset4', 'ipset6', 'iptables4', 'iptables6', 'error'];
+/** Files `<prefix>.<suffix>` this module keeps in the state directory (see agent/state-dir.ts). */
+export const KEPT_INPUT_PREFIXES = ['last-apply', 'failed-apply', 'failed-delta'] as const;
+export const INPUT_SUFFIXES = ['ipset4', 'ipset6', 'iptables4', 'iptables6', 'error'];
 const DELTA_SUFFIXES = ['ipset4', 'ipset6', 'error'];
 /** Default `maxDeltaMembers`: far above a deploy's churn, far below a set rebuild's cost. */
 export const DEFAULT_MAX_DELTA_MEMBERS = 1000;

@@ -21,6 +21,9 @@ import { formatDiagnostic } from '../diagnostic.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import { SyncService, type AgentStatus } from '../grpc/sync-service.js';
 import { PolicyWatcher } from '../sources/policy-watcher.js';
+import type { TlsMaterial } from '../tls/credentials.js';
+import { listenMtls, type MtlsListener } from '../tls/mtls-listener.js';
+import { TlsRefusals } from '../tls/tls-refusals.js';
 import type { ClusterFeed } from './cluster-feed.js';
 import { ControllerStatus, type PolicyInfo } from './controller-status.js';
 import { DesiredStateStore } from './desired-state-store.js';
@@ -39,8 +42,8 @@ export interface ControllerOptions {
   readonly feed: (ctx: FeedContext) => ClusterFeed | Promise<ClusterFeed>;
   readonly listen: HostPort;
   readonly statusListen: HostPort;
-  /** mTLS server credentials; undefined = plaintext (`--insecure`). */
-  readonly credentials: grpc.ServerCredentials | undefined;
+  /** mTLS: CA, certificate and key (src/tls/credentials.ts readTlsFiles); undefined = plaintext (`--insecure`). */
+  readonly credentials: TlsMaterial | undefined;
   readonly pingIntervalMs?: number;
   readonly coalesceMs?: number;
   /** Policy poll period behind the file watch. Default 5 s. */
@@ -66,13 +69,16 @@ export async function startController(options: ControllerOptions): Promise<Runni
     log.info({ trigger: info.trigger, hosts: store.hostIds().length, changedHosts: changed.length, durationMs: info.durationMs, reports: store.reports().length }, 'states compiled');
   });
 
+  // Refused agents (another CA, no certificate, another host's name): logged, /status, /metrics.
+  const refusals = options.credentials ? new TlsRefusals({ logger: log.child({ module: 'tls' }) }) : undefined;
   const sync = new SyncService(store, {
     insecure: options.credentials === undefined,
     pingIntervalMs: options.pingIntervalMs ?? 10_000,
     logger: log.child({ module: 'sync' }),
+    onCertificateRefused: (peer, reason, detail) => refusals?.record({ peer, reason, detail }, {}, false),
   });
   const feed = await options.feed({ agents: () => sync.agents(), logger: log });
-  const status = new ControllerStatus({ store, agents: () => sync.agents(), feed, policy: policyInfo });
+  const status = new ControllerStatus({ store, agents: () => sync.agents(), feed, policy: policyInfo, ...(refusals ? { tls: refusals } : {}) });
 
   // Cluster changes: the first applies at once, later ones coalesce into one recompute.
   const onCluster = (cluster: ClusterState): void => {
@@ -108,6 +114,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
 
   const server = new grpc.Server();
   const statusServer = new StatusServer(status);
+  let mtls: MtlsListener | undefined;
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
@@ -126,6 +133,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
         resolve();
       });
     });
+    await mtls?.close();
     await statusServer.close();
   };
 
@@ -133,11 +141,20 @@ export async function startController(options: ControllerOptions): Promise<Runni
     sync.addToServer(server);
     await watcher.start();
     await feed.start(onCluster);
-    const grpcPort = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(formatHostPort(options.listen.host, options.listen.port), options.credentials ?? grpc.ServerCredentials.createInsecure(), (err, port) =>
-        err ? reject(new Error(`cannot listen on ${formatHostPort(options.listen.host, options.listen.port)} (--listen): ${err.message}`)) : resolve(port),
-      );
-    });
+    const listenText = formatHostPort(options.listen.host, options.listen.port);
+    let grpcPort: number;
+    try {
+      if (options.credentials && refusals) {
+        mtls = await listenMtls(server, options.listen.host, options.listen.port, { material: options.credentials, refusals, logger: log.child({ module: 'tls' }) });
+        grpcPort = mtls.port;
+      } else {
+        grpcPort = await new Promise<number>((resolve, reject) => {
+          server.bindAsync(listenText, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+        });
+      }
+    } catch (err) {
+      throw new Error(`cannot listen on ${listenText} (--listen): ${(err as Error).message}`);
+    }
     let statusBound;
     try {
       statusBound = await statusServer.listen(options.statusListen.host, options.statusListen.port);

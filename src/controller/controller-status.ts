@@ -6,11 +6,13 @@
  * /status document (stable field names; `portcullis status` and the test harnesses read it):
  *   { ready, reason?, policy: PolicyInfo, inventory: <feed status>, compile: {...},
  *     agents: [{ hostId, connected, peer, addresses, agentVersion, appliedVersion,
- *                desiredVersion, inSync, lastError, lastSeen (ISO) }] }
+ *                desiredVersion, inSync, lastError, lastSeen (ISO) }],
+ *     tls: null (plaintext) | { refusals, byReason: {<reason>: n}, lastRefusal: {peer, reason, detail, at} | null } }
  * `agents` lists every host that has a desired state or ever opened a stream, sorted by host id;
  * a host whose agent never connected has connected=false and appliedVersion=null.
  */
 import type { AgentStatus } from '../grpc/host-record.js';
+import type { TlsRefusals } from '../tls/tls-refusals.js';
 import type { DesiredStateStore } from './desired-state-store.js';
 import type { ClusterFeed } from './cluster-feed.js';
 import type { Readiness, StatusSource } from './status-server.js';
@@ -45,6 +47,8 @@ export interface ControllerStatusInputs {
   readonly agents: () => readonly AgentStatus[];
   readonly feed: ClusterFeed;
   readonly policy: PolicyInfo;
+  /** Agents refused for their certificate (mTLS only): `/status` `tls`, `portcullis_tls_refusals_total`. */
+  readonly tls?: TlsRefusals;
 }
 
 export class ControllerStatus implements StatusSource {
@@ -110,6 +114,7 @@ export class ControllerStatus implements StatusSource {
         reports: store.reports(),
       },
       agents: this.agentReports(),
+      tls: this.inputs.tls?.status() ?? null,
     };
   }
 
@@ -139,6 +144,6 @@ export class ControllerStatus implements StatusSource {
     metric('portcullis_agents_connected', 'gauge', 'Agents with an open stream.', agents.filter((a) => a.connected).length);
     metric('portcullis_agents_in_sync', 'gauge', 'Agents whose applied version equals their desired version.', agents.filter((a) => a.inSync).length);
     metric('portcullis_agents_with_errors', 'gauge', 'Agents whose last apply failed.', agents.filter((a) => a.lastError !== undefined).length);
-    return `${out.join('\n')}\n`;
+    return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}`;
   }
 }

@@ -25,6 +25,7 @@ import pino from 'pino';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import type { MarathonAuth, MarathonTls } from '../marathon/http-client.js';
 import { MarathonSource, type MarathonSourceStatus } from '../marathon/marathon-source.js';
+import { isoTime } from '../logging.js';
 import { HostAddresses, type AgentAddressSource } from './host-addresses.js';
 
 /** What the feed needs of a MarathonSource (the real one fits). */
@@ -117,8 +118,8 @@ export class MarathonFeed {
       ready: this.hadGoodList,
       stale: s.stale || !this.hadGoodList,
       ...(s.reason !== undefined ? { reason: s.reason } : !this.hadGoodList ? { reason: 'no good Marathon list yet' } : {}),
-      ...(s.since !== undefined ? { since: new Date(s.since).toISOString() } : {}),
-      ...(s.lastSync !== undefined ? { lastSync: new Date(s.lastSync).toISOString() } : {}),
+      ...(s.since !== undefined ? { since: isoTime(s.since) } : {}),
+      ...(s.lastSync !== undefined ? { lastSync: isoTime(s.lastSync) } : {}),
       streamConnected: s.streamConnected,
       hosts: c?.hosts.length ?? 0,
       apps: c?.apps.length ?? 0,
@@ -137,13 +138,13 @@ export class MarathonFeed {
     const s = this.opts.source.status();
     if (!this.hadGoodList && s.lastSync !== undefined) {
       this.hadGoodList = true;
-      this.log.info({ lastSync: s.lastSync }, 'first good Marathon list');
+      this.log.info({ lastSync: isoTime(s.lastSync) }, 'first good Marathon list');
       this.deliver(this.opts.source.cluster());
     }
     if (s.stale !== this.wasStale) {
       this.wasStale = s.stale;
-      if (s.stale) this.log.warn({ reason: s.reason, since: s.since }, 'Marathon inventory is stale: keeping the last good cluster and the states built from it');
-      else this.log.info({ lastSync: s.lastSync }, 'Marathon inventory is fresh again');
+      if (s.stale) this.log.warn({ reason: s.reason, since: isoTime(s.since) }, 'Marathon inventory is stale: keeping the last good cluster and the states built from it');
+      else this.log.info({ lastSync: isoTime(s.lastSync) }, 'Marathon inventory is fresh again');
     }
   }
 }

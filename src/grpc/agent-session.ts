@@ -35,6 +35,8 @@ export interface SessionContext {
   readonly errorRetryMs: number;
   readonly now: () => number;
   readonly logger: SyncLogger;
+  /** A Hello refused for the client certificate (counted in /status and /metrics; logged here). */
+  readonly onCertificateRefused: (peer: string, reason: 'no_client_certificate' | 'host_mismatch', detail: string) => void;
   /** Makes `session` the host's current stream (superseding an older one) and returns its record. */
   attach(session: AgentSession, hostId: string): HostRecord;
   detach(session: AgentSession): void;
@@ -148,7 +150,7 @@ export class AgentSession {
         if (message.pong && message.pong.nonce === this.pingNonce) this.unansweredPings = 0;
         return;
       default:
-        this.ctx.logger.warn({ hostId: host.hostId, msg: message.msg }, 'sync: unexpected message ignored');
+        this.ctx.logger.warn({ hostId: host.hostId, kind: message.msg }, 'sync: unexpected message ignored');
     }
   }
 
@@ -165,11 +167,11 @@ export class AgentSession {
     if (!this.ctx.insecure) {
       const names = certificateIdentities(this.call.getAuthContext().sslPeerCertificate);
       if (names.length === 0) {
-        this.reject('no verified client certificate');
+        this.reject('no verified client certificate', 'no_client_certificate');
         return;
       }
       if (!names.includes(hello.hostId)) {
-        this.reject(`certificate is for [${names.join(', ')}], not host '${hello.hostId}'`);
+        this.reject(`certificate is for [${names.join(', ')}], not host '${hello.hostId}'`, 'host_mismatch');
         return;
       }
     }
@@ -227,9 +229,11 @@ export class AgentSession {
     this.retryTimer.unref();
   }
 
-  private reject(reason: string): void {
+  private reject(reason: string, refusal?: 'no_client_certificate' | 'host_mismatch'): void {
     if (this.phase === 'closed') return;
-    this.ctx.logger.warn({ peer: this.call.getPeer(), reason }, 'sync: stream rejected');
+    const peer = this.call.getPeer();
+    this.ctx.logger.warn({ peer, reason, ...(refusal ? { refusal } : {}) }, 'sync: stream rejected');
+    if (refusal) this.ctx.onCertificateRefused(peer, refusal, reason);
     this.write({ rejected: { reason } });
     this.close(reason);
     this.call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: reason });

@@ -34,6 +34,8 @@ export interface SyncServiceOptions {
   readonly retainStatesPerHost?: number;
   readonly now?: () => number;
   readonly logger?: SyncLogger;
+  /** Told of every Hello refused for its certificate (src/tls/tls-refusals.ts counts them). */
+  readonly onCertificateRefused?: SessionContext['onCertificateRefused'];
 }
 
 export class SyncService {
@@ -58,6 +60,7 @@ export class SyncService {
       errorRetryMs: options.errorRetryMs ?? 15_000,
       now: options.now ?? Date.now,
       logger: options.logger ?? silentLogger,
+      onCertificateRefused: options.onCertificateRefused ?? (() => undefined),
       attach: (session, hostId) => this.attach(session, hostId, retain),
       detach: (session) => this.detach(session),
     };

@@ -46,6 +46,7 @@
 import pino, { type Logger } from 'pino';
 import { createParser } from 'eventsource-parser';
 import type { ClusterState } from '../inventory/cluster-state.js';
+import { isoTime } from '../logging.js';
 import { fullJitterDelay, sleep, type BackoffOptions } from '../retry/backoff.js';
 import { DEFAULT_JSON_LIMITS, parseBoundedJson, type JsonLimits } from '../json/bounded-json.js';
 import { UnusualAppIds } from './app-id.js';
@@ -225,7 +226,7 @@ export class MarathonSource {
         const now = this.now();
         this.empty = this.empty ? { since: this.empty.since, count: this.empty.count + 1 } : { since: now, count: 1 };
         if (this.empty.count < 2 || now - this.empty.since < this.emptyConfirmMs) {
-          this.log.error({ knownApps: this.store.appCount, emptySince: this.empty.since }, 'Marathon answered an empty app list; keeping the known apps until that is confirmed');
+          this.log.error({ knownApps: this.store.appCount, emptySince: isoTime(this.empty.since) }, 'Marathon answered an empty app list; keeping the known apps until that is confirmed');
           const reason = `Marathon answered an empty app list while ${this.store.appCount} apps were known; kept until empty answers persist for ${this.emptyConfirmMs} ms`;
           return this.fail(reason, true);
         }

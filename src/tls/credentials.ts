@@ -5,7 +5,9 @@
  * the Sync service's (src/grpc/agent-session.ts).
  */
 import { readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
+import { AgentChannelCredentials } from './agent-channel-credentials.js';
 
 export interface TlsFiles {
   /** CA certificate(s) that sign the peer's certificate. */
@@ -44,8 +46,9 @@ export function serverCredentialsFrom(material: TlsMaterial): grpc.ServerCredent
   return grpc.ServerCredentials.createSsl(material.ca, [{ cert_chain: material.cert, private_key: material.key }], true);
 }
 
+/** See agent-channel-credentials.ts: never an IP address as TLS server name (DEP0123). */
 export function clientCredentialsFrom(material: TlsMaterial): grpc.ChannelCredentials {
-  return grpc.credentials.createSsl(material.ca, material.key, material.cert);
+  return new AgentChannelCredentials(createSecureContext({ ca: material.ca, key: material.key, cert: material.cert }));
 }
 
 /** Controller side: requires and verifies client certificates. */

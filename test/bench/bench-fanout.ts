@@ -37,7 +37,9 @@ import { runInNewContext } from 'node:vm';
 import * as grpc from '@grpc/grpc-js';
 import { DesiredStateStore } from '../../src/controller/desired-state-store.js';
 import { SyncService } from '../../src/grpc/sync-service.js';
-import { loadServerCredentials } from '../../src/tls/credentials.js';
+import { readTlsFiles, type TlsMaterial } from '../../src/tls/credentials.js';
+import { listenMtls, type MtlsListener } from '../../src/tls/mtls-listener.js';
+import { TlsRefusals } from '../../src/tls/tls-refusals.js';
 import { caFiles, makeTestPki, verifyCert } from '../../src/tls/pki.js';
 import { AgentCertIssuer } from './fanout-certs.js';
 import { fanoutWorld } from './fanout-cluster.js';
@@ -106,6 +108,7 @@ interface Worker {
 interface Controller {
   readonly server: grpc.Server;
   readonly sync: SyncService;
+  readonly listener: MtlsListener;
   readonly port: number;
 }
 
@@ -124,18 +127,17 @@ async function openFileLimit(): Promise<number | undefined> {
   return soft === undefined || soft === 'unlimited' ? undefined : Number(soft);
 }
 
-async function startController(store: DesiredStateStore, port: number, credentials: grpc.ServerCredentials): Promise<Controller> {
-  // As src/controller/controller-main.ts wires it: a plain grpc.Server, the SyncService on it.
+async function startController(store: DesiredStateStore, port: number, material: TlsMaterial): Promise<Controller> {
+  // As src/controller/controller-main.ts wires it: the SyncService on a grpc.Server behind the
+  // controller's mTLS listener.
   const deadline = Date.now() + 15_000;
   for (let attempt = 0; attempt < 1000; attempt++) {
     const server = new grpc.Server();
     const sync = new SyncService(store, { pingIntervalMs: PING_INTERVAL_MS });
     sync.addToServer(server);
     try {
-      const bound = await new Promise<number>((resolve, reject) => {
-        server.bindAsync(`127.0.0.1:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
-      });
-      return { server, sync, port: bound };
+      const listener = await listenMtls(server, '127.0.0.1', port, { material, refusals: new TlsRefusals() });
+      return { server, sync, listener, port: listener.port };
     } catch (e) {
       sync.close();
       server.forceShutdown();
@@ -149,7 +151,7 @@ async function startController(store: DesiredStateStore, port: number, credentia
 
 /**
  * The kernel's count of connections dropped because a listen queue was full (TcpExt
- * ListenOverflows, system-wide; undefined off Linux). grpc-js listens with Node's default backlog
+ * ListenOverflows, system-wide; undefined off Linux). The mTLS listener uses Node's default backlog
  * (511), so a connection storm larger than that overflows it and the kernel drops SYNs, which
  * clients retransmit after 1 s, 3 s, 7 s...
  */
@@ -178,10 +180,11 @@ function topReasons(before: Readonly<Record<string, number>>, after: Readonly<Re
 
 const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
 
-function stopController(c: Controller | undefined): void {
+async function stopController(c: Controller | undefined): Promise<void> {
   if (!c) return;
   c.sync.close();
   c.server.forceShutdown();
+  await c.listener.close();
 }
 
 export async function benchFanout(o: BenchOptions): Promise<void> {
@@ -202,7 +205,7 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
     // ---- controller: PKI, states, server ----
     let t = performance.now();
     const pki = await makeTestPki(path.join(tmp, 'pki'), { hosts: [], controllerNames: ['controller'] });
-    const credentials = await loadServerCredentials(pki.files('controller'));
+    const credentials = await readTlsFiles(pki.files('controller'));
     log(`CA and controller certificate (openssl): ${(performance.now() - t).toFixed(0)} ms`);
     // The agents' certificates come from fanout-certs.ts (node:crypto): check that openssl agrees
     // one of them is a client certificate of this CA, as pki.ts's own are.
@@ -372,7 +375,7 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
     overflows0 = await listenOverflows();
     cpu0 = process.cpuUsage();
     t0 = wallNow();
-    stopController(controller);
+    await stopController(controller);
     controller = undefined;
     const stopped = wallNow();
     // A change while the controller is down: every agent needs a state it has not got yet.
@@ -395,7 +398,7 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
 
     // ---- the platform's floor for the memory figure ----
     await stopWorkers(workers);
-    stopController(controller);
+    await stopController(controller);
     controller = undefined;
     const floorCount = Math.min(n, FLOOR_SESSIONS);
     const floor = await measureTlsFloor({ ...pki.files('controller'), caKeyFile: caFiles(pki.dir).keyFile }, floorCount, SERVER_NAME);
@@ -403,7 +406,7 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
     report({ scenario: S, name: 'floor: bare node:http2 mTLS RSS per connection', value: floor.rssPerConnKB, unit: 'KB', note: `context for the RSS figure: node:http2 server without grpc-js or Portcullis, ${floor.sessions} idle sessions` });
   } finally {
     await stopWorkers(workers);
-    stopController(controller);
+    await stopController(controller);
     store.close();
     await rm(tmp, { recursive: true, force: true });
   }

@@ -1,7 +1,10 @@
 /**
- * End to end with mutual TLS: agents with certificates of the cluster's CA converge; an agent with
- * a certificate of another CA, or with no certificate at all, gets nothing; an agent whose
- * certificate names host A but that claims host B never receives B's state.
+ * End to end with mutual TLS: agents with certificates of the cluster's CA converge, dialing the
+ * controller by IP (its certificate's IP subjectAltName is checked, no DEP0123 warning); an agent
+ * with a certificate of another CA, or with no certificate at all, gets nothing; an agent whose
+ * certificate names host A but that claims host B never receives B's state. Every refusal is a
+ * warn line on the controller (peer, reason) and in /status `tls`, and one warn line per
+ * distinct reason on the rogue agent, not one per retry.
  * Rogue agents run in extra namespaces (h4, h5) that the inventory lists as hosts with tasks, so
  * the controller does have a state for them that must not leak.
  */
@@ -21,8 +24,9 @@ function inventory(hosts: readonly TestHost[], extra: readonly TestHost[]): stri
   return base + extra.map((h) => `  - { app: /shop/rogue-target, host: ${h.id}, ports: [31777] }\n`).join('');
 }
 
-const failureLine = (l: Record<string, unknown>): boolean =>
-  /stream ended|rejected|disconnect|unavailable|handshake|certificate|error/i.test(`${String(l['msg'])} ${String(l['reason'] ?? '')} ${String(l['err'] ?? '')}`);
+interface TlsStatus {
+  readonly tls: { readonly refusals: number; readonly byReason: Record<string, number>; readonly lastRefusal: { peer: string; reason: string } | null };
+}
 
 describe.skipIf(!isRoot)('e2e: mutual TLS', () => {
   let cluster: Cluster | undefined;
@@ -51,10 +55,13 @@ describe.skipIf(!isRoot)('e2e: mutual TLS', () => {
     expect(report?.appliedVersion).toBeUndefined();
   }
 
-  it('agents with certificates of the cluster CA converge and enforce', async () => {
+  it('agents with certificates of the cluster CA converge and enforce, dialing the controller by IP without DEP0123', async () => {
     const c = cluster as Cluster;
     await c.waitConverged(30_000);
     await probesEventually(c.net, shopCases(c), 10_000);
+    expect(c.controllerTarget()).toMatch(/^\d+\.\d+\.\d+\.\d+:\d+$/);
+    for (let i = 0; i < c.hosts.length; i++) expect(c.agentLog(i)).not.toMatch(/DEP0123|TLS ServerName/);
+    expect(((await c.status()) as TlsStatus).tls).toMatchObject({ refusals: 0, lastRefusal: null });
   });
 
   it('an agent with a certificate of another CA gets nothing', async () => {
@@ -66,7 +73,7 @@ describe.skipIf(!isRoot)('e2e: mutual TLS', () => {
       '--controller', c.controllerTarget(), '--host-id', h4.id, '--address', h4.v4, '--state-dir', path.join(c.dir, 'rogue-ca'),
       '--refresh-interval', '1', '--ca', real.caFile, '--cert', other.files(h4.id).certFile, '--key', other.files(h4.id).keyFile,
     ], 'rogue agent (other CA)');
-    await expectRefused(c, rogue, h4);
+    await expectRefused(c, rogue, h4, 'unknown_ca', /certificate signed by an unknown authority/);
   });
 
   it('an agent without a client certificate gets nothing', async () => {
@@ -76,7 +83,7 @@ describe.skipIf(!isRoot)('e2e: mutual TLS', () => {
       '--controller', c.controllerTarget(), '--host-id', h4.id, '--address', h4.v4, '--state-dir', path.join(c.dir, 'rogue-plain'),
       '--refresh-interval', '1', '--insecure',
     ], 'rogue agent (no certificate)');
-    await expectRefused(c, rogue, h4);
+    await expectRefused(c, rogue, h4, 'handshake_failed', /./);
   });
 
   it("an agent with host A's certificate claiming host B never gets B's state", async () => {
@@ -88,19 +95,30 @@ describe.skipIf(!isRoot)('e2e: mutual TLS', () => {
       '--refresh-interval', '1', '--ca', a.caFile, '--cert', a.certFile, '--key', a.keyFile,
     ], 'rogue agent (wrong host id)');
     await c.controller().waitFor((l) => String(l['reason'] ?? '').includes(`not host '${h5.id}'`), 20_000, 'the rejection of the wrong host id');
-    await expectRefused(c, rogue, h5);
+    await expectRefused(c, rogue, h5, 'host_mismatch', /rejected by the controller: certificate is for/);
     // The real h1 agent is unaffected.
     await c.waitConverged(10_000);
   });
 
-  async function expectRefused(c: Cluster, rogue: LoggedProcess, host: TestHost): Promise<void> {
+  async function expectRefused(c: Cluster, rogue: LoggedProcess, host: TestHost, reason: string, agentReason: RegExp): Promise<void> {
     try {
-      // Two failed attempts: it tried, was refused, and tried again (still refused).
-      await waitFor(() => rogue.lines().filter(failureLine).length >= 2, 20_000, `two refused attempts of ${host.id}`);
+      const count = async (): Promise<number> => ((await c.status()) as TlsStatus).tls.byReason[reason] ?? 0;
+      const before = await count();
+      // Two refused attempts: it tried, was refused, and tried again (still refused).
+      await waitFor(async () => (await count()) >= before + 2, 20_000, `two refused attempts of ${host.id} (${reason})`);
       expect(rogue.exited()).toBe(false);
       expect(rogue.lines().some((l) => l['msg'] === 'applied')).toBe(false);
       await expectNothingIn(c, host.ns);
       await expectNotConnected(c, host.id);
+      // The controller: a warn line naming the peer and the reason.
+      const refused = c.controller().lines().filter((l) => l['level'] === 'warn' && (l['reason'] === reason || l['refusal'] === reason) && String(l['peer']).includes(host.v4));
+      expect(refused.length, `controller warn line for ${reason} from ${host.v4}`).toBeGreaterThanOrEqual(1);
+      // The agent: warn with the reason, once per distinct reason, not once per retry.
+      const warns = rogue.lines().filter((l) => l['msg'] === 'sync: cannot connect to the controller');
+      expect(warns.length).toBeGreaterThanOrEqual(1);
+      expect(warns.every((l) => l['level'] === 'warn')).toBe(true);
+      expect(warns.some((l) => agentReason.test(String(l['reason'])))).toBe(true);
+      expect(new Set(warns.map((l) => l['reason'])).size).toBe(warns.length);
     } finally {
       await rogue.stop('SIGKILL');
     }

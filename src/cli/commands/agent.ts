@@ -48,7 +48,9 @@ ${TLS_OPTION_HELP}
   --status-listen HOST:PORT
                       serve /healthz /readyz /status /metrics over HTTP (default: off)
   --uninstall         remove every chain, jump and set the agent owns (PCU-*, pcu4-*, pcu6-*)
-                      and the saved state, then exit; touches nothing else
+                      and every file it wrote in --state-dir (the directory too if the agent
+                      created it), then exit; touches nothing else (see the README for the
+                      empty built-in mangle table that stays)
 ${LOG_LEVEL_HELP}
 
 Exit codes: 0 stopped by a signal or uninstalled, 1 cannot start (TLS files, no kernel
@@ -133,13 +135,17 @@ export const agentCommand: Command = {
 
     if (values.uninstall) {
       const agent = agentFor(grpc.credentials.createInsecure(), 'none');
+      let cleanup;
       try {
-        await agent.uninstall();
+        cleanup = await agent.uninstall();
       } catch (err) {
         io.stderr(`portcullis agent --uninstall: ${(err as Error).message}\n`);
         return EXIT_INPUT_ERROR;
       }
-      log.info({ stateDir }, 'uninstalled: every PCU-* chain, its jump and every pcu4-*/pcu6-* set removed');
+      log.info(
+        { stateDir, removedFiles: cleanup.removed, keptFiles: cleanup.kept, removedDirs: cleanup.removedDirs },
+        'uninstalled: every PCU-* chain, its jump, every pcu4-*/pcu6-* set and every file the agent wrote in the state directory removed',
+      );
       return EXIT_OK;
     }
     if (values.controller === undefined) throw new UsageError('--controller HOST:PORT is required (the controller\'s gRPC address)');

@@ -5,14 +5,13 @@
  * Start-up problems (unreadable TLS files, a port in use, bad Marathon flags) are one clear line
  * on stderr and exit 1; flag mistakes exit 2 with the usage.
  */
-import type * as grpc from '@grpc/grpc-js';
 import { StaticInventoryFeed } from '../../controller/static-inventory-feed.js';
 import { createMarathonFeed, type MarathonFlags } from '../../controller/marathon-feed.js';
 import { startController, type RunningController } from '../../controller/controller-main.js';
 import type { HostPort } from '../../controller/host-port.js';
 import { formatDiagnostic } from '../../diagnostic.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
-import { loadServerCredentials } from '../../tls/credentials.js';
+import { readTlsFiles, type TlsMaterial } from '../../tls/credentials.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
 import { INVENTORY_OPTION_HELP, POLICY_OPTION_HELP, parseFlags, resolveInventoryPath, resolvePolicyPath } from '../load-inputs.js';
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
@@ -146,10 +145,10 @@ export const controllerCommand: Command = {
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const options = parseControllerArgs(args, io);
     const log = createLogger({ component: 'controller', level: options.logLevel });
-    let credentials: grpc.ServerCredentials | undefined;
+    let credentials: TlsMaterial | undefined;
     let controller: RunningController;
     try {
-      credentials = options.tls ? await loadServerCredentials(options.tls) : undefined;
+      credentials = options.tls ? await readTlsFiles(options.tls) : undefined;
       controller = await startController({
         policyPath: options.policyPath,
         feed: ({ agents, logger }) => {

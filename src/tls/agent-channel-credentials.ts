@@ -1,0 +1,86 @@
+/**
+ * The agent's TLS client credentials for grpc-js, doing the handshake themselves.
+ *
+ * Why: grpc-js's own SSL credentials always set the TLS server name (SNI) to the host of the
+ * target, an IP address too, which RFC 6066 forbids and Node answers with a `DEP0123` warning on
+ * every agent start dialing `--controller 10.0.0.5:7443`. Here:
+ * - the name checked is `grpc.ssl_target_name_override` (`--server-name`) when set, else the
+ *   host the agent dials, a DNS name or an IP address;
+ * - SNI carries that name only when it is a DNS name; an IP is never sent as a server name;
+ * - the controller's certificate must chain to the CA and name it: a DNS name matches a DNS
+ *   subjectAltName, an IP address an IP subjectAltName (Node's `tls.checkServerIdentity`);
+ * - ALPN `h2`, and the client certificate is presented from the same secure context.
+ * The connector is grpc-js's `SecureConnector` contract (grpc.experimental), the one its own
+ * credentials implement.
+ */
+import { isIP } from 'node:net';
+import tls from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+
+type SecureConnector = grpc.experimental.SecureConnector;
+type SecureConnectResult = grpc.experimental.SecureConnectResult;
+
+/** Host part of a grpc-js target path (`host:port`, `[v6]:port`, `ipv4:a,b` lists take the first). */
+export function targetHost(targetPath: string): string {
+  const first = targetPath.split(',')[0] ?? targetPath;
+  return grpc.experimental.splitHostPort(first)?.host ?? first;
+}
+
+/** The name the controller's certificate must carry, and whether it goes out as SNI. */
+export function serverIdentity(targetPath: string, override: unknown): { readonly name: string; readonly sni: string | undefined } {
+  const name = typeof override === 'string' && override !== '' ? override : targetHost(targetPath);
+  return { name, sni: isIP(name) === 0 ? name : undefined };
+}
+
+export class AgentChannelCredentials extends grpc.ChannelCredentials {
+  constructor(private readonly context: tls.SecureContext) {
+    super();
+  }
+
+  _isSecure(): boolean {
+    return true;
+  }
+
+  _equals(other: grpc.ChannelCredentials): boolean {
+    return other === this;
+  }
+
+  _createSecureConnector(
+    channelTarget: grpc.experimental.GrpcUri,
+    options: grpc.ChannelOptions,
+    callCredentials?: grpc.CallCredentials,
+  ): SecureConnector {
+    // Through an HTTP CONNECT proxy grpc-js passes the proxy as the target, the real one here.
+    const proxied = options['grpc.http_connect_target'];
+    const targetPath = typeof proxied === 'string' ? proxied.replace(/^[a-z][a-z0-9+.-]*:(\/\/[^/]*\/)?/i, '') : channelTarget.path;
+    const { name, sni } = serverIdentity(targetPath, options['grpc.ssl_target_name_override']);
+    const context = this.context;
+    const calls = callCredentials ?? grpc.CallCredentials.createEmpty();
+    return {
+      connect: (socket) =>
+        new Promise<SecureConnectResult>((resolve, reject) => {
+          const secured = tls.connect(
+            {
+              socket,
+              secureContext: context,
+              ALPNProtocols: ['h2'],
+              host: name,
+              ...(sni !== undefined ? { servername: sni } : {}),
+              checkServerIdentity: (_host, cert) => tls.checkServerIdentity(name, cert),
+            },
+            () => {
+              if (!secured.authorized) {
+                reject(secured.authorizationError);
+                return;
+              }
+              resolve({ socket: secured, secure: true });
+            },
+          );
+          secured.on('error', reject);
+        }),
+      waitForReady: () => Promise.resolve(),
+      getCallCredentials: () => calls,
+      destroy: () => undefined,
+    };
+  }
+}
