@@ -105,8 +105,11 @@ describe('portcullis status', () => {
     expect(r.out).toMatch(/^controller http:\/\/127\.0\.0\.1:\d+: ready$/m);
     expect(r.out).toMatch(/^policy .*policies\/shop: valid/m);
     expect(r.out).toMatch(/^inventory: file .*inventory\.yaml, loaded$/m);
-    expect(r.out).toMatch(/^agents: 4, 0 connected, 0 in sync$/m);
-    expect(r.out).toMatch(/^node-3 +no +- +[0-9a-f]{16} +NO$/m);
+    // Four hosts have a state, but no agent ever connected: that is not "4 agents".
+    expect(r.out).toMatch(/^hosts with a state: 4; compile reports: 0$/m);
+    expect(r.out).toMatch(/^agents: none has connected yet$/m);
+    expect(r.out).not.toMatch(/^agents: 4/m);
+    expect(r.out).toMatch(/^node-3 +never +- +[0-9a-f]{16} +NO$/m);
   });
 
   it('--check fails while agents are missing; --format json is the /status document', async () => {
@@ -116,6 +119,7 @@ describe('portcullis status', () => {
     const doc = JSON.parse(r.out);
     expect(doc.ready).toBe(true);
     expect(doc.agents.map((a: { hostId: string }) => a.hostId)).toEqual(['node-1', 'node-2', 'node-3', 'node-4']);
+    expect(doc.agentCounts).toEqual({ known: 0, connected: 0, inSync: 0 });
   });
 
   it('an unreachable controller exits 1 and says what to check', async () => {

@@ -45,7 +45,6 @@ Example:
 
 export const checkCommand: Command = {
   name: 'check',
-  summary: 'Validate a policy against an inventory; print every problem as file:line:col',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const values = parseFlags(args, { policy: { type: 'string' }, inventory: { type: 'string' }, format: { type: 'string' } });

@@ -61,7 +61,6 @@ function renderHost(state: DesiredState): string {
 
 export const compileCommand: Command = {
   name: 'compile',
-  summary: "Print a host's compiled state: ipset/iptables-restore input or JSON",
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const values = parseFlags(args, {

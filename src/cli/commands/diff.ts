@@ -147,7 +147,6 @@ function hostText(change: HostChange, cluster: ClusterState): string {
 
 export const diffCommand: Command = {
   name: 'diff',
-  summary: 'Show what a policy edit changes on each host',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseOptions(() =>

@@ -60,7 +60,6 @@ function verdictLines(v: Verdict, toAppId: string, shown: (text: string) => stri
 
 export const explainCommand: Command = {
   name: 'explain',
-  summary: 'Say whether an app or address may reach an app port, and which rule decides',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const values = parseFlags(args, {
