@@ -99,6 +99,25 @@ export async function loadClusterInput(io: CliIO, values: { inventory?: string |
 }
 
 /**
+ * A note for stderr when `states` (compiled from the local --policy against the controller's
+ * cluster) are not what the controller serves; '' when they are, or without --controller.
+ */
+export async function policyDriftNote(controller: string | undefined, states: () => ReadonlyMap<string, DesiredState>, what = 'the local --policy'): Promise<string> {
+  if (controller === undefined) return '';
+  const base = controllerBase('controller', controller);
+  let differing: string[];
+  try {
+    differing = await hostsDifferingFromController(base, states());
+  } catch (err) {
+    if (err instanceof ControllerError) return `note: cannot compare with the controller's states: ${err.message}\n`;
+    throw err;
+  }
+  if (differing.length === 0) return '';
+  const shown = differing.slice(0, 10).join(', ') + (differing.length > 10 ? `, ... (${differing.length} hosts)` : '');
+  return `note: ${what} is not the policy the controller enforces: the states differ on ${shown} (or the controller has not reloaded it yet)\n`;
+}
+
+/**
  * With `--controller`, the hosts where `states` (compiled here from the local --policy against
  * the controller's cluster) differ from what the controller serves: a non-empty answer means the
  * local policy is not the one in force (or the controller has not reloaded it yet).
@@ -108,3 +127,9 @@ export async function hostsDifferingFromController(base: URL, states: ReadonlyMa
   const ids = new Set([...served.keys(), ...states.keys()]);
   return [...ids].filter((id) => served.get(id) !== states.get(id)?.version).sort();
 }
+
+/** Help of `--controller` for the commands that compile the local policy against its cluster. */
+export const CONTROLLER_CLUSTER_HELP =
+  '  --controller URL    take the cluster from a running controller instead of --inventory:\n' +
+  '                      the one it compiled from (its --status-listen, e.g.\n' +
+  '                      http://10.0.0.5:7444); with Marathon, where tasks run now';
