@@ -11,6 +11,7 @@ import { defaultInventoryPath, defaultPolicyPath } from '../src/cli/package-root
 import { startController, type RunningController } from '../src/controller/controller-main.js';
 import { StaticInventoryFeed } from '../src/controller/static-inventory-feed.js';
 import { createLogger } from '../src/logging.js';
+import { openRawStream, waitFor } from './support/grpc-harness.js';
 import { runCli as cli } from './support/run-cli.js';
 
 describe('portcullis controller: flags', () => {
@@ -120,6 +121,28 @@ describe('portcullis status', () => {
     expect(doc.ready).toBe(true);
     expect(doc.agents.map((a: { hostId: string }) => a.hostId)).toEqual(['node-1', 'node-2', 'node-3', 'node-4']);
     expect(doc.agentCounts).toEqual({ known: 0, connected: 0, inSync: 0 });
+  });
+
+  it('counts agents that connected, not hosts with a state: one agent acks, then goes away', async () => {
+    const stream = openRawStream(controller!.grpcAddress);
+    try {
+      stream.send({ hello: { hostId: 'node-2', addresses: ['10.0.1.12'], agentVersion: 'played', appliedVersion: '' } });
+      await waitFor('the snapshot', () => stream.of('snapshot').length === 1);
+      const snapshot = stream.of('snapshot')[0]!.snapshot!;
+      const desired = controller!.status.agentReports().find((a) => a.hostId === 'node-2')!.desiredVersion!;
+      stream.send({ ack: { version: desired, seq: snapshot.seq } });
+      await waitFor('the ack', () => controller!.status.agentReports().some((a) => a.hostId === 'node-2' && a.inSync));
+      const r = await cli(['status', '--controller-status', url()]);
+      expect(r.out).toMatch(/^agents: 1 known, 1 connected, 1 in sync$/m);
+      expect(r.out).toMatch(/^node-2 +yes +[0-9a-f]{16} +[0-9a-f]{16} +yes$/m);
+      expect(r.out).toMatch(/^node-1 +never /m);
+    } finally {
+      stream.close();
+    }
+    await waitFor('the stream closed', () => !controller!.status.agentReports().some((a) => a.connected));
+    const r = await cli(['status', '--controller-status', url()]);
+    expect(r.out).toMatch(/^agents: 1 known, 0 connected, 0 in sync$/m);
+    expect(r.out).toMatch(/^node-2 +no +/m);
   });
 
   it('an unreachable controller exits 1 and says what to check', async () => {
