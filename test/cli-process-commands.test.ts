@@ -155,5 +155,12 @@ describe('portcullis status', () => {
   it('a bad URL is a usage error', async () => {
     const r = await cli(['status', '--controller-status', 'not a url']);
     expect(r.code).toBe(2);
+    expect((await cli(['status', '--controller', url(), '--controller-status', url()])).code).toBe(2);
+  });
+
+  it('--controller URL is the same option, as on compile/explain/diff/check', async () => {
+    const r = await cli(['status', '--controller', url()]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^controller http:\/\/127\.0\.0\.1:\d+: ready$/m);
   });
 });

@@ -15,7 +15,8 @@ and the last error of a broken edit, and every agent with its applied and desire
 Options:
   --controller-status URL
                       the controller's status listener (default http://${DEFAULT_STATUS_LISTEN},
-                      the controller's default --status-listen)
+                      the controller's default --status-listen); --controller URL is the
+                      same option, under the name compile/explain/diff/check use
   --format table|json table (default), or the controller's /status document as it is
   --check             exit 1 unless the controller is ready and every agent is connected
                       with applied == desired (for scripts and health checks)
@@ -106,6 +107,7 @@ export const statusCommand: Command = {
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const values = parseFlags(args, {
       'controller-status': { type: 'string' },
+      controller: { type: 'string' },
       format: { type: 'string' },
       check: { type: 'boolean' },
       timeout: { type: 'string' },
@@ -113,7 +115,8 @@ export const statusCommand: Command = {
     const format = oneOf('format', values.format, ['table', 'json'] as const, 'table');
     const timeout = values.timeout === undefined ? 5 : Number(values.timeout);
     if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 600) throw new UsageError(`--timeout must be a number of seconds in (0, 600], got '${values.timeout}'`);
-    const base = controllerBase('controller-status', values['controller-status']);
+    if (values.controller !== undefined && values['controller-status'] !== undefined) throw new UsageError('--controller and --controller-status are the same option: give one');
+    const base = values.controller !== undefined ? controllerBase('controller', values.controller) : controllerBase('controller-status', values['controller-status']);
     let doc: StatusDoc;
     try {
       const { body, url } = await getJson(base, '/status', [200], timeout * 1000);
