@@ -21,6 +21,9 @@ export const CONTROLLER_OPTION_HELP =
 
 export class ControllerError extends Error {}
 
+/** Text from a controller for the terminal: control characters (a name from Marathon could carry escape sequences) shown as \\uXXXX. */
+export const printable = (v: string): string => v.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
 /** The base URL of `--<option>`, or a UsageError. */
 export function controllerBase(option: string, given: string | undefined): URL {
   let url: URL;

@@ -12,7 +12,7 @@ import { FAMILIES } from '../../render/owned-names.js';
 import { renderIpsetRestore } from '../../render/render-ipsets.js';
 import { renderIptablesRestore, restoreCommand } from '../../render/render-iptables.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
-import { CONTROLLER_OPTION_HELP, ControllerError, controllerBase, fetchHostState, fetchHostVersions, getJson } from '../controller-client.js';
+import { CONTROLLER_OPTION_HELP, ControllerError, controllerBase, fetchHostState, fetchHostVersions, getJson, printable } from '../controller-client.js';
 import {
   INVENTORY_OPTION_HELP,
   POLICY_OPTION_HELP,
@@ -81,7 +81,7 @@ async function compileFromController(io: CliIO, url: string, host: string | unde
       const state = await fetchHostState(base, host);
       if (!state) {
         const known = (await fetchHostVersions(base)).map((h) => h.hostId);
-        io.stderr(`portcullis compile: unknown host '${host}'; hosts the controller has a state for: ${known.length > 0 ? known.join(', ') : '(none: is it ready? see portcullis status)'}\n`);
+        io.stderr(`portcullis compile: unknown host '${printable(host)}'; hosts the controller has a state for: ${known.length > 0 ? printable(known.join(', ')) : '(none: is it ready? see portcullis status)'}\n`);
         return EXIT_INPUT_ERROR;
       }
       states = [state];
@@ -93,7 +93,7 @@ async function compileFromController(io: CliIO, url: string, host: string | unde
     const { body, url: statusUrl } = await getJson(base, '/status');
     const reports = (body as { compile?: { reports?: unknown } } | null)?.compile?.reports;
     for (const r of Array.isArray(reports) ? (reports as { message?: unknown; kind?: unknown }[]) : []) {
-      if (typeof r?.message === 'string') io.stderr(`${statusUrl.href}: warning: ${r.message} [${String(r.kind)}]\n`);
+      if (typeof r?.message === 'string') io.stderr(`${statusUrl.href}: warning: ${printable(r.message)} [${printable(String(r.kind))}]\n`);
     }
     printStates(io, states, format, host !== undefined);
     return EXIT_OK;

@@ -4,7 +4,7 @@
  * broken edit), and one line per agent with its applied vs desired version and its last error.
  */
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
-import { ControllerError, DEFAULT_STATUS_LISTEN, controllerBase, getJson } from '../controller-client.js';
+import { ControllerError, DEFAULT_STATUS_LISTEN, controllerBase, getJson, printable } from '../controller-client.js';
 import { oneOf, parseFlags } from '../load-inputs.js';
 
 const help = `Usage: portcullis status [--controller-status URL] [--format table|json] [--check]
@@ -54,8 +54,6 @@ interface StatusDoc {
 /** A host whose agent never opened a stream (it has a desired state, nothing more). */
 const neverConnected = (a: AgentRow): boolean => a.connected !== true && a.lastSeen === null && a.agentVersion === null;
 
-/** Text for the terminal: control characters (a host name or error from Marathon could carry escape sequences) shown as \\uXXXX. */
-const printable = (v: string): string => v.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 const text = (v: unknown, fallback = '-'): string => (typeof v === 'string' && v !== '' ? printable(v) : typeof v === 'number' || typeof v === 'boolean' ? String(v) : fallback);
 
 function table(rows: readonly (readonly string[])[]): string {
