@@ -11,12 +11,13 @@
  * a host whose agent never connected has connected=false, agentVersion=null and appliedVersion=null.
  * `agentCounts` says how many of them are agents at all: `known` opened a stream at least once,
  * `connected` have one open now, `inSync` are connected with applied == desired.
- * Every field is documented in README.md ("The controller's /status document").
+ * Every field is documented in docs/status.md; a field added here gets its row there.
  *
- * The read-only views of what the controller serves (docs: README, "What a host should enforce"):
+ * The read-only views of what the controller serves (docs/status.md; read by `--controller`):
  *   /hosts            { ready, revision, hosts: [{ hostId, version }] }
  *   /hosts/<id>/state the host's DesiredState, the JSON `portcullis compile --format json` prints
- *   /cluster          the ClusterState the states were compiled from (src/inventory/cluster-document.ts)
+ *   /cluster          the ClusterState in force, the one the states are compiled from
+ *                     (src/inventory/cluster-document.ts); served even while no policy is valid
  */
 import type { DesiredState } from '../compile/desired-state.js';
 import type { AgentStatus } from '../grpc/host-record.js';
