@@ -16,8 +16,14 @@
  *   state; any difference (our chain flushed, our jump deleted, a set member removed) is
  *   repaired by applying the state again, logged as `drift repaired` and counted.
  * - Log lines the operator (and the end-to-end tests) rely on: `applied` {version, source:
- *   disk|controller}, `drift repaired` {drift, repairs}, `sync: stream ended` {reason}.
+ *   disk|controller; from disk also savedAt}, `drift repaired` {drift, repairs},
+ *   `sync: stream ended` {reason}.
+ * - Boot from disk is visible: /status has `appliedFrom` (disk|controller|null), `appliedAt`,
+ *   and `bootedFromDisk` {version, savedAt, appliedAt} (null when the agent started without a
+ *   saved state, or could not apply it); /metrics has portcullis_agent_applied_from_disk, 1
+ *   while the state in force is the saved one (no controller state applied since boot).
  */
+import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type * as grpc from '@grpc/grpc-js';
 import type { DesiredState } from '../src/compile/desired-state.js';
@@ -48,6 +54,9 @@ export class Agent implements StatusSource {
   private readonly log: Logger;
   private client: SyncClient | undefined;
   private applied: DesiredState | undefined;
+  private appliedFrom: 'disk' | 'controller' | undefined;
+  private appliedAt: string | undefined;
+  private bootedFromDisk: { version: string; savedAt: string | null; appliedAt: string } | undefined;
   private kernelQueue: Promise<unknown> = Promise.resolve();
   private driftTimer: NodeJS.Timeout | undefined;
   private driftChecks = 0;
@@ -71,7 +80,10 @@ export class Agent implements StatusSource {
       try {
         await this.kernel(() => this.dataplane.apply(saved));
         this.applied = saved;
-        this.log.info({ version: saved.version, source: 'disk' }, 'applied');
+        this.appliedFrom = 'disk';
+        this.appliedAt = new Date().toISOString();
+        this.bootedFromDisk = { version: saved.version, savedAt: savedAt(this.options.stateDir), appliedAt: this.appliedAt };
+        this.log.info({ version: saved.version, source: 'disk', savedAt: this.bootedFromDisk.savedAt, file: statePath(this.options.stateDir) }, 'applied');
       } catch (err) {
         this.log.error({ version: saved.version, err: (err as Error).message }, 'saved state could not be applied: waiting for the controller');
       }
@@ -125,6 +137,9 @@ export class Agent implements StatusSource {
       controller: this.options.controller,
       connected: this.client?.connected ?? false,
       appliedVersion: this.applied?.version ?? null,
+      appliedFrom: this.appliedFrom ?? null,
+      appliedAt: this.appliedAt ?? null,
+      bootedFromDisk: this.bootedFromDisk ?? null,
       mode: this.applied?.mode ?? null,
       lastError: this.client?.lastError ?? null,
       dataplane: c,
@@ -142,6 +157,7 @@ export class Agent implements StatusSource {
     };
     metric('portcullis_agent_connected', 'gauge', 'Whether the Sync stream to the controller is open.', this.client?.connected ? 1 : 0);
     metric('portcullis_agent_state_applied', 'gauge', 'Whether a state is applied (from disk or the controller).', this.applied ? 1 : 0);
+    metric('portcullis_agent_applied_from_disk', 'gauge', 'Whether the state in force is the one saved on disk, applied at boot (1) rather than one from the controller (0).', this.appliedFrom === 'disk' ? 1 : 0);
     metric('portcullis_agent_applies_total', 'counter', 'States written to the kernel.', c.applies);
     metric('portcullis_agent_apply_failures_total', 'counter', 'Applies the kernel refused.', c.applyFailures);
     metric('portcullis_agent_apply_duration_seconds', 'gauge', 'Duration of the last apply.', c.lastApplyDurationMs / 1000);
@@ -157,6 +173,8 @@ export class Agent implements StatusSource {
     await this.kernel(async () => {
       await this.dataplane.apply(state);
       this.applied = state;
+      this.appliedFrom = 'controller';
+      this.appliedAt = new Date().toISOString();
     });
     await saveState(this.options.stateDir, state);
   }
@@ -190,5 +208,14 @@ export class Agent implements StatusSource {
         this.log.error({ version: state.version, err: (err as Error).message }, 'drift check or repair failed: retrying at the next interval');
       }
     });
+  }
+}
+
+/** ISO modification time of the saved state file (when it was last written), or null. */
+function savedAt(stateDir: string): string | null {
+  try {
+    return statSync(statePath(stateDir)).mtime.toISOString();
+  } catch {
+    return null;
   }
 }

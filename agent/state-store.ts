@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { SET_KINDS, type DesiredState, type SetContents } from '../src/compile/desired-state.js';
-import { stateVersion } from '../src/compile/state-version.js';
+import { checkDesiredState } from '../src/compile/desired-state-check.js';
 import { writeFileAtomic } from './dataplane/atomic-write.js';
 
 export const STATE_FILE = 'desired-state.json';
@@ -38,21 +38,7 @@ export function checkStoredState(value: unknown): string | undefined {
   const { format, state } = value as Partial<StoredState>;
   if (format !== FORMAT) return `unknown format ${JSON.stringify(format)} (expected ${FORMAT})`;
   if (typeof state !== 'object' || state === null) return 'no state';
-  const s = state as Partial<Record<keyof DesiredState, unknown>>;
-  if (typeof s.hostId !== 'string' || s.hostId === '') return 'hostId is not a non-empty string';
-  if (s.mode !== 'enforce' && s.mode !== 'audit') return `mode ${JSON.stringify(s.mode)} is not enforce or audit`;
-  if (typeof s.version !== 'string' || !/^[0-9a-f]{16}$/.test(s.version)) return 'version is not 16 hex characters';
-  if (typeof s.sets !== 'object' || s.sets === null) return 'sets is not an object';
-  const sets = s.sets as Record<string, unknown>;
-  for (const kind of SET_KINDS) {
-    const members = sets[kind];
-    if (!Array.isArray(members) || !members.every((m) => typeof m === 'string')) return `sets.${kind} is not a list of strings`;
-  }
-  const extra = Object.keys(sets).filter((k) => !(SET_KINDS as readonly string[]).includes(k));
-  if (extra.length > 0) return `unknown set kind(s) ${extra.join(', ')}`;
-  const expected = stateVersion(s.mode, s.sets as SetContents);
-  if (expected !== s.version) return `version ${s.version} does not match its content (${expected})`;
-  return undefined;
+  return checkDesiredState(state);
 }
 
 export function loadState(dir: string, logger?: Logger): DesiredState | undefined {

@@ -50,7 +50,7 @@ async function setup(options: { saved?: boolean; refreshMs?: number } = {}) {
     logger,
   });
   cleanups.push(() => agent.stop());
-  return { dir, saved, source, service, runner, agent, lines };
+  return { dir, saved, source, service, runner, agent, lines, stopController: () => stopServer(running) };
 }
 
 const restores = (runner: RecordingRunner) => runner.callsTo(['ipset', 'restore']).length;
@@ -68,6 +68,22 @@ describe('agent runner', () => {
     expect(agent.readiness().ready).toBe(true);
   });
 
+  it('says that it booted from its saved state while the controller is down: /status, /metrics, log', async () => {
+    const { saved, agent, lines, stopController } = await setup({ saved: true });
+    stopController();
+    const before = Date.now();
+    await agent.start();
+    await waitFor('the first connection attempt fails', () => (agent.status() as { connected: boolean }).connected === false);
+    const status = agent.status() as Record<string, unknown>;
+    expect(status).toMatchObject({ connected: false, appliedVersion: saved.version, appliedFrom: 'disk', bootedFromDisk: { version: saved.version } });
+    const boot = status['bootedFromDisk'] as { savedAt: string; appliedAt: string };
+    expect(Date.parse(boot.appliedAt)).toBeGreaterThanOrEqual(before - 1000);
+    expect(Date.parse(boot.savedAt)).toBeLessThanOrEqual(Date.parse(boot.appliedAt));
+    expect(status['appliedAt']).toBe(boot.appliedAt);
+    expect(agent.metrics()).toMatch(/^portcullis_agent_applied_from_disk 1$/m);
+    expect(lines.find((l) => l['msg'] === 'applied')).toMatchObject({ source: 'disk', version: saved.version, savedAt: boot.savedAt });
+  });
+
   it('applies a controller state, then saves it; a newer one replaces it on disk', async () => {
     const { dir, source, agent, lines } = await setup();
     await agent.start();
@@ -78,7 +94,8 @@ describe('agent runner', () => {
       await waitFor(`state ${n} applied`, () => lines.some((l) => l['msg'] === 'applied' && l['source'] === 'controller' && l['version'] === state.version));
       await waitFor(`state ${n} saved`, () => loadState(dir)?.version === state.version);
     }
-    expect((agent.status() as { appliedVersion: string }).appliedVersion).toBe(nthState('h1', 3).version);
+    expect(agent.status()).toMatchObject({ appliedVersion: nthState('h1', 3).version, appliedFrom: 'controller', bootedFromDisk: null });
+    expect(agent.metrics()).toMatch(/^portcullis_agent_applied_from_disk 0$/m);
   });
 
   it('a refused apply is reported and neither saved nor counted as applied', async () => {

@@ -3,18 +3,14 @@
  * Every malformed policy fixture (test/fixtures/policy-errors, `# expect: L:C text` headers)
  * must fail with exit 1 and print each expected `file:line:col: text` line.
  */
-import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, ROOT, ensureBuilt, run } from './support/built-cli.js';
 import { runCli as cli } from './support/run-cli.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURES = join(ROOT, 'test/fixtures/policy-errors');
-const run = promisify(execFile);
 
 function expectations(fixture: string): { file: string; line: number; col: number; text: string }[] {
   const p = join(FIXTURES, fixture);
@@ -112,21 +108,12 @@ describe('portcullis check', () => {
 });
 
 describe('the built entry point', () => {
-  const dist = join(ROOT, 'dist/src/cli/main.js');
-  const newest = (dir: string): number =>
-    Math.max(...readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => statSync(join(dir, f)).mtimeMs));
-
-  beforeAll(async () => {
-    if (existsSync(dist) && statSync(dist).mtimeMs >= newest(join(ROOT, 'src'))) return;
-    // Other modules' type errors must not stop the build of ours: tsc still emits.
-    await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT }).catch(() => undefined);
-  }, 120_000);
+  beforeAll(ensureBuilt, 120_000);
 
   it('runs `node bin/portcullis.js check` on the shipped examples', async () => {
-    expect(existsSync(dist)).toBe(true);
-    const { stdout } = await run(process.execPath, [join(ROOT, 'bin/portcullis.js'), 'check'], { cwd: ROOT });
+    const { stdout } = await run(process.execPath, [BIN, 'check'], { cwd: ROOT });
     expect(stdout).toMatch(/^policy ok: .*0 errors/m);
-    const failed = await run(process.execPath, [join(ROOT, 'bin/portcullis.js'), 'check', '--policy', join(FIXTURES, '14-to-any.yaml')], { cwd: ROOT }).then(
+    const failed = await run(process.execPath, [BIN, 'check', '--policy', join(FIXTURES, '14-to-any.yaml')], { cwd: ROOT }).then(
       () => 0,
       (e: { code?: number }) => e.code,
     );

@@ -11,6 +11,7 @@ import { defaultInventoryPath, defaultPolicyPath } from '../src/cli/package-root
 import { startController, type RunningController } from '../src/controller/controller-main.js';
 import { StaticInventoryFeed } from '../src/controller/static-inventory-feed.js';
 import { createLogger } from '../src/logging.js';
+import { openRawStream, waitFor } from './support/grpc-harness.js';
 import { runCli as cli } from './support/run-cli.js';
 
 describe('portcullis controller: flags', () => {
@@ -105,8 +106,11 @@ describe('portcullis status', () => {
     expect(r.out).toMatch(/^controller http:\/\/127\.0\.0\.1:\d+: ready$/m);
     expect(r.out).toMatch(/^policy .*policies\/shop: valid/m);
     expect(r.out).toMatch(/^inventory: file .*inventory\.yaml, loaded$/m);
-    expect(r.out).toMatch(/^agents: 4, 0 connected, 0 in sync$/m);
-    expect(r.out).toMatch(/^node-3 +no +- +[0-9a-f]{16} +NO$/m);
+    // Four hosts have a state, but no agent ever connected: that is not "4 agents".
+    expect(r.out).toMatch(/^hosts with a state: 4; compile reports: 0$/m);
+    expect(r.out).toMatch(/^agents: none has connected yet$/m);
+    expect(r.out).not.toMatch(/^agents: 4/m);
+    expect(r.out).toMatch(/^node-3 +never +- +[0-9a-f]{16} +NO$/m);
   });
 
   it('--check fails while agents are missing; --format json is the /status document', async () => {
@@ -116,6 +120,29 @@ describe('portcullis status', () => {
     const doc = JSON.parse(r.out);
     expect(doc.ready).toBe(true);
     expect(doc.agents.map((a: { hostId: string }) => a.hostId)).toEqual(['node-1', 'node-2', 'node-3', 'node-4']);
+    expect(doc.agentCounts).toEqual({ known: 0, connected: 0, inSync: 0 });
+  });
+
+  it('counts agents that connected, not hosts with a state: one agent acks, then goes away', async () => {
+    const stream = openRawStream(controller!.grpcAddress);
+    try {
+      stream.send({ hello: { hostId: 'node-2', addresses: ['10.0.1.12'], agentVersion: 'played', appliedVersion: '' } });
+      await waitFor('the snapshot', () => stream.of('snapshot').length === 1);
+      const snapshot = stream.of('snapshot')[0]!.snapshot!;
+      const desired = controller!.status.agentReports().find((a) => a.hostId === 'node-2')!.desiredVersion!;
+      stream.send({ ack: { version: desired, seq: snapshot.seq } });
+      await waitFor('the ack', () => controller!.status.agentReports().some((a) => a.hostId === 'node-2' && a.inSync));
+      const r = await cli(['status', '--controller-status', url()]);
+      expect(r.out).toMatch(/^agents: 1 known, 1 connected, 1 in sync$/m);
+      expect(r.out).toMatch(/^node-2 +yes +[0-9a-f]{16} +[0-9a-f]{16} +yes$/m);
+      expect(r.out).toMatch(/^node-1 +never /m);
+    } finally {
+      stream.close();
+    }
+    await waitFor('the stream closed', () => !controller!.status.agentReports().some((a) => a.connected));
+    const r = await cli(['status', '--controller-status', url()]);
+    expect(r.out).toMatch(/^agents: 1 known, 0 connected, 0 in sync$/m);
+    expect(r.out).toMatch(/^node-2 +no +/m);
   });
 
   it('an unreachable controller exits 1 and says what to check', async () => {
@@ -128,5 +155,12 @@ describe('portcullis status', () => {
   it('a bad URL is a usage error', async () => {
     const r = await cli(['status', '--controller-status', 'not a url']);
     expect(r.code).toBe(2);
+    expect((await cli(['status', '--controller', url(), '--controller-status', url()])).code).toBe(2);
+  });
+
+  it('--controller URL is the same option, as on compile/explain/diff/check', async () => {
+    const r = await cli(['status', '--controller', url()]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^controller http:\/\/127\.0\.0\.1:\d+: ready$/m);
   });
 });

@@ -3,7 +3,7 @@
  * They read only what the dataplane needs (chain names, rules as argv tokens, set members) and
  * normalise set members the way the kernel prints them, so desired and actual compare as strings.
  */
-import { IPv4CidrRange, IPv6CidrRange } from 'ip-num';
+import { IPv4CidrRange, IPv6CidrRange } from '../../src/policy/ip-num.js';
 
 export interface SavedTable {
   /** Every chain declared in the table, built-in and user-defined, in save order. */

@@ -1,27 +1,28 @@
 /**
- * `portcullis` command dispatcher.
+ * `portcullis` command dispatcher. Each command's module is imported only when that command runs
+ * (or prints its --help): `check`, `compile`, `explain` and `diff` must not pay for gRPC,
+ * protobuf and pino, which only `controller` and `agent` need (test/cli-module-graph.test.ts).
  */
 import type { CliIO, Command } from './command.js';
 import { EXIT_OK, EXIT_USAGE, UsageError } from './command.js';
-import { agentCommand } from './commands/agent.js';
-import { certsCommand } from './commands/certs.js';
-import { checkCommand } from './commands/check.js';
-import { compileCommand } from './commands/compile.js';
-import { controllerCommand } from './commands/controller.js';
-import { diffCommand } from './commands/diff.js';
-import { explainCommand } from './commands/explain.js';
-import { statusCommand } from './commands/status.js';
+
+interface CommandEntry {
+  readonly name: string;
+  /** One line for `portcullis --help`. */
+  readonly summary: string;
+  readonly load: () => Promise<Command>;
+}
 
 // One line per command; keep the list in the order `--help` shows it.
-const commands: readonly Command[] = [
-  checkCommand,
-  compileCommand,
-  explainCommand,
-  diffCommand,
-  controllerCommand,
-  agentCommand,
-  statusCommand,
-  certsCommand,
+const commands: readonly CommandEntry[] = [
+  { name: 'check', summary: 'Validate a policy against an inventory; print every problem as file:line:col', load: async () => (await import('./commands/check.js')).checkCommand },
+  { name: 'compile', summary: "Print a host's compiled state: ipset/iptables-restore input or JSON", load: async () => (await import('./commands/compile.js')).compileCommand },
+  { name: 'explain', summary: 'Say whether an app or address may reach an app port, and which rule decides', load: async () => (await import('./commands/explain.js')).explainCommand },
+  { name: 'diff', summary: 'Show what a policy edit changes on each host', load: async () => (await import('./commands/diff.js')).diffCommand },
+  { name: 'controller', summary: 'Run the controller: compile the policy and serve every agent its state (gRPC, mTLS)', load: async () => (await import('./commands/controller.js')).controllerCommand },
+  { name: 'agent', summary: 'Run the agent on a host: apply its state to the kernel and keep it true', load: async () => (await import('./commands/agent.js')).agentCommand },
+  { name: 'status', summary: "Show a running controller's readiness and every agent's applied vs desired version", load: async () => (await import('./commands/status.js')).statusCommand },
+  { name: 'certs', summary: 'Create a CA and issue controller/agent certificates for mTLS', load: async () => (await import('./commands/certs.js')).certsCommand },
 ];
 
 function topHelp(): string {
@@ -53,11 +54,12 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     io.stdout(topHelp());
     return name === undefined ? EXIT_USAGE : EXIT_OK;
   }
-  const command = commands.find((c) => c.name === name);
-  if (!command) {
+  const entry = commands.find((c) => c.name === name);
+  if (!entry) {
     io.stderr(`portcullis: unknown command '${name}'\n\n${topHelp()}`);
     return EXIT_USAGE;
   }
+  const command = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     io.stdout(command.help);
     return EXIT_OK;

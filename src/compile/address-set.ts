@@ -14,7 +14,7 @@
  * - Text is parsed with ip-num (strict: no leading zeros, four octets...). Formatting is done here
  *   because ip-num's IPv6 `toString` does not compress (and prints `::0` for zero).
  */
-import { IPv4, IPv6 } from 'ip-num';
+import { IPv4, IPv6 } from '../policy/ip-num.js';
 import { ipv4Text, ipv6Text } from '../policy/address.js';
 
 export type Family = 4 | 6;

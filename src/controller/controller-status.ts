@@ -9,9 +9,20 @@
  *                desiredVersion, inSync, lastError, lastSeen (ISO) }],
  *     tls: null (plaintext) | { refusals, byReason: {<reason>: n}, lastRefusal: {peer, reason, detail, at} | null } }
  * `agents` lists every host that has a desired state or ever opened a stream, sorted by host id;
- * a host whose agent never connected has connected=false and appliedVersion=null.
+ * a host whose agent never connected has connected=false, agentVersion=null and appliedVersion=null.
+ * `agentCounts` says how many of them are agents at all: `known` opened a stream at least once,
+ * `connected` have one open now, `inSync` are connected with applied == desired.
+ * Every field is documented in docs/status.md; a field added here gets its row there.
+ *
+ * The read-only views of what the controller serves (docs/status.md; read by `--controller`):
+ *   /hosts            { ready, revision, hosts: [{ hostId, version }] }
+ *   /hosts/<id>/state the host's DesiredState, the JSON `portcullis compile --format json` prints
+ *   /cluster          the ClusterState in force, the one the states are compiled from
+ *                     (src/inventory/cluster-document.ts); served even while no policy is valid
  */
+import type { DesiredState } from '../compile/desired-state.js';
 import type { AgentStatus } from '../grpc/host-record.js';
+import { clusterDocument, type ClusterDocument } from '../inventory/cluster-document.js';
 import type { TlsRefusals } from '../tls/tls-refusals.js';
 import type { DesiredStateStore } from './desired-state-store.js';
 import type { ClusterFeed } from './cluster-feed.js';
@@ -97,8 +108,30 @@ export class ControllerStatus implements StatusSource {
     return [...byHost.values()].sort((a, b) => (a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0));
   }
 
+  /** The hosts that have a desired state, with its version (the content hash of the state). */
+  hosts(): { ready: boolean; revision: number; hosts: { hostId: string; version: string }[] } {
+    const { store } = this.inputs;
+    const hosts = [...store.hostIds()].sort().flatMap((hostId) => {
+      const version = store.current(hostId)?.version;
+      return version === undefined ? [] : [{ hostId, version }];
+    });
+    return { ready: this.readiness().ready, revision: store.revision(), hosts };
+  }
+
+  /** What `hostId` must enforce, as served to its agent; undefined when it has no state. */
+  hostState(hostId: string): DesiredState | undefined {
+    return this.inputs.store.current(hostId);
+  }
+
+  /** The cluster the current states were compiled from; undefined before the first. */
+  cluster(): ClusterDocument | undefined {
+    const cluster = this.inputs.store.currentCluster();
+    return cluster === undefined ? undefined : clusterDocument(cluster);
+  }
+
   status(): unknown {
     const { store, feed, policy } = this.inputs;
+    const agents = this.agentReports();
     const compile = store.stats();
     const readiness = this.readiness();
     return {
@@ -113,7 +146,12 @@ export class ControllerStatus implements StatusSource {
         lastDurationMs: compile.lastDurationMs,
         reports: store.reports(),
       },
-      agents: this.agentReports(),
+      agentCounts: {
+        known: this.inputs.agents().length,
+        connected: agents.filter((a) => a.connected).length,
+        inSync: agents.filter((a) => a.connected && a.inSync).length,
+      },
+      agents,
       tls: this.inputs.tls?.status() ?? null,
     };
   }

@@ -3,7 +3,7 @@
  * written back in one canonical text (lowercase, IPv6 compressed per RFC 5952, a single address
  * becomes /32 or /128), so equal networks compare equal as strings everywhere downstream.
  */
-import { IPv4, IPv4CidrRange, IPv6, IPv6CidrRange, Validator } from 'ip-num';
+import { IPv4, IPv4CidrRange, IPv6, IPv6CidrRange, Validator } from './ip-num.js';
 
 export type Family = 4 | 6;
 

@@ -85,7 +85,6 @@ function agentVersion(): string {
 
 export const agentCommand: Command = {
   name: 'agent',
-  summary: 'Run the agent on a host: apply its state to the kernel and keep it true',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const values = parseFlags(args, {

@@ -47,7 +47,6 @@ async function ensureDir(dir: string): Promise<void> {
 
 export const certsCommand: Command = {
   name: 'certs',
-  summary: 'Create a CA and issue controller/agent certificates for mTLS',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const [sub, ...rest] = args;

@@ -8,23 +8,22 @@ import { compile } from '../../compile/compile.js';
 import { sortDiagnostics, type Diagnostic } from '../../diagnostic.js';
 import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
+import { CONTROLLER_CLUSTER_HELP, loadClusterInput } from '../controller-client.js';
 import {
   INVENTORY_OPTION_HELP,
   POLICY_OPTION_HELP,
   countErrors,
-  loadInventoryInput,
   loadPolicyInput,
   oneOf,
   parseFlags,
   plural,
   relativizer,
   reportsAsDiagnostics,
-  resolveInventoryPath,
   resolvePolicyPath,
   writeDiagnostics,
 } from '../load-inputs.js';
 
-const help = `Usage: portcullis check [--policy FILE|DIR] [--inventory FILE] [--format text|json]
+const help = `Usage: portcullis check [--policy FILE|DIR] [--inventory FILE | --controller URL] [--format text|json]
 
 Validates a policy: parses it, checks it against the inventory (port names the target apps do
 not define, protocols that can never match, groups that select no app) and compiles it (label
@@ -34,6 +33,7 @@ problem as file:line:col: message, then a summary.
 Options:
 ${POLICY_OPTION_HELP}
 ${INVENTORY_OPTION_HELP}
+${CONTROLLER_CLUSTER_HELP}
   --format text|json  output format (default: text)
 
 Exit codes: 0 no error (warnings allowed), 1 an error in the policy or the inventory,
@@ -45,14 +45,13 @@ Example:
 
 export const checkCommand: Command = {
   name: 'check',
-  summary: 'Validate a policy against an inventory; print every problem as file:line:col',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
-    const values = parseFlags(args, { policy: { type: 'string' }, inventory: { type: 'string' }, format: { type: 'string' } });
+    const values = parseFlags(args, { policy: { type: 'string' }, inventory: { type: 'string' }, controller: { type: 'string' }, format: { type: 'string' } });
     const format = oneOf('format', values.format, ['text', 'json'] as const, 'text');
     const [policy, inventory] = await Promise.all([
       loadPolicyInput(resolvePolicyPath(io, values.policy)),
-      loadInventoryInput(resolveInventoryPath(io, values.inventory)),
+      loadClusterInput(io, values),
     ]);
 
     const diagnostics: Diagnostic[] = [];

@@ -11,7 +11,8 @@ import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
 import { FAMILIES } from '../../render/owned-names.js';
 import { renderIpsetRestore } from '../../render/render-ipsets.js';
 import { renderIptablesRestore, restoreCommand } from '../../render/render-iptables.js';
-import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
+import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { CONTROLLER_OPTION_HELP, ControllerError, controllerBase, fetchHostState, fetchHostVersions, getJson, printable } from '../controller-client.js';
 import {
   INVENTORY_OPTION_HELP,
   POLICY_OPTION_HELP,
@@ -26,8 +27,11 @@ import {
 } from '../load-inputs.js';
 
 const help = `Usage: portcullis compile [--host HOST] [--format iptables|json] [--policy FILE|DIR] [--inventory FILE]
+       portcullis compile --controller URL [--host HOST] [--format iptables|json]
 
-Compiles the policy against the inventory and prints what each host must enforce.
+Compiles the policy against the inventory and prints what each host must enforce. With
+--controller, prints instead the states a running controller serves its agents now (with
+Marathon: what each host should have, from where its tasks run), through the same renderer.
   iptables  for each host and address family: the 'ipset restore' input, then the
             'iptables-restore --noflush' / 'ip6tables-restore --noflush' input, each under a
             '# ---' header: exactly what the agent writes on a host without Portcullis rules.
@@ -41,12 +45,64 @@ Options:
                       output format (default: iptables)
 ${POLICY_OPTION_HELP}
 ${INVENTORY_OPTION_HELP}
+${CONTROLLER_OPTION_HELP}
 
-Exit codes: 0 ok, 1 policy or inventory error or unknown host, 2 usage error.
+Exit codes: 0 ok, 1 policy or inventory error, unknown host or controller unreachable,
+2 usage error.
 
-Example:
+Examples:
   portcullis compile --host node-2 --format json
+  portcullis compile --controller http://10.0.0.5:7444 --host node-2
 `;
+
+function printStates(io: CliIO, states: readonly DesiredState[], format: 'iptables' | 'json', oneHost: boolean): void {
+  states = [...states].sort((a, b) => (a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0));
+  if (format === 'json') {
+    const body = oneHost ? states[0] : Object.fromEntries(states.map((s) => [s.hostId, s]));
+    io.stdout(JSON.stringify(body, null, 2) + '\n');
+  } else {
+    io.stdout(states.map(renderHost).join('\n'));
+  }
+}
+
+/** Fetches in batches, so a cluster of thousands of hosts does not open thousands of requests at once. */
+async function inBatches<T, R>(items: readonly T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += size) out.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
+  return out;
+}
+
+/** `compile --controller`: the states the controller serves, and its compile reports as warnings. */
+async function compileFromController(io: CliIO, url: string, host: string | undefined, format: 'iptables' | 'json'): Promise<number> {
+  const base = controllerBase('controller', url);
+  try {
+    let states: DesiredState[];
+    if (host !== undefined) {
+      const state = await fetchHostState(base, host);
+      if (!state) {
+        const known = (await fetchHostVersions(base)).map((h) => h.hostId);
+        io.stderr(`portcullis compile: unknown host '${printable(host)}'; hosts the controller has a state for: ${known.length > 0 ? printable(known.join(', ')) : '(none: is it ready? see portcullis status)'}\n`);
+        return EXIT_INPUT_ERROR;
+      }
+      states = [state];
+    } else {
+      const versions = await fetchHostVersions(base);
+      const fetched = await inBatches(versions, 16, (h) => fetchHostState(base, h.hostId));
+      states = fetched.filter((s): s is DesiredState => s !== undefined);
+    }
+    const { body, url: statusUrl } = await getJson(base, '/status');
+    const reports = (body as { compile?: { reports?: unknown } } | null)?.compile?.reports;
+    for (const r of Array.isArray(reports) ? (reports as { message?: unknown; kind?: unknown }[]) : []) {
+      if (typeof r?.message === 'string') io.stderr(`${statusUrl.href}: warning: ${printable(r.message)} [${printable(String(r.kind))}]\n`);
+    }
+    printStates(io, states, format, host !== undefined);
+    return EXIT_OK;
+  } catch (err) {
+    if (!(err instanceof ControllerError)) throw err;
+    io.stderr(`portcullis compile: ${err.message}\n`);
+    return EXIT_INPUT_ERROR;
+  }
+}
 
 function renderHost(state: DesiredState): string {
   const out: string[] = [];
@@ -61,7 +117,6 @@ function renderHost(state: DesiredState): string {
 
 export const compileCommand: Command = {
   name: 'compile',
-  summary: "Print a host's compiled state: ipset/iptables-restore input or JSON",
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const values = parseFlags(args, {
@@ -69,8 +124,14 @@ export const compileCommand: Command = {
       format: { type: 'string' },
       policy: { type: 'string' },
       inventory: { type: 'string' },
+      controller: { type: 'string' },
     });
     const format = oneOf('format', values.format, ['iptables', 'json'] as const, 'iptables');
+    if (values.controller !== undefined) {
+      const local = (['policy', 'inventory'] as const).find((o) => values[o] !== undefined);
+      if (local) throw new UsageError(`--${local} and --controller exclude each other: --controller prints the states the controller compiled (to compile a local policy against its cluster, use explain or diff --controller)`);
+      return compileFromController(io, values.controller, values.host, format);
+    }
     const [policy, inventory] = await Promise.all([
       loadPolicyInput(resolvePolicyPath(io, values.policy)),
       loadInventoryInput(resolveInventoryPath(io, values.inventory)),
@@ -102,12 +163,7 @@ export const compileCommand: Command = {
     ]);
     writeDiagnostics(io.stderr, io, notes);
 
-    if (format === 'json') {
-      const body = values.host !== undefined ? states[0] : Object.fromEntries(states.map((s) => [s.hostId, s]));
-      io.stdout(JSON.stringify(body, null, 2) + '\n');
-    } else {
-      io.stdout(states.map(renderHost).join('\n'));
-    }
+    printStates(io, states, format, values.host !== undefined);
     return EXIT_OK;
   },
 };

@@ -13,11 +13,11 @@ import { formatDiagnostic } from '../../diagnostic.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { readTlsFiles, type TlsMaterial } from '../../tls/credentials.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { DEFAULT_STATUS_LISTEN } from '../controller-client.js';
 import { INVENTORY_OPTION_HELP, POLICY_OPTION_HELP, parseFlags, resolveInventoryPath, resolvePolicyPath } from '../load-inputs.js';
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 
 export const DEFAULT_CONTROLLER_LISTEN = '0.0.0.0:7443';
-export const DEFAULT_STATUS_LISTEN = '127.0.0.1:7444';
 
 const help = `Usage: portcullis controller [--policy FILE|DIR] [--inventory FILE | --marathon URL...]
                              (--ca FILE --cert FILE --key FILE | --insecure) [options]
@@ -140,7 +140,6 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
 
 export const controllerCommand: Command = {
   name: 'controller',
-  summary: 'Run the controller: compile the policy and serve every agent its state (gRPC, mTLS)',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const options = parseControllerArgs(args, io);

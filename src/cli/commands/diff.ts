@@ -14,19 +14,18 @@ import { sortDiagnostics, type Diagnostic } from '../../diagnostic.js';
 import type { ClusterState } from '../../inventory/cluster-state.js';
 import type { Mode } from '../../policy/policy-model.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { CONTROLLER_CLUSTER_HELP, loadClusterInput, policyDriftNote } from '../controller-client.js';
 import {
   INVENTORY_OPTION_HELP,
-  loadInventoryInput,
   loadPolicyInput,
   oneOf,
   parseOptions,
   plural,
-  resolveInventoryPath,
   resolvePolicyPath,
   writeDiagnostics,
 } from '../load-inputs.js';
 
-const help = `Usage: portcullis diff OLD NEW [--inventory FILE] [--format text|json]
+const help = `Usage: portcullis diff OLD NEW [--inventory FILE | --controller URL] [--format text|json]
 
 Compiles two versions of a policy (OLD and NEW: policy files or directories) against the same
 inventory and prints, per host, what NEW adds (+) and removes (-) compared with OLD: set
@@ -35,6 +34,8 @@ source also said in words, and mode changes. Hosts without change are listed on 
 
 Options:
 ${INVENTORY_OPTION_HELP}
+${CONTROLLER_CLUSTER_HELP}
+                      (and a note on stderr when OLD is not what it enforces)
   --format text|json  output format (default: text)
 
 Exit codes: 0 compared (with or without differences), 1 a policy or the inventory does not
@@ -147,13 +148,12 @@ function hostText(change: HostChange, cluster: ClusterState): string {
 
 export const diffCommand: Command = {
   name: 'diff',
-  summary: 'Show what a policy edit changes on each host',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseOptions(() =>
       parseArgs({
         args: [...args],
-        options: { inventory: { type: 'string' }, format: { type: 'string' } },
+        options: { inventory: { type: 'string' }, controller: { type: 'string' }, format: { type: 'string' } },
         strict: true,
         allowPositionals: true,
       }),
@@ -164,7 +164,7 @@ export const diffCommand: Command = {
     const [oldPolicy, newPolicy, inventory] = await Promise.all([
       loadPolicyInput(oldPath),
       loadPolicyInput(newPath),
-      loadInventoryInput(resolveInventoryPath(io, values.inventory)),
+      loadClusterInput(io, values),
     ]);
     if (!oldPolicy.ok || !newPolicy.ok || !inventory.ok) {
       const errors: Diagnostic[] = [];
@@ -178,6 +178,8 @@ export const diffCommand: Command = {
     const before = compile(oldPolicy.loaded.policy, cluster).states;
     const after = compile(newPolicy.loaded.policy, cluster).states;
     const { changed, unchanged } = changesOf(before, after);
+    const note = await policyDriftNote(values.controller, () => before, 'OLD');
+    if (note !== '') io.stderr(note);
 
     if (format === 'json') {
       const body = {

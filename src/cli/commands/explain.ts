@@ -7,23 +7,23 @@
 import type { ExplainQuery, Verdict } from '../../evaluate/reference-evaluator.js';
 import { explain } from '../../evaluate/reference-evaluator.js';
 import { sortDiagnostics } from '../../diagnostic.js';
+import { compile } from '../../compile/compile.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { CONTROLLER_CLUSTER_HELP, loadClusterInput, policyDriftNote } from '../controller-client.js';
 import {
   INVENTORY_OPTION_HELP,
   POLICY_OPTION_HELP,
-  loadInventoryInput,
   loadPolicyInput,
   oneOf,
   parseFlags,
   plural,
   relativizer,
-  resolveInventoryPath,
   resolvePolicyPath,
   writeDiagnostics,
 } from '../load-inputs.js';
 
 const help = `Usage: portcullis explain --from APP|IP --to APP --port N|NAME [--protocol tcp|udp]
-                         [--format text|json] [--policy FILE|DIR] [--inventory FILE]
+                         [--format text|json] [--policy FILE|DIR] [--inventory FILE | --controller URL]
 
 Answers "may FROM open a new connection to port PORT of app TO, and why": one verdict per
 source address, task of TO and protocol, with the tier that decided (failsafe, policy, labels,
@@ -38,12 +38,14 @@ Options:
   --format text|json  output format (default: text)
 ${POLICY_OPTION_HELP}
 ${INVENTORY_OPTION_HELP}
+${CONTROLLER_CLUSTER_HELP}
 
 Exit codes: 0 answered (allowed or not), 1 policy/inventory error or a question about an
 unknown app or port, 2 usage error.
 
-Example:
+Examples:
   portcullis explain --from /shop/web --to /shop/api --port http
+  portcullis explain --policy ./policy --controller http://10.0.0.5:7444 --from 10.20.0.7 --to /shop/db --port 5432
 `;
 
 function decisionText(v: Verdict): string {
@@ -60,7 +62,6 @@ function verdictLines(v: Verdict, toAppId: string, shown: (text: string) => stri
 
 export const explainCommand: Command = {
   name: 'explain',
-  summary: 'Say whether an app or address may reach an app port, and which rule decides',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const values = parseFlags(args, {
@@ -71,6 +72,7 @@ export const explainCommand: Command = {
       format: { type: 'string' },
       policy: { type: 'string' },
       inventory: { type: 'string' },
+      controller: { type: 'string' },
     });
     for (const required of ['from', 'to', 'port'] as const) {
       if (values[required] === undefined || values[required] === '') throw new UsageError(`--${required} is required`);
@@ -91,13 +93,15 @@ export const explainCommand: Command = {
 
     const [policy, inventory] = await Promise.all([
       loadPolicyInput(resolvePolicyPath(io, values.policy)),
-      loadInventoryInput(resolveInventoryPath(io, values.inventory)),
+      loadClusterInput(io, values),
     ]);
     if (!policy.ok || !inventory.ok) {
       writeDiagnostics(io.stderr, io, sortDiagnostics([...(policy.ok ? [] : policy.errors), ...(inventory.ok ? [] : inventory.errors)]));
       io.stderr('portcullis explain: cannot answer; fix the errors above (portcullis check lists them all)\n');
       return EXIT_INPUT_ERROR;
     }
+    const note = await policyDriftNote(values.controller, () => compile(policy.loaded.policy, inventory.loaded.cluster).states);
+    if (note !== '') io.stderr(note);
     const result = explain(policy.loaded.policy, inventory.loaded.cluster, query);
     if (!result.ok) {
       io.stderr(`portcullis explain: ${result.error}\n`);

@@ -4,8 +4,8 @@
  * broken edit), and one line per agent with its applied vs desired version and its last error.
  */
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { ControllerError, DEFAULT_STATUS_LISTEN, controllerBase, getJson, printable } from '../controller-client.js';
 import { oneOf, parseFlags } from '../load-inputs.js';
-import { DEFAULT_STATUS_LISTEN } from './controller.js';
 
 const help = `Usage: portcullis status [--controller-status URL] [--format table|json] [--check]
 
@@ -15,7 +15,8 @@ and the last error of a broken edit, and every agent with its applied and desire
 Options:
   --controller-status URL
                       the controller's status listener (default http://${DEFAULT_STATUS_LISTEN},
-                      the controller's default --status-listen)
+                      the controller's default --status-listen); --controller URL is the
+                      same option, under the name compile/explain/diff/check use
   --format table|json table (default), or the controller's /status document as it is
   --check             exit 1 unless the controller is ready and every agent is connected
                       with applied == desired (for scripts and health checks)
@@ -30,6 +31,8 @@ Example:
 
 interface AgentRow {
   hostId?: unknown;
+  agentVersion?: unknown;
+  lastSeen?: unknown;
   connected?: unknown;
   appliedVersion?: unknown;
   desiredVersion?: unknown;
@@ -44,10 +47,14 @@ interface StatusDoc {
   policy?: { path?: unknown; valid?: unknown; loadedAt?: unknown; lastError?: { diagnostics?: unknown } | null };
   inventory?: Record<string, unknown>;
   compile?: { hosts?: unknown; reports?: unknown };
+  agentCounts?: { known?: unknown; connected?: unknown; inSync?: unknown };
   agents?: unknown;
 }
 
-const text = (v: unknown, fallback = '-'): string => (typeof v === 'string' && v !== '' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : fallback);
+/** A host whose agent never opened a stream (it has a desired state, nothing more). */
+const neverConnected = (a: AgentRow): boolean => a.connected !== true && a.lastSeen === null && a.agentVersion === null;
+
+const text = (v: unknown, fallback = '-'): string => (typeof v === 'string' && v !== '' ? printable(v) : typeof v === 'number' || typeof v === 'boolean' ? String(v) : fallback);
 
 function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
@@ -71,15 +78,17 @@ export function renderStatus(doc: StatusDoc, url: string): string {
   const reports = Array.isArray(doc.compile?.reports) ? doc.compile.reports.length : 0;
   out.push(`hosts with a state: ${text(doc.compile?.hosts, '0')}; compile reports: ${reports}${reports > 0 ? ' (see --format json)' : ''}`);
   const agents = (Array.isArray(doc.agents) ? doc.agents : []) as AgentRow[];
-  if (agents.length === 0) {
-    out.push('agents: none');
-  } else {
+  const counted = (v: unknown, fallback: number): number => (typeof v === 'number' && Number.isInteger(v) ? v : fallback);
+  const known = counted(doc.agentCounts?.known, agents.filter((a) => !neverConnected(a)).length);
+  const connected = counted(doc.agentCounts?.connected, agents.filter((a) => a.connected === true).length);
+  const inSync = counted(doc.agentCounts?.inSync, agents.filter((a) => a.connected === true && a.inSync === true).length);
+  out.push(known === 0 ? 'agents: none has connected yet' : `agents: ${known} known, ${connected} connected, ${inSync} in sync`);
+  if (agents.length > 0) {
     const rows = [['HOST', 'CONNECTED', 'APPLIED', 'DESIRED', 'IN SYNC', 'LAST ERROR']];
     for (const a of agents) {
-      rows.push([text(a.hostId), a.connected === true ? 'yes' : 'no', text(a.appliedVersion), text(a.desiredVersion), a.inSync === true ? 'yes' : 'NO', text(a.lastError, '')]);
+      const link = a.connected === true ? 'yes' : neverConnected(a) ? 'never' : 'no';
+      rows.push([text(a.hostId), link, text(a.appliedVersion), text(a.desiredVersion), a.inSync === true ? 'yes' : 'NO', text(a.lastError, '')]);
     }
-    const inSync = agents.filter((a) => a.inSync === true).length;
-    out.push(`agents: ${agents.length}, ${agents.filter((a) => a.connected === true).length} connected, ${inSync} in sync`);
     out.push(table(rows));
   }
   return `${out.join('\n')}\n`;
@@ -92,11 +101,11 @@ export function allInSync(doc: StatusDoc): boolean {
 
 export const statusCommand: Command = {
   name: 'status',
-  summary: "Show a running controller's readiness and every agent's applied vs desired version",
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const values = parseFlags(args, {
       'controller-status': { type: 'string' },
+      controller: { type: 'string' },
       format: { type: 'string' },
       check: { type: 'boolean' },
       timeout: { type: 'string' },
@@ -104,22 +113,16 @@ export const statusCommand: Command = {
     const format = oneOf('format', values.format, ['table', 'json'] as const, 'table');
     const timeout = values.timeout === undefined ? 5 : Number(values.timeout);
     if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 600) throw new UsageError(`--timeout must be a number of seconds in (0, 600], got '${values.timeout}'`);
-    let base: URL;
-    try {
-      base = new URL(values['controller-status'] ?? `http://${DEFAULT_STATUS_LISTEN}`);
-    } catch {
-      throw new UsageError(`--controller-status must be a URL like http://10.0.0.5:7444, got '${values['controller-status']}'`);
-    }
-    const url = new URL('/status', base);
+    if (values.controller !== undefined && values['controller-status'] !== undefined) throw new UsageError('--controller and --controller-status are the same option: give one');
+    const base = values.controller !== undefined ? controllerBase('controller', values.controller) : controllerBase('controller-status', values['controller-status']);
     let doc: StatusDoc;
     try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(timeout * 1000) });
-      if (!response.ok) throw new Error(`HTTP ${response.status} ${response.statusText}`);
-      doc = (await response.json()) as StatusDoc;
-      if (doc === null || typeof doc !== 'object') throw new Error('the answer is not a status document');
+      const { body, url } = await getJson(base, '/status', [200], timeout * 1000);
+      if (body === null || typeof body !== 'object') throw new ControllerError(`${url.href} is not a status document`);
+      doc = body as StatusDoc;
     } catch (err) {
-      const cause = (err as { cause?: { message?: string } }).cause?.message;
-      io.stderr(`portcullis status: cannot read ${url.href}: ${(err as Error).message}${cause ? ` (${cause})` : ''}\nIs the controller running, and is --controller-status its --status-listen address?\n`);
+      if (!(err instanceof ControllerError)) throw err;
+      io.stderr(`portcullis status: ${err.message}\n`);
       return EXIT_INPUT_ERROR;
     }
     io.stdout(format === 'json' ? `${JSON.stringify(doc, null, 2)}\n` : renderStatus(doc, base.origin));

@@ -1,0 +1,39 @@
+/**
+ * `portcullis status` rendering, table-driven on /status documents: agents are counted from
+ * streams (not from hosts with a state), and text from the controller (host names and errors
+ * that came from Marathon or the kernel) cannot drive the terminal.
+ */
+import { describe, expect, it } from 'vitest';
+import { renderStatus } from '../src/cli/commands/status.js';
+
+const row = (hostId: string, over: Record<string, unknown> = {}) => ({
+  hostId, connected: false, peer: null, addresses: [], agentVersion: null, appliedVersion: null,
+  desiredVersion: '0123456789abcdef', inSync: false, lastError: null, lastSeen: null, ...over,
+});
+
+describe('portcullis status: the agents line', () => {
+  it.each([
+    ['no agent ever connected', [row('a'), row('b'), row('c')], 'agents: none has connected yet'],
+    ['one connected and in sync, one gone, one never', [
+      row('a', { connected: true, agentVersion: '0.1.0', appliedVersion: '0123456789abcdef', inSync: true, lastSeen: '2026-12-01T00:00:00.000Z' }),
+      row('b', { agentVersion: '0.1.0', lastSeen: '2026-12-01T00:00:00.000Z' }),
+      row('c'),
+    ], 'agents: 2 known, 1 connected, 1 in sync'],
+  ])('%s (a document without agentCounts)', (_, agents, line) => {
+    const out = renderStatus({ ready: true, compile: { hosts: agents.length, reports: [] }, agents }, 'http://c');
+    expect(out.split('\n')).toContain(line);
+    expect(out).toMatch(new RegExp(`^hosts with a state: ${agents.length}; `, 'm'));
+  });
+
+  it('agentCounts of the controller win over counting rows', () => {
+    const out = renderStatus({ ready: true, agentCounts: { known: 7, connected: 6, inSync: 5 }, agents: [row('a')] }, 'http://c');
+    expect(out.split('\n')).toContain('agents: 7 known, 6 connected, 5 in sync');
+  });
+
+  it('escapes control characters of names and errors', () => {
+    const out = renderStatus({ ready: true, agents: [row('evil\u001b[2Jhost', { lastError: 'bad\u0007\nline' })] }, 'http://c');
+    expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
+    expect(out).toContain('evil\\u001b[2Jhost');
+    expect(out).toContain('bad\\u0007\\u000aline');
+  });
+});
