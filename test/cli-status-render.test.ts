@@ -30,6 +30,18 @@ describe('portcullis status: the agents line', () => {
     expect(out.split('\n')).toContain('agents: 7 known, 6 connected, 5 in sync');
   });
 
+  it.each([
+    ['plaintext', null, 'tls: off (--insecure): agents are not authenticated'],
+    ['no refusal', { refusals: 0, byReason: {}, lastRefusal: null }, 'tls: 0 refused connections'],
+    [
+      'refusals',
+      { refusals: 3, byReason: { unknown_ca: 3 }, lastRefusal: { peer: '10.0.0.9:51234', reason: 'unknown_ca', detail: 'certificate signed by an unknown authority', at: '2026-12-01T00:00:00.000Z' } },
+      'tls: 3 refused connections; last 2026-12-01T00:00:00.000Z from 10.0.0.9:51234: unknown_ca (certificate signed by an unknown authority)',
+    ],
+  ])('the tls line: %s', (_, tls, line) => {
+    expect(renderStatus({ ready: true, agents: [], tls }, 'http://c').split('\n')).toContain(line);
+  });
+
   it('escapes control characters of names and errors', () => {
     const out = renderStatus({ ready: true, agents: [row('evil\u001b[2Jhost', { lastError: 'bad\u0007\nline' })] }, 'http://c');
     expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);

@@ -49,6 +49,7 @@ interface StatusDoc {
   compile?: { hosts?: unknown; reports?: unknown };
   agentCounts?: { known?: unknown; connected?: unknown; inSync?: unknown };
   agents?: unknown;
+  tls?: { refusals?: unknown; lastRefusal?: { peer?: unknown; reason?: unknown; detail?: unknown; at?: unknown } | null } | null;
 }
 
 /** A host whose agent never opened a stream (it has a desired state, nothing more). */
@@ -83,6 +84,17 @@ export function renderStatus(doc: StatusDoc, url: string): string {
   const connected = counted(doc.agentCounts?.connected, agents.filter((a) => a.connected === true).length);
   const inSync = counted(doc.agentCounts?.inSync, agents.filter((a) => a.connected === true && a.inSync === true).length);
   out.push(known === 0 ? 'agents: none has connected yet' : `agents: ${known} known, ${connected} connected, ${inSync} in sync`);
+  const tls = doc.tls;
+  if (tls === null) out.push('tls: off (--insecure): agents are not authenticated');
+  else if (tls !== undefined) {
+    const refusals = counted(tls.refusals, 0);
+    const last = tls.lastRefusal;
+    out.push(
+      refusals === 0 || !last
+        ? `tls: ${refusals} refused connections`
+        : `tls: ${refusals} refused connections; last ${text(last.at)} from ${text(last.peer)}: ${text(last.reason)} (${text(last.detail)})`,
+    );
+  }
   if (agents.length > 0) {
     const rows = [['HOST', 'CONNECTED', 'APPLIED', 'DESIRED', 'IN SYNC', 'LAST ERROR']];
     for (const a of agents) {
