@@ -63,6 +63,9 @@ describe('inventory errors', () => {
     { name: 'unknown host key', text: 'hosts:\n  - { id: n1, adresses: [10.0.0.1] }\n', want: [[2, 15, "unknown key 'adresses' in a host (did you mean 'addresses'?)"]] },
     { name: 'bad addresses', text: 'hosts:\n  - { id: n1, addresses: [10.0.0.256, "fd00::1/64", nonsense] }\n', want: [
       [2, 27, "'10.0.0.256' is not a valid IPv4 address"], [2, 39, "'fd00::1/64' is a CIDR"], [2, 53, "'nonsense' is not an IPv4 or IPv6 address"]] },
+    { name: 'an IPv4-mapped IPv6 address (IPv4 traffic never matches it)', text: 'hosts:\n  - { id: n1, addresses: ["::ffff:10.0.1.11", "::FFFF:a00:10c"] }\n', want: [
+      [2, 27, "bad address of host 'n1': '::ffff:10.0.1.11' is an IPv4-mapped IPv6 address (inside ::ffff:0:0/96): IPv4 traffic is matched as IPv4 and never matches it; write 10.0.1.11 instead"],
+      [2, 47, "'::FFFF:a00:10c' is an IPv4-mapped IPv6 address (inside ::ffff:0:0/96): IPv4 traffic is matched as IPv4 and never matches it; write 10.0.1.12 instead"]] },
     { name: 'duplicate host id', text: 'hosts:\n  - { id: n1 }\n  - { id: n1 }\n', want: [[3, 11, "duplicate host id 'n1': already defined at i.yaml:2:5"]] },
     { name: 'one address on two hosts', text: 'hosts:\n  - { id: n1, addresses: [10.0.0.1] }\n  - { id: n2, addresses: [10.0.0.1] }\n',
       want: [[3, 27, "address 10.0.0.1 of host 'n2' is already an address of host 'n1'"]] },
