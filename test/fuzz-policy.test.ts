@@ -356,8 +356,8 @@ describe('found by fuzzing', () => {
   });
 
   it('deep nesting is an error at the first level too deep, and later parses still work', () => {
-    // The yaml Composer overflowed the stack near 800 levels; the next RegExp compiled then
-    // killed the process (FATAL ERROR: RegExpCompiler Allocation failed).
+    // The yaml Composer overflowed the stack near 800 levels; parsing such a text again in the
+    // same process killed this suite's worker (FATAL ERROR: RegExpCompiler Allocation failed).
     for (const text of ['['.repeat(100_000) + ']'.repeat(100_000), `rules: ${'{a: '.repeat(5_000)}1${'}'.repeat(5_000)}`, `${'- '.repeat(5_000)}x\n`]) {
       const result = parsePolicy([{ path: 'p.yaml', text }]);
       expect(result.ok).toBe(false);

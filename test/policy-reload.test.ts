@@ -126,7 +126,7 @@ describe('inventory hot reload: a reverted edit', () => {
 });
 
 describe('the controller process', () => {
-  it('reports a reverted policy edit valid again after SIGHUP', async () => {
+  it('survives a deeply nested edit and reports a reverted policy edit valid again after SIGHUP', async () => {
     dir = mkdtempSync(join(tmpdir(), 'pcut-reload-'));
     const policy = join(dir, 'policy.yaml');
     const good = 'groups:\n  web: { apps: ["/shop/web"] }\nrules:\n  - { from: any, to: web, ports: [http], action: allow }\n';
@@ -141,6 +141,9 @@ describe('the controller process', () => {
     writeFileSync(policy, good.replace('to: web', 'to: webb'));
     await proc.waitFor((l) => String(l['msg']).includes("unknown group 'webb'"), 10_000, 'the broken edit logged');
     expect((await status(address)).policy.valid).toBe(false);
+    // Nested past the yaml Composer's stack (src/yaml/nesting-depth.ts): a clear error, the process stays up.
+    writeFileSync(policy, `rules: ${'['.repeat(50_000)}${']'.repeat(50_000)}\n`);
+    await proc.waitFor((l) => String(l['msg']).includes('YAML nesting deeper than 64 levels'), 10_000, 'the deep edit logged');
 
     writeFileSync(policy, good);
     proc.child.kill('SIGHUP');
@@ -153,5 +156,6 @@ describe('the controller process', () => {
     const metrics = await (await fetch(`http://${address}/metrics`)).text();
     expect(metrics).toMatch(/^portcullis_policy_valid 1$/m);
     expect(proc.lines().some((l) => String(l['msg']).startsWith('policy files valid again'))).toBe(true);
+    expect(proc.exited()).toBe(false);
   });
 });

@@ -1,9 +1,11 @@
 /**
  * How deeply lists and mappings nest in a YAML file, measured on the `yaml` package's CST (its
  * Parser keeps an explicit stack, so it reads any depth) before the Composer builds nodes: the
- * Composer recurses once per level and overflows the stack near 800 levels, and V8 can be left
- * in a state where the next regular expression compiled kills the process (found by
- * test/fuzz-policy.test.ts). Policy and inventory files nest 5 levels deep; anything past
+ * Composer recurses once per level and overflows the stack near 800 levels. The overflow is
+ * caught inside `yaml` (reported as "Maximum call stack size exceeded" at a random column), but
+ * parsing such a text twice in one process was seen to kill it (FATAL ERROR: RegExpCompiler
+ * Allocation failed, in plain node and in the fuzz suite's worker; the controller survived the
+ * edits we tried). Policy and inventory files nest 5 levels deep; anything past
  * MAX_NESTING is refused before it is composed. Iterative, so the check itself cannot overflow.
  */
 import type { CST } from 'yaml';
