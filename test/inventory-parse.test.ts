@@ -44,8 +44,15 @@ describe('the example inventory', () => {
     expect(result.cluster.apps[0]).toEqual({ id: '/a', labels: {}, networkMode: 'host', ports: [{ protocols: ['tcp'], labels: {} }] });
   });
 
-  it('an empty file is an empty cluster', () => {
-    expect(parseStaticInventory('i.yaml', '')).toEqual({ ok: true, cluster: { hosts: [], apps: [], tasks: [] } });
+  it('an emptied file is an error at 1:1; an inventory without hosts says so', () => {
+    for (const text of ['', '\n\n', '# hosts:\n#   - { id: node-1 }\n']) {
+      const result = parseStaticInventory('i.yaml', text);
+      expect(result.ok).toBe(false);
+      if (result.ok) return;
+      expect(result.errors).toEqual([expect.objectContaining({ file: 'i.yaml', line: 1, col: 1 })]);
+      expect(result.errors[0]!.message).toMatch(/^the inventory file is empty .*write 'hosts: \[\]'/);
+    }
+    expect(parseStaticInventory('i.yaml', 'hosts: []\n')).toEqual({ ok: true, cluster: { hosts: [], apps: [], tasks: [] } });
   });
 
   it('canonicalises addresses', () => {
