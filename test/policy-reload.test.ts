@@ -6,7 +6,7 @@
  * (bin/portcullis.js, built by `npm run build`).
  */
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,6 +15,7 @@ import { startController, type RunningController } from '../src/controller/contr
 import { StaticInventoryFeed } from '../src/controller/static-inventory-feed.js';
 import { createLogger } from '../src/logging.js';
 import { waitFor } from './support/cluster-harness.js';
+import { logCapture } from './support/log-capture.js';
 import { logged, type LoggedProcess } from './support/process-log.js';
 
 interface StatusDoc {
@@ -36,11 +37,12 @@ afterEach(async () => {
   dir = '';
 });
 
-async function start(pollMs = 60_000): Promise<{ policyDir: string; inventory: string }> {
+async function start(pollMs = 60_000, logger = createLogger({ component: 'controller', level: 'silent' })): Promise<{ policyDir: string; inventory: string }> {
   dir = mkdtempSync(join(tmpdir(), 'pcut-reload-'));
   const policyDir = join(dir, 'policy');
   const inventory = join(dir, 'inventory.yaml');
   cpSync(defaultPolicyPath(), policyDir, { recursive: true });
+  mkdirSync(join(policyDir, 'drafts'));
   cpSync(defaultInventoryPath(), inventory);
   controller = await startController({
     policyPath: policyDir,
@@ -49,7 +51,7 @@ async function start(pollMs = 60_000): Promise<{ policyDir: string; inventory: s
     statusListen: { host: '127.0.0.1', port: 0 },
     credentials: undefined,
     pollMs,
-    logger: createLogger({ component: 'controller', level: 'silent' }),
+    logger,
   });
   return { policyDir, inventory };
 }
@@ -105,6 +107,17 @@ describe('policy hot reload: a reverted edit', () => {
     await waitFor(async () => (await status()).policy.valid === true, 10_000, 'the revert reported');
     expect((await status()).policy.lastError).toBeNull();
     expect(await metric('portcullis_policy_valid')).toBe(1);
+  });
+});
+
+describe('policy directory', () => {
+  it('a skipped subdirectory is logged as a warning naming it, and shown in /status', async () => {
+    const { logger, lines } = logCapture();
+    const { policyDir } = await start(60_000, logger);
+    const warning = lines.find((l) => l['level'] === 40 && String(l['msg']).includes("subdirectory 'drafts' is skipped"));
+    expect(warning?.['diagnostic']).toBe(`${join(policyDir, 'drafts')}:1:1: warning: subdirectory 'drafts' is skipped: a policy directory is not read recursively; move its files up into ${policyDir}, or give this subdirectory as the policy`);
+    const doc = (await status()) as unknown as { policy: { warnings: string[] } };
+    expect(doc.policy.warnings).toContain(warning?.['diagnostic']);
   });
 });
 
