@@ -118,6 +118,10 @@ describe('policy directory', () => {
     expect(warning?.['diagnostic']).toBe(`${join(policyDir, 'drafts')}:1:1: warning: subdirectory 'drafts' is skipped: a policy directory is not read recursively; move its files up into ${policyDir}, or give this subdirectory as the policy`);
     const doc = (await status()) as unknown as { policy: { warnings: string[] } };
     expect(doc.policy.warnings).toContain(warning?.['diagnostic']);
+    // The warning goes when the subdirectory does.
+    rmSync(join(policyDir, 'drafts'), { recursive: true });
+    await controller!.reload();
+    expect(((await status()) as unknown as { policy: { warnings: string[] } }).policy.warnings).toEqual([]);
   });
 });
 

@@ -82,7 +82,7 @@ export class PolicyWatcher {
     const read = await readPolicyFiles(this.options.path);
     const digest = createHash('sha256');
     for (const file of read.files) digest.update(`${file.path}\0${file.text}\0`);
-    for (const error of read.errors) digest.update(`${error.file}\0${error.message}\0`);
+    for (const d of [...read.errors, ...read.warnings]) digest.update(`${d.file}\0${d.message}\0`);
     const key = digest.digest('hex');
     if (key === this.lastKey) return;
     this.lastKey = key;
