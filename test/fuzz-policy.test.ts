@@ -9,7 +9,8 @@
  * keeps the last good policy (the same states) whenever the files are broken.
  *
  * What the fuzzer found is kept below as plain regression tests ("found by fuzzing").
- * A failing property prints its seed and path: replay it with FUZZ_SEED=<seed> FUZZ_PATH=<path>.
+ * A failing property prints its seed and path: replay it with FUZZ_SEED=<seed> FUZZ_PATH=<path>;
+ * FUZZ_RUNS=<n> multiplies every run count for a longer hunt.
  */
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,6 +33,8 @@ const SHOP = readdirSync(SHOP_DIR)
   .map((name) => ({ name, text: readFileSync(join(SHOP_DIR, name), 'utf8') }));
 const INVENTORY = readFileSync(defaultInventoryPath(), 'utf8');
 const REPLAY = process.env['FUZZ_SEED'] ? { seed: Number(process.env['FUZZ_SEED']), path: process.env['FUZZ_PATH'] } : {};
+/** FUZZ_RUNS=10 runs every property ten times as often (a longer hunt than CI's). */
+const runs = (n: number): number => n * Math.max(1, Number(process.env['FUZZ_RUNS'] ?? 1));
 
 // ---------------------------------------------------------------------------------------------
 // Generators
@@ -211,7 +214,7 @@ function checkInventory(text: string): boolean {
 
 describe('fuzz: parsers', () => {
   it('parsePolicy never throws and locates every diagnostic (one file)', () => {
-    fc.assert(fc.property(policyText, (text) => void checkPolicy([{ path: 'p.yaml', text }])), { numRuns: 200, ...REPLAY });
+    fc.assert(fc.property(policyText, (text) => void checkPolicy([{ path: 'p.yaml', text }])), { numRuns: runs(200), ...REPLAY });
   });
 
   it('parsePolicy on a directory: the shop with one file replaced by a generated one', () => {
@@ -220,12 +223,12 @@ describe('fuzz: parsers', () => {
         const files = SHOP.map((f, k) => ({ path: `shop/${f.name}`, text: k === i ? text : f.text }));
         checkPolicy(files);
       }),
-      { numRuns: 80, ...REPLAY },
+      { numRuns: runs(80), ...REPLAY },
     );
   });
 
   it('parseStaticInventory never throws and locates every diagnostic', () => {
-    fc.assert(fc.property(inventoryText, (text) => void checkInventory(text)), { numRuns: 200, ...REPLAY });
+    fc.assert(fc.property(inventoryText, (text) => void checkInventory(text)), { numRuns: runs(200), ...REPLAY });
   });
 });
 
@@ -255,7 +258,7 @@ describe('fuzz: portcullis check in-process', () => {
         for (const line of lines) expect(line).toMatch(/^[^\n]+\.yaml:\d+:\d+: \S/);
         expect(r.code === 0).toBe(lines.every((l) => /:\d+:\d+: warning: /.test(l)));
       }),
-      { numRuns: 60, ...REPLAY },
+      { numRuns: runs(60), ...REPLAY },
     );
   });
 });
@@ -306,7 +309,7 @@ describe('fuzz: the policy watcher keeps the last good policy', () => {
           expect(events).toEqual(['error', 'restored']);
           expect(versions()).toEqual(good);
         }),
-        { numRuns: 40, ...REPLAY },
+        { numRuns: runs(40), ...REPLAY },
       );
     } finally {
       watcher.stop();
@@ -329,7 +332,7 @@ describe('fuzz: app-id globs', () => {
   const id = fc.string({ unit: fc.constantFrom('/', 'a', 'b', '.', '-', '*'), maxLength: 12 });
 
   it('appIdMatches agrees with the RegExp reading on short patterns', () => {
-    fc.assert(fc.property(glob, id, (p, i) => appIdMatches(p, i) === reference(p, i)), { numRuns: 3000, ...REPLAY });
+    fc.assert(fc.property(glob, id, (p, i) => appIdMatches(p, i) === reference(p, i)), { numRuns: runs(3000), ...REPLAY });
   });
 });
 
