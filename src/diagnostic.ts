@@ -14,9 +14,21 @@ export interface Diagnostic {
   readonly severity?: Severity;
 }
 
+/**
+ * One line, whatever the input held: control characters, line separators and bidirectional
+ * overrides (quoted from a file into a message) are written as escapes, so a name holding a
+ * newline cannot forge a second diagnostic line and a terminal shows what the file contains.
+ */
 export function formatDiagnostic(d: Diagnostic): string {
   const prefix = d.severity === 'warning' ? 'warning: ' : '';
-  return `${d.file}:${d.line}:${d.col}: ${prefix}${d.message}`;
+  return `${d.file}:${d.line}:${d.col}: ${prefix}${d.message}`.replace(UNPRINTABLE, escapeChar);
+}
+
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const NAMED: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+function escapeChar(c: string): string {
+  return NAMED[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
 
 /** Sorted by file, line, column, then message: the order a person reads a file in. */

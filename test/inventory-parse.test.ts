@@ -44,8 +44,15 @@ describe('the example inventory', () => {
     expect(result.cluster.apps[0]).toEqual({ id: '/a', labels: {}, networkMode: 'host', ports: [{ protocols: ['tcp'], labels: {} }] });
   });
 
-  it('an empty file is an empty cluster', () => {
-    expect(parseStaticInventory('i.yaml', '')).toEqual({ ok: true, cluster: { hosts: [], apps: [], tasks: [] } });
+  it('an emptied file is an error at 1:1; an inventory without hosts says so', () => {
+    for (const text of ['', '\n\n', '# hosts:\n#   - { id: node-1 }\n']) {
+      const result = parseStaticInventory('i.yaml', text);
+      expect(result.ok).toBe(false);
+      if (result.ok) return;
+      expect(result.errors).toEqual([expect.objectContaining({ file: 'i.yaml', line: 1, col: 1 })]);
+      expect(result.errors[0]!.message).toMatch(/^the inventory file is empty .*write 'hosts: \[\]'/);
+    }
+    expect(parseStaticInventory('i.yaml', 'hosts: []\n')).toEqual({ ok: true, cluster: { hosts: [], apps: [], tasks: [] } });
   });
 
   it('canonicalises addresses', () => {
@@ -63,6 +70,9 @@ describe('inventory errors', () => {
     { name: 'unknown host key', text: 'hosts:\n  - { id: n1, adresses: [10.0.0.1] }\n', want: [[2, 15, "unknown key 'adresses' in a host (did you mean 'addresses'?)"]] },
     { name: 'bad addresses', text: 'hosts:\n  - { id: n1, addresses: [10.0.0.256, "fd00::1/64", nonsense] }\n', want: [
       [2, 27, "'10.0.0.256' is not a valid IPv4 address"], [2, 39, "'fd00::1/64' is a CIDR"], [2, 53, "'nonsense' is not an IPv4 or IPv6 address"]] },
+    { name: 'an IPv4-mapped IPv6 address (IPv4 traffic never matches it)', text: 'hosts:\n  - { id: n1, addresses: ["::ffff:10.0.1.11", "::FFFF:a00:10c"] }\n', want: [
+      [2, 27, "bad address of host 'n1': '::ffff:10.0.1.11' is an IPv4-mapped IPv6 address (inside ::ffff:0:0/96): IPv4 traffic is matched as IPv4 and never matches it; write 10.0.1.11 instead"],
+      [2, 47, "'::FFFF:a00:10c' is an IPv4-mapped IPv6 address (inside ::ffff:0:0/96): IPv4 traffic is matched as IPv4 and never matches it; write 10.0.1.12 instead"]] },
     { name: 'duplicate host id', text: 'hosts:\n  - { id: n1 }\n  - { id: n1 }\n', want: [[3, 11, "duplicate host id 'n1': already defined at i.yaml:2:5"]] },
     { name: 'one address on two hosts', text: 'hosts:\n  - { id: n1, addresses: [10.0.0.1] }\n  - { id: n2, addresses: [10.0.0.1] }\n',
       want: [[3, 27, "address 10.0.0.1 of host 'n2' is already an address of host 'n1'"]] },

@@ -15,12 +15,11 @@ const GROUPS = 'groups:\n  web: { apps: ["/shop/web"] }\n  api: { apps: ["/shop/
 
 describe('parsePolicy on valid input', () => {
   const cases: { name: string; text: string; pick: (p: Policy) => unknown; want: unknown }[] = [
-    { name: 'empty file gives the defaults', text: '', pick: (p) => p, want: {
+    { name: "a file holding only 'version: 1' gives the defaults", text: 'version: 1\n', pick: (p) => p, want: {
       defaults: { mode: 'enforce', action: 'deny', failsafe: [{ protocol: 'tcp', port: 22 }] },
       networks: [], groups: [], rules: [], guardrails: { sources: null, targets: null, deny: [] },
     } },
-    { name: 'comments only', text: '# nothing yet\n', pick: (p) => p.rules, want: [] },
-    { name: 'version 1 is accepted', text: 'version: 1\n', pick: (p) => p.groups, want: [] },
+    { name: 'a placeholder file, version 1 and comments', text: '# nothing yet\nversion: 1\n', pick: (p) => p.rules, want: [] },
     { name: 'defaults, failsafe sorted and deduplicated', text: 'defaults:\n  mode: audit\n  action: allow\n  failsafe: [udp/53, tcp/7443, tcp/22, tcp/22]\n',
       pick: (p) => p.defaults, want: { mode: 'audit', action: 'allow', failsafe: [
         { protocol: 'tcp', port: 22 }, { protocol: 'tcp', port: 7443 }, { protocol: 'udp', port: 53 }] } },
@@ -96,7 +95,7 @@ describe('parsePolicy on valid input', () => {
       { path: 'dir/20-rules.yaml', text: 'rules:\n  - { from: admin, to: web, action: allow }\n  - { from: any, to: web, action: deny }\n' },
       { path: 'dir/00-defaults.yaml', text: 'defaults:\n  mode: audit\nnetworks:\n  admin: { cidrs: ["fd00:20::/64"] }\n' },
       { path: 'dir/10-groups.yaml', text: 'groups:\n  web: { apps: ["/web"] }\nrules:\n  - { from: web, to: web, action: pass }\n' },
-      { path: 'dir/15-empty.yaml', text: '' },
+      { path: 'dir/15-placeholder.yaml', text: '# more rules later\nversion: 1\n' },
     ];
     const { policy } = ok(files);
     expect(policy.defaults.mode).toBe('audit');
@@ -122,6 +121,24 @@ describe('parsePolicy on valid input', () => {
     expect(result.policy.defaults.failsafe).toEqual([]);
     expect(result.warnings).toEqual([expect.objectContaining({ file: 'p.yaml', line: 2, col: 13, severity: 'warning' })]);
     expect(result.warnings[0]!.message).toContain('lock you out');
+  });
+});
+
+describe('parsePolicy on empty files', () => {
+  // An emptied file must not silently drop its rules on a hot reload (README, "Policy format").
+  it.each([
+    ['nothing at all', ''],
+    ['blank lines', '\n  \n\n'],
+    ['comments only', '# rules:\n#   - { from: any, to: web, action: allow }\n'],
+    ['a document marker only', '---\n'],
+  ])('refuses a file holding %s, at 1:1, alone or next to good files', (_what, text) => {
+    for (const files of [[{ path: 'p.yaml', text }], [{ path: 'a.yaml', text: GROUPS }, { path: 'p.yaml', text }]]) {
+      const result = parsePolicy(files);
+      expect(result.ok).toBe(false);
+      if (result.ok) return;
+      expect(result.errors).toEqual([expect.objectContaining({ file: 'p.yaml', line: 1, col: 1 })]);
+      expect(result.errors[0]!.message).toMatch(/policy file is empty .*write 'version: 1' to keep it as a placeholder/);
+    }
   });
 });
 

@@ -99,6 +99,11 @@ export async function startController(options: ControllerOptions): Promise<Runni
       log.info({ path: options.policyPath, groups: policy.groups.length, rules: policy.rules.length, mode: policy.defaults.mode }, first ? 'policy loaded' : 'policy reloaded');
       store.setPolicy(policy);
     },
+    onRestored: () => {
+      policyInfo.valid = true;
+      policyInfo.lastError = null;
+      log.info({ path: options.policyPath }, 'policy files valid again: they hold the policy in force, nothing to recompile');
+    },
     onError: (errors) => {
       policyInfo.valid = false;
       policyInfo.reloadErrors++;

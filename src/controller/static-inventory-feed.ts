@@ -5,15 +5,18 @@
  * directory, so editors that replace the file by rename are seen; debounced) and on a slow poll
  * timer as a safety net. A reload whose text is unchanged does nothing. A file that is missing
  * or does not parse is reported (every diagnostic through `onError`, and in `status().lastError`)
- * and the last good cluster stays in force: `onCluster` only ever gets valid clusters.
+ * and the last good cluster stays in force: `onCluster` only ever gets valid clusters. Restoring
+ * the last good text after a broken edit is a new load like any other (valid again, re-applied).
+ * A load never throws and never stops later loads: an unexpected exception (of the parser or of
+ * `onCluster`) is reported like a parse error, at the file's 1:1.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { formatDiagnostic, type Diagnostic } from '../diagnostic.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import { parseStaticInventory } from '../inventory/static-inventory.js';
+import { readInventoryFile } from '../sources/inventory-file.js';
 import type { ClusterFeed, ClusterFeedStatus } from './cluster-feed.js';
 
 export interface StaticInventoryFeedOptions {
@@ -86,8 +89,9 @@ export class StaticInventoryFeed implements ClusterFeed {
 
   /** Re-reads now; serialised with the watcher's reloads. */
   reload(): Promise<void> {
-    this.chain = this.chain.then(() => this.reloadOnce());
-    return this.chain;
+    const next = this.chain.then(() => this.reloadOnce());
+    this.chain = next.catch(() => undefined);
+    return next;
   }
 
   status(): StaticInventoryStatus {
@@ -109,39 +113,36 @@ export class StaticInventoryFeed implements ClusterFeed {
   private schedule(): void {
     if (this.stopped) return;
     clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => void this.reload(), this.options.debounceMs ?? 100);
+    // A rejection here can only come from the caller's onError; the next load still runs.
+    this.debounce = setTimeout(() => void this.reload().catch(() => undefined), this.options.debounceMs ?? 100);
   }
 
   private async reloadOnce(): Promise<void> {
     if (this.stopped) return;
     const file = this.options.path;
-    let text: string | undefined;
-    let readError: string | undefined;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      readError = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
-    }
-    const key = createHash('sha256').update(text ?? `\0error\0${readError}`).digest('hex');
+    const read = await readInventoryFile(file);
+    const key = createHash('sha256').update(read.ok ? read.text : `\0error\0${read.error.message}`).digest('hex');
     if (key === this.lastKey) return;
     this.lastKey = key;
-    const result =
-      text === undefined
-        ? { ok: false as const, errors: [{ file, line: 1, col: 1, message: `cannot read inventory file: ${readError}`, severity: 'error' as const }] }
-        : parseStaticInventory(file, text);
-    if (!result.ok) {
-      this.valid = false;
-      this.reloadErrors++;
-      this.lastError = { at: this.now(), diagnostics: result.errors.map(formatDiagnostic) };
-      this.options.onError?.(result.errors);
-      return;
+    try {
+      const result = read.ok ? parseStaticInventory(file, read.text) : { ok: false as const, errors: [read.error] };
+      if (!result.ok) return this.failed(result.errors);
+      this.onCluster?.(result.cluster);
+      this.valid = true;
+      this.lastError = undefined;
+      this.cluster = result.cluster;
+      this.loadedAt = this.now();
+      this.options.onLoaded?.(result.cluster);
+    } catch (e) {
+      const message = `cannot load the inventory: ${e instanceof Error ? e.message : String(e)}; the last good inventory stays in force`;
+      this.failed([{ file, line: 1, col: 1, message, severity: 'error' }]);
     }
-    this.valid = true;
-    this.lastError = undefined;
-    this.cluster = result.cluster;
-    this.loadedAt = this.now();
-    this.options.onLoaded?.(result.cluster);
-    this.onCluster?.(result.cluster);
+  }
+
+  private failed(errors: readonly Diagnostic[]): void {
+    this.valid = false;
+    this.reloadErrors++;
+    this.lastError = { at: this.now(), diagnostics: errors.map(formatDiagnostic) };
+    this.options.onError?.(errors);
   }
 }

@@ -5,7 +5,8 @@
  * the first); the output is sorted (hosts, apps and tasks by id) and addresses are canonical, so
  * equal inventories give equal ClusterStates. Checked: unknown keys, duplicate ids, bad addresses
  * (and one address on two hosts), unknown app or host in a task, a task's port count differing
- * from its app's, ports out of range, and two tasks on one host sharing a (protocol, host port).
+ * from its app's, ports out of range, two tasks on one host sharing a (protocol, host port), and
+ * an empty file (blank or comments only: an error at 1:1, never an empty cluster).
  */
 import { isScalar } from 'yaml';
 import type { Node as YamlNode } from 'yaml';
@@ -35,13 +36,19 @@ const PROTOCOL_TEXT: Readonly<Record<string, readonly Protocol[]>> = {
   'tcp,udp': ['tcp', 'udp'],
 };
 
+const EMPTY_INVENTORY_MESSAGE =
+  'the inventory file is empty (nothing but blank lines or comments): refused, because a file emptied by mistake would ' +
+  "leave no task port managed (nothing filtered); write 'hosts: []' for an inventory without hosts on purpose";
+
 export function parseStaticInventory(path: string, text: string): InventoryResult {
   const { reader: r, root, syntaxErrors } = parseYaml(path, text);
   if (syntaxErrors.length > 0) return { ok: false, errors: sortDiagnostics(syntaxErrors) };
   const hosts: Host[] = [];
   const apps: App[] = [];
   const tasks: Task[] = [];
-  const top = root === null ? new Map() : r.mapping(root, 'the top level of an inventory file', TOP_KEYS);
+  // An emptied file (a truncated write) would unmanage every task port on a hot reload.
+  if (root === null) r.error({ file: path, line: 1, col: 1 }, EMPTY_INVENTORY_MESSAGE);
+  const top = root === null ? undefined : r.mapping(root, 'the top level of an inventory file', TOP_KEYS);
   if (top) {
     const hostAt = new Map<string, SourceLocation>();
     const addressOwner = new Map<string, string>();

@@ -2,6 +2,10 @@
  * IP addresses and CIDRs as they appear in policy and inventory files: validated with ip-num and
  * written back in one canonical text (lowercase, IPv6 compressed per RFC 5952, a single address
  * becomes /32 or /128), so equal networks compare equal as strings everywhere downstream.
+ *
+ * IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, inside ::ffff:0:0/96) are refused, with the IPv4
+ * form to write instead: the kernel matches IPv4 packets in the IPv4 tables, so an IPv4 peer never
+ * matches a mapped address or CIDR (in a policy network or as an inventory host address).
  */
 import { IPv4, IPv4CidrRange, IPv6, IPv6CidrRange, Validator } from './ip-num.js';
 
@@ -21,8 +25,23 @@ export type CidrResult =
     }
   | { readonly ok: false; readonly message: string };
 
-/** One IPv4 or IPv6 address (no prefix, no zone index). */
+/** One IPv4 or IPv6 address (no prefix, no zone index), not IPv4-mapped. */
 export function parseAddress(text: string): AddressResult {
+  const a = parseAnyAddress(text);
+  if (a.ok && isIpv4Mapped(a)) return { ok: false, message: mappedMessage(text.trim(), ipv4Text(a.value & 0xffffffffn)) };
+  return a;
+}
+
+/** ::ffff:0:0/96 holds the IPv4-mapped addresses. */
+function isIpv4Mapped(a: { family: Family; value: bigint }): boolean {
+  return a.family === 6 && a.value >> 32n === 0xffffn;
+}
+
+function mappedMessage(text: string, ipv4: string, what = 'address'): string {
+  return `'${text}' is an IPv4-mapped IPv6 ${what} (inside ::ffff:0:0/96): IPv4 traffic is matched as IPv4 and never matches it; write ${ipv4} instead`;
+}
+
+function parseAnyAddress(text: string): AddressResult {
   const t = text.trim();
   if (/^[0-9.]+\/[0-9]*$/.test(t)) return { ok: false, message: `'${t}' is a CIDR; an address has no /prefix` };
   if (/^[0-9.]+$/.test(t)) {
@@ -51,7 +70,7 @@ export function parseCidr(text: string): CidrResult {
   const t = text.trim();
   const slash = t.indexOf('/');
   const addrText = slash < 0 ? t : t.slice(0, slash);
-  const addr = parseAddress(addrText);
+  const addr = parseAnyAddress(addrText);
   if (!addr.ok) {
     const inside = slash < 0 ? '' : ` in '${t}'`;
     return { ok: false, message: `${addr.message}${inside}; expected a CIDR like 10.0.0.0/8 or fd00::/8, or a single address` };
@@ -64,6 +83,11 @@ export function parseCidr(text: string): CidrResult {
       return { ok: false, message: `bad prefix length in '${t}': an IPv${addr.family} prefix is a number from 0 to ${bits}` };
     }
     prefix = Number(p);
+  }
+  if (isIpv4Mapped(addr) && prefix >= 96) {
+    const v4Prefix = prefix - 96;
+    const v4Network = (addr.value & 0xffffffffn) & ~((1n << BigInt(32 - v4Prefix)) - 1n);
+    return { ok: false, message: slash < 0 ? mappedMessage(t, ipv4Text(v4Network)) : mappedMessage(t, `${ipv4Text(v4Network)}/${v4Prefix}`, 'CIDR') };
   }
   const asCidr = `${addr.canonical}/${prefix}`;
   const range = addr.family === 4 ? IPv4CidrRange.fromCidr(asCidr) : IPv6CidrRange.fromCidr(asCidr);

@@ -5,36 +5,81 @@
  * (one path segment), `**` any run including `/`; every other character is literal. An app is in
  * a group when (the group has no patterns, or its id matches one) and it carries every label of
  * the group's `labels` with exactly that value.
+ *
+ * Matching runs in O(|id| × |pattern|) time whatever both hold (a set-of-states simulation, no
+ * backtracking): app ids come from Marathon, and the RegExp this used to build failed on long
+ * patterns ("regular expression too large", an uncaught throw in check and in a reload) and
+ * backtracks exponentially on patterns like `/*a*a*a*a*a*b` (found by test/fuzz-policy.test.ts).
  */
 import type { App } from '../inventory/cluster-state.js';
 import type { GroupDef } from './policy-model.js';
 
-const compiled = new Map<string, RegExp>();
+/** A pattern as tokens: a literal UTF-16 code unit, STAR (`*`) or DSTAR (`**`). */
+type Token = string | typeof STAR | typeof DSTAR;
+const STAR = 1;
+const DSTAR = 2;
 
-/** The RegExp a pattern compiles to; cached, since patterns are few and apps many. */
-export function appIdPattern(pattern: string): RegExp {
-  let re = compiled.get(pattern);
-  if (!re) {
-    let source = '';
+const compiled = new Map<string, readonly Token[]>();
+
+function tokens(pattern: string): readonly Token[] {
+  let out = compiled.get(pattern);
+  if (!out) {
+    const list: Token[] = [];
     for (let i = 0; i < pattern.length; i++) {
       const ch = pattern[i]!;
-      if (ch === '*' && pattern[i + 1] === '*') {
-        source += '.*';
+      if (ch !== '*') list.push(ch);
+      else if (pattern[i + 1] === '*') {
+        list.push(DSTAR);
         i++;
-      } else if (ch === '*') {
-        source += '[^/]*';
-      } else {
-        source += ch.replace(/[\\^$.|?+()[\]{}]/g, '\\$&');
+      } else list.push(STAR);
+    }
+    out = list;
+    compiled.set(pattern, out);
+  }
+  return out;
+}
+
+/** Whether `id` matches the app-id glob `pattern`. */
+export function appIdMatches(pattern: string, id: string): boolean {
+  if (!pattern.includes('*')) return pattern === id;
+  const toks = tokens(pattern);
+  const n = toks.length;
+  // state i alive = the first i tokens match the characters read so far.
+  let cur = new Uint8Array(n + 1);
+  let next = new Uint8Array(n + 1);
+  cur[0] = 1;
+  closeOverEmpty(toks, cur);
+  for (let c = 0; c < id.length; c++) {
+    const ch = id[c]!;
+    next.fill(0);
+    let alive = false;
+    for (let i = 0; i < n; i++) {
+      if (cur[i] === 0) continue;
+      const t = toks[i]!;
+      if (t === DSTAR || (t === STAR && ch !== '/')) {
+        next[i] = 1;
+        alive = true;
+      } else if (t === ch) {
+        next[i + 1] = 1;
+        alive = true;
       }
     }
-    re = new RegExp(`^${source}$`, 's');
-    compiled.set(pattern, re);
+    if (!alive) return false;
+    closeOverEmpty(toks, next);
+    [cur, next] = [next, cur];
   }
-  return re;
+  return cur[n] === 1;
+}
+
+/** A wildcard may match nothing: a live state before one makes the state after it live too. */
+function closeOverEmpty(toks: readonly Token[], states: Uint8Array): void {
+  for (let i = 0; i < toks.length; i++) {
+    if (states[i] === 1 && typeof toks[i] !== 'string') states[i + 1] = 1;
+  }
 }
 
 export function appMatchesGroup(app: Pick<App, 'id' | 'labels'>, group: Pick<GroupDef, 'apps' | 'labels'>): boolean {
-  if (group.apps.length > 0 && !group.apps.some((p) => appIdPattern(p).test(app.id))) return false;
+  if (group.apps.length > 0 && !group.apps.some((p) => appIdMatches(p, app.id))) return false;
   for (const [key, value] of Object.entries(group.labels)) {
     if (!Object.hasOwn(app.labels, key) || app.labels[key] !== value) return false;
   }

@@ -22,11 +22,20 @@ const GROUP_KEYS = ['apps', 'labels'] as const;
 const GUARDRAIL_KEYS = ['sources', 'targets', 'deny'] as const;
 const GUARDRAIL_DENY_KEYS = ['from', 'to'] as const;
 
+export const EMPTY_FILE_MESSAGE =
+  'the policy file is empty (nothing but blank lines or comments): an empty file is refused, because a file emptied by mistake ' +
+  "would silently drop its rules (a policy without rules denies every managed port); write the policy, delete the file, or write 'version: 1' to keep it as a placeholder";
+
 export const DEFAULT_FAILSAFE: readonly PortRef[] = [{ protocol: 'tcp', port: 22 }];
 
 export function readPolicyFile(r: YamlReader, root: YamlNode | null): RawPolicyFile {
   const empty: RawPolicyFile = { file: r.file, defaults: undefined, networks: [], groups: [], rules: [], guardrails: undefined };
-  if (root === null) return empty;
+  if (root === null) {
+    // A file emptied by mistake (a truncated write, `> file`) must not silently drop its rules on
+    // a hot reload: a policy left without rules denies every managed port.
+    r.error({ file: r.file, line: 1, col: 1 }, EMPTY_FILE_MESSAGE);
+    return empty;
+  }
   const top = r.mapping(root, 'the top level of a policy file', TOP_LEVEL_KEYS);
   if (!top) return empty;
 

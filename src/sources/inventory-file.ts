@@ -1,16 +1,19 @@
 /** Reading the static inventory file from disk; parsing is parseStaticInventory's (pure). */
-import { readFile } from 'node:fs/promises';
+import type { Diagnostic } from '../diagnostic.js';
 import { parseStaticInventory } from '../inventory/static-inventory.js';
 import type { InventoryResult } from '../inventory/static-inventory.js';
+import { readErrorReason, readRegularFile } from './read-regular-file.js';
+
+/** The text of the inventory file, or the error (at 1:1) saying why it cannot be read. */
+export async function readInventoryFile(path: string): Promise<{ ok: true; text: string } | { ok: false; error: Diagnostic }> {
+  try {
+    return { ok: true, text: await readRegularFile(path) };
+  } catch (e) {
+    return { ok: false, error: { file: path, line: 1, col: 1, message: `cannot read inventory file: ${readErrorReason(e)}`, severity: 'error' } };
+  }
+}
 
 export async function loadInventory(path: string): Promise<InventoryResult> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : e instanceof Error ? e.message : String(e);
-    return { ok: false, errors: [{ file: path, line: 1, col: 1, message: `cannot read inventory file: ${why}`, severity: 'error' }] };
-  }
-  return parseStaticInventory(path, text);
+  const read = await readInventoryFile(path);
+  return read.ok ? parseStaticInventory(path, read.text) : { ok: false, errors: [read.error] };
 }

@@ -1,71 +1,86 @@
 /**
  * Reading policy files from disk: one file, or a directory's *.yaml / *.yml files (not recursive,
  * sorted by name). The only I/O of the policy pipeline; parsing is parsePolicy's (pure).
- * Unreadable paths and a directory without policy files become Diagnostics at line 1, col 1.
+ *
+ * Contract: never throws, never blocks on a special file. Unreadable paths, a path or a policy
+ * file that is not a regular file (FIFO, socket, device: refused before reading), and a directory
+ * without policy files are errors at line 1, col 1. Hidden entries (`.git`, editor swap files) and
+ * files of other extensions are skipped silently; a subdirectory is skipped with a warning naming
+ * it (it is not read, which someone who put policy files there would not expect).
  */
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Diagnostic } from '../diagnostic.js';
 import { parsePolicy } from '../policy/parse-policy.js';
 import type { ParseResult, PolicyFileText } from '../policy/parse-policy.js';
+import { fileKind, readErrorReason, readRegularFile } from './read-regular-file.js';
 
 export interface PolicyFilesRead {
   readonly files: PolicyFileText[];
   readonly errors: Diagnostic[];
+  readonly warnings: Diagnostic[];
 }
 
 const POLICY_FILE = /\.ya?ml$/;
 
 export async function readPolicyFiles(fileOrDir: string): Promise<PolicyFilesRead> {
-  const error = (file: string, message: string): PolicyFilesRead => ({
-    files: [],
-    errors: [{ file, line: 1, col: 1, message, severity: 'error' }],
-  });
+  const at = (file: string, message: string): Diagnostic => ({ file, line: 1, col: 1, message, severity: 'error' });
+  const error = (file: string, message: string): PolicyFilesRead => ({ files: [], errors: [at(file, message)], warnings: [] });
   let isDir: boolean;
   try {
     isDir = (await stat(fileOrDir)).isDirectory();
   } catch (e) {
-    return error(fileOrDir, `cannot read policy: ${reason(e)}; give a policy file or a directory of *.yaml files`);
+    return error(fileOrDir, `cannot read policy: ${readErrorReason(e)}; give a policy file or a directory of *.yaml files`);
   }
   if (!isDir) {
     try {
-      return { files: [{ path: fileOrDir, text: await readFile(fileOrDir, 'utf8') }], errors: [] };
+      return { files: [{ path: fileOrDir, text: await readRegularFile(fileOrDir) }], errors: [], warnings: [] };
     } catch (e) {
-      return error(fileOrDir, `cannot read policy file: ${reason(e)}`);
+      return error(fileOrDir, `cannot read policy file: ${readErrorReason(e)}; give a policy file or a directory of *.yaml files`);
     }
   }
   let names: string[];
   try {
-    const entries = await readdir(fileOrDir, { withFileTypes: true });
-    names = entries.filter((e) => !e.isDirectory() && POLICY_FILE.test(e.name) && !e.name.startsWith('.')).map((e) => e.name);
+    names = (await readdir(fileOrDir)).filter((name) => !name.startsWith('.')).sort();
   } catch (e) {
-    return error(fileOrDir, `cannot list policy directory: ${reason(e)}`);
+    return error(fileOrDir, `cannot list policy directory: ${readErrorReason(e)}`);
   }
-  names.sort();
-  if (names.length === 0) return error(fileOrDir, 'no policy files in this directory: expected *.yaml or *.yml files');
   const files: PolicyFileText[] = [];
   const errors: Diagnostic[] = [];
+  const warnings: Diagnostic[] = [];
+  let policyFiles = 0;
   for (const name of names) {
     const path = join(fileOrDir, name);
+    let kind: string;
     try {
-      files.push({ path, text: await readFile(path, 'utf8') });
+      kind = fileKind(await stat(path)); // follows symlinks: a link to a file is a file
     } catch (e) {
-      errors.push({ file: path, line: 1, col: 1, message: `cannot read policy file: ${reason(e)}`, severity: 'error' });
+      if (POLICY_FILE.test(name)) errors.push(at(path, `cannot read policy file: ${readErrorReason(e)}`));
+      continue;
+    }
+    if (kind === 'directory') {
+      warnings.push({
+        ...at(path, `subdirectory '${name}' is skipped: a policy directory is not read recursively; move its files up into ${fileOrDir}, or give this subdirectory as the policy`),
+        severity: 'warning',
+      });
+      continue;
+    }
+    if (!POLICY_FILE.test(name)) continue;
+    policyFiles++;
+    try {
+      files.push({ path, text: await readRegularFile(path) });
+    } catch (e) {
+      errors.push(at(path, `cannot read policy file: ${readErrorReason(e)}`));
     }
   }
-  return { files, errors };
+  if (policyFiles === 0) return { files: [], errors: [at(fileOrDir, 'no policy files in this directory: expected *.yaml or *.yml files')], warnings };
+  return { files, errors, warnings };
 }
 
-/** Reads and parses a policy file or directory. */
+/** Reads and parses a policy file or directory; warnings of the read come first. */
 export async function loadPolicy(fileOrDir: string): Promise<ParseResult> {
   const read = await readPolicyFiles(fileOrDir);
   if (read.errors.length > 0) return { ok: false, errors: read.errors };
-  return parsePolicy(read.files);
-}
-
-function reason(e: unknown): string {
-  const code = (e as { code?: string }).code;
-  if (code === 'ENOENT') return 'no such file or directory';
-  if (code === 'EACCES') return 'permission denied';
-  return e instanceof Error ? e.message : String(e);
+  const result = parsePolicy(read.files);
+  return result.ok ? { ...result, warnings: [...read.warnings, ...result.warnings] } : result;
 }

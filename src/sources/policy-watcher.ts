@@ -3,9 +3,15 @@
  *
  * Contract: `start()` loads once and then reloads on every filesystem change (fs.watch, debounced)
  * and on a slow timer (editors that replace files, network filesystems where inotify is blind).
- * A reload whose text is unchanged does nothing. A reload that fails to parse is reported through
- * `onError` with every diagnostic, and the last good policy stays in force: `onPolicy` is called
- * only with valid policies.
+ * Every load ends in exactly one of:
+ * - the files are as at the previous load (good or broken): nothing happens;
+ * - they fail to read or parse: `onError` with every diagnostic; the last good policy stays in
+ *   force (`onPolicy` is only ever called with valid policies);
+ * - they hold exactly the content of the policy in force (a broken edit reverted): `onRestored`,
+ *   so the caller can report the files valid again; there is nothing to recompile;
+ * - they hold a new valid policy: `onPolicy`.
+ * A load never throws and never stops later loads: an unexpected exception (of the parser or of
+ * `onPolicy`) is reported through `onError` as a diagnostic at the policy path, 1:1.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -18,6 +24,8 @@ export interface PolicyWatcherOptions {
   readonly path: string;
   readonly onPolicy: (policy: Policy, warnings: readonly Diagnostic[]) => void;
   readonly onError: (errors: readonly Diagnostic[]) => void;
+  /** The files are valid again, with the content of the policy in force. */
+  readonly onRestored: () => void;
   readonly debounceMs?: number;
   readonly pollMs?: number;
 }
@@ -26,8 +34,10 @@ export class PolicyWatcher {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
-  private lastDigest = '';
-  private lastErrorDigest = '';
+  /** Content key of the policy in force ('' before the first good one). */
+  private goodKey = '';
+  /** Content key of the last load, good or broken. */
+  private lastKey = '';
   private reloading: Promise<void> = Promise.resolve();
   private stopped = false;
 
@@ -44,7 +54,7 @@ export class PolicyWatcher {
     }
     this.timer = setInterval(() => this.schedule(), this.options.pollMs ?? 5_000);
     this.timer.unref();
-    return this.lastDigest !== '';
+    return this.goodKey !== '';
   }
 
   stop(): void {
@@ -56,31 +66,41 @@ export class PolicyWatcher {
 
   /** Reload now (also used by SIGHUP); serialised, so overlapping calls never interleave. */
   reload(): Promise<void> {
-    this.reloading = this.reloading.then(() => this.reloadOnce());
-    return this.reloading;
+    const next = this.reloading.then(() => this.reloadOnce());
+    this.reloading = next.catch(() => undefined);
+    return next;
   }
 
   private schedule(): void {
     if (this.stopped) return;
     clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => void this.reload(), this.options.debounceMs ?? 100);
+    // A rejection here can only come from the caller's onError; the next load still runs.
+    this.debounce = setTimeout(() => void this.reload().catch(() => undefined), this.options.debounceMs ?? 100);
   }
 
   private async reloadOnce(): Promise<void> {
     const read = await readPolicyFiles(this.options.path);
     const digest = createHash('sha256');
     for (const file of read.files) digest.update(`${file.path}\0${file.text}\0`);
-    for (const error of read.errors) digest.update(`${error.file}\0${error.message}\0`);
+    for (const d of [...read.errors, ...read.warnings]) digest.update(`${d.file}\0${d.message}\0`);
     const key = digest.digest('hex');
-    if (key === this.lastDigest || key === this.lastErrorDigest) return;
-    const result = read.errors.length > 0 ? { ok: false as const, errors: read.errors } : parsePolicy(read.files);
-    if (result.ok) {
-      this.lastDigest = key;
-      this.lastErrorDigest = '';
-      this.options.onPolicy(result.policy, result.warnings);
-    } else {
-      this.lastErrorDigest = key;
-      this.options.onError(result.errors);
+    if (key === this.lastKey) return;
+    this.lastKey = key;
+    if (key === this.goodKey) {
+      this.options.onRestored();
+      return;
+    }
+    try {
+      const result = read.errors.length > 0 ? { ok: false as const, errors: read.errors } : parsePolicy(read.files);
+      if (!result.ok) {
+        this.options.onError(result.errors);
+        return;
+      }
+      this.options.onPolicy(result.policy, [...read.warnings, ...result.warnings]);
+      this.goodKey = key;
+    } catch (e) {
+      const message = `cannot load the policy: ${e instanceof Error ? e.message : String(e)}; the last good policy stays in force`;
+      this.options.onError([{ file: this.options.path, line: 1, col: 1, message, severity: 'error' }]);
     }
   }
 }

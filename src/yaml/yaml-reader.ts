@@ -8,11 +8,12 @@
  * mapping is an error at the second one citing the first (the first one is used). An alias whose
  * anchor is missing is reported once; errors about that alias node are not repeated. Pure (no I/O).
  */
-import { LineCounter, isAlias, isMap, isPair, isScalar, isSeq, parseDocument } from 'yaml';
-import type { Document, Node as YamlNode, Scalar, YAMLMap } from 'yaml';
+import { Composer, LineCounter, Parser, YAMLParseError, isAlias, isMap, isPair, isScalar, isSeq, visit } from 'yaml';
+import type { Alias, Document, Node as YamlNode, Scalar, YAMLMap } from 'yaml';
 import type { Diagnostic } from '../diagnostic.js';
 import type { SourceLocation } from '../policy/policy-model.js';
 import { didYouMean } from './suggest.js';
+import { MAX_NESTING, tooDeepAt } from './nesting-depth.js';
 
 export interface Entry {
   readonly key: string;
@@ -31,7 +32,19 @@ export interface ParsedYaml {
 /** Parses `text`; YAML syntax errors (duplicate keys and tabs included) become Diagnostics. */
 export function parseYaml(file: string, text: string): ParsedYaml {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false, keepSourceTokens: false });
+  // parseDocument(), in its steps, so that nesting is bounded before the (recursive) Composer runs.
+  const tokens = [...new Parser(lineCounter.addNewLine).parse(text)];
+  const deep = tooDeepAt(tokens);
+  const composer = new Composer({ prettyErrors: false, uniqueKeys: false, keepSourceTokens: false });
+  if (deep !== undefined) {
+    const { line, col } = lineCounter.linePos(deep);
+    const message = `YAML nesting deeper than ${MAX_NESTING} levels (lists and mappings inside each other) starts here; policy and inventory files nest about 5 levels: is this the right file?`;
+    const empty = [...composer.compose([], true, 0)][0]!;
+    return { reader: new YamlReader(file, empty, lineCounter), root: null, syntaxErrors: [{ file, line, col, message, severity: 'error' }] };
+  }
+  const docs = [...composer.compose(tokens, true, text.length)];
+  const doc = docs[0]!;
+  if (docs.length > 1) doc.errors.push(new YAMLParseError(docs[1]!.range.slice(0, 2) as [number, number], 'MULTIPLE_DOCS', 'Source contains multiple documents'));
   const syntaxErrors: Diagnostic[] = doc.errors.map((e) => {
     const { line, col } = lineCounter.linePos(e.pos[0]);
     return { file, line, col, message: `YAML syntax error: ${yamlMessage(e.code, e.message)}`, severity: 'error' };
@@ -57,6 +70,8 @@ export class YamlReader {
   readonly diagnostics: Diagnostic[] = [];
   /** Aliases already reported as unresolvable. */
   private readonly brokenAliases = new WeakSet<object>();
+  /** Each alias's anchored node (undefined: no such anchor before it), built on first use. */
+  private aliasTargets: Map<Alias, YamlNode | undefined> | undefined;
 
   constructor(
     readonly file: string,
@@ -86,7 +101,7 @@ export class YamlReader {
   /** Follows aliases (`*name`) to the anchored node; an unresolvable alias is an error. */
   resolve(node: unknown): YamlNode | null {
     if (isAlias(node)) {
-      const target = node.resolve(this.doc);
+      const target = this.aliasTarget(node);
       if (!target) {
         this.error(node, `unknown alias '*${node.source}': define the anchor '&${node.source}' before using it`);
         this.brokenAliases.add(node);
@@ -95,6 +110,26 @@ export class YamlReader {
       return target as YamlNode;
     }
     return (node as YamlNode | null | undefined) ?? null;
+  }
+
+  /**
+   * What Alias.resolve(doc) answers (the last node before the alias carrying its anchor), for all
+   * aliases from one walk of the document: Alias.resolve walks the whole document on every call,
+   * which made a file of a few thousand aliases take minutes (found by test/fuzz-policy.test.ts).
+   */
+  private aliasTarget(alias: Alias): YamlNode | undefined {
+    if (!this.aliasTargets) {
+      const targets = new Map<Alias, YamlNode | undefined>();
+      const latest = new Map<string, YamlNode>();
+      visit(this.doc, {
+        Node: (_key, n) => {
+          if (isAlias(n)) targets.set(n, latest.get(n.source));
+          else if (n.anchor) latest.set(n.anchor, n as YamlNode);
+        },
+      });
+      this.aliasTargets = targets;
+    }
+    return this.aliasTargets.get(alias);
   }
 
   /**
@@ -188,7 +223,7 @@ export function describe(node: unknown): string {
   if (isScalar(node)) {
     const v = node.value;
     if (v === null) return 'nothing (an empty value)';
-    if (typeof v === 'string') return `the string '${v}'`;
+    if (typeof v === 'string') return `the string '${v.length > 100 ? `${v.slice(0, 80)}…' (${v.length} characters)` : `${v}'`}`;
     if (typeof v === 'number') return `the number ${node.source ?? String(v)}`;
     if (typeof v === 'boolean') return `the boolean ${String(v)}`;
     return `a ${typeof v}`;
