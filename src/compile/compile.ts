@@ -29,7 +29,7 @@ import type { PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
 import type { DesiredState } from './desired-state.js';
-import { appCompileInfo, hostClaims, hostStates, policyConstants, type AppCompileInfo, type HostClaim, type PortMatch } from './host-claims.js';
+import { appCompileInfo, candidateRules, hostClaims, rulesByTarget, hostStates, policyConstants, type AppCompileInfo, type HostClaim, type PortMatch } from './host-claims.js';
 import { checkAppDeclarations } from './label-declarations.js';
 import { buildPeerSets } from './peer-sets.js';
 import { SourceResolver } from './resolve-sources.js';
@@ -113,21 +113,14 @@ export function compile(policy: Policy, cluster: ClusterState): CompileResult {
 
   const peers = buildPeerSets(policy, appList, hostsOfApp, addressesOfHost);
   const ruleFrom = policy.rules.map((r) => AddressSet.unionAll(r.from.map(peers.peerSet)));
-  const rulesOfGroup = new Map<string, number[]>();
-  policy.rules.forEach((r, i) => {
-    for (const g of new Set(r.to)) {
-      let list = rulesOfGroup.get(g);
-      if (!list) rulesOfGroup.set(g, (list = []));
-      list.push(i);
-    }
-  });
+  const rulesOfGroup = rulesByTarget(policy);
 
   // Per app: candidate rules and applied label peers per port index (key + set).
   const labelSets = new Map<string, AddressSet>();
   const appInfo = new Map<string, AppCompileInfo>();
   for (const app of appList) {
     const groups = peers.groupsOfApp.get(app.id) ?? [];
-    const candidates = [...new Set(groups.flatMap((g) => rulesOfGroup.get(g) ?? []))].sort((a, b) => a - b);
+    const candidates = candidateRules(rulesOfGroup, groups);
     const checked = checkAppDeclarations(policy, app, groups);
     for (const p of checked.problems) reports.push({ kind: p.kind, appId: app.id, message: p.message });
     const labelKeys = checked.appliedByPort.map((applied) => {

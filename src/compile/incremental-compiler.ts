@@ -36,12 +36,12 @@
  * like the rest of the controller).
  */
 import type { App, ClusterState, Host, Task } from '../inventory/cluster-state.js';
-import type { PeerRef, Policy } from '../policy/policy-model.js';
+import type { NetworkDef, PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
 import type { DesiredState, SetKind } from './desired-state.js';
 import { ALLOW_KINDS, claimSuffix, sourceTextDiff, sourceTexts } from './emit-members.js';
-import { appCompileInfo, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch } from './host-claims.js';
+import { appCompileInfo, candidateRules, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch, rulesByTarget } from './host-claims.js';
 import { checkAppDeclarations } from './label-declarations.js';
 import { markMemberList, patchMemberList } from './member-lists.js';
 import { groupMatcher } from './peer-sets.js';
@@ -143,6 +143,9 @@ function countTask(map: Map<string, Map<string, number>>, appId: string, hostId:
 export class IncrementalCompiler {
   private policy: Policy;
   private groupsOf: ((app: App) => string[]) | undefined;
+  /** Per policy: rule indices per `to` group, networks by name (built on first use). */
+  private rulesOfGroup: Map<string, number[]> | undefined;
+  private networkByName: Map<string, NetworkDef> | undefined;
   private constants: PolicyConstants;
   private cluster: ClusterState = EMPTY_CLUSTER;
   private apps = new Map<string, AppEntry>();
@@ -179,6 +182,8 @@ export class IncrementalCompiler {
   setPolicy(policy: Policy): IncrementalResult {
     this.policy = policy;
     this.groupsOf = undefined;
+    this.rulesOfGroup = undefined;
+    this.networkByName = undefined;
     this.constants = policyConstants(policy);
     this.apps = new Map();
     this.groupMembers = new Map();
@@ -590,7 +595,8 @@ export class IncrementalCompiler {
     if (peer.kind === 'group') return this.groupSet.get(peer.name) ?? AddressSet.EMPTY;
     let set = this.networkSet.get(peer.name);
     if (!set) {
-      const net = this.policy.networks.find((n) => n.name === peer.name);
+      this.networkByName ??= new Map(this.policy.networks.map((n) => [n.name, n]));
+      const net = this.networkByName.get(peer.name);
       set = net ? AddressSet.fromStrings(net.cidrs).subtract(AddressSet.fromStrings(net.except)) : AddressSet.EMPTY;
       this.networkSet.set(peer.name, set);
     }
@@ -630,11 +636,7 @@ export class IncrementalCompiler {
   private appEntry(app: App): AppEntry {
     const policy = this.policy;
     const groups = (this.groupsOf ??= groupMatcher(policy))(app);
-    const candidateSet = new Set<number>();
-    policy.rules.forEach((r, i) => {
-      if (r.to.some((g) => groups.includes(g))) candidateSet.add(i);
-    });
-    const candidates = [...candidateSet].sort((a, b) => a - b);
+    const candidates = candidateRules((this.rulesOfGroup ??= rulesByTarget(policy)), groups);
     const checked = checkAppDeclarations(policy, app, groups);
     const problems: CompileReport[] = checked.problems.map((p) => ({ kind: p.kind, appId: app.id, message: p.message }));
     const labelPeers = new Map<string, PeerRef[]>();

@@ -14,6 +14,8 @@ export interface BenchOptions {
   readonly apps: number;
   readonly groups: number;
   readonly rules: number;
+  readonly policyRules: number;
+  readonly policyNetworks: number;
   readonly runs: number;
   readonly moves: number;
   readonly agents: number;
@@ -32,6 +34,8 @@ const NUMERIC = {
   apps: { default: 2000, help: 'compile: apps' },
   groups: { default: 300, help: 'compile: groups' },
   rules: { default: 1000, help: 'compile: rules' },
+  'policy-rules': { default: 10_000, help: 'compile: rules of the large YAML policy (0 = skip that case)' },
+  'policy-networks': { default: 10_000, help: 'compile: networks of the large YAML policy' },
   runs: { default: 3, help: 'compile: full compiles timed (median reported)' },
   moves: { default: 10_000, help: 'compile: random task moves applied one at a time' },
   agents: { default: 1000, help: 'fanout: simulated agents (full run: 5000)' },
@@ -90,6 +94,8 @@ export function parseOptions(argv: readonly string[]): { options: BenchOptions; 
       apps: n('apps'),
       groups: n('groups'),
       rules: n('rules'),
+      policyRules: n('policy-rules'),
+      policyNetworks: n('policy-networks'),
       runs: Math.max(1, n('runs')),
       moves: n('moves'),
       agents: Math.max(1, n('agents')),
