@@ -18,6 +18,10 @@
  * and the port gets the INTERSECTION of their allowed sets (fail closed).
  * Audit mode does not change the sets, only `mode`.
  *
+ * `maxMembers` bounds what a compile may build: members are counted host by host in pass 1 (from
+ * the resolved sets, before any text exists) and the compile stops with a PolicyLimitError once
+ * over (src/policy/policy-limits.ts).
+ *
  * Cost: group/network/rule source sets are built once; each app gets its candidate rules (those
  * whose `to` names one of its groups); resolution depends only on (matching rule indices, applied
  * label peers) and is shared through SourceResolver's prefix trie; members are formatted once per
@@ -30,7 +34,9 @@ import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
 import type { DesiredState } from './desired-state.js';
 import { appCompileInfo, candidateRules, hostClaims, rulesByTarget, hostStates, policyConstants, type AppCompileInfo, type HostClaim, type PortMatch } from './host-claims.js';
+import { claimsMemberCount } from './emit-members.js';
 import { checkAppDeclarations } from './label-declarations.js';
+import { MemberBudget } from '../policy/policy-limits.js';
 import { buildPeerSets } from './peer-sets.js';
 import { SourceResolver } from './resolve-sources.js';
 
@@ -46,7 +52,15 @@ function peerKey(p: PeerRef): string {
   return p.kind === 'any' ? 'any' : `${p.kind}:${p.name}`;
 }
 
-export function compile(policy: Policy, cluster: ClusterState): CompileResult {
+export interface CompileOptions {
+  /**
+   * Stop with a PolicyLimitError once the hosts compiled so far hold more allow-set members
+   * than this (checked host by host before any member text is built). Default: no limit.
+   */
+  readonly maxMembers?: number;
+}
+
+export function compile(policy: Policy, cluster: ClusterState, options: CompileOptions = {}): CompileResult {
   const reports: CompileReport[] = [];
 
   // Hosts: addresses parsed once; unknown or bad addresses reported, never guessed.
@@ -147,8 +161,10 @@ export function compile(policy: Policy, cluster: ClusterState): CompileResult {
     return set;
   };
   const infoOf = (appId: string) => appInfo.get(appId)!;
+  const budget = new MemberBudget(options.maxMembers ?? Infinity, hostIds.length);
   for (const hostId of hostIds) {
     const host = hostClaims(policy, constants, hostId, tasksOfHost.get(hostId)!, infoOf, resolve);
+    budget.add(claimsMemberCount(host.claims));
     reports.push(...host.reports);
     claimsOfHost.set(hostId, host.claims);
   }

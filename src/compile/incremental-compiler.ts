@@ -40,7 +40,8 @@ import type { NetworkDef, PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
 import type { DesiredState, SetKind } from './desired-state.js';
-import { ALLOW_KINDS, claimSuffix, sourceTextDiff, sourceTexts } from './emit-members.js';
+import { ALLOW_KINDS, claimSuffix, claimsMemberCount, sourceTextDiff, sourceTexts } from './emit-members.js';
+import { MemberBudget } from '../policy/policy-limits.js';
 import { appCompileInfo, candidateRules, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch, rulesByTarget } from './host-claims.js';
 import { checkAppDeclarations } from './label-declarations.js';
 import { markMemberList, patchMemberList } from './member-lists.js';
@@ -48,6 +49,18 @@ import { groupMatcher } from './peer-sets.js';
 import { ResolutionIndex } from './resolution-index.js';
 import { SourceResolver } from './resolve-sources.js';
 import { stateVersion } from './state-version.js';
+
+export interface IncrementalOptions {
+  /**
+   * Bound on the allow-set members of a full compile (construction, setPolicy), as `compile`'s
+   * option: a PolicyLimitError once over, after which the instance must be dropped. Cluster
+   * changes are not bounded (they must not be refused half-way). Default: no limit.
+   */
+  readonly maxMembers?: number;
+}
+
+/** Hosts whose members are emitted with one MemberEmitter when building in steps. */
+const EMIT_BATCH = 64;
 
 export interface IncrementalResult {
   /** Hosts whose state is new or has a new version, with that state. */
@@ -172,10 +185,25 @@ export class IncrementalCompiler {
   private inventoryReports: CompileReport[] = [];
   private cachedReports: readonly CompileReport[] | undefined;
 
-  constructor(policy: Policy, cluster: ClusterState = EMPTY_CLUSTER) {
+  private readonly maxMembers: number;
+
+  constructor(policy: Policy, cluster: ClusterState = EMPTY_CLUSTER, options: IncrementalOptions = {}) {
     this.policy = policy;
     this.constants = policyConstants(policy);
+    this.maxMembers = options.maxMembers ?? Infinity;
     this.update(cluster, true);
+  }
+
+  /**
+   * `new IncrementalCompiler(policy, cluster, options)` in steps: the generator yields between
+   * hosts (and between batches of hosts when their members are emitted), so a caller can spread
+   * a large compile over several event-loop turns; its return value is the compiler. Equal
+   * states to the constructor's. A PolicyLimitError is thrown out of `next()`.
+   */
+  static *building(policy: Policy, cluster: ClusterState, options: IncrementalOptions = {}): Generator<void, IncrementalCompiler> {
+    const compiler = new IncrementalCompiler(policy, EMPTY_CLUSTER, options);
+    yield* compiler.steps(cluster, true, EMIT_BATCH);
+    return compiler;
   }
 
   /** Full recompile under a new policy. */
@@ -229,6 +257,15 @@ export class IncrementalCompiler {
   }
 
   private update(next: ClusterState, full: boolean): IncrementalResult {
+    const steps = this.steps(next, full, Infinity);
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /** The update, yielding after each recomputed host and each batch of `emitBatch` emitted hosts. */
+  private *steps(next: ClusterState, full: boolean, emitBatch: number): Generator<void, IncrementalResult> {
     const change = (full ? undefined : this.tasksMovedInPlace(next)) ?? this.diffInputs(next, full);
     const { dirty, removed } = change;
     this.cluster = next;
@@ -264,13 +301,19 @@ export class IncrementalCompiler {
 
     const patches = new Map<string, Patch>();
     const changedKeys = full || changedGroups.size === 0 ? [] : this.reresolve(changedGroups);
-    const fresh = this.recompute(dirty, full, patches);
+    const fresh = yield* this.recompute(dirty, full, patches);
     this.patchUsers(changedKeys, dirty, patches);
 
     const changed = new Map<string, DesiredState>();
-    for (const [hostId, state] of hostStates(this.policy, this.constants, fresh, (id) => this.stateOf.get(id))) {
-      if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
-      this.stateOf.set(hostId, state);
+    // One MemberEmitter per batch (host-claims.ts: the output does not depend on the batch).
+    const freshHosts = [...fresh];
+    for (let b = 0; b < freshHosts.length; b += emitBatch) {
+      const batch = emitBatch >= freshHosts.length ? fresh : new Map(freshHosts.slice(b, b + emitBatch));
+      for (const [hostId, state] of hostStates(this.policy, this.constants, batch, (id) => this.stateOf.get(id))) {
+        if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
+        this.stateOf.set(hostId, state);
+      }
+      yield;
     }
     for (const [hostId, patch] of patches) {
       const old = this.stateOf.get(hostId)!;
@@ -543,12 +586,15 @@ export class IncrementalCompiler {
    * state (and `full` is false) gets a patch from its old claims to the new ones; the others are
    * returned for a full emission (hostStates).
    */
-  private recompute(dirty: ReadonlySet<string>, full: boolean, patches: Map<string, Patch>): Map<string, HostClaim[]> {
+  private *recompute(dirty: ReadonlySet<string>, full: boolean, patches: Map<string, Patch>): Generator<void, Map<string, HostClaim[]>> {
     const fresh = new Map<string, HostClaim[]>();
     const infoOf = (appId: string) => this.apps.get(appId)!;
     const resolve = (m: PortMatch) => this.resolutions.get(m.key) ?? this.resolver.resolve(m.matching, m.labelKey, this.labelSets.get(m.labelKey)!);
+    const budget = full ? new MemberBudget(this.maxMembers, dirty.size) : undefined;
     for (const hostId of [...dirty].sort()) {
+      yield;
       const r = hostClaims(this.policy, this.constants, hostId, this.tasksOfHost.get(hostId) ?? [], infoOf, resolve);
+      budget?.add(claimsMemberCount(r.claims));
       const uses: ClaimUse[] = [];
       for (const c of r.claims) {
         uses.push({ suffix: claimSuffix(c.protocol, c.port), keys: c.matches.map((m) => m.key), set: c.set });

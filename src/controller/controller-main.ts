@@ -11,19 +11,26 @@
  *   error shows in /status (`policy.lastError`) and /metrics. The same holds for the inventory
  *   through the ClusterFeed contract. Before the first good policy and inventory, /readyz is 503
  *   and agents get no state (the Sync service has none to send).
+ * - Every policy load is bounded by `limits` (src/policy/policy-limits.ts): files over the size
+ *   are not read, a reload is parsed in a worker thread (policy-parser.ts) and compiled in slices
+ *   (DesiredStateStore.loadPolicy), so agent streams keep being served during a large reload; a
+ *   policy over a limit is an invalid policy like any other (logged, /status, last good kept).
  * - Cluster changes are coalesced (`coalesceMs`) before a recompile; compiles are timed.
  * - `reload()` re-reads the policy and the feed (SIGHUP); `stop()` ends every agent stream,
  *   both listeners and every timer, so the process can exit on its own.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { formatDiagnostic } from '../diagnostic.js';
+import { formatDiagnostic, type Diagnostic } from '../diagnostic.js';
+import { DEFAULT_POLICY_LIMITS, PolicyLimitError, type PolicyLimits } from '../policy/policy-limits.js';
+import type { Policy } from '../policy/policy-model.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import { SyncService, type AgentStatus } from '../grpc/sync-service.js';
 import { PolicyWatcher } from '../sources/policy-watcher.js';
 import type { ClusterFeed } from './cluster-feed.js';
 import { ControllerStatus, type PolicyInfo } from './controller-status.js';
 import { DesiredStateStore } from './desired-state-store.js';
+import { workerPolicyParser } from './policy-parser.js';
 import { formatHostPort, type HostPort } from './host-port.js';
 import { StatusServer } from './status-server.js';
 
@@ -45,6 +52,8 @@ export interface ControllerOptions {
   readonly coalesceMs?: number;
   /** Policy poll period behind the file watch. Default 5 s. */
   readonly pollMs?: number;
+  /** What one policy load may cost. Default DEFAULT_POLICY_LIMITS. */
+  readonly limits?: PolicyLimits;
   readonly logger: Logger;
 }
 
@@ -60,7 +69,8 @@ export interface RunningController {
 
 export async function startController(options: ControllerOptions): Promise<RunningController> {
   const log = options.logger;
-  const store = new DesiredStateStore({ coalesceMs: options.coalesceMs ?? 20 });
+  const limits = options.limits ?? DEFAULT_POLICY_LIMITS;
+  const store = new DesiredStateStore({ coalesceMs: options.coalesceMs ?? 20, maxMembers: limits.maxMembers });
   const policyInfo: PolicyInfo = { path: options.policyPath, valid: false, loadedAt: null, lastError: null, reloadErrors: 0, warnings: [] };
   store.subscribe((changed, info) => {
     log.info({ trigger: info.trigger, hosts: store.hostIds().length, changedHosts: changed.length, durationMs: info.durationMs, reports: store.reports().length }, 'states compiled');
@@ -80,30 +90,46 @@ export async function startController(options: ControllerOptions): Promise<Runni
     else store.queueCluster(cluster);
   };
 
+  const policyFailed = (errors: readonly Diagnostic[]): void => {
+    policyInfo.valid = false;
+    policyInfo.reloadErrors++;
+    const lines = errors.map(formatDiagnostic);
+    policyInfo.lastError = { at: new Date().toISOString(), diagnostics: lines };
+    for (const line of lines) log.error({ diagnostic: line }, line);
+    log.error(
+      { path: options.policyPath, errors: lines.length, servingLastGood: store.hasPolicy() },
+      store.hasPolicy() ? 'policy reload failed: keeping the last good policy' : 'policy is invalid: no state is served until it is fixed',
+    );
+  };
+  store.onPolicyRejected = (e) => policyFailed([e.diagnostic(options.policyPath)]);
+  const policyAccepted = (policy: Policy, warnings: readonly Diagnostic[]): void => {
+    const first = policyInfo.loadedAt === null;
+    policyInfo.valid = true;
+    policyInfo.loadedAt = new Date().toISOString();
+    policyInfo.lastError = null;
+    policyInfo.warnings = warnings.map(formatDiagnostic);
+    for (const w of warnings) log.warn({ diagnostic: formatDiagnostic(w) }, formatDiagnostic(w));
+    log.info({ path: options.policyPath, groups: policy.groups.length, rules: policy.rules.length, mode: policy.defaults.mode }, first ? 'policy loaded' : 'policy reloaded');
+  };
+
   const watcher = new PolicyWatcher({
     path: options.policyPath,
     ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
+    maxBytes: limits.maxBytes,
+    parse: workerPolicyParser(options.policyPath, limits),
     onPolicy: (policy, warnings) => {
-      const first = policyInfo.loadedAt === null;
-      policyInfo.valid = true;
-      policyInfo.loadedAt = new Date().toISOString();
-      policyInfo.lastError = null;
-      policyInfo.warnings = warnings.map(formatDiagnostic);
-      for (const w of warnings) log.warn({ diagnostic: formatDiagnostic(w) }, formatDiagnostic(w));
-      log.info({ path: options.policyPath, groups: policy.groups.length, rules: policy.rules.length, mode: policy.defaults.mode }, first ? 'policy loaded' : 'policy reloaded');
-      store.setPolicy(policy);
-    },
-    onError: (errors) => {
-      policyInfo.valid = false;
-      policyInfo.reloadErrors++;
-      const lines = errors.map(formatDiagnostic);
-      policyInfo.lastError = { at: new Date().toISOString(), diagnostics: lines };
-      for (const line of lines) log.error({ diagnostic: line }, line);
-      log.error(
-        { path: options.policyPath, errors: lines.length, servingLastGood: policyInfo.loadedAt !== null },
-        policyInfo.loadedAt !== null ? 'policy reload failed: keeping the last good policy' : 'policy is invalid: no state is served until it is fixed',
+      // Compiled in slices; applied (and reported valid) only once it fits the limits.
+      void store.loadPolicy(policy).then(
+        (changed) => {
+          if (changed !== undefined) policyAccepted(policy, warnings);
+        },
+        (e: unknown) => {
+          if (e instanceof PolicyLimitError) policyFailed([e.diagnostic(options.policyPath)]);
+          else log.error({ err: String(e) }, 'policy compile failed: keeping the last good policy');
+        },
       );
     },
+    onError: policyFailed,
   });
 
   const server = new grpc.Server();

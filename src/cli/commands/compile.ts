@@ -4,7 +4,6 @@
  * host that has no Portcullis objects yet (iptables). Compile reports and lint findings go to
  * stderr as warnings; only a broken policy or inventory fails (exit 1), as in the controller.
  */
-import { compile } from '../../compile/compile.js';
 import type { DesiredState } from '../../compile/desired-state.js';
 import { sortDiagnostics } from '../../diagnostic.js';
 import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
@@ -24,8 +23,10 @@ import {
   resolvePolicyPath,
   writeDiagnostics,
 } from '../load-inputs.js';
+import { compileWithin, POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
 
 const help = `Usage: portcullis compile [--host HOST] [--format iptables|json] [--policy FILE|DIR] [--inventory FILE]
+                         [limits]
 
 Compiles the policy against the inventory and prints what each host must enforce.
   iptables  for each host and address family: the 'ipset restore' input, then the
@@ -41,6 +42,7 @@ Options:
                       output format (default: iptables)
 ${POLICY_OPTION_HELP}
 ${INVENTORY_OPTION_HELP}
+${POLICY_LIMIT_HELP}
 
 Exit codes: 0 ok, 1 policy or inventory error or unknown host, 2 usage error.
 
@@ -69,10 +71,12 @@ export const compileCommand: Command = {
       format: { type: 'string' },
       policy: { type: 'string' },
       inventory: { type: 'string' },
+      ...POLICY_LIMIT_OPTIONS,
     });
     const format = oneOf('format', values.format, ['iptables', 'json'] as const, 'iptables');
+    const limits = policyLimitsFrom(values);
     const [policy, inventory] = await Promise.all([
-      loadPolicyInput(resolvePolicyPath(io, values.policy)),
+      loadPolicyInput(resolvePolicyPath(io, values.policy), limits),
       loadInventoryInput(resolveInventoryPath(io, values.inventory)),
     ]);
     if (!policy.ok || !inventory.ok) {
@@ -82,7 +86,12 @@ export const compileCommand: Command = {
     }
     const { policy: p, sites } = policy.loaded;
     const cluster = inventory.loaded.cluster;
-    const result = compile(p, cluster);
+    const compiled = compileWithin(p, cluster, limits, policy.loaded.path);
+    if (!compiled.ok) {
+      writeDiagnostics(io.stderr, io, compiled.errors);
+      return EXIT_INPUT_ERROR;
+    }
+    const result = compiled.result;
 
     let states: DesiredState[] = [...result.states.values()];
     if (values.host !== undefined) {

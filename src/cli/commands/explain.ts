@@ -21,6 +21,7 @@ import {
   resolvePolicyPath,
   writeDiagnostics,
 } from '../load-inputs.js';
+import { POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
 
 const help = `Usage: portcullis explain --from APP|IP --to APP --port N|NAME [--protocol tcp|udp]
                          [--format text|json] [--policy FILE|DIR] [--inventory FILE]
@@ -38,6 +39,7 @@ Options:
   --format text|json  output format (default: text)
 ${POLICY_OPTION_HELP}
 ${INVENTORY_OPTION_HELP}
+${POLICY_LIMIT_HELP}
 
 Exit codes: 0 answered (allowed or not), 1 policy/inventory error or a question about an
 unknown app or port, 2 usage error.
@@ -71,6 +73,7 @@ export const explainCommand: Command = {
       format: { type: 'string' },
       policy: { type: 'string' },
       inventory: { type: 'string' },
+      ...POLICY_LIMIT_OPTIONS,
     });
     for (const required of ['from', 'to', 'port'] as const) {
       if (values[required] === undefined || values[required] === '') throw new UsageError(`--${required} is required`);
@@ -90,7 +93,7 @@ export const explainCommand: Command = {
     };
 
     const [policy, inventory] = await Promise.all([
-      loadPolicyInput(resolvePolicyPath(io, values.policy)),
+      loadPolicyInput(resolvePolicyPath(io, values.policy), policyLimitsFrom(values)),
       loadInventoryInput(resolveInventoryPath(io, values.inventory)),
     ]);
     if (!policy.ok || !inventory.ok) {
