@@ -6,8 +6,8 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Diagnostic } from '../diagnostic.js';
-import { parsePolicy } from '../policy/parse-policy.js';
 import type { ParseResult, PolicyFileText } from '../policy/parse-policy.js';
+import { bytesOverLimit, DEFAULT_POLICY_LIMITS, parsePolicyWithin, type PolicyLimits } from '../policy/policy-limits.js';
 
 export interface PolicyFilesRead {
   readonly files: PolicyFileText[];
@@ -16,18 +16,23 @@ export interface PolicyFilesRead {
 
 const POLICY_FILE = /\.ya?ml$/;
 
-export async function readPolicyFiles(fileOrDir: string): Promise<PolicyFilesRead> {
+/** `maxBytes`: the files' total size is checked (stat) before any is read (PolicyLimits.maxBytes). */
+export async function readPolicyFiles(fileOrDir: string, maxBytes = Infinity): Promise<PolicyFilesRead> {
   const error = (file: string, message: string): PolicyFilesRead => ({
     files: [],
     errors: [{ file, line: 1, col: 1, message, severity: 'error' }],
   });
   let isDir: boolean;
+  let size: number;
   try {
-    isDir = (await stat(fileOrDir)).isDirectory();
+    const st = await stat(fileOrDir);
+    isDir = st.isDirectory();
+    size = st.size;
   } catch (e) {
     return error(fileOrDir, `cannot read policy: ${reason(e)}; give a policy file or a directory of *.yaml files`);
   }
   if (!isDir) {
+    if (size > maxBytes) return { files: [], errors: [bytesOverLimit(fileOrDir, size, { maxBytes })!] };
     try {
       return { files: [{ path: fileOrDir, text: await readFile(fileOrDir, 'utf8') }], errors: [] };
     } catch (e) {
@@ -43,6 +48,11 @@ export async function readPolicyFiles(fileOrDir: string): Promise<PolicyFilesRea
   }
   names.sort();
   if (names.length === 0) return error(fileOrDir, 'no policy files in this directory: expected *.yaml or *.yml files');
+  if (maxBytes !== Infinity) {
+    let total = 0;
+    for (const name of names) total += await stat(join(fileOrDir, name)).then((st) => st.size, () => 0);
+    if (total > maxBytes) return { files: [], errors: [bytesOverLimit(fileOrDir, total, { maxBytes })!] };
+  }
   const files: PolicyFileText[] = [];
   const errors: Diagnostic[] = [];
   for (const name of names) {
@@ -56,11 +66,11 @@ export async function readPolicyFiles(fileOrDir: string): Promise<PolicyFilesRea
   return { files, errors };
 }
 
-/** Reads and parses a policy file or directory. */
-export async function loadPolicy(fileOrDir: string): Promise<ParseResult> {
-  const read = await readPolicyFiles(fileOrDir);
+/** Reads and parses a policy file or directory, within `limits`. */
+export async function loadPolicy(fileOrDir: string, limits: PolicyLimits = DEFAULT_POLICY_LIMITS): Promise<ParseResult> {
+  const read = await readPolicyFiles(fileOrDir, limits.maxBytes);
   if (read.errors.length > 0) return { ok: false, errors: read.errors };
-  return parsePolicy(read.files);
+  return parsePolicyWithin(fileOrDir, read.files, limits);
 }
 
 function reason(e: unknown): string {

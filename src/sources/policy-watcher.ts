@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import type { Policy } from '../policy/policy-model.js';
 import type { Diagnostic } from '../diagnostic.js';
 import { readPolicyFiles } from './policy-files.js';
-import { parsePolicy } from '../policy/parse-policy.js';
+import { parsePolicy, type ParseResult, type PolicyFileText } from '../policy/parse-policy.js';
 
 export interface PolicyWatcherOptions {
   readonly path: string;
@@ -20,6 +20,10 @@ export interface PolicyWatcherOptions {
   readonly onError: (errors: readonly Diagnostic[]) => void;
   readonly debounceMs?: number;
   readonly pollMs?: number;
+  /** Parses the files read (default parsePolicy, inline); the controller parses in a worker within its limits. */
+  readonly parse?: (files: readonly PolicyFileText[]) => ParseResult | Promise<ParseResult>;
+  /** Files over this many bytes in all are refused before they are read (PolicyLimits.maxBytes). */
+  readonly maxBytes?: number;
 }
 
 export class PolicyWatcher {
@@ -67,13 +71,13 @@ export class PolicyWatcher {
   }
 
   private async reloadOnce(): Promise<void> {
-    const read = await readPolicyFiles(this.options.path);
+    const read = await readPolicyFiles(this.options.path, this.options.maxBytes);
     const digest = createHash('sha256');
     for (const file of read.files) digest.update(`${file.path}\0${file.text}\0`);
     for (const error of read.errors) digest.update(`${error.file}\0${error.message}\0`);
     const key = digest.digest('hex');
     if (key === this.lastDigest || key === this.lastErrorDigest) return;
-    const result = read.errors.length > 0 ? { ok: false as const, errors: read.errors } : parsePolicy(read.files);
+    const result = read.errors.length > 0 ? { ok: false as const, errors: read.errors } : await (this.options.parse ?? parsePolicy)(read.files);
     if (result.ok) {
       this.lastDigest = key;
       this.lastErrorDigest = '';
