@@ -60,7 +60,7 @@ export interface IncrementalOptions {
 }
 
 /** Hosts whose members are emitted with one MemberEmitter when building in steps. */
-const EMIT_BATCH = 64;
+const EMIT_BATCH = 16;
 
 export interface IncrementalResult {
   /** Hosts whose state is new or has a new version, with that state. */
@@ -114,6 +114,8 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 }
 
 const EMPTY_CLUSTER: ClusterState = { hosts: [], apps: [], tasks: [] };
+/** Passed by `building` to the constructor: no update yet (the generator runs it). */
+const DEFERRED: ClusterState = { hosts: [], apps: [], tasks: [] };
 /** Above this many changed task positions the general diff is about as cheap. */
 const FAST_PATH_MAX_CHANGES = 64;
 
@@ -191,7 +193,7 @@ export class IncrementalCompiler {
     this.policy = policy;
     this.constants = policyConstants(policy);
     this.maxMembers = options.maxMembers ?? Infinity;
-    this.update(cluster, true);
+    if (cluster !== DEFERRED) this.update(cluster, true);
   }
 
   /**
@@ -201,7 +203,7 @@ export class IncrementalCompiler {
    * states to the constructor's. A PolicyLimitError is thrown out of `next()`.
    */
   static *building(policy: Policy, cluster: ClusterState, options: IncrementalOptions = {}): Generator<void, IncrementalCompiler> {
-    const compiler = new IncrementalCompiler(policy, EMPTY_CLUSTER, options);
+    const compiler = new IncrementalCompiler(policy, DEFERRED, options);
     yield* compiler.steps(cluster, true, EMIT_BATCH);
     return compiler;
   }
@@ -266,11 +268,12 @@ export class IncrementalCompiler {
 
   /** The update, yielding after each recomputed host and each batch of `emitBatch` emitted hosts. */
   private *steps(next: ClusterState, full: boolean, emitBatch: number): Generator<void, IncrementalResult> {
-    const change = (full ? undefined : this.tasksMovedInPlace(next)) ?? this.diffInputs(next, full);
+    const change = (full ? undefined : this.tasksMovedInPlace(next)) ?? (yield* this.diffInputs(next, full));
     const { dirty, removed } = change;
     this.cluster = next;
     this.cachedReports = undefined;
 
+    if (full) yield;
     // Group source sets: rebuilt for touched groups only.
     const changedGroups = new Set<string>();
     for (const group of this.policy.groups) {
@@ -289,7 +292,7 @@ export class IncrementalCompiler {
     }
 
     if (full) {
-      this.rebuildResolver();
+      yield* this.rebuildResolver();
       this.resolutions = new ResolutionIndex();
       this.claimsOf = new Map();
       for (const id of this.addressText.keys()) dirty.add(id);
@@ -299,6 +302,7 @@ export class IncrementalCompiler {
     // New label keys of changed apps need their sets (existing keys are still valid).
     for (const id of change.changedApps) this.addLabelSets(this.apps.get(id));
 
+    if (full) yield;
     const patches = new Map<string, Patch>();
     const changedKeys = full || changedGroups.size === 0 ? [] : this.reresolve(changedGroups);
     const fresh = yield* this.recompute(dirty, full, patches);
@@ -393,7 +397,7 @@ export class IncrementalCompiler {
   }
 
   /** The general input diff: rebuilds the host, app and task indexes from `next`. */
-  private diffInputs(next: ClusterState, full: boolean): InputChange {
+  private *diffInputs(next: ClusterState, full: boolean): Generator<void, InputChange> {
     const dirty = new Set<string>();
     const inventoryReports: CompileReport[] = [];
 
@@ -463,6 +467,7 @@ export class IncrementalCompiler {
       if (a?.size !== b?.size || [...(a?.keys() ?? [])].some((h) => !b!.has(h))) touchedApps.add(id);
     }
     const touchedGroups = new Set<string>();
+    let appsRead = 0;
     for (const id of changedApps) {
       const old = this.apps.get(id);
       for (const g of old?.groups ?? []) {
@@ -476,6 +481,7 @@ export class IncrementalCompiler {
         this.apps.delete(id);
         continue;
       }
+      if (changedApps.size > 256 && ++appsRead % 256 === 0) yield;
       const entry = this.appEntry(app);
       this.apps.set(id, entry);
       for (const g of entry.groups) {
@@ -653,8 +659,12 @@ export class IncrementalCompiler {
     this.resolver = new SourceResolver(this.policy.rules.map((r) => r.action), this.ruleFrom, this.policy.defaults.action === 'allow');
   }
 
-  private rebuildResolver(): void {
-    this.ruleFrom = this.policy.rules.map((r) => AddressSet.unionAll(r.from.map(this.peerSet)));
+  private *rebuildResolver(): Generator<void, void> {
+    this.ruleFrom = [];
+    for (const r of this.policy.rules) {
+      this.ruleFrom.push(AddressSet.unionAll(r.from.map(this.peerSet)));
+      if (this.ruleFrom.length % 512 === 0) yield;
+    }
     this.newResolver();
     this.labelSets = new Map();
     this.labelPeers = new Map();

@@ -101,7 +101,11 @@ export async function startController(options: ControllerOptions): Promise<Runni
       store.hasPolicy() ? 'policy reload failed: keeping the last good policy' : 'policy is invalid: no state is served until it is fixed',
     );
   };
-  store.onPolicyRejected = (e) => policyFailed([e.diagnostic(options.policyPath)]);
+  // The first compile (the policy came before any cluster) was over a limit: no policy is in force.
+  store.onPolicyRejected = (e) => {
+    policyInfo.loadedAt = null;
+    policyFailed([e.diagnostic(options.policyPath)]);
+  };
   const policyAccepted = (policy: Policy, warnings: readonly Diagnostic[]): void => {
     const first = policyInfo.loadedAt === null;
     policyInfo.valid = true;
