@@ -24,7 +24,8 @@
  *
  * Cost: group/network/rule source sets are built once; each app gets its candidate rules (those
  * whose `to` names one of its groups); resolution depends only on (matching rule indices, applied
- * label peers) and is shared through SourceResolver's prefix trie; members are formatted once per
+ * label peers) and is cached per distinct list by SourceResolver (O(M log k) for k rules of M
+ * intervals); members are formatted once per
  * distinct set and sorted by MemberEmitter without string comparisons. Which rules match a port is
  * memoised per app port (host-claims.ts PortMatch).
  */

@@ -158,14 +158,41 @@ function resolveGuardrails(raw: RawGuardrails | undefined, resolver: RefResolver
   return { sources, targets, deny };
 }
 
-/** Turns names into PeerRefs / group names, reporting unknown or misplaced ones. */
+/** At most this many names are listed in one error message ("defined groups: ..."). */
+const LISTED_NAMES = 20;
+/** At most this many distinct unknown names get a "did you mean" per parse (each scans every name). */
+const SUGGESTIONS = 200;
+
+function listed(names: readonly string[]): string {
+  if (names.length === 0) return '(none)';
+  if (names.length <= LISTED_NAMES) return names.join(', ');
+  return `${names.slice(0, LISTED_NAMES).join(', ')}, … (${names.length - LISTED_NAMES} more)`;
+}
+
+/**
+ * Turns names into PeerRefs / group names, reporting unknown or misplaced ones. Errors stay small
+ * and cheap however large the policy and however many references are broken: name lists are cut
+ * at LISTED_NAMES, and suggestions are computed once per unknown name, for SUGGESTIONS names.
+ */
 class RefResolver {
+  private readonly hints = new Map<string, string>();
+
   constructor(
     private readonly names: ReadonlyMap<string, { kind: Kind; at: SourceLocation }>,
     private readonly groupNames: readonly string[],
     private readonly networkNames: readonly string[],
     private readonly err: (at: SourceLocation, message: string) => void,
   ) {}
+
+  private hint(name: string, among: 'peers' | 'groups'): string {
+    const key = `${among}\0${name}`;
+    let h = this.hints.get(key);
+    if (h === undefined) {
+      h = this.hints.size >= SUGGESTIONS ? '' : didYouMean(name, among === 'groups' ? this.groupNames : [...this.groupNames, ...this.networkNames, ANY]);
+      this.hints.set(key, h);
+    }
+    return h;
+  }
 
   peers(refs: readonly NameRef[], what: string): PeerRef[] | undefined {
     const out: PeerRef[] = [];
@@ -181,8 +208,7 @@ class RefResolver {
         continue;
       }
       ok = false;
-      const hint = didYouMean(ref.name, [...this.groupNames, ...this.networkNames, ANY]);
-      this.err(ref.at, `unknown group or network '${ref.name}' in ${what}${hint}; ${this.defined()}`);
+      this.err(ref.at, `unknown group or network '${ref.name}' in ${what}${this.hint(ref.name, 'peers')}; ${this.defined()}`);
     }
     return ok ? out : undefined;
   }
@@ -202,18 +228,17 @@ class RefResolver {
       } else if (def?.kind === 'network') {
         this.err(ref.at, `'${ref.name}' is a network, but ${what} takes groups only (the apps being protected); defined groups: ${this.groupList()}`);
       } else {
-        this.err(ref.at, `unknown group '${ref.name}' in ${what}${didYouMean(ref.name, this.groupNames)}; defined groups: ${this.groupList()}`);
+        this.err(ref.at, `unknown group '${ref.name}' in ${what}${this.hint(ref.name, 'groups')}; defined groups: ${this.groupList()}`);
       }
     }
     return ok ? out : undefined;
   }
 
   private groupList(): string {
-    return this.groupNames.length > 0 ? this.groupNames.join(', ') : '(none)';
+    return listed(this.groupNames);
   }
 
   private defined(): string {
-    const nets = this.networkNames.length > 0 ? this.networkNames.join(', ') : '(none)';
-    return `defined groups: ${this.groupList()}; networks: ${nets}; or 'any'`;
+    return `defined groups: ${this.groupList()}; networks: ${listed(this.networkNames)}; or 'any'`;
   }
 }

@@ -1,7 +1,12 @@
-/** "Did you mean" helpers for error messages: the nearest known word by edit distance. */
+/**
+ * "Did you mean" helpers for error messages: the nearest known word by edit distance.
+ * Cost: a suggestion is only ever within `limit` edits (a third of the word), so candidates whose
+ * length differs by more are skipped and a distance stops as soon as it must exceed the limit;
+ * a policy with tens of thousands of names still suggests in milliseconds per word.
+ */
 
 /** Optimal string alignment distance: insertions, deletions, substitutions and adjacent swaps. */
-export function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string, cap = Infinity): number {
   const rows: number[][] = [];
   for (let i = 0; i <= a.length; i++) {
     const row: number[] = [];
@@ -16,6 +21,8 @@ export function editDistance(a: string, b: string): number {
       row.push(d);
     }
     rows.push(row);
+    // Every later cell is at least the smallest of this row (or the one before, for a swap).
+    if (i > 1 && Math.min(...row) > cap && Math.min(...rows[i - 1]!) > cap) return cap + 1;
   }
   return rows[a.length]![b.length]!;
 }
@@ -23,14 +30,17 @@ export function editDistance(a: string, b: string): number {
 export function nearest(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestDistance = Infinity;
+  const limit = Math.max(1, Math.floor(word.length / 3));
+  const lower = word.toLowerCase();
   for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    const other = c.toLowerCase();
+    if (Math.abs(other.length - lower.length) > limit) continue; // at least that many edits
+    const d = editDistance(lower, other, Math.min(limit, bestDistance));
     if (d < bestDistance || (d === bestDistance && best !== undefined && c < best)) {
       best = c;
       bestDistance = d;
     }
   }
-  const limit = Math.max(1, Math.floor(word.length / 3));
   return best !== undefined && bestDistance <= limit ? best : undefined;
 }
 

@@ -17,14 +17,11 @@ import { log, report } from './figures.js';
 import type { BenchOptions } from './options.js';
 import { mb, median, percentile } from './stats.js';
 import { seededRandom } from '../support/seeded-random.js';
-import { benchLargePolicy } from './bench-large-policy.js';
 import { allowMemberCount, syntheticCluster, syntheticPolicy, type SyntheticSize } from './synthetic-cluster.js';
 
 const S = 'compile';
 
 export async function benchCompile(o: BenchOptions): Promise<void> {
-  // First, in the fresh process: its peak-memory figure must not include what follows.
-  if (o.policyRules > 0) await benchLargePolicy(o);
   const size: SyntheticSize = { hosts: o.hosts, apps: o.apps, tasks: o.tasks, groups: o.groups, rules: o.rules };
   const cluster = syntheticCluster(size, o.seed);
   const policy = syntheticPolicy(size, o.seed + 1);

@@ -6,6 +6,9 @@ import { parseArgs } from 'node:util';
 
 export const SCENARIOS = ['compile', 'kernel', 'packet', 'fanout', 'convergence'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
+/** What one child process runs: a scenario, or the large-policy part of `compile`. */
+export type ChildName = ScenarioName | 'compile-policy';
+const CHILDREN: readonly string[] = [...SCENARIOS, 'compile-policy'];
 
 export interface BenchOptions {
   readonly only: readonly ScenarioName[];
@@ -64,7 +67,7 @@ export function usage(): string {
 
 export class UsageError extends Error {}
 
-export function parseOptions(argv: readonly string[]): { options: BenchOptions; help: boolean; child: ScenarioName | undefined } {
+export function parseOptions(argv: readonly string[]): { options: BenchOptions; help: boolean; child: ChildName | undefined } {
   const numericOptions = Object.fromEntries(Object.keys(NUMERIC).map((k) => [k, { type: 'string' as const }]));
   const { values } = parseArgs({
     args: [...argv],
@@ -83,10 +86,10 @@ export function parseOptions(argv: readonly string[]): { options: BenchOptions; 
   const only = typeof v['only'] === 'string' ? v['only'].split(',').map((s) => s.trim()).filter((s) => s !== '') : [...SCENARIOS];
   for (const s of only) if (!(SCENARIOS as readonly string[]).includes(s)) throw new UsageError(`unknown scenario '${s}' (expected ${SCENARIOS.join(', ')})`);
   const child = typeof v['child'] === 'string' ? v['child'] : undefined;
-  if (child !== undefined && !(SCENARIOS as readonly string[]).includes(child)) throw new UsageError(`unknown scenario '${child}'`);
+  if (child !== undefined && !CHILDREN.includes(child)) throw new UsageError(`unknown scenario '${child}'`);
   return {
     help: v['help'] === true,
-    child: child as ScenarioName | undefined,
+    child: child as ChildName | undefined,
     options: {
       only: only as ScenarioName[],
       hosts: n('hosts'),
