@@ -60,7 +60,7 @@ export interface IncrementalOptions {
 }
 
 /** Hosts whose members are emitted with one MemberEmitter when building in steps. */
-const EMIT_BATCH = 16;
+const EMIT_BATCH = 8;
 
 export interface IncrementalResult {
   /** Hosts whose state is new or has a new version, with that state. */
@@ -417,6 +417,7 @@ export class IncrementalCompiler {
     const removed = [...this.addressText.keys()].filter((id) => !addressText.has(id)).sort();
     for (const id of removed) touchedHosts.add(id);
 
+    yield;
     // Apps (first definition of an id wins, as in compile).
     const nextApps = new Map<string, App>();
     for (const app of next.apps) if (!nextApps.has(app.id)) nextApps.set(app.id, app);
@@ -459,6 +460,7 @@ export class IncrementalCompiler {
       for (const [hostId, tasks] of tasksOfHost) if (tasks.length !== (this.tasksOfHost.get(hostId)?.length ?? 0)) dirty.add(hostId);
     }
 
+    yield;
     // Apps whose host set changed, and app entries of changed apps.
     const touchedApps = new Set<string>(changedApps);
     for (const id of new Set([...hostsOfApp.keys(), ...this.hostsOfApp.keys()])) {
@@ -481,7 +483,7 @@ export class IncrementalCompiler {
         this.apps.delete(id);
         continue;
       }
-      if (changedApps.size > 256 && ++appsRead % 256 === 0) yield;
+      if (++appsRead % 64 === 0) yield;
       const entry = this.appEntry(app);
       this.apps.set(id, entry);
       for (const g of entry.groups) {

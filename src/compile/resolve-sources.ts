@@ -16,8 +16,10 @@
  * in all costs O(M log k) time and O(M) memory, whatever the order of its rules. (A left-to-right
  * walk costs O(k·M): `remaining` grows with every rule and is merged again at every step; with
  * tens of thousands of rules onto one group that was quadratic in time and, when each step was
- * kept to be shared, in memory.) The verdicts of each distinct list and the result of each
- * (list, label key) are cached, so ports with the same matching rules resolve once.
+ * kept to be shared, in memory.) The result of each (list, label key) is cached, so ports with
+ * the same matching rules resolve once; the verdicts behind a result only for the last list (the
+ * ports of one app come together), since a `decided` set can be far larger than what is allowed
+ * and is not bounded by the member limit.
  */
 import type { RuleAction } from '../policy/policy-model.js';
 import { AddressSet } from './address-set.js';
@@ -44,7 +46,7 @@ function overlay(first: Verdicts, then: Verdicts): Verdicts {
 }
 
 export class SourceResolver {
-  private readonly verdicts = new Map<string, Verdicts>();
+  private last: { readonly listKey: string; readonly verdicts: Verdicts } | undefined;
   private readonly results = new Map<string, AddressSet>();
 
   constructor(
@@ -58,8 +60,8 @@ export class SourceResolver {
     const key = `${listKey}|${labelKey}`;
     let result = this.results.get(key);
     if (result) return result;
-    let v = this.verdicts.get(listKey);
-    if (!v) this.verdicts.set(listKey, (v = this.run(matching, 0, matching.length)));
+    if (this.last?.listKey !== listKey) this.last = { listKey, verdicts: this.run(matching, 0, matching.length) };
+    const v = this.last.verdicts;
     const scope = v.passed.union(v.decided.complement());
     result = v.allowed.union(labelSet.intersect(scope));
     if (this.defaultAllow) result = result.union(scope);

@@ -4,7 +4,8 @@
  * Parsing YAML is synchronous and costs about a second per megabyte of policy; on the event loop
  * that would stall every agent stream, ping and /status answer for as long. So the controller
  * parses each reload in a fresh `worker_threads` worker (policy-parse-worker.ts) and gets the
- * ParseResult back as data (structured clone; a Policy is plain data). The worker's heap is
+ * ParseResult back as data (structured clone; a Policy is plain data), its lists in parts so no
+ * single decode blocks for long; without `sites` (which only lint uses). The worker's heap is
  * capped in proportion to `maxBytes`, so even a policy that would need more memory to parse than
  * the limits foresee ends in a clear error of this load, never in the controller running out of
  * memory. When the worker script is not there (running from TypeScript sources under the test
@@ -14,6 +15,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ParseResult, PolicyFileText } from '../policy/parse-policy.js';
+import type { Policy } from '../policy/policy-model.js';
+import type { WorkerMessage } from './policy-parse-worker.js';
 import { parsePolicyWithin, POLICY_LIMIT_FLAGS, type PolicyLimits } from '../policy/policy-limits.js';
 
 export type PolicyParser = (files: readonly PolicyFileText[]) => Promise<ParseResult>;
@@ -38,7 +41,18 @@ export function workerPolicyParser(path: string, limits: PolicyLimits): PolicyPa
       };
       const fail = (message: string): void => settle({ ok: false, errors: [{ file: path, line: 1, col: 1, message, severity: 'error' }] });
       const worker = new Worker(script, { workerData: { path, files, limits }, resourceLimits: { maxOldGenerationSizeMb: heapMb } });
-      worker.once('message', (result: ParseResult) => settle(result));
+      const lists: Record<'networks' | 'groups' | 'rules', unknown[]> = { networks: [], groups: [], rules: [] };
+      worker.on('message', (m: WorkerMessage) => {
+        if (m.kind === 'part') {
+          for (const item of m.items) lists[m.list].push(item);
+          setImmediate(() => worker.postMessage('next'));
+          return;
+        }
+        const result = m.result as ParseResult;
+        if (!result.ok) return settle(result);
+        const policy = { ...result.policy, ...lists } as unknown as Policy;
+        settle({ ok: true, policy, warnings: result.warnings, sites: { rules: new Map() } });
+      });
       worker.once('error', (e: Error & { code?: string }) =>
         fail(
           e.code === 'ERR_WORKER_OUT_OF_MEMORY'
