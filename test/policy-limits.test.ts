@@ -19,6 +19,7 @@ import type { Policy } from '../src/policy/policy-model.js';
 import { loadPolicy } from '../src/sources/policy-files.js';
 import { largePolicyFiles } from './bench/large-policy.js';
 import { syntheticCluster } from './bench/synthetic-cluster.js';
+import { packageRoot } from '../src/cli/package-root.js';
 import { runCli } from './support/run-cli.js';
 
 const SIZE = { hosts: 40, apps: 60, tasks: 300, groups: 30, rules: 200, networks: 200 };
@@ -185,6 +186,28 @@ describe('policy limits: the last good policy stays', () => {
       while (!status().policy.valid && Date.now() < applied) await new Promise((r) => setImmediate(r));
       expect(status().policy.valid).toBe(true);
       expect(status().agents.map((a) => `${a.hostId} ${a.desiredVersion}`)).not.toEqual(good);
+    });
+
+    it('a policy broken in many places: /status and the log keep the first 200 errors and say how many more', async () => {
+      dir = await mkdtemp(join(tmpdir(), 'pcut-limits-'));
+      const policyFile = join(dir, 'policy.yaml');
+      await writeFile(policyFile, `groups:\n  b: { apps: [/b] }\nrules:\n${Array.from({ length: 250 }, (_, i) => `  - { name: r${i}, from: nowhere${i}, to: b, action: allow }\n`).join('')}`);
+      const lines: string[] = [];
+      controller = await startController({
+        policyPath: policyFile,
+        feed: () => new StaticInventoryFeed({ path: join(packageRoot(), 'policies/inventory.yaml') }),
+        listen: { host: '127.0.0.1', port: 0 },
+        statusListen: { host: '127.0.0.1', port: 0 },
+        credentials: undefined,
+        pollMs: 3_600_000,
+        logger: createLogger({ component: 'controller', level: 'info', destination: { write: (l: string) => void lines.push(l) } }),
+      });
+      const shown = (controller.status.status() as { policy: { lastError: { diagnostics: string[] } | null } }).policy.lastError?.diagnostics ?? [];
+      expect(shown).toHaveLength(201);
+      expect(shown[0]).toMatch(/policy\.yaml:4:\d+: unknown group or network 'nowhere0'/);
+      expect(shown[200]).toMatch(/^… and 50 more errors \(portcullis check --policy .*policy\.yaml lists them all\)$/);
+      expect(lines.filter((l) => /unknown group or network/.test(l))).toHaveLength(200);
+      expect(lines.some((l) => /"errors":250/.test(l))).toBe(true);
     });
   });
 });

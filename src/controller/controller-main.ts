@@ -34,6 +34,9 @@ import { workerPolicyParser } from './policy-parser.js';
 import { formatHostPort, type HostPort } from './host-port.js';
 import { StatusServer } from './status-server.js';
 
+/** Diagnostics of one failed policy load that are logged and shown in /status. */
+const LOGGED_ERRORS = 200;
+
 export interface FeedContext {
   /** What the Sync service knows of every agent (host ids, Hello addresses). */
   readonly agents: () => AgentStatus[];
@@ -93,11 +96,13 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const policyFailed = (errors: readonly Diagnostic[]): void => {
     policyInfo.valid = false;
     policyInfo.reloadErrors++;
-    const lines = errors.map(formatDiagnostic);
+    // A large broken policy can have thousands of errors: log and keep the first ones.
+    const lines = errors.slice(0, LOGGED_ERRORS).map(formatDiagnostic);
+    if (errors.length > LOGGED_ERRORS) lines.push(`… and ${errors.length - LOGGED_ERRORS} more errors (portcullis check --policy ${options.policyPath} lists them all)`);
     policyInfo.lastError = { at: new Date().toISOString(), diagnostics: lines };
     for (const line of lines) log.error({ diagnostic: line }, line);
     log.error(
-      { path: options.policyPath, errors: lines.length, servingLastGood: store.hasPolicy() },
+      { path: options.policyPath, errors: errors.length, servingLastGood: store.hasPolicy() },
       store.hasPolicy() ? 'policy reload failed: keeping the last good policy' : 'policy is invalid: no state is served until it is fixed',
     );
   };
