@@ -6,7 +6,8 @@
  * policy with one networks file missing took 40 s and produced 259 MB of messages.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { compile } from '../src/compile/compile.js';
 import { lintPolicyAgainstCluster } from '../src/policy/lint-against-cluster.js';
 import { parsePolicy } from '../src/policy/parse-policy.js';
 import { editDistance, nearest } from '../src/yaml/suggest.js';
@@ -36,6 +37,27 @@ describe('errors of a large broken policy stay small', () => {
     const errors = lintPolicyAgainstCluster(r.policy, syntheticCluster(SIZE, 1), r.sites).filter((d) => d.severity !== 'warning');
     expect(errors).toHaveLength(1);
     expect(errors[0]!.message).toMatch(/^port name 'htp' in rule 'typo' is not defined by any app of group 'everything' \(apps: (\/team-\d+\/app-\d+, ){20}… \(180 more\)\); names they define: http, metrics, stats$/);
+  });
+});
+
+describe('group membership is found through pattern prefixes, not by testing every (app, group) pair', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('1,000 service groups of one app each on 200 apps: lint and compile test each app against its few groups', () => {
+    const size = { hosts: 50, apps: 200, tasks: 400, groups: 1000, rules: 50, networks: 50 };
+    const r = parsePolicy(largePolicyFiles(size, 3));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const cluster = syntheticCluster(size, 1);
+    const tests = vi.spyOn(RegExp.prototype, 'test');
+    lintPolicyAgainstCluster(r.policy, cluster, r.sites);
+    const lintTests = tests.mock.calls.length;
+    tests.mockClear();
+    compile(r.policy, cluster);
+    const compileTests = tests.mock.calls.length;
+    // Every app is in its team's group and a few service groups; the pairs are 200 x 1,000.
+    expect(lintTests).toBeLessThan(4000);
+    expect(compileTests).toBeLessThan(4000);
   });
 });
 

@@ -45,7 +45,7 @@ import { MemberBudget } from '../policy/policy-limits.js';
 import { appCompileInfo, candidateRules, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch, rulesByTarget } from './host-claims.js';
 import { checkAppDeclarations } from './label-declarations.js';
 import { markMemberList, patchMemberList } from './member-lists.js';
-import { groupMatcher } from './peer-sets.js';
+import { groupMatcher } from '../policy/app-selector.js';
 import { ResolutionIndex } from './resolution-index.js';
 import { SourceResolver } from './resolve-sources.js';
 import { stateVersion } from './state-version.js';

@@ -11,7 +11,7 @@
 import type { Diagnostic } from '../diagnostic.js';
 import { sortDiagnostics } from '../diagnostic.js';
 import type { App, ClusterState } from '../inventory/cluster-state.js';
-import { appMatchesGroup } from './app-selector.js';
+import { groupMatcher } from './app-selector.js';
 import type { PortSpec, Protocol, SourceLocation, Policy } from './policy-model.js';
 import type { PolicySites } from './parse-policy.js';
 
@@ -52,10 +52,11 @@ export function lintPolicyAgainstCluster(policy: Policy, cluster: ClusterState, 
   const push = (at: SourceLocation, message: string, severity: 'error' | 'warning'): void => {
     out.push({ file: at.file, line: at.line, col: at.col, message, severity });
   };
-  const members = new Map<string, App[]>();
+  const members = new Map<string, App[]>(policy.groups.map((g) => [g.name, []]));
+  const groupsOf = groupMatcher(policy);
+  for (const a of cluster.apps) for (const g of groupsOf(a)) members.get(g)!.push(a);
   for (const g of policy.groups) {
-    const apps = cluster.apps.filter((a) => appMatchesGroup(a, g));
-    members.set(g.name, apps);
+    const apps = members.get(g.name)!;
     if (apps.length === 0) {
       const sel = [g.apps.length > 0 ? `apps ${g.apps.join(', ')}` : '', Object.keys(g.labels).length > 0 ? `labels ${JSON.stringify(g.labels)}` : '']
         .filter(Boolean)
