@@ -255,30 +255,38 @@ describe('the controller process under hostile inputs', () => {
     await expectUnharmed();
   });
 
-  const badPolicies: [string, string | Buffer][] = [
-    ['a flow sequence nested 100,000 deep', `rules: ${'['.repeat(100_000)}${']'.repeat(100_000)}\n`],
-    ['a mapping nested 10,000 deep', `${Array.from({ length: 10_000 }, (_, i) => `${' '.repeat(i)}k${i}:`).join('\n')} x\n`],
-    ['nothing (emptied by a careless edit)', ''],
-    ['only a comment', '# rules moved elsewhere\n'],
-    ['binary garbage', Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 131 + 7) % 256))],
-    ['a YAML anchor bomb', `a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n`],
+  const rulesFile = (): string => path.join(policyDir, '20-rules.yaml');
+  let goodRules: Buffer = Buffer.alloc(0);
+  beforeAll(() => {
+    goodRules = readFileSync(rulesFile());
+  });
+
+  const badPolicies: [string, string | Buffer, RegExp][] = [
+    ['a flow sequence nested 100,000 deep', `rules: ${'['.repeat(100_000)}${']'.repeat(100_000)}\n`, /20-rules\.yaml:1:\d+: .*nest/],
+    ['a mapping nested 2,000 deep', `${Array.from({ length: 2_000 }, (_, i) => `${' '.repeat(i)}k${i}:`).join('\n')} x\n`, /20-rules\.yaml:\d+:\d+: .*nest/],
+    ['nothing (emptied by a careless edit)', '', /20-rules\.yaml:1:1: /],
+    ['only a comment', '# rules moved elsewhere\n', /20-rules\.yaml:1:1: /],
+    ['binary garbage', Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 131 + 7) % 256)), /20-rules\.yaml:\d+:\d+: /],
+    ['a YAML anchor bomb', `a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n`, /20-rules\.yaml:\d+:\d+: /],
+    ['50 MB of comments (over --max-policy-bytes)', `# ${'x'.repeat(50 * MiB)}\n`, /policy too large: .*--max-policy-bytes/],
   ];
 
-  for (const [what, text] of badPolicies) {
+  for (const [what, text, reported] of badPolicies) {
     it(`a policy file holding ${what}: reported, the last good policy kept, and a revert is valid again`, async () => {
-      const file = path.join(policyDir, '20-rules.yaml');
-      const original = readFileSync(file);
-      writeFileSync(file, text);
-      controller?.child.kill('SIGHUP');
-      const broken = await alive(
-        until('the policy reported invalid', 15_000, async () => {
-          const d = await status();
-          return d.policy.valid ? undefined : d;
-        }),
-      );
-      expect(broken.policy.lastError?.diagnostics.join('\n')).toMatch(/20-rules\.yaml/);
-      await expectUnharmed();
-      writeFileSync(file, original);
+      try {
+        writeFileSync(rulesFile(), text);
+        controller?.child.kill('SIGHUP');
+        const broken = await alive(
+          until('the policy reported invalid', 15_000, async () => {
+            const d = await status();
+            return d.policy.valid ? undefined : d;
+          }),
+        );
+        expect(broken.policy.lastError?.diagnostics.join('\n')).toMatch(reported);
+        await expectUnharmed();
+      } finally {
+        writeFileSync(rulesFile(), goodRules);
+      }
       controller?.child.kill('SIGHUP');
       await alive(until('the reverted policy valid again', 15_000, async () => ((await status()).policy.valid ? true : undefined)));
       await expectUnharmed();

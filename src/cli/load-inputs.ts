@@ -12,6 +12,7 @@ import type { CompileReport } from '../compile/compile-report.js';
 import { formatDiagnostic, sortDiagnostics, type Diagnostic } from '../diagnostic.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import type { PolicySites } from '../policy/parse-policy.js';
+import type { PolicyLimits } from '../policy/policy-limits.js';
 import type { Policy } from '../policy/policy-model.js';
 import { loadInventory } from '../sources/inventory-file.js';
 import { loadPolicy } from '../sources/policy-files.js';
@@ -64,8 +65,8 @@ export interface LoadedPolicy {
 
 export type PolicyLoad = { readonly ok: true; readonly loaded: LoadedPolicy } | { readonly ok: false; readonly path: string; readonly errors: Diagnostic[] };
 
-export async function loadPolicyInput(policyPath: string): Promise<PolicyLoad> {
-  const result = await loadPolicy(policyPath);
+export async function loadPolicyInput(policyPath: string, limits?: PolicyLimits): Promise<PolicyLoad> {
+  const result = await loadPolicy(policyPath, limits);
   if (!result.ok) return { ok: false, path: policyPath, errors: result.errors };
   return { ok: true, loaded: { path: policyPath, policy: result.policy, sites: result.sites, warnings: result.warnings } };
 }

@@ -214,6 +214,22 @@ function cidrsOf(a: Ranges, family: Family, out: ParsedCidr[]): void {
   }
 }
 
+/** How many blocks cidrsOf would give, without building them. */
+function cidrCountOf(a: Ranges, family: Family): number {
+  const bits = BITS[family];
+  let n = 0;
+  for (let i = 0; i < a.length; i += 2) {
+    let lo = a[i]!;
+    const hi = a[i + 1]!;
+    while (lo <= hi) {
+      const spanBits = (hi - lo + 1n).toString(2).length - 1;
+      lo += 1n << BigInt(Math.min(trailingZeros(lo, bits), spanBits));
+      n++;
+    }
+  }
+  return n;
+}
+
 /** Intervals of each list that the other does not have (lists in normal form: unique starts). */
 function exclusiveIntervals(a: Ranges, b: Ranges): { onlyA: bigint[]; onlyB: bigint[] } {
   const onlyA: bigint[] = [];
@@ -354,6 +370,11 @@ export class AddressSet {
     cidrsOf(this.v4, 4, out);
     cidrsOf(this.v6, 6, out);
     return out;
+  }
+
+  /** The number of blocks of the minimal CIDR cover (toCidrBlocks().length, without building them). */
+  cidrCount(): number {
+    return cidrCountOf(this.v4, 4) + cidrCountOf(this.v6, 6);
   }
 
   /** The minimal CIDR cover in canonical text, e.g. ['10.0.0.0/8', '10.1.0.1/32', 'fd00::/8']. */

@@ -18,9 +18,14 @@
  * and the port gets the INTERSECTION of their allowed sets (fail closed).
  * Audit mode does not change the sets, only `mode`.
  *
+ * `maxMembers` bounds what a compile may build: members are counted host by host in pass 1 (from
+ * the resolved sets, before any text exists) and the compile stops with a PolicyLimitError once
+ * over (src/policy/policy-limits.ts).
+ *
  * Cost: group/network/rule source sets are built once; each app gets its candidate rules (those
  * whose `to` names one of its groups); resolution depends only on (matching rule indices, applied
- * label peers) and is shared through SourceResolver's prefix trie; members are formatted once per
+ * label peers) and is cached per distinct list by SourceResolver (O(M log k) for k rules of M
+ * intervals); members are formatted once per
  * distinct set and sorted by MemberEmitter without string comparisons. Which rules match a port is
  * memoised per app port (host-claims.ts PortMatch).
  */
@@ -29,8 +34,10 @@ import type { PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
 import type { DesiredState } from './desired-state.js';
-import { appCompileInfo, hostClaims, hostStates, policyConstants, type AppCompileInfo, type HostClaim, type PortMatch } from './host-claims.js';
+import { appCompileInfo, candidateRules, hostClaims, rulesByTarget, hostStates, policyConstants, type AppCompileInfo, type HostClaim, type PortMatch } from './host-claims.js';
+import { claimsMemberCount } from './emit-members.js';
 import { checkAppDeclarations } from './label-declarations.js';
+import { MemberBudget } from '../policy/policy-limits.js';
 import { buildPeerSets } from './peer-sets.js';
 import { SourceResolver } from './resolve-sources.js';
 
@@ -46,7 +53,15 @@ function peerKey(p: PeerRef): string {
   return p.kind === 'any' ? 'any' : `${p.kind}:${p.name}`;
 }
 
-export function compile(policy: Policy, cluster: ClusterState): CompileResult {
+export interface CompileOptions {
+  /**
+   * Stop with a PolicyLimitError once the hosts compiled so far hold more allow-set members
+   * than this (checked host by host before any member text is built). Default: no limit.
+   */
+  readonly maxMembers?: number;
+}
+
+export function compile(policy: Policy, cluster: ClusterState, options: CompileOptions = {}): CompileResult {
   const reports: CompileReport[] = [];
 
   // Hosts: addresses parsed once; unknown or bad addresses reported, never guessed.
@@ -113,21 +128,14 @@ export function compile(policy: Policy, cluster: ClusterState): CompileResult {
 
   const peers = buildPeerSets(policy, appList, hostsOfApp, addressesOfHost);
   const ruleFrom = policy.rules.map((r) => AddressSet.unionAll(r.from.map(peers.peerSet)));
-  const rulesOfGroup = new Map<string, number[]>();
-  policy.rules.forEach((r, i) => {
-    for (const g of new Set(r.to)) {
-      let list = rulesOfGroup.get(g);
-      if (!list) rulesOfGroup.set(g, (list = []));
-      list.push(i);
-    }
-  });
+  const rulesOfGroup = rulesByTarget(policy);
 
   // Per app: candidate rules and applied label peers per port index (key + set).
   const labelSets = new Map<string, AddressSet>();
   const appInfo = new Map<string, AppCompileInfo>();
   for (const app of appList) {
     const groups = peers.groupsOfApp.get(app.id) ?? [];
-    const candidates = [...new Set(groups.flatMap((g) => rulesOfGroup.get(g) ?? []))].sort((a, b) => a - b);
+    const candidates = candidateRules(rulesOfGroup, groups);
     const checked = checkAppDeclarations(policy, app, groups);
     for (const p of checked.problems) reports.push({ kind: p.kind, appId: app.id, message: p.message });
     const labelKeys = checked.appliedByPort.map((applied) => {
@@ -154,8 +162,10 @@ export function compile(policy: Policy, cluster: ClusterState): CompileResult {
     return set;
   };
   const infoOf = (appId: string) => appInfo.get(appId)!;
+  const budget = new MemberBudget(options.maxMembers ?? Infinity, hostIds.length);
   for (const hostId of hostIds) {
     const host = hostClaims(policy, constants, hostId, tasksOfHost.get(hostId)!, infoOf, resolve);
+    budget.add(claimsMemberCount(host.claims));
     reports.push(...host.reports);
     claimsOfHost.set(hostId, host.claims);
   }

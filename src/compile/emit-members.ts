@@ -13,7 +13,7 @@
  * per member.
  */
 import type { Protocol } from '../policy/policy-model.js';
-import { AddressSet, formatAddress } from './address-set.js';
+import { AddressSet, formatAddress, MAX4, MAX6 } from './address-set.js';
 
 export interface PortClaim {
   readonly protocol: Protocol;
@@ -51,6 +51,27 @@ function formatSourceTexts(set: AddressSet): string[][] {
     }
   }
   return lists;
+}
+
+const countOf = new WeakMap<AddressSet, number>();
+
+/** How many members a claim with this set emits (a /0 counts twice, see the header); remembered per set. */
+export function memberCount(set: AddressSet): number {
+  let n = countOf.get(set);
+  if (n === undefined) {
+    const texts = textsOf.get(set);
+    if (texts) n = texts.reduce((sum, list) => sum + list.length, 0);
+    else n = set.cidrCount() + (set.v4.length > 0 && set.v4[0] === 0n && set.v4[1] === MAX4 ? 1 : 0) + (set.v6.length > 0 && set.v6[0] === 0n && set.v6[1] === MAX6 ? 1 : 0);
+    countOf.set(set, n);
+  }
+  return n;
+}
+
+/** Members of all of a host's claims. */
+export function claimsMemberCount(claims: readonly PortClaim[]): number {
+  let n = 0;
+  for (const c of claims) n += memberCount(c.set);
+  return n;
 }
 
 /** The part of a member after its source: ",<proto>:<port>". */

@@ -39,10 +39,18 @@ export interface AppCompileInfo {
   readonly app: App;
   readonly candidates: readonly number[];
   readonly labelKeys: readonly string[];
-  /** True when a candidate rule names a port by number or range (then host ports matter). */
-  readonly hostPortSensitive: boolean;
-  /** Memo: PortMatch per "<port index>:<protocol>[:<host port>]". */
+  /** Candidates that name a port by number or range (then host ports matter), in policy order. */
+  readonly hostPortRules: readonly number[];
+  /** Memo per "<port index>:<protocol>": what does not depend on the host port (see portMatch). */
+  readonly portBases: Map<string, PortBase>;
+  /** Memo: PortMatch per "<port index>:<protocol>[:<matching host-port rules>]". */
   readonly portMatches: Map<string, PortMatch>;
+}
+
+/** One app port and protocol: the candidates that match whatever the host port, and the others to test. */
+interface PortBase {
+  readonly fixed: readonly number[];
+  readonly byHostPort: readonly number[];
 }
 
 export interface HostClaim extends PortClaim {
@@ -74,17 +82,70 @@ export function ruleMatchesPort(r: RuleDef, portName: string | undefined, hostPo
   );
 }
 
-export function appCompileInfo(policy: Policy, app: App, candidates: readonly number[], labelKeys: readonly string[]): AppCompileInfo {
-  const hostPortSensitive = candidates.some((r) => policy.rules[r]!.ports.some((p) => p.kind !== 'name'));
-  return { app, candidates, labelKeys, hostPortSensitive, portMatches: new Map() };
+/** Rule indices per `to` group, ascending. */
+export function rulesByTarget(policy: Policy): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  policy.rules.forEach((r, i) => {
+    for (const g of new Set(r.to)) {
+      let list = out.get(g);
+      if (!list) out.set(g, (list = []));
+      list.push(i);
+    }
+  });
+  return out;
 }
 
+/** The rules whose `to` names one of `groups`, ascending. */
+export function candidateRules(rulesOfGroup: ReadonlyMap<string, readonly number[]>, groups: readonly string[]): number[] {
+  if (groups.length === 1) return [...(rulesOfGroup.get(groups[0]!) ?? [])];
+  return [...new Set(groups.flatMap((g) => rulesOfGroup.get(g) ?? []))].sort((a, b) => a - b);
+}
+
+function namesHostPort(r: RuleDef): boolean {
+  return r.ports.some((p) => p.kind !== 'name');
+}
+
+export function appCompileInfo(policy: Policy, app: App, candidates: readonly number[], labelKeys: readonly string[]): AppCompileInfo {
+  const hostPortRules = candidates.filter((r) => namesHostPort(policy.rules[r]!));
+  return { app, candidates, labelKeys, hostPortRules, portBases: new Map(), portMatches: new Map() };
+}
+
+/** Merges two ascending lists of distinct rule indices. */
+function mergeAscending(a: readonly number[], b: readonly number[]): number[] {
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) out.push(j >= b.length || (i < a.length && a[i]! < b[j]!) ? a[i++]! : b[j++]!);
+  return out;
+}
+
+/**
+ * The PortMatch of one task port. Which candidates match depends on the port index and protocol,
+ * and for the (usually few) rules that name host ports on the host port too: the first part is
+ * memoised per (index, protocol), so a task port costs a test of the host-port rules only.
+ */
 function portMatch(policy: Policy, info: AppCompileInfo, index: number, hostPort: number, protocol: Protocol): PortMatch {
-  const memoKey = info.hostPortSensitive ? `${index}:${protocol}:${hostPort}` : `${index}:${protocol}`;
+  const baseKey = `${index}:${protocol}`;
+  const portName = info.app.ports[index]!.name;
+  let base = info.portBases.get(baseKey);
+  if (!base) {
+    const fixed: number[] = [];
+    const byHostPort: number[] = [];
+    for (const r of info.candidates) {
+      const rule = policy.rules[r]!;
+      if (namesHostPort(rule)) {
+        if (rule.protocols === null || rule.protocols.includes(protocol)) byHostPort.push(r);
+      } else if (ruleMatchesPort(rule, portName, hostPort, protocol)) {
+        fixed.push(r);
+      }
+    }
+    info.portBases.set(baseKey, (base = { fixed, byHostPort }));
+  }
+  const hostMatched = base.byHostPort.length === 0 ? base.byHostPort : base.byHostPort.filter((r) => ruleMatchesPort(policy.rules[r]!, portName, hostPort, protocol));
+  const memoKey = hostMatched.length === 0 ? baseKey : `${baseKey}:${hostMatched.join(',')}`;
   let m = info.portMatches.get(memoKey);
   if (!m) {
-    const portName = info.app.ports[index]!.name;
-    const matching = info.candidates.filter((r) => ruleMatchesPort(policy.rules[r]!, portName, hostPort, protocol));
+    const matching = hostMatched.length === 0 ? base.fixed : mergeAscending(base.fixed, hostMatched);
     const labelKey = info.labelKeys[index]!;
     const groups = new Set<string>();
     for (const r of matching) for (const p of policy.rules[r]!.from) if (p.kind === 'group') groups.add(p.name);

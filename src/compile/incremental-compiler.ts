@@ -36,18 +36,31 @@
  * like the rest of the controller).
  */
 import type { App, ClusterState, Host, Task } from '../inventory/cluster-state.js';
-import type { PeerRef, Policy } from '../policy/policy-model.js';
+import type { NetworkDef, PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
 import type { DesiredState, SetKind } from './desired-state.js';
-import { ALLOW_KINDS, claimSuffix, sourceTextDiff, sourceTexts } from './emit-members.js';
-import { appCompileInfo, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch } from './host-claims.js';
+import { ALLOW_KINDS, claimSuffix, claimsMemberCount, sourceTextDiff, sourceTexts } from './emit-members.js';
+import { MemberBudget } from '../policy/policy-limits.js';
+import { appCompileInfo, candidateRules, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch, rulesByTarget } from './host-claims.js';
 import { checkAppDeclarations } from './label-declarations.js';
 import { markMemberList, patchMemberList } from './member-lists.js';
-import { groupMatcher } from './peer-sets.js';
+import { groupMatcher } from '../policy/app-selector.js';
 import { ResolutionIndex } from './resolution-index.js';
 import { SourceResolver } from './resolve-sources.js';
 import { stateVersion } from './state-version.js';
+
+export interface IncrementalOptions {
+  /**
+   * Bound on the allow-set members of a full compile (construction, setPolicy), as `compile`'s
+   * option: a PolicyLimitError once over, after which the instance must be dropped. Cluster
+   * changes are not bounded (they must not be refused half-way). Default: no limit.
+   */
+  readonly maxMembers?: number;
+}
+
+/** Hosts whose members are emitted with one MemberEmitter when building in steps. */
+const EMIT_BATCH = 8;
 
 export interface IncrementalResult {
   /** Hosts whose state is new or has a new version, with that state. */
@@ -101,6 +114,8 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 }
 
 const EMPTY_CLUSTER: ClusterState = { hosts: [], apps: [], tasks: [] };
+/** Passed by `building` to the constructor: no update yet (the generator runs it). */
+const DEFERRED: ClusterState = { hosts: [], apps: [], tasks: [] };
 /** Above this many changed task positions the general diff is about as cheap. */
 const FAST_PATH_MAX_CHANGES = 64;
 
@@ -143,6 +158,9 @@ function countTask(map: Map<string, Map<string, number>>, appId: string, hostId:
 export class IncrementalCompiler {
   private policy: Policy;
   private groupsOf: ((app: App) => string[]) | undefined;
+  /** Per policy: rule indices per `to` group, networks by name (built on first use). */
+  private rulesOfGroup: Map<string, number[]> | undefined;
+  private networkByName: Map<string, NetworkDef> | undefined;
   private constants: PolicyConstants;
   private cluster: ClusterState = EMPTY_CLUSTER;
   private apps = new Map<string, AppEntry>();
@@ -169,16 +187,33 @@ export class IncrementalCompiler {
   private inventoryReports: CompileReport[] = [];
   private cachedReports: readonly CompileReport[] | undefined;
 
-  constructor(policy: Policy, cluster: ClusterState = EMPTY_CLUSTER) {
+  private readonly maxMembers: number;
+
+  constructor(policy: Policy, cluster: ClusterState = EMPTY_CLUSTER, options: IncrementalOptions = {}) {
     this.policy = policy;
     this.constants = policyConstants(policy);
-    this.update(cluster, true);
+    this.maxMembers = options.maxMembers ?? Infinity;
+    if (cluster !== DEFERRED) this.update(cluster, true);
+  }
+
+  /**
+   * `new IncrementalCompiler(policy, cluster, options)` in steps: the generator yields between
+   * hosts (and between batches of hosts when their members are emitted), so a caller can spread
+   * a large compile over several event-loop turns; its return value is the compiler. Equal
+   * states to the constructor's. A PolicyLimitError is thrown out of `next()`.
+   */
+  static *building(policy: Policy, cluster: ClusterState, options: IncrementalOptions = {}): Generator<void, IncrementalCompiler> {
+    const compiler = new IncrementalCompiler(policy, DEFERRED, options);
+    yield* compiler.steps(cluster, true, EMIT_BATCH);
+    return compiler;
   }
 
   /** Full recompile under a new policy. */
   setPolicy(policy: Policy): IncrementalResult {
     this.policy = policy;
     this.groupsOf = undefined;
+    this.rulesOfGroup = undefined;
+    this.networkByName = undefined;
     this.constants = policyConstants(policy);
     this.apps = new Map();
     this.groupMembers = new Map();
@@ -224,11 +259,21 @@ export class IncrementalCompiler {
   }
 
   private update(next: ClusterState, full: boolean): IncrementalResult {
-    const change = (full ? undefined : this.tasksMovedInPlace(next)) ?? this.diffInputs(next, full);
+    const steps = this.steps(next, full, Infinity);
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /** The update, yielding after each recomputed host and each batch of `emitBatch` emitted hosts. */
+  private *steps(next: ClusterState, full: boolean, emitBatch: number): Generator<void, IncrementalResult> {
+    const change = (full ? undefined : this.tasksMovedInPlace(next)) ?? (yield* this.diffInputs(next, full));
     const { dirty, removed } = change;
     this.cluster = next;
     this.cachedReports = undefined;
 
+    if (full) yield;
     // Group source sets: rebuilt for touched groups only.
     const changedGroups = new Set<string>();
     for (const group of this.policy.groups) {
@@ -247,7 +292,7 @@ export class IncrementalCompiler {
     }
 
     if (full) {
-      this.rebuildResolver();
+      yield* this.rebuildResolver();
       this.resolutions = new ResolutionIndex();
       this.claimsOf = new Map();
       for (const id of this.addressText.keys()) dirty.add(id);
@@ -257,15 +302,22 @@ export class IncrementalCompiler {
     // New label keys of changed apps need their sets (existing keys are still valid).
     for (const id of change.changedApps) this.addLabelSets(this.apps.get(id));
 
+    if (full) yield;
     const patches = new Map<string, Patch>();
     const changedKeys = full || changedGroups.size === 0 ? [] : this.reresolve(changedGroups);
-    const fresh = this.recompute(dirty, full, patches);
+    const fresh = yield* this.recompute(dirty, full, patches);
     this.patchUsers(changedKeys, dirty, patches);
 
     const changed = new Map<string, DesiredState>();
-    for (const [hostId, state] of hostStates(this.policy, this.constants, fresh, (id) => this.stateOf.get(id))) {
-      if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
-      this.stateOf.set(hostId, state);
+    // One MemberEmitter per batch (host-claims.ts: the output does not depend on the batch).
+    const freshHosts = [...fresh];
+    for (let b = 0; b < freshHosts.length; b += emitBatch) {
+      const batch = emitBatch >= freshHosts.length ? fresh : new Map(freshHosts.slice(b, b + emitBatch));
+      for (const [hostId, state] of hostStates(this.policy, this.constants, batch, (id) => this.stateOf.get(id))) {
+        if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
+        this.stateOf.set(hostId, state);
+      }
+      yield;
     }
     for (const [hostId, patch] of patches) {
       const old = this.stateOf.get(hostId)!;
@@ -345,7 +397,7 @@ export class IncrementalCompiler {
   }
 
   /** The general input diff: rebuilds the host, app and task indexes from `next`. */
-  private diffInputs(next: ClusterState, full: boolean): InputChange {
+  private *diffInputs(next: ClusterState, full: boolean): Generator<void, InputChange> {
     const dirty = new Set<string>();
     const inventoryReports: CompileReport[] = [];
 
@@ -365,6 +417,7 @@ export class IncrementalCompiler {
     const removed = [...this.addressText.keys()].filter((id) => !addressText.has(id)).sort();
     for (const id of removed) touchedHosts.add(id);
 
+    yield;
     // Apps (first definition of an id wins, as in compile).
     const nextApps = new Map<string, App>();
     for (const app of next.apps) if (!nextApps.has(app.id)) nextApps.set(app.id, app);
@@ -407,6 +460,7 @@ export class IncrementalCompiler {
       for (const [hostId, tasks] of tasksOfHost) if (tasks.length !== (this.tasksOfHost.get(hostId)?.length ?? 0)) dirty.add(hostId);
     }
 
+    yield;
     // Apps whose host set changed, and app entries of changed apps.
     const touchedApps = new Set<string>(changedApps);
     for (const id of new Set([...hostsOfApp.keys(), ...this.hostsOfApp.keys()])) {
@@ -415,6 +469,7 @@ export class IncrementalCompiler {
       if (a?.size !== b?.size || [...(a?.keys() ?? [])].some((h) => !b!.has(h))) touchedApps.add(id);
     }
     const touchedGroups = new Set<string>();
+    let appsRead = 0;
     for (const id of changedApps) {
       const old = this.apps.get(id);
       for (const g of old?.groups ?? []) {
@@ -428,6 +483,7 @@ export class IncrementalCompiler {
         this.apps.delete(id);
         continue;
       }
+      if (++appsRead % 64 === 0) yield;
       const entry = this.appEntry(app);
       this.apps.set(id, entry);
       for (const g of entry.groups) {
@@ -538,12 +594,15 @@ export class IncrementalCompiler {
    * state (and `full` is false) gets a patch from its old claims to the new ones; the others are
    * returned for a full emission (hostStates).
    */
-  private recompute(dirty: ReadonlySet<string>, full: boolean, patches: Map<string, Patch>): Map<string, HostClaim[]> {
+  private *recompute(dirty: ReadonlySet<string>, full: boolean, patches: Map<string, Patch>): Generator<void, Map<string, HostClaim[]>> {
     const fresh = new Map<string, HostClaim[]>();
     const infoOf = (appId: string) => this.apps.get(appId)!;
     const resolve = (m: PortMatch) => this.resolutions.get(m.key) ?? this.resolver.resolve(m.matching, m.labelKey, this.labelSets.get(m.labelKey)!);
+    const budget = full ? new MemberBudget(this.maxMembers, dirty.size) : undefined;
     for (const hostId of [...dirty].sort()) {
+      yield;
       const r = hostClaims(this.policy, this.constants, hostId, this.tasksOfHost.get(hostId) ?? [], infoOf, resolve);
+      budget?.add(claimsMemberCount(r.claims));
       const uses: ClaimUse[] = [];
       for (const c of r.claims) {
         uses.push({ suffix: claimSuffix(c.protocol, c.port), keys: c.matches.map((m) => m.key), set: c.set });
@@ -590,7 +649,8 @@ export class IncrementalCompiler {
     if (peer.kind === 'group') return this.groupSet.get(peer.name) ?? AddressSet.EMPTY;
     let set = this.networkSet.get(peer.name);
     if (!set) {
-      const net = this.policy.networks.find((n) => n.name === peer.name);
+      this.networkByName ??= new Map(this.policy.networks.map((n) => [n.name, n]));
+      const net = this.networkByName.get(peer.name);
       set = net ? AddressSet.fromStrings(net.cidrs).subtract(AddressSet.fromStrings(net.except)) : AddressSet.EMPTY;
       this.networkSet.set(peer.name, set);
     }
@@ -601,8 +661,12 @@ export class IncrementalCompiler {
     this.resolver = new SourceResolver(this.policy.rules.map((r) => r.action), this.ruleFrom, this.policy.defaults.action === 'allow');
   }
 
-  private rebuildResolver(): void {
-    this.ruleFrom = this.policy.rules.map((r) => AddressSet.unionAll(r.from.map(this.peerSet)));
+  private *rebuildResolver(): Generator<void, void> {
+    this.ruleFrom = [];
+    for (const r of this.policy.rules) {
+      this.ruleFrom.push(AddressSet.unionAll(r.from.map(this.peerSet)));
+      if (this.ruleFrom.length % 512 === 0) yield;
+    }
     this.newResolver();
     this.labelSets = new Map();
     this.labelPeers = new Map();
@@ -630,11 +694,7 @@ export class IncrementalCompiler {
   private appEntry(app: App): AppEntry {
     const policy = this.policy;
     const groups = (this.groupsOf ??= groupMatcher(policy))(app);
-    const candidateSet = new Set<number>();
-    policy.rules.forEach((r, i) => {
-      if (r.to.some((g) => groups.includes(g))) candidateSet.add(i);
-    });
-    const candidates = [...candidateSet].sort((a, b) => a - b);
+    const candidates = candidateRules((this.rulesOfGroup ??= rulesByTarget(policy)), groups);
     const checked = checkAppDeclarations(policy, app, groups);
     const problems: CompileReport[] = checked.problems.map((p) => ({ kind: p.kind, appId: app.id, message: p.message }));
     const labelPeers = new Map<string, PeerRef[]>();

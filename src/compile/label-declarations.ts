@@ -36,11 +36,21 @@ function at(loc: { file: string; line: number; col: number }): string {
   return `${loc.file}:${loc.line}:${loc.col}`;
 }
 
+const namesOf = new WeakMap<Policy, { readonly groups: ReadonlySet<string>; readonly networks: ReadonlySet<string> }>();
+
+/** The policy's group and network names as sets (a Policy is immutable: built once per policy). */
+function policyNames(policy: Policy): { readonly groups: ReadonlySet<string>; readonly networks: ReadonlySet<string> } {
+  let names = namesOf.get(policy);
+  if (!names) namesOf.set(policy, (names = { groups: new Set(policy.groups.map((g) => g.name)), networks: new Set(policy.networks.map((n) => n.name)) }));
+  return names;
+}
+
 export function checkDeclaration(policy: Policy, name: string, appGroups: readonly string[]): DeclarationCheck {
   let peer: PeerRef;
+  const names = policyNames(policy);
   if (name === 'any') peer = { kind: 'any' };
-  else if (policy.groups.some((g) => g.name === name)) peer = { kind: 'group', name };
-  else if (policy.networks.some((n) => n.name === name)) peer = { kind: 'network', name };
+  else if (names.groups.has(name)) peer = { kind: 'group', name };
+  else if (names.networks.has(name)) peer = { kind: 'network', name };
   else return { ok: false, kind: 'label-unknown-name', reason: `'${name}' is not a group or network of the policy` };
 
   const g = policy.guardrails;

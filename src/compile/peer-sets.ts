@@ -5,13 +5,12 @@
  *   an app of the group ("no IP per app": the whole host speaks for its tasks).
  * - A network's set is the union of its CIDRs minus the union of its excepts.
  * - `any` is every v4 and v6 address. An unknown name (impossible in a validated Policy) is empty.
- * Everything is computed once per compile; lookups are map reads. Group membership tests are
- * pre-filtered by each app-id pattern's literal prefix (the text before its first `*`, which a
- * matching id must start with; a pattern without `*` must equal the id), so the glob and label
- * test of app-selector.ts runs only for plausible (app, group) pairs.
+ * Everything is computed once per compile; lookups are map reads. Group membership comes from
+ * app-selector.ts groupMatcher (patterns indexed by literal prefix, so an app is tested only
+ * against plausible groups).
  */
 import type { App } from '../inventory/cluster-state.js';
-import { appMatchesGroup } from '../policy/app-selector.js';
+import { groupMatcher } from '../policy/app-selector.js';
 import type { PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, type ParsedAddress } from './address-set.js';
 
@@ -21,20 +20,6 @@ export interface PeerSets {
   readonly groupSet: ReadonlyMap<string, AddressSet>;
   readonly networkSet: ReadonlyMap<string, AddressSet>;
   peerSet(peer: PeerRef): AddressSet;
-}
-
-/** `(app) => names of the groups it belongs to, in policy order` (see the header). */
-export function groupMatcher(policy: Policy): (app: App) => string[] {
-  const prefixes = policy.groups.map((g) => g.apps.map((p) => ({ exact: !p.includes('*'), text: p.includes('*') ? p.slice(0, p.indexOf('*')) : p })));
-  return (app) => {
-    const out: string[] = [];
-    policy.groups.forEach((group, i) => {
-      const pats = prefixes[i]!;
-      if (pats.length > 0 && !pats.some((p) => (p.exact ? app.id === p.text : app.id.startsWith(p.text)))) return;
-      if (appMatchesGroup(app, group)) out.push(group.name);
-    });
-    return out;
-  };
 }
 
 export function buildPeerSets(

@@ -11,13 +11,19 @@
  *   error shows in /status (`policy.lastError`) and /metrics. The same holds for the inventory
  *   through the ClusterFeed contract. Before the first good policy and inventory, /readyz is 503
  *   and agents get no state (the Sync service has none to send).
+ * - Every policy load is bounded by `limits` (src/policy/policy-limits.ts): files over the size
+ *   are not read, a reload is parsed in a worker thread (policy-parser.ts) and compiled in slices
+ *   (DesiredStateStore.loadPolicy), so agent streams keep being served during a large reload; a
+ *   policy over a limit is an invalid policy like any other (logged, /status, last good kept).
  * - Cluster changes are coalesced (`coalesceMs`) before a recompile; compiles are timed.
  * - `reload()` re-reads the policy and the feed (SIGHUP); `stop()` ends every agent stream,
  *   both listeners and every timer, so the process can exit on its own.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { formatDiagnostic } from '../diagnostic.js';
+import { formatDiagnostic, type Diagnostic } from '../diagnostic.js';
+import { DEFAULT_POLICY_LIMITS, PolicyLimitError, type PolicyLimits } from '../policy/policy-limits.js';
+import type { Policy } from '../policy/policy-model.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import { SyncService, type AgentStatus } from '../grpc/sync-service.js';
 import { PolicyWatcher } from '../sources/policy-watcher.js';
@@ -27,8 +33,12 @@ import { TlsRefusals } from '../tls/tls-refusals.js';
 import type { ClusterFeed } from './cluster-feed.js';
 import { ControllerStatus, type PolicyInfo } from './controller-status.js';
 import { DesiredStateStore } from './desired-state-store.js';
+import { workerPolicyParser } from './policy-parser.js';
 import { formatHostPort, type HostPort } from './host-port.js';
 import { StatusServer } from './status-server.js';
+
+/** Diagnostics of one failed policy load that are logged and shown in /status. */
+const LOGGED_ERRORS = 200;
 
 export interface FeedContext {
   /** What the Sync service knows of every agent (host ids, Hello addresses). */
@@ -48,6 +58,8 @@ export interface ControllerOptions {
   readonly coalesceMs?: number;
   /** Policy poll period behind the file watch. Default 5 s. */
   readonly pollMs?: number;
+  /** What one policy load may cost. Default DEFAULT_POLICY_LIMITS. */
+  readonly limits?: PolicyLimits;
   readonly logger: Logger;
 }
 
@@ -63,7 +75,8 @@ export interface RunningController {
 
 export async function startController(options: ControllerOptions): Promise<RunningController> {
   const log = options.logger;
-  const store = new DesiredStateStore({ coalesceMs: options.coalesceMs ?? 20 });
+  const limits = options.limits ?? DEFAULT_POLICY_LIMITS;
+  const store = new DesiredStateStore({ coalesceMs: options.coalesceMs ?? 20, maxMembers: limits.maxMembers });
   const policyInfo: PolicyInfo = { path: options.policyPath, valid: false, loadedAt: null, lastError: null, reloadErrors: 0, warnings: [] };
   store.subscribe((changed, info) => {
     log.info({ trigger: info.trigger, hosts: store.hostIds().length, changedHosts: changed.length, durationMs: info.durationMs, reports: store.reports().length }, 'states compiled');
@@ -86,35 +99,59 @@ export async function startController(options: ControllerOptions): Promise<Runni
     else store.queueCluster(cluster);
   };
 
+  const policyFailed = (errors: readonly Diagnostic[]): void => {
+    policyInfo.valid = false;
+    policyInfo.reloadErrors++;
+    // A large broken policy can have thousands of errors: log and keep the first ones.
+    const lines = errors.slice(0, LOGGED_ERRORS).map(formatDiagnostic);
+    if (errors.length > LOGGED_ERRORS) lines.push(`… and ${errors.length - LOGGED_ERRORS} more errors (portcullis check --policy ${options.policyPath} lists them all)`);
+    policyInfo.lastError = { at: new Date().toISOString(), diagnostics: lines };
+    for (const line of lines) log.error({ diagnostic: line }, line);
+    log.error(
+      { path: options.policyPath, errors: errors.length, servingLastGood: store.hasPolicy() },
+      store.hasPolicy() ? 'policy reload failed: keeping the last good policy' : 'policy is invalid: no state is served until it is fixed',
+    );
+  };
+  // The first compile (the policy came before any cluster) was over a limit: no policy is in force.
+  store.onPolicyRejected = (e) => {
+    policyInfo.loadedAt = null;
+    watcher.refused();
+    policyFailed([e.diagnostic(options.policyPath)]);
+  };
+  const policyAccepted = (policy: Policy, warnings: readonly Diagnostic[]): void => {
+    const first = policyInfo.loadedAt === null;
+    policyInfo.valid = true;
+    policyInfo.loadedAt = new Date().toISOString();
+    policyInfo.lastError = null;
+    policyInfo.warnings = warnings.map(formatDiagnostic);
+    for (const w of warnings) log.warn({ diagnostic: formatDiagnostic(w) }, formatDiagnostic(w));
+    log.info({ path: options.policyPath, groups: policy.groups.length, rules: policy.rules.length, mode: policy.defaults.mode }, first ? 'policy loaded' : 'policy reloaded');
+  };
+
   const watcher = new PolicyWatcher({
     path: options.policyPath,
     ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
-    onPolicy: (policy, warnings) => {
-      const first = policyInfo.loadedAt === null;
-      policyInfo.valid = true;
-      policyInfo.loadedAt = new Date().toISOString();
-      policyInfo.lastError = null;
-      policyInfo.warnings = warnings.map(formatDiagnostic);
-      for (const w of warnings) log.warn({ diagnostic: formatDiagnostic(w) }, formatDiagnostic(w));
-      log.info({ path: options.policyPath, groups: policy.groups.length, rules: policy.rules.length, mode: policy.defaults.mode }, first ? 'policy loaded' : 'policy reloaded');
-      store.setPolicy(policy);
+    maxBytes: limits.maxBytes,
+    parse: workerPolicyParser(options.policyPath, limits),
+    onPolicy: async (policy, warnings) => {
+      // Compiled in slices; applied (and reported valid) only once it fits the limits.
+      try {
+        const changed = await store.loadPolicy(policy);
+        if (changed === undefined) return false; // a newer load replaced it
+        policyAccepted(policy, warnings);
+        return true;
+      } catch (e) {
+        if (e instanceof PolicyLimitError) policyFailed([e.diagnostic(options.policyPath)]);
+        else log.error({ err: String(e) }, 'policy compile failed: keeping the last good policy');
+        return false;
+      }
     },
     onRestored: () => {
       policyInfo.valid = true;
       policyInfo.lastError = null;
       log.info({ path: options.policyPath }, 'policy files valid again: they hold the policy in force, nothing to recompile');
     },
-    onError: (errors) => {
-      policyInfo.valid = false;
-      policyInfo.reloadErrors++;
-      const lines = errors.map(formatDiagnostic);
-      policyInfo.lastError = { at: new Date().toISOString(), diagnostics: lines };
-      for (const line of lines) log.error({ diagnostic: line }, line);
-      log.error(
-        { path: options.policyPath, errors: lines.length, servingLastGood: policyInfo.loadedAt !== null },
-        policyInfo.loadedAt !== null ? 'policy reload failed: keeping the last good policy' : 'policy is invalid: no state is served until it is fixed',
-      );
-    },
+    onError: policyFailed,
   });
 
   const server = new grpc.Server();

@@ -12,19 +12,35 @@
  * a full `compile`. Bursts coalesce: `queueCluster` keeps only the newest cluster and applies it
  * once, `coalesceMs` after the first change of the burst (default 20 ms), so a deployment that
  * moves fifty tasks costs one recompute and one notification. `setCluster` applies at once.
+ *
+ * A policy is compiled into a NEW compiler and swapped in only when that succeeded: a policy
+ * over `maxMembers` (PolicyLimitError, src/policy/policy-limits.ts) leaves the store exactly as
+ * it was, serving the last good policy. `loadPolicy` (the controller's reload) builds that
+ * compiler in slices of about `sliceMs` of work, yielding to the event loop between them, so the
+ * gRPC streams, pings and the status endpoint keep being served during a large recompile; cluster
+ * changes arriving meanwhile go to the live compiler and are applied to the new one before the
+ * swap. Only the newest of overlapping loads is applied. `setPolicy` is the same in one go.
  */
 import type { ClusterState } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
 import type { CompileReport } from '../compile/compile.js';
 import type { DesiredState } from '../compile/desired-state.js';
 import { IncrementalCompiler, type IncrementalResult } from '../compile/incremental-compiler.js';
+import { PolicyLimitError } from '../policy/policy-limits.js';
 
 export type StatesListener = (changedHostIds: readonly string[], info: RecomputeInfo) => void;
 
 export interface DesiredStateStoreOptions {
   /** Window in which queued cluster changes are merged into one recompute. Default 20 ms. */
   readonly coalesceMs?: number;
+  /** Bound on the allow-set members of a policy's compile (PolicyLimits.maxMembers). Default: none. */
+  readonly maxMembers?: number;
+  /** Work between two yields of `loadPolicy`, in milliseconds. Default 10. */
+  readonly sliceMs?: number;
 }
+
+/** Lets other callbacks run (the event loop's I/O included) before it resolves. */
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export interface StoreStats {
   /** Recomputes run (policy or cluster), including ones that changed nothing. */
@@ -53,15 +69,51 @@ export class DesiredStateStore {
   private queued: ClusterState | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly coalesceMs: number;
+  private readonly maxMembers: number | undefined;
+  private readonly sliceMs: number;
+  /** Increases with every policy load; a load applies only if it is still the newest. */
+  private loads = 0;
+  /** Called when the first compile (policy before cluster) hits a limit and the policy is dropped. */
+  onPolicyRejected: ((error: PolicyLimitError) => void) | undefined;
   private counters = { recomputes: 0, hostsRecomputed: 0, coalesced: 0, lastDurationMs: null as number | null, totalDurationMs: 0 };
 
   constructor(options: DesiredStateStoreOptions = {}) {
     this.coalesceMs = options.coalesceMs ?? 20;
+    this.maxMembers = options.maxMembers;
+    this.sliceMs = options.sliceMs ?? 10;
   }
 
+  /** Compiles and applies `policy` now; throws PolicyLimitError, keeping the last good policy. */
   setPolicy(policy: Policy): readonly string[] {
-    this.policy = policy;
-    return this.timed('policy', () => (this.compiler ? this.publish(this.compiler.setPolicy(policy)) : this.start()));
+    this.loads++;
+    if (!this.cluster) return this.remember(policy);
+    const cluster = this.cluster;
+    const started = performance.now();
+    const next = new IncrementalCompiler(policy, cluster, this.options());
+    return this.swap(policy, next, cluster, started);
+  }
+
+  /**
+   * `setPolicy` without blocking the event loop: the compile runs in slices (see the header).
+   * Resolves to the changed hosts, or undefined when a newer load superseded this one (then
+   * nothing of it was applied); rejects with PolicyLimitError, keeping the last good policy.
+   */
+  async loadPolicy(policy: Policy): Promise<readonly string[] | undefined> {
+    const load = ++this.loads;
+    if (!this.cluster) return this.remember(policy);
+    const cluster = this.cluster;
+    const started = performance.now();
+    const steps = IncrementalCompiler.building(policy, cluster, this.options());
+    let sliceStart = performance.now();
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return load === this.loads ? this.swap(policy, r.value, cluster, started) : undefined;
+      if (performance.now() - sliceStart >= this.sliceMs) {
+        await turn();
+        if (load !== this.loads) return undefined;
+        sliceStart = performance.now();
+      }
+    }
   }
 
   /** Applies `cluster` now (any queued cluster is superseded). */
@@ -88,6 +140,11 @@ export class DesiredStateStore {
   /** Drops a queued cluster and its timer (shutdown). */
   close(): void {
     this.cancelQueued();
+  }
+
+  /** A good policy is held (compiled, or waiting for the first cluster). */
+  hasPolicy(): boolean {
+    return this.policy !== undefined;
   }
 
   /** Both inputs are known, so states are meaningful. */
@@ -133,8 +190,7 @@ export class DesiredStateStore {
   }
 
   /** Runs one recompute, times it, and notifies listeners when hosts changed. */
-  private timed(trigger: RecomputeInfo['trigger'], recompute: () => readonly string[]): readonly string[] {
-    const started = performance.now();
+  private timed(trigger: RecomputeInfo['trigger'], recompute: () => readonly string[], started = performance.now()): readonly string[] {
     const changed = recompute();
     if (!this.compiler) return changed;
     const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
@@ -148,9 +204,41 @@ export class DesiredStateStore {
     return changed;
   }
 
+  private options(): { maxMembers?: number } {
+    return this.maxMembers === undefined ? {} : { maxMembers: this.maxMembers };
+  }
+
+  /** A policy before any cluster: compiled (and checked) when the first cluster arrives. */
+  private remember(policy: Policy): readonly string[] {
+    this.policy = policy;
+    return [];
+  }
+
+  /** Makes `next` (built from `builtFrom`) the live compiler and notifies the hosts that changed. */
+  private swap(policy: Policy, next: IncrementalCompiler, builtFrom: ClusterState, started: number): readonly string[] {
+    if (this.cluster !== builtFrom) next.applyClusterChange(this.cluster!);
+    const old = this.compiler;
+    this.policy = policy;
+    this.compiler = next;
+    return this.timed('policy', () => {
+      this.counters.hostsRecomputed += next.hostIds().length;
+      if (!old) return next.hostIds();
+      const changed = next.hostIds().filter((id) => old.state(id)?.version !== next.state(id)!.version);
+      return [...changed, ...old.hostIds().filter((id) => next.state(id) === undefined)];
+    }, started);
+  }
+
+  /** The first compile, when both inputs are known; a policy over a limit is dropped and reported. */
   private start(): readonly string[] {
     if (!this.policy || !this.cluster) return [];
-    this.compiler = new IncrementalCompiler(this.policy, this.cluster);
+    try {
+      this.compiler = new IncrementalCompiler(this.policy, this.cluster, this.options());
+    } catch (e) {
+      if (!(e instanceof PolicyLimitError)) throw e;
+      this.policy = undefined;
+      this.onPolicyRejected?.(e);
+      return [];
+    }
     this.counters.hostsRecomputed += this.compiler.hostIds().length;
     return this.compiler.hostIds();
   }

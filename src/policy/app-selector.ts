@@ -12,7 +12,7 @@
  * backtracks exponentially on patterns like `/*a*a*a*a*a*b` (found by test/fuzz-policy.test.ts).
  */
 import type { App } from '../inventory/cluster-state.js';
-import type { GroupDef } from './policy-model.js';
+import type { GroupDef, Policy } from './policy-model.js';
 
 /** A pattern as tokens: a literal UTF-16 code unit, STAR (`*`) or DSTAR (`**`). */
 type Token = string | typeof STAR | typeof DSTAR;
@@ -84,4 +84,42 @@ export function appMatchesGroup(app: Pick<App, 'id' | 'labels'>, group: Pick<Gro
     if (!Object.hasOwn(app.labels, key) || app.labels[key] !== value) return false;
   }
   return true;
+}
+
+/**
+ * `(app) => names of the groups it belongs to, in policy order`, for many apps and groups. Each
+ * pattern's literal prefix (the text before its first `*`; a pattern without `*` is its own
+ * literal) must start the id of a matching app, so patterns are indexed by that prefix and an app
+ * looks up each prefix of its id: only the groups found so (and those without patterns, which
+ * select by labels) get the full test of appMatchesGroup. Cost per app: its id's length plus its
+ * candidate groups, not the number of groups.
+ */
+export function groupMatcher(policy: Pick<Policy, 'groups'>): (app: Pick<App, 'id' | 'labels'>) => string[] {
+  const exact = new Map<string, number[]>();
+  const byPrefix = new Map<string, number[]>();
+  const always: number[] = [];
+  const add = (map: Map<string, number[]>, key: string, i: number) => {
+    const list = map.get(key);
+    if (!list) map.set(key, [i]);
+    else if (list[list.length - 1] !== i) list.push(i);
+  };
+  policy.groups.forEach((group, i) => {
+    if (group.apps.length === 0) always.push(i);
+    for (const p of group.apps) {
+      const star = p.indexOf('*');
+      if (star < 0) add(exact, p, i);
+      else add(byPrefix, p.slice(0, star), i);
+    }
+  });
+  return (app) => {
+    const candidates = new Set<number>(always);
+    for (const i of exact.get(app.id) ?? []) candidates.add(i);
+    for (let k = 0; k <= app.id.length; k++) for (const i of byPrefix.get(app.id.slice(0, k)) ?? []) candidates.add(i);
+    const out: string[] = [];
+    for (const i of [...candidates].sort((a, b) => a - b)) {
+      const group = policy.groups[i]!;
+      if (appMatchesGroup(app, group)) out.push(group.name);
+    }
+    return out;
+  };
 }

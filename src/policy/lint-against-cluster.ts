@@ -11,19 +11,52 @@
 import type { Diagnostic } from '../diagnostic.js';
 import { sortDiagnostics } from '../diagnostic.js';
 import type { App, ClusterState } from '../inventory/cluster-state.js';
-import { appMatchesGroup } from './app-selector.js';
+import { groupMatcher } from './app-selector.js';
 import type { PortSpec, Protocol, SourceLocation, Policy } from './policy-model.js';
 import type { PolicySites } from './parse-policy.js';
 
+/** What a set of apps defines: their ids, and per port name the protocols it uses. */
+interface Targets {
+  readonly ids: readonly string[];
+  readonly ports: ReadonlyMap<string, ReadonlySet<Protocol>>;
+}
+
+function targetsOf(apps: readonly App[]): Targets {
+  const ports = new Map<string, Set<Protocol>>();
+  for (const a of apps) {
+    for (const p of a.ports) {
+      if (p.name === undefined) continue;
+      let protocols = ports.get(p.name);
+      if (!protocols) ports.set(p.name, (protocols = new Set()));
+      for (const proto of p.protocols) protocols.add(proto);
+    }
+  }
+  return { ids: apps.map((a) => a.id).sort(), ports };
+}
+
+/** At most this many app ids or port names are listed in one message. */
+const LISTED = 20;
+
+function listed(items: readonly string[]): string {
+  if (items.length <= LISTED) return items.join(', ');
+  return `${items.slice(0, LISTED).join(', ')}, … (${items.length - LISTED} more)`;
+}
+
+/**
+ * Cost: each group's apps are found once and what they define is summarised once per distinct
+ * `to` list, so a rule costs its own port specs, not the size of its groups; messages list at
+ * most LISTED ids or names.
+ */
 export function lintPolicyAgainstCluster(policy: Policy, cluster: ClusterState, sites?: PolicySites): Diagnostic[] {
   const out: Diagnostic[] = [];
   const push = (at: SourceLocation, message: string, severity: 'error' | 'warning'): void => {
     out.push({ file: at.file, line: at.line, col: at.col, message, severity });
   };
-  const members = new Map<string, App[]>();
+  const members = new Map<string, App[]>(policy.groups.map((g) => [g.name, []]));
+  const groupsOf = groupMatcher(policy);
+  for (const a of cluster.apps) for (const g of groupsOf(a)) members.get(g)!.push(a);
   for (const g of policy.groups) {
-    const apps = cluster.apps.filter((a) => appMatchesGroup(a, g));
-    members.set(g.name, apps);
+    const apps = members.get(g.name)!;
     if (apps.length === 0) {
       const sel = [g.apps.length > 0 ? `apps ${g.apps.join(', ')}` : '', Object.keys(g.labels).length > 0 ? `labels ${JSON.stringify(g.labels)}` : '']
         .filter(Boolean)
@@ -31,26 +64,28 @@ export function lintPolicyAgainstCluster(policy: Policy, cluster: ClusterState, 
       push(g.at, `group '${g.name}' selects no app of the cluster (${sel}); check its patterns and labels`, 'warning');
     }
   }
+  const targets = new Map<string, Targets>();
   for (const rule of policy.rules) {
-    const apps = [...new Set(rule.to.flatMap((g) => members.get(g) ?? []))];
-    if (apps.length === 0) continue;
+    const key = rule.to.join('\n');
+    let t = targets.get(key);
+    if (!t) targets.set(key, (t = targetsOf([...new Set(rule.to.flatMap((g) => members.get(g) ?? []))])));
+    if (t.ids.length === 0) continue;
     const ruleSites = sites?.rules.get(rule.name);
     rule.ports.forEach((spec: PortSpec, i) => {
       if (spec.kind !== 'name') return;
       const at = ruleSites?.ports[i] ?? rule.at;
-      const withName = apps.flatMap((a) => a.ports.filter((p) => p.name === spec.name));
-      if (withName.length === 0) {
-        const defined = [...new Set(apps.flatMap((a) => a.ports.map((p) => p.name).filter((n): n is string => n !== undefined)))].sort();
+      const used = t.ports.get(spec.name);
+      if (!used) {
+        const defined = [...t.ports.keys()].sort();
         push(
           at,
           `port name '${spec.name}' in rule '${rule.name}' is not defined by any app of ${groupsText(rule.to)} ` +
-            `(apps: ${apps.map((a) => a.id).sort().join(', ')}); names they define: ${defined.length > 0 ? defined.join(', ') : '(none)'}`,
+            `(apps: ${listed(t.ids)}); names they define: ${defined.length > 0 ? listed(defined) : '(none)'}`,
           'error',
         );
         return;
       }
       if (rule.protocols === null) return;
-      const used = new Set<Protocol>(withName.flatMap((p) => p.protocols));
       if (!rule.protocols.some((p) => used.has(p))) {
         push(
           ruleSites?.protocol ?? at,

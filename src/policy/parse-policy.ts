@@ -158,9 +158,24 @@ function resolveGuardrails(raw: RawGuardrails | undefined, resolver: RefResolver
   return { sources, targets, deny };
 }
 
-/** Turns names into PeerRefs / group names, reporting unknown or misplaced ones. */
+/** At most this many names are listed in one error message ("defined groups: ..."). */
+const LISTED_NAMES = 20;
+/** At most this many distinct unknown names get a "did you mean" per parse (each scans every name). */
+const SUGGESTIONS = 200;
+
+function listed(names: readonly string[]): string {
+  if (names.length === 0) return '(none)';
+  if (names.length <= LISTED_NAMES) return names.join(', ');
+  return `${names.slice(0, LISTED_NAMES).join(', ')}, … (${names.length - LISTED_NAMES} more)`;
+}
+
+/**
+ * Turns names into PeerRefs / group names, reporting unknown or misplaced ones. Errors stay small
+ * and cheap however large the policy and however many references are broken: name lists are cut
+ * at LISTED_NAMES, and suggestions are computed once per unknown name, for SUGGESTIONS names.
+ */
 class RefResolver {
-  private suggestions = 0;
+  private readonly hints = new Map<string, string>();
 
   constructor(
     private readonly names: ReadonlyMap<string, { kind: Kind; at: SourceLocation }>,
@@ -168,6 +183,16 @@ class RefResolver {
     private readonly networkNames: readonly string[],
     private readonly err: (at: SourceLocation, message: string) => void,
   ) {}
+
+  private hint(name: string, among: 'peers' | 'groups'): string {
+    const key = `${among}\0${name}`;
+    let h = this.hints.get(key);
+    if (h === undefined) {
+      h = this.hints.size >= SUGGESTIONS ? '' : didYouMean(name, among === 'groups' ? this.groupNames : [...this.groupNames, ...this.networkNames, ANY]);
+      this.hints.set(key, h);
+    }
+    return h;
+  }
 
   peers(refs: readonly NameRef[], what: string): PeerRef[] | undefined {
     const out: PeerRef[] = [];
@@ -183,8 +208,7 @@ class RefResolver {
         continue;
       }
       ok = false;
-      const hint = this.suggest(ref.name, [...this.groupNames, ...this.networkNames, ANY]);
-      this.err(ref.at, `unknown group or network '${ref.name}' in ${what}${hint}; ${this.defined()}`);
+      this.err(ref.at, `unknown group or network '${ref.name}' in ${what}${this.hint(ref.name, 'peers')}; ${this.defined()}`);
     }
     return ok ? out : undefined;
   }
@@ -204,32 +228,17 @@ class RefResolver {
       } else if (def?.kind === 'network') {
         this.err(ref.at, `'${ref.name}' is a network, but ${what} takes groups only (the apps being protected); defined groups: ${this.groupList()}`);
       } else {
-        this.err(ref.at, `unknown group '${ref.name}' in ${what}${this.suggest(ref.name, this.groupNames)}; defined groups: ${this.groupList()}`);
+        this.err(ref.at, `unknown group '${ref.name}' in ${what}${this.hint(ref.name, 'groups')}; defined groups: ${this.groupList()}`);
       }
     }
     return ok ? out : undefined;
   }
 
   private groupList(): string {
-    return nameList(this.groupNames);
-  }
-
-  /**
-   * "Did you mean" for the first 200 unknown names only: each costs an edit distance to every
-   * defined name, and thousands of unknown names are not typos (a policy of 3,000 groups with
-   * 6,000 bad references took 50 s).
-   */
-  private suggest(name: string, candidates: readonly string[]): string {
-    return this.suggestions++ < 200 ? didYouMean(name, candidates) : '';
+    return listed(this.groupNames);
   }
 
   private defined(): string {
-    return `defined groups: ${this.groupList()}; networks: ${nameList(this.networkNames)}; or 'any'`;
+    return `defined groups: ${this.groupList()}; networks: ${listed(this.networkNames)}; or 'any'`;
   }
-}
-
-/** Names for a message, at most 20 of them: every error repeating 10,000 names ran out of heap. */
-function nameList(names: readonly string[]): string {
-  if (names.length === 0) return '(none)';
-  return names.length <= 20 ? names.join(', ') : `${names.slice(0, 20).join(', ')}, … (${names.length} in all)`;
 }

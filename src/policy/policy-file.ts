@@ -186,6 +186,7 @@ function readGroups(r: YamlReader, node: YamlNode | null): GroupDef[] {
     const m = r.mapping(e.value, what, GROUP_KEYS);
     const at = r.at(e.keyNode);
     const apps: string[] = [];
+    const seenApps = new Set<string>();
     const labels: Record<string, string> = {};
     const appsEntry = m?.get('apps');
     if (appsEntry) {
@@ -194,7 +195,10 @@ function readGroups(r: YamlReader, node: YamlNode | null): GroupDef[] {
         if (p === undefined) continue;
         if (!p.startsWith('/')) r.error(item, `app pattern '${p}' of ${what} must start with '/' (Marathon app ids are absolute), e.g. '/${p}'`);
         else if (/\s/.test(p) || p.length === 1) r.error(item, `app pattern '${p}' of ${what} is not a valid Marathon app id pattern (no spaces; '/**' selects every app)`);
-        else if (!apps.includes(p)) apps.push(p);
+        else if (!seenApps.has(p)) {
+          seenApps.add(p);
+          apps.push(p);
+        }
       }
     }
     const labelsEntry = m?.get('labels');

@@ -85,6 +85,7 @@ export function readNameRefs(r: YamlReader, node: YamlNode | null, what: string)
   const items = r.list(node, what, { single: true });
   if (!items) return undefined;
   const out: NameRef[] = [];
+  const seen = new Set<string>();
   let ok = true;
   for (const item of items) {
     const name = r.string(item, `each entry of ${what}`);
@@ -92,7 +93,10 @@ export function readNameRefs(r: YamlReader, node: YamlNode | null, what: string)
       ok = false;
       continue;
     }
-    if (!out.some((x) => x.name === name)) out.push({ name, at: r.at(item) });
+    if (!seen.has(name)) {
+      seen.add(name);
+      out.push({ name, at: r.at(item) });
+    }
   }
   return ok ? out : undefined;
 }

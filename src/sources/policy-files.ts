@@ -11,8 +11,8 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Diagnostic } from '../diagnostic.js';
-import { parsePolicy } from '../policy/parse-policy.js';
 import type { ParseResult, PolicyFileText } from '../policy/parse-policy.js';
+import { bytesOverLimit, DEFAULT_POLICY_LIMITS, parsePolicyWithin, type PolicyLimits } from '../policy/policy-limits.js';
 import { fileKind, readErrorReason, readRegularFile } from './read-regular-file.js';
 
 export interface PolicyFilesRead {
@@ -23,16 +23,26 @@ export interface PolicyFilesRead {
 
 const POLICY_FILE = /\.ya?ml$/;
 
-export async function readPolicyFiles(fileOrDir: string): Promise<PolicyFilesRead> {
+/** `maxBytes`: the policy files' total size is checked (stat) before any is read (PolicyLimits.maxBytes). */
+export async function readPolicyFiles(fileOrDir: string, maxBytes = Infinity): Promise<PolicyFilesRead> {
   const at = (file: string, message: string): Diagnostic => ({ file, line: 1, col: 1, message, severity: 'error' });
   const error = (file: string, message: string): PolicyFilesRead => ({ files: [], errors: [at(file, message)], warnings: [] });
+  const overLimit = (file: string, size: number): PolicyFilesRead | undefined => {
+    const d = size > maxBytes ? bytesOverLimit(file, size, { maxBytes }) : undefined;
+    return d ? { files: [], errors: [d], warnings: [] } : undefined;
+  };
   let isDir: boolean;
+  let size: number;
   try {
-    isDir = (await stat(fileOrDir)).isDirectory();
+    const st = await stat(fileOrDir);
+    isDir = st.isDirectory();
+    size = st.size;
   } catch (e) {
     return error(fileOrDir, `cannot read policy: ${readErrorReason(e)}; give a policy file or a directory of *.yaml files`);
   }
   if (!isDir) {
+    const refused = overLimit(fileOrDir, size);
+    if (refused) return refused;
     try {
       return { files: [{ path: fileOrDir, text: await readRegularFile(fileOrDir) }], errors: [], warnings: [] };
     } catch (e) {
@@ -48,17 +58,19 @@ export async function readPolicyFiles(fileOrDir: string): Promise<PolicyFilesRea
   const files: PolicyFileText[] = [];
   const errors: Diagnostic[] = [];
   const warnings: Diagnostic[] = [];
-  let policyFiles = 0;
+  // First every entry's kind and size (nothing read yet), then the policy files' text.
+  const toRead: string[] = [];
+  let total = 0;
   for (const name of names) {
     const path = join(fileOrDir, name);
-    let kind: string;
+    let st: Awaited<ReturnType<typeof stat>>;
     try {
-      kind = fileKind(await stat(path)); // follows symlinks: a link to a file is a file
+      st = await stat(path); // follows symlinks: a link to a file is a file
     } catch (e) {
       if (POLICY_FILE.test(name)) errors.push(at(path, `cannot read policy file: ${readErrorReason(e)}`));
       continue;
     }
-    if (kind === 'directory') {
+    if (fileKind(st) === 'directory') {
       warnings.push({
         ...at(path, `subdirectory '${name}' is skipped: a policy directory is not read recursively; move its files up into ${fileOrDir}, or give this subdirectory as the policy`),
         severity: 'warning',
@@ -66,21 +78,26 @@ export async function readPolicyFiles(fileOrDir: string): Promise<PolicyFilesRea
       continue;
     }
     if (!POLICY_FILE.test(name)) continue;
-    policyFiles++;
+    toRead.push(path);
+    total += Number(st.size);
+  }
+  const refused = overLimit(fileOrDir, total);
+  if (refused) return refused;
+  for (const path of toRead) {
     try {
       files.push({ path, text: await readRegularFile(path) });
     } catch (e) {
       errors.push(at(path, `cannot read policy file: ${readErrorReason(e)}`));
     }
   }
-  if (policyFiles === 0) return { files: [], errors: [at(fileOrDir, 'no policy files in this directory: expected *.yaml or *.yml files')], warnings };
+  if (toRead.length === 0 && errors.length === 0) return { files: [], errors: [at(fileOrDir, 'no policy files in this directory: expected *.yaml or *.yml files')], warnings };
   return { files, errors, warnings };
 }
 
-/** Reads and parses a policy file or directory; warnings of the read come first. */
-export async function loadPolicy(fileOrDir: string): Promise<ParseResult> {
-  const read = await readPolicyFiles(fileOrDir);
+/** Reads and parses a policy file or directory, within `limits`; warnings of the read come first. */
+export async function loadPolicy(fileOrDir: string, limits: PolicyLimits = DEFAULT_POLICY_LIMITS): Promise<ParseResult> {
+  const read = await readPolicyFiles(fileOrDir, limits.maxBytes);
   if (read.errors.length > 0) return { ok: false, errors: read.errors };
-  const result = parsePolicy(read.files);
+  const result = parsePolicyWithin(fileOrDir, read.files, limits);
   return result.ok ? { ...result, warnings: [...read.warnings, ...result.warnings] } : result;
 }

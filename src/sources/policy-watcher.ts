@@ -9,7 +9,9 @@
  *   force (`onPolicy` is only ever called with valid policies);
  * - they hold exactly the content of the policy in force (a broken edit reverted): `onRestored`,
  *   so the caller can report the files valid again; there is nothing to recompile;
- * - they hold a new valid policy: `onPolicy`.
+ * - they hold a new valid policy: `onPolicy`; the content counts as the policy in force only once
+ *   `onPolicy` accepts it (it may refuse, e.g. a compile over a limit: then a later revert to the
+ *   previous content is a restore, and the refused content again is not).
  * A load never throws and never stops later loads: an unexpected exception (of the parser or of
  * `onPolicy`) is reported through `onError` as a diagnostic at the policy path, 1:1.
  */
@@ -18,16 +20,21 @@ import { createHash } from 'node:crypto';
 import type { Policy } from '../policy/policy-model.js';
 import type { Diagnostic } from '../diagnostic.js';
 import { readPolicyFiles } from './policy-files.js';
-import { parsePolicy } from '../policy/parse-policy.js';
+import { parsePolicy, type ParseResult, type PolicyFileText } from '../policy/parse-policy.js';
 
 export interface PolicyWatcherOptions {
   readonly path: string;
-  readonly onPolicy: (policy: Policy, warnings: readonly Diagnostic[]) => void;
+  /** A new valid policy; resolves false when the caller refused it (it reports why itself). */
+  readonly onPolicy: (policy: Policy, warnings: readonly Diagnostic[]) => void | boolean | Promise<boolean>;
   readonly onError: (errors: readonly Diagnostic[]) => void;
   /** The files are valid again, with the content of the policy in force. */
   readonly onRestored: () => void;
   readonly debounceMs?: number;
   readonly pollMs?: number;
+  /** Parses the files read (default parsePolicy, inline); the controller parses in a worker within its limits. */
+  readonly parse?: (files: readonly PolicyFileText[]) => ParseResult | Promise<ParseResult>;
+  /** Files over this many bytes in all are refused before they are read (PolicyLimits.maxBytes). */
+  readonly maxBytes?: number;
 }
 
 export class PolicyWatcher {
@@ -64,6 +71,14 @@ export class PolicyWatcher {
     clearTimeout(this.debounce);
   }
 
+  /**
+   * The policy taken as in force was refused after all (its first compile, once a cluster came,
+   * was over a limit): no content is the policy in force any more, so no later load is a restore.
+   */
+  refused(): void {
+    this.goodKey = '';
+  }
+
   /** Reload now (also used by SIGHUP); serialised, so overlapping calls never interleave. */
   reload(): Promise<void> {
     const next = this.reloading.then(() => this.reloadOnce());
@@ -79,7 +94,7 @@ export class PolicyWatcher {
   }
 
   private async reloadOnce(): Promise<void> {
-    const read = await readPolicyFiles(this.options.path);
+    const read = await readPolicyFiles(this.options.path, this.options.maxBytes);
     const digest = createHash('sha256');
     for (const file of read.files) digest.update(`${file.path}\0${file.text}\0`);
     for (const d of [...read.errors, ...read.warnings]) digest.update(`${d.file}\0${d.message}\0`);
@@ -91,13 +106,13 @@ export class PolicyWatcher {
       return;
     }
     try {
-      const result = read.errors.length > 0 ? { ok: false as const, errors: read.errors } : parsePolicy(read.files);
+      const result = read.errors.length > 0 ? { ok: false as const, errors: read.errors } : await (this.options.parse ?? parsePolicy)(read.files);
       if (!result.ok) {
         this.options.onError(result.errors);
         return;
       }
-      this.options.onPolicy(result.policy, [...read.warnings, ...result.warnings]);
-      this.goodKey = key;
+      const accepted = await this.options.onPolicy(result.policy, [...read.warnings, ...result.warnings]);
+      if (accepted !== false) this.goodKey = key;
     } catch (e) {
       const message = `cannot load the policy: ${e instanceof Error ? e.message : String(e)}; the last good policy stays in force`;
       this.options.onError([{ file: this.options.path, line: 1, col: 1, message, severity: 'error' }]);

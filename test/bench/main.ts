@@ -11,10 +11,17 @@ import { spawn } from 'node:child_process';
 import { cpus, freemem, release, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { formatTable, parseFigureLine, verdict, type Figure } from './figures.js';
-import { childArgs, parseOptions, usage, UsageError, type BenchOptions, type ScenarioName } from './options.js';
+import { childArgs, parseOptions, usage, UsageError, type BenchOptions, type ChildName, type ScenarioName } from './options.js';
 
-async function runScenario(name: ScenarioName, options: BenchOptions): Promise<void> {
+/** The child processes of a scenario: `compile` runs its large-policy case in a process of its own. */
+function childrenOf(name: ScenarioName, options: BenchOptions): ChildName[] {
+  return name === 'compile' && options.policyRules > 0 ? ['compile-policy', 'compile'] : [name];
+}
+
+async function runScenario(name: ChildName, options: BenchOptions): Promise<void> {
   switch (name) {
+    case 'compile-policy':
+      return (await import('./bench-large-policy.js')).benchLargePolicy(options);
     case 'compile':
       return (await import('./bench-compile.js')).benchCompile(options);
     case 'kernel':
@@ -28,7 +35,7 @@ async function runScenario(name: ScenarioName, options: BenchOptions): Promise<v
   }
 }
 
-function runChild(name: ScenarioName, args: readonly string[]): Promise<{ figures: Figure[]; code: number }> {
+function runChild(name: ChildName, args: readonly string[]): Promise<{ figures: Figure[]; code: number }> {
   const self = fileURLToPath(import.meta.url);
   const child = spawn(process.execPath, ['--max-old-space-size=4096', self, '--child', name, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const figures: Figure[] = [];
@@ -87,9 +94,11 @@ async function main(): Promise<number> {
   for (const name of parsed.options.only) {
     process.stdout.write(`\n## ${name}\n`);
     const t0 = Date.now();
-    const { figures, code } = await runChild(name, childArgs(argv));
-    all.push(...figures);
-    if (code !== 0) failed.push(`${name} (exit ${code})`);
+    for (const child of childrenOf(name, parsed.options)) {
+      const { figures, code } = await runChild(child, childArgs(argv));
+      all.push(...figures);
+      if (code !== 0) failed.push(`${child} (exit ${code})`);
+    }
     process.stdout.write(`  (${name}: ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
   }
   process.stdout.write(`\n## results (${((Date.now() - started) / 1000).toFixed(0)} s)\n${formatTable(all)}\n`);

@@ -6,6 +6,9 @@ import { parseArgs } from 'node:util';
 
 export const SCENARIOS = ['compile', 'kernel', 'packet', 'fanout', 'convergence'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
+/** What one child process runs: a scenario, or the large-policy part of `compile`. */
+export type ChildName = ScenarioName | 'compile-policy';
+const CHILDREN: readonly string[] = [...SCENARIOS, 'compile-policy'];
 
 export interface BenchOptions {
   readonly only: readonly ScenarioName[];
@@ -14,6 +17,8 @@ export interface BenchOptions {
   readonly apps: number;
   readonly groups: number;
   readonly rules: number;
+  readonly policyRules: number;
+  readonly policyNetworks: number;
   readonly runs: number;
   readonly moves: number;
   readonly agents: number;
@@ -32,6 +37,8 @@ const NUMERIC = {
   apps: { default: 2000, help: 'compile: apps' },
   groups: { default: 300, help: 'compile: groups' },
   rules: { default: 1000, help: 'compile: rules' },
+  'policy-rules': { default: 10_000, help: 'compile: rules of the large YAML policy (0 = skip that case)' },
+  'policy-networks': { default: 10_000, help: 'compile: networks of the large YAML policy' },
   runs: { default: 3, help: 'compile: full compiles timed (median reported)' },
   moves: { default: 10_000, help: 'compile: random task moves applied one at a time' },
   agents: { default: 1000, help: 'fanout: simulated agents (full run: 5000)' },
@@ -60,7 +67,7 @@ export function usage(): string {
 
 export class UsageError extends Error {}
 
-export function parseOptions(argv: readonly string[]): { options: BenchOptions; help: boolean; child: ScenarioName | undefined } {
+export function parseOptions(argv: readonly string[]): { options: BenchOptions; help: boolean; child: ChildName | undefined } {
   const numericOptions = Object.fromEntries(Object.keys(NUMERIC).map((k) => [k, { type: 'string' as const }]));
   const { values } = parseArgs({
     args: [...argv],
@@ -79,10 +86,10 @@ export function parseOptions(argv: readonly string[]): { options: BenchOptions; 
   const only = typeof v['only'] === 'string' ? v['only'].split(',').map((s) => s.trim()).filter((s) => s !== '') : [...SCENARIOS];
   for (const s of only) if (!(SCENARIOS as readonly string[]).includes(s)) throw new UsageError(`unknown scenario '${s}' (expected ${SCENARIOS.join(', ')})`);
   const child = typeof v['child'] === 'string' ? v['child'] : undefined;
-  if (child !== undefined && !(SCENARIOS as readonly string[]).includes(child)) throw new UsageError(`unknown scenario '${child}'`);
+  if (child !== undefined && !CHILDREN.includes(child)) throw new UsageError(`unknown scenario '${child}'`);
   return {
     help: v['help'] === true,
-    child: child as ScenarioName | undefined,
+    child: child as ChildName | undefined,
     options: {
       only: only as ScenarioName[],
       hosts: n('hosts'),
@@ -90,6 +97,8 @@ export function parseOptions(argv: readonly string[]): { options: BenchOptions; 
       apps: n('apps'),
       groups: n('groups'),
       rules: n('rules'),
+      policyRules: n('policy-rules'),
+      policyNetworks: n('policy-networks'),
       runs: Math.max(1, n('runs')),
       moves: n('moves'),
       agents: Math.max(1, n('agents')),

@@ -4,7 +4,6 @@
  * Exit 1 on any error in the policy or the inventory; warnings (compile reports, groups that
  * select no app) never fail the check.
  */
-import { compile } from '../../compile/compile.js';
 import { sortDiagnostics, type Diagnostic } from '../../diagnostic.js';
 import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
@@ -22,8 +21,9 @@ import {
   resolvePolicyPath,
   writeDiagnostics,
 } from '../load-inputs.js';
+import { compileWithin, POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
 
-const help = `Usage: portcullis check [--policy FILE|DIR] [--inventory FILE | --controller URL] [--format text|json]
+const help = `Usage: portcullis check [--policy FILE|DIR] [--inventory FILE | --controller URL] [--format text|json] [limits]
 
 Validates a policy: parses it, checks it against the inventory (port names the target apps do
 not define, protocols that can never match, groups that select no app) and compiles it (label
@@ -35,6 +35,7 @@ ${POLICY_OPTION_HELP}
 ${INVENTORY_OPTION_HELP}
 ${CONTROLLER_CLUSTER_HELP}
   --format text|json  output format (default: text)
+${POLICY_LIMIT_HELP}
 
 Exit codes: 0 no error (warnings allowed), 1 an error in the policy or the inventory,
 2 usage error.
@@ -47,14 +48,16 @@ export const checkCommand: Command = {
   name: 'check',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
-    const values = parseFlags(args, { policy: { type: 'string' }, inventory: { type: 'string' }, controller: { type: 'string' }, format: { type: 'string' } });
+    const values = parseFlags(args, { policy: { type: 'string' }, inventory: { type: 'string' }, controller: { type: 'string' }, format: { type: 'string' }, ...POLICY_LIMIT_OPTIONS });
     const format = oneOf('format', values.format, ['text', 'json'] as const, 'text');
+    const limits = policyLimitsFrom(values);
     const [policy, inventory] = await Promise.all([
-      loadPolicyInput(resolvePolicyPath(io, values.policy)),
+      loadPolicyInput(resolvePolicyPath(io, values.policy), limits),
       loadClusterInput(io, values),
     ]);
 
     const diagnostics: Diagnostic[] = [];
+    let overLimit = false;
     if (policy.ok) diagnostics.push(...policy.loaded.warnings);
     else diagnostics.push(...policy.errors);
     if (!inventory.ok) diagnostics.push(...inventory.errors);
@@ -62,7 +65,12 @@ export const checkCommand: Command = {
       const { policy: p, sites } = policy.loaded;
       const cluster = inventory.loaded.cluster;
       diagnostics.push(...lintPolicyAgainstCluster(p, cluster, sites));
-      diagnostics.push(...(await reportsAsDiagnostics(compile(p, cluster).reports, inventory.loaded.path)));
+      const compiled = compileWithin(p, cluster, limits, policy.loaded.path);
+      if (compiled.ok) diagnostics.push(...(await reportsAsDiagnostics(compiled.result.reports, inventory.loaded.path)));
+      else {
+        diagnostics.push(...compiled.errors);
+        overLimit = true;
+      }
     }
     const sorted = sortDiagnostics(diagnostics);
     const errors = countErrors(sorted);
@@ -89,7 +97,9 @@ export const checkCommand: Command = {
 
     writeDiagnostics(io.stdout, io, sorted);
     const shown = relativizer(io);
-    const policyText = policy.ok
+    const policyText = overLimit
+      ? `policy ${shown(policy.ok ? policy.loaded.path : policy.path)}: over a load limit, not compiled`
+      : policy.ok
       ? `policy ok: ${plural(policy.loaded.policy.groups.length, 'group')}, ${plural(policy.loaded.policy.networks.length, 'network')}, ${plural(policy.loaded.policy.rules.length, 'rule')}`
       : `policy ${shown(policy.path)}: ${plural(policyErrors, 'error')}`;
     const inventoryText = inventory.ok

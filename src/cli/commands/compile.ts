@@ -4,7 +4,6 @@
  * host that has no Portcullis objects yet (iptables). Compile reports and lint findings go to
  * stderr as warnings; only a broken policy or inventory fails (exit 1), as in the controller.
  */
-import { compile } from '../../compile/compile.js';
 import type { DesiredState } from '../../compile/desired-state.js';
 import { sortDiagnostics } from '../../diagnostic.js';
 import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
@@ -25,8 +24,10 @@ import {
   resolvePolicyPath,
   writeDiagnostics,
 } from '../load-inputs.js';
+import { compileWithin, POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
 
 const help = `Usage: portcullis compile [--host HOST] [--format iptables|json] [--policy FILE|DIR] [--inventory FILE]
+                         [limits]
        portcullis compile --controller URL [--host HOST] [--format iptables|json]
 
 Compiles the policy against the inventory and prints what each host must enforce. With
@@ -46,6 +47,7 @@ Options:
 ${POLICY_OPTION_HELP}
 ${INVENTORY_OPTION_HELP}
 ${CONTROLLER_OPTION_HELP}
+${POLICY_LIMIT_HELP}
 
 Exit codes: 0 ok, 1 policy or inventory error, unknown host or controller unreachable,
 2 usage error.
@@ -125,6 +127,7 @@ export const compileCommand: Command = {
       policy: { type: 'string' },
       inventory: { type: 'string' },
       controller: { type: 'string' },
+      ...POLICY_LIMIT_OPTIONS,
     });
     const format = oneOf('format', values.format, ['iptables', 'json'] as const, 'iptables');
     if (values.controller !== undefined) {
@@ -132,8 +135,9 @@ export const compileCommand: Command = {
       if (local) throw new UsageError(`--${local} and --controller exclude each other: --controller prints the states the controller compiled (to compile a local policy against its cluster, use explain or diff --controller)`);
       return compileFromController(io, values.controller, values.host, format);
     }
+    const limits = policyLimitsFrom(values);
     const [policy, inventory] = await Promise.all([
-      loadPolicyInput(resolvePolicyPath(io, values.policy)),
+      loadPolicyInput(resolvePolicyPath(io, values.policy), limits),
       loadInventoryInput(resolveInventoryPath(io, values.inventory)),
     ]);
     if (!policy.ok || !inventory.ok) {
@@ -143,7 +147,12 @@ export const compileCommand: Command = {
     }
     const { policy: p, sites } = policy.loaded;
     const cluster = inventory.loaded.cluster;
-    const result = compile(p, cluster);
+    const compiled = compileWithin(p, cluster, limits, policy.loaded.path);
+    if (!compiled.ok) {
+      writeDiagnostics(io.stderr, io, compiled.errors);
+      return EXIT_INPUT_ERROR;
+    }
+    const result = compiled.result;
 
     let states: DesiredState[] = [...result.states.values()];
     if (values.host !== undefined) {

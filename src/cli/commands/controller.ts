@@ -15,6 +15,8 @@ import { readTlsFiles, type TlsMaterial } from '../../tls/credentials.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
 import { DEFAULT_STATUS_LISTEN } from '../controller-client.js';
 import { INVENTORY_OPTION_HELP, POLICY_OPTION_HELP, parseFlags, resolveInventoryPath, resolvePolicyPath } from '../load-inputs.js';
+import type { PolicyLimits } from '../../policy/policy-limits.js';
+import { POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 
 export const DEFAULT_CONTROLLER_LISTEN = '0.0.0.0:7443';
@@ -45,6 +47,9 @@ ${INVENTORY_OPTION_HELP}
                       full Marathon re-list period behind the event stream (default 60)
   --dns               resolve Marathon host names no agent has announced (default off)
 
+Policy limits (a policy over one is refused like a broken one: the last good one stays):
+${POLICY_LIMIT_HELP}
+
 Serving:
   --listen HOST:PORT  gRPC Sync listener (default ${DEFAULT_CONTROLLER_LISTEN}; port 0 = any)
   --status-listen HOST:PORT
@@ -74,6 +79,7 @@ interface ControllerArgs {
   readonly tls: ReturnType<typeof tlsFilesFrom>;
   readonly pingIntervalMs: number;
   readonly coalesceMs: number;
+  readonly limits: PolicyLimits;
   readonly logLevel: ReturnType<typeof parseLogLevel>;
 }
 
@@ -99,6 +105,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     'ping-interval': { type: 'string' },
     'coalesce-ms': { type: 'string' },
     'log-level': { type: 'string' },
+    ...POLICY_LIMIT_OPTIONS,
   });
   const marathonUrls = values.marathon ?? [];
   const marathonOnly = ['marathon-credentials', 'marathon-user', 'marathon-password', 'marathon-token-file', 'marathon-ca', 'marathon-insecure-skip-verify', 'relist-interval', 'dns'] as const;
@@ -134,6 +141,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     tls: tlsFilesFrom(values, io),
     pingIntervalMs: Math.round(1000 * (values['ping-interval'] === undefined ? 10 : parseSeconds(values['ping-interval'], 'ping-interval', 0.1, 3600))),
     coalesceMs: coalesce,
+    limits: policyLimitsFrom(values),
     logLevel: parseLogLevel(values['log-level']),
   };
 }
@@ -167,6 +175,7 @@ export const controllerCommand: Command = {
         credentials,
         pingIntervalMs: options.pingIntervalMs,
         coalesceMs: options.coalesceMs,
+        limits: options.limits,
         logger: log,
       });
     } catch (err) {

@@ -6,7 +6,6 @@
  * Exit 0 with or without differences; 1 when a policy or the inventory does not load.
  */
 import { parseArgs } from 'node:util';
-import { compile } from '../../compile/compile.js';
 import { SET_KINDS, type DesiredState } from '../../compile/desired-state.js';
 import { AddressSet } from '../../compile/address-set.js';
 import { diffStates, type StateDelta } from '../../compile/state-delta.js';
@@ -24,8 +23,9 @@ import {
   resolvePolicyPath,
   writeDiagnostics,
 } from '../load-inputs.js';
+import { compileWithin, POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
 
-const help = `Usage: portcullis diff OLD NEW [--inventory FILE | --controller URL] [--format text|json]
+const help = `Usage: portcullis diff OLD NEW [--inventory FILE | --controller URL] [--format text|json] [limits]
 
 Compiles two versions of a policy (OLD and NEW: policy files or directories) against the same
 inventory and prints, per host, what NEW adds (+) and removes (-) compared with OLD: set
@@ -37,6 +37,7 @@ ${INVENTORY_OPTION_HELP}
 ${CONTROLLER_CLUSTER_HELP}
                       (and a note on stderr when OLD is not what it enforces)
   --format text|json  output format (default: text)
+${POLICY_LIMIT_HELP}
 
 Exit codes: 0 compared (with or without differences), 1 a policy or the inventory does not
 load (its errors are printed), 2 usage error.
@@ -153,7 +154,7 @@ export const diffCommand: Command = {
     const { values, positionals } = parseOptions(() =>
       parseArgs({
         args: [...args],
-        options: { inventory: { type: 'string' }, controller: { type: 'string' }, format: { type: 'string' } },
+        options: { inventory: { type: 'string' }, controller: { type: 'string' }, format: { type: 'string' }, ...POLICY_LIMIT_OPTIONS },
         strict: true,
         allowPositionals: true,
       }),
@@ -161,9 +162,10 @@ export const diffCommand: Command = {
     if (positionals.length !== 2) throw new UsageError(`expected two policies, OLD and NEW; got ${positionals.length} argument(s)`);
     const format = oneOf('format', values.format, ['text', 'json'] as const, 'text');
     const [oldPath, newPath] = positionals.map((p) => resolvePolicyPath(io, p)) as [string, string];
+    const limits = policyLimitsFrom(values);
     const [oldPolicy, newPolicy, inventory] = await Promise.all([
-      loadPolicyInput(oldPath),
-      loadPolicyInput(newPath),
+      loadPolicyInput(oldPath, limits),
+      loadPolicyInput(newPath, limits),
       loadClusterInput(io, values),
     ]);
     if (!oldPolicy.ok || !newPolicy.ok || !inventory.ok) {
@@ -175,8 +177,14 @@ export const diffCommand: Command = {
       return EXIT_INPUT_ERROR;
     }
     const cluster = inventory.loaded.cluster;
-    const before = compile(oldPolicy.loaded.policy, cluster).states;
-    const after = compile(newPolicy.loaded.policy, cluster).states;
+    const compiled = [compileWithin(oldPolicy.loaded.policy, cluster, limits, oldPath), compileWithin(newPolicy.loaded.policy, cluster, limits, newPath)] as const;
+    if (!compiled[0].ok || !compiled[1].ok) {
+      writeDiagnostics(io.stderr, io, compiled.flatMap((c) => (c.ok ? [] : c.errors)));
+      io.stderr('portcullis diff: nothing compared; a policy is over a load limit (errors above)\n');
+      return EXIT_INPUT_ERROR;
+    }
+    const before = compiled[0].result.states;
+    const after = compiled[1].result.states;
     const { changed, unchanged } = changesOf(before, after);
     const note = await policyDriftNote(values.controller, () => before, 'OLD');
     if (note !== '') io.stderr(note);

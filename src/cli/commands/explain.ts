@@ -21,6 +21,7 @@ import {
   resolvePolicyPath,
   writeDiagnostics,
 } from '../load-inputs.js';
+import { POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
 
 const help = `Usage: portcullis explain --from APP|IP --to APP --port N|NAME [--protocol tcp|udp]
                          [--format text|json] [--policy FILE|DIR] [--inventory FILE | --controller URL]
@@ -39,6 +40,7 @@ Options:
 ${POLICY_OPTION_HELP}
 ${INVENTORY_OPTION_HELP}
 ${CONTROLLER_CLUSTER_HELP}
+${POLICY_LIMIT_HELP}
 
 Exit codes: 0 answered (allowed or not), 1 policy/inventory error or a question about an
 unknown app or port, 2 usage error.
@@ -73,6 +75,7 @@ export const explainCommand: Command = {
       policy: { type: 'string' },
       inventory: { type: 'string' },
       controller: { type: 'string' },
+      ...POLICY_LIMIT_OPTIONS,
     });
     for (const required of ['from', 'to', 'port'] as const) {
       if (values[required] === undefined || values[required] === '') throw new UsageError(`--${required} is required`);
@@ -92,7 +95,7 @@ export const explainCommand: Command = {
     };
 
     const [policy, inventory] = await Promise.all([
-      loadPolicyInput(resolvePolicyPath(io, values.policy)),
+      loadPolicyInput(resolvePolicyPath(io, values.policy), policyLimitsFrom(values)),
       loadClusterInput(io, values),
     ]);
     if (!policy.ok || !inventory.ok) {
