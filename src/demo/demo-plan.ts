@@ -10,7 +10,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument, parse, stringify } from 'yaml';
-import { defaultInventoryPath, defaultPolicyPath } from '../cli/package-root.js';
+import { defaultInventoryPath, defaultPolicyPath } from '../package-root.js';
 import { explain } from '../evaluate/reference-evaluator.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import { parseStaticInventory } from '../inventory/static-inventory.js';

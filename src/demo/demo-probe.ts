@@ -5,7 +5,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { packageRoot } from '../cli/package-root.js';
+import { packageRoot } from '../package-root.js';
 import type { Protocol } from '../policy/policy-model.js';
 import type { TestNetwork } from '../../test/support/netns.js';
 
