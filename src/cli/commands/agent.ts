@@ -10,7 +10,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Agent } from '../../../agent/agent-runner.js';
 import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
-import { StatusServer } from '../../controller/status-server.js';
+import { StatusServer } from '../../status/status-server.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { FAMILIES, type Family } from '../../render/owned-names.js';
 import { loadClientCredentials } from '../../tls/credentials.js';
