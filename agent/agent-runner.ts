@@ -28,7 +28,7 @@ import type { Logger } from 'pino';
 import type * as grpc from '@grpc/grpc-js';
 import type { DesiredState } from '../src/compile/desired-state.js';
 import type { Family } from '../src/render/owned-names.js';
-import type { StatusSource } from '../src/controller/status-server.js';
+import type { StatusSource } from '../src/status/status-server.js';
 import type { CommandRunner } from './dataplane/command-runner.js';
 import { KernelDataplane } from './dataplane/kernel-dataplane.js';
 import { cleanStateDir, prepareStateDir, type StateDirCleanup } from './state-dir.js';

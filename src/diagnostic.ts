@@ -5,6 +5,13 @@
 
 export type Severity = 'error' | 'warning';
 
+/** Where something in an input file is (a policy definition, an inventory entry); line and col are 1-based. */
+export interface SourceLocation {
+  readonly file: string;
+  readonly line: number;
+  readonly col: number;
+}
+
 export interface Diagnostic {
   readonly file: string;
   readonly line: number;

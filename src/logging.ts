@@ -14,7 +14,7 @@
  * `time` (`since`, `lastSync`, ...), never epoch numbers.
  */
 import pino, { type Logger } from 'pino';
-import { UsageError } from './cli/command.js';
+import { UsageError } from './usage-error.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -11,7 +11,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../agent/agent-runner.js';
-import { RecordingRunner } from '../agent/dataplane/recording-runner.js';
+import { RecordingRunner } from './support/recording-runner.js';
 import { loadState, saveState } from '../agent/state-store.js';
 import { SyncService } from '../src/grpc/sync-service.js';
 import { startServer, stopServer, waitFor, type RunningServer } from './support/grpc-harness.js';

@@ -16,7 +16,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../agent/agent-runner.js';
 import { ExecCommandRunner } from '../agent/dataplane/command-runner.js';
-import { packageRoot } from '../src/cli/package-root.js';
+import { packageRoot } from '../src/package-root.js';
 import { SyncService } from '../src/grpc/sync-service.js';
 import { startServer, stopServer, waitFor, type RunningServer } from './support/grpc-harness.js';
 import { MemoryStateSource, nthState } from './support/memory-state-source.js';

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultInventoryPath, defaultPolicyPath } from '../src/cli/package-root.js';
+import { defaultInventoryPath, defaultPolicyPath } from '../src/package-root.js';
 import { startController, type RunningController } from '../src/controller/controller-main.js';
 import { StaticInventoryFeed } from '../src/controller/static-inventory-feed.js';
 import { createLogger } from '../src/logging.js';

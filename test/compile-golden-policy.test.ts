@@ -10,7 +10,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { packageRoot } from '../src/cli/package-root.js';
+import { packageRoot } from '../src/package-root.js';
 import { runCli } from './support/run-cli.js';
 
 const root = packageRoot();

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { packageRoot } from '../src/cli/package-root.js';
+import { packageRoot } from '../src/package-root.js';
 import { logged, type LoggedProcess } from './support/process-log.js';
 
 const root = packageRoot();

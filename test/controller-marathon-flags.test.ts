@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveMarathonFlags } from '../src/controller/marathon-feed.js';
+import { resolveMarathonFlags } from '../src/cli/marathon-options.js';
 
 describe('Marathon flags', () => {
   let dir: string;

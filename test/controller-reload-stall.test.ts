@@ -16,7 +16,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import type * as ControllerMain from '../src/controller/controller-main.js';
-import { packageRoot } from '../src/cli/package-root.js';
+import { packageRoot } from '../src/package-root.js';
 import { createLogger } from '../src/logging.js';
 import { largePolicyFiles } from './bench/large-policy.js';
 import { syntheticCluster } from './bench/synthetic-cluster.js';

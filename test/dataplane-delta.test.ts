@@ -13,7 +13,7 @@ import { SET_KINDS, type DesiredState, type SetKind } from '../src/compile/desir
 import { stateVersion } from '../src/compile/state-version.js';
 import { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
 import { isStrictlyAscending, memberChanges, renderDeltaRestore } from '../agent/dataplane/member-delta.js';
-import { RecordingRunner } from '../agent/dataplane/recording-runner.js';
+import { RecordingRunner } from './support/recording-runner.js';
 import { logCapture } from './support/log-capture.js';
 
 function makeState(partial: Partial<Record<SetKind, readonly string[]>>, mode: 'enforce' | 'audit' = 'enforce'): DesiredState {

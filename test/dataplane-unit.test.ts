@@ -15,7 +15,7 @@ import { appendLine, argsText } from '../src/render/restore-text.js';
 import { ruleArgs } from '../src/render/rule-model.js';
 import { EXIT_NOT_FOUND, EXIT_OUTPUT_TOO_LARGE, EXIT_TIMEOUT, ExecCommandRunner } from '../agent/dataplane/command-runner.js';
 import { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
-import { RecordingRunner } from '../agent/dataplane/recording-runner.js';
+import { RecordingRunner } from './support/recording-runner.js';
 import { parseIptablesSave, tokenizeRule, normalizeMember } from '../agent/dataplane/kernel-read.js';
 import { logCapture } from './support/log-capture.js';
 

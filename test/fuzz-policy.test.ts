@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultInventoryPath, defaultPolicyPath } from '../src/cli/package-root.js';
+import { defaultInventoryPath, defaultPolicyPath } from '../src/package-root.js';
 import { DesiredStateStore } from '../src/controller/desired-state-store.js';
 import { formatDiagnostic, type Diagnostic } from '../src/diagnostic.js';
 import { parseStaticInventory } from '../src/inventory/static-inventory.js';

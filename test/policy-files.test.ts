@@ -8,7 +8,7 @@ import { closeSync, constants, mkdirSync, mkdtempSync, openSync, rmSync, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { defaultInventoryPath } from '../src/cli/package-root.js';
+import { defaultInventoryPath } from '../src/package-root.js';
 import { loadInventory } from '../src/sources/inventory-file.js';
 import { loadPolicy } from '../src/sources/policy-files.js';
 import { runCli as cli } from './support/run-cli.js';

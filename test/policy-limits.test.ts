@@ -19,7 +19,7 @@ import type { Policy } from '../src/policy/policy-model.js';
 import { loadPolicy } from '../src/sources/policy-files.js';
 import { largePolicyFiles } from './bench/large-policy.js';
 import { syntheticCluster } from './bench/synthetic-cluster.js';
-import { packageRoot } from '../src/cli/package-root.js';
+import { packageRoot } from '../src/package-root.js';
 import { runCli } from './support/run-cli.js';
 
 const SIZE = { hosts: 40, apps: 60, tasks: 300, groups: 30, rules: 200, networks: 200 };

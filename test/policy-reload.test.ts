@@ -10,7 +10,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { defaultInventoryPath, defaultPolicyPath, packageRoot } from '../src/cli/package-root.js';
+import { defaultInventoryPath, defaultPolicyPath, packageRoot } from '../src/package-root.js';
 import { startController, type RunningController } from '../src/controller/controller-main.js';
 import { StaticInventoryFeed } from '../src/controller/static-inventory-feed.js';
 import { createLogger } from '../src/logging.js';

@@ -3,11 +3,9 @@
  * import the filesystem, child processes, sockets, gRPC or Consul. This walks every module of the
  * core and every relative import it reaches, so a forbidden import anywhere below fails here.
  */
-import { readFileSync, readdirSync, statSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { importsOf, importsOfFile, resolveRelative, tsFiles } from './support/import-scan.js';
 
-const root = path.resolve(import.meta.dirname, '..');
 const pureDirs = ['src/policy', 'src/inventory', 'src/compile', 'src/render', 'src/evaluate'];
 const forbidden = [
   /^(node:)?fs(\/promises)?$/,
@@ -19,41 +17,14 @@ const forbidden = [
   /^consul$/,
 ];
 
-function tsFiles(dir: string): string[] {
-  const abs = path.join(root, dir);
-  let entries: string[];
-  try {
-    entries = readdirSync(abs);
-  } catch {
-    return [];
-  }
-  return entries.flatMap((name) => {
-    const rel = path.join(dir, name);
-    if (statSync(path.join(root, rel)).isDirectory()) return tsFiles(rel);
-    return name.endsWith('.ts') ? [rel] : [];
-  });
-}
-
-const importPattern = /(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|require\(\s*['"]([^'"]+)['"]\s*\)|^\s*import\s*['"]([^'"]+)['"]/gm;
-
-export function importsOf(source: string): string[] {
-  return [...source.matchAll(importPattern)].map((m) => m[1] ?? m[2] ?? m[3] ?? m[4] ?? '');
-}
-
 /** Every module reachable from `file` through relative imports, with its own imports. */
 function reachable(file: string, seen = new Map<string, string[]>()): Map<string, string[]> {
   if (seen.has(file)) return seen;
-  const specs = importsOf(readFileSync(path.join(root, file), 'utf8'));
+  const specs = importsOfFile(file);
   seen.set(file, specs);
   for (const spec of specs) {
-    if (!spec.startsWith('.')) continue;
-    const target = path.join(path.dirname(file), spec).replace(/\.js$/, '.ts');
-    try {
-      statSync(path.join(root, target));
-    } catch {
-      continue;
-    }
-    reachable(target, seen);
+    const target = resolveRelative(file, spec);
+    if (target !== undefined) reachable(target, seen);
   }
   return seen;
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SyncClient } from '../agent/sync-client.js';
-import { defaultInventoryPath, defaultPolicyPath } from '../src/cli/package-root.js';
+import { defaultInventoryPath, defaultPolicyPath } from '../src/package-root.js';
 import { startController, type RunningController } from '../src/controller/controller-main.js';
 import { StaticInventoryFeed } from '../src/controller/static-inventory-feed.js';
 import { clientCredentialsFrom, loadClientCredentials, readTlsFiles } from '../src/tls/credentials.js';

@@ -24,5 +24,3 @@ export interface Command {
   run(args: readonly string[], io: CliIO): Promise<number>;
 }
 
-/** Thrown by argument parsing; main prints it with the command's usage and exits 2. */
-export class UsageError extends Error {}

@@ -8,7 +8,8 @@
 import type { DesiredState } from '../compile/desired-state.js';
 import { checkDesiredState } from '../compile/desired-state-check.js';
 import { clusterFromDocument } from '../inventory/cluster-document.js';
-import { UsageError, type CliIO } from './command.js';
+import { type CliIO } from './command.js';
+import { UsageError } from '../usage-error.js';
 import { loadInventoryInput, resolveInventoryPath, type InventoryLoad } from './load-inputs.js';
 
 /** The controller's default `--status-listen`. */

@@ -16,8 +16,9 @@ import type { PolicyLimits } from '../policy/policy-limits.js';
 import type { Policy } from '../policy/policy-model.js';
 import { loadInventory } from '../sources/inventory-file.js';
 import { loadPolicy } from '../sources/policy-files.js';
-import { UsageError, type CliIO } from './command.js';
-import { defaultInventoryPath, defaultPolicyPath } from './package-root.js';
+import { type CliIO } from './command.js';
+import { UsageError } from '../usage-error.js';
+import { defaultInventoryPath, defaultPolicyPath } from '../package-root.js';
 
 /** Help text lines for the options every one of these commands takes. */
 export const POLICY_OPTION_HELP =

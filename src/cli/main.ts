@@ -4,7 +4,8 @@
  * protobuf and pino, which only `controller` and `agent` need (test/cli-module-graph.test.ts).
  */
 import type { CliIO, Command } from './command.js';
-import { EXIT_OK, EXIT_USAGE, UsageError } from './command.js';
+import { EXIT_OK, EXIT_USAGE } from './command.js';
+import { UsageError } from '../usage-error.js';
 
 interface CommandEntry {
   readonly name: string;

@@ -8,7 +8,7 @@ import type { Diagnostic } from '../diagnostic.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import { DEFAULT_POLICY_LIMITS, POLICY_LIMIT_FLAGS, PolicyLimitError, type PolicyLimits } from '../policy/policy-limits.js';
 import type { Policy } from '../policy/policy-model.js';
-import { UsageError } from './command.js';
+import { UsageError } from '../usage-error.js';
 
 export const POLICY_LIMIT_OPTIONS = {
   'max-policy-bytes': { type: 'string' },

@@ -6,7 +6,8 @@
 import path from 'node:path';
 import { HostPortError, parseHostPort, type HostPort } from '../controller/host-port.js';
 import type { TlsFiles } from '../tls/credentials.js';
-import { UsageError, type CliIO } from './command.js';
+import { type CliIO } from './command.js';
+import { UsageError } from '../usage-error.js';
 
 export const TLS_OPTION_HELP = [
   '  --ca FILE           CA certificate that signs the other side (PEM)',

@@ -35,7 +35,7 @@ import { ControllerStatus, type PolicyInfo } from './controller-status.js';
 import { DesiredStateStore } from './desired-state-store.js';
 import { workerPolicyParser } from './policy-parser.js';
 import { formatHostPort, type HostPort } from './host-port.js';
-import { StatusServer } from './status-server.js';
+import { StatusServer } from '../status/status-server.js';
 
 /** Diagnostics of one failed policy load that are logged and shown in /status. */
 const LOGGED_ERRORS = 200;

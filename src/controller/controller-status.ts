@@ -26,7 +26,7 @@ import { clusterDocument, type ClusterDocument } from '../inventory/cluster-docu
 import type { TlsRefusals } from '../tls/tls-refusals.js';
 import type { DesiredStateStore } from './desired-state-store.js';
 import type { ClusterFeed } from './cluster-feed.js';
-import type { Readiness, StatusSource } from './status-server.js';
+import type { Readiness, StatusSource } from '../status/status-server.js';
 
 export interface PolicyInfo {
   readonly path: string;

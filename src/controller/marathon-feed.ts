@@ -19,7 +19,6 @@
  *  - Hosts without a known address are listed in `status().problems` ("host X has no known
  *    address: its tasks are not allowed as sources").
  */
-import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import pino from 'pino';
 import type { ClusterState } from '../inventory/cluster-state.js';
@@ -149,89 +148,23 @@ export class MarathonFeed {
   }
 }
 
-/** The controller's Marathon flags, as parsed from the command line (file paths, not contents). */
-export interface MarathonFlags {
+/** How to reach Marathon, checked and read from the command line by src/cli/marathon-options.ts. */
+export interface MarathonFeedConfig {
   readonly urls: readonly string[];
-  readonly user?: string;
-  readonly password?: string;
-  /** A file holding `user:password` (first line). */
-  readonly credentialsFile?: string;
-  /** A file holding a DC/OS token (first line). */
-  readonly tokenFile?: string;
-  readonly caFile?: string;
-  readonly insecureSkipVerify?: boolean;
-  readonly relistIntervalSeconds?: number;
-  readonly dns?: boolean;
-}
-
-export class MarathonConfigError extends Error {}
-
-async function firstLine(path: string, what: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new MarathonConfigError(`cannot read the ${what} file ${path}: ${(e as Error).message}`);
-  }
-  const line = text.split(/\r?\n/)[0]!.trim();
-  if (line === '') throw new MarathonConfigError(`the ${what} file ${path} is empty`);
-  return line;
-}
-
-/** Checks the flags and reads the files they name; errors say which flag and what to do. */
-export async function resolveMarathonFlags(flags: MarathonFlags): Promise<{ urls: string[]; auth?: MarathonAuth; tls?: MarathonTls; relistIntervalMs: number; dns: boolean }> {
-  if (flags.urls.length === 0) throw new MarathonConfigError('--marathon needs a URL, e.g. --marathon http://marathon.example:8080');
-  for (const u of flags.urls) {
-    let url: URL;
-    try {
-      url = new URL(u);
-    } catch {
-      throw new MarathonConfigError(`--marathon ${JSON.stringify(u)} is not a URL; expected http(s)://host:port`);
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new MarathonConfigError(`--marathon ${u}: only http and https URLs are supported`);
-    if (url.username || url.password) throw new MarathonConfigError(`--marathon ${url.host}: put credentials in --marathon-credentials, not in the URL`);
-  }
-  const ways = [flags.user !== undefined || flags.password !== undefined, flags.credentialsFile !== undefined, flags.tokenFile !== undefined].filter(Boolean).length;
-  if (ways > 1) throw new MarathonConfigError('use one of --marathon-user/--marathon-password, --marathon-credentials or --marathon-token-file');
-  let auth: MarathonAuth | undefined;
-  if (flags.user !== undefined || flags.password !== undefined) {
-    if (flags.user === undefined || flags.password === undefined) throw new MarathonConfigError('--marathon-user and --marathon-password go together (or use --marathon-credentials FILE)');
-    auth = { basic: { user: flags.user, password: flags.password } };
-  } else if (flags.credentialsFile !== undefined) {
-    const line = await firstLine(flags.credentialsFile, '--marathon-credentials');
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw new MarathonConfigError(`the --marathon-credentials file ${flags.credentialsFile} must hold user:password`);
-    auth = { basic: { user: line.slice(0, colon), password: line.slice(colon + 1) } };
-  } else if (flags.tokenFile !== undefined) {
-    auth = { token: await firstLine(flags.tokenFile, '--marathon-token-file') };
-  }
-  let tls: MarathonTls | undefined;
-  if (flags.caFile !== undefined || flags.insecureSkipVerify) {
-    let ca: string | undefined;
-    if (flags.caFile !== undefined) {
-      try {
-        ca = await readFile(flags.caFile, 'utf8');
-      } catch (e) {
-        throw new MarathonConfigError(`cannot read the --marathon-ca file ${flags.caFile}: ${(e as Error).message}`);
-      }
-      if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new MarathonConfigError(`--marathon-ca ${flags.caFile} holds no PEM certificate`);
-    }
-    tls = { ...(ca !== undefined ? { ca } : {}), ...(flags.insecureSkipVerify ? { insecureSkipVerify: true } : {}) };
-  }
-  const relist = flags.relistIntervalSeconds ?? 60;
-  if (!Number.isFinite(relist) || relist < 1 || relist > 86_400) throw new MarathonConfigError(`--relist-interval must be 1..86400 seconds, got ${relist}`);
-  return { urls: [...flags.urls], ...(auth ? { auth } : {}), ...(tls ? { tls } : {}), relistIntervalMs: Math.round(relist * 1000), dns: flags.dns ?? false };
+  readonly auth?: MarathonAuth;
+  readonly tls?: MarathonTls;
+  readonly relistIntervalMs: number;
+  readonly dns: boolean;
 }
 
 /**
  * The feed the controller runs with `--marathon`: Marathon source + address book over the
  * agents' Hellos (e.g. `() => syncService.agents()`).
  */
-export async function createMarathonFeed(flags: MarathonFlags, agents: AgentAddressSource, logger?: Logger): Promise<MarathonFeed> {
-  const r = await resolveMarathonFlags(flags);
+export function createMarathonFeed(r: MarathonFeedConfig, agents: AgentAddressSource, logger?: Logger): MarathonFeed {
   if (r.tls?.insecureSkipVerify) logger?.warn('Marathon certificates are NOT verified (--marathon-insecure-skip-verify)');
   const source = new MarathonSource({
-    url: r.urls,
+    url: [...r.urls],
     ...(r.auth ? { auth: r.auth } : {}),
     ...(r.tls ? { tls: r.tls } : {}),
     relistIntervalMs: r.relistIntervalMs,

@@ -3,19 +3,18 @@
  *
  * Contract: loads once on `start`, then reloads on filesystem changes (a watch on the file's
  * directory, so editors that replace the file by rename are seen; debounced) and on a slow poll
- * timer as a safety net. A reload whose text is unchanged does nothing. A file that is missing
+ * timer as a safety net (src/sources/file-reload.ts, the watcher the policy uses too). A reload whose text is unchanged does nothing. A file that is missing
  * or does not parse is reported (every diagnostic through `onError`, and in `status().lastError`)
  * and the last good cluster stays in force: `onCluster` only ever gets valid clusters. Restoring
  * the last good text after a broken edit is a new load like any other (valid again, re-applied).
  * A load never throws and never stops later loads: an unexpected exception (of the parser or of
  * `onCluster`) is reported like a parse error, at the file's 1:1.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { formatDiagnostic, type Diagnostic } from '../diagnostic.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import { parseStaticInventory } from '../inventory/static-inventory.js';
+import { FileReload } from '../sources/file-reload.js';
 import { readInventoryFile } from '../sources/inventory-file.js';
 import type { ClusterFeed, ClusterFeedStatus } from './cluster-feed.js';
 
@@ -44,9 +43,6 @@ export interface StaticInventoryStatus extends ClusterFeedStatus {
 }
 
 export class StaticInventoryFeed implements ClusterFeed {
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
   private onCluster: ((cluster: ClusterState) => void) | undefined;
   private cluster: ClusterState | undefined;
   private lastKey = '';
@@ -54,44 +50,33 @@ export class StaticInventoryFeed implements ClusterFeed {
   private loadedAt: number | undefined;
   private lastError: { at: number; diagnostics: string[] } | undefined;
   private reloadErrors = 0;
-  private chain: Promise<void> = Promise.resolve();
-  private stopped = false;
   private readonly now: () => number;
+  private readonly file: FileReload;
 
   constructor(private readonly options: StaticInventoryFeedOptions) {
     this.now = options.now ?? Date.now;
+    this.file = new FileReload({
+      path: options.path,
+      watchDirOf: true,
+      load: () => this.reloadOnce(),
+      ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
+      ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
+    });
   }
 
   async start(onCluster: (cluster: ClusterState) => void): Promise<void> {
     this.onCluster = onCluster;
     await this.reload();
-    const dir = path.dirname(this.options.path);
-    const base = path.basename(this.options.path);
-    try {
-      this.watcher = watch(dir, { persistent: false }, (_event, name) => {
-        if (name === null || name === base) this.schedule();
-      });
-      this.watcher.on('error', () => undefined);
-    } catch {
-      // The directory may not exist yet: the poll covers it.
-    }
-    this.timer = setInterval(() => this.schedule(), this.options.pollMs ?? 5_000);
-    this.timer.unref();
+    this.file.watch();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.watcher?.close();
-    clearInterval(this.timer);
-    clearTimeout(this.debounce);
-    await this.chain;
+    await this.file.stop();
   }
 
   /** Re-reads now; serialised with the watcher's reloads. */
   reload(): Promise<void> {
-    const next = this.chain.then(() => this.reloadOnce());
-    this.chain = next.catch(() => undefined);
-    return next;
+    return this.file.reload();
   }
 
   status(): StaticInventoryStatus {
@@ -110,15 +95,8 @@ export class StaticInventoryFeed implements ClusterFeed {
     };
   }
 
-  private schedule(): void {
-    if (this.stopped) return;
-    clearTimeout(this.debounce);
-    // A rejection here can only come from the caller's onError; the next load still runs.
-    this.debounce = setTimeout(() => void this.reload().catch(() => undefined), this.options.debounceMs ?? 100);
-  }
-
   private async reloadOnce(): Promise<void> {
-    if (this.stopped) return;
+    if (this.file.stopped) return;
     const file = this.options.path;
     const read = await readInventoryFile(file);
     const key = createHash('sha256').update(read.ok ? read.text : `\0error\0${read.error.message}`).digest('hex');

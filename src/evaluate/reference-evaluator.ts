@@ -20,8 +20,8 @@ import {
   type Policy,
   type Protocol,
   type RuleDef,
-  type SourceLocation,
 } from '../policy/policy-model.js';
+import type { SourceLocation } from '../diagnostic.js';
 
 export type Tier = 'failsafe' | 'policy' | 'labels' | 'default';
 

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { packageRoot } from '../cli/package-root.js';
+import { packageRoot } from '../package-root.js';
 import type { ProtoGrpcType } from './generated/sync.js';
 import type { SyncClient as GeneratedSyncClient, SyncDefinition } from './generated/portcullis/v1/Sync.js';
 

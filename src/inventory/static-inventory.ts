@@ -18,7 +18,8 @@ import { describe } from '../yaml/yaml-reader.js';
 import { didYouMean } from '../yaml/suggest.js';
 import { parseAddress } from '../policy/address.js';
 import { PORT_NAME_RE, PORT_NAME_RULE_TEXT } from '../policy/names.js';
-import type { Protocol, SourceLocation } from '../policy/policy-model.js';
+import type { Protocol } from '../policy/policy-model.js';
+import type { SourceLocation } from '../diagnostic.js';
 import type { App, AppPort, ClusterState, Host, NetworkMode, Task } from './cluster-state.js';
 
 export type InventoryResult = { readonly ok: true; readonly cluster: ClusterState } | { readonly ok: false; readonly errors: Diagnostic[] };

@@ -12,7 +12,8 @@ import type { Diagnostic } from '../diagnostic.js';
 import { sortDiagnostics } from '../diagnostic.js';
 import type { App, ClusterState } from '../inventory/cluster-state.js';
 import { groupMatcher } from './app-selector.js';
-import type { PortSpec, Protocol, SourceLocation, Policy } from './policy-model.js';
+import type { PortSpec, Protocol, Policy } from './policy-model.js';
+import type { SourceLocation } from '../diagnostic.js';
 import type { PolicySites } from './parse-policy.js';
 
 /** What a set of apps defines: their ids, and per port name the protocols it uses. */

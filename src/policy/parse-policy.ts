@@ -18,7 +18,8 @@ import { sortDiagnostics } from '../diagnostic.js';
 import { parseYaml } from '../yaml/yaml-reader.js';
 import { didYouMean } from '../yaml/suggest.js';
 import { ANY } from './names.js';
-import type { Defaults, GroupDef, GuardrailDeny, Guardrails, NetworkDef, PeerRef, Policy, RuleDef, SourceLocation } from './policy-model.js';
+import type { Defaults, GroupDef, GuardrailDeny, Guardrails, NetworkDef, PeerRef, Policy, RuleDef } from './policy-model.js';
+import type { SourceLocation } from '../diagnostic.js';
 import { DEFAULT_FAILSAFE, readPolicyFile } from './policy-file.js';
 import type { NameRef, RawGuardrails, RawPolicyFile } from './policy-raw.js';
 

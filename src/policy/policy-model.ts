@@ -7,6 +7,7 @@
  * Order matters in exactly one place: `rules`, which are evaluated first-match in the order
  * given (files of a directory sorted by name, then rules in file order).
  */
+import type { SourceLocation } from '../diagnostic.js';
 
 export type Protocol = 'tcp' | 'udp';
 export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
@@ -14,13 +15,6 @@ export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
 export type RuleAction = 'allow' | 'deny' | 'pass';
 export type DefaultAction = 'allow' | 'deny';
 export type Mode = 'enforce' | 'audit';
-
-/** Where a definition came from; line and col are 1-based. */
-export interface SourceLocation {
-  readonly file: string;
-  readonly line: number;
-  readonly col: number;
-}
 
 /** A named set of addresses: `cidrs` minus `except`. CIDRs are canonical (`10.0.0.0/8`, `fd00::/8`). */
 export interface NetworkDef {

@@ -3,7 +3,8 @@
  * own but references (group and network names) not yet resolved. parse-policy.ts merges the files
  * and resolves references. Fields are undefined where the file had an error already reported.
  */
-import type { Defaults, GroupDef, NetworkDef, PortSpec, Protocol, RuleAction, SourceLocation } from './policy-model.js';
+import type { Defaults, GroupDef, NetworkDef, PortSpec, Protocol, RuleAction } from './policy-model.js';
+import type { SourceLocation } from '../diagnostic.js';
 
 /** A group/network/any name used somewhere, with where it was written. */
 export interface NameRef {

@@ -8,7 +8,8 @@ import type { Node as YamlNode } from 'yaml';
 import type { YamlReader } from '../yaml/yaml-reader.js';
 import { describe } from '../yaml/yaml-reader.js';
 import { didYouMean } from '../yaml/suggest.js';
-import type { PortSpec, Protocol, RuleAction, SourceLocation } from './policy-model.js';
+import type { PortSpec, Protocol, RuleAction } from './policy-model.js';
+import type { SourceLocation } from '../diagnostic.js';
 import { NAME_RE, NAME_RULE_TEXT, PORT_NAME_RE, PORT_NAME_RULE_TEXT } from './names.js';
 import type { NameRef, RawRule } from './policy-raw.js';
 

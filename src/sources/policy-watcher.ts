@@ -2,7 +2,8 @@
  * Hot reload of the policy file or directory.
  *
  * Contract: `start()` loads once and then reloads on every filesystem change (fs.watch, debounced)
- * and on a slow timer (editors that replace files, network filesystems where inotify is blind).
+ * and on a slow timer (editors that replace files, network filesystems where inotify is blind);
+ * the watching is src/sources/file-reload.ts, shared with the inventory file.
  * Every load ends in exactly one of:
  * - the files are as at the previous load (good or broken): nothing happens;
  * - they fail to read or parse: `onError` with every diagnostic; the last good policy stays in
@@ -15,10 +16,10 @@
  * A load never throws and never stops later loads: an unexpected exception (of the parser or of
  * `onPolicy`) is reported through `onError` as a diagnostic at the policy path, 1:1.
  */
-import { watch, type FSWatcher } from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { Policy } from '../policy/policy-model.js';
 import type { Diagnostic } from '../diagnostic.js';
+import { FileReload } from './file-reload.js';
 import { readPolicyFiles } from './policy-files.js';
 import { parsePolicy, type ParseResult, type PolicyFileText } from '../policy/parse-policy.js';
 
@@ -38,37 +39,30 @@ export interface PolicyWatcherOptions {
 }
 
 export class PolicyWatcher {
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
   /** Content key of the policy in force ('' before the first good one). */
   private goodKey = '';
   /** Content key of the last load, good or broken. */
   private lastKey = '';
-  private reloading: Promise<void> = Promise.resolve();
-  private stopped = false;
+  private readonly files: FileReload;
 
-  constructor(private readonly options: PolicyWatcherOptions) {}
+  constructor(private readonly options: PolicyWatcherOptions) {
+    this.files = new FileReload({
+      path: options.path,
+      load: () => this.reloadOnce(),
+      ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
+      ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
+    });
+  }
 
   /** Loads the policy once; resolves to whether a good policy is in force. */
   async start(): Promise<boolean> {
     await this.reload();
-    try {
-      this.watcher = watch(this.options.path, { persistent: false }, () => this.schedule());
-      this.watcher.on('error', () => undefined);
-    } catch {
-      // The path may be missing now and appear later: the poll timer covers it.
-    }
-    this.timer = setInterval(() => this.schedule(), this.options.pollMs ?? 5_000);
-    this.timer.unref();
+    this.files.watch();
     return this.goodKey !== '';
   }
 
   stop(): void {
-    this.stopped = true;
-    this.watcher?.close();
-    clearInterval(this.timer);
-    clearTimeout(this.debounce);
+    void this.files.stop();
   }
 
   /**
@@ -81,16 +75,7 @@ export class PolicyWatcher {
 
   /** Reload now (also used by SIGHUP); serialised, so overlapping calls never interleave. */
   reload(): Promise<void> {
-    const next = this.reloading.then(() => this.reloadOnce());
-    this.reloading = next.catch(() => undefined);
-    return next;
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    clearTimeout(this.debounce);
-    // A rejection here can only come from the caller's onError; the next load still runs.
-    this.debounce = setTimeout(() => void this.reload().catch(() => undefined), this.options.debounceMs ?? 100);
+    return this.files.reload();
   }
 
   private async reloadOnce(): Promise<void> {

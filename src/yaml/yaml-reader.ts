@@ -11,7 +11,7 @@
 import { Composer, LineCounter, Parser, YAMLParseError, isAlias, isMap, isPair, isScalar, isSeq, visit } from 'yaml';
 import type { Alias, Document, Node as YamlNode, Scalar, YAMLMap } from 'yaml';
 import type { Diagnostic } from '../diagnostic.js';
-import type { SourceLocation } from '../policy/policy-model.js';
+import type { SourceLocation } from '../diagnostic.js';
 import { didYouMean } from './suggest.js';
 import { MAX_NESTING, tooDeepAt } from './nesting-depth.js';
 

@@ -7,11 +7,11 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { packageRoot } from '../../src/cli/package-root.js';
+import { packageRoot } from '../../src/package-root.js';
 import { listNamespaces } from '../support/netns.js';
 import { isRoot } from './e2e-support.js';
 
-const entry = path.join(packageRoot(), 'dist', 'src', 'demo', 'main.js');
+const entry = path.join(packageRoot(), 'dist', 'test', 'demo', 'main.js');
 
 function runDemo(timeoutMs: number): Promise<{ code: number | null; out: string; pid: number }> {
   return new Promise((resolve, reject) => {

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packageRoot } from '../../src/cli/package-root.js';
+import { packageRoot } from '../../src/package-root.js';
 import { leftoverNamespaces, startCluster, waitFor, type Cluster } from '../support/cluster-harness.js';
 import { ipsetMembers, ipsetNames, ownedIptables, ownedSets, saveTable } from '../support/kernel-state.js';
 import type { TestHost } from '../support/netns.js';

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { packageRoot } from '../../src/cli/package-root.js';
+import { packageRoot } from '../../src/package-root.js';
 
 export const ROOT = packageRoot();
 export const BIN = join(ROOT, 'bin/portcullis.js');

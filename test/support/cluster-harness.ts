@@ -25,7 +25,7 @@
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { packageRoot } from '../../src/cli/package-root.js';
+import { packageRoot } from '../../src/package-root.js';
 import { issueCert, makeTestPki, type TestPki } from '../../src/tls/pki.js';
 import { MarathonDoubleProcess, type DoubleFormat } from './marathon-double-process.js';
 import { createTestNetwork, listNamespaces, run, type TestHost, type TestNetwork } from './netns.js';

@@ -12,7 +12,7 @@
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { packageRoot } from '../../src/cli/package-root.js';
+import { packageRoot } from '../../src/package-root.js';
 import type { DoubleApp, DoubleFormat, FailingMode } from './marathon-double.js';
 
 export type { DoubleApp, DoubleFormat, DoublePort, FailingMode } from './marathon-double.js';

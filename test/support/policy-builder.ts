@@ -19,8 +19,8 @@ import type {
   Protocol,
   RuleAction,
   RuleDef,
-  SourceLocation,
 } from '../../src/policy/policy-model.js';
+import type { SourceLocation } from '../../src/diagnostic.js';
 
 function loc(line = 1): SourceLocation {
   return { file: 'test.yaml', line, col: 1 };

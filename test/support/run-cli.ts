@@ -1,6 +1,6 @@
 /** Runs `portcullis <argv>` in-process (src/cli/main.ts) and keeps what it printed. */
 import { main } from '../../src/cli/main.js';
-import { packageRoot } from '../../src/cli/package-root.js';
+import { packageRoot } from '../../src/package-root.js';
 
 export interface CliRun {
   readonly code: number;

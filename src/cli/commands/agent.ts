@@ -10,13 +10,14 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Agent } from '../../../agent/agent-runner.js';
 import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
-import { StatusServer } from '../../controller/status-server.js';
+import { StatusServer } from '../../status/status-server.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { FAMILIES, type Family } from '../../render/owned-names.js';
 import { loadClientCredentials } from '../../tls/credentials.js';
-import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
+import { UsageError } from '../../usage-error.js';
 import { parseFlags } from '../load-inputs.js';
-import { packageRoot } from '../package-root.js';
+import { packageRoot } from '../../package-root.js';
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/portcullis';

@@ -7,7 +7,8 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
+import { UsageError } from '../../usage-error.js';
 import { PkiError, initCa, issueCert } from '../../tls/pki.js';
 
 const help = `Usage:

@@ -10,7 +10,8 @@ import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
 import { FAMILIES } from '../../render/owned-names.js';
 import { renderIpsetRestore } from '../../render/render-ipsets.js';
 import { renderIptablesRestore, restoreCommand } from '../../render/render-iptables.js';
-import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
+import { UsageError } from '../../usage-error.js';
 import { CONTROLLER_OPTION_HELP, ControllerError, controllerBase, fetchHostState, fetchHostVersions, getJson, printable } from '../controller-client.js';
 import {
   INVENTORY_OPTION_HELP,

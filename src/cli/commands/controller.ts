@@ -6,18 +6,20 @@
  * on stderr and exit 1; flag mistakes exit 2 with the usage.
  */
 import { StaticInventoryFeed } from '../../controller/static-inventory-feed.js';
-import { createMarathonFeed, type MarathonFlags } from '../../controller/marathon-feed.js';
+import { createMarathonFeed } from '../../controller/marathon-feed.js';
 import { startController, type RunningController } from '../../controller/controller-main.js';
 import type { HostPort } from '../../controller/host-port.js';
 import { formatDiagnostic } from '../../diagnostic.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { readTlsFiles, type TlsMaterial } from '../../tls/credentials.js';
-import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
+import { UsageError } from '../../usage-error.js';
 import { DEFAULT_STATUS_LISTEN } from '../controller-client.js';
+import { MARATHON_OPTIONS, marathonFlagsFrom, resolveMarathonFlags, type MarathonFlags } from '../marathon-options.js';
 import { INVENTORY_OPTION_HELP, POLICY_OPTION_HELP, parseFlags, resolveInventoryPath, resolvePolicyPath } from '../load-inputs.js';
 import type { PolicyLimits } from '../../policy/policy-limits.js';
 import { POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
-import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
+import { hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 
 export const DEFAULT_CONTROLLER_LISTEN = '0.0.0.0:7443';
 
@@ -87,15 +89,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
   const values = parseFlags(args, {
     policy: { type: 'string' },
     inventory: { type: 'string' },
-    marathon: { type: 'string', multiple: true },
-    'marathon-credentials': { type: 'string' },
-    'marathon-user': { type: 'string' },
-    'marathon-password': { type: 'string' },
-    'marathon-token-file': { type: 'string' },
-    'marathon-ca': { type: 'string' },
-    'marathon-insecure-skip-verify': { type: 'boolean' },
-    'relist-interval': { type: 'string' },
-    dns: { type: 'boolean' },
+    ...MARATHON_OPTIONS,
     listen: { type: 'string' },
     'status-listen': { type: 'string' },
     ca: { type: 'string' },
@@ -107,29 +101,8 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     'log-level': { type: 'string' },
     ...POLICY_LIMIT_OPTIONS,
   });
-  const marathonUrls = values.marathon ?? [];
-  const marathonOnly = ['marathon-credentials', 'marathon-user', 'marathon-password', 'marathon-token-file', 'marathon-ca', 'marathon-insecure-skip-verify', 'relist-interval', 'dns'] as const;
-  if (marathonUrls.length === 0) {
-    const stray = marathonOnly.find((name) => values[name] !== undefined);
-    if (stray) throw new UsageError(`--${stray} needs --marathon URL`);
-  } else if (values.inventory !== undefined) {
-    throw new UsageError('--inventory and --marathon exclude each other: tasks come from one source');
-  }
-  const relist = values['relist-interval'] === undefined ? undefined : parseSeconds(values['relist-interval'], 'relist-interval', 1, 86_400);
-  const marathon: MarathonFlags | undefined =
-    marathonUrls.length === 0
-      ? undefined
-      : {
-          urls: marathonUrls,
-          ...(values['marathon-user'] !== undefined ? { user: values['marathon-user'] } : {}),
-          ...(values['marathon-password'] !== undefined ? { password: values['marathon-password'] } : {}),
-          ...(values['marathon-credentials'] !== undefined ? { credentialsFile: absolutePath(io, values['marathon-credentials']) } : {}),
-          ...(values['marathon-token-file'] !== undefined ? { tokenFile: absolutePath(io, values['marathon-token-file']) } : {}),
-          ...(values['marathon-ca'] !== undefined ? { caFile: absolutePath(io, values['marathon-ca']) } : {}),
-          ...(values['marathon-insecure-skip-verify'] ? { insecureSkipVerify: true } : {}),
-          ...(relist !== undefined ? { relistIntervalSeconds: relist } : {}),
-          ...(values.dns ? { dns: true } : {}),
-        };
+  if ((values.marathon ?? []).length > 0 && values.inventory !== undefined) throw new UsageError('--inventory and --marathon exclude each other: tasks come from one source');
+  const marathon = marathonFlagsFrom(values, io);
   const coalesce = values['coalesce-ms'] === undefined ? 20 : Number(values['coalesce-ms']);
   if (!Number.isInteger(coalesce) || coalesce < 0 || coalesce > 10_000) throw new UsageError(`--coalesce-ms must be 0..10000, got '${values['coalesce-ms']}'`);
   return {
@@ -158,8 +131,8 @@ export const controllerCommand: Command = {
       credentials = options.tls ? await readTlsFiles(options.tls) : undefined;
       controller = await startController({
         policyPath: options.policyPath,
-        feed: ({ agents, logger }) => {
-          if (options.marathon) return createMarathonFeed(options.marathon, agents, logger.child({ module: 'marathon' }));
+        feed: async ({ agents, logger }) => {
+          if (options.marathon) return createMarathonFeed(await resolveMarathonFlags(options.marathon), agents, logger.child({ module: 'marathon' }));
           const feedLog = logger.child({ module: 'inventory' });
           return new StaticInventoryFeed({
             path: options.inventoryPath as string,

@@ -12,7 +12,8 @@ import { diffStates, type StateDelta } from '../../compile/state-delta.js';
 import { sortDiagnostics, type Diagnostic } from '../../diagnostic.js';
 import type { ClusterState } from '../../inventory/cluster-state.js';
 import type { Mode } from '../../policy/policy-model.js';
-import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
+import { UsageError } from '../../usage-error.js';
 import { CONTROLLER_CLUSTER_HELP, loadClusterInput, policyDriftNote } from '../controller-client.js';
 import {
   INVENTORY_OPTION_HELP,

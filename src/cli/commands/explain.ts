@@ -8,7 +8,8 @@ import type { ExplainQuery, Verdict } from '../../evaluate/reference-evaluator.j
 import { explain } from '../../evaluate/reference-evaluator.js';
 import { sortDiagnostics } from '../../diagnostic.js';
 import { compile } from '../../compile/compile.js';
-import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
+import { UsageError } from '../../usage-error.js';
 import { CONTROLLER_CLUSTER_HELP, loadClusterInput, policyDriftNote } from '../controller-client.js';
 import {
   INVENTORY_OPTION_HELP,

@@ -3,7 +3,8 @@
  * prints it for a person: readiness, the policy and inventory in force (with the last error of a
  * broken edit), and one line per agent with its applied vs desired version and its last error.
  */
-import { EXIT_INPUT_ERROR, EXIT_OK, UsageError, type CliIO, type Command } from '../command.js';
+import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
+import { UsageError } from '../../usage-error.js';
 import { ControllerError, DEFAULT_STATUS_LISTEN, controllerBase, getJson, printable } from '../controller-client.js';
 import { oneOf, parseFlags } from '../load-inputs.js';
 

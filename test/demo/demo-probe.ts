@@ -5,9 +5,9 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { packageRoot } from '../cli/package-root.js';
-import type { Protocol } from '../policy/policy-model.js';
-import type { TestNetwork } from '../../test/support/netns.js';
+import { packageRoot } from '../../src/package-root.js';
+import type { Protocol } from '../../src/policy/policy-model.js';
+import type { TestNetwork } from '../support/netns.js';
 
 const script = (name: string): string => path.join(packageRoot(), 'test', 'support', name);
 

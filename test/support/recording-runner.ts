@@ -3,7 +3,7 @@
  * of responders, first match wins; unmatched calls succeed with empty output. Use it to play a
  * kernel that has or lacks our jump, or an `iptables-restore` that fails.
  */
-import type { CommandResult, CommandRunner } from './command-runner.js';
+import type { CommandResult, CommandRunner } from '../../agent/dataplane/command-runner.js';
 
 export interface RecordedCall {
   readonly argv: readonly string[];

@@ -9,9 +9,9 @@
  * is removed (also on Ctrl-C). Exit 0 when every probe agrees with the policy, 1 otherwise.
  * Needs root, iptables, ipset, iproute2 and openssl.
  */
-import { createBridgeTask } from '../../test/support/bridge-task.js';
-import { startCluster, type Cluster } from '../../test/support/cluster-harness.js';
-import type { TestHost } from '../../test/support/netns.js';
+import { createBridgeTask } from '../support/bridge-task.js';
+import { startCluster, type Cluster } from '../support/cluster-harness.js';
+import type { TestHost } from '../support/netns.js';
 import { DEMO_PROBES, demoConfig, expectedVerdict, loadShop, type DemoConfig, type DemoProbe } from './demo-plan.js';
 import { demoProbe, startDemoListener } from './demo-probe.js';
 

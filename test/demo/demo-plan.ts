@@ -10,12 +10,12 @@
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument, parse, stringify } from 'yaml';
-import { defaultInventoryPath, defaultPolicyPath } from '../cli/package-root.js';
-import { explain } from '../evaluate/reference-evaluator.js';
-import type { ClusterState } from '../inventory/cluster-state.js';
-import { parseStaticInventory } from '../inventory/static-inventory.js';
-import { parsePolicy } from '../policy/parse-policy.js';
-import type { Policy, Protocol } from '../policy/policy-model.js';
+import { defaultInventoryPath, defaultPolicyPath } from '../../src/package-root.js';
+import { explain } from '../../src/evaluate/reference-evaluator.js';
+import type { ClusterState } from '../../src/inventory/cluster-state.js';
+import { parseStaticInventory } from '../../src/inventory/static-inventory.js';
+import { parsePolicy } from '../../src/policy/parse-policy.js';
+import type { Policy, Protocol } from '../../src/policy/policy-model.js';
 
 export interface DemoHost {
   readonly id: string;

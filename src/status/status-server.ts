@@ -1,5 +1,6 @@
 /**
- * The controller's plain-HTTP operator endpoint: liveness, readiness, agent status and metrics.
+ * The plain-HTTP operator endpoint of the controller and of the agent (each passes its own
+ * `StatusSource`, so it lives below both): liveness, readiness, agent status and metrics.
  *
  *   GET /healthz  200 while the process serves (always, once listening)
  *   GET /readyz   200 when a valid policy and an inventory are loaded, else 503 with the reason
