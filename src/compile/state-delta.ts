@@ -93,11 +93,6 @@ export function diffStates(from: DesiredState | undefined, to: DesiredState): St
   return { hostId: to.hostId, baseVersion: from?.version ?? '', version: to.version, mode: to.mode, adds, removes };
 }
 
-/** True when the delta changes nothing but (possibly) the mode. */
-export function isEmptyDelta(delta: StateDelta): boolean {
-  return SET_KINDS.every((k) => delta.adds[k].length === 0 && delta.removes[k].length === 0);
-}
-
 export function applyDelta(base: DesiredState, delta: StateDelta): DesiredState {
   if (base.version !== delta.baseVersion) {
     throw new DeltaError(

@@ -15,16 +15,6 @@ import type { Mode } from '../policy/policy-model.js';
 import { SET_KINDS, type SetContents } from './desired-state.js';
 import { memberListText } from './member-lists.js';
 
-export function canonicalStateText(mode: Mode, sets: SetContents): string {
-  let text = `portcullis-state-v1\n${mode}\n`;
-  for (const kind of SET_KINDS) {
-    const members = sets[kind];
-    text += `#${kind} ${members.length}\n`;
-    if (members.length > 0) text += `${members.join('\n')}\n`;
-  }
-  return text;
-}
-
 export function stateVersion(mode: Mode, sets: SetContents): string {
   const hash = createHash('sha256').update(`portcullis-state-v1\n${mode}\n`);
   for (const kind of SET_KINDS) {
