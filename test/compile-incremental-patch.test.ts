@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { compile } from '../src/compile/compile.js';
 import { SET_KINDS, type DesiredState } from '../src/compile/desired-state.js';
 import { IncrementalCompiler } from '../src/compile/incremental-compiler.js';
-import { patchMemberList } from '../src/compile/member-lists.js';
+import { memberList, memberListText, patchMemberList } from '../src/compile/member-lists.js';
 import { diffStates } from '../src/compile/state-delta.js';
 import type { ClusterState, Task } from '../src/inventory/cluster-state.js';
 import { largeScenario, scenarioArb } from './support/random-cluster.js';
@@ -84,8 +84,9 @@ describe('patchMemberList', () => {
         const removes = list.filter((_, i) => i % 3 === 0);
         const adds = extra.filter((m) => !list.includes(m));
         const expected = [...list.filter((m) => !removes.includes(m)), ...adds].sort();
-        const got = patchMemberList(list, removes, adds);
-        expect(got).toEqual(expected);
+        const got = patchMemberList(memberList(list), removes, adds);
+        expect(got.members).toEqual(expected);
+        expect(got.text).toBe(memberListText(expected));
       }),
       { numRuns: 300, seed: 99 },
     );

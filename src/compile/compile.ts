@@ -35,7 +35,7 @@ import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
 import type { DesiredState } from './desired-state.js';
 import { appCompileInfo, candidateRules, hostClaims, rulesByTarget, hostStates, policyConstants, type AppCompileInfo, type HostClaim, type PortMatch } from './host-claims.js';
-import { claimsMemberCount } from './emit-members.js';
+import { SourceTexts } from './emit-members.js';
 import { checkAppDeclarations } from './label-declarations.js';
 import { MemberBudget } from '../policy/policy-limits.js';
 import { buildPeerSets } from './peer-sets.js';
@@ -163,13 +163,14 @@ export function compile(policy: Policy, cluster: ClusterState, options: CompileO
   };
   const infoOf = (appId: string) => appInfo.get(appId)!;
   const budget = new MemberBudget(options.maxMembers ?? Infinity, hostIds.length);
+  const sourceTexts = new SourceTexts();
   for (const hostId of hostIds) {
     const host = hostClaims(policy, constants, hostId, tasksOfHost.get(hostId)!, infoOf, resolve);
-    budget.add(claimsMemberCount(host.claims));
+    budget.add(sourceTexts.claimsCount(host.claims));
     reports.push(...host.reports);
     claimsOfHost.set(hostId, host.claims);
   }
-  const states = hostStates(policy, constants, claimsOfHost);
+  const states = hostStates(policy, constants, claimsOfHost, sourceTexts);
 
   reports.sort(compareReports);
   const unique = reports.filter((r, i) => i === 0 || compareReports(r, reports[i - 1]!) !== 0);

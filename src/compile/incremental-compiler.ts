@@ -22,7 +22,7 @@
  *    resolution (ResolutionIndex: PortMatch key → set) reading that group is re-resolved once; a
  *    set that really changed is diffed into source texts to add and remove (only the intervals
  *    that differ are formatted), and every other host using it gets those members patched into
- *    its sorted lists (member-lists.ts) and a new version. A patched host's lists equal what a
+ *    its sorted lists (member-lists.ts; the compiler keeps the texts of the lists it patched) and a new version. A patched host's lists equal what a
  *    recompute would emit because a member belongs to exactly one claim ("<source>,<proto>:<port>",
  *    claims of a host have distinct (proto, port)) and a non-conflict claim's set is its
  *    resolution.
@@ -40,11 +40,11 @@ import type { NetworkDef, PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
 import type { DesiredState, SetKind } from './desired-state.js';
-import { ALLOW_KINDS, claimSuffix, claimsMemberCount, sourceTextDiff, sourceTexts } from './emit-members.js';
+import { ALLOW_KINDS, claimSuffix, SourceTexts, sourceTextDiff } from './emit-members.js';
 import { MemberBudget } from '../policy/policy-limits.js';
 import { appCompileInfo, candidateRules, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch, rulesByTarget } from './host-claims.js';
 import { checkAppDeclarations } from './label-declarations.js';
-import { markMemberList, patchMemberList } from './member-lists.js';
+import { memberListText, patchMemberList } from './member-lists.js';
 import { groupMatcher } from '../policy/app-selector.js';
 import { ResolutionIndex } from './resolution-index.js';
 import { SourceResolver } from './resolve-sources.js';
@@ -183,6 +183,9 @@ export class IncrementalCompiler {
   private resolutions = new ResolutionIndex();
   private claimsOf = new Map<string, readonly ClaimUse[]>();
   private stateOf = new Map<string, DesiredState>();
+  /** Texts (memberListText) of the lists of a host's state that were patched, so the next patch and re-hash do not re-join them. */
+  private textOf = new Map<string, Partial<Record<SetKind, string>>>();
+  private readonly sourceTexts = new SourceTexts();
   private conflictReports = new Map<string, readonly CompileReport[]>();
   private inventoryReports: CompileReport[] = [];
   private cachedReports: readonly CompileReport[] | undefined;
@@ -287,6 +290,7 @@ export class IncrementalCompiler {
     for (const id of removed) {
       this.releaseClaims(id);
       this.stateOf.delete(id);
+      this.textOf.delete(id);
       this.conflictReports.delete(id);
       dirty.delete(id);
     }
@@ -313,15 +317,16 @@ export class IncrementalCompiler {
     const freshHosts = [...fresh];
     for (let b = 0; b < freshHosts.length; b += emitBatch) {
       const batch = emitBatch >= freshHosts.length ? fresh : new Map(freshHosts.slice(b, b + emitBatch));
-      for (const [hostId, state] of hostStates(this.policy, this.constants, batch, (id) => this.stateOf.get(id))) {
+      for (const [hostId, state] of hostStates(this.policy, this.constants, batch, this.sourceTexts, (id) => this.stateOf.get(id))) {
         if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
+        if (this.stateOf.get(hostId) !== state) this.textOf.delete(hostId);
         this.stateOf.set(hostId, state);
       }
       yield;
     }
     for (const [hostId, patch] of patches) {
       const old = this.stateOf.get(hostId)!;
-      const state = this.patchState(old, patch);
+      const state = this.patchState(hostId, old, patch);
       if (state.version !== old.version) changed.set(hostId, state);
       this.stateOf.set(hostId, state);
     }
@@ -571,22 +576,27 @@ export class IncrementalCompiler {
   }
 
   /** A patched host's new state (lists of untouched kinds are shared with the old state). */
-  private patchState(old: DesiredState, patch: Patch): DesiredState {
+  private patchState(hostId: string, old: DesiredState, patch: Patch): DesiredState {
     const sets = { ...old.sets } as Record<SetKind, readonly string[]>;
+    const texts = { ...this.textOf.get(hostId) };
     let touched = false;
     if (patch.managed) {
-      if (!sameList(old.sets['managed-tcp'], patch.managed.tcp)) sets['managed-tcp'] = markMemberList(patch.managed.tcp);
-      if (!sameList(old.sets['managed-udp'], patch.managed.udp)) sets['managed-udp'] = markMemberList(patch.managed.udp);
+      if (!sameList(old.sets['managed-tcp'], patch.managed.tcp)) sets['managed-tcp'] = patch.managed.tcp;
+      if (!sameList(old.sets['managed-udp'], patch.managed.udp)) sets['managed-udp'] = patch.managed.udp;
       touched = sets['managed-tcp'] !== old.sets['managed-tcp'] || sets['managed-udp'] !== old.sets['managed-udp'];
     }
     ALLOW_KINDS.forEach((kind, k) => {
       const removes = patch.removes[k]!;
       const adds = patch.adds[k]!;
       if (removes.length === 0 && adds.length === 0) return;
-      sets[kind] = patchMemberList(old.sets[kind], removes, adds);
+      const list = patchMemberList({ members: old.sets[kind], text: texts[kind] ?? memberListText(old.sets[kind]) }, removes, adds);
+      sets[kind] = list.members;
+      texts[kind] = list.text;
       touched = true;
     });
-    return touched ? { hostId: old.hostId, mode: old.mode, sets, version: stateVersion(old.mode, sets) } : old;
+    if (!touched) return old;
+    this.textOf.set(hostId, texts);
+    return { hostId: old.hostId, mode: old.mode, sets, version: stateVersion(old.mode, sets, texts) };
   }
 
   /**
@@ -602,7 +612,7 @@ export class IncrementalCompiler {
     for (const hostId of [...dirty].sort()) {
       yield;
       const r = hostClaims(this.policy, this.constants, hostId, this.tasksOfHost.get(hostId) ?? [], infoOf, resolve);
-      budget?.add(claimsMemberCount(r.claims));
+      budget?.add(this.sourceTexts.claimsCount(r.claims));
       const uses: ClaimUse[] = [];
       for (const c of r.claims) {
         uses.push({ suffix: claimSuffix(c.protocol, c.port), keys: c.matches.map((m) => m.key), set: c.set });
@@ -628,14 +638,14 @@ export class IncrementalCompiler {
       const was = before.get(u.suffix);
       before.delete(u.suffix);
       if (was === undefined) {
-        patchTexts(patch.adds, sourceTexts(u.set), u.suffix);
+        patchTexts(patch.adds, this.sourceTexts.of(u.set), u.suffix);
       } else if (was !== u.set && !was.equals(u.set)) {
         const d = sourceTextDiff(was, u.set);
         patchTexts(patch.removes, d.removed, u.suffix);
         patchTexts(patch.adds, d.added, u.suffix);
       }
     }
-    for (const [suffix, was] of before) patchTexts(patch.removes, sourceTexts(was), suffix);
+    for (const [suffix, was] of before) patchTexts(patch.removes, this.sourceTexts.of(was), suffix);
     return patch;
   }
 
