@@ -39,7 +39,7 @@ import type { App, ClusterState, Host, Task } from '../inventory/cluster-state.j
 import type { NetworkDef, PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
-import type { DesiredState, SetKind } from './desired-state.js';
+import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
 import { ALLOW_KINDS, claimSuffix, SourceTexts, sourceTextDiff } from './emit-members.js';
 import { MemberBudget } from '../policy/policy-limits.js';
 import { appCompileInfo, candidateRules, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch, rulesByTarget } from './host-claims.js';
@@ -48,6 +48,7 @@ import { memberListText, patchMemberList } from './member-lists.js';
 import { groupMatcher } from '../policy/app-selector.js';
 import { ResolutionIndex } from './resolution-index.js';
 import { SourceResolver } from './resolve-sources.js';
+import { diffMemberLists, type StateDelta } from './state-delta.js';
 import { stateVersion } from './state-version.js';
 
 export interface IncrementalOptions {
@@ -185,6 +186,8 @@ export class IncrementalCompiler {
   private stateOf = new Map<string, DesiredState>();
   /** Texts (memberListText) of the lists of a host's state that were patched, so the next patch and re-hash do not re-join them. */
   private textOf = new Map<string, Partial<Record<SetKind, string>>>();
+  /** Per patched host: the delta from the state it was patched from (see deltaFrom). */
+  private deltaOf = new Map<string, StateDelta>();
   private readonly sourceTexts = new SourceTexts();
   private conflictReports = new Map<string, readonly CompileReport[]>();
   private inventoryReports: CompileReport[] = [];
@@ -246,6 +249,16 @@ export class IncrementalCompiler {
     return this.stateOf.get(hostId);
   }
 
+  /**
+   * The delta to the host's current state from its state of version `baseVersion`, when the
+   * current one was patched directly from that one (O(edits), no list comparison); otherwise
+   * undefined, and the caller diffs the states (diffStates).
+   */
+  deltaFrom(hostId: string, baseVersion: string): StateDelta | undefined {
+    const d = this.deltaOf.get(hostId);
+    return d && d.baseVersion === baseVersion && d.version === this.stateOf.get(hostId)?.version ? d : undefined;
+  }
+
   hostIds(): string[] {
     return [...this.stateOf.keys()].sort();
   }
@@ -291,6 +304,7 @@ export class IncrementalCompiler {
       this.releaseClaims(id);
       this.stateOf.delete(id);
       this.textOf.delete(id);
+      this.deltaOf.delete(id);
       this.conflictReports.delete(id);
       dirty.delete(id);
     }
@@ -319,7 +333,10 @@ export class IncrementalCompiler {
       const batch = emitBatch >= freshHosts.length ? fresh : new Map(freshHosts.slice(b, b + emitBatch));
       for (const [hostId, state] of hostStates(this.policy, this.constants, batch, this.sourceTexts, (id) => this.stateOf.get(id))) {
         if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
-        if (this.stateOf.get(hostId) !== state) this.textOf.delete(hostId);
+        if (this.stateOf.get(hostId) !== state) {
+          this.textOf.delete(hostId);
+          this.deltaOf.delete(hostId);
+        }
         this.stateOf.set(hostId, state);
       }
       yield;
@@ -596,7 +613,21 @@ export class IncrementalCompiler {
     });
     if (!touched) return old;
     this.textOf.set(hostId, texts);
-    return { hostId: old.hostId, mode: old.mode, sets, version: stateVersion(old.mode, sets, texts) };
+    const state = { hostId: old.hostId, mode: old.mode, sets, version: stateVersion(old.mode, sets, texts) };
+    this.deltaOf.set(hostId, this.patchDelta(old, state, patch));
+    return state;
+  }
+
+  /** The delta a patch made: the allow kinds' edits sorted, the (short) managed lists merged. */
+  private patchDelta(old: DesiredState, state: DesiredState, patch: Patch): StateDelta {
+    const adds = {} as Record<SetKind, readonly string[]>;
+    const removes = {} as Record<SetKind, readonly string[]>;
+    for (const kind of SET_KINDS) {
+      const k = (ALLOW_KINDS as readonly string[]).indexOf(kind);
+      if (k < 0) ({ adds: adds[kind], removes: removes[kind] } = diffMemberLists(old.sets[kind], state.sets[kind]));
+      else [adds[kind], removes[kind]] = [[...patch.adds[k]!].sort(), [...patch.removes[k]!].sort()];
+    }
+    return { hostId: old.hostId, baseVersion: old.version, version: state.version, mode: state.mode, adds, removes };
   }
 
   /**

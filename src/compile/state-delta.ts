@@ -39,7 +39,7 @@ function emptyRecord(): Record<SetKind, string[]> {
  * adds/removes of two duplicate-free sorted lists: a merge that compares by identity first, so the
  * long runs a patch leaves untouched cost a pointer comparison per member.
  */
-function diffMemberLists(before: readonly string[], after: readonly string[]): { adds: string[]; removes: string[] } {
+export function diffMemberLists(before: readonly string[], after: readonly string[]): { adds: string[]; removes: string[] } {
   const adds: string[] = [];
   const removes: string[] = [];
   if (before === after) return { adds, removes };
