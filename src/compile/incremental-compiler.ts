@@ -43,7 +43,7 @@ import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
 import { ALLOW_KINDS, claimSuffix, SourceTexts, sourceTextDiff } from './emit-members.js';
 import { MemberBudget } from '../policy/policy-limits.js';
 import { appCompileInfo, candidateRules, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch, rulesByTarget } from './host-claims.js';
-import { checkAppDeclarations } from './label-declarations.js';
+import { declarationChecker, type CheckedDeclarations } from './label-declarations.js';
 import { memberListText, patchMemberList } from './member-lists.js';
 import { groupMatcher } from '../policy/app-selector.js';
 import { ResolutionIndex } from './resolution-index.js';
@@ -159,6 +159,7 @@ function countTask(map: Map<string, Map<string, number>>, appId: string, hostId:
 export class IncrementalCompiler {
   private policy: Policy;
   private groupsOf: ((app: App) => string[]) | undefined;
+  private checkDeclarations: ((app: App, groups: readonly string[]) => CheckedDeclarations) | undefined;
   /** Per policy: rule indices per `to` group, networks by name (built on first use). */
   private rulesOfGroup: Map<string, number[]> | undefined;
   private networkByName: Map<string, NetworkDef> | undefined;
@@ -218,6 +219,7 @@ export class IncrementalCompiler {
   setPolicy(policy: Policy): IncrementalResult {
     this.policy = policy;
     this.groupsOf = undefined;
+    this.checkDeclarations = undefined;
     this.rulesOfGroup = undefined;
     this.networkByName = undefined;
     this.constants = policyConstants(policy);
@@ -736,7 +738,7 @@ export class IncrementalCompiler {
     const policy = this.policy;
     const groups = (this.groupsOf ??= groupMatcher(policy))(app);
     const candidates = candidateRules((this.rulesOfGroup ??= rulesByTarget(policy)), groups);
-    const checked = checkAppDeclarations(policy, app, groups);
+    const checked = (this.checkDeclarations ??= declarationChecker(policy))(app, groups);
     const problems: CompileReport[] = checked.problems.map((p) => ({ kind: p.kind, appId: app.id, message: p.message }));
     const labelPeers = new Map<string, PeerRef[]>();
     const labelKeys = checked.appliedByPort.map((applied) => {
