@@ -136,11 +136,6 @@ export class SyncClient {
     this.stub.close();
   }
 
-  /** The state last applied successfully (or restored at boot). */
-  get appliedState(): DesiredState | undefined {
-    return this.applied;
-  }
-
   get connected(): boolean {
     return this.stream !== undefined;
   }

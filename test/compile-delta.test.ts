@@ -2,9 +2,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/compile/compile.js';
 import { SET_KINDS, type DesiredState } from '../src/compile/desired-state.js';
-import { applyDelta, diffStates, isEmptyDelta } from '../src/compile/state-delta.js';
+import { applyDelta, diffStates, type StateDelta } from '../src/compile/state-delta.js';
 import { stateVersion } from '../src/compile/state-version.js';
 import { scenarioArb } from './support/random-cluster.js';
+
+/** True when the delta changes no member (the mode may change). */
+function isEmptyDelta(delta: StateDelta): boolean {
+  return SET_KINDS.every((k) => delta.adds[k].length === 0 && delta.removes[k].length === 0);
+}
 
 function state(hostId: string, members: Partial<Record<(typeof SET_KINDS)[number], string[]>>, mode: 'enforce' | 'audit' = 'enforce'): DesiredState {
   const sets = Object.fromEntries(SET_KINDS.map((k) => [k, [...(members[k] ?? [])].sort()])) as unknown as DesiredState['sets'];

@@ -1,22 +1,24 @@
 /**
  * The incremental compiler's fast path (tasks replaced in place: same array length, hosts and
  * apps unchanged) and its member patching: after every in-place move, restart, or port change
- * its states equal compile(), and diffStates of consecutive states (which uses the patch edits
- * member-lists.ts records) equals the diff of the same lists taken as arbitrary input.
+ * its states equal compile(), and the delta of consecutive states (the compiler's deltaFrom, made
+ * from its patch edits, and diffStates, a merge) equals a set difference of the same lists.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/compile/compile.js';
 import { SET_KINDS, type DesiredState } from '../src/compile/desired-state.js';
 import { IncrementalCompiler } from '../src/compile/incremental-compiler.js';
-import { patchMemberList } from '../src/compile/member-lists.js';
-import { diffStates } from '../src/compile/state-delta.js';
+import { memberList, memberListText, patchMemberList } from '../src/compile/member-lists.js';
+import { diffStates, type StateDelta } from '../src/compile/state-delta.js';
 import type { ClusterState, Task } from '../src/inventory/cluster-state.js';
 import { largeScenario, scenarioArb } from './support/random-cluster.js';
 
-/** The same state with copied (unmarked) lists: diffStates takes its general path. */
-function plain(s: DesiredState): DesiredState {
-  return { ...s, sets: Object.fromEntries(SET_KINDS.map((k) => [k, [...s.sets[k]]])) as unknown as DesiredState['sets'] };
+/** The delta from `a` to `b` by set difference (an oracle independent of the merge and the patch edits). */
+function generalDiff(a: DesiredState, b: DesiredState): StateDelta {
+  const minus = (x: readonly string[], y: readonly string[]) => x.filter((m) => !new Set(y).has(m)).sort();
+  const per = (f: (k: (typeof SET_KINDS)[number]) => string[]) => Object.fromEntries(SET_KINDS.map((k) => [k, f(k)])) as unknown as StateDelta['adds'];
+  return { hostId: b.hostId, baseVersion: a.version, version: b.version, mode: b.mode, adds: per((k) => minus(b.sets[k], a.sets[k])), removes: per((k) => minus(a.sets[k], b.sets[k])) };
 }
 
 function check(inc: IncrementalCompiler, c: ClusterState, before: ReadonlyMap<string, DesiredState>): void {
@@ -27,7 +29,11 @@ function check(inc: IncrementalCompiler, c: ClusterState, before: ReadonlyMap<st
     expect(got.version, `host ${hostId}`).toBe(state.version);
     expect(got.sets).toEqual(state.sets);
     const prev = before.get(hostId);
-    if (prev) expect(diffStates(prev, got)).toEqual(diffStates(plain(prev), plain(got)));
+    if (prev) {
+      const expected = generalDiff(prev, got);
+      expect(diffStates(prev, got)).toEqual(expected);
+      if (prev.version !== got.version) expect(inc.deltaFrom(hostId, prev.version) ?? diffStates(prev, got)).toEqual(expected);
+    }
   }
   expect(inc.reports()).toEqual(full.reports);
 }
@@ -84,8 +90,9 @@ describe('patchMemberList', () => {
         const removes = list.filter((_, i) => i % 3 === 0);
         const adds = extra.filter((m) => !list.includes(m));
         const expected = [...list.filter((m) => !removes.includes(m)), ...adds].sort();
-        const got = patchMemberList(list, removes, adds);
-        expect(got).toEqual(expected);
+        const got = patchMemberList(memberList(list), removes, adds);
+        expect(got.members).toEqual(expected);
+        expect(got.text).toBe(memberListText(expected));
       }),
       { numRuns: 300, seed: 99 },
     );

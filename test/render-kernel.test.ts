@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DesiredState, SetContents } from '../src/compile/desired-state.js';
-import { ENTRY_CHAIN, MANAGED_CHAIN, ownedSetNames, type Family } from '../src/render/owned-names.js';
+import { ENTRY_CHAIN, MANAGED_CHAIN, ipsetName, setKindsOf, type Family } from '../src/render/owned-names.js';
 import { renderChains } from '../src/render/render-chains.js';
 import { renderIpsetUninstall } from '../src/render/render-ipsets.js';
 import { renderIptablesRestore, renderUninstallIptables, restoreCommand } from '../src/render/render-iptables.js';
@@ -103,7 +103,7 @@ describe.skipIf(!isRoot)('rendered text on the real kernel', () => {
           ? ['0.0.0.0/1,tcp:31001', '10.0.100.0/24,udp:31053', '128.0.0.0/1,tcp:31001']
           : ['8000::/1,tcp:31001', '::/1,tcp:31001', 'fd00:100::/64,udp:31053'],
       );
-      expect(await ownedSets(net!, ns)).toEqual(expect.arrayContaining(ownedSetNames(family)));
+      expect(await ownedSets(net!, ns)).toEqual(expect.arrayContaining(setKindsOf(family).map((kind) => ipsetName(kind, family))));
     });
   }
 

@@ -5,12 +5,13 @@
 import { describe, expect, it } from 'vitest';
 import { SET_KINDS, type DesiredState } from '../src/compile/desired-state.js';
 import {
-  ENTRY_CHAIN, MANAGED_CHAIN, ipsetName, isOwnedChainName, isOwnedSetName, ownedSetNames, tmpSetName,
+  ENTRY_CHAIN, MANAGED_CHAIN, ipsetName, isOwnedChainName, isOwnedSetName, setKindsOf, tmpSetName,
 } from '../src/render/owned-names.js';
 import { renderChains, ruleArgs } from '../src/render/render-chains.js';
 import { renderIpsetRestore, renderIpsetUninstall, hashsizeFor } from '../src/render/render-ipsets.js';
 import { renderIptablesRestore, renderUninstallIptables } from '../src/render/render-iptables.js';
-import { argsText, quoteArg, splitSaveArgs } from '../src/render/restore-text.js';
+import { argsText, quoteArg } from '../src/render/restore-text.js';
+import { splitSaveArgs } from './support/kernel-state.js';
 import { makeRule } from '../src/render/rule-model.js';
 
 const empty: DesiredState = {
@@ -28,11 +29,11 @@ describe('owned names', () => {
     expect(ipsetName('allow-ip4', 6)).toBeUndefined();
     expect(ipsetName('allow-net6', 6)).toBe('pcu6-allow-net');
     expect(ipsetName('allow-net6', 4)).toBeUndefined();
-    expect(ownedSetNames(4)).toEqual([
+    expect(setKindsOf(4).map((kind) => ipsetName(kind, 4))).toEqual([
       'pcu4-managed-tcp', 'pcu4-managed-udp', 'pcu4-failsafe-tcp', 'pcu4-failsafe-udp', 'pcu4-allow-ip', 'pcu4-allow-net',
     ]);
     for (const f of [4, 6] as const) {
-      for (const name of ownedSetNames(f)) {
+      for (const name of setKindsOf(f).map((kind) => ipsetName(kind, f)!)) {
         expect(tmpSetName(name).length).toBeLessThanOrEqual(31);
         expect(isOwnedSetName(name) && isOwnedSetName(tmpSetName(name))).toBe(true);
       }

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SyncClient } from '../agent/sync-client.js';
 import { SyncService } from '../src/grpc/sync-service.js';
 import { serverIdentity } from '../src/tls/agent-channel-credentials.js';
-import { loadClientCredentials, loadServerCredentials, readTlsFiles } from '../src/tls/credentials.js';
+import { loadClientCredentials, readTlsFiles, serverCredentialsFrom } from '../src/tls/credentials.js';
 import { issueCert, makeTestPki, type TestPki } from '../src/tls/pki.js';
 import { openRawStream, startServer, stopServer, waitFor, type RunningServer } from './support/grpc-harness.js';
 import { MemoryStateSource, nthState } from './support/memory-state-source.js';
@@ -56,7 +56,7 @@ async function grpcServer(certName: string): Promise<{ running: RunningServer; s
   const source = new MemoryStateSource();
   source.set(nthState('host-a', 1));
   const service = new SyncService(source);
-  const running = await startServer((server) => service.addToServer(server), await loadServerCredentials(pki.files(certName)));
+  const running = await startServer((server) => service.addToServer(server), serverCredentialsFrom(await readTlsFiles(pki.files(certName))));
   cleanups.push(() => {
     service.close();
     stopServer(running);

@@ -35,8 +35,8 @@ import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
 import type { DesiredState } from './desired-state.js';
 import { appCompileInfo, candidateRules, hostClaims, rulesByTarget, hostStates, policyConstants, type AppCompileInfo, type HostClaim, type PortMatch } from './host-claims.js';
-import { claimsMemberCount } from './emit-members.js';
-import { checkAppDeclarations } from './label-declarations.js';
+import { SourceTexts } from './emit-members.js';
+import { declarationChecker } from './label-declarations.js';
 import { MemberBudget } from '../policy/policy-limits.js';
 import { buildPeerSets } from './peer-sets.js';
 import { SourceResolver } from './resolve-sources.js';
@@ -133,10 +133,11 @@ export function compile(policy: Policy, cluster: ClusterState, options: CompileO
   // Per app: candidate rules and applied label peers per port index (key + set).
   const labelSets = new Map<string, AddressSet>();
   const appInfo = new Map<string, AppCompileInfo>();
+  const checkAppDeclarations = declarationChecker(policy);
   for (const app of appList) {
     const groups = peers.groupsOfApp.get(app.id) ?? [];
     const candidates = candidateRules(rulesOfGroup, groups);
-    const checked = checkAppDeclarations(policy, app, groups);
+    const checked = checkAppDeclarations(app, groups);
     for (const p of checked.problems) reports.push({ kind: p.kind, appId: app.id, message: p.message });
     const labelKeys = checked.appliedByPort.map((applied) => {
       const key = [...new Set(applied.map(peerKey))].sort().join('\n');
@@ -163,13 +164,14 @@ export function compile(policy: Policy, cluster: ClusterState, options: CompileO
   };
   const infoOf = (appId: string) => appInfo.get(appId)!;
   const budget = new MemberBudget(options.maxMembers ?? Infinity, hostIds.length);
+  const sourceTexts = new SourceTexts();
   for (const hostId of hostIds) {
     const host = hostClaims(policy, constants, hostId, tasksOfHost.get(hostId)!, infoOf, resolve);
-    budget.add(claimsMemberCount(host.claims));
+    budget.add(sourceTexts.claimsCount(host.claims));
     reports.push(...host.reports);
     claimsOfHost.set(hostId, host.claims);
   }
-  const states = hostStates(policy, constants, claimsOfHost);
+  const states = hostStates(policy, constants, claimsOfHost, sourceTexts);
 
   reports.sort(compareReports);
   const unique = reports.filter((r, i) => i === 0 || compareReports(r, reports[i - 1]!) !== 0);

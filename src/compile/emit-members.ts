@@ -24,16 +24,41 @@ export interface PortClaim {
 export const ALLOW_KINDS = ['allow-ip4', 'allow-net4', 'allow-ip6', 'allow-net6'] as const;
 export type AllowKind = (typeof ALLOW_KINDS)[number];
 
-const textsOf = new WeakMap<AddressSet, readonly (readonly string[])[]>();
-
 /**
- * Source texts of a set per allow kind (index = ALLOW_KINDS index), in address order; remembered
- * per set (sets are immutable and shared, so hosts using one resolution format it once).
+ * The source texts and member counts of sets, formatted once per set by whoever owns the
+ * instance (a compile, or an incremental compiler for its lifetime). Sets are immutable and
+ * shared, so hosts using one resolution format it once; entries are weak, so sets no longer
+ * used are not kept alive.
  */
-export function sourceTexts(set: AddressSet): readonly (readonly string[])[] {
-  let lists = textsOf.get(set);
-  if (!lists) textsOf.set(set, (lists = formatSourceTexts(set)));
-  return lists;
+export class SourceTexts {
+  private readonly texts = new WeakMap<AddressSet, readonly (readonly string[])[]>();
+  private readonly counts = new WeakMap<AddressSet, number>();
+
+  /** Source texts of a set per allow kind (index = ALLOW_KINDS index), in address order. */
+  of(set: AddressSet): readonly (readonly string[])[] {
+    let lists = this.texts.get(set);
+    if (!lists) this.texts.set(set, (lists = formatSourceTexts(set)));
+    return lists;
+  }
+
+  /** How many members a claim with this set emits (a /0 counts twice, see the header). */
+  count(set: AddressSet): number {
+    let n = this.counts.get(set);
+    if (n === undefined) {
+      const texts = this.texts.get(set);
+      if (texts) n = texts.reduce((sum, list) => sum + list.length, 0);
+      else n = set.cidrCount() + (set.v4.length > 0 && set.v4[0] === 0n && set.v4[1] === MAX4 ? 1 : 0) + (set.v6.length > 0 && set.v6[0] === 0n && set.v6[1] === MAX6 ? 1 : 0);
+      this.counts.set(set, n);
+    }
+    return n;
+  }
+
+  /** Members of all of a host's claims. */
+  claimsCount(claims: readonly PortClaim[]): number {
+    let n = 0;
+    for (const c of claims) n += this.count(c.set);
+    return n;
+  }
 }
 
 function formatSourceTexts(set: AddressSet): string[][] {
@@ -51,27 +76,6 @@ function formatSourceTexts(set: AddressSet): string[][] {
     }
   }
   return lists;
-}
-
-const countOf = new WeakMap<AddressSet, number>();
-
-/** How many members a claim with this set emits (a /0 counts twice, see the header); remembered per set. */
-export function memberCount(set: AddressSet): number {
-  let n = countOf.get(set);
-  if (n === undefined) {
-    const texts = textsOf.get(set);
-    if (texts) n = texts.reduce((sum, list) => sum + list.length, 0);
-    else n = set.cidrCount() + (set.v4.length > 0 && set.v4[0] === 0n && set.v4[1] === MAX4 ? 1 : 0) + (set.v6.length > 0 && set.v6[0] === 0n && set.v6[1] === MAX6 ? 1 : 0);
-    countOf.set(set, n);
-  }
-  return n;
-}
-
-/** Members of all of a host's claims. */
-export function claimsMemberCount(claims: readonly PortClaim[]): number {
-  let n = 0;
-  for (const c of claims) n += memberCount(c.set);
-  return n;
 }
 
 /** The part of a member after its source: ",<proto>:<port>". */
@@ -106,13 +110,13 @@ export class MemberEmitter {
   private readonly ranks = new Map<AddressSet, Int32Array[]>();
   private readonly count: Int32Array;
 
-  /** `sets`: every set any host will emit (one ranking for all of them). */
-  constructor(sets: Iterable<AddressSet>) {
+  /** `sets`: every set any host will emit (one ranking for all of them), formatted by `sourceTexts`. */
+  constructor(sets: Iterable<AddressSet>, sourceTexts: SourceTexts) {
     const perSet = new Map<AddressSet, readonly (readonly string[])[]>();
     const all = new Set<string>();
     for (const set of sets) {
       if (perSet.has(set)) continue;
-      const lists = sourceTexts(set);
+      const lists = sourceTexts.of(set);
       perSet.set(set, lists);
       for (const list of lists) for (const t of list) all.add(t);
     }

@@ -20,8 +20,7 @@ import type { Policy, Protocol, RuleDef } from '../policy/policy-model.js';
 import type { AddressSet } from './address-set.js';
 import type { CompileReport } from './compile-report.js';
 import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
-import { MemberEmitter, type PortClaim } from './emit-members.js';
-import { markMemberList } from './member-lists.js';
+import { MemberEmitter, type PortClaim, type SourceTexts } from './emit-members.js';
 import { stateVersion } from './state-version.js';
 
 /** What decides one claim's allowed set (see the header). */
@@ -259,9 +258,10 @@ export function hostStates(
   policy: Policy,
   constants: PolicyConstants,
   claimsOfHost: ReadonlyMap<string, readonly HostClaim[]>,
+  sourceTexts: SourceTexts,
   previous: (hostId: string) => DesiredState | undefined = () => undefined,
 ): Map<string, DesiredState> {
-  const emitter = new MemberEmitter([...claimsOfHost.values()].flatMap((claims) => claims.map((c) => c.set)));
+  const emitter = new MemberEmitter([...claimsOfHost.values()].flatMap((claims) => claims.map((c) => c.set)), sourceTexts);
   const mode = policy.defaults.mode;
   const states = new Map<string, DesiredState>();
   for (const [hostId, claims] of claimsOfHost) {
@@ -273,7 +273,6 @@ export function hostStates(
       'failsafe-udp': [...constants.failsafeUdp],
       ...emitter.emit(claims),
     };
-    for (const kind of SET_KINDS) markMemberList(sets[kind]);
     const old = previous(hostId);
     states.set(hostId, old && old.mode === mode && sameSets(old.sets, sets) ? old : { hostId, mode, sets, version: stateVersion(mode, sets) });
   }

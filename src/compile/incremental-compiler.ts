@@ -22,7 +22,7 @@
  *    resolution (ResolutionIndex: PortMatch key → set) reading that group is re-resolved once; a
  *    set that really changed is diffed into source texts to add and remove (only the intervals
  *    that differ are formatted), and every other host using it gets those members patched into
- *    its sorted lists (member-lists.ts) and a new version. A patched host's lists equal what a
+ *    its sorted lists (member-lists.ts; the compiler keeps the texts of the lists it patched) and a new version. A patched host's lists equal what a
  *    recompute would emit because a member belongs to exactly one claim ("<source>,<proto>:<port>",
  *    claims of a host have distinct (proto, port)) and a non-conflict claim's set is its
  *    resolution.
@@ -39,15 +39,16 @@ import type { App, ClusterState, Host, Task } from '../inventory/cluster-state.j
 import type { NetworkDef, PeerRef, Policy } from '../policy/policy-model.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
-import type { DesiredState, SetKind } from './desired-state.js';
-import { ALLOW_KINDS, claimSuffix, claimsMemberCount, sourceTextDiff, sourceTexts } from './emit-members.js';
+import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
+import { ALLOW_KINDS, claimSuffix, SourceTexts, sourceTextDiff } from './emit-members.js';
 import { MemberBudget } from '../policy/policy-limits.js';
 import { appCompileInfo, candidateRules, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch, rulesByTarget } from './host-claims.js';
-import { checkAppDeclarations } from './label-declarations.js';
-import { markMemberList, patchMemberList } from './member-lists.js';
+import { declarationChecker, type CheckedDeclarations } from './label-declarations.js';
+import { memberListText, patchMemberList } from './member-lists.js';
 import { groupMatcher } from '../policy/app-selector.js';
 import { ResolutionIndex } from './resolution-index.js';
 import { SourceResolver } from './resolve-sources.js';
+import { diffMemberLists, type StateDelta } from './state-delta.js';
 import { stateVersion } from './state-version.js';
 
 export interface IncrementalOptions {
@@ -158,6 +159,7 @@ function countTask(map: Map<string, Map<string, number>>, appId: string, hostId:
 export class IncrementalCompiler {
   private policy: Policy;
   private groupsOf: ((app: App) => string[]) | undefined;
+  private checkDeclarations: ((app: App, groups: readonly string[]) => CheckedDeclarations) | undefined;
   /** Per policy: rule indices per `to` group, networks by name (built on first use). */
   private rulesOfGroup: Map<string, number[]> | undefined;
   private networkByName: Map<string, NetworkDef> | undefined;
@@ -183,6 +185,11 @@ export class IncrementalCompiler {
   private resolutions = new ResolutionIndex();
   private claimsOf = new Map<string, readonly ClaimUse[]>();
   private stateOf = new Map<string, DesiredState>();
+  /** Texts (memberListText) of the lists of a host's state that were patched, so the next patch and re-hash do not re-join them. */
+  private textOf = new Map<string, Partial<Record<SetKind, string>>>();
+  /** Per patched host: the delta from the state it was patched from (see deltaFrom). */
+  private deltaOf = new Map<string, StateDelta>();
+  private readonly sourceTexts = new SourceTexts();
   private conflictReports = new Map<string, readonly CompileReport[]>();
   private inventoryReports: CompileReport[] = [];
   private cachedReports: readonly CompileReport[] | undefined;
@@ -212,6 +219,7 @@ export class IncrementalCompiler {
   setPolicy(policy: Policy): IncrementalResult {
     this.policy = policy;
     this.groupsOf = undefined;
+    this.checkDeclarations = undefined;
     this.rulesOfGroup = undefined;
     this.networkByName = undefined;
     this.constants = policyConstants(policy);
@@ -241,6 +249,16 @@ export class IncrementalCompiler {
 
   state(hostId: string): DesiredState | undefined {
     return this.stateOf.get(hostId);
+  }
+
+  /**
+   * The delta to the host's current state from its state of version `baseVersion`, when the
+   * current one was patched directly from that one (O(edits), no list comparison); otherwise
+   * undefined, and the caller diffs the states (diffStates).
+   */
+  deltaFrom(hostId: string, baseVersion: string): StateDelta | undefined {
+    const d = this.deltaOf.get(hostId);
+    return d && d.baseVersion === baseVersion && d.version === this.stateOf.get(hostId)?.version ? d : undefined;
   }
 
   hostIds(): string[] {
@@ -287,6 +305,8 @@ export class IncrementalCompiler {
     for (const id of removed) {
       this.releaseClaims(id);
       this.stateOf.delete(id);
+      this.textOf.delete(id);
+      this.deltaOf.delete(id);
       this.conflictReports.delete(id);
       dirty.delete(id);
     }
@@ -313,15 +333,19 @@ export class IncrementalCompiler {
     const freshHosts = [...fresh];
     for (let b = 0; b < freshHosts.length; b += emitBatch) {
       const batch = emitBatch >= freshHosts.length ? fresh : new Map(freshHosts.slice(b, b + emitBatch));
-      for (const [hostId, state] of hostStates(this.policy, this.constants, batch, (id) => this.stateOf.get(id))) {
+      for (const [hostId, state] of hostStates(this.policy, this.constants, batch, this.sourceTexts, (id) => this.stateOf.get(id))) {
         if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
+        if (this.stateOf.get(hostId) !== state) {
+          this.textOf.delete(hostId);
+          this.deltaOf.delete(hostId);
+        }
         this.stateOf.set(hostId, state);
       }
       yield;
     }
     for (const [hostId, patch] of patches) {
       const old = this.stateOf.get(hostId)!;
-      const state = this.patchState(old, patch);
+      const state = this.patchState(hostId, old, patch);
       if (state.version !== old.version) changed.set(hostId, state);
       this.stateOf.set(hostId, state);
     }
@@ -571,22 +595,41 @@ export class IncrementalCompiler {
   }
 
   /** A patched host's new state (lists of untouched kinds are shared with the old state). */
-  private patchState(old: DesiredState, patch: Patch): DesiredState {
+  private patchState(hostId: string, old: DesiredState, patch: Patch): DesiredState {
     const sets = { ...old.sets } as Record<SetKind, readonly string[]>;
+    const texts = { ...this.textOf.get(hostId) };
     let touched = false;
     if (patch.managed) {
-      if (!sameList(old.sets['managed-tcp'], patch.managed.tcp)) sets['managed-tcp'] = markMemberList(patch.managed.tcp);
-      if (!sameList(old.sets['managed-udp'], patch.managed.udp)) sets['managed-udp'] = markMemberList(patch.managed.udp);
+      if (!sameList(old.sets['managed-tcp'], patch.managed.tcp)) sets['managed-tcp'] = patch.managed.tcp;
+      if (!sameList(old.sets['managed-udp'], patch.managed.udp)) sets['managed-udp'] = patch.managed.udp;
       touched = sets['managed-tcp'] !== old.sets['managed-tcp'] || sets['managed-udp'] !== old.sets['managed-udp'];
     }
     ALLOW_KINDS.forEach((kind, k) => {
       const removes = patch.removes[k]!;
       const adds = patch.adds[k]!;
       if (removes.length === 0 && adds.length === 0) return;
-      sets[kind] = patchMemberList(old.sets[kind], removes, adds);
+      const list = patchMemberList({ members: old.sets[kind], text: texts[kind] ?? memberListText(old.sets[kind]) }, removes, adds);
+      sets[kind] = list.members;
+      texts[kind] = list.text;
       touched = true;
     });
-    return touched ? { hostId: old.hostId, mode: old.mode, sets, version: stateVersion(old.mode, sets) } : old;
+    if (!touched) return old;
+    this.textOf.set(hostId, texts);
+    const state = { hostId: old.hostId, mode: old.mode, sets, version: stateVersion(old.mode, sets, texts) };
+    this.deltaOf.set(hostId, this.patchDelta(old, state, patch));
+    return state;
+  }
+
+  /** The delta a patch made: the allow kinds' edits sorted, the (short) managed lists merged. */
+  private patchDelta(old: DesiredState, state: DesiredState, patch: Patch): StateDelta {
+    const adds = {} as Record<SetKind, readonly string[]>;
+    const removes = {} as Record<SetKind, readonly string[]>;
+    for (const kind of SET_KINDS) {
+      const k = (ALLOW_KINDS as readonly string[]).indexOf(kind);
+      if (k < 0) ({ adds: adds[kind], removes: removes[kind] } = diffMemberLists(old.sets[kind], state.sets[kind]));
+      else [adds[kind], removes[kind]] = [[...patch.adds[k]!].sort(), [...patch.removes[k]!].sort()];
+    }
+    return { hostId: old.hostId, baseVersion: old.version, version: state.version, mode: state.mode, adds, removes };
   }
 
   /**
@@ -602,7 +645,7 @@ export class IncrementalCompiler {
     for (const hostId of [...dirty].sort()) {
       yield;
       const r = hostClaims(this.policy, this.constants, hostId, this.tasksOfHost.get(hostId) ?? [], infoOf, resolve);
-      budget?.add(claimsMemberCount(r.claims));
+      budget?.add(this.sourceTexts.claimsCount(r.claims));
       const uses: ClaimUse[] = [];
       for (const c of r.claims) {
         uses.push({ suffix: claimSuffix(c.protocol, c.port), keys: c.matches.map((m) => m.key), set: c.set });
@@ -628,14 +671,14 @@ export class IncrementalCompiler {
       const was = before.get(u.suffix);
       before.delete(u.suffix);
       if (was === undefined) {
-        patchTexts(patch.adds, sourceTexts(u.set), u.suffix);
+        patchTexts(patch.adds, this.sourceTexts.of(u.set), u.suffix);
       } else if (was !== u.set && !was.equals(u.set)) {
         const d = sourceTextDiff(was, u.set);
         patchTexts(patch.removes, d.removed, u.suffix);
         patchTexts(patch.adds, d.added, u.suffix);
       }
     }
-    for (const [suffix, was] of before) patchTexts(patch.removes, sourceTexts(was), suffix);
+    for (const [suffix, was] of before) patchTexts(patch.removes, this.sourceTexts.of(was), suffix);
     return patch;
   }
 
@@ -695,7 +738,7 @@ export class IncrementalCompiler {
     const policy = this.policy;
     const groups = (this.groupsOf ??= groupMatcher(policy))(app);
     const candidates = candidateRules((this.rulesOfGroup ??= rulesByTarget(policy)), groups);
-    const checked = checkAppDeclarations(policy, app, groups);
+    const checked = (this.checkDeclarations ??= declarationChecker(policy))(app, groups);
     const problems: CompileReport[] = checked.problems.map((p) => ({ kind: p.kind, appId: app.id, message: p.message }));
     const labelPeers = new Map<string, PeerRef[]>();
     const labelKeys = checked.appliedByPort.map((applied) => {

@@ -36,18 +36,14 @@ function at(loc: { file: string; line: number; col: number }): string {
   return `${loc.file}:${loc.line}:${loc.col}`;
 }
 
-const namesOf = new WeakMap<Policy, { readonly groups: ReadonlySet<string>; readonly networks: ReadonlySet<string> }>();
-
-/** The policy's group and network names as sets (a Policy is immutable: built once per policy). */
-function policyNames(policy: Policy): { readonly groups: ReadonlySet<string>; readonly networks: ReadonlySet<string> } {
-  let names = namesOf.get(policy);
-  if (!names) namesOf.set(policy, (names = { groups: new Set(policy.groups.map((g) => g.name)), networks: new Set(policy.networks.map((n) => n.name)) }));
-  return names;
+/** The policy's group and network names as sets. */
+interface PolicyNames {
+  readonly groups: ReadonlySet<string>;
+  readonly networks: ReadonlySet<string>;
 }
 
-export function checkDeclaration(policy: Policy, name: string, appGroups: readonly string[]): DeclarationCheck {
+function checkDeclaration(policy: Policy, names: PolicyNames, name: string, appGroups: readonly string[]): DeclarationCheck {
   let peer: PeerRef;
-  const names = policyNames(policy);
   if (name === 'any') peer = { kind: 'any' };
   else if (names.groups.has(name)) peer = { kind: 'group', name };
   else if (names.networks.has(name)) peer = { kind: 'network', name };
@@ -84,13 +80,21 @@ export interface CheckedDeclarations {
   }[];
 }
 
-/** Checks every declaration of one app. */
-export function checkAppDeclarations(policy: Policy, app: App, appGroups: readonly string[]): CheckedDeclarations {
+/**
+ * The checker of every declaration of one app, for one policy (its name sets are built once here,
+ * so build one checker per policy, not per app).
+ */
+export function declarationChecker(policy: Policy): (app: App, appGroups: readonly string[]) => CheckedDeclarations {
+  const names: PolicyNames = { groups: new Set(policy.groups.map((g) => g.name)), networks: new Set(policy.networks.map((n) => n.name)) };
+  return (app, appGroups) => checkAppDeclarations(policy, names, app, appGroups);
+}
+
+function checkAppDeclarations(policy: Policy, names: PolicyNames, app: App, appGroups: readonly string[]): CheckedDeclarations {
   const problems: { kind: 'label-unknown-name' | 'label-rejected'; message: string }[] = [];
   const checkAll = (value: string | undefined, where: string): PeerRef[] => {
     const applied: PeerRef[] = [];
     for (const name of parseAllowFrom(value)) {
-      const c = checkDeclaration(policy, name, appGroups);
+      const c = checkDeclaration(policy, names, name, appGroups);
       if (c.ok) applied.push(c.peer);
       else problems.push({ kind: c.kind, message: `app ${app.id}: ${ALLOW_FROM_LABEL} ${where}: ${c.reason}; not applied` });
     }

@@ -1,55 +1,21 @@
 /**
  * Member lists as the compiler makes them: sorted (plain string order), free of duplicates, and
- * never mutated after they are built. Lists built here or passed to `markMemberList` are
- * remembered (a WeakMap: no leak), so consumers such as `diffStates` may rely on the invariant
- * instead of re-checking it; any other list is treated as arbitrary input. A patched list also
- * remembers which list it was patched from (by a numeric id, so no history is kept alive) and the
- * edits, so the diff of a host's consecutive states costs O(edits) (`memberListEdits`).
+ * never mutated after they are built.
  *
  * `patchMemberList` is how the incremental compiler changes a host's list without re-emitting
  * it: a copy with some members removed and some inserted, each placed by binary search (or, for
- * many edits, one merge with the sorted edits). Its
- * contract: every removed member is in the list, no added member is (after the removals); a
- * violation is a compiler bug and throws rather than producing a wrong list. It also derives the
- * new list's text (`memberListText`: every member followed by '\n', what the state version
- * hashes) from the old one's by splicing, so re-hashing a patched host does not re-join it.
+ * many edits, one merge with the sorted edits). Its contract: every removed member is in the
+ * list, no added member is (after the removals); a violation is a compiler bug and throws rather
+ * than producing a wrong list. A list travels with its text (`MemberList`: every member followed
+ * by '\n', what the state version hashes), and the patch derives the new text from the old one by
+ * splicing, so re-hashing a patched host does not re-join it. The caller keeps the pair (the
+ * incremental compiler keeps the texts of the lists it patched, per host).
  */
 
-interface ListInfo {
-  /** Names the list without holding it (a patched list names its parent this way). */
-  readonly id: number;
-  /** The list's text (see memberListText), kept for patched lists. */
-  text?: string;
-  /** For a patched list: its parent's id and the edits from it, sorted. */
-  from?: { readonly id: number; readonly removes: readonly string[]; readonly adds: readonly string[] };
-}
-
-const lists = new WeakMap<readonly string[], ListInfo>();
-let nextId = 1;
-
-export function markMemberList<T extends readonly string[]>(list: T): T {
-  if (!lists.has(list)) lists.set(list, { id: nextId++ });
-  return list;
-}
-
-/** True for lists known to be sorted, duplicate-free and immutable (see the header). */
-export function isMemberList(list: readonly string[]): boolean {
-  return lists.has(list);
-}
-
-/**
- * The sorted members removed and added when `to` was patched directly from `from`; undefined
- * when it was not (then a consumer compares the lists).
- */
-export function memberListEdits(from: readonly string[], to: readonly string[]): { removes: readonly string[]; adds: readonly string[] } | undefined {
-  const edits = lists.get(to)?.from;
-  return edits && edits.id === lists.get(from)?.id ? edits : undefined;
-}
-
-function patched(out: string[], parent: readonly string[], removes: readonly string[], adds: readonly string[], text: string): string[] {
-  const from = { id: lists.get(parent)?.id ?? 0, removes: removes.slice().sort(byString), adds: adds.slice().sort(byString) };
-  lists.set(out, { id: nextId++, text, from });
-  return out;
+/** A sorted, duplicate-free member list and its text (see memberListText). */
+export interface MemberList {
+  readonly members: readonly string[];
+  readonly text: string;
 }
 
 /** Index of `m` in sorted `list`, or -(insertion point) - 1. */
@@ -66,9 +32,14 @@ function search(list: readonly string[], m: string): number {
   return -lo - 1;
 }
 
-/** Every member followed by '\n' (remembered for patched lists, computed for others). */
+/** Every member followed by '\n'. */
 export function memberListText(list: readonly string[]): string {
-  return lists.get(list)?.text ?? (list.length === 0 ? '' : `${list.join('\n')}\n`);
+  return list.length === 0 ? '' : `${list.join('\n')}\n`;
+}
+
+/** A list with its text computed. */
+export function memberList(members: readonly string[]): MemberList {
+  return { members, text: memberListText(members) };
 }
 
 /** Few edits are spliced in place (text included); more are merged in one pass. */
@@ -79,7 +50,7 @@ function byString(a: string, b: string): number {
 }
 
 /** The merge variant of patchMemberList, for many edits. */
-function mergeMemberList(list: readonly string[], removes: readonly string[], adds: readonly string[]): string[] {
+function mergeMemberList(list: readonly string[], removes: readonly string[], adds: readonly string[]): MemberList {
   const rs = removes.slice().sort(byString);
   const as = adds.slice().sort(byString);
   const out: string[] = [];
@@ -94,15 +65,16 @@ function mergeMemberList(list: readonly string[], removes: readonly string[], ad
   while (a < as.length) out.push(as[a++]!);
   if (r < rs.length) throw new Error(`member list patch: '${rs[r]}' is not in the list`);
   for (let i = 1; i < out.length; i++) if (out[i - 1] === out[i]) throw new Error(`member list patch: '${out[i]}' added twice`);
-  return patched(out, list, rs, as, out.length === 0 ? '' : `${out.join('\n')}\n`);
+  return memberList(out);
 }
 
 /**
- * A new marked list: `list` without `removes`, with `adds` (see the header). The edits are
- * placed by binary search in the old list, then the new list and its text are assembled in one
- * pass from the unchanged runs between them (text runs are slices of the old text).
+ * A new list: `from` without `removes`, with `adds` (see the header). The edits are placed by
+ * binary search in the old list, then the new list and its text are assembled in one pass from
+ * the unchanged runs between them (text runs are slices of the old text).
  */
-export function patchMemberList(list: readonly string[], removes: readonly string[], adds: readonly string[]): string[] {
+export function patchMemberList(from: MemberList, removes: readonly string[], adds: readonly string[]): MemberList {
+  const list = from.members;
   if (removes.length + adds.length > SPLICE_MAX) return mergeMemberList(list, removes, adds);
   // Edits as [old index, member or undefined for a removal]; an add goes before old element `index`.
   const edits: [number, string | undefined][] = [];
@@ -117,7 +89,7 @@ export function patchMemberList(list: readonly string[], removes: readonly strin
     edits.push([-i - 1, m]);
   }
   edits.sort((x, y) => x[0] - y[0] || (x[1] === undefined ? 1 : y[1] === undefined ? -1 : byString(x[1], y[1])));
-  const text = memberListText(list);
+  const text = from.text;
   const out: string[] = [];
   let newText = '';
   let at = 0; // old index copied up to
@@ -142,5 +114,5 @@ export function patchMemberList(list: readonly string[], removes: readonly strin
   }
   for (; at < list.length; at++) out.push(list[at]!);
   newText += text.slice(runStart);
-  return patched(out, list, removes, adds, newText);
+  return { members: out, text: newText };
 }

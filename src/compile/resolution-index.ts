@@ -81,9 +81,4 @@ export class ResolutionIndex {
     e.set = set;
     return old;
   }
-
-  clear(): void {
-    this.entries.clear();
-    this.byGroup.clear();
-  }
 }

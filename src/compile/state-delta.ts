@@ -7,14 +7,16 @@
  * result hashes to the delta's `version`, so a lost or reordered delta is detected, never applied
  * silently. Adds and removes are sorted and disjoint; a diff from `undefined` adds everything.
  *
- * Cost: a kind whose list object is shared costs nothing; a list the incremental compiler patched
- * from the other brings its edits along; other lists the compiler built (member-lists.ts: sorted,
- * duplicate-free, immutable) are diffed by one merge. Any other list takes the general
- * path (set difference, then sort).
+ * Input: DesiredStates as the compiler makes them (every list sorted and duplicate-free, see
+ * desired-state.ts). A list that breaks that yields a delta that `applyDelta` refuses (its result
+ * does not hash to the delta's version), never a silent wrong state.
+ *
+ * Cost: a kind whose list object is shared costs nothing; other lists are diffed by one merge
+ * that compares by identity first (a list the incremental compiler patched shares its untouched
+ * member strings with the one it was patched from).
  */
 import type { Mode } from '../policy/policy-model.js';
 import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
-import { isMemberList, memberListEdits } from './member-lists.js';
 import { stateVersion } from './state-version.js';
 
 export interface StateDelta {
@@ -33,16 +35,11 @@ function emptyRecord(): Record<SetKind, string[]> {
   return Object.fromEntries(SET_KINDS.map((k) => [k, [] as string[]])) as Record<SetKind, string[]>;
 }
 
-function sortedUnique(list: readonly string[]): string[] {
-  const sorted = [...list].sort();
-  return sorted.filter((v, i) => i === 0 || v !== sorted[i - 1]);
-}
-
 /**
  * adds/removes of two duplicate-free sorted lists: a merge that compares by identity first, so the
  * long runs a patch leaves untouched cost a pointer comparison per member.
  */
-function diffMemberLists(before: readonly string[], after: readonly string[]): { adds: string[]; removes: string[] } {
+export function diffMemberLists(before: readonly string[], after: readonly string[]): { adds: string[]; removes: string[] } {
   const adds: string[] = [];
   const removes: string[] = [];
   if (before === after) return { adds, removes };
@@ -71,31 +68,11 @@ export function diffStates(from: DesiredState | undefined, to: DesiredState): St
   const adds = {} as Record<SetKind, string[]>;
   const removes = {} as Record<SetKind, string[]>;
   for (const kind of SET_KINDS) {
-    const a = from?.sets[kind];
-    const b = to.sets[kind];
-    const edits = a && memberListEdits(a, b);
-    if (a === b || edits) {
-      adds[kind] = edits ? [...edits.adds] : [];
-      removes[kind] = edits ? [...edits.removes] : [];
-      continue;
-    }
-    if (a && isMemberList(a) && isMemberList(b)) {
-      const d = diffMemberLists(a, b);
-      adds[kind] = d.adds;
-      removes[kind] = d.removes;
-      continue;
-    }
-    const before = new Set(from?.sets[kind] ?? []);
-    const after = new Set(to.sets[kind]);
-    adds[kind] = sortedUnique([...after].filter((m) => !before.has(m)));
-    removes[kind] = sortedUnique([...before].filter((m) => !after.has(m)));
+    const d = diffMemberLists(from?.sets[kind] ?? [], to.sets[kind]);
+    adds[kind] = d.adds;
+    removes[kind] = d.removes;
   }
   return { hostId: to.hostId, baseVersion: from?.version ?? '', version: to.version, mode: to.mode, adds, removes };
-}
-
-/** True when the delta changes nothing but (possibly) the mode. */
-export function isEmptyDelta(delta: StateDelta): boolean {
-  return SET_KINDS.every((k) => delta.adds[k].length === 0 && delta.removes[k].length === 0);
 }
 
 export function applyDelta(base: DesiredState, delta: StateDelta): DesiredState {

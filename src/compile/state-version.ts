@@ -8,29 +8,20 @@
  * deduplicates them); every line ends with '\n'. Members never contain a newline (their formats
  * are fixed, see desired-state.ts) and the counts make the framing unambiguous anyway.
  * sha256, the first 16 lowercase hex characters. (Plain joins: this runs over millions of members;
- * a list patched by the incremental compiler brings its text along, see member-lists.ts.)
+ * the incremental compiler passes the texts of the lists it patched, see member-lists.ts.)
  */
 import { createHash } from 'node:crypto';
 import type { Mode } from '../policy/policy-model.js';
-import { SET_KINDS, type SetContents } from './desired-state.js';
+import { SET_KINDS, type SetContents, type SetKind } from './desired-state.js';
 import { memberListText } from './member-lists.js';
 
-export function canonicalStateText(mode: Mode, sets: SetContents): string {
-  let text = `portcullis-state-v1\n${mode}\n`;
-  for (const kind of SET_KINDS) {
-    const members = sets[kind];
-    text += `#${kind} ${members.length}\n`;
-    if (members.length > 0) text += `${members.join('\n')}\n`;
-  }
-  return text;
-}
-
-export function stateVersion(mode: Mode, sets: SetContents): string {
+/** `texts`: the text (memberListText) of some of the lists, when the caller has it already. */
+export function stateVersion(mode: Mode, sets: SetContents, texts?: Partial<Record<SetKind, string>>): string {
   const hash = createHash('sha256').update(`portcullis-state-v1\n${mode}\n`);
   for (const kind of SET_KINDS) {
     const members = sets[kind];
     hash.update(`#${kind} ${members.length}\n`);
-    if (members.length > 0) hash.update(memberListText(members));
+    if (members.length > 0) hash.update(texts?.[kind] ?? memberListText(members));
   }
   return hash.digest('hex').slice(0, 16);
 }

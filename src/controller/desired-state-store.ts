@@ -25,6 +25,7 @@ import type { ClusterState } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
 import type { CompileReport } from '../compile/compile.js';
 import type { DesiredState } from '../compile/desired-state.js';
+import type { StateDelta } from '../compile/state-delta.js';
 import { IncrementalCompiler, type IncrementalResult } from '../compile/incremental-compiler.js';
 import { PolicyLimitError } from '../policy/policy-limits.js';
 
@@ -154,6 +155,10 @@ export class DesiredStateStore {
 
   current(hostId: string): DesiredState | undefined {
     return this.compiler?.state(hostId);
+  }
+
+  deltaFrom(hostId: string, baseVersion: string): StateDelta | undefined {
+    return this.compiler?.deltaFrom(hostId, baseVersion);
   }
 
   hostIds(): readonly string[] {

@@ -94,7 +94,7 @@ export class AgentSession {
     this.seq += 1;
     const base = this.forceSnapshot ? undefined : this.host.lookup(this.agentVersion);
     const message: ControllerMessage = base
-      ? { delta: deltaMessage(diffStates(base, desired), this.seq) }
+      ? { delta: deltaMessage(this.ctx.source.deltaFrom?.(this.host.hostId, base.version) ?? diffStates(base, desired), this.seq) }
       : { snapshot: snapshotMessage(desired, this.seq) };
     this.host.remember(desired);
     if (base) this.host.remember(base);

@@ -19,24 +19,18 @@ type Token = string | typeof STAR | typeof DSTAR;
 const STAR = 1;
 const DSTAR = 2;
 
-const compiled = new Map<string, readonly Token[]>();
-
+/** O(|pattern|), against the O(|id| × |pattern|) match: made per call, not cached. */
 function tokens(pattern: string): readonly Token[] {
-  let out = compiled.get(pattern);
-  if (!out) {
-    const list: Token[] = [];
-    for (let i = 0; i < pattern.length; i++) {
-      const ch = pattern[i]!;
-      if (ch !== '*') list.push(ch);
-      else if (pattern[i + 1] === '*') {
-        list.push(DSTAR);
-        i++;
-      } else list.push(STAR);
-    }
-    out = list;
-    compiled.set(pattern, out);
+  const list: Token[] = [];
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i]!;
+    if (ch !== '*') list.push(ch);
+    else if (pattern[i + 1] === '*') {
+      list.push(DSTAR);
+      i++;
+    } else list.push(STAR);
   }
-  return out;
+  return list;
 }
 
 /** Whether `id` matches the app-id glob `pattern`. */

@@ -12,7 +12,3 @@ export const PORT_NAME_RULE_TEXT =
 
 /** The reserved peer name meaning every address. */
 export const ANY = 'any';
-
-export function isValidName(name: string): boolean {
-  return NAME_RE.test(name);
-}

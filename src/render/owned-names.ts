@@ -10,7 +10,6 @@ import { SET_KINDS, type SetKind } from '../compile/desired-state.js';
 export type Family = 4 | 6;
 export const FAMILIES: readonly Family[] = [4, 6];
 
-export const CHAIN_PREFIX = 'PCU-';
 export const SET_PREFIX: Readonly<Record<Family, string>> = { 4: 'pcu4-', 6: 'pcu6-' };
 export const TABLE = 'mangle';
 /** The kernel chain our one jump rule lives in. */
@@ -41,11 +40,6 @@ export function ipsetName(kind: SetKind, family: Family): string | undefined {
 /** The set kinds rendered for `family`, in SET_KINDS order. */
 export function setKindsOf(family: Family): SetKind[] {
   return SET_KINDS.filter((kind) => ipsetName(kind, family) !== undefined);
-}
-
-/** The live set names of one family (no `-tmp` names), in SET_KINDS order. */
-export function ownedSetNames(family: Family): string[] {
-  return setKindsOf(family).map((kind) => ipsetName(kind, family) as string);
 }
 
 export function tmpSetName(name: string): string {

@@ -28,35 +28,3 @@ export function argsText(args: readonly string[]): string {
 export function appendLine(chain: string, rule: Rule): string {
   return `-A ${chain} ${argsText(ruleArgs(rule))}`;
 }
-
-/**
- * Splits one `iptables-save` rule line (after `-A CHAIN`) into arguments: the inverse of
- * argsText for the lines we write (double quotes, backslash escapes inside them).
- */
-export function splitSaveArgs(text: string): string[] {
-  const args: string[] = [];
-  let current = '';
-  let inArg = false;
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i] as string;
-    if (quoted) {
-      if (c === '\\' && i + 1 < text.length) current += text[++i];
-      else if (c === '"') quoted = false;
-      else current += c;
-    } else if (c === '"') {
-      quoted = true;
-      inArg = true;
-    } else if (c === ' ' || c === '\t') {
-      if (inArg) args.push(current);
-      current = '';
-      inArg = false;
-    } else {
-      current += c;
-      inArg = true;
-    }
-  }
-  if (quoted) throw new Error(`unterminated quote in ${JSON.stringify(text)}`);
-  if (inArg) args.push(current);
-  return args;
-}

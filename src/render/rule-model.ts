@@ -35,11 +35,6 @@ export function makeRule(match: readonly string[], action: readonly string[]): R
   });
 }
 
-/** True when `comment` has our shape (`pcu:` + 8 lowercase hex). */
-export function isOwnedComment(comment: string): boolean {
-  return /^pcu:[0-9a-f]{8}$/.test(comment);
-}
-
 /**
  * The rule as an argument vector, in the order `iptables-save` prints it (match, comment, action):
  * ['-i','lo','-m','comment','--comment','pcu:1a2b3c4d','-j','RETURN'].

@@ -51,11 +51,6 @@ export function clientCredentialsFrom(material: TlsMaterial): grpc.ChannelCreden
   return new AgentChannelCredentials(createSecureContext({ ca: material.ca, key: material.key, cert: material.cert }));
 }
 
-/** Controller side: requires and verifies client certificates. */
-export async function loadServerCredentials(files: TlsFiles): Promise<grpc.ServerCredentials> {
-  return serverCredentialsFrom(await readTlsFiles(files));
-}
-
 /** Agent side: presents the host certificate, trusts only the given CA. */
 export async function loadClientCredentials(files: TlsFiles): Promise<grpc.ChannelCredentials> {
   return clientCredentialsFrom(await readTlsFiles(files));

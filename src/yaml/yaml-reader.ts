@@ -230,8 +230,3 @@ export function describe(node: unknown): string {
   }
   return 'an unsupported YAML node';
 }
-
-/** The scalar value of a node, or undefined when it is not a scalar. */
-export function scalarValue(node: YamlNode | null): unknown {
-  return isScalar(node) ? node.value : undefined;
-}

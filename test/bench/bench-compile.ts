@@ -2,8 +2,8 @@
  * Scenario "compile": full compile time and memory of the synthetic cluster (synthetic-cluster.ts),
  * then random task moves applied one at a time through the incremental compiler.
  *
- * Per move, timed: IncrementalCompiler.applyClusterChange (dirty hosts recomputed) + diffStates
- * for every changed host + encoding each delta as the wire Delta message (JSON text of
+ * Per move, timed: IncrementalCompiler.applyClusterChange (dirty hosts recomputed) + the delta of
+ * every changed host (the compiler's deltaFrom, as the Sync service takes it, else diffStates) + encoding each delta as the wire Delta message (JSON text of
  * deltaMessage; the bytes figure compares it with the JSON of a full Snapshot of the same hosts).
  * Building the next ClusterState (one task replaced in a copied array) is outside the timing.
  */
@@ -86,7 +86,9 @@ async function benchMoves(o: BenchOptions, cluster: ClusterState, policy: Parame
     const res = inc.applyClusterChange(next);
     const payloads: string[] = [];
     for (const [hostId, state] of res.changed) {
-      payloads.push(JSON.stringify(deltaMessage(diffStates(states.get(hostId), state), 1)));
+      const base = states.get(hostId);
+      const delta = (base && inc.deltaFrom(hostId, base.version)) ?? diffStates(base, state);
+      payloads.push(JSON.stringify(deltaMessage(delta, 1)));
     }
     latencies.push(performance.now() - t);
 

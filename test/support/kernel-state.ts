@@ -7,7 +7,6 @@ import { isOwnedChainName, isOwnedSetName, type Family } from '../../src/render/
 import { renderChains, ruleArgs } from '../../src/render/render-chains.js';
 import { renderIpsetRestore } from '../../src/render/render-ipsets.js';
 import { renderIptablesRestore, restoreCommand } from '../../src/render/render-iptables.js';
-import { splitSaveArgs } from '../../src/render/restore-text.js';
 import type { TestNetwork } from './netns.js';
 
 export async function saveTable(net: TestNetwork, ns: string, family: Family, table = 'mangle'): Promise<string> {
@@ -92,4 +91,36 @@ export async function applyRendered(net: TestNetwork, ns: string, state: Desired
   const text = renderIptablesRestore(state, family, { insertJump, deleteJumps: stale });
   await execOk(net, ns, [restoreCommand(family), '--test', '--noflush'], text);
   await execOk(net, ns, [restoreCommand(family), '--noflush'], text);
+}
+
+/**
+ * Splits one `iptables-save` rule line (after `-A CHAIN`) into arguments: the inverse of
+ * argsText for the lines we write (double quotes, backslash escapes inside them).
+ */
+export function splitSaveArgs(text: string): string[] {
+  const args: string[] = [];
+  let current = '';
+  let inArg = false;
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] as string;
+    if (quoted) {
+      if (c === '\\' && i + 1 < text.length) current += text[++i];
+      else if (c === '"') quoted = false;
+      else current += c;
+    } else if (c === '"') {
+      quoted = true;
+      inArg = true;
+    } else if (c === ' ' || c === '\t') {
+      if (inArg) args.push(current);
+      current = '';
+      inArg = false;
+    } else {
+      current += c;
+      inArg = true;
+    }
+  }
+  if (quoted) throw new Error(`unterminated quote in ${JSON.stringify(text)}`);
+  if (inArg) args.push(current);
+  return args;
 }
