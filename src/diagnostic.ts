@@ -28,14 +28,27 @@ export interface Diagnostic {
  */
 export function formatDiagnostic(d: Diagnostic): string {
   const prefix = d.severity === 'warning' ? 'warning: ' : '';
-  return `${d.file}:${d.line}:${d.col}: ${prefix}${d.message}`.replace(UNPRINTABLE, escapeChar);
+  return escapeUnprintable(`${d.file}:${d.line}:${d.col}: ${prefix}${d.message}`);
+}
+
+/**
+ * `text` with control characters, line separators and bidirectional overrides written as
+ * escapes, for a terminal or a log line: `\n`, `\r`, `\t` by name unless `named` is false
+ * (then every one is `\uXXXX`, as `portcullis status` shows text from the controller).
+ */
+export function escapeUnprintable(text: string, named = true): string {
+  return text.replace(UNPRINTABLE, named ? escapeChar : escapeCode);
 }
 
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 const NAMED: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 function escapeChar(c: string): string {
-  return NAMED[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  return NAMED[c] ?? escapeCode(c);
+}
+
+function escapeCode(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
 
 /** Sorted by file, line, column, then message: the order a person reads a file in. */

@@ -9,6 +9,7 @@ import type { DesiredState } from '../compile/desired-state.js';
 import { checkDesiredState } from '../compile/desired-state-check.js';
 import { clusterFromDocument } from '../inventory/cluster-document.js';
 import { type CliIO } from './command.js';
+import { escapeUnprintable } from '../diagnostic.js';
 import { UsageError } from '../usage-error.js';
 import { loadInventoryInput, resolveInventoryPath, type InventoryLoad } from './load-inputs.js';
 
@@ -22,8 +23,11 @@ export const CONTROLLER_OPTION_HELP =
 
 export class ControllerError extends Error {}
 
-/** Text from a controller for the terminal: control characters (a name from Marathon could carry escape sequences) shown as \\uXXXX. */
-export const printable = (v: string): string => v.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+/**
+ * Text from a controller for the terminal: control characters and bidirectional overrides (a name
+ * from Marathon could carry escape sequences, or reorder what a terminal shows) as \\uXXXX.
+ */
+export const printable = (v: string): string => escapeUnprintable(v, false);
 
 /** The base URL of `--<option>`, or a UsageError. */
 export function controllerBase(option: string, given: string | undefined): URL {
