@@ -124,7 +124,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     policyInfo.loadedAt = new Date().toISOString();
     policyInfo.lastError = null;
     policyInfo.warnings = warnings.map(formatDiagnostic);
-    for (const w of warnings) log.warn({ diagnostic: formatDiagnostic(w) }, formatDiagnostic(w));
+    for (const line of policyInfo.warnings) log.warn({ diagnostic: line }, line);
     log.info({ path: options.policyPath, groups: policy.groups.length, rules: policy.rules.length, mode: policy.defaults.mode }, first ? 'policy loaded' : 'policy reloaded');
   };
 
@@ -141,8 +141,9 @@ export async function startController(options: ControllerOptions): Promise<Runni
         policyAccepted(policy, warnings);
         return true;
       } catch (e) {
-        if (e instanceof PolicyLimitError) policyFailed([e.diagnostic(options.policyPath)]);
-        else log.error({ err: String(e) }, 'policy compile failed: keeping the last good policy');
+        // Anything but a limit is unexpected: the watcher reports it like a load error.
+        if (!(e instanceof PolicyLimitError)) throw e;
+        policyFailed([e.diagnostic(options.policyPath)]);
         return false;
       }
     },
