@@ -33,12 +33,10 @@ import { TlsRefusals } from '../tls/tls-refusals.js';
 import type { ClusterFeed } from './cluster-feed.js';
 import { ControllerStatus, type PolicyInfo } from './controller-status.js';
 import { DesiredStateStore } from './desired-state-store.js';
+import { reportLoadFailure } from './load-errors.js';
 import { workerPolicyParser } from './policy-parser.js';
 import { formatHostPort, type HostPort } from './host-port.js';
 import { StatusServer } from '../status/status-server.js';
-
-/** Diagnostics of one failed policy load that are logged and shown in /status. */
-const LOGGED_ERRORS = 200;
 
 export interface FeedContext {
   /** What the Sync service knows of every agent (host ids, Hello addresses). */
@@ -102,15 +100,14 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const policyFailed = (errors: readonly Diagnostic[]): void => {
     policyInfo.valid = false;
     policyInfo.reloadErrors++;
-    // A large broken policy can have thousands of errors: log and keep the first ones.
-    const lines = errors.slice(0, LOGGED_ERRORS).map(formatDiagnostic);
-    if (errors.length > LOGGED_ERRORS) lines.push(`… and ${errors.length - LOGGED_ERRORS} more errors (portcullis check --policy ${options.policyPath} lists them all)`);
+    const lines = reportLoadFailure(log, {
+      input: 'policy',
+      path: options.policyPath,
+      errors,
+      fields: { servingLastGood: store.hasPolicy() },
+      message: store.hasPolicy() ? 'policy reload failed: keeping the last good policy' : 'policy is invalid: no state is served until it is fixed',
+    });
     policyInfo.lastError = { at: new Date().toISOString(), diagnostics: lines };
-    for (const line of lines) log.error({ diagnostic: line }, line);
-    log.error(
-      { path: options.policyPath, errors: errors.length, servingLastGood: store.hasPolicy() },
-      store.hasPolicy() ? 'policy reload failed: keeping the last good policy' : 'policy is invalid: no state is served until it is fixed',
-    );
   };
   // The first compile (the policy came before any cluster) was over a limit: no policy is in force.
   store.onPolicyRejected = (e) => {

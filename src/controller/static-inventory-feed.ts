@@ -4,26 +4,26 @@
  * Contract: loads once on `start`, then reloads on filesystem changes (a watch on the file's
  * directory, so editors that replace the file by rename are seen; debounced) and on a slow poll
  * timer as a safety net (src/sources/file-reload.ts, the watcher the policy uses too). A reload whose text is unchanged does nothing. A file that is missing
- * or does not parse is reported (every diagnostic through `onError`, and in `status().lastError`)
- * and the last good cluster stays in force: `onCluster` only ever gets valid clusters. Restoring
+ * or does not parse is reported (logged through load-errors.ts, as a policy that fails, and in
+ * `status().lastError`) and the last good cluster stays in force: `onCluster` only ever gets valid clusters. Restoring
  * the last good text after a broken edit is a new load like any other (valid again, re-applied).
  * A load never throws and never stops later loads: an unexpected exception (of the parser or of
  * `onCluster`) is reported like a parse error, at the file's 1:1.
  */
 import { createHash } from 'node:crypto';
-import { formatDiagnostic, type Diagnostic } from '../diagnostic.js';
+import type { Logger } from 'pino';
+import type { Diagnostic } from '../diagnostic.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import { parseStaticInventory } from '../inventory/static-inventory.js';
 import { FileReload } from '../sources/file-reload.js';
 import { readInventoryFile } from '../sources/inventory-file.js';
 import type { ClusterFeed, ClusterFeedStatus } from './cluster-feed.js';
+import { reportLoadFailure } from './load-errors.js';
 
 export interface StaticInventoryFeedOptions {
   readonly path: string;
-  /** Called with every diagnostic of a failed load (the last good cluster stays). */
-  readonly onError?: (errors: readonly Diagnostic[]) => void;
-  /** Called after a good load. */
-  readonly onLoaded?: (cluster: ClusterState) => void;
+  /** Where loads and failed loads are logged (none: only status() tells). */
+  readonly logger?: Logger;
   readonly debounceMs?: number;
   readonly pollMs?: number;
   readonly now?: () => number;
@@ -110,7 +110,8 @@ export class StaticInventoryFeed implements ClusterFeed {
       this.lastError = undefined;
       this.cluster = result.cluster;
       this.loadedAt = this.now();
-      this.options.onLoaded?.(result.cluster);
+      const { hosts, apps, tasks } = result.cluster;
+      this.options.logger?.info({ path: file, hosts: hosts.length, apps: apps.length, tasks: tasks.length }, 'inventory loaded');
     } catch (e) {
       const message = `cannot load the inventory: ${e instanceof Error ? e.message : String(e)}; the last good inventory stays in force`;
       this.failed([{ file, line: 1, col: 1, message, severity: 'error' }]);
@@ -120,7 +121,12 @@ export class StaticInventoryFeed implements ClusterFeed {
   private failed(errors: readonly Diagnostic[]): void {
     this.valid = false;
     this.reloadErrors++;
-    this.lastError = { at: this.now(), diagnostics: errors.map(formatDiagnostic) };
-    this.options.onError?.(errors);
+    const diagnostics = reportLoadFailure(this.options.logger, {
+      input: 'inventory',
+      path: this.options.path,
+      errors,
+      message: this.cluster ? 'inventory is invalid: keeping the last good inventory' : 'inventory is invalid: no state is served until it is fixed',
+    });
+    this.lastError = { at: this.now(), diagnostics };
   }
 }

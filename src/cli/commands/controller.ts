@@ -9,7 +9,6 @@ import { StaticInventoryFeed } from '../../controller/static-inventory-feed.js';
 import { createMarathonFeed } from '../../controller/marathon-feed.js';
 import { startController, type RunningController } from '../../controller/controller-main.js';
 import type { HostPort } from '../../controller/host-port.js';
-import { formatDiagnostic } from '../../diagnostic.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { readTlsFiles, type TlsMaterial } from '../../tls/credentials.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
@@ -133,15 +132,7 @@ export const controllerCommand: Command = {
         policyPath: options.policyPath,
         feed: async ({ agents, logger }) => {
           if (options.marathon) return createMarathonFeed(await resolveMarathonFlags(options.marathon), agents, logger.child({ module: 'marathon' }));
-          const feedLog = logger.child({ module: 'inventory' });
-          return new StaticInventoryFeed({
-            path: options.inventoryPath as string,
-            onError: (errors) => {
-              for (const e of errors) feedLog.error({ diagnostic: formatDiagnostic(e) }, formatDiagnostic(e));
-              feedLog.error({ path: options.inventoryPath, errors: errors.length }, 'inventory is invalid: keeping the last good inventory');
-            },
-            onLoaded: (cluster) => feedLog.info({ path: options.inventoryPath, hosts: cluster.hosts.length, apps: cluster.apps.length, tasks: cluster.tasks.length }, 'inventory loaded'),
-          });
+          return new StaticInventoryFeed({ path: options.inventoryPath as string, logger: logger.child({ module: 'inventory' }) });
         },
         listen: options.listen,
         statusListen: options.statusListen,
