@@ -18,6 +18,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
+import { readBoundedBody } from '../json/bounded-body.js';
 import { previewJson } from '../json/json-preview.js';
 
 export interface MarathonAuth {
@@ -91,7 +92,7 @@ export class HttpClient {
     const t = setTimeout(() => timer.abort(), o.timeoutMs);
     try {
       const r = await this.open(pathAndQuery, { ...o, signal: timer.signal });
-      const text = await readBody(r.res, o.maxBytes, timer.signal);
+      const text = await readBoundedBody(r.res, o.maxBytes, timer.signal);
       return { status: r.status, url: r.url, text };
     } finally {
       clearTimeout(t);
@@ -153,43 +154,4 @@ class ConnectError extends Error {}
 function isConnectErrno(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
   return typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT'].includes(code);
-}
-
-function readBody(res: IncomingMessage, maxBytes: number, signal: AbortSignal): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const fail = (e: Error): void => {
-      if (done) return;
-      done = true;
-      res.destroy();
-      reject(e);
-    };
-    const onAbort = (): void => fail(new Error('timed out reading the answer'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    const announced = Number(res.headers['content-length']);
-    if (Number.isFinite(announced) && announced > maxBytes) return fail(new Error(`answer of ${announced} bytes announced, larger than the limit of ${maxBytes} bytes`));
-    res.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > maxBytes) fail(new Error(`answer larger than the limit of ${maxBytes} bytes`));
-      else chunks.push(c);
-    });
-    res.on('aborted', () => fail(new Error('connection closed mid-answer (truncated)')));
-    res.on('error', (e) => fail(new Error(`reading the answer: ${e.message}`)));
-    res.on('close', () => {
-      if (!res.complete) fail(new Error('connection closed mid-answer (truncated)'));
-    });
-    res.on('end', () => {
-      if (done) return;
-      signal.removeEventListener('abort', onAbort);
-      const body = Buffer.concat(chunks);
-      const declared = Number(res.headers['content-length']);
-      if (Number.isFinite(declared) && res.headers['content-length'] !== undefined && declared !== body.length) {
-        return fail(new Error(`answer of ${body.length} bytes, Content-Length said ${declared} (truncated)`));
-      }
-      done = true;
-      resolve(body.toString('utf8'));
-    });
-  });
 }
