@@ -20,24 +20,30 @@ const fail = (error) => {
   process.stderr.write(`ERROR ${error.code ?? ''} ${error.message}\n`);
   process.exit(2);
 };
-setTimeout(() => finish('timeout'), Number(timeoutText));
+// PCUT_PROBE_WAIT=1: wait for a line on stdin first (the test moves this process into a cgroup).
+if (process.env.PCUT_PROBE_WAIT === '1') process.stdin.once('data', () => start());
+else start();
 
-if (protocol === 'tcp') {
-  const socket = net.connect({ host: address, port });
-  socket.on('connect', () => finish('open'));
-  socket.on('error', fail);
-} else if (protocol === 'udp') {
-  const socket = dgram.createSocket(net.isIPv6(address) ? 'udp6' : 'udp4');
-  socket.on('error', fail);
-  socket.on('message', () => finish('open'));
-  // A connected socket gets ICMP port-unreachable back as ECONNREFUSED (best effort: the kernel
-  // rate-limits ICMP errors, so a closed UDP port may also read as timeout). Resend a few times.
-  socket.connect(port, address, () => {
-    const send = () => socket.send('probe', (error) => error && fail(error));
-    send();
-    const timer = setInterval(send, 100);
-    timer.unref();
-  });
-} else {
-  fail(new Error(`unknown protocol ${protocol}`));
+function start() {
+  setTimeout(() => finish('timeout'), Number(timeoutText));
+
+  if (protocol === 'tcp') {
+    const socket = net.connect({ host: address, port });
+    socket.on('connect', () => finish('open'));
+    socket.on('error', fail);
+  } else if (protocol === 'udp') {
+    const socket = dgram.createSocket(net.isIPv6(address) ? 'udp6' : 'udp4');
+    socket.on('error', fail);
+    socket.on('message', () => finish('open'));
+    // A connected socket gets ICMP port-unreachable back as ECONNREFUSED (best effort: the kernel
+    // rate-limits ICMP errors, so a closed UDP port may also read as timeout). Resend a few times.
+    socket.connect(port, address, () => {
+      const send = () => socket.send('probe', (error) => error && fail(error));
+      send();
+      const timer = setInterval(send, 100);
+      timer.unref();
+    });
+  } else {
+    fail(new Error(`unknown protocol ${protocol}`));
+  }
 }

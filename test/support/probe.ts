@@ -9,6 +9,7 @@
  * an iptables DROP looks like). Anything else (e.g. unreachable) rejects.
  */
 import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TestNetwork } from './netns.js';
 
@@ -118,11 +119,24 @@ export interface ProbeOptions {
   readonly port: number;
   /** How long to wait for an answer (default 700 ms); process start-up is not counted. */
   readonly timeoutMs?: number;
+  /**
+   * Run the probe in this cgroup (cgroup.ts): the probe process starts, waits, is moved into the
+   * cgroup from outside the namespace (writing its pid to `procsFile`), and only then connects,
+   * so its socket is created in the cgroup.
+   */
+  readonly cgroup?: { readonly procsFile: string };
 }
 
 export function probe(net: TestNetwork, fromNs: string, opts: ProbeOptions): Promise<ProbeVerdict> {
   const timeoutMs = opts.timeoutMs ?? 700;
-  const child = net.spawnIn(fromNs, [process.execPath, probeScript, opts.protocol, opts.address, String(opts.port), String(timeoutMs)]);
+  const child = net.spawnIn(fromNs, [process.execPath, probeScript, opts.protocol, opts.address, String(opts.port), String(timeoutMs)], {
+    env: { ...process.env, ...(opts.cgroup ? { PCUT_PROBE_WAIT: '1' } : {}) },
+  });
+  if (opts.cgroup) {
+    // `ip netns exec` execs the command in place: child.pid is the probe's pid.
+    writeFileSync(opts.cgroup.procsFile, String(child.pid));
+    child.stdin?.write('go\n');
+  }
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
