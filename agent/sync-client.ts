@@ -90,9 +90,13 @@ interface Stream {
   rejectedReason: string | undefined;
 }
 
-interface Job {
+/** A decoded message: the full state, and the wire Delta it was built from (if it came as one). */
+interface Received {
   readonly state: DesiredState;
   readonly delta: StateDelta | undefined;
+}
+
+interface Job extends Received {
   readonly seq: number;
   readonly stream: Stream;
 }
@@ -217,8 +221,8 @@ export class SyncClient {
   }
 
   /** Record → apply once: decode now (cheap, pure), apply in the loop. */
-  private receive(stream: Stream, seq: number, version: string, decode: () => { state: DesiredState; delta: StateDelta | undefined }): void {
-    let decoded: { state: DesiredState; delta: StateDelta | undefined };
+  private receive(stream: Stream, seq: number, version: string, decode: () => Received): void {
+    let decoded: Received;
     try {
       decoded = decode();
     } catch (err) {

@@ -3,7 +3,7 @@
  * change, idempotence, drift and repair, foreign objects left alone, uninstall, refusal of a bad
  * state. IPv4 and IPv6.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -257,6 +257,37 @@ describe.skipIf(!isRoot)('KernelDataplane in a network namespace', () => {
       }
     }
     expect(await dp.checkDrift()).toEqual([]);
+  });
+
+  it('keeps last-apply.* describing the kernel after deltas: replayed in a fresh namespace it gives the same sets', async () => {
+    const dp = dataplane();
+    expect((await dp.apply(S1)).path).toBe('full');
+    const B = makeState({ ...S1.sets, 'allow-ip4': [...S1.sets['allow-ip4'], '10.0.1.9,tcp:31000'].sort() });
+    const C = makeState({ ...B.sets, 'managed-tcp': ['31000'], 'allow-ip6': ['2001:db8::7,tcp:31000'] });
+    expect((await dp.apply(B)).path).toBe('delta');
+    expect((await dp.apply(C)).path).toBe('delta');
+    const fresh = `${ns}-r`;
+    const replayNs = new ExecCommandRunner({ prefix: ['ip', 'netns', 'exec', fresh] });
+    const added = await host.run(['ip', 'netns', 'add', fresh]);
+    if (added.code !== 0) throw new Error(`ip netns add ${fresh}: ${added.stderr}`);
+    try {
+      for (const family of [4, 6] as const) {
+        const deltas = path.join(stateDir, `last-apply.deltas${family}`);
+        for (const file of [path.join(stateDir, `last-apply.ipset${family}`), deltas]) {
+          const r = await replayNs.run(['ipset', 'restore'], readFileSync(file, 'utf8'));
+          expect(r.code, r.stderr).toBe(0);
+        }
+        for (const kind of setKindsOf(family)) {
+          const name = ipsetName(kind, family) as string;
+          const replayed = parseIpsetSave((await replayNs.run(['ipset', 'save', name])).stdout).get(name) ?? [];
+          const live = parseIpsetSave(await sh(['ipset', 'save', name])).get(name) ?? [];
+          expect(replayed.sort()).toEqual(live.sort());
+        }
+      }
+    } finally {
+      await host.run(['ip', 'netns', 'del', fresh]);
+    }
+    await expectKernelEquals(C);
   });
 
   it('uninstalls exactly what it owns, idempotently; foreign objects survive', async () => {

@@ -66,7 +66,6 @@ import { parseIpsetSave, parseIptablesSave, targetOf } from './kernel-read.js';
 import { isSortedState, renderDeltaRestore } from './member-delta.js';
 
 export { invalidMembers } from '../../src/render/render-ipsets.js';
-export { INPUT_SUFFIXES, KEPT_INPUT_PREFIXES } from './kept-inputs.js';
 
 const TOOLS: Readonly<Record<Family, { save: string; restore: string }>> = {
   4: { save: 'iptables-save', restore: 'iptables-restore' },
