@@ -7,17 +7,20 @@
  *   before any connection is tried (`applied` with source `disk`), and announced in Hello so an
  *   unchanged controller sends nothing new. Losing the controller changes nothing in the kernel;
  *   stopping the agent (SIGTERM) leaves the rules in place.
- * - One kernel writer. Every kernel job (an apply from the controller, a drift check and its
- *   repair) runs through one queue, so a drift check never compares the kernel with a state that
- *   a newer apply has already replaced, and a repair never writes an older state back.
+ * - One owner of the kernel. The dataplane (agent/dataplane/kernel-dataplane.ts) alone knows what
+ *   the kernel holds (`held`) and runs every kernel job (an apply from the controller, a drift
+ *   check and its repair) through its one queue. This runner keeps no copy: /status, readiness,
+ *   the Hello's applied version and the base of a wire Delta (sync-client.ts) read `held`.
+ * - A wire Delta goes to the dataplane as it came (with the full state `applyDelta` built once, for
+ *   the disk and /status): on the held version it is the difference written, not diffed again.
  * - An apply is persisted to disk only after the kernel accepted it; a failed apply is reported
  *   to the controller (ApplyError) and the kernel keeps the previous state whole.
- * - Drift: every `refreshIntervalMs` the kernel is read back and compared with the applied
- *   state; any difference (our chain flushed, our jump deleted, a set member removed) is
- *   repaired by applying the state again, logged as `drift repaired` and counted.
+ * - Drift: every `refreshIntervalMs` the dataplane reads the kernel back and compares it with the
+ *   state held; any difference (our chain flushed, our jump deleted, a set member removed) is
+ *   repaired in the same job by writing that state again, logged as `drift repaired` and counted.
  * - Log lines the operator (and the end-to-end tests) rely on: `applied` {version, source:
- *   disk|controller; from disk also savedAt}, `drift repaired` {drift, repairs},
- *   `sync: stream ended` {reason}.
+ *   disk|controller; from disk also savedAt; from the controller seq}, `drift repaired` {drift,
+ *   repairs}, `sync: stream ended` {reason}.
  * - Boot from disk is visible: /status has `appliedFrom` (disk|controller|null), `appliedAt`,
  *   and `bootedFromDisk` {version, savedAt, appliedAt} (null when the agent started without a
  *   saved state, or could not apply it); /metrics has portcullis_agent_applied_from_disk, 1
@@ -27,6 +30,7 @@ import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type * as grpc from '@grpc/grpc-js';
 import type { DesiredState } from '../src/compile/desired-state.js';
+import type { StateDelta } from '../src/compile/state-delta.js';
 import type { Family } from '../src/render/owned-names.js';
 import type { StatusSource } from '../src/status/status-server.js';
 import type { CommandRunner } from './dataplane/command-runner.js';
@@ -53,11 +57,7 @@ export class Agent implements StatusSource {
   private readonly dataplane: KernelDataplane;
   private readonly log: Logger;
   private client: SyncClient | undefined;
-  private applied: DesiredState | undefined;
-  private appliedFrom: 'disk' | 'controller' | undefined;
-  private appliedAt: string | undefined;
   private bootedFromDisk: { version: string; savedAt: string | null; appliedAt: string } | undefined;
-  private kernelQueue: Promise<unknown> = Promise.resolve();
   private driftTimer: NodeJS.Timeout | undefined;
   private driftChecks = 0;
   private driftCheckErrors = 0;
@@ -78,11 +78,8 @@ export class Agent implements StatusSource {
       this.log.warn({ file: statePath(this.options.stateDir), savedHostId: saved.hostId }, 'saved state belongs to another host id: ignored');
     } else if (saved) {
       try {
-        await this.kernel(() => this.dataplane.apply(saved));
-        this.applied = saved;
-        this.appliedFrom = 'disk';
-        this.appliedAt = new Date().toISOString();
-        this.bootedFromDisk = { version: saved.version, savedAt: savedAt(this.options.stateDir), appliedAt: this.appliedAt };
+        await this.dataplane.apply(saved, { source: 'disk' });
+        this.bootedFromDisk = { version: saved.version, savedAt: savedAt(this.options.stateDir), appliedAt: this.dataplane.held?.at ?? new Date().toISOString() };
         this.log.info({ version: saved.version, source: 'disk', savedAt: this.bootedFromDisk.savedAt, file: statePath(this.options.stateDir) }, 'applied');
       } catch (err) {
         this.log.error({ version: saved.version, err: (err as Error).message }, 'saved state could not be applied: waiting for the controller');
@@ -98,8 +95,8 @@ export class Agent implements StatusSource {
       hostId: this.options.hostId,
       addresses: this.options.addresses,
       agentVersion: this.options.agentVersion,
-      ...(this.applied ? { initialState: this.applied } : {}),
-      apply: (state) => this.applyFromController(state),
+      held: () => this.dataplane.held?.state,
+      apply: (state, delta) => this.applyFromController(state, delta),
       logger: this.log.child({ module: 'sync' }),
       onEvent: (event) => {
         if (event.type === 'applied') this.log.info({ version: event.version, seq: event.seq, source: 'controller' }, 'applied');
@@ -117,30 +114,31 @@ export class Agent implements StatusSource {
     this.stopped = true;
     if (this.driftTimer) clearTimeout(this.driftTimer);
     await this.client?.close();
-    await this.kernelQueue;
+    await this.dataplane.idle();
   }
 
   /** Removes every object the agent owns from the kernel, then every file it wrote in the state directory. */
   async uninstall(): Promise<StateDirCleanup> {
-    await this.kernel(() => this.dataplane.uninstall());
+    await this.dataplane.uninstall();
     return cleanStateDir(this.options.stateDir);
   }
 
   readiness(): { ready: boolean; reason?: string } {
-    return this.applied ? { ready: true } : { ready: false, reason: 'no state applied yet' };
+    return this.dataplane.held ? { ready: true } : { ready: false, reason: 'no state applied yet' };
   }
 
   status(): unknown {
     const c = this.dataplane.counters;
+    const held = this.dataplane.held;
     return {
       hostId: this.options.hostId,
       controller: this.options.controller,
       connected: this.client?.connected ?? false,
-      appliedVersion: this.applied?.version ?? null,
-      appliedFrom: this.appliedFrom ?? null,
-      appliedAt: this.appliedAt ?? null,
+      appliedVersion: held?.state.version ?? null,
+      appliedFrom: held?.source ?? null,
+      appliedAt: held?.at ?? null,
       bootedFromDisk: this.bootedFromDisk ?? null,
-      mode: this.applied?.mode ?? null,
+      mode: held?.state.mode ?? null,
       lastError: this.client?.lastError ?? null,
       dataplane: c,
       driftChecks: this.driftChecks,
@@ -150,14 +148,15 @@ export class Agent implements StatusSource {
 
   metrics(): string {
     const c = this.dataplane.counters;
+    const held = this.dataplane.held;
     const lines: string[] = [];
     const metric = (name: string, type: 'gauge' | 'counter', help: string, value: number, labels = ''): void => {
       if (!lines.some((l) => l === `# TYPE ${name} ${type}`)) lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       lines.push(`${name}${labels} ${value}`);
     };
     metric('portcullis_agent_connected', 'gauge', 'Whether the Sync stream to the controller is open.', this.client?.connected ? 1 : 0);
-    metric('portcullis_agent_state_applied', 'gauge', 'Whether a state is applied (from disk or the controller).', this.applied ? 1 : 0);
-    metric('portcullis_agent_applied_from_disk', 'gauge', 'Whether the state in force is the one saved on disk, applied at boot (1) rather than one from the controller (0).', this.appliedFrom === 'disk' ? 1 : 0);
+    metric('portcullis_agent_state_applied', 'gauge', 'Whether a state is applied (from disk or the controller).', held ? 1 : 0);
+    metric('portcullis_agent_applied_from_disk', 'gauge', 'Whether the state in force is the one saved on disk, applied at boot (1) rather than one from the controller (0).', held?.source === 'disk' ? 1 : 0);
     metric('portcullis_agent_applies_total', 'counter', 'States written to the kernel.', c.applies);
     metric('portcullis_agent_apply_failures_total', 'counter', 'Applies the kernel refused.', c.applyFailures);
     metric('portcullis_agent_apply_duration_seconds', 'gauge', 'Duration of the last apply.', c.lastApplyDurationMs / 1000);
@@ -169,21 +168,9 @@ export class Agent implements StatusSource {
     return `${lines.join('\n')}\n`;
   }
 
-  private async applyFromController(state: DesiredState): Promise<void> {
-    await this.kernel(async () => {
-      await this.dataplane.apply(state);
-      this.applied = state;
-      this.appliedFrom = 'controller';
-      this.appliedAt = new Date().toISOString();
-    });
+  private async applyFromController(state: DesiredState, delta: StateDelta | undefined): Promise<void> {
+    await this.dataplane.apply(state, { source: 'controller', ...(delta ? { delta } : {}) });
     await saveState(this.options.stateDir, state);
-  }
-
-  /** Runs kernel work one job at a time (see the contract). */
-  private kernel<T>(job: () => Promise<T>): Promise<T> {
-    const run = this.kernelQueue.then(job, job);
-    this.kernelQueue = run.catch(() => undefined);
-    return run;
   }
 
   private scheduleDriftCheck(): void {
@@ -194,20 +181,17 @@ export class Agent implements StatusSource {
   }
 
   private async checkDrift(): Promise<void> {
-    await this.kernel(async () => {
-      const state = this.applied;
-      if (!state || this.stopped) return;
-      this.driftChecks++;
-      try {
-        const drift = await this.dataplane.checkDrift(state);
-        if (drift.length === 0) return;
-        await this.dataplane.repair(state, drift);
-        this.log.warn({ version: state.version, drift: drift.slice(0, 20).map((d) => d.kind), driftCount: drift.length, repairs: this.dataplane.counters.repairs }, 'drift repaired');
-      } catch (err) {
-        this.driftCheckErrors++;
-        this.log.error({ version: state.version, err: (err as Error).message }, 'drift check or repair failed: retrying at the next interval');
-      }
-    });
+    if (this.stopped || this.dataplane.held === undefined) return;
+    this.driftChecks++;
+    try {
+      const checked = await this.dataplane.checkAndRepair();
+      if (checked === undefined || checked.drift.length === 0) return;
+      const { version, drift } = checked;
+      this.log.warn({ version, drift: drift.slice(0, 20).map((d) => d.kind), driftCount: drift.length, repairs: this.dataplane.counters.repairs }, 'drift repaired');
+    } catch (err) {
+      this.driftCheckErrors++;
+      this.log.error({ version: this.dataplane.held?.state.version, err: (err as Error).message }, 'drift check or repair failed: retrying at the next interval');
+    }
   }
 }
 

@@ -4,7 +4,8 @@
  *
  * Files the agent owns (and the only ones `cleanStateDir` ever removes): `desired-state.json`
  * (state-store.ts), the rendered inputs `last-apply.*`, `failed-apply.*`, `failed-delta.*`
- * (`ipset4`, `ipset6`, `iptables4`, `iptables6`, `error`; dataplane/kernel-dataplane.ts), the
+ * (`ipset4`, `ipset6`, `iptables4`, `iptables6`, `deltas4`, `deltas6`, `error`;
+ * dataplane/kept-inputs.ts), the
  * temp files of dataplane/atomic-write.ts (`.<name>.<hex>.tmp`, left only by a crash mid-write),
  * and `.portcullis-created`, written when the agent itself created the directory: it names the
  * first directory `mkdir -p` made, so uninstall removes the directories it made (only if empty,
@@ -14,7 +15,7 @@
 import { mkdir, readFile, readdir, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from './dataplane/atomic-write.js';
-import { INPUT_SUFFIXES, KEPT_INPUT_PREFIXES } from './dataplane/kernel-dataplane.js';
+import { INPUT_SUFFIXES, KEPT_INPUT_PREFIXES } from './dataplane/kept-inputs.js';
 import { STATE_FILE } from './state-store.js';
 
 export const CREATED_MARKER = '.portcullis-created';

@@ -6,7 +6,9 @@
  * mode 0600), so a crash leaves the old file or the new one. `loadState` returns the state only if
  * the file parses, has the DesiredState shape and its `version` equals the content hash recomputed
  * from {mode, sets}; anything else (missing file aside) is logged and ignored, never thrown: an
- * agent must boot even with a corrupt disk state, it then waits for the controller.
+ * agent must boot even with a corrupt disk state, it then waits for the controller. This is the
+ * one check of a state read from disk (where it enters the agent); the dataplane does not repeat
+ * it (it checks only member syntax, in the render layer, as it renders).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

@@ -2,11 +2,15 @@
  * The agent's end of the Sync stream.
  *
  * Contract:
- * - Connects to the controller, says Hello (host id, addresses, agent version, the version it
- *   has applied), and turns every Snapshot/Delta into a full DesiredState for `apply`.
- * - A Delta applies only onto the newest state this stream delivered (at first: the state the
- *   agent announced in Hello). On a wrong base, an unknown set kind or a hash mismatch it answers
- *   ApplyError and applies nothing; the controller then sends a Snapshot.
+ * - Connects to the controller, says Hello (host id, addresses, agent version, the version the
+ *   kernel holds: `held`, owned by the agent's dataplane; this client keeps no copy), and hands
+ *   every Snapshot/Delta to `apply` as a full DesiredState, a Delta also as it came.
+ * - A message is validated here, where it enters the agent: a Snapshot's shape and its version
+ *   against its content (wire-state.ts, desired-state-check.ts); a Delta must apply onto the
+ *   state held (the controller sends a Delta only against the version the agent acked or
+ *   announced, and keeps one state in flight), and `applyDelta` checks its base and the version
+ *   of the result. On a wrong base, an unknown set kind or a hash mismatch it answers ApplyError
+ *   and applies nothing; the controller then sends a Snapshot.
  * - Receive → record → apply once (Felix style): states are recorded as "pending" and one apply
  *   runs at a time; states arriving during an apply overwrite the pending one, so only the
  *   newest is applied afterwards. Each apply ends in Ack (version, seq) or ApplyError.
@@ -23,7 +27,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { DesiredState } from '../src/compile/desired-state.js';
-import { applyDelta } from '../src/compile/state-delta.js';
+import { applyDelta, type StateDelta } from '../src/compile/state-delta.js';
 import { loadSyncProto, type AgentMessage, type ControllerMessage__Output, type SyncStubClient } from '../src/grpc/proto.js';
 import { silentLogger, type SyncLogger } from '../src/grpc/sync-logger.js';
 import { deltaFromMessage, stateFromSnapshot } from '../src/grpc/wire-state.js';
@@ -46,10 +50,16 @@ export interface SyncClientOptions {
   readonly hostId: string;
   readonly addresses?: readonly string[];
   readonly agentVersion: string;
-  /** What the kernel holds already (restored from disk at boot); announced in Hello. */
-  readonly initialState?: DesiredState;
-  /** Puts a full state into the kernel; a rejection is reported to the controller. */
-  readonly apply: (state: DesiredState) => Promise<void>;
+  /**
+   * What the kernel holds now (the agent's dataplane knows): announced in Hello, and the base a
+   * Delta applies onto. Default: nothing, so every Delta is refused and answered by a Snapshot.
+   */
+  readonly held?: () => DesiredState | undefined;
+  /**
+   * Puts a state into the kernel; `delta` is the wire Delta it was built from (its base is the
+   * state `held` returned). A rejection is reported to the controller.
+   */
+  readonly apply: (state: DesiredState, delta?: StateDelta) => Promise<void>;
   readonly backoff?: BackoffOptions;
   /** Reconnect when the controller sends nothing (not even a Ping) for this long. Default 45 s. */
   readonly idleTimeoutMs?: number;
@@ -74,16 +84,19 @@ export function connectProblem(details: string): string {
 
 interface Stream {
   readonly call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>;
-  /** Newest state this stream described: the base for its next Delta. */
-  latest: DesiredState | undefined;
   idleTimer: NodeJS.Timeout | undefined;
   /** The controller has sent something on this stream (the idle deadline applies from then). */
   heard: boolean;
   rejectedReason: string | undefined;
 }
 
-interface Job {
+/** A decoded message: the full state, and the wire Delta it was built from (if it came as one). */
+interface Received {
   readonly state: DesiredState;
+  readonly delta: StateDelta | undefined;
+}
+
+interface Job extends Received {
   readonly seq: number;
   readonly stream: Stream;
 }
@@ -96,7 +109,6 @@ export class SyncClient {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private started = false;
   private closed = false;
-  private applied: DesiredState | undefined;
   private pending: Job | undefined;
   private applyLoop: Promise<void> | undefined;
   private lastProblem: string | undefined;
@@ -108,7 +120,6 @@ export class SyncClient {
     const proto = loadSyncProto();
     this.backoff = new Backoff(options.backoff);
     this.logger = options.logger ?? silentLogger;
-    this.applied = options.initialState;
     this.stub = new proto.Client(options.target, options.credentials, {
       'grpc.initial_reconnect_backoff_ms': options.backoff?.initialMs ?? 500,
       'grpc.max_reconnect_backoff_ms': options.backoff?.maxMs ?? 30_000,
@@ -149,7 +160,7 @@ export class SyncClient {
     if (this.closed) return;
     this.emit({ type: 'connecting' });
     const call = this.stub.Sync();
-    const stream: Stream = { call, latest: this.applied, idleTimer: undefined, heard: false, rejectedReason: undefined };
+    const stream: Stream = { call, idleTimer: undefined, heard: false, rejectedReason: undefined };
     this.stream = stream;
     this.armSilenceTimer(stream, this.options.firstMessageTimeoutMs ?? 120_000);
     call.on('data', (message: ControllerMessage__Output) => this.onMessage(stream, message));
@@ -160,7 +171,7 @@ export class SyncClient {
         hostId: this.options.hostId,
         addresses: [...(this.options.addresses ?? [])],
         agentVersion: this.options.agentVersion,
-        appliedVersion: this.applied?.version ?? '',
+        appliedVersion: this.held()?.version ?? '',
       },
     });
   }
@@ -190,7 +201,7 @@ export class SyncClient {
       case 'snapshot':
         if (message.snapshot) {
           const snapshot = message.snapshot;
-          this.receive(stream, snapshot.seq, snapshot.version, () => stateFromSnapshot(this.options.hostId, snapshot));
+          this.receive(stream, snapshot.seq, snapshot.version, () => ({ state: stateFromSnapshot(this.options.hostId, snapshot), delta: undefined }));
         }
         return;
       case 'delta':
@@ -198,8 +209,9 @@ export class SyncClient {
           const delta = message.delta;
           this.receive(stream, delta.seq, delta.version, () => {
             const decoded = deltaFromMessage(this.options.hostId, delta);
-            if (!stream.latest) throw new Error(`delta on base '${decoded.baseVersion}' but this agent has no state`);
-            return applyDelta(stream.latest, decoded);
+            const base = this.held();
+            if (!base) throw new Error(`delta on base '${decoded.baseVersion}' but this agent has no state`);
+            return { state: applyDelta(base, decoded), delta: decoded };
           });
         }
         return;
@@ -209,10 +221,10 @@ export class SyncClient {
   }
 
   /** Record → apply once: decode now (cheap, pure), apply in the loop. */
-  private receive(stream: Stream, seq: number, version: string, decode: () => DesiredState): void {
-    let state: DesiredState;
+  private receive(stream: Stream, seq: number, version: string, decode: () => Received): void {
+    let decoded: Received;
     try {
-      state = decode();
+      decoded = decode();
     } catch (err) {
       const text = err instanceof Error ? err.message : String(err);
       this.logger.warn({ hostId: this.options.hostId, seq, version, error: text }, 'sync: cannot use controller message');
@@ -220,8 +232,7 @@ export class SyncClient {
       this.emit({ type: 'apply-failed', version, seq, message: text });
       return;
     }
-    stream.latest = state;
-    this.pending = { state, seq, stream };
+    this.pending = { ...decoded, seq, stream };
     if (!this.applyLoop) {
       this.applyLoop = this.runApplies().finally(() => {
         this.applyLoop = undefined;
@@ -232,8 +243,7 @@ export class SyncClient {
   private async runApplies(): Promise<void> {
     for (let job = this.takePending(); job; job = this.takePending()) {
       try {
-        await this.options.apply(job.state);
-        this.applied = job.state;
+        await this.options.apply(job.state, job.delta);
         this.send(job.stream, { ack: { version: job.state.version, seq: job.seq } });
         this.emit({ type: 'applied', version: job.state.version, seq: job.seq });
       } catch (err) {
@@ -249,6 +259,10 @@ export class SyncClient {
     const job = this.pending;
     this.pending = undefined;
     return this.closed ? undefined : job;
+  }
+
+  private held(): DesiredState | undefined {
+    return this.options.held?.();
   }
 
   private send(stream: Stream, message: AgentMessage): void {

@@ -98,6 +98,21 @@ describe('agent runner', () => {
     expect(agent.metrics()).toMatch(/^portcullis_agent_applied_from_disk 0$/m);
   });
 
+  it('writes a controller Delta to the kernel as sent, and reports the state the dataplane holds', async () => {
+    const { source, runner, agent, lines } = await setup();
+    await agent.start();
+    const [s2, s3] = [nthState('h1', 2), nthState('h1', 3)];
+    source.set(s2);
+    await waitFor('state 2 applied', () => (agent.status() as { appliedVersion: string | null }).appliedVersion === s2.version);
+    runner.calls.length = 0;
+    source.set(s3);
+    await waitFor('state 3 applied', () => lines.some((l) => l['msg'] === 'applied' && l['version'] === s3.version));
+    const written = lines.filter((l) => l['event'] === 'dataplane.applied').map((l) => [l['path'], l['difference'] ?? l['reason']]);
+    expect(written).toEqual([['full', 'no base'], ['delta', 'wire']]);
+    expect(runner.callsTo(['ipset', 'restore']).map((c) => c.input?.split('\n').every((line) => line === '' || / -exist$/.test(line)))).toEqual([true]);
+    expect(agent.status()).toMatchObject({ appliedVersion: s3.version, appliedFrom: 'controller', mode: 'enforce', dataplane: { deltaApplies: 1 } });
+  });
+
   it('a refused apply is reported and neither saved nor counted as applied', async () => {
     const { dir, source, runner, agent, lines } = await setup({ saved: true });
     await agent.start();

@@ -1,8 +1,9 @@
 /**
  * KernelDataplane's delta path against a fake CommandRunner: when a small change is written as
  * add/del lines only, when the full path is taken instead, refusal of an invalid new member,
- * fallback to the full path when a delta fails, members that are one kernel entry; and the
- * member diff (member-delta.ts) against a plain set difference.
+ * fallback to the full path when a delta fails, members that are one kernel entry; the one owner
+ * of what the kernel holds (a wire Delta written as sent, `held`, last-apply.* after deltas); and
+ * the member diff (member-delta.ts) against a plain set difference.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,11 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SET_KINDS, type DesiredState, type SetKind } from '../src/compile/desired-state.js';
+import { applyDelta, diffStates, type StateDelta } from '../src/compile/state-delta.js';
 import { stateVersion } from '../src/compile/state-version.js';
+import { ipsetName, setKindsOf } from '../src/render/owned-names.js';
+import { setMembers } from '../src/render/render-ipsets.js';
+import { FOLD_MIN_BYTES } from '../agent/dataplane/kept-inputs.js';
 import { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
 import { isStrictlyAscending, memberChanges, renderDeltaRestore } from '../agent/dataplane/member-delta.js';
 import { RecordingRunner } from './support/recording-runner.js';
@@ -141,12 +146,17 @@ describe('KernelDataplane delta path (fake runner)', () => {
   });
 
   it('repair always takes the full path', async () => {
-    const { runner, dp } = await applied(A);
-    const B = edit(A, { 'allow-ip4': { add: ['10.0.1.9,tcp:31000'] } });
-    expect((await dp.repair(B, [])).path).toBe('full');
+    const { runner, dp, lines } = await applied(A, { families: [4] });
+    // A kernel whose sets are gone: drift, repaired by writing A again.
+    let gone = true;
+    runner.on((argv) => (gone && argv[0] === 'ipset' && argv[1] === 'save' ? { code: 1, stderr: 'The set with the given name does not exist' } : undefined));
+    expect((await dp.checkAndRepair())?.drift.length).toBeGreaterThan(0);
     expect(isFull(runner)).toBe(true);
+    expect(lines.find((l) => l['event'] === 'dataplane.applied')).toMatchObject({ path: 'full', reason: 'repair' });
+    gone = false;
     runner.calls.length = 0;
-    expect((await dp.apply(A)).path).toBe('delta'); // the repair's state is the new base
+    const B = edit(A, { 'allow-ip4': { add: ['10.0.1.9,tcp:31000'] } });
+    expect((await dp.apply(B)).path).toBe('delta'); // the repaired state is the new base
   });
 
   it('after a failed apply the next apply is full, then deltas resume', async () => {
@@ -205,7 +215,7 @@ describe('KernelDataplane delta path (fake runner)', () => {
   it('takes the full path after drift was found, and after uninstall', async () => {
     const { runner, dp } = await applied(A, { families: [4] });
     runner.when(['ipset', 'save'], { code: 1, stderr: 'The set with the given name does not exist' });
-    expect((await dp.checkDrift(A)).length).toBeGreaterThan(0);
+    expect((await dp.checkDrift()).length).toBeGreaterThan(0);
     const B = edit(A, { 'allow-ip4': { add: ['10.0.1.9,tcp:31000'] } });
     expect((await dp.apply(B)).path).toBe('full');
 
@@ -243,6 +253,109 @@ describe('KernelDataplane delta path (fake runner)', () => {
     runner.calls.length = 0;
     await dp.apply(edit(next, { 'allow-net4': { remove: ['0.0.0.0/0,tcp:1'] } }));
     expect(runner.callsTo(['ipset', 'restore'])[0]?.input).toBe('del pcu4-allow-net 128.0.0.0/1,tcp:1 -exist\n');
+  });
+});
+
+/** The sets `ipset restore` would hold after these inputs, in order (create/flush/add/del/swap/destroy). */
+function replay(...texts: string[]): Map<string, Set<string>> {
+  const sets = new Map<string, Set<string>>();
+  const set = (name: string) => sets.get(name) ?? sets.set(name, new Set()).get(name)!;
+  for (const line of texts.join('').split('\n').filter((l) => l !== '')) {
+    const [op, name, arg] = line.split(' ') as [string, string, string];
+    if (op === 'create') set(name);
+    else if (op === 'flush') set(name).clear();
+    else if (op === 'add') set(name).add(arg);
+    else if (op === 'del') set(name).delete(arg);
+    else if (op === 'destroy') sets.delete(name);
+    else if (op === 'swap') {
+      const [a, b] = [set(name), set(arg)];
+      sets.set(name, b).set(arg, a);
+    } else throw new Error(`unexpected ipset restore line: ${line}`);
+  }
+  return sets;
+}
+
+/** The IPv4 sets a state puts in the kernel. */
+function kernelSets(state: DesiredState): Map<string, Set<string>> {
+  return new Map(setKindsOf(4).map((kind) => [ipsetName(kind, 4) as string, new Set(setMembers(kind, 4, state.sets[kind]))]));
+}
+
+describe('KernelDataplane: the one owner of what the kernel holds (fake runner)', () => {
+  it('writes a wire Delta on the held version as sent, not diffed again', async () => {
+    const { runner, dp, lines } = await applied(A, { families: [4] });
+    const B = edit(A, { 'allow-ip4': { add: ['10.0.1.9,tcp:31000'] } });
+    // As sent: a removal of a member A never had (harmless: -exist) shows the delta was not recomputed.
+    const sent: StateDelta = { ...diffStates(A, B), removes: { ...diffStates(A, B).removes, 'allow-ip4': ['10.9.9.9,tcp:1'] } };
+    const state = applyDelta(A, sent);
+    expect(state).toEqual(B);
+    expect((await dp.apply(state, { delta: sent })).path).toBe('delta');
+    expect(runner.calls.map((c) => c.argv.join(' '))).toEqual(['ipset restore']);
+    expect(runner.calls[0]?.input).toBe('add pcu4-allow-ip 10.0.1.9,tcp:31000 -exist\ndel pcu4-allow-ip 10.9.9.9,tcp:1 -exist\n');
+    expect(lines.find((l) => l['event'] === 'dataplane.applied')).toMatchObject({ path: 'delta', difference: 'wire', members: 2 });
+    expect(dp.held?.state).toBe(state);
+  });
+
+  it('adds, and never deletes, a member a wire Delta both removes and adds', async () => {
+    const { runner, dp } = await applied(A, { families: [4] });
+    const B = edit(A, { 'allow-ip4': { add: ['10.0.1.9,tcp:31000'] } });
+    const both: StateDelta = { ...diffStates(A, B), removes: { ...diffStates(A, B).removes, 'allow-ip4': ['10.0.1.9,tcp:31000'] } };
+    expect(applyDelta(A, both)).toEqual(B);
+    expect((await dp.apply(B, { delta: both })).path).toBe('delta');
+    expect(runner.calls[0]?.input).toBe('add pcu4-allow-ip 10.0.1.9,tcp:31000 -exist\n');
+  });
+
+  it('diffs against the held state when the Delta has another base, and writes a large Delta in full', async () => {
+    const { dp, lines } = await applied(A, { families: [4] });
+    const other = edit(A, { 'managed-tcp': { add: ['40000'] } });
+    const B = edit(A, { 'allow-ip4': { add: ['10.0.1.9,tcp:31000'] } });
+    expect((await dp.apply(B, { delta: diffStates(other, B) })).path).toBe('delta');
+    expect(lines.find((l) => l['event'] === 'dataplane.applied')).toMatchObject({ path: 'delta', difference: 'merge', members: 1 });
+    const many = Array.from({ length: 1001 }, (_, i) => `10.9.${i >> 8}.${i & 255},tcp:31000`);
+    const C = edit(B, { 'allow-ip4': { add: many } });
+    expect((await dp.apply(C, { delta: diffStates(B, C) })).path).toBe('full');
+  });
+
+  it('holds the last state the kernel accepted, with its source and time; unknown after a failure; nothing after uninstall', async () => {
+    const runner = new RecordingRunner();
+    const dp = new KernelDataplane({ runner, families: [4], logger: logCapture().logger });
+    expect(dp.held).toBeUndefined();
+    const before = Date.now();
+    await dp.apply(A, { source: 'disk' });
+    expect(dp.held).toMatchObject({ state: A, source: 'disk', exact: true });
+    expect(Date.parse(dp.held!.at)).toBeGreaterThanOrEqual(before - 1000);
+    runner.fail(['ipset', 'restore'], 'ipset: boom');
+    const B = edit(A, { 'allow-ip4': { add: ['10.0.1.9,tcp:31000'] } });
+    await expect(dp.apply(B, { source: 'controller' })).rejects.toThrow(/boom/);
+    expect(dp.held).toMatchObject({ state: A, source: 'disk', exact: false });
+    await dp.uninstall();
+    expect(dp.held).toBeUndefined();
+  });
+
+  it('keeps last-apply.* describing the kernel after deltas: the full input plus the delta journal, folded once large', async () => {
+    const stateDir = tempDir();
+    const { dp } = await applied(A, { stateDir, families: [4] });
+    const file = (suffix: string) => path.join(stateDir, `last-apply.${suffix}`);
+    const kernelNow = () => {
+      const sets = replay(readFileSync(file('ipset4'), 'utf8'), existsSync(file('deltas4')) ? readFileSync(file('deltas4'), 'utf8') : '');
+      return new Map([...sets].filter(([name]) => !name.endsWith('-tmp')));
+    };
+    const B = edit(A, { 'allow-ip4': { add: ['10.0.1.9,tcp:31000'], remove: ['10.0.1.5,tcp:31000'] } });
+    expect((await dp.apply(B)).path).toBe('delta');
+    expect(readFileSync(file('deltas4'), 'utf8')).toBe('add pcu4-allow-ip 10.0.1.9,tcp:31000 -exist\ndel pcu4-allow-ip 10.0.1.5,tcp:31000 -exist\n');
+    expect(kernelNow()).toEqual(kernelSets(B));
+    // Deltas of ~900 members each: the journal outgrows FOLD_MIN_BYTES within a few applies.
+    let state = B;
+    for (let round = 0; round < 4; round++) {
+      const adds = Array.from({ length: 900 }, (_, i) => `10.${20 + round}.${i >> 8}.${i & 255},tcp:31000`);
+      state = edit(state, { 'allow-ip4': { add: adds } });
+      expect((await dp.apply(state)).path).toBe('delta');
+      expect(kernelNow()).toEqual(kernelSets(state));
+    }
+    expect(readFileSync(file('ipset4'), 'utf8').length).toBeGreaterThan(FOLD_MIN_BYTES); // folded at least once
+    // A full write starts over: its inputs, no journal.
+    expect((await dp.apply(edit(state, {}, 'audit'))).path).toBe('full');
+    expect(existsSync(file('deltas4'))).toBe(false);
+    expect(kernelNow()).toEqual(kernelSets(state));
   });
 });
 

@@ -3,7 +3,7 @@
  * change, idempotence, drift and repair, foreign objects left alone, uninstall, refusal of a bad
  * state. IPv4 and IPv6.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -125,7 +125,7 @@ describe.skipIf(!isRoot)('KernelDataplane in a network namespace', () => {
     const report = await dp.apply(S1);
     expect(report.families.map((f) => f.jumpInserted)).toEqual([true, true]);
     await expectKernelEquals(S1);
-    expect(await dp.checkDrift(S1)).toEqual([]);
+    expect(await dp.checkDrift()).toEqual([]);
     // The jump went above the foreign rule that was there first.
     expect((await mangleRules(4)).filter((l) => l.startsWith('-A PREROUTING'))[0]).toBe(`-A PREROUTING ${JUMP}`);
   });
@@ -135,10 +135,10 @@ describe.skipIf(!isRoot)('KernelDataplane in a network namespace', () => {
     await dp.apply(S2);
     await expectKernelEquals(S2);
     expect((await mangleRules(4)).some((l) => l.includes('-j NFLOG --nflog-prefix pcu-audit'))).toBe(true);
-    expect(await dp.checkDrift(S2)).toEqual([]);
+    expect(await dp.checkDrift()).toEqual([]);
     await dp.apply(S1);
     await expectKernelEquals(S1);
-    expect(await dp.checkDrift(S1)).toEqual([]);
+    expect(await dp.checkDrift()).toEqual([]);
   });
 
   it('is idempotent: applying twice keeps the rule count and one jump', async () => {
@@ -157,7 +157,7 @@ describe.skipIf(!isRoot)('KernelDataplane in a network namespace', () => {
     await sh(['ip6tables', '-w', '-t', 'mangle', '-D', 'PREROUTING', ...renderChains(S1, 6).jump.match, '-m', 'comment', '--comment', renderChains(S1, 6).jump.comment, '-j', 'PCU-PREROUTING']);
     await sh(['ipset', 'del', 'pcu4-allow-ip', '10.0.1.6,tcp:31001']);
     await sh(['ipset', 'add', 'pcu6-allow-ip', '2001:db8::99,tcp:31000']);
-    const drift = await dp.checkDrift(S1);
+    const drift = await dp.checkDrift();
     const kinds = new Set(drift.map((d) => `${d.kind}/${d.family}/${d.object}`));
     expect(kinds).toEqual(
       new Set(['missing-rule/4/PCU-PREROUTING', 'missing-jump/6/PREROUTING', 'missing-member/4/pcu4-allow-ip', 'extra-member/6/pcu6-allow-ip']),
@@ -165,12 +165,12 @@ describe.skipIf(!isRoot)('KernelDataplane in a network namespace', () => {
     expect(drift.filter((d) => d.kind === 'missing-rule')).toHaveLength(renderChains(S1, 4).chains[0]!.rules.length);
     expect(drift.find((d) => d.kind === 'extra-member')?.item).toBe('2001:db8::99,tcp:31000');
 
-    const again = await dp.checkAndRepair(S1);
-    expect(again).toHaveLength(drift.length);
+    const again = await dp.checkAndRepair();
+    expect(again?.drift).toHaveLength(drift.length);
     expect(dp.counters.repairs).toBe(1);
     expect(dp.counters.repairsByKind['missing-jump']).toBe(1);
     await expectKernelEquals(S1);
-    expect(await dp.checkDrift(S1)).toEqual([]);
+    expect(await dp.checkDrift()).toEqual([]);
   });
 
   it('reports a flushed set and a foreign rule in our chain, and repairs them', async () => {
@@ -178,11 +178,11 @@ describe.skipIf(!isRoot)('KernelDataplane in a network namespace', () => {
     await dp.apply(S1);
     await sh(['iptables', '-w', '-t', 'mangle', '-A', 'PCU-MANAGED', '-s', '192.0.2.7', '-j', 'ACCEPT']);
     await sh(['ipset', 'flush', 'pcu6-failsafe-tcp']);
-    const drift = await dp.checkDrift(S1);
+    const drift = await dp.checkDrift();
     expect(drift).toContainEqual({ kind: 'missing-member', family: 6, object: 'pcu6-failsafe-tcp', item: '22' });
     expect(drift).toContainEqual({ kind: 'extra-rule', family: 4, object: 'PCU-MANAGED', item: '-s 192.0.2.7/32 -j ACCEPT' });
-    await dp.repair(S1, drift);
-    expect(await dp.checkDrift(S1)).toEqual([]);
+    expect((await dp.checkAndRepair())?.drift).toEqual(drift);
+    expect(await dp.checkDrift()).toEqual([]);
   });
 
   it('refuses a state with a bad member and leaves the kernel unchanged', async () => {
@@ -222,10 +222,10 @@ describe.skipIf(!isRoot)('KernelDataplane in a network namespace', () => {
     expect(listed.sort()).toEqual([...B.sets['allow-ip4']].sort());
     await expectKernelEquals(B);
     expect([await mangleRules(4), await mangleRules(6)]).toEqual(rules);
-    expect(await dp.checkDrift(B)).toEqual([]);
+    expect(await dp.checkDrift()).toEqual([]);
     expect((await dp.apply(S1)).path).toBe('delta');
     await expectKernelEquals(S1);
-    expect(await dp.checkDrift(S1)).toEqual([]);
+    expect(await dp.checkDrift()).toEqual([]);
     expect(dp.counters).toMatchObject({ deltaApplies: 2, deltaFallbacks: 0, applyFailures: 0 });
   });
 
@@ -245,7 +245,7 @@ describe.skipIf(!isRoot)('KernelDataplane in a network namespace', () => {
     });
     expect((await dp.apply(next)).path).toBe('delta');
     await expectKernelEquals(next);
-    expect(await dp.checkDrift(next)).toEqual([]);
+    expect(await dp.checkDrift()).toEqual([]);
     expect((await dp.apply(base)).path).toBe('delta');
     // Two spellings of one entry are one kernel entry: compare distinct entries.
     for (const family of [4, 6] as const) {
@@ -256,7 +256,38 @@ describe.skipIf(!isRoot)('KernelDataplane in a network namespace', () => {
         expect(actual.map(normalizeMember).sort()).toEqual([...want].sort());
       }
     }
-    expect(await dp.checkDrift(base)).toEqual([]);
+    expect(await dp.checkDrift()).toEqual([]);
+  });
+
+  it('keeps last-apply.* describing the kernel after deltas: replayed in a fresh namespace it gives the same sets', async () => {
+    const dp = dataplane();
+    expect((await dp.apply(S1)).path).toBe('full');
+    const B = makeState({ ...S1.sets, 'allow-ip4': [...S1.sets['allow-ip4'], '10.0.1.9,tcp:31000'].sort() });
+    const C = makeState({ ...B.sets, 'managed-tcp': ['31000'], 'allow-ip6': ['2001:db8::7,tcp:31000'] });
+    expect((await dp.apply(B)).path).toBe('delta');
+    expect((await dp.apply(C)).path).toBe('delta');
+    const fresh = `${ns}-r`;
+    const replayNs = new ExecCommandRunner({ prefix: ['ip', 'netns', 'exec', fresh] });
+    const added = await host.run(['ip', 'netns', 'add', fresh]);
+    if (added.code !== 0) throw new Error(`ip netns add ${fresh}: ${added.stderr}`);
+    try {
+      for (const family of [4, 6] as const) {
+        const deltas = path.join(stateDir, `last-apply.deltas${family}`);
+        for (const file of [path.join(stateDir, `last-apply.ipset${family}`), deltas]) {
+          const r = await replayNs.run(['ipset', 'restore'], readFileSync(file, 'utf8'));
+          expect(r.code, r.stderr).toBe(0);
+        }
+        for (const kind of setKindsOf(family)) {
+          const name = ipsetName(kind, family) as string;
+          const replayed = parseIpsetSave((await replayNs.run(['ipset', 'save', name])).stdout).get(name) ?? [];
+          const live = parseIpsetSave(await sh(['ipset', 'save', name])).get(name) ?? [];
+          expect(replayed.sort()).toEqual(live.sort());
+        }
+      }
+    } finally {
+      await host.run(['ip', 'netns', 'del', fresh]);
+    }
+    await expectKernelEquals(C);
   });
 
   it('uninstalls exactly what it owns, idempotently; foreign objects survive', async () => {

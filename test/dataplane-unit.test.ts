@@ -182,7 +182,12 @@ describe('KernelDataplane.checkDrift (fake runner)', () => {
     }
     return runner.when(['ipset', 'save'], { code: 1, stderr: 'The set with the given name does not exist' });
   }
-  const check = (runner: RecordingRunner) => new KernelDataplane({ runner, families: [4], logger: logCapture().logger }).checkDrift(STATE);
+  /** The drift a dataplane that applied STATE finds in the fake kernel. */
+  const check = async (runner: RecordingRunner) => {
+    const dp = new KernelDataplane({ runner, families: [4], logger: logCapture().logger });
+    await dp.apply(STATE);
+    return dp.checkDrift();
+  };
 
   it('finds no drift in a kernel equal to the state (a /0 net is two /1 halves there)', async () => {
     expect(await check(kernel())).toEqual([]);
@@ -219,9 +224,15 @@ describe('KernelDataplane.checkDrift (fake runner)', () => {
   it('counts repairs per drift kind', async () => {
     const runner = kernel({ prerouting: [] });
     const dp = new KernelDataplane({ runner, families: [4], logger: logCapture().logger });
-    const drift = await dp.checkAndRepair(STATE);
-    expect(drift.map((d) => d.kind)).toEqual(['missing-jump']);
-    expect(dp.counters).toMatchObject({ repairs: 1, applies: 1, repairsByKind: { 'missing-jump': 1 } });
+    expect(await dp.checkAndRepair()).toBeUndefined(); // nothing held: nothing to check
+    await dp.apply(STATE);
+    runner.calls.length = 0;
+    const checked = await dp.checkAndRepair();
+    expect(checked?.version).toBe(STATE.version);
+    expect(checked?.drift.map((d) => d.kind)).toEqual(['missing-jump']);
+    // One repair, written as one more (full) apply of the state held.
+    expect(dp.counters).toMatchObject({ repairs: 1, applies: 2, repairsByKind: { 'missing-jump': 1 } });
+    expect(runner.callsTo(['iptables-restore', '--noflush'])).toHaveLength(1);
     expect(runner.callsTo(['iptables-restore', '--noflush'])[0]?.input).toContain('-I PREROUTING 1');
   });
 });

@@ -26,15 +26,21 @@ async function controller(source: MemoryStateSource, options: SyncServiceOptions
   return { service, running };
 }
 
-function agent(target: string, hostId: string, apply: (s: DesiredState) => Promise<void>, extra: Partial<ConstructorParameters<typeof SyncClient>[0]> = {}) {
+/** A SyncClient whose "kernel" holds what `apply` last accepted (at first `initial`). */
+function agent(target: string, hostId: string, apply: (s: DesiredState) => Promise<void>, extra: Partial<ConstructorParameters<typeof SyncClient>[0]> = {}, initial?: DesiredState) {
   const events: SyncClientEvent[] = [];
+  let held = initial;
   const client = new SyncClient({
     target,
     credentials: grpc.credentials.createInsecure(),
     hostId,
     addresses: ['10.0.0.1'],
     agentVersion: 'test',
-    apply,
+    held: () => held,
+    apply: async (s) => {
+      await apply(s);
+      held = s;
+    },
     backoff: { initialMs: 20, maxMs: 200 },
     onEvent: (e) => events.push(e),
     ...extra,
@@ -224,7 +230,7 @@ describe('SyncService + SyncClient', () => {
     });
     cleanups.push(() => stopServer(running));
     const applied: DesiredState[] = [];
-    agent(running.target, 'host-a', async (s) => void applied.push(s), { initialState: nthState('host-a', 7) });
+    agent(running.target, 'host-a', async (s) => void applied.push(s), {}, nthState('host-a', 7));
     await waitFor('ack of the snapshot', () => received.some((r) => r.msg === 'ack' && r.seq === 2));
     expect(received.map((r) => r.msg)).toEqual(['hello', 'applyError', 'ack']);
     expect(received[1]?.seq).toBe(1);

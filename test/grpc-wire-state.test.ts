@@ -22,4 +22,11 @@ describe('wire conversions', () => {
     expect(() => stateFromSnapshot('h', { seq: 1, ...message })).toThrow(WireError);
     expect(() => stateFromSnapshot('h', { seq: 1, ...message })).toThrow(pattern);
   });
+
+  it('rejects a snapshot whose version is not the hash of its content (checked where the state enters)', () => {
+    const [a, b] = [nthState('h', 3), nthState('h', 4)];
+    const forged = { ...snapshotMessage({ ...a, version: b.version }, 1), seq: 1 } as never;
+    expect(() => stateFromSnapshot('h', forged)).toThrow(WireError);
+    expect(() => stateFromSnapshot('h', forged)).toThrow(/snapshot: version [0-9a-f]+ does not match its content/);
+  });
 });

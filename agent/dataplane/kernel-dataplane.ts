@@ -1,58 +1,69 @@
 /**
- * KernelDataplane: the only code in the agent that writes the kernel's firewall.
+ * KernelDataplane: the one owner of the kernel's firewall in the agent. It alone writes it, and it
+ * alone knows what it holds.
  *
- * Contract
- * - `apply(state)` makes the kernel equal to the state for every active family (4, 6), by one of
- *   two paths. Either way members are validated first: an invalid member refuses the whole state
- *   before any command runs, and each member is validated once per apply.
- * - Full path: per family the sets are written with one `ipset restore` (each set filled as a
- *   temp set and swapped in, so a set is replaced atomically; sets first because rules name
- *   them), then our chains with one `iptables-restore --noflush --wait` (atomic per table).
- *   Exactly one jump into PCU-PREROUTING is kept in mangle PREROUTING: inserted at position 1
- *   only when missing, duplicates and stale jumps deleted, a jump another tool pushed down is left
- *   where it is. On success the rendered inputs are kept in `<stateDir>/last-apply.*`.
- * - Delta path: when this instance applied a state successfully (its "base") and since then no
- *   apply failed, no drift was found, no repair and no uninstall ran, and the new state has the
- *   same mode, a different version and at most `maxDeltaMembers` (default 1,000) members added
- *   plus removed over all sets (counted once per SetKind; lists compared by merging, see
- *   member-delta.ts), only the changes are written: the added members are validated, then per
- *   family whose sets changed one `ipset restore` of `add <set> <member> -exist` /
- *   `del <set> <member> -exist` lines (loosening lines first). No temp set, no swap, no flush, no
- *   iptables-restore (our chains depend only on the mode and the family). Each line is atomic in
- *   the kernel, so no set is ever empty or half-filled. The delta path trusts that the kernel
- *   still holds the base: finding drift is `checkDrift`'s job, and it drops the base.
- *   Everything else takes the full path: the first apply, a mode change, a larger difference,
- *   re-applying the very state already applied, the first apply after a failure, drift or
- *   uninstall, and every `repair`.
- *   If a delta's `ipset restore` fails, the same apply falls back to the full path once (logged as
- *   `dataplane.delta_failed`, counted in `deltaFallbacks`), which rewrites every set and chain.
- * - Failures throw a DataplaneError carrying the tool's stderr; what was written before the
- *   failure stays complete (a whole set, a whole table, a whole add/del line), and the inputs are
- *   kept for an operator: the full path's in `<stateDir>/failed-apply.*`, a failed delta's in
- *   `<stateDir>/failed-delta.*`. A successful delta writes no file (its cost is the point):
- *   `last-apply.*` stays the inputs of the last full apply, and each delta is logged
- *   (`dataplane.applied` with `path: "delta"` and its counts; the lines at debug level).
- * - `checkDrift(state)` reads the kernel and lists how it differs (see drift.ts); `repair` applies
- *   again by the full path and counts; `uninstall()` removes our jumps, chains and sets, only names
- *   with our prefixes, and is idempotent.
- * - Only objects we own are touched; no table is ever flushed. Commands run through a
- *   CommandRunner (argv arrays, text on stdin). Calls on one instance are serialised, so a drift
- *   check never reads the kernel half-way through an apply.
- * - A family whose tools are missing (e.g. no ip6tables) is skipped with one warning.
+ * What it knows (`held`): the last state the kernel accepted (with where it came from and when),
+ * and whether the kernel holds exactly that state. After a failed write, found drift or a drift
+ * check that could not read the kernel it is "unknown, needs a full write" (`exact: false`): the
+ * state stays the last accepted one (it is what /status reports and what a drift check repairs
+ * towards), but the next write is full. Uninstall forgets it. Nothing else in the agent keeps a
+ * copy: the runner's /status, the Hello's applied version and the base of a wire Delta all read
+ * `held`.
+ *
+ * One queue. Every kernel job (an apply, a drift check, a check-and-repair, uninstall) runs
+ * through one promise queue of this instance, one at a time, and a check-and-repair is ONE job:
+ * a drift check never reads the kernel half-way through an apply, never compares it with a state
+ * a newer apply has replaced, and a repair never writes an older state back.
+ *
+ * One difference, two renderings. `apply(state, {delta})` asks kernel-difference.ts what
+ * separates `held` from `state` (a wire Delta on the held version is that difference as sent; no
+ * second diff), which also decides the path, by the rules of docs/architecture.md:
+ * - Full: per family the sets are written with one `ipset restore` (each set filled as a temp set
+ *   and swapped in, so a set is replaced atomically; sets first because rules name them), then
+ *   our chains with one `iptables-restore --noflush --wait` (atomic per table). Exactly one jump
+ *   into PCU-PREROUTING is kept in mangle PREROUTING: inserted at position 1 only when missing,
+ *   duplicates and stale jumps deleted, a jump another tool pushed down is left where it is.
+ *   Taken for the first write, when the kernel's content is unknown, a mode change, the state
+ *   already held again, more than `maxDeltaMembers` (default 1,000) members changed, and every
+ *   repair.
+ * - Delta: per family whose sets changed one `ipset restore` of `add <set> <member> -exist` /
+ *   `del <set> <member> -exist` lines (loosening lines first, member-delta.ts). No temp set, no
+ *   swap, no flush, no iptables-restore (our chains depend only on the mode and the family). Each
+ *   line is atomic in the kernel, so no set is ever empty or half-filled. If the delta's `ipset
+ *   restore` fails, the same apply falls back to the full path once (logged as
+ *   `dataplane.delta_failed`, counted in `deltaFallbacks`).
+ * Member syntax is checked by the render layer (src/render/validate-member.ts), here through
+ * `invalidMembers` (every member, full path) and `validateMember` (the added members, delta path)
+ * before any command runs: an invalid member refuses the whole state, each member is checked once
+ * per write. The shape and version of a state are checked where it enters the agent (the wire:
+ * src/grpc/wire-state.ts and `applyDelta`; the disk: agent/state-store.ts), not here.
+ *
+ * Failures throw a DataplaneError carrying the tool's stderr; what was written before the failure
+ * stays complete (a whole set, a whole table, a whole add/del line). The inputs are kept for an
+ * operator (kept-inputs.ts): `last-apply.*` describes what the kernel holds, after a delta too
+ * (its lines journaled in `last-apply.deltas*`); a failed write's inputs in `failed-apply.*` /
+ * `failed-delta.*`. Each write is logged (`dataplane.applied` with `path` and `reason` or counts).
+ *
+ * `checkDrift()` reads the kernel and lists how it differs from `held` (drift.ts);
+ * `checkAndRepair()` does that and, on drift, writes `held` again by the full path and counts the
+ * repair; `uninstall()` removes our jumps, chains and sets, only names with our prefixes, and is
+ * idempotent. Only objects we own are touched; no table is ever flushed. Commands run through a
+ * CommandRunner (argv arrays, text on stdin). A family whose tools are missing (e.g. no
+ * ip6tables) is skipped with one warning.
  */
-import { rm } from 'node:fs/promises';
-import path from 'node:path';
 import type { Logger } from 'pino';
-import type { DesiredState, SetKind } from '../../src/compile/desired-state.js';
+import type { DesiredState } from '../../src/compile/desired-state.js';
+import type { StateDelta } from '../../src/compile/state-delta.js';
 import { ENTRY_CHAIN, TABLE, ipsetName, isOwnedChainName, isOwnedSetName, setKindsOf, type Family } from '../../src/render/owned-names.js';
 import { renderChains } from '../../src/render/render-chains.js';
 import { invalidMembers, renderIpsetRestore, renderIpsetUninstall, setMembers, validateMember } from '../../src/render/render-ipsets.js';
 import { renderIptablesRestore, renderUninstallIptables } from '../../src/render/render-iptables.js';
-import { writeFileAtomic } from './atomic-write.js';
 import type { CommandResult, CommandRunner } from './command-runner.js';
 import { findOurJumps, setDrift, tableDrift, type Drift, type DriftKind } from './drift.js';
+import { KeptInputs, type Inputs } from './kept-inputs.js';
+import { kernelDifference, type Difference, type KernelView } from './kernel-difference.js';
 import { parseIpsetSave, parseIptablesSave, targetOf } from './kernel-read.js';
-import { isSortedState, memberChanges, renderDeltaRestore, type KindChange } from './member-delta.js';
+import { isSortedState, renderDeltaRestore } from './member-delta.js';
 
 export { invalidMembers } from '../../src/render/render-ipsets.js';
 
@@ -61,10 +72,6 @@ const TOOLS: Readonly<Record<Family, { save: string; restore: string }>> = {
   6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
 };
 const MAX_INVALID_REPORTED = 20;
-/** Files `<prefix>.<suffix>` this module keeps in the state directory (see agent/state-dir.ts). */
-export const KEPT_INPUT_PREFIXES = ['last-apply', 'failed-apply', 'failed-delta'] as const;
-export const INPUT_SUFFIXES = ['ipset4', 'ipset6', 'iptables4', 'iptables6', 'error'];
-const DELTA_SUFFIXES = ['ipset4', 'ipset6', 'error'];
 /** Default `maxDeltaMembers`: far above a deploy's churn, far below a set rebuild's cost. */
 export const DEFAULT_MAX_DELTA_MEMBERS = 1000;
 
@@ -131,36 +138,64 @@ function refusal(state: DesiredState, invalid: readonly string[]): DataplaneErro
   return new DataplaneError(`state ${state.version} refused: ${invalid.length} invalid member(s): ${shown}`);
 }
 
-/** The members a delta writes, or why the apply takes the full path (see the header). */
-type DeltaPlan = { readonly kinds: ReadonlyMap<SetKind, KindChange>; readonly total: number } | { readonly skip: string };
+/** Where an applied state came from (the agent's /status `appliedFrom`). */
+export type AppliedFrom = 'disk' | 'controller';
+
+/** What the kernel holds, as far as the dataplane knows (see the header). */
+export interface HeldState {
+  /** The last state the kernel accepted. */
+  readonly state: DesiredState;
+  readonly source: AppliedFrom | undefined;
+  /** When it was written to the kernel (ISO 8601); a repair keeps it. */
+  readonly at: string;
+  /** The kernel holds exactly `state`; false after a failed write or found drift (the next write is full). */
+  readonly exact: boolean;
+}
+
+export interface ApplyOptions {
+  /** The wire Delta `state` was built from: on the held version it is the difference as sent. */
+  readonly delta?: StateDelta;
+  readonly source?: AppliedFrom;
+}
+
+/** A drift check of the state held: what drifted (empty: nothing), repaired by a full write when not empty. */
+export interface DriftCheck {
+  readonly version: string;
+  readonly drift: readonly Drift[];
+}
+
+type DeltaDifference = Extract<Difference, { path: 'delta' }>;
 
 export class KernelDataplane {
   private readonly runner: CommandRunner;
   private readonly wanted: readonly Family[];
-  private readonly stateDir: string | undefined;
   private readonly log: Logger;
-  private active: Promise<Family[]> | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly kept: KeptInputs;
   private readonly maxDeltaMembers: number;
-  /**
-   * The state the kernel holds as far as this instance knows: the last state applied with
-   * success, with every list strictly ascending. Undefined after any failure, drift found,
-   * repair request or uninstall: the next apply is full.
-   */
-  private base: DesiredState | undefined;
+  private active: Promise<Family[]> | undefined;
+  /** The one queue of kernel jobs (see the header). */
+  private queue: Promise<unknown> = Promise.resolve();
+  private heldState: HeldState | undefined;
+  /** Every list of the held state is strictly ascending (a later merge needs it). */
+  private heldSorted = false;
   private counts = { applies: 0, deltaApplies: 0, deltaFallbacks: 0, applyFailures: 0, lastApplyDurationMs: 0, repairs: 0 };
   private readonly repairKinds: Partial<Record<DriftKind, number>> = {};
 
   constructor(options: KernelDataplaneOptions) {
     this.runner = options.runner;
     this.wanted = options.families ?? [4, 6];
-    this.stateDir = options.stateDir;
     this.log = options.logger;
+    this.kept = new KeptInputs(options.stateDir, options.logger);
     this.maxDeltaMembers = Math.max(0, options.maxDeltaMembers ?? DEFAULT_MAX_DELTA_MEMBERS);
   }
 
   get counters(): DataplaneCounters {
     return { ...this.counts, repairsByKind: { ...this.repairKinds } };
+  }
+
+  /** What the kernel holds (undefined before the first accepted write and after uninstall). */
+  get held(): HeldState | undefined {
+    return this.heldState;
   }
 
   /** Families whose tools exist (probed once). */
@@ -169,34 +204,44 @@ export class KernelDataplane {
     return this.active;
   }
 
-  apply(state: DesiredState): Promise<ApplyReport> {
-    return this.serial(() => this.applyNow(state, false));
+  /** Makes the kernel hold `state` (full or delta, see the header); on success it is `held`. */
+  apply(state: DesiredState, options: ApplyOptions = {}): Promise<ApplyReport> {
+    return this.serial(() => this.write(state, options, false));
   }
 
-  checkDrift(state: DesiredState): Promise<Drift[]> {
-    return this.serial(() => this.driftNow(state));
+  /** Lists how the kernel differs from the state held (nothing held: nothing to compare). */
+  checkDrift(): Promise<Drift[]> {
+    return this.serial(async () => (this.heldState ? this.driftNow(this.heldState.state) : []));
   }
 
-  /** Apply again because of `drift`; counts one repair and each drift kind. */
-  repair(state: DesiredState, drift: readonly Drift[] = []): Promise<ApplyReport> {
-    this.counts.repairs++;
-    for (const d of drift) this.repairKinds[d.kind] = (this.repairKinds[d.kind] ?? 0) + 1;
-    this.log.warn({ event: 'dataplane.repair', version: state.version, drift: drift.slice(0, 20), driftCount: drift.length }, 'repairing dataplane drift');
-    return this.serial(() => this.applyNow(state, true));
-  }
-
-  /** Check, and repair when anything drifted. Returns the drift found. */
-  async checkAndRepair(state: DesiredState): Promise<Drift[]> {
-    const drift = await this.checkDrift(state);
-    if (drift.length > 0) await this.repair(state, drift);
-    return drift;
+  /**
+   * One job: reads the kernel, and when it drifted from the state held writes that state again by
+   * the full path, counting one repair and each drift kind. Undefined when nothing is held.
+   */
+  checkAndRepair(): Promise<DriftCheck | undefined> {
+    return this.serial(async () => {
+      const held = this.heldState;
+      if (held === undefined) return undefined;
+      const drift = await this.driftNow(held.state);
+      if (drift.length === 0) return { version: held.state.version, drift };
+      this.counts.repairs++;
+      for (const d of drift) this.repairKinds[d.kind] = (this.repairKinds[d.kind] ?? 0) + 1;
+      this.log.warn({ event: 'dataplane.repair', version: held.state.version, drift: drift.slice(0, 20), driftCount: drift.length }, 'repairing dataplane drift');
+      await this.write(held.state, {}, true);
+      return { version: held.state.version, drift };
+    });
   }
 
   uninstall(): Promise<void> {
     return this.serial(() => {
-      this.base = undefined;
+      this.heldState = undefined;
       return this.uninstallNow();
     });
+  }
+
+  /** Resolves once every job queued so far has finished. */
+  async idle(): Promise<void> {
+    await this.queue;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -230,50 +275,57 @@ export class KernelDataplane {
     return parseIptablesSave(saved.stdout, TABLE);
   }
 
-  /** The delta from the base to `state`, or why the full path is taken (see the header). */
-  private planDelta(state: DesiredState, forceFull: boolean): DeltaPlan {
-    const base = this.base;
-    if (forceFull) return { skip: 'repair' };
-    if (base === undefined) return { skip: 'no base' };
-    if (this.maxDeltaMembers === 0) return { skip: 'delta path off' };
-    if (base.mode !== state.mode) return { skip: 'mode changed' };
-    if (base.version === state.version) return { skip: 'same state again' };
-    const changes = memberChanges(base, state, this.maxDeltaMembers);
-    if (!changes.ok) return { skip: changes.reason === 'too-many' ? `more than ${this.maxDeltaMembers} members changed` : 'a member list is not sorted' };
-    return { kinds: changes.kinds, total: changes.total };
+  private view(): KernelView | undefined {
+    const held = this.heldState;
+    return held && { state: held.state, exact: held.exact, sorted: this.heldSorted };
   }
 
-  private async applyNow(state: DesiredState, forceFull: boolean): Promise<ApplyReport> {
+  /** Until a write succeeds the kernel may hold anything between the held state and the next. */
+  private markUnknown(): void {
+    if (this.heldState?.exact) this.heldState = { ...this.heldState, exact: false };
+  }
+
+  /** The kernel accepted `state`; a repair keeps where the state came from and when. */
+  private accept(state: DesiredState, options: ApplyOptions, repair: boolean, sorted: boolean): void {
+    const previous = this.heldState;
+    const keep = repair && previous !== undefined && previous.state === state;
+    this.heldState = {
+      state,
+      source: keep ? previous.source : options.source,
+      at: keep ? previous.at : new Date().toISOString(),
+      exact: true,
+    };
+    this.heldSorted = sorted;
+  }
+
+  private async write(state: DesiredState, options: ApplyOptions, repair: boolean): Promise<ApplyReport> {
     const started = performance.now();
-    const plan = this.planDelta(state, forceFull);
-    this.base = undefined; // until this apply succeeds
-    let fellBack = false;
-    if ('kinds' in plan) {
-      const invalid: string[] = [];
-      for (const [kind, change] of plan.kinds) {
-        for (const member of change.adds) {
-          const why = validateMember(kind, member);
-          if (why !== undefined) invalid.push(why);
-        }
-      }
-      if (invalid.length > 0) return this.failed(state, started, refusal(state, invalid), {}, 'failed-apply');
-      const inputs: Record<string, string> = {};
-      try {
-        return await this.applyDelta(state, plan.kinds, plan.total, started, inputs);
-      } catch (e) {
-        const err = e instanceof DataplaneError ? e : new DataplaneError(`delta apply failed: ${(e as Error).message}`);
-        this.counts.deltaFallbacks++;
-        inputs['error'] = `${JSON.stringify({ version: state.version, message: err.message, ...err.details }, null, 2)}\n`;
-        await this.keepInputs('failed-delta', inputs, DELTA_SUFFIXES);
-        this.log.warn({ event: 'dataplane.delta_failed', version: state.version, err: err.message, family: err.details.family }, 'delta apply failed: falling back to a full apply');
-        fellBack = true;
+    const diff = kernelDifference({ held: this.view(), next: state, delta: options.delta, limit: this.maxDeltaMembers, repair });
+    this.markUnknown();
+    if (diff.path === 'full') return this.writeFull(state, options, repair, started, diff.reason);
+    const invalid: string[] = [];
+    for (const [kind, change] of diff.kinds) {
+      for (const member of change.adds) {
+        const why = validateMember(kind, member);
+        if (why !== undefined) invalid.push(why);
       }
     }
-    const reason = fellBack ? 'delta failed' : 'skip' in plan ? plan.skip : '';
-    return this.applyFull(state, started, reason);
+    if (invalid.length > 0) return this.failed(state, started, refusal(state, invalid), {});
+    const inputs: Inputs = {};
+    try {
+      return await this.writeDelta(state, options, diff, started, inputs);
+    } catch (e) {
+      const err = e instanceof DataplaneError ? e : new DataplaneError(`delta apply failed: ${(e as Error).message}`);
+      this.counts.deltaFallbacks++;
+      inputs['error'] = errorText(state, err);
+      await this.kept.failedDelta(inputs);
+      this.log.warn({ event: 'dataplane.delta_failed', version: state.version, err: err.message, family: err.details.family }, 'delta apply failed: falling back to a full apply');
+      return this.writeFull(state, options, repair, started, 'delta failed');
+    }
   }
 
-  private async applyDelta(state: DesiredState, kinds: ReadonlyMap<SetKind, KindChange>, total: number, started: number, inputs: Record<string, string>): Promise<ApplyReport> {
+  private async writeDelta(state: DesiredState, options: ApplyOptions, diff: DeltaDifference, started: number, inputs: Inputs): Promise<ApplyReport> {
+    const { kinds, total } = diff;
     const families = await this.families();
     if (families.length === 0) throw new DataplaneError('no address family can be managed: ipset/iptables tools are missing');
     const texts = families.map((family) => ({ family, text: renderDeltaRestore(family, kinds, state) }));
@@ -285,16 +337,19 @@ export class KernelDataplane {
     this.counts.applies++;
     this.counts.deltaApplies++;
     this.counts.lastApplyDurationMs = durationMs;
-    this.base = state;
+    // A merged difference checked the new lists' order; a wire Delta's state comes from
+    // applyDelta, which keeps every list sorted (state-delta.ts).
+    this.accept(state, options, false, true);
+    await this.kept.delta(texts, state);
     const lines = texts.map(({ family, text }) => ({ family, lines: text === '' ? 0 : text.split('\n').length - 1 }));
-    this.log.info({ event: 'dataplane.applied', path: 'delta', version: state.version, mode: state.mode, members: total, lines, durationMs }, 'dataplane applied (delta)');
+    this.log.info({ event: 'dataplane.applied', path: 'delta', difference: diff.from, version: state.version, mode: state.mode, members: total, lines, durationMs }, 'dataplane applied (delta)');
     this.log.debug({ event: 'dataplane.delta_lines', version: state.version, ...inputs }, 'delta lines');
     const reports = families.map((family) => ({ family, jumpInserted: false, jumpsDeleted: 0 }));
     return { version: state.version, families: reports, durationMs, path: 'delta' };
   }
 
-  private async applyFull(state: DesiredState, started: number, reason: string): Promise<ApplyReport> {
-    const inputs: Record<string, string> = {};
+  private async writeFull(state: DesiredState, options: ApplyOptions, repair: boolean, started: number, reason: string): Promise<ApplyReport> {
+    const inputs: Inputs = {};
     try {
       const invalid = invalidMembers(state);
       if (invalid.length > 0) throw refusal(state, invalid);
@@ -319,41 +374,26 @@ export class KernelDataplane {
       const durationMs = performance.now() - started;
       this.counts.applies++;
       this.counts.lastApplyDurationMs = durationMs;
-      // A later delta merges against these lists, which needs them strictly ascending.
-      this.base = this.maxDeltaMembers > 0 && isSortedState(state) ? state : undefined;
-      await this.keepInputs('last-apply', inputs);
+      // A later merged difference needs these lists strictly ascending (checked once, here).
+      this.accept(state, options, repair, this.maxDeltaMembers > 0 && isSortedState(state));
+      await this.kept.full(inputs);
       this.log.info({ event: 'dataplane.applied', path: 'full', reason, version: state.version, mode: state.mode, families: reports, durationMs }, 'dataplane applied');
       return { version: state.version, families: reports, durationMs, path: 'full' };
     } catch (e) {
       const err = e instanceof DataplaneError ? e : new DataplaneError(`apply failed: ${(e as Error).message}`);
-      return this.failed(state, started, err, inputs, 'failed-apply');
+      return this.failed(state, started, err, inputs);
     }
   }
 
-  /** Counts, keeps the inputs and logs a failed apply, and throws `err`. */
-  private async failed(state: DesiredState, started: number, err: DataplaneError, inputs: Record<string, string>, prefix: string): Promise<never> {
-    this.base = undefined;
+  /** Counts, keeps the inputs and logs a failed write, and throws `err`. The kernel's content is unknown. */
+  private async failed(state: DesiredState, started: number, err: DataplaneError, inputs: Inputs): Promise<never> {
+    this.markUnknown();
     this.counts.applyFailures++;
     this.counts.lastApplyDurationMs = performance.now() - started;
-    inputs['error'] = `${JSON.stringify({ version: state.version, message: err.message, ...err.details }, null, 2)}\n`;
-    await this.keepInputs(prefix, inputs);
+    inputs['error'] = errorText(state, err);
+    await this.kept.failedFull(inputs);
     this.log.error({ event: 'dataplane.apply_failed', version: state.version, err: err.message, family: err.details.family }, 'dataplane apply failed');
     throw err;
-  }
-
-  private async keepInputs(prefix: string, inputs: Record<string, string>, suffixes: readonly string[] = INPUT_SUFFIXES): Promise<void> {
-    if (this.stateDir === undefined) return;
-    for (const suffix of new Set([...suffixes, ...Object.keys(inputs)])) {
-      const file = path.join(this.stateDir, `${prefix}.${suffix}`);
-      const text = inputs[suffix];
-      try {
-        // A file of an earlier apply that this one did not render would mislead: remove it.
-        if (text === undefined) await rm(file, { force: true });
-        else await writeFileAtomic(file, text);
-      } catch (e) {
-        this.log.warn({ event: 'dataplane.keep_input_failed', file, err: (e as Error).message }, 'could not keep rendered input');
-      }
-    }
   }
 
   private async driftNow(state: DesiredState): Promise<Drift[]> {
@@ -361,11 +401,11 @@ export class KernelDataplane {
     try {
       await this.collectDrift(state, drifts);
     } catch (e) {
-      this.base = undefined; // could not tell what the kernel holds: the next apply is full
+      this.markUnknown(); // could not tell what the kernel holds: the next write is full
       throw e;
     }
-    // The kernel does not hold the base any more: the next apply is full, even without a repair.
-    if (drifts.length > 0) this.base = undefined;
+    // The kernel does not hold the state any more: the next write is full, even without a repair.
+    if (drifts.length > 0) this.markUnknown();
     return drifts;
   }
 
@@ -401,4 +441,8 @@ export class KernelDataplane {
     if (names.length > 0) await this.must(['ipset', 'restore'], 'ipset uninstall', undefined, renderIpsetUninstall(names));
     this.log.info({ event: 'dataplane.uninstalled', sets: names.length }, 'dataplane uninstalled');
   }
+}
+
+function errorText(state: DesiredState, err: DataplaneError): string {
+  return `${JSON.stringify({ version: state.version, message: err.message, ...err.details }, null, 2)}\n`;
 }

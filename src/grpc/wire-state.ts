@@ -2,10 +2,14 @@
  * Conversions between the compiler's types (DesiredState, StateDelta) and the wire messages
  * (Snapshot, Delta). Decoding validates what the type system cannot see on the wire: the mode
  * and the set kinds are closed vocabularies, a version is present, a kind appears at most once.
- * Members are passed through untouched (the agent's dataplane validates their format before it
- * writes anything), so the version hash still describes exactly the bytes that were sent.
+ * A Snapshot is where a whole state enters the agent, so its decoding also checks it as a
+ * DesiredState, its version against its content included (desired-state-check.ts); a Delta's
+ * result is checked by `applyDelta` (state-delta.ts). Members are passed through untouched (their
+ * syntax is checked by the render layer, src/render/validate-member.ts, when the agent's dataplane
+ * renders them), so the version hash still describes exactly the bytes that were sent.
  */
 import { SET_KINDS, type DesiredState, type SetKind } from '../compile/desired-state.js';
+import { checkDesiredState } from '../compile/desired-state-check.js';
 import type { StateDelta } from '../compile/state-delta.js';
 import type { Mode } from '../policy/policy-model.js';
 import type { Delta, Delta__Output, SetMembers, SetMembers__Output, Snapshot, Snapshot__Output } from './proto.js';
@@ -36,12 +40,15 @@ export function deltaMessage(delta: StateDelta, seq: number): Delta {
 }
 
 export function stateFromSnapshot(hostId: string, message: Snapshot__Output): DesiredState {
-  return {
+  const state: DesiredState = {
     hostId,
     mode: decodeMode(message.mode),
     sets: decodeSets(message.sets, 'sets'),
     version: decodeVersion(message.version, 'version'),
   };
+  const problem = checkDesiredState(state);
+  if (problem !== undefined) throw new WireError(`snapshot: ${problem}`);
+  return state;
 }
 
 export function deltaFromMessage(hostId: string, message: Delta__Output): StateDelta {

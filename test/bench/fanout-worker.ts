@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { SyncClient } from '../../agent/sync-client.js';
+import type { DesiredState } from '../../src/compile/desired-state.js';
 import { AgentCertIssuer } from './fanout-certs.js';
 import { wallNow, type FromWorker, type ToWorker, type WorkerInit, type WorkerStats } from './fanout-protocol.js';
 import { hostAddress, hostId } from './synthetic-cluster.js';
@@ -58,6 +59,7 @@ function init(m: WorkerInit): void {
   for (let k = 0; k < m.count; k++) {
     const index = m.first + k;
     const { certPem, keyPem } = certs[k]!;
+    let held: DesiredState | undefined;
     clients.push(new SyncClient({
       target: m.target,
       credentials: grpc.credentials.createSsl(ca, Buffer.from(keyPem), Buffer.from(certPem)),
@@ -65,8 +67,13 @@ function init(m: WorkerInit): void {
       hostId: hostId(index),
       addresses: [hostAddress(index + 256)],
       agentVersion: 'bench-fanout',
-      // The recording dataplane: the agent's apply is where the state "reaches" the host.
-      apply: async (state) => recordApply(index, state.version),
+      // The recording dataplane: the agent's apply is where the state "reaches" the host, and
+      // what it last accepted is what the "kernel" holds (the base of the next Delta).
+      held: () => held,
+      apply: async (state) => {
+        recordApply(index, state.version);
+        held = state;
+      },
       onEvent: (e) => {
         if (e.type === 'disconnected') {
           counters.disconnects++;
