@@ -21,9 +21,10 @@
  *   states refuse is never let through.
  */
 import { SET_KINDS, type DesiredState, type SetKind } from '../../src/compile/desired-state.js';
-import { ipsetName, setKindsOf, type Family } from '../../src/render/owned-names.js';
+import { ipsetName, setKindsOf } from '../../src/render/owned-names.js';
+import type { Family } from '../../src/net/family.js';
 import { expandMember } from '../../src/render/render-ipsets.js';
-import { normalizeMember } from './kernel-read.js';
+import { normalizeMember } from '../../src/net/member.js';
 
 export interface KindChange {
   /** Members of the new state that the old one lacks, ascending. */

@@ -11,7 +11,7 @@
  * are ignored, host addresses that do not parse are ignored, host ports outside 1-65535 are not
  * task ports. Port conflicts are the compiler's business; here each task port is judged alone.
  */
-import { IPv4, IPv4CidrRange, IPv6, IPv6CidrRange } from '../policy/ip-num.js';
+import { IPv4, IPv4CidrRange, IPv6, IPv6CidrRange } from '../net/ip-num.js';
 import type { App, ClusterState, Task } from '../inventory/cluster-state.js';
 import { appMatchesGroup } from '../policy/app-selector.js';
 import {

@@ -6,7 +6,7 @@
  * Exit 0 with or without differences; 1 when a policy or the inventory does not load.
  */
 import { parseArgs } from 'node:util';
-import { SET_KINDS, type DesiredState } from '../../compile/desired-state.js';
+import { ALLOW_KINDS, SET_KINDS, type DesiredState } from '../../compile/desired-state.js';
 import { AddressSet } from '../../compile/address-set.js';
 import { diffStates, type StateDelta } from '../../compile/state-delta.js';
 import { sortDiagnostics, type Diagnostic } from '../../diagnostic.js';
@@ -71,8 +71,6 @@ function portOwners(cluster: ClusterState, hostId: string): Map<string, string> 
   }
   return out;
 }
-
-const ALLOW_KINDS = ['allow-ip4', 'allow-net4', 'allow-ip6', 'allow-net6'] as const;
 
 /** The allowed sources of each "<proto>:<port>" of a state, from its allow-* members. */
 function sourcesByPort(state: DesiredState | undefined): Map<string, string[]> {
