@@ -13,7 +13,7 @@
  * stable counting sort by rank yields the sorted list in linear time, with no string comparison
  * per member.
  */
-import { formatAddress } from '../net/address.js';
+import { formatSource } from '../net/cidr.js';
 import { ADDRESS_BITS } from '../net/family.js';
 import { memberSuffix, ZERO_PREFIX_HALVES } from '../net/member.js';
 import type { Protocol } from '../policy/policy-model.js';
@@ -66,14 +66,9 @@ export class SourceTexts {
 function formatSourceTexts(set: AddressSet): string[][] {
   const lists: string[][] = [[], [], [], []];
   for (const b of set.toCidrBlocks()) {
-    const base = b.family === 4 ? 0 : 2;
-    if (b.prefix === ADDRESS_BITS[b.family]) {
-      lists[base]!.push(formatAddress(b.family, b.base));
-    } else if (b.prefix === 0) {
-      lists[base + 1]!.push(...ZERO_PREFIX_HALVES[b.family]);
-    } else {
-      lists[base + 1]!.push(`${formatAddress(b.family, b.base)}/${b.prefix}`);
-    }
+    const list = lists[(b.family === 4 ? 0 : 2) + (b.prefix === ADDRESS_BITS[b.family] ? 0 : 1)]!;
+    if (b.prefix === 0) list.push(...ZERO_PREFIX_HALVES[b.family]);
+    else list.push(formatSource(b));
   }
   return lists;
 }

@@ -95,6 +95,11 @@ export function formatCidr(c: ParsedCidr): string {
   return `${formatAddress(c.family, c.base)}/${c.prefix}`;
 }
 
+/** A block as the source of a set member: the address alone for a /32 or /128, else the CIDR. */
+export function formatSource(c: ParsedCidr): string {
+  return c.prefix === ADDRESS_BITS[c.family] ? formatAddress(c.family, c.base) : formatCidr(c);
+}
+
 /** Whether `inner` lies entirely inside `outer` (same family). */
 export function cidrInside(
   inner: { family: Family; first: bigint; last: bigint },

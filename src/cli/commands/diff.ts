@@ -10,6 +10,7 @@ import { ALLOW_KINDS, SET_KINDS, type DesiredState } from '../../compile/desired
 import { AddressSet } from '../../compile/address-set.js';
 import { diffStates, type StateDelta } from '../../compile/state-delta.js';
 import { sortDiagnostics, type Diagnostic } from '../../diagnostic.js';
+import { formatSource } from '../../net/cidr.js';
 import type { ClusterState } from '../../inventory/cluster-state.js';
 import type { Mode } from '../../policy/policy-model.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
@@ -85,8 +86,6 @@ function sourcesByPort(state: DesiredState | undefined): Map<string, string[]> {
   return out;
 }
 
-const bare = (cidr: string): string => cidr.replace(/\/(32|128)$/, '');
-
 /**
  * Per changed port, which addresses NEW allows that OLD did not and the reverse, computed on
  * address sets (so a /31 replaced by one /32 reads as the one address that lost access), e.g.
@@ -107,8 +106,8 @@ function inWords(change: HostChange, cluster: ClusterState): string[] {
     const what = owner !== undefined ? `${owner}/${proto} ${port}` : `${proto} ${port}`;
     const old = AddressSet.fromStrings(before.get(key) ?? []);
     const now = AddressSet.fromStrings(after.get(key) ?? []);
-    const gained = now.subtract(old).toCidrs().map(bare);
-    const lost = old.subtract(now).toCidrs().map(bare);
+    const gained = now.subtract(old).toCidrBlocks().map(formatSource);
+    const lost = old.subtract(now).toCidrBlocks().map(formatSource);
     if (gained.length > 0) lines.push(`${change.hostId}: ${what} now allows ${gained.join(', ')}`);
     if (lost.length > 0) lines.push(`${change.hostId}: ${what} no longer allows ${lost.join(', ')}`);
   }
