@@ -5,14 +5,16 @@
  *
  * Canonical text: a dotted quad without leading zeros for IPv4; for IPv6 RFC 5952 (lowercase, no
  * leading zeros in a group, the longest run of two or more zero groups, the first if tied, as
- * `::`). ip-num validates what is not already canonical and gives the reasons of a refusal; its
- * own IPv6 `toString` does not compress (and prints `::0` for zero), so formatting is done here.
+ * `::`). Canonical text is read directly by hand-written scanners (decimalAt, ipv4ValueAt,
+ * isIPv6At: also the member syntax's); anything else goes through ip-num, which validates it and
+ * gives the reasons of a refusal. ip-num's own IPv6 `toString` does not compress (and prints `::0`
+ * for zero), so formatting is done here.
  *
  * IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, inside ::ffff:0:0/96) are refused by default,
  * with the IPv4 form to write instead: the kernel matches IPv4 packets in the IPv4 tables, so an
  * IPv4 peer never matches a mapped address (in a policy network or as an inventory host address).
- * `{ mapped: 'accept' }` reads them as the IPv6 addresses they are (the compiler and the agent,
- * which take what an earlier layer let through).
+ * `{ mapped: 'accept' }` reads them as the IPv6 addresses they are (the compiler, host addresses
+ * from agents and DNS, the agent's members: text an earlier layer let through).
  */
 import { IPv4, IPv6, Validator } from './ip-num.js';
 import type { Family } from './family.js';

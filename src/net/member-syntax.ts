@@ -11,8 +11,8 @@
  * `tcp` / `udp`; everything else is refused. The checks are hand-written scanners over character
  * codes (no regex, no splitting on the accepting path): the agent validates every member of a
  * 100,000-member state. Decimals, dotted quads and IPv6 text are address.ts's scanners, the ones
- * the address parser reads canonical addresses with. What they accept is pinned, input for input, to the earlier
- * regex-based definitions in test/net-member-syntax.test.ts.
+ * the address parser reads canonical addresses with. What they accept is pinned, input for input,
+ * to the earlier regex-based definitions in test/net-member-syntax.test.ts.
  */
 import { decimalAt, ipv4ValueAt, isIPv6At } from './address.js';
 import { ADDRESS_BITS, type Family } from './family.js';
