@@ -68,18 +68,27 @@ export function decimalAt(text: string, start: number, end: number, maxDigits: n
  */
 export function ipv4ValueAt(text: string, start: number, end: number): number {
   let value = 0;
-  let partStart = start;
+  let part = 0;
+  let digits = 0;
   let dots = 0;
-  for (let i = start; i <= end; i++) {
-    if (i < end && text.charCodeAt(i) !== DOT) continue;
-    if (i < end && dots === 3) return -1;
-    const part = decimalAt(text, partStart, i, 3, 255);
-    if (part < 0) return -1;
-    value = value * 256 + part;
-    if (i < end) dots++;
-    partStart = i + 1;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === DOT) {
+      if (digits === 0 || dots === 3) return -1;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= DIGIT_0 && c <= DIGIT_9) {
+      if (digits > 0 && part === 0) return -1; // a leading zero
+      part = part * 10 + (c - DIGIT_0);
+      digits++;
+      if (part > 255) return -1;
+    } else {
+      return -1;
+    }
   }
-  return dots === 3 ? value : -1;
+  return digits === 0 || dots !== 3 ? -1 : value * 256 + part;
 }
 
 function isHexDigit(c: number): boolean {

@@ -5,20 +5,20 @@
 import type { SetKind } from '../compile/desired-state.js';
 import { memberFormError, memberTextError, type MemberForm } from '../net/member-syntax.js';
 
-const FORM_OF_KIND: Readonly<Record<SetKind, MemberForm>> = {
-  'managed-tcp': 'port',
-  'managed-udp': 'port',
-  'failsafe-tcp': 'port',
-  'failsafe-udp': 'port',
-  'allow-ip4': 'ip4',
-  'allow-net4': 'net4',
-  'allow-ip6': 'ip6',
-  'allow-net6': 'net6',
-};
+const FORM_OF_KIND: ReadonlyMap<string, MemberForm> = new Map<SetKind, MemberForm>([
+  ['managed-tcp', 'port'],
+  ['managed-udp', 'port'],
+  ['failsafe-tcp', 'port'],
+  ['failsafe-udp', 'port'],
+  ['allow-ip4', 'ip4'],
+  ['allow-net4', 'net4'],
+  ['allow-ip6', 'ip6'],
+  ['allow-net6', 'net6'],
+]);
 
 /** Error text when `member` is not a well-formed member of `kind`; undefined when it is. */
 export function validateMember(kind: SetKind, member: string): string | undefined {
-  const form = Object.hasOwn(FORM_OF_KIND, kind) ? FORM_OF_KIND[kind] : undefined;
+  const form = FORM_OF_KIND.get(kind);
   const error = form === undefined ? (memberTextError(member) ?? `unknown set kind ${JSON.stringify(kind)}`) : memberFormError(form, member);
   return error === undefined ? undefined : `invalid ${kind} member ${JSON.stringify(member)}: ${error}`;
 }
