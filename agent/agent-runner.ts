@@ -31,7 +31,7 @@ import type { Logger } from 'pino';
 import type * as grpc from '@grpc/grpc-js';
 import type { DesiredState } from '../src/compile/desired-state.js';
 import type { StateDelta } from '../src/compile/state-delta.js';
-import type { Family } from '../src/render/owned-names.js';
+import type { Family } from '../src/net/family.js';
 import type { StatusSource } from '../src/status/status-server.js';
 import type { CommandRunner } from './dataplane/command-runner.js';
 import { KernelDataplane } from './dataplane/kernel-dataplane.js';

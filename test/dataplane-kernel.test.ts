@@ -10,14 +10,16 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SET_KINDS, type DesiredState, type SetKind } from '../src/compile/desired-state.js';
 import { stateVersion } from '../src/compile/state-version.js';
-import { ipsetName, setKindsOf, type Family } from '../src/render/owned-names.js';
+import { ipsetName, setKindsOf } from '../src/render/owned-names.js';
+import type { Family } from '../src/net/family.js';
 import { renderChains } from '../src/render/render-chains.js';
 import { setMembers } from '../src/render/render-ipsets.js';
 import { appendLine, argsText } from '../src/render/restore-text.js';
 import { ruleArgs } from '../src/render/rule-model.js';
 import { ExecCommandRunner, type CommandRunner } from '../agent/dataplane/command-runner.js';
 import { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
-import { normalizeMember, parseIpsetSave } from '../agent/dataplane/kernel-read.js';
+import { parseIpsetSave } from '../agent/dataplane/kernel-read.js';
+import { normalizeMember } from '../src/net/member.js';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn('dataplane-kernel.test.ts skipped: needs root (network namespaces, iptables, ipset)');

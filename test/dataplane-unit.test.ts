@@ -8,7 +8,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SET_KINDS, type DesiredState, type SetKind } from '../src/compile/desired-state.js';
 import { stateVersion } from '../src/compile/state-version.js';
-import { ENTRY_CHAIN, ipsetName, setKindsOf, type Family } from '../src/render/owned-names.js';
+import { ENTRY_CHAIN, ipsetName, setKindsOf } from '../src/render/owned-names.js';
+import type { Family } from '../src/net/family.js';
 import { renderChains } from '../src/render/render-chains.js';
 import { setMembers } from '../src/render/render-ipsets.js';
 import { appendLine, argsText } from '../src/render/restore-text.js';
@@ -16,7 +17,8 @@ import { ruleArgs } from '../src/render/rule-model.js';
 import { EXIT_NOT_FOUND, EXIT_OUTPUT_TOO_LARGE, EXIT_TIMEOUT, ExecCommandRunner } from '../agent/dataplane/command-runner.js';
 import { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
 import { RecordingRunner } from './support/recording-runner.js';
-import { parseIptablesSave, tokenizeRule, normalizeMember } from '../agent/dataplane/kernel-read.js';
+import { parseIptablesSave, tokenizeRule } from '../agent/dataplane/kernel-read.js';
+import { normalizeMember } from '../src/net/member.js';
 import { logCapture } from './support/log-capture.js';
 
 function makeState(partial: Partial<Record<SetKind, readonly string[]>>, mode: 'enforce' | 'audit' = 'enforce'): DesiredState {

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DesiredState, SetContents, SetKind } from '../src/compile/desired-state.js';
-import type { Family } from '../src/render/owned-names.js';
+import type { Family } from '../src/net/family.js';
 import { renderChains } from '../src/render/render-chains.js';
 import { renderIpsetRestore, validateMember } from '../src/render/render-ipsets.js';
 import { renderIptablesRestore } from '../src/render/render-iptables.js';

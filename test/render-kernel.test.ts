@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DesiredState, SetContents } from '../src/compile/desired-state.js';
-import { ENTRY_CHAIN, MANAGED_CHAIN, ipsetName, setKindsOf, type Family } from '../src/render/owned-names.js';
+import { ENTRY_CHAIN, MANAGED_CHAIN, ipsetName, setKindsOf } from '../src/render/owned-names.js';
+import type { Family } from '../src/net/family.js';
 import { renderChains } from '../src/render/render-chains.js';
 import { renderIpsetUninstall } from '../src/render/render-ipsets.js';
 import { renderIptablesRestore, renderUninstallIptables, restoreCommand } from '../src/render/render-iptables.js';

@@ -9,9 +9,11 @@
  * prints them), or our rules are out of order. The jump drifts when it
  * is missing or duplicated; a jump that is not first is tolerated (we do not fight other tools).
  */
-import { ENTRY_CHAIN, HOOK_CHAIN, isOwnedChainName, type Family } from '../../src/render/owned-names.js';
+import { ENTRY_CHAIN, HOOK_CHAIN, isOwnedChainName } from '../../src/render/owned-names.js';
+import type { Family } from '../../src/net/family.js';
 import { ruleArgs, type Chain } from '../../src/render/rule-model.js';
-import { commentOf, normalizeMember, targetOf, type SavedTable } from './kernel-read.js';
+import { normalizeMember } from '../../src/net/member.js';
+import { commentOf, targetOf, type SavedTable } from './kernel-read.js';
 
 export type DriftKind =
   | 'missing-jump'

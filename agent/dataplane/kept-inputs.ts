@@ -19,7 +19,7 @@ import { appendFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { DesiredState } from '../../src/compile/desired-state.js';
-import type { Family } from '../../src/render/owned-names.js';
+import type { Family } from '../../src/net/family.js';
 import { renderIpsetRestore } from '../../src/render/render-ipsets.js';
 import { writeFileAtomic } from './atomic-write.js';
 

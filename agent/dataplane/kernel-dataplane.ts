@@ -54,7 +54,8 @@
 import type { Logger } from 'pino';
 import type { DesiredState } from '../../src/compile/desired-state.js';
 import type { StateDelta } from '../../src/compile/state-delta.js';
-import { ENTRY_CHAIN, TABLE, ipsetName, isOwnedChainName, isOwnedSetName, setKindsOf, type Family } from '../../src/render/owned-names.js';
+import { ENTRY_CHAIN, TABLE, ipsetName, isOwnedChainName, isOwnedSetName, setKindsOf } from '../../src/render/owned-names.js';
+import type { Family } from '../../src/net/family.js';
 import { renderChains } from '../../src/render/render-chains.js';
 import { invalidMembers, renderIpsetRestore, renderIpsetUninstall, setMembers, validateMember } from '../../src/render/render-ipsets.js';
 import { renderIptablesRestore, renderUninstallIptables } from '../../src/render/render-iptables.js';

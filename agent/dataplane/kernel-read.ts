@@ -1,9 +1,9 @@
 /**
  * Pure parsers of what the kernel tools print: `iptables-save -t <table>` and `ipset save`.
- * They read only what the dataplane needs (chain names, rules as argv tokens, set members) and
- * normalise set members the way the kernel prints them, so desired and actual compare as strings.
+ * They read only what the dataplane needs (chain names, rules as argv tokens, set members); the
+ * form the kernel prints a member in is src/net/member.ts's normalizeMember, so desired and
+ * actual compare as strings.
  */
-import { IPv4CidrRange, IPv6CidrRange } from '../../src/policy/ip-num.js';
 
 export interface SavedTable {
   /** Every chain declared in the table, built-in and user-defined, in save order. */
@@ -97,40 +97,4 @@ export function parseIpsetSave(text: string): Map<string, string[]> {
     }
   }
   return sets;
-}
-
-function canonicalAddress(address: string): string {
-  if (!address.includes(':')) return address;
-  try {
-    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
-  } catch {
-    return address.toLowerCase();
-  }
-}
-
-function canonicalNet(net: string): string {
-  const slash = net.indexOf('/');
-  if (slash < 0) return canonicalAddress(net);
-  const address = net.slice(0, slash);
-  const prefix = Number(net.slice(slash + 1));
-  const v6 = address.includes(':');
-  if (prefix === (v6 ? 128 : 32)) return canonicalAddress(address);
-  try {
-    const first = v6 ? IPv6CidrRange.fromCidr(net).getFirst().toString() : IPv4CidrRange.fromCidr(net).getFirst().toString();
-    return `${canonicalAddress(first)}/${prefix}`;
-  } catch {
-    return `${canonicalAddress(address)}/${prefix}`;
-  }
-}
-
-/**
- * A set member as `ipset save` prints it: IPv6 in RFC 5952 form, a network masked to its prefix, a
- * full-length prefix dropped, protocol lower-case. Port-only members are returned unchanged.
- */
-export function normalizeMember(member: string): string {
-  const comma = member.lastIndexOf(',');
-  if (comma < 0) return member.includes('.') || member.includes(':') ? canonicalNet(member) : member;
-  const source = member.slice(0, comma);
-  const port = member.slice(comma + 1).toLowerCase();
-  return `${canonicalNet(source)},${port}`;
 }

@@ -8,12 +8,14 @@
  *   list is checked on the way (every place it does not follow the old list is compared), and an
  *   unsorted list gives `unsorted`, never a wrong diff. It stops at `limit` changed members.
  * - `renderDeltaRestore` writes `add <set> <member> -exist` / `del <set> <member> -exist` lines for
- *   one family, members as validated (the `/0` of a net as its two `/1` halves, like the full path).
- *   Two different members can be one kernel entry (`10.0.0.1/24` and `10.0.0.0/24`, IPv6 spellings,
- *   a `/0` half and an explicit `/1`): a removed member's entry is deleted only when no member of
- *   the new state is that entry (compared as `ipset save` prints them, normalizeMember), so a kept
- *   spelling never loses its entry. Allow-ip4 and port members are canonical once validated, so
- *   there a member is its entry.
+ *   one family, members as validated (the `/0` of a net as its two `/1` halves, like the full path:
+ *   src/net/member.ts netEntries). Two different members can be one kernel entry: validation
+ *   accepts any spelling (`10.0.0.1/24` and `10.0.0.0/24`, IPv6 in upper case or uncompressed, an
+ *   IPv4-mapped address in dotted form), and a `/0` half is an explicit `/1`. So a removed
+ *   member's entry is deleted only when no member of the new state is that entry (compared as
+ *   `ipset save` prints them, src/net/member.ts normalizeMember), and a kept spelling never loses
+ *   its entry. Allow-ip4 and port members are canonical once validated, so there a member is its
+ *   entry.
  * - Order: first the lines that only let more through (adds to allow-* and failsafe-*, removals
  *   from managed-*), then the ones that let less through (adds to managed-*, removals from allow-*
  *   and failsafe-*). Every line is atomic in the kernel; in between, a packet sees the old sets
@@ -21,9 +23,10 @@
  *   states refuse is never let through.
  */
 import { SET_KINDS, type DesiredState, type SetKind } from '../../src/compile/desired-state.js';
-import { ipsetName, setKindsOf, type Family } from '../../src/render/owned-names.js';
+import { ipsetName, setKindsOf } from '../../src/render/owned-names.js';
+import type { Family } from '../../src/net/family.js';
 import { expandMember } from '../../src/render/render-ipsets.js';
-import { normalizeMember } from './kernel-read.js';
+import { normalizeMember } from '../../src/net/member.js';
 
 export interface KindChange {
   /** Members of the new state that the old one lacks, ascending. */

@@ -11,88 +11,17 @@
  *   because intervals are maximal), v4 first then v6, each in ascending address order, in
  *   canonical text: dotted quad for v4, RFC 5952 (lowercase, longest zero run as `::`) for v6,
  *   always with the prefix length (`10.0.0.1/32`).
- * - Text is parsed with ip-num (strict: no leading zeros, four octets...). Formatting is done here
- *   because ip-num's IPv6 `toString` does not compress (and prints `::0` for zero).
+ * - Text is parsed and formatted by src/net (cidr.ts, LENIENT: host bits are cleared).
  */
-import { IPv4, IPv6 } from '../policy/ip-num.js';
-import { ipv4Text, ipv6Text } from '../policy/address.js';
-
-export type Family = 4 | 6;
-
-export interface ParsedAddress {
-  readonly family: Family;
-  readonly value: bigint;
-}
-
-export interface ParsedCidr {
-  readonly family: Family;
-  /** The first address of the block (host bits cleared). */
-  readonly base: bigint;
-  readonly prefix: number;
-}
+import { tryParseAddress, type ParsedAddress } from '../net/address.js';
+import { cidrBlockOf, formatCidr, type ParsedCidr } from '../net/cidr.js';
+import { ADDRESS_BITS, type Family } from '../net/family.js';
 
 /** Flat inclusive intervals, see the header. */
 export type Ranges = readonly bigint[];
 
 export const MAX4 = (1n << 32n) - 1n;
 export const MAX6 = (1n << 128n) - 1n;
-const BITS: Record<Family, number> = { 4: 32, 6: 128 };
-
-export class AddressParseError extends Error {}
-
-/** Parses one IPv4 or IPv6 address; throws AddressParseError with a readable message. */
-export function parseAddress(text: string): ParsedAddress {
-  const trimmed = text.trim();
-  try {
-    if (trimmed.includes(':')) {
-      if (trimmed.includes('%')) throw new Error('zone ids are not supported');
-      return { family: 6, value: IPv6.fromString(trimmed).value };
-    }
-    return { family: 4, value: IPv4.fromDecimalDottedString(trimmed).value };
-  } catch (err) {
-    throw new AddressParseError(`'${text}' is not an IPv4 or IPv6 address (${(err as Error).message})`);
-  }
-}
-
-export function tryParseAddress(text: string): ParsedAddress | undefined {
-  try {
-    return parseAddress(text);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Parses `addr/len` or a plain address (= /32 or /128). Host bits are cleared. */
-export function parseCidr(text: string): ParsedCidr {
-  const slash = text.indexOf('/');
-  const addr = parseAddress(slash < 0 ? text : text.slice(0, slash));
-  const bits = BITS[addr.family];
-  let prefix = bits;
-  if (slash >= 0) {
-    const lenText = text.slice(slash + 1).trim();
-    if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > bits) {
-      throw new AddressParseError(`'${text}' has an invalid prefix length (expected 0-${bits})`);
-    }
-    prefix = Number(lenText);
-  }
-  const hostBits = BigInt(bits - prefix);
-  const base = (addr.value >> hostBits) << hostBits;
-  return { family: addr.family, base, prefix };
-}
-
-export function formatAddress(family: Family, value: bigint): string {
-  return family === 4 ? ipv4Text(value) : ipv6Text(value);
-}
-
-export function formatCidr(c: ParsedCidr): string {
-  return `${formatAddress(c.family, c.base)}/${c.prefix}`;
-}
-
-/** Canonical text of an address (throws AddressParseError). */
-export function canonicalAddress(text: string): string {
-  const a = parseAddress(text);
-  return formatAddress(a.family, a.value);
-}
 
 // ---- interval primitives (flat lists, see header) ----
 
@@ -201,7 +130,7 @@ function trailingZeros(v: bigint, cap: number): number {
 }
 
 function cidrsOf(a: Ranges, family: Family, out: ParsedCidr[]): void {
-  const bits = BITS[family];
+  const bits = ADDRESS_BITS[family];
   for (let i = 0; i < a.length; i += 2) {
     let lo = a[i]!;
     const hi = a[i + 1]!;
@@ -216,7 +145,7 @@ function cidrsOf(a: Ranges, family: Family, out: ParsedCidr[]): void {
 
 /** How many blocks cidrsOf would give, without building them. */
 function cidrCountOf(a: Ranges, family: Family): number {
-  const bits = BITS[family];
+  const bits = ADDRESS_BITS[family];
   let n = 0;
   for (let i = 0; i < a.length; i += 2) {
     let lo = a[i]!;
@@ -286,15 +215,15 @@ export class AddressSet {
     const v4: bigint[] = [];
     const v6: bigint[] = [];
     for (const c of blocks) {
-      const size = 1n << BigInt(BITS[c.family] - c.prefix);
+      const size = 1n << BigInt(ADDRESS_BITS[c.family] - c.prefix);
       (c.family === 4 ? v4 : v6).push(c.base, c.base + size - 1n);
     }
     return AddressSet.fromRanges(v4, v6);
   }
 
-  /** From CIDR or address strings (throws AddressParseError on bad text). */
+  /** From CIDR or address strings, host bits cleared (throws AddressParseError on bad text). */
   static fromStrings(texts: Iterable<string>): AddressSet {
-    return AddressSet.fromCidrBlocks([...texts].map(parseCidr));
+    return AddressSet.fromCidrBlocks(Array.from(texts, (t) => cidrBlockOf(t)));
   }
 
   /** Union of many sets in one sort: O(n log n) in the total interval count. */

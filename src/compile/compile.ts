@@ -31,7 +31,9 @@
  */
 import type { App, ClusterState, Task } from '../inventory/cluster-state.js';
 import type { PeerRef, Policy } from '../policy/policy-model.js';
-import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
+import { addressOf, type ParsedAddress } from '../net/address.js';
+import { LENIENT } from '../net/cidr.js';
+import { AddressSet } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
 import type { DesiredState } from './desired-state.js';
 import { appCompileInfo, candidateRules, hostClaims, rulesByTarget, hostStates, policyConstants, type AppCompileInfo, type HostClaim, type PortMatch } from './host-claims.js';
@@ -71,7 +73,7 @@ export function compile(policy: Policy, cluster: ClusterState, options: CompileO
     addressesOfHost.set(host.id, list);
     for (const text of host.addresses) {
       try {
-        list.push(parseAddress(text));
+        list.push(addressOf(text, LENIENT));
       } catch (err) {
         reports.push({
           kind: 'host-without-address',

@@ -25,6 +25,10 @@ export const SET_KINDS = [
 ] as const;
 export type SetKind = (typeof SET_KINDS)[number];
 
+/** The kinds whose members are "<source>,<proto>:<port>", in SET_KINDS order. */
+export const ALLOW_KINDS = ['allow-ip4', 'allow-net4', 'allow-ip6', 'allow-net6'] as const satisfies readonly SetKind[];
+export type AllowKind = (typeof ALLOW_KINDS)[number];
+
 export type SetContents = Readonly<Record<SetKind, readonly string[]>>;
 
 export interface DesiredState {

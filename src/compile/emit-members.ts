@@ -4,7 +4,8 @@
  * Contract: `emit(claims)` returns, for one host, the members "<source>,<proto>:<port>" of each
  * allow set, sorted by plain string order and without duplicates (claims have distinct
  * "<proto>:<port>"). A /32 or /128 source is an address (allow-ip*), anything else a CIDR
- * (allow-net*); a /0 becomes two /1 because ipset hash:net cannot hold a /0.
+ * (allow-net*); a /0 becomes the two /1 halves of src/net/member.ts (ipset hash:net cannot hold a
+ * /0), so the states this compiler writes never hold a /0.
  *
  * How: a member's order is (source, suffix) order, because the suffix starts with ',' which sorts
  * before every character a source can contain. So every distinct source text gets one global
@@ -12,17 +13,18 @@
  * stable counting sort by rank yields the sorted list in linear time, with no string comparison
  * per member.
  */
+import { formatSource } from '../net/cidr.js';
+import { ADDRESS_BITS } from '../net/family.js';
+import { memberSuffix, ZERO_PREFIX_HALVES } from '../net/member.js';
 import type { Protocol } from '../policy/policy-model.js';
-import { AddressSet, formatAddress, MAX4, MAX6 } from './address-set.js';
+import { AddressSet, MAX4, MAX6 } from './address-set.js';
+import { ALLOW_KINDS, type AllowKind } from './desired-state.js';
 
 export interface PortClaim {
   readonly protocol: Protocol;
   readonly port: number;
   readonly set: AddressSet;
 }
-
-export const ALLOW_KINDS = ['allow-ip4', 'allow-net4', 'allow-ip6', 'allow-net6'] as const;
-export type AllowKind = (typeof ALLOW_KINDS)[number];
 
 /**
  * The source texts and member counts of sets, formatted once per set by whoever owns the
@@ -64,23 +66,11 @@ export class SourceTexts {
 function formatSourceTexts(set: AddressSet): string[][] {
   const lists: string[][] = [[], [], [], []];
   for (const b of set.toCidrBlocks()) {
-    const bits = b.family === 4 ? 32 : 128;
-    const base = b.family === 4 ? 0 : 2;
-    if (b.prefix === bits) {
-      lists[base]!.push(formatAddress(b.family, b.base));
-    } else if (b.prefix === 0) {
-      const half = 1n << BigInt(bits - 1);
-      lists[base + 1]!.push(`${formatAddress(b.family, 0n)}/1`, `${formatAddress(b.family, half)}/1`);
-    } else {
-      lists[base + 1]!.push(`${formatAddress(b.family, b.base)}/${b.prefix}`);
-    }
+    const list = lists[(b.family === 4 ? 0 : 2) + (b.prefix === ADDRESS_BITS[b.family] ? 0 : 1)]!;
+    if (b.prefix === 0) list.push(...ZERO_PREFIX_HALVES[b.family]);
+    else list.push(formatSource(b));
   }
   return lists;
-}
-
-/** The part of a member after its source: ",<proto>:<port>". */
-export function claimSuffix(protocol: Protocol, port: number): string {
-  return `,${protocol}:${port}`;
 }
 
 /**
@@ -130,7 +120,7 @@ export class MemberEmitter {
 
   emit(claims: readonly PortClaim[]): Record<AllowKind, string[]> {
     const ordered = claims
-      .map((c) => ({ suffix: claimSuffix(c.protocol, c.port), ranks: this.ranks.get(c.set)! }))
+      .map((c) => ({ suffix: memberSuffix(c.protocol, c.port), ranks: this.ranks.get(c.set)! }))
       .sort((a, b) => (a.suffix < b.suffix ? -1 : a.suffix > b.suffix ? 1 : 0));
     const out = {} as Record<AllowKind, string[]>;
     ALLOW_KINDS.forEach((kind, k) => {

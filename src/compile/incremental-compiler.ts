@@ -37,10 +37,13 @@
  */
 import type { App, ClusterState, Host, Task } from '../inventory/cluster-state.js';
 import type { NetworkDef, PeerRef, Policy } from '../policy/policy-model.js';
-import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
+import { addressOf, type ParsedAddress } from '../net/address.js';
+import { LENIENT } from '../net/cidr.js';
+import { memberSuffix } from '../net/member.js';
+import { AddressSet } from './address-set.js';
 import { compareReports, type CompileReport } from './compile-report.js';
-import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
-import { ALLOW_KINDS, claimSuffix, SourceTexts, sourceTextDiff } from './emit-members.js';
+import { ALLOW_KINDS, SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
+import { SourceTexts, sourceTextDiff } from './emit-members.js';
 import { MemberBudget } from '../policy/policy-limits.js';
 import { appCompileInfo, candidateRules, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch, rulesByTarget } from './host-claims.js';
 import { declarationChecker, type CheckedDeclarations } from './label-declarations.js';
@@ -540,7 +543,7 @@ export class IncrementalCompiler {
     for (const text of host.addresses) {
       texts.push(text);
       try {
-        list.push(parseAddress(text));
+        list.push(addressOf(text, LENIENT));
       } catch (err) {
         reports.push({ kind: 'host-without-address', hostId: host.id, message: `host ${host.id}: ${(err as Error).message}; address ignored` });
       }
@@ -648,7 +651,7 @@ export class IncrementalCompiler {
       budget?.add(this.sourceTexts.claimsCount(r.claims));
       const uses: ClaimUse[] = [];
       for (const c of r.claims) {
-        uses.push({ suffix: claimSuffix(c.protocol, c.port), keys: c.matches.map((m) => m.key), set: c.set });
+        uses.push({ suffix: memberSuffix(c.protocol, c.port), keys: c.matches.map((m) => m.key), set: c.set });
         for (const m of c.matches) this.resolutions.acquire(hostId, m, resolve(m));
       }
       const old = this.claimsOf.get(hostId);

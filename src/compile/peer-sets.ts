@@ -12,7 +12,8 @@
 import type { App } from '../inventory/cluster-state.js';
 import { groupMatcher } from '../policy/app-selector.js';
 import type { PeerRef, Policy } from '../policy/policy-model.js';
-import { AddressSet, type ParsedAddress } from './address-set.js';
+import type { ParsedAddress } from '../net/address.js';
+import { AddressSet } from './address-set.js';
 
 export interface PeerSets {
   /** Group names each app belongs to, in policy order. */

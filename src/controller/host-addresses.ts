@@ -15,12 +15,12 @@
  * it and its tasks are in no group's source set) and `problems` says so in one line per host.
  * `onChange` fires when a host's known addresses change, so the caller recompiles.
  * `fill` also adds every host whose agent said Hello but that runs no task (see there).
- * Addresses are canonical text (src/compile/address-set.ts); invalid ones are dropped.
+ * Addresses are canonical text (src/net/address.ts); invalid ones are dropped.
  */
 import { promises as dnsPromises } from 'node:dns';
 import type { Logger } from 'pino';
 import pino from 'pino';
-import { tryParseAddress, canonicalAddress } from '../compile/address-set.js';
+import { tryParseAddress, canonicalAddress } from '../net/address.js';
 import type { ClusterState, Host } from '../inventory/cluster-state.js';
 
 export type AddressResolver = (name: string) => Promise<readonly string[]>;

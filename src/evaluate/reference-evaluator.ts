@@ -4,14 +4,16 @@
  * Contract: an INDEPENDENT, deliberately naive reading of docs/architecture.md "Semantics". It
  * shares no code with the compiler's arithmetic (no address sets, no caches): every question is
  * answered by walking the policy rule by rule and the cluster task by task, with ip-num for
- * address parsing and CIDR containment. It is slow on purpose and used (1) by tests, which check
- * the compiled sets against it on random policies and clusters, and (2) by `portcullis explain`.
+ * address parsing and CIDR containment (src/net only writes the addresses it shows). It is slow
+ * on purpose and used (1) by tests, which check the compiled sets against it on random policies
+ * and clusters, and (2) by `portcullis explain`.
  *
  * The cluster is read the way the compiler reads it: tasks on unknown hosts or of unknown apps
  * are ignored, host addresses that do not parse are ignored, host ports outside 1-65535 are not
  * task ports. Port conflicts are the compiler's business; here each task port is judged alone.
  */
-import { IPv4, IPv4CidrRange, IPv6, IPv6CidrRange } from '../policy/ip-num.js';
+import { ipv6Text } from '../net/address.js';
+import { IPv4, IPv4CidrRange, IPv6, IPv6CidrRange } from '../net/ip-num.js';
 import type { App, ClusterState, Task } from '../inventory/cluster-state.js';
 import { appMatchesGroup } from '../policy/app-selector.js';
 import {
@@ -227,7 +229,7 @@ function querySources(cluster: ClusterState, from: ExplainQuery['from']): string
   if ('address' in from) {
     const ip = parseIp(from.address);
     if (!ip) return `'${from.address}' is not an IPv4 or IPv6 address`;
-    return [ip instanceof IPv4 ? ip.toString() : canonical6(ip)];
+    return [ip instanceof IPv4 ? ip.toString() : ipv6Text(ip.value)];
   }
   if (!findApp(cluster, from.appId)) return `unknown source app '${from.appId}'`;
   const hostIds = new Set(cluster.tasks.filter((t) => t.appId === from.appId).map((t) => t.hostId));
@@ -236,25 +238,11 @@ function querySources(cluster: ClusterState, from: ExplainQuery['from']): string
     if (!hostIds.has(h.id)) continue;
     for (const a of h.addresses) {
       const ip = parseIp(a);
-      if (ip) out.add(ip instanceof IPv4 ? ip.toString() : canonical6(ip));
+      if (ip) out.add(ip instanceof IPv4 ? ip.toString() : ipv6Text(ip.value));
     }
   }
   if (out.size === 0) return `source app '${from.appId}' runs no task on a host with a known address`;
   return [...out].sort();
-}
-
-/** RFC 5952 text (ip-num's toString does not compress). */
-function canonical6(ip: IPv6): string {
-  const groups = Array.from({ length: 8 }, (_, i) => Number((ip.value >> BigInt((7 - i) * 16)) & 0xffffn));
-  let best = { start: -1, len: 1 };
-  for (let i = 0; i < 8; i++) {
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > best.len) best = { start: i, len: j - i };
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best.start < 0) return hex.join(':');
-  return `${hex.slice(0, best.start).join(':')}::${hex.slice(best.start + best.len).join(':')}`;
 }
 
 export function explain(policy: Policy, cluster: ClusterState, query: ExplainQuery): ExplainResult {

@@ -16,7 +16,7 @@ import { parseYaml } from '../yaml/yaml-reader.js';
 import type { YamlReader } from '../yaml/yaml-reader.js';
 import { describe } from '../yaml/yaml-reader.js';
 import { didYouMean } from '../yaml/suggest.js';
-import { parseAddress } from '../policy/address.js';
+import { parseAddress } from '../net/address.js';
 import { PORT_NAME_RE, PORT_NAME_RULE_TEXT } from '../policy/names.js';
 import type { Protocol } from '../policy/policy-model.js';
 import type { SourceLocation } from '../diagnostic.js';

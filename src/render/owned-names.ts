@@ -6,9 +6,7 @@
  * Names are at most 31 characters (the ipset limit), `-tmp` included.
  */
 import { SET_KINDS, type SetKind } from '../compile/desired-state.js';
-
-export type Family = 4 | 6;
-export const FAMILIES: readonly Family[] = [4, 6];
+import type { Family } from '../net/family.js';
 
 export const SET_PREFIX: Readonly<Record<Family, string>> = { 4: 'pcu4-', 6: 'pcu6-' };
 export const TABLE = 'mangle';

@@ -12,7 +12,8 @@
  */
 import type { DesiredState, SetKind } from '../compile/desired-state.js';
 import type { Mode } from '../policy/policy-model.js';
-import { ENTRY_CHAIN, MANAGED_CHAIN, TABLE, ipsetName, type Family } from './owned-names.js';
+import { ENTRY_CHAIN, MANAGED_CHAIN, TABLE, ipsetName } from './owned-names.js';
+import type { Family } from '../net/family.js';
 import { makeRule, type Chain, type Rule } from './rule-model.js';
 
 export { ruleArgs } from './rule-model.js';

@@ -15,11 +15,14 @@
  *   A caller that has already validated the whole state (`invalidMembers(state)` was empty, as
  *   the agent's dataplane does before any command) passes `{ membersValidated: true }` so 100,000
  *   members are not checked twice per apply.
- *   `/0` CIDRs, which hash:net refuses, are written as the two `/1` halves. Duplicates are dropped.
+ *   `/0` CIDRs, which hash:net refuses, are written as the two `/1` halves (src/net/member.ts, the
+ *   halves the compiler writes itself). Duplicates are dropped.
  * Output is deterministic: sets in SET_KINDS order, members in the given (sorted) order.
  */
 import { SET_KINDS, type DesiredState, type SetKind } from '../compile/desired-state.js';
-import { ipsetName, isOwnedSetName, setKindsOf, tmpSetName, type Family } from './owned-names.js';
+import type { Family } from '../net/family.js';
+import { isZeroPrefixMember, netEntries } from '../net/member.js';
+import { ipsetName, isOwnedSetName, setKindsOf, tmpSetName } from './owned-names.js';
 import { validateMember } from './validate-member.js';
 
 export { validateMember } from './validate-member.js';
@@ -43,20 +46,6 @@ export function setTypeArgs(kind: SetKind, family: Family, count: number): strin
   return `${type} family ${inet} hashsize ${hashsizeFor(count)} maxelem ${HASH_MAXELEM}`;
 }
 
-function isZeroPrefix(member: string): boolean {
-  const comma = member.indexOf(',');
-  return comma >= 2 && member.charCodeAt(comma - 1) === 48 && member.charCodeAt(comma - 2) === 47; // "/0,"
-}
-
-/** hash:net refuses a /0 prefix: cover the same addresses with the two /1 halves. */
-function expandZeroPrefix(member: string, family: Family): string[] {
-  const comma = member.indexOf(',');
-  const cidr = member.slice(0, comma);
-  if (!cidr.endsWith('/0')) return [member];
-  const rest = member.slice(comma);
-  return family === 4 ? [`0.0.0.0/1${rest}`, `128.0.0.0/1${rest}`] : [`::/1${rest}`, `8000::/1${rest}`];
-}
-
 /** Every invalid member of a state, one message each (empty when valid). */
 export function invalidMembers(state: DesiredState): string[] {
   const problems: string[] = [];
@@ -71,7 +60,7 @@ export function invalidMembers(state: DesiredState): string[] {
 
 /** The kernel entries of one validated member: itself, or the two `/1` halves of a `/0` net. */
 export function expandMember(kind: SetKind, family: Family, member: string): string[] {
-  return kind === 'allow-net4' || kind === 'allow-net6' ? expandZeroPrefix(member, family) : [member];
+  return kind === 'allow-net4' || kind === 'allow-net6' ? netEntries(member, family) : [member];
 }
 
 /**
@@ -90,9 +79,9 @@ export function setMembers(kind: SetKind, family: Family, members: readonly stri
       if (error !== undefined) throw new Error(error);
     }
     if (i > 0 && !((members[i - 1] as string) < member)) unique = false;
-    if (net && isZeroPrefix(member)) {
+    if (net && isZeroPrefixMember(member)) {
       unique = false;
-      for (const m of expandZeroPrefix(member, family)) out.push(m);
+      for (const m of netEntries(member, family)) out.push(m);
     } else {
       out.push(member);
     }

@@ -13,7 +13,8 @@
  * Uninstall deletes the jumps, flushes then deletes our chains, and touches nothing else.
  */
 import type { DesiredState } from '../compile/desired-state.js';
-import { HOOK_CHAIN, TABLE, isOwnedChainName, type Family } from './owned-names.js';
+import { HOOK_CHAIN, TABLE, isOwnedChainName } from './owned-names.js';
+import type { Family } from '../net/family.js';
 import { renderChains } from './render-chains.js';
 import { appendLine, argsText } from './restore-text.js';
 import { ruleArgs } from './rule-model.js';

@@ -27,7 +27,7 @@
  */
 import { loadavg } from 'node:os';
 import path from 'node:path';
-import { canonicalAddress } from '../../src/compile/address-set.js';
+import { canonicalAddress } from '../../src/net/address.js';
 import { compile } from '../../src/compile/compile.js';
 import type { ClusterState } from '../../src/inventory/cluster-state.js';
 import { parseApps } from '../../src/marathon/parse-apps.js';

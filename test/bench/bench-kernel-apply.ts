@@ -33,7 +33,7 @@ import { writeFileAtomic } from '../../agent/dataplane/atomic-write.js';
 import { KernelDataplane, invalidMembers } from '../../agent/dataplane/kernel-dataplane.js';
 import type { DesiredState } from '../../src/compile/desired-state.js';
 import { diffStates } from '../../src/compile/state-delta.js';
-import type { Family } from '../../src/render/owned-names.js';
+import type { Family } from '../../src/net/family.js';
 import { renderIpsetRestore } from '../../src/render/render-ipsets.js';
 import { renderIptablesRestore } from '../../src/render/render-iptables.js';
 import { createTestNetwork, sweepStaleNamespaces, type TestNetwork } from '../support/netns.js';

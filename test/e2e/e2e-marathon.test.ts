@@ -18,12 +18,13 @@
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canonicalAddress } from '../../src/compile/address-set.js';
+import { canonicalAddress } from '../../src/net/address.js';
 import { compile } from '../../src/compile/compile.js';
 import type { DesiredState } from '../../src/compile/desired-state.js';
 import type { ClusterState } from '../../src/inventory/cluster-state.js';
 import { parseApps } from '../../src/marathon/parse-apps.js';
-import { ipsetName, setKindsOf, type Family } from '../../src/render/owned-names.js';
+import { ipsetName, setKindsOf } from '../../src/render/owned-names.js';
+import type { Family } from '../../src/net/family.js';
 import { setMembers } from '../../src/render/render-ipsets.js';
 import { loadPolicy } from '../../src/sources/policy-files.js';
 import { agentsOf, leftoverNamespaces, startCluster, waitFor, type Cluster } from '../support/cluster-harness.js';

@@ -3,7 +3,8 @@
  * ipset output normalised for comparison (no timestamps, no counters), and our own objects.
  */
 import type { DesiredState } from '../../src/compile/desired-state.js';
-import { isOwnedChainName, isOwnedSetName, type Family } from '../../src/render/owned-names.js';
+import { isOwnedChainName, isOwnedSetName } from '../../src/render/owned-names.js';
+import type { Family } from '../../src/net/family.js';
 import { renderChains, ruleArgs } from '../../src/render/render-chains.js';
 import { renderIpsetRestore } from '../../src/render/render-ipsets.js';
 import { renderIptablesRestore, restoreCommand } from '../../src/render/render-iptables.js';

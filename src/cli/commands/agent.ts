@@ -12,7 +12,7 @@ import { Agent } from '../../../agent/agent-runner.js';
 import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
 import { StatusServer } from '../../status/status-server.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
-import { FAMILIES, type Family } from '../../render/owned-names.js';
+import { FAMILIES, type Family } from '../../net/family.js';
 import { loadClientCredentials } from '../../tls/credentials.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
 import { UsageError } from '../../usage-error.js';

@@ -7,7 +7,7 @@
 import type { DesiredState } from '../../compile/desired-state.js';
 import { sortDiagnostics } from '../../diagnostic.js';
 import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
-import { FAMILIES } from '../../render/owned-names.js';
+import { FAMILIES } from '../../net/family.js';
 import { renderIpsetRestore } from '../../render/render-ipsets.js';
 import { renderIptablesRestore, restoreCommand } from '../../render/render-iptables.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';

@@ -6,10 +6,11 @@
  * Exit 0 with or without differences; 1 when a policy or the inventory does not load.
  */
 import { parseArgs } from 'node:util';
-import { SET_KINDS, type DesiredState } from '../../compile/desired-state.js';
+import { ALLOW_KINDS, SET_KINDS, type DesiredState } from '../../compile/desired-state.js';
 import { AddressSet } from '../../compile/address-set.js';
 import { diffStates, type StateDelta } from '../../compile/state-delta.js';
 import { sortDiagnostics, type Diagnostic } from '../../diagnostic.js';
+import { formatSource } from '../../net/cidr.js';
 import type { ClusterState } from '../../inventory/cluster-state.js';
 import type { Mode } from '../../policy/policy-model.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
@@ -72,8 +73,6 @@ function portOwners(cluster: ClusterState, hostId: string): Map<string, string> 
   return out;
 }
 
-const ALLOW_KINDS = ['allow-ip4', 'allow-net4', 'allow-ip6', 'allow-net6'] as const;
-
 /** The allowed sources of each "<proto>:<port>" of a state, from its allow-* members. */
 function sourcesByPort(state: DesiredState | undefined): Map<string, string[]> {
   const out = new Map<string, string[]>();
@@ -86,8 +85,6 @@ function sourcesByPort(state: DesiredState | undefined): Map<string, string[]> {
   }
   return out;
 }
-
-const bare = (cidr: string): string => cidr.replace(/\/(32|128)$/, '');
 
 /**
  * Per changed port, which addresses NEW allows that OLD did not and the reverse, computed on
@@ -109,8 +106,8 @@ function inWords(change: HostChange, cluster: ClusterState): string[] {
     const what = owner !== undefined ? `${owner}/${proto} ${port}` : `${proto} ${port}`;
     const old = AddressSet.fromStrings(before.get(key) ?? []);
     const now = AddressSet.fromStrings(after.get(key) ?? []);
-    const gained = now.subtract(old).toCidrs().map(bare);
-    const lost = old.subtract(now).toCidrs().map(bare);
+    const gained = now.subtract(old).toCidrBlocks().map(formatSource);
+    const lost = old.subtract(now).toCidrBlocks().map(formatSource);
     if (gained.length > 0) lines.push(`${change.hostId}: ${what} now allows ${gained.join(', ')}`);
     if (lost.length > 0) lines.push(`${change.hostId}: ${what} no longer allows ${lost.join(', ')}`);
   }

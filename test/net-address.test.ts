@@ -1,6 +1,6 @@
 /**
- * src/policy/address.ts against ip-num, the library it stands on: the direct read of canonical
- * dotted quads and the arithmetic of CIDR ranges must say exactly what ip-num says, for random
+ * src/net/address.ts and cidr.ts against ip-num, the library they stand on: the direct read of
+ * canonical dotted quads and canonical IPv6 text and the arithmetic of CIDR ranges must say exactly what ip-num says, for random
  * addresses and prefixes of both families and for near-miss IPv4 texts (leading zeros, 256, too
  * few or many parts), which must still be refused with ip-num's reasons.
  */
@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import type * as IpNum from 'ip-num';
-import { parseAddress, parseCidr } from '../src/policy/address.js';
+import { ipv6Text, parseAddress } from '../src/net/address.js';
+import { parseCidr } from '../src/net/cidr.js';
 
 const ipNum = createRequire(import.meta.url)('ip-num') as typeof IpNum;
 const quad = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((p) => p.join('.'));
@@ -40,6 +41,23 @@ describe('addresses and CIDRs agree with ip-num', () => {
         expect(c.ok && c.first === first && c.last === range.getLast().getValue()).toBe(true);
       }),
       { numRuns: 1000, seed: 20261201 },
+    );
+  });
+
+  it('IPv6: canonical text is read directly, and ip-num reads it as the same address', () => {
+    const group = fc.oneof(fc.constant(0), fc.constant(0), fc.nat(0xffff));
+    const value = fc.array(group, { minLength: 8, maxLength: 8 }).map((g) => g.reduce((v, x) => (v << 16n) | BigInt(x), 0n));
+    const edges = [0n, 1n, (1n << 128n) - 1n, 0xffffn << 48n, 1n << 112n];
+    fc.assert(
+      fc.property(fc.oneof(value, fc.constantFrom(...edges)), (v) => {
+        fc.pre(v >> 32n !== 0xffffn); // IPv4-mapped: refused on purpose
+        const text = ipv6Text(v);
+        expect(ipNum.Validator.isValidIPv6String(text)[0]).toBe(true);
+        expect(new ipNum.IPv6(text).getValue()).toBe(v);
+        expect(parseAddress(text)).toEqual({ ok: true, family: 6, canonical: text, value: v });
+        expect(parseAddress(text.toUpperCase())).toEqual({ ok: true, family: 6, canonical: text, value: v });
+      }),
+      { numRuns: 2000, seed: 20261201 },
     );
   });
 

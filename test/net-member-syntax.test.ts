@@ -1,5 +1,5 @@
 /**
- * validate-member.ts is a hand-written scanner; its earlier definition was a set of regexes. The
+ * src/net/member-syntax.ts (behind render's validate-member.ts) is a hand-written scanner; its earlier definition was a set of regexes. The
  * regex version is kept here as the reference: for every input (table-driven edge cases, and
  * random strings over the alphabet that matters: digits, hex letters, `.:/,`, `tcp`/`udp`,
  * spaces, line breaks, `-`) both must accept exactly the same members of every kind, and refuse
@@ -8,7 +8,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SET_KINDS, type SetKind } from '../src/compile/desired-state.js';
-import { isIPv4, isIPv6, isPort, validateMember } from '../src/render/validate-member.js';
+import { isIPv4, isIPv6, isPort } from '../src/net/member-syntax.js';
+import { validateMember } from '../src/render/validate-member.js';
 
 // ---- Reference: the regex-based definitions validate-member.ts had before the scanner. ----
 const PORT = /^(0|[1-9][0-9]{0,4})$/;
