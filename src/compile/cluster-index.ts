@@ -34,7 +34,7 @@
  * skips the diff bookkeeping (everything is redone anyway). The update is a generator that yields
  * between parts of a full build (IncrementalCompiler.building). Pure: no I/O, no clock.
  */
-import type { App, ClusterState, Host, Task } from '../inventory/cluster-state.js';
+import { sameTask, type App, type ClusterState, type Host, type Task } from '../inventory/cluster-state.js';
 import type { NetworkDef, PeerRef, Policy } from '../policy/policy-model.js';
 import { groupMatcher } from '../policy/app-selector.js';
 import { AddressSet, parseAddress, type ParsedAddress } from './address-set.js';
@@ -73,10 +73,6 @@ const FAST_PATH_MAX_CHANGES = 64;
 /** A label key: the distinct peers of a port's applied declarations, sorted, as one string. */
 function labelKey(peers: readonly PeerRef[]): string {
   return [...new Set(peers.map((p) => (p.kind === 'any' ? 'any' : `${p.kind}:${p.name}`)))].sort().join('\n');
-}
-
-function sameTask(a: Task, b: Task): boolean {
-  return a.appId === b.appId && a.hostId === b.hostId && a.hostPorts.length === b.hostPorts.length && a.hostPorts.every((p, i) => p === b.hostPorts[i]);
 }
 
 function sameElements<T>(a: readonly T[], b: readonly T[]): boolean {
