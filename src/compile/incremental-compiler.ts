@@ -17,13 +17,13 @@
  *
  * Two kinds of affected hosts:
  *  - "dirty" hosts are recomputed from their tasks (host-claims.ts): those the input diff names
- *    (ClusterIndex.update: hosts whose tasks, or whose tasks' apps, changed; new hosts) and hosts
- *    where a changed resolution feeds a port-conflict intersection.
+ *    (ClusterIndex.update: hosts whose tasks, or whose tasks' apps, changed; new hosts).
  *  - when a group's source-address set changed (a host gained its first or lost its last task of
  *    the group, or such a host's addresses changed, or an app joined/left the group), every live
  *    resolution (ResolutionIndex: PortMatch key → set) reading that group is re-resolved once; a
  *    set that really changed is diffed into source texts to add and remove, and every other host
- *    using it gets those members patched into its sorted lists and a new version (host-patch.ts).
+ *    using it gets those members patched into its sorted lists and a new version (host-patch.ts);
+ *    a port-conflict claim gets the intersection of its owners' sets, patched the same way.
  *
  * Cost per change: the input diff (cluster-index.ts: O(tasks) identity comparisons when only
  * tasks moved, else O(apps + tasks + hosts) of map work), group sets rebuilt for touched groups,
