@@ -39,7 +39,7 @@ export function newPatch(): Patch {
 }
 
 /** Adds `texts` (per allow kind) with `suffix` to the patch's removes or adds. */
-export function patchTexts(into: string[][], texts: readonly (readonly string[])[], suffix: string): void {
+function patchTexts(into: string[][], texts: readonly (readonly string[])[], suffix: string): void {
   for (let k = 0; k < ALLOW_KINDS.length; k++) for (const t of texts[k]!) into[k]!.push(t + suffix);
 }
 
