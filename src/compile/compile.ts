@@ -26,8 +26,9 @@
  * valid tasks, group/network/rule/label source sets, the inventory and label reports), each
  * host's claims and state by host-claims.ts; the incremental compiler stands on the same two and
  * only adds the bookkeeping to redo part of it. This function is that index built from empty and
- * every host emitted, without the bookkeeping (measured: the incremental build keeps its
- * resolution index and claim suffixes, which a one-off compile does not need).
+ * every host emitted, without the bookkeeping: building an IncrementalCompiler costs about 15-25 %
+ * more CPU at the benchmark's 1,000 hosts (its resolution index and claim suffixes), which a
+ * one-off compile (check, explain, diff, the CLI) does not need.
  *
  * Cost: group/network/rule source sets are built once; each app gets its candidate rules (those
  * whose `to` names one of its groups); resolution depends only on (matching rule indices, applied
