@@ -35,3 +35,9 @@ export function compareReports(a: CompileReport, b: CompileReport): number {
     cmp(a.message, b.message)
   );
 }
+
+/** Reports sorted (compareReports), each distinct report once. */
+export function sortedUniqueReports(reports: CompileReport[]): CompileReport[] {
+  reports.sort(compareReports);
+  return reports.filter((r, i) => i === 0 || compareReports(r, reports[i - 1]!) !== 0);
+}

@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Diagnostic } from '../diagnostic.js';
-import type { ClusterState } from '../inventory/cluster-state.js';
+import { reuseUnchangedApps, type ClusterState } from '../inventory/cluster-state.js';
 import { parseStaticInventory } from '../inventory/static-inventory.js';
 import { FileReload } from '../sources/file-reload.js';
 import { readInventoryFile } from '../sources/inventory-file.js';
@@ -105,12 +105,14 @@ export class StaticInventoryFeed implements ClusterFeed {
     try {
       const result = read.ok ? parseStaticInventory(file, read.text) : { ok: false as const, errors: [read.error] };
       if (!result.ok) return this.failed(result.errors);
-      this.onCluster?.(result.cluster);
+      // Unchanged apps keep their objects: the compiler then redoes only what the edit changed.
+      const cluster = this.cluster ? { ...result.cluster, apps: reuseUnchangedApps(this.cluster.apps, result.cluster.apps) } : result.cluster;
+      this.onCluster?.(cluster);
       this.valid = true;
       this.lastError = undefined;
-      this.cluster = result.cluster;
+      this.cluster = cluster;
       this.loadedAt = this.now();
-      const { hosts, apps, tasks } = result.cluster;
+      const { hosts, apps, tasks } = cluster;
       this.options.logger?.info({ path: file, hosts: hosts.length, apps: apps.length, tasks: tasks.length }, 'inventory loaded');
     } catch (e) {
       const message = `cannot load the inventory: ${e instanceof Error ? e.message : String(e)}; the last good inventory stays in force`;

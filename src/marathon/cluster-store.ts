@@ -5,9 +5,11 @@
  * addresses: the controller merges addresses in from agents' hellos / DNS.
  *
  * Every mutation returns the ids of the apps whose definition or task set really changed, so the
- * source emits only real changes.
+ * source emits only real changes. An app whose definition a list or re-read leaves unchanged keeps
+ * its App object (cluster-state.ts reuseUnchangedApps): that identity is how the compiler tells
+ * changed apps from unchanged ones.
  */
-import type { App, ClusterState, Host, Task } from '../inventory/cluster-state.js';
+import { reuseUnchangedApps, sameApp, sameTask, type App, type ClusterState, type Host, type Task } from '../inventory/cluster-state.js';
 import type { MarathonEvent } from './parse-event.js';
 import { cmp } from './parse-tasks.js';
 
@@ -70,7 +72,7 @@ export class ClusterStore {
   /** Replace everything (a full list). `keep` names apps to carry over unchanged with their tasks. */
   replaceAll(apps: readonly App[], tasks: readonly Task[], keep: readonly string[] = []): string[] {
     const before = this.fingerprints();
-    const nextApps = new Map(apps.map((a) => [a.id, a]));
+    const nextApps = new Map(reuseUnchangedApps([...this.apps.values()], apps).map((a) => [a.id, a]));
     const nextTasks = new Map(tasks.map((t) => [t.id, t]));
     for (const id of keep) {
       const old = this.apps.get(id);
@@ -89,7 +91,8 @@ export class ClusterStore {
     const before = this.fingerprintOf(id);
     for (const t of [...this.tasks.values()]) if (t.appId === id) this.tasks.delete(t.id);
     if (app) {
-      this.apps.set(id, app);
+      const old = this.apps.get(id);
+      this.apps.set(id, old !== undefined && sameApp(old, app) ? old : app);
       for (const t of tasks) this.tasks.set(t.id, t);
     } else {
       this.apps.delete(id);
@@ -122,8 +125,4 @@ function fingerprint(app: App | undefined, tasks: Task[]): string {
 function diff(before: Map<string, string>, after: Map<string, string>): string[] {
   const ids = new Set([...before.keys(), ...after.keys()]);
   return [...ids].filter((id) => before.get(id) !== after.get(id)).sort(cmp);
-}
-
-function sameTask(a: Task, b: Task): boolean {
-  return a.appId === b.appId && a.hostId === b.hostId && a.hostPorts.length === b.hostPorts.length && a.hostPorts.every((p, i) => p === b.hostPorts[i]);
 }
