@@ -22,7 +22,7 @@
  *    resolution (ResolutionIndex: PortMatch key → set) reading that group is re-resolved once; a
  *    set that really changed is diffed into source texts to add and remove (only the intervals
  *    that differ are formatted), and every other host using it gets those members patched into
- *    its sorted lists (member-lists.ts; the compiler keeps the texts of the lists it patched) and a new version. A patched host's lists equal what a
+ *    its sorted lists (member-lists.ts) and a new version, updated from the claims that changed (state-version.ts). A patched host's lists equal what a
  *    recompute would emit because a member belongs to exactly one claim ("<source>,<proto>:<port>",
  *    claims of a host have distinct (proto, port)) and a non-conflict claim's set is its
  *    resolution.
@@ -32,7 +32,7 @@
  * ids, every old and new task at a changed position valid); anything else takes the general diff,
  * O(apps + tasks + hosts) of map work. Then the real work: group sets rebuilt for touched groups,
  * one resolution per affected distinct key, a full recompute of dirty hosts, and for patched hosts
- * a binary-search patch and a re-hash. Pure: no I/O, no clock. Not reentrant (single-threaded use,
+ * a binary-search patch and an O(changed claims) version update. Pure: no I/O, no clock. Not reentrant (single-threaded use,
  * like the rest of the controller).
  */
 import type { App, ClusterState, Host, Task } from '../inventory/cluster-state.js';
@@ -42,14 +42,14 @@ import { compareReports, type CompileReport } from './compile-report.js';
 import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
 import { ALLOW_KINDS, claimSuffix, SourceTexts, sourceTextDiff } from './emit-members.js';
 import { MemberBudget } from '../policy/policy-limits.js';
-import { appCompileInfo, candidateRules, hostClaims, hostStates, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch, rulesByTarget } from './host-claims.js';
+import { appCompileInfo, candidateRules, hostClaims, hostStates, hostVersions, managedPorts, policyConstants, type AppCompileInfo, type HostClaim, type PolicyConstants, type PortMatch, rulesByTarget } from './host-claims.js';
 import { declarationChecker, type CheckedDeclarations } from './label-declarations.js';
-import { memberListText, patchMemberList } from './member-lists.js';
+import { patchMemberList } from './member-lists.js';
 import { groupMatcher } from '../policy/app-selector.js';
 import { ResolutionIndex } from './resolution-index.js';
 import { SourceResolver } from './resolve-sources.js';
 import { diffMemberLists, type StateDelta } from './state-delta.js';
-import { stateVersion } from './state-version.js';
+import type { ClaimChange } from './state-version.js';
 
 export interface IncrementalOptions {
   /**
@@ -99,10 +99,12 @@ interface Patch {
   readonly adds: string[][];
   /** New managed-tcp / managed-udp lists (dirty hosts only). */
   managed?: { readonly tcp: string[]; readonly udp: string[] };
+  /** The claims whose set changed, in order (what the version is updated from, see state-version.ts). */
+  readonly claims: ClaimChange<AddressSet>[];
 }
 
 function newPatch(): Patch {
-  return { removes: ALLOW_KINDS.map(() => []), adds: ALLOW_KINDS.map(() => []) };
+  return { removes: ALLOW_KINDS.map(() => []), adds: ALLOW_KINDS.map(() => []), claims: [] };
 }
 
 /** Adds `texts` (per allow kind) with `suffix` to the patch's removes or adds. */
@@ -185,11 +187,11 @@ export class IncrementalCompiler {
   private resolutions = new ResolutionIndex();
   private claimsOf = new Map<string, readonly ClaimUse[]>();
   private stateOf = new Map<string, DesiredState>();
-  /** Texts (memberListText) of the lists of a host's state that were patched, so the next patch and re-hash do not re-join them. */
-  private textOf = new Map<string, Partial<Record<SetKind, string>>>();
   /** Per patched host: the delta from the state it was patched from (see deltaFrom). */
   private deltaOf = new Map<string, StateDelta>();
   private readonly sourceTexts = new SourceTexts();
+  /** Version sums per host, updated from the claims a patch changed (state-version.ts). */
+  private readonly versions = hostVersions(this.sourceTexts);
   private conflictReports = new Map<string, readonly CompileReport[]>();
   private inventoryReports: CompileReport[] = [];
   private cachedReports: readonly CompileReport[] | undefined;
@@ -305,7 +307,7 @@ export class IncrementalCompiler {
     for (const id of removed) {
       this.releaseClaims(id);
       this.stateOf.delete(id);
-      this.textOf.delete(id);
+      this.versions.forget(id);
       this.deltaOf.delete(id);
       this.conflictReports.delete(id);
       dirty.delete(id);
@@ -333,12 +335,9 @@ export class IncrementalCompiler {
     const freshHosts = [...fresh];
     for (let b = 0; b < freshHosts.length; b += emitBatch) {
       const batch = emitBatch >= freshHosts.length ? fresh : new Map(freshHosts.slice(b, b + emitBatch));
-      for (const [hostId, state] of hostStates(this.policy, this.constants, batch, this.sourceTexts, (id) => this.stateOf.get(id))) {
+      for (const [hostId, state] of hostStates(this.policy, this.constants, batch, this.sourceTexts, (id) => this.stateOf.get(id), this.versions)) {
         if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
-        if (this.stateOf.get(hostId) !== state) {
-          this.textOf.delete(hostId);
-          this.deltaOf.delete(hostId);
-        }
+        if (this.stateOf.get(hostId) !== state) this.deltaOf.delete(hostId);
         this.stateOf.set(hostId, state);
       }
       yield;
@@ -588,16 +587,19 @@ export class IncrementalCompiler {
           if (!patch) patches.set(hostId, (patch = newPatch()));
           patchTexts(patch.removes, d.diff.removed, claim.suffix);
           patchTexts(patch.adds, d.diff.added, claim.suffix);
+          patch.claims.push({ suffix: claim.suffix, from: claim.set, to: set, diff: d.diff });
           claim.set = set;
         }
       }
     }
   }
 
-  /** A patched host's new state (lists of untouched kinds are shared with the old state). */
+  /**
+   * A patched host's new state (lists of untouched kinds are shared with the old state); its
+   * version is updated from the claims the patch changed (O(change), state-version.ts).
+   */
   private patchState(hostId: string, old: DesiredState, patch: Patch): DesiredState {
     const sets = { ...old.sets } as Record<SetKind, readonly string[]>;
-    const texts = { ...this.textOf.get(hostId) };
     let touched = false;
     if (patch.managed) {
       if (!sameList(old.sets['managed-tcp'], patch.managed.tcp)) sets['managed-tcp'] = patch.managed.tcp;
@@ -608,14 +610,12 @@ export class IncrementalCompiler {
       const removes = patch.removes[k]!;
       const adds = patch.adds[k]!;
       if (removes.length === 0 && adds.length === 0) return;
-      const list = patchMemberList({ members: old.sets[kind], text: texts[kind] ?? memberListText(old.sets[kind]) }, removes, adds);
-      sets[kind] = list.members;
-      texts[kind] = list.text;
+      sets[kind] = patchMemberList(old.sets[kind], removes, adds);
       touched = true;
     });
+    // Claims whose members did not change (equal texts) change no term either.
     if (!touched) return old;
-    this.textOf.set(hostId, texts);
-    const state = { hostId: old.hostId, mode: old.mode, sets, version: stateVersion(old.mode, sets, texts) };
+    const state = { hostId: old.hostId, mode: old.mode, sets, version: this.versions.patched(hostId, old.mode, sets, patch.claims) };
     this.deltaOf.set(hostId, this.patchDelta(old, state, patch));
     return state;
   }
@@ -672,13 +672,18 @@ export class IncrementalCompiler {
       before.delete(u.suffix);
       if (was === undefined) {
         patchTexts(patch.adds, this.sourceTexts.of(u.set), u.suffix);
+        patch.claims.push({ suffix: u.suffix, to: u.set });
       } else if (was !== u.set && !was.equals(u.set)) {
         const d = sourceTextDiff(was, u.set);
         patchTexts(patch.removes, d.removed, u.suffix);
         patchTexts(patch.adds, d.added, u.suffix);
+        patch.claims.push({ suffix: u.suffix, from: was, to: u.set, diff: d });
       }
     }
-    for (const [suffix, was] of before) patchTexts(patch.removes, this.sourceTexts.of(was), suffix);
+    for (const [suffix, was] of before) {
+      patchTexts(patch.removes, this.sourceTexts.of(was), suffix);
+      patch.claims.push({ suffix, from: was });
+    }
     return patch;
   }
 
