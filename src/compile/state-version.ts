@@ -9,23 +9,26 @@
  *
  *   "portcullis-state-v2\n" <mode> "\n"
  *   for managed-tcp, managed-udp, failsafe-tcp, failsafe-udp:   "#<kind> <count>\n" <members>
- *   for allow-ip4, allow-net4, allow-ip6, allow-net6:           "#<kind> <count>\n" <sum> "\n"
+ *   for allow-ip4, allow-net4, allow-ip6, allow-net6:           "#<kind> <count>\n"
+ *   "#allow " <sum> "\n"
  *
- * (the SET_KINDS order), where <members> is every member of the (short) list followed by '\n', and
- * <sum> is 64 lowercase hex of a 256-bit multiset hash of the (long) allow list:
+ * (the kinds in SET_KINDS order), where <members> is every member of the (short) list followed
+ * by '\n', and <sum> is 64 lowercase hex of a 256-bit multiset hash of the (long) allow lists:
  *
- *   sum(kind)   = SUM over the suffix groups g of the list of G(kind, g)   (mod 2^256)
- *   G(kind, g)  = sha256(<kind> "\n" <suffix> "\n" S(g)) read as a big-endian 256-bit integer
- *   S(g)        = 64 hex of sha256 over the group's sources in list order, each followed by '\n'
+ *   sum     = SUM over the suffix groups g of G(g)   (mod 2^256)
+ *   G(g)    = sha256(<suffix> "\n" S(g, allow-ip4) "\n" S(g, allow-net4) "\n" S(g, allow-ip6)
+ *             "\n" S(g, allow-net6)) read as a big-endian 256-bit integer
+ *   S(g, k) = 64 hex of sha256 over the sources of g in list k, in list order, each followed by
+ *             '\n' (sha256 of '' when g has none there)
  *
  * An allow member is "<source>,<proto>:<port>"; it is split at its LAST ',' into source and
  * suffix (",<proto>:<port>", the ',' included; '' when there is none, so the split is one-to-one
- * even for a malformed member), and a suffix group is all members of the list with one suffix.
- * The groups of a list are summed, so their order does not matter; inside a group the sources
- * are hashed in list order. In a compiler's list (sorted, duplicate-free) that is string order,
- * because ',' sorts below every character of an address or a CIDR: members with one suffix sort
- * as their sources do. Members never contain a newline (desired-state.ts), and the counts frame
- * every kind.
+ * even for a malformed member), and a suffix group is all members of the four allow lists with
+ * one suffix. The groups are summed, so their order does not matter; inside a group the sources
+ * of a list are hashed in list order. In a compiler's list (sorted, duplicate-free) that is
+ * string order, because ',' sorts below every character of an address or a CIDR: members with
+ * one suffix sort as their sources do. Members never contain a newline (desired-state.ts), and
+ * the counts frame every kind.
  *
  * Why additive and never XOR: an XOR multiset hash cancels equal terms and falls to linear
  * algebra over GF(2) (from a few hundred candidate groups, Gaussian elimination finds a set of
@@ -34,58 +37,94 @@
  * authenticate them (mTLS does).
  *
  * Why this is O(change) in the compiler: a suffix group is exactly one claim of the host (claims
- * of a host have distinct (proto, port)), and its sources are the claim's AddressSet formatted.
- * So a set's sorted sources and S, and G per (set, suffix), are cached per set object
- * (HostVersions, one per compile or per incremental compiler, entries weak), shared by every host
- * using the set; a set the compiler made by patching another (a re-resolution after a group
- * changed) gets its sorted sources from the other's and the text diff the patch already has,
- * without being formatted whole. A host keeps its four sums, and a claim that goes from set A to
- * set B changes them by -G(A) + G(B): re-versioning a patched host is O(changed claims) plus one
- * hash of its short header; nothing re-joins or re-hashes its members. `stateVersion` is the from-scratch definition (from members only: the
+ * of a host have distinct (proto, port)), and its sources are the claim's AddressSet formatted:
+ * one term per claim, whatever kinds its sources fall in. So a set's sorted sources and S, and G
+ * per (set, suffix), are cached per set object (HostVersions, one per compile or per incremental
+ * compiler, entries weak), shared by every host using the set; a set the compiler made by
+ * patching another (a re-resolution after a group changed) gets its sorted sources from the
+ * other's and the text diff the patch already has, without being formatted whole. A host keeps
+ * its sum, and a claim that goes from set A to set B changes it by -G(A) + G(B): re-versioning a
+ * patched host is O(changed claims) plus one hash of its short header; nothing re-joins or
+ * re-hashes its members. `stateVersion` is the from-scratch definition (from members only: the
  * agent, applyDelta, desired-state-check, tests); test/compile-version.test.ts checks that both
  * agree on random states.
  */
 import { hash } from 'node:crypto';
 import type { Mode } from '../policy/policy-model.js';
 import { SET_KINDS, type SetContents, type SetKind } from './desired-state.js';
-import { ALLOW_KINDS, type AllowKind } from './emit-members.js';
+import { ALLOW_KINDS } from './emit-members.js';
 import { patchMemberList } from './member-lists.js';
 
-const MASK = (1n << 256n) - 1n;
 /** The short kinds, whose members the header lists (SET_KINDS order; they precede the allow kinds). */
 const LISTED_KINDS: readonly SetKind[] = SET_KINDS.filter((k) => !(ALLOW_KINDS as readonly SetKind[]).includes(k));
+
+/**
+ * 256-bit numbers mod 2^256 as 8 big-endian 32-bit limbs in a Uint32Array (plain number
+ * arithmetic: BigInt sums allocate and cost several times more).
+ */
+const LIMBS = 8;
+const BASE = 2 ** 32;
+
+function fromHex(hex: string): Uint32Array {
+  const v = new Uint32Array(LIMBS);
+  for (let i = 0; i < LIMBS; i++) {
+    let x = 0;
+    for (let j = 8 * i; j < 8 * i + 8; j++) {
+      const c = hex.charCodeAt(j);
+      x = x * 16 + (c <= 57 ? c - 48 : c - 87);
+    }
+    v[i] = x;
+  }
+  return v;
+}
+
+function toHex(v: Uint32Array): string {
+  let text = '';
+  for (let i = 0; i < LIMBS; i++) text += v[i]!.toString(16).padStart(8, '0');
+  return text;
+}
+
+/** sum += sign * t (mod 2^256), in place. */
+function addInto(sum: Uint32Array, t: Uint32Array, sign: 1 | -1): void {
+  let carry = 0;
+  for (let i = LIMBS - 1; i >= 0; i--) {
+    const v = sum[i]! + sign * t[i]! + carry;
+    carry = v >= BASE ? 1 : v < 0 ? -1 : 0;
+    sum[i] = v; // stored mod 2^32
+  }
+}
 
 function sha256Hex(text: string): string {
   return hash('sha256', text, 'hex');
 }
 
-/** S of a group: its sources (in the order they appear, see the header), each followed by '\n'. */
+/** S of one kind of a group: its sources (in the order they appear, see the header), each followed by '\n'. */
 function sourcesDigest(sources: readonly string[]): string {
   return sha256Hex(sources.length === 0 ? '' : `${sources.join('\n')}\n`);
 }
 
-/** G of a group. */
-function groupTerm(kind: AllowKind, suffix: string, digest: string): bigint {
-  return BigInt(`0x${sha256Hex(`${kind}\n${suffix}\n${digest}`)}`);
+/** G of a group: its suffix and the S of each allow kind. */
+function groupTerm(suffix: string, digests: readonly string[]): Uint32Array {
+  return fromHex(sha256Hex(`${suffix}\n${digests.join('\n')}`));
 }
 
-function hex64(sum: bigint): string {
-  return sum.toString(16).padStart(64, '0');
-}
+const EMPTY_DIGEST = sourcesDigest([]);
 
-/** sum(kind) of one allow list from its members (see the header). */
-function allowSum(kind: AllowKind, members: readonly string[]): bigint {
-  const groups = new Map<string, string[]>();
-  for (const m of members) {
-    const at = m.lastIndexOf(',');
-    const suffix = at < 0 ? '' : m.slice(at);
-    let sources = groups.get(suffix);
-    if (!sources) groups.set(suffix, (sources = []));
-    sources.push(at < 0 ? m : m.slice(0, at));
-  }
-  let sum = 0n;
-  for (const [suffix, sources] of groups) sum += groupTerm(kind, suffix, sourcesDigest(sources));
-  return sum & MASK;
+/** The allow sum of a state from its members (see the header), as 64 hex. */
+function allowSum(sets: SetContents): string {
+  const groups = new Map<string, string[][]>();
+  ALLOW_KINDS.forEach((kind, k) => {
+    for (const m of sets[kind]) {
+      const at = m.lastIndexOf(',');
+      const suffix = at < 0 ? '' : m.slice(at);
+      let sources = groups.get(suffix);
+      if (!sources) groups.set(suffix, (sources = ALLOW_KINDS.map(() => [])));
+      sources[k]!.push(at < 0 ? m : m.slice(0, at));
+    }
+  });
+  const sum = new Uint32Array(LIMBS);
+  for (const [suffix, sources] of groups) addInto(sum, groupTerm(suffix, sources.map(sourcesDigest)), 1);
+  return toHex(sum);
 }
 
 /** The header's part for the listed kinds. */
@@ -99,18 +138,16 @@ function listedText(mode: Mode, sets: SetContents): string {
   return text;
 }
 
-/** The version from the listed part of the header and the allow kinds' sums (as 64 hex). */
-function versionOf(listed: string, sets: SetContents, sumHex: readonly string[]): string {
+/** The version from the listed part of the header and the allow sum (as 64 hex). */
+function versionOf(listed: string, sets: SetContents, sumHex: string): string {
   let text = listed;
-  ALLOW_KINDS.forEach((kind, k) => {
-    text += `#${kind} ${sets[kind].length}\n${sumHex[k]!}\n`;
-  });
-  return sha256Hex(text).slice(0, 16);
+  for (const kind of ALLOW_KINDS) text += `#${kind} ${sets[kind].length}\n`;
+  return sha256Hex(`${text}#allow ${sumHex}\n`).slice(0, 16);
 }
 
 /** The version of {mode, sets}, from the members alone (the definition; see the header). */
 export function stateVersion(mode: Mode, sets: SetContents): string {
-  return versionOf(listedText(mode, sets), sets, ALLOW_KINDS.map((kind) => hex64(allowSum(kind, sets[kind]))));
+  return versionOf(listedText(mode, sets), sets, allowSum(sets));
 }
 
 /** One claim as the version sees it: its member suffix (",<proto>:<port>") and its source set. */
@@ -138,16 +175,16 @@ export interface ClaimChange<S extends object> {
 interface SetTerms {
   /** The set's sources per allow kind in string order (what S hashes). */
   readonly sorted: KindTexts;
-  /** S per allow kind; undefined for a kind the set has no source of. */
-  readonly digests: readonly (string | undefined)[];
-  /** G per allow kind (0 where no source) per suffix. */
-  readonly terms: Map<string, readonly bigint[]>;
+  /** S per allow kind; undefined when the set has no source at all (its claims have no member). */
+  readonly digests: readonly string[] | undefined;
+  /** G per suffix. */
+  readonly terms: Map<string, Uint32Array>;
 }
 
 /** What a host was last versioned with. */
-interface HostSums {
-  readonly sums: readonly bigint[];
-  readonly hex: readonly string[];
+interface HostSum {
+  readonly sum: Uint32Array;
+  readonly hex: string;
   /** The listed kinds' lists and mode the header text `listed` was made of (reused while they are the same objects). */
   readonly lists: readonly (readonly string[])[];
   readonly mode: Mode;
@@ -161,24 +198,24 @@ function isSorted(list: readonly string[]): boolean {
 
 /**
  * The compiler's fast path (see the header): the per-set cache of sorted sources, S and G, and
- * the sums of every host it versioned. `textsOf(set)` gives a set's source texts per allow kind
+ * the sum of every host it versioned. `textsOf(set)` gives a set's source texts per allow kind
  * (index = ALLOW_KINDS index), in any order, duplicate-free. One instance per compile or per
  * incremental compiler (whose `textsOf` must not change meaning); entries per set are weak.
  */
 export class HostVersions<S extends object> {
   private readonly bySet = new WeakMap<S, SetTerms>();
-  private readonly hosts = new Map<string, HostSums>();
+  private readonly hosts = new Map<string, HostSum>();
 
   constructor(private readonly textsOf: (set: S) => KindTexts) {}
 
-  /** The version of a host's new state whose allow lists are exactly the members of `claims`; its sums are kept. */
+  /** The version of a host's new state whose allow lists are exactly the members of `claims`; its sum is kept. */
   fresh(hostId: string, mode: Mode, sets: SetContents, claims: Iterable<VersionClaim<S>>): string {
-    const sums = ALLOW_KINDS.map(() => 0n);
+    const sum = new Uint32Array(LIMBS);
     for (const c of claims) {
-      const terms = this.terms(c.set, c.suffix);
-      for (let k = 0; k < sums.length; k++) sums[k] = sums[k]! + terms[k]!;
+      const term = this.term(c.set, c.suffix);
+      if (term) addInto(sum, term, 1);
     }
-    return this.record(hostId, mode, sets, sums.map((sum) => sum & MASK), undefined);
+    return this.record(hostId, mode, sets, sum, undefined);
   }
 
   /**
@@ -187,42 +224,38 @@ export class HostVersions<S extends object> {
    */
   patched(hostId: string, mode: Mode, sets: SetContents, changes: readonly ClaimChange<S>[]): string {
     const old = this.hosts.get(hostId);
-    if (!old) throw new Error(`state version: host ${hostId} has no version sums to patch`);
-    const sums = old.sums.slice();
+    if (!old) throw new Error(`state version: host ${hostId} has no version sum to patch`);
+    const sum = old.sum.slice();
     for (const c of changes) {
-      const minus = c.from === undefined ? undefined : this.terms(c.from, c.suffix);
-      const plus = c.to === undefined ? undefined : this.terms(c.to, c.suffix, c.from, c.diff);
-      for (let k = 0; k < sums.length; k++) {
-        const d = (plus?.[k] ?? 0n) - (minus?.[k] ?? 0n);
-        if (d !== 0n) sums[k] = (sums[k]! + d) & MASK;
-      }
+      const minus = c.from === undefined ? undefined : this.term(c.from, c.suffix);
+      const plus = c.to === undefined ? undefined : this.term(c.to, c.suffix, c.from, c.diff);
+      if (minus === plus) continue; // the same term (or none) out and in
+      if (minus) addInto(sum, minus, -1);
+      if (plus) addInto(sum, plus, 1);
     }
-    return this.record(hostId, mode, sets, sums, old);
+    return this.record(hostId, mode, sets, sum, old);
   }
 
-  /** The host left: its sums are dropped. */
+  /** The host left: its sum is dropped. */
   forget(hostId: string): void {
     this.hosts.delete(hostId);
   }
 
-  private record(hostId: string, mode: Mode, sets: SetContents, sums: readonly bigint[], old: HostSums | undefined): string {
+  private record(hostId: string, mode: Mode, sets: SetContents, sum: Uint32Array, old: HostSum | undefined): string {
     const lists = LISTED_KINDS.map((kind) => sets[kind]);
     const listed = old && old.mode === mode && lists.every((l, i) => l === old.lists[i]) ? old.listed : listedText(mode, sets);
-    const hex = sums.map((sum, k) => (old && old.sums[k] === sum ? old.hex[k]! : hex64(sum)));
-    this.hosts.set(hostId, { sums, hex, lists, mode, listed });
+    const hex = toHex(sum);
+    this.hosts.set(hostId, { sum, hex, lists, mode, listed });
     return versionOf(listed, sets, hex);
   }
 
-  /** G per allow kind of a claim with `set` and `suffix` (0 for a kind without sources). */
-  private terms(set: S, suffix: string, from?: S, diff?: ClaimChange<S>['diff']): readonly bigint[] {
+  /** G of a claim with `set` and `suffix`; undefined when the set has no source (the claim has no member). */
+  private term(set: S, suffix: string, from?: S, diff?: ClaimChange<S>['diff']): Uint32Array | undefined {
     const entry = this.setTerms(set, from, diff);
-    let terms = entry.terms.get(suffix);
-    if (!terms) {
-      const digests = entry.digests;
-      terms = ALLOW_KINDS.map((kind, k) => (digests[k] === undefined ? 0n : groupTerm(kind, suffix, digests[k]!)));
-      entry.terms.set(suffix, terms);
-    }
-    return terms;
+    if (entry.digests === undefined) return undefined;
+    let term = entry.terms.get(suffix);
+    if (!term) entry.terms.set(suffix, (term = groupTerm(suffix, entry.digests)));
+    return term;
   }
 
   /** A set's sorted sources and S: derived from `from`'s by `diff` when both are known, else from textsOf. */
@@ -233,7 +266,9 @@ export class HostVersions<S extends object> {
     const sorted = base
       ? base.sorted.map((list, k) => (diff!.removed[k]!.length + diff!.added[k]!.length === 0 ? list : patchMemberList(list, diff!.removed[k]!, diff!.added[k]!)))
       : this.textsOf(set).map((texts) => (isSorted(texts) ? texts : texts.slice().sort()));
-    const digests = sorted.map((list, k) => (list.length === 0 ? undefined : base?.sorted[k] === list ? base.digests[k] : sourcesDigest(list)));
+    const digests = sorted.every((list) => list.length === 0)
+      ? undefined
+      : sorted.map((list, k) => (list.length === 0 ? EMPTY_DIGEST : base?.sorted[k] === list && base.digests ? base.digests[k]! : sourcesDigest(list)));
     this.bySet.set(set, (entry = { sorted, digests, terms: new Map() }));
     return entry;
   }
