@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { compile } from '../src/compile/compile.js';
 import { SET_KINDS, type DesiredState } from '../src/compile/desired-state.js';
 import { IncrementalCompiler } from '../src/compile/incremental-compiler.js';
-import { memberList, memberListText, patchMemberList } from '../src/compile/member-lists.js';
+import { patchMemberList } from '../src/compile/member-lists.js';
 import { diffStates, type StateDelta } from '../src/compile/state-delta.js';
 import type { ClusterState, Task } from '../src/inventory/cluster-state.js';
 import { largeScenario, scenarioArb } from './support/random-cluster.js';
@@ -90,11 +90,26 @@ describe('patchMemberList', () => {
         const removes = list.filter((_, i) => i % 3 === 0);
         const adds = extra.filter((m) => !list.includes(m));
         const expected = [...list.filter((m) => !removes.includes(m)), ...adds].sort();
-        const got = patchMemberList(memberList(list), removes, adds);
-        expect(got.members).toEqual(expected);
-        expect(got.text).toBe(memberListText(expected));
+        expect(patchMemberList(list, removes, adds)).toEqual(expected);
       }),
       { numRuns: 300, seed: 99 },
     );
+  });
+
+  it('equals sorting the edited list for few edits (the in-place path), and refuses a broken patch', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.string({ maxLength: 4 }), { maxLength: 40 }), fc.uniqueArray(fc.string({ maxLength: 4 }), { maxLength: 6 }), fc.nat(), (all, extra, seed) => {
+        const list = [...all].sort();
+        const removes = list.filter((_, i) => (i + seed) % 7 === 0).slice(0, 6);
+        const adds = extra.filter((m) => !list.includes(m));
+        const expected = [...list.filter((m) => !removes.includes(m)), ...adds].sort();
+        expect(patchMemberList(list, removes, adds)).toEqual(expected);
+      }),
+      { numRuns: 500, seed: 98 },
+    );
+    expect(() => patchMemberList(['a', 'c'], ['b'], [])).toThrow(/not in the list/);
+    expect(() => patchMemberList(['a', 'c'], [], ['c'])).toThrow(/already in the list/);
+    expect(() => patchMemberList(['a', 'c'], ['a', 'a'], [])).toThrow(/removed twice/);
+    expect(() => patchMemberList(['a', 'c'], [], ['b', 'b'])).toThrow(/added twice/);
   });
 });

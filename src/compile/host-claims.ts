@@ -20,8 +20,9 @@ import type { Policy, Protocol, RuleDef } from '../policy/policy-model.js';
 import type { AddressSet } from './address-set.js';
 import type { CompileReport } from './compile-report.js';
 import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
+import { memberSuffix } from '../net/member.js';
 import { MemberEmitter, type PortClaim, type SourceTexts } from './emit-members.js';
-import { stateVersion } from './state-version.js';
+import { HostVersions } from './state-version.js';
 
 /** What decides one claim's allowed set (see the header). */
 export interface PortMatch {
@@ -250,9 +251,16 @@ function sameSets(a: DesiredState['sets'], b: Record<SetKind, string[]>): boolea
   return true;
 }
 
+/** HostVersions over the source texts of `sourceTexts` (one per compile / incremental compiler). */
+export function hostVersions(sourceTexts: SourceTexts): HostVersions<AddressSet> {
+  return new HostVersions((set) => sourceTexts.of(set));
+}
+
 /**
- * Pass 2 for a batch of hosts: sorted members and versions. A host whose sets and mode equal
- * its `previous` state gets that very object back (no re-hash).
+ * Pass 2 for a batch of hosts: sorted members and versions (`versions`, made by hostVersions
+ * over the same `sourceTexts`, keeps each host's version sums). A host whose sets and mode equal
+ * its `previous` state gets that very object back (no re-hash; its sums are still those of
+ * `previous`).
  */
 export function hostStates(
   policy: Policy,
@@ -260,6 +268,7 @@ export function hostStates(
   claimsOfHost: ReadonlyMap<string, readonly HostClaim[]>,
   sourceTexts: SourceTexts,
   previous: (hostId: string) => DesiredState | undefined = () => undefined,
+  versions: HostVersions<AddressSet> = hostVersions(sourceTexts),
 ): Map<string, DesiredState> {
   const emitter = new MemberEmitter([...claimsOfHost.values()].flatMap((claims) => claims.map((c) => c.set)), sourceTexts);
   const mode = policy.defaults.mode;
@@ -274,7 +283,12 @@ export function hostStates(
       ...emitter.emit(claims),
     };
     const old = previous(hostId);
-    states.set(hostId, old && old.mode === mode && sameSets(old.sets, sets) ? old : { hostId, mode, sets, version: stateVersion(mode, sets) });
+    if (old && old.mode === mode && sameSets(old.sets, sets)) {
+      states.set(hostId, old);
+      continue;
+    }
+    const version = versions.fresh(hostId, mode, sets, claims.map((c) => ({ suffix: memberSuffix(c.protocol, c.port), set: c.set })));
+    states.set(hostId, { hostId, mode, sets, version });
   }
   return states;
 }

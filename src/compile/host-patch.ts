@@ -4,11 +4,11 @@
  * A host's allow members are "<source>,<proto>:<port>" texts, one claim per (proto, port), so a
  * claim whose allowed set changed from A to B changes exactly the members of A \ B (removed) and
  * B \ A (added) with its suffix (emit-members.ts sourceTextDiff formats only the intervals that
- * differ). A Patch collects those edits per allow kind for one host; `HostPatches.patchState`
- * applies them to the host's sorted lists by binary search (member-lists.ts), keeps the joined
- * texts of the lists it patched (so the next patch and the re-hash do not re-join them) and
- * records the StateDelta from the state it patched from (what the Sync service sends, without
- * comparing lists). A patched state equals what a full emission would give because a member
+ * differ). A Patch collects those edits per allow kind for one host, and the claims whose set
+ * changed; `HostPatches.patchState` applies the edits to the host's sorted lists by binary search
+ * (member-lists.ts), updates the host's version from the changed claims alone (state-version.ts
+ * HostVersions: O(changed claims), no re-hash of the lists) and records the StateDelta from the
+ * state it patched from (what the Sync service sends, without comparing lists). A patched state equals what a full emission would give because a member
  * belongs to exactly one claim and a non-conflict claim's set is its resolution.
  */
 import type { AddressSet } from './address-set.js';
@@ -16,9 +16,9 @@ import { memberSuffix } from '../net/member.js';
 import { ALLOW_KINDS, SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
 import { sourceTextDiff, type SourceTexts } from './emit-members.js';
 import { managedPorts, type HostClaim } from './host-claims.js';
-import { memberListText, patchMemberList } from './member-lists.js';
+import { patchMemberList } from './member-lists.js';
 import { diffMemberLists, type StateDelta } from './state-delta.js';
-import { stateVersion } from './state-version.js';
+import type { ClaimChange, HostVersions } from './state-version.js';
 
 /** One claim of a host as last emitted: its member suffix, its owners' PortMatch keys, its set. */
 export interface ClaimUse {
@@ -33,10 +33,12 @@ export interface Patch {
   readonly adds: string[][];
   /** New managed-tcp / managed-udp lists (dirty hosts only). */
   managed?: { readonly tcp: string[]; readonly udp: string[] };
+  /** The claims whose set changed, in order (what the version is updated from, see state-version.ts). */
+  readonly claims: ClaimChange<AddressSet>[];
 }
 
 export function newPatch(): Patch {
-  return { removes: ALLOW_KINDS.map(() => []), adds: ALLOW_KINDS.map(() => []) };
+  return { removes: ALLOW_KINDS.map(() => []), adds: ALLOW_KINDS.map(() => []), claims: [] };
 }
 
 /** Adds `texts` (per allow kind) with `suffix` to the patch's removes or adds. */
@@ -44,10 +46,11 @@ function patchTexts(into: string[][], texts: readonly (readonly string[])[], suf
   for (let k = 0; k < ALLOW_KINDS.length; k++) for (const t of texts[k]!) into[k]!.push(t + suffix);
 }
 
-/** The member edits of a claim whose set went from `was` to `set`. */
-export function patchClaim(patch: Patch, diff: ReturnType<typeof sourceTextDiff>, suffix: string): void {
+/** The member edits of a claim whose set went from `from` to `to` (`diff`: their source-text difference). */
+export function patchClaim(patch: Patch, suffix: string, from: AddressSet, to: AddressSet, diff: ReturnType<typeof sourceTextDiff>): void {
   patchTexts(patch.removes, diff.removed, suffix);
   patchTexts(patch.adds, diff.added, suffix);
+  patch.claims.push({ suffix, from, to, diff });
 }
 
 /** A claim's ClaimUse (its suffix and the keys of its owners' resolutions). */
@@ -63,10 +66,17 @@ export function claimsPatch(sourceTexts: SourceTexts, old: readonly ClaimUse[], 
   for (const u of uses) {
     const was = before.get(u.suffix);
     before.delete(u.suffix);
-    if (was === undefined) patchTexts(patch.adds, sourceTexts.of(u.set), u.suffix);
-    else if (was !== u.set && !was.equals(u.set)) patchClaim(patch, sourceTextDiff(was, u.set), u.suffix);
+    if (was === undefined) {
+      patchTexts(patch.adds, sourceTexts.of(u.set), u.suffix);
+      patch.claims.push({ suffix: u.suffix, to: u.set });
+    } else if (was !== u.set && !was.equals(u.set)) {
+      patchClaim(patch, u.suffix, was, u.set, sourceTextDiff(was, u.set));
+    }
   }
-  for (const [suffix, was] of before) patchTexts(patch.removes, sourceTexts.of(was), suffix);
+  for (const [suffix, was] of before) {
+    patchTexts(patch.removes, sourceTexts.of(was), suffix);
+    patch.claims.push({ suffix, from: was });
+  }
   return patch;
 }
 
@@ -74,17 +84,23 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
-/** The patched hosts' list texts and deltas (an entry lives while the state it describes does). */
+/** The patched hosts' deltas (an entry lives while the state it describes does) and every host's version sum. */
 export class HostPatches {
-  /** Texts (memberListText) of the lists of a host's state that were patched, so the next patch and re-hash do not re-join them. */
-  private textOf = new Map<string, Partial<Record<SetKind, string>>>();
   /** Per patched host: the delta from the state it was patched from (see IncrementalCompiler.deltaFrom). */
   private deltaOf = new Map<string, StateDelta>();
 
-  /** The host's state was replaced other than by a patch (or the host left). */
+  /** `versions`: the sums the compiler's full emissions (hostStates) start and patches update. */
+  constructor(readonly versions: HostVersions<AddressSet>) {}
+
+  /** The host's state was replaced other than by a patch (its new emission set its version sum). */
   forget(hostId: string): void {
-    this.textOf.delete(hostId);
     this.deltaOf.delete(hostId);
+  }
+
+  /** The host left the cluster. */
+  remove(hostId: string): void {
+    this.deltaOf.delete(hostId);
+    this.versions.forget(hostId);
   }
 
   /** The delta of the host's last patch, if its state was patched. */
@@ -92,10 +108,12 @@ export class HostPatches {
     return this.deltaOf.get(hostId);
   }
 
-  /** A patched host's new state (lists of untouched kinds are shared with the old state). */
+  /**
+   * A patched host's new state (lists of untouched kinds are shared with the old state); its
+   * version is updated from the claims the patch changed (O(change), state-version.ts).
+   */
   patchState(hostId: string, old: DesiredState, patch: Patch): DesiredState {
     const sets = { ...old.sets } as Record<SetKind, readonly string[]>;
-    const texts = { ...this.textOf.get(hostId) };
     let touched = false;
     if (patch.managed) {
       if (!sameList(old.sets['managed-tcp'], patch.managed.tcp)) sets['managed-tcp'] = patch.managed.tcp;
@@ -106,14 +124,12 @@ export class HostPatches {
       const removes = patch.removes[k]!;
       const adds = patch.adds[k]!;
       if (removes.length === 0 && adds.length === 0) return;
-      const list = patchMemberList({ members: old.sets[kind], text: texts[kind] ?? memberListText(old.sets[kind]) }, removes, adds);
-      sets[kind] = list.members;
-      texts[kind] = list.text;
+      sets[kind] = patchMemberList(old.sets[kind], removes, adds);
       touched = true;
     });
+    // Claims whose members did not change (equal texts) change no term either.
     if (!touched) return old;
-    this.textOf.set(hostId, texts);
-    const state = { hostId: old.hostId, mode: old.mode, sets, version: stateVersion(old.mode, sets, texts) };
+    const state = { hostId: old.hostId, mode: old.mode, sets, version: this.versions.patched(hostId, old.mode, sets, patch.claims) };
     this.deltaOf.set(hostId, this.patchDelta(old, state, patch));
     return state;
   }

@@ -28,7 +28,7 @@
  * Cost per change: the input diff (cluster-index.ts: O(tasks) identity comparisons when only
  * tasks moved, else O(apps + tasks + hosts) of map work), group sets rebuilt for touched groups,
  * one resolution per affected distinct key, a full recompute of dirty hosts, and for patched hosts
- * a binary-search patch and a re-hash. Pure: no I/O, no clock. Not reentrant (single-threaded use,
+ * a binary-search patch and an O(changed claims) version update (state-version.ts). Pure: no I/O, no clock. Not reentrant (single-threaded use,
  * like the rest of the controller).
  */
 import type { ClusterState } from '../inventory/cluster-state.js';
@@ -39,7 +39,7 @@ import { sortedUniqueReports, type CompileReport } from './compile-report.js';
 import type { DesiredState } from './desired-state.js';
 import { sourceTextDiff, SourceTexts } from './emit-members.js';
 import { MemberBudget } from '../policy/policy-limits.js';
-import { hostClaims, hostStates, policyConstants, type HostClaim, type PolicyConstants, type PortMatch } from './host-claims.js';
+import { hostClaims, hostStates, hostVersions, policyConstants, type HostClaim, type PolicyConstants, type PortMatch } from './host-claims.js';
 import { claimsPatch, claimUse, HostPatches, newPatch, patchClaim, type ClaimUse, type Patch } from './host-patch.js';
 import { ResolutionIndex } from './resolution-index.js';
 import type { StateDelta } from './state-delta.js';
@@ -75,8 +75,9 @@ export class IncrementalCompiler {
   private resolutions = new ResolutionIndex();
   private claimsOf = new Map<string, readonly ClaimUse[]>();
   private stateOf = new Map<string, DesiredState>();
-  private readonly patched = new HostPatches();
   private readonly sourceTexts = new SourceTexts();
+  /** Deltas of patched hosts and every host's version sum (host-patch.ts, state-version.ts). */
+  private readonly patched = new HostPatches(hostVersions(this.sourceTexts));
   private conflictReports = new Map<string, readonly CompileReport[]>();
   private cachedReports: readonly CompileReport[] | undefined;
 
@@ -161,7 +162,7 @@ export class IncrementalCompiler {
     for (const id of removed) {
       this.releaseClaims(id);
       this.stateOf.delete(id);
-      this.patched.forget(id);
+      this.patched.remove(id);
       this.conflictReports.delete(id);
     }
     if (full) {
@@ -179,7 +180,7 @@ export class IncrementalCompiler {
     const freshHosts = [...fresh];
     for (let b = 0; b < freshHosts.length; b += emitBatch) {
       const batch = emitBatch >= freshHosts.length ? fresh : new Map(freshHosts.slice(b, b + emitBatch));
-      for (const [hostId, state] of hostStates(this.index.policy, this.constants, batch, this.sourceTexts, (id) => this.stateOf.get(id))) {
+      for (const [hostId, state] of hostStates(this.index.policy, this.constants, batch, this.sourceTexts, (id) => this.stateOf.get(id), this.patched.versions)) {
         if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
         if (this.stateOf.get(hostId) !== state) this.patched.forget(hostId);
         this.stateOf.set(hostId, state);
@@ -225,7 +226,7 @@ export class IncrementalCompiler {
           if (!d || d.to !== set) diffs.set(claim.set, (d = { to: set, diff: sourceTextDiff(claim.set, set) }));
           let patch = patches.get(hostId);
           if (!patch) patches.set(hostId, (patch = newPatch()));
-          patchClaim(patch, d.diff, claim.suffix);
+          patchClaim(patch, claim.suffix, claim.set, set, d.diff);
           claim.set = set;
         }
       }

@@ -6,17 +6,9 @@
  * it: a copy with some members removed and some inserted, each placed by binary search (or, for
  * many edits, one merge with the sorted edits). Its contract: every removed member is in the
  * list, no added member is (after the removals); a violation is a compiler bug and throws rather
- * than producing a wrong list. A list travels with its text (`MemberList`: every member followed
- * by '\n', what the state version hashes), and the patch derives the new text from the old one by
- * splicing, so re-hashing a patched host does not re-join it. The caller keeps the pair (the
- * incremental compiler keeps the texts of the lists it patched, per host).
+ * than producing a wrong list. (The state version does not read the lists of a patched host:
+ * state-version.ts updates it from the claims that changed.)
  */
-
-/** A sorted, duplicate-free member list and its text (see memberListText). */
-export interface MemberList {
-  readonly members: readonly string[];
-  readonly text: string;
-}
 
 /** Index of `m` in sorted `list`, or -(insertion point) - 1. */
 function search(list: readonly string[], m: string): number {
@@ -32,51 +24,52 @@ function search(list: readonly string[], m: string): number {
   return -lo - 1;
 }
 
-/** Every member followed by '\n'. */
-export function memberListText(list: readonly string[]): string {
-  return list.length === 0 ? '' : `${list.join('\n')}\n`;
-}
-
-/** A list with its text computed. */
-export function memberList(members: readonly string[]): MemberList {
-  return { members, text: memberListText(members) };
-}
-
-/** Few edits are spliced in place (text included); more are merged in one pass. */
+/** Few edits are placed by binary search; more are merged in one pass. */
 const SPLICE_MAX = 16;
 
 function byString(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** The merge variant of patchMemberList, for many edits. */
-function mergeMemberList(list: readonly string[], removes: readonly string[], adds: readonly string[]): MemberList {
+/**
+ * The merge variant of patchMemberList, for many edits: one pass into an array of the final
+ * length (an indexed fill is several times cheaper than pushes).
+ */
+function mergeMemberList(list: readonly string[], removes: readonly string[], adds: readonly string[]): string[] {
   const rs = removes.slice().sort(byString);
   const as = adds.slice().sort(byString);
-  const out: string[] = [];
+  const size = list.length - rs.length + as.length;
+  const out = new Array<string>(Math.max(0, size));
+  let w = 0;
   let r = 0;
   let a = 0;
   for (const m of list) {
-    while (a < as.length && as[a]! < m) out.push(as[a++]!);
+    while (a < as.length && as[a]! < m) out[w++] = as[a++]!;
     if (a < as.length && as[a] === m) throw new Error(`member list patch: '${m}' is already in the list`);
     if (r < rs.length && rs[r] === m) r++;
-    else out.push(m);
+    else out[w++] = m;
   }
-  while (a < as.length) out.push(as[a++]!);
+  while (a < as.length) out[w++] = as[a++]!;
   if (r < rs.length) throw new Error(`member list patch: '${rs[r]}' is not in the list`);
-  for (let i = 1; i < out.length; i++) if (out[i - 1] === out[i]) throw new Error(`member list patch: '${out[i]}' added twice`);
-  return memberList(out);
+  for (let i = 1; i < w; i++) if (out[i - 1] === out[i]) throw new Error(`member list patch: '${out[i]}' added twice`);
+  return out;
 }
 
+type ToSpliced = (this: readonly string[], start: number, deleteCount: number, ...items: string[]) => string[];
+/** Array.prototype.toSpliced (ES2023, in Node 20; the project's lib is ES2022): one native copy with one edit. */
+const toSpliced = (Array.prototype as unknown as { readonly toSpliced: ToSpliced }).toSpliced;
+
 /**
- * A new list: `from` without `removes`, with `adds` (see the header). The edits are placed by
- * binary search in the old list, then the new list and its text are assembled in one pass from
- * the unchanged runs between them (text runs are slices of the old text).
+ * A new list: `list` without `removes`, with `adds` (see the header). The edits are placed by
+ * binary search in the old list and grouped by place (an old index: the adds before it, and
+ * whether the old element there goes). One place is one native copy-with-splice; more are one
+ * indexed fill of an array of the final length. A patched host costs O(edits) searches and one
+ * copy of its list.
  */
-export function patchMemberList(from: MemberList, removes: readonly string[], adds: readonly string[]): MemberList {
-  const list = from.members;
+export function patchMemberList(list: readonly string[], removes: readonly string[], adds: readonly string[]): string[] {
   if (removes.length + adds.length > SPLICE_MAX) return mergeMemberList(list, removes, adds);
-  // Edits as [old index, member or undefined for a removal]; an add goes before old element `index`.
+  // Edits as [old index, member or undefined for a removal]; an add goes before old element
+  // `index`; at one index the adds (in order) come before the removal.
   const edits: [number, string | undefined][] = [];
   for (const m of removes) {
     const i = search(list, m);
@@ -89,30 +82,28 @@ export function patchMemberList(from: MemberList, removes: readonly string[], ad
     edits.push([-i - 1, m]);
   }
   edits.sort((x, y) => x[0] - y[0] || (x[1] === undefined ? 1 : y[1] === undefined ? -1 : byString(x[1], y[1])));
-  const text = from.text;
-  const out: string[] = [];
-  let newText = '';
-  let at = 0; // old index copied up to
-  let off = 0; // text offset of old element `at`
-  let runStart = 0; // text offset where the current unchanged run starts
+  const places: { index: number; adds: string[]; remove: boolean }[] = [];
   for (const [index, m] of edits) {
-    for (; at < index; at++) {
-      out.push(list[at]!);
-      off += list[at]!.length + 1;
-    }
-    newText += text.slice(runStart, off);
+    let place = places[places.length - 1];
+    if (!place || place.index !== index) places.push((place = { index, adds: [], remove: false }));
     if (m === undefined) {
-      if (at !== index) throw new Error('member list patch: one member removed twice');
-      off += list[at]!.length + 1;
-      at++;
+      if (place.remove) throw new Error('member list patch: one member removed twice');
+      place.remove = true;
     } else {
-      if (out.length > 0 && out[out.length - 1] === m) throw new Error(`member list patch: '${m}' added twice`);
-      out.push(m);
-      newText += `${m}\n`;
+      if (place.adds[place.adds.length - 1] === m) throw new Error(`member list patch: '${m}' added twice`);
+      place.adds.push(m);
     }
-    runStart = off;
   }
-  for (; at < list.length; at++) out.push(list[at]!);
-  newText += text.slice(runStart);
-  return { members: out, text: newText };
+  if (places.length === 0) return list.slice();
+  if (places.length === 1) return toSpliced.call(list, places[0]!.index, places[0]!.remove ? 1 : 0, ...places[0]!.adds);
+  const out = new Array<string>(list.length - removes.length + adds.length);
+  let w = 0;
+  let r = 0;
+  for (const place of places) {
+    while (r < place.index) out[w++] = list[r++]!;
+    for (const m of place.adds) out[w++] = m;
+    if (place.remove) r++;
+  }
+  while (r < list.length) out[w++] = list[r++]!;
+  return out;
 }

@@ -1,27 +1,274 @@
 /**
  * The version of a DesiredState: a content hash of {mode, sets}, so two controller replicas that
  * compile the same input name the same state with the same version, and an agent can tell
- * whether what it applied is what the controller wants.
+ * whether what it applied is what the controller wants. It is built so that the compiler can
+ * update it in O(change) when a host's allow sets change (a task move re-versions hundreds of
+ * hosts), while anyone else computes it from the members alone.
  *
- * Canonical serialisation: `portcullis-state-v1`, the mode, then for each kind in SET_KINDS order
- * a line `#<kind> <count>` followed by one line per member, as given (the compiler sorts and
- * deduplicates them); every line ends with '\n'. Members never contain a newline (their formats
- * are fixed, see desired-state.ts) and the counts make the framing unambiguous anyway.
- * sha256, the first 16 lowercase hex characters. (Plain joins: this runs over millions of members;
- * the incremental compiler passes the texts of the lists it patched, see member-lists.ts.)
+ * Definition (v2): the first 16 lowercase hex characters of sha256 over the header text
+ *
+ *   "portcullis-state-v2\n" <mode> "\n"
+ *   for managed-tcp, managed-udp, failsafe-tcp, failsafe-udp:   "#<kind> <count>\n" <members>
+ *   for allow-ip4, allow-net4, allow-ip6, allow-net6:           "#<kind> <count>\n"
+ *   "#allow " <sum> "\n"
+ *
+ * (the kinds in SET_KINDS order), where <members> is every member of the (short) list followed
+ * by '\n', and <sum> is 64 lowercase hex of a 256-bit multiset hash of the (long) allow lists:
+ *
+ *   sum     = SUM over the suffix groups g of G(g)   (mod 2^256)
+ *   G(g)    = sha256(<suffix> "\n" S(g, allow-ip4) "\n" S(g, allow-net4) "\n" S(g, allow-ip6)
+ *             "\n" S(g, allow-net6)) read as a big-endian 256-bit integer
+ *   S(g, k) = 64 hex of sha256 over the sources of g in list k, in list order, each followed by
+ *             '\n' (sha256 of '' when g has none there)
+ *
+ * An allow member is "<source>,<proto>:<port>"; it is split at its LAST ',' into source and
+ * suffix (",<proto>:<port>", the ',' included; '' when there is none, so the split is one-to-one
+ * even for a malformed member), and a suffix group is all members of the four allow lists with
+ * one suffix. The groups are summed, so their order does not matter; inside a group the sources
+ * of a list are hashed in list order. In a compiler's list (sorted, duplicate-free) that is
+ * string order, because ',' sorts below every character of an address or a CIDR: members with
+ * one suffix sort as their sources do. Members never contain a newline (desired-state.ts), and
+ * the counts frame every kind.
+ *
+ * Why additive and never XOR: an XOR multiset hash cancels equal terms and falls to linear
+ * algebra over GF(2) (from a few hundred candidate groups, Gaussian elimination finds a set of
+ * them with any wanted hash); a sum mod 2^256 of random-oracle outputs does not (Bellare and
+ * Micciancio's AdHash). Versions are 64 bits anyway: they identify states, they do not
+ * authenticate them (mTLS does).
+ *
+ * Why this is O(change) in the compiler: a suffix group is exactly one claim of the host (claims
+ * of a host have distinct (proto, port)), and its sources are the claim's AddressSet formatted:
+ * one term per claim, whatever kinds its sources fall in. So a set's sorted sources and S, and G
+ * per (set, suffix), are cached per set object (HostVersions, one per compile or per incremental
+ * compiler, entries weak), shared by every host using the set; a set the compiler made by
+ * patching another (a re-resolution after a group changed) gets its sorted sources from the
+ * other's and the text diff the patch already has, without being formatted whole. A host keeps
+ * its sum, and a claim that goes from set A to set B changes it by -G(A) + G(B): re-versioning a
+ * patched host is O(changed claims) plus one hash of its short header; nothing re-joins or
+ * re-hashes its members. `stateVersion` is the from-scratch definition (from members only: the
+ * agent, applyDelta, desired-state-check, tests); test/compile-version.test.ts checks that both
+ * agree on random states.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Mode } from '../policy/policy-model.js';
-import { SET_KINDS, type SetContents, type SetKind } from './desired-state.js';
-import { memberListText } from './member-lists.js';
+import { ALLOW_KINDS, SET_KINDS, type SetContents, type SetKind } from './desired-state.js';
+import { patchMemberList } from './member-lists.js';
 
-/** `texts`: the text (memberListText) of some of the lists, when the caller has it already. */
-export function stateVersion(mode: Mode, sets: SetContents, texts?: Partial<Record<SetKind, string>>): string {
-  const hash = createHash('sha256').update(`portcullis-state-v1\n${mode}\n`);
-  for (const kind of SET_KINDS) {
-    const members = sets[kind];
-    hash.update(`#${kind} ${members.length}\n`);
-    if (members.length > 0) hash.update(texts?.[kind] ?? memberListText(members));
+/** The short kinds, whose members the header lists (SET_KINDS order; they precede the allow kinds). */
+const LISTED_KINDS: readonly SetKind[] = SET_KINDS.filter((k) => !(ALLOW_KINDS as readonly SetKind[]).includes(k));
+
+/**
+ * 256-bit numbers mod 2^256 as 8 big-endian 32-bit limbs in a Uint32Array (plain number
+ * arithmetic: BigInt sums allocate and cost several times more).
+ */
+const LIMBS = 8;
+const BASE = 2 ** 32;
+
+function fromHex(hex: string): Uint32Array {
+  const v = new Uint32Array(LIMBS);
+  for (let i = 0; i < LIMBS; i++) {
+    let x = 0;
+    for (let j = 8 * i; j < 8 * i + 8; j++) {
+      const c = hex.charCodeAt(j);
+      x = x * 16 + (c <= 57 ? c - 48 : c - 87);
+    }
+    v[i] = x;
   }
-  return hash.digest('hex').slice(0, 16);
+  return v;
+}
+
+function toHex(v: Uint32Array): string {
+  let text = '';
+  for (let i = 0; i < LIMBS; i++) text += v[i]!.toString(16).padStart(8, '0');
+  return text;
+}
+
+/** sum += sign * t (mod 2^256), in place. */
+function addInto(sum: Uint32Array, t: Uint32Array, sign: 1 | -1): void {
+  let carry = 0;
+  for (let i = LIMBS - 1; i >= 0; i--) {
+    const v = sum[i]! + sign * t[i]! + carry;
+    carry = v >= BASE ? 1 : v < 0 ? -1 : 0;
+    sum[i] = v; // stored mod 2^32
+  }
+}
+
+function sha256Hex(text: string): string {
+  return hash('sha256', text, 'hex');
+}
+
+/** S of one kind of a group: its sources (in the order they appear, see the header), each followed by '\n'. */
+function sourcesDigest(sources: readonly string[]): string {
+  return sha256Hex(sources.length === 0 ? '' : `${sources.join('\n')}\n`);
+}
+
+/** G of a group: its suffix and the S of each allow kind. */
+function groupTerm(suffix: string, digests: readonly string[]): Uint32Array {
+  return fromHex(sha256Hex(`${suffix}\n${digests.join('\n')}`));
+}
+
+const EMPTY_DIGEST = sourcesDigest([]);
+
+/** The allow sum of a state from its members (see the header), as 64 hex. */
+function allowSum(sets: SetContents): string {
+  const groups = new Map<string, string[][]>();
+  ALLOW_KINDS.forEach((kind, k) => {
+    for (const m of sets[kind]) {
+      const at = m.lastIndexOf(',');
+      const suffix = at < 0 ? '' : m.slice(at);
+      let sources = groups.get(suffix);
+      if (!sources) groups.set(suffix, (sources = ALLOW_KINDS.map(() => [])));
+      sources[k]!.push(at < 0 ? m : m.slice(0, at));
+    }
+  });
+  const sum = new Uint32Array(LIMBS);
+  for (const [suffix, sources] of groups) addInto(sum, groupTerm(suffix, sources.map(sourcesDigest)), 1);
+  return toHex(sum);
+}
+
+/** The header's part for the listed kinds. */
+function listedText(mode: Mode, sets: SetContents): string {
+  let text = `portcullis-state-v2\n${mode}\n`;
+  for (const kind of LISTED_KINDS) {
+    const members = sets[kind];
+    text += `#${kind} ${members.length}\n`;
+    if (members.length > 0) text += `${members.join('\n')}\n`;
+  }
+  return text;
+}
+
+/** The version from the listed part of the header and the allow sum (as 64 hex). */
+function versionOf(listed: string, sets: SetContents, sumHex: string): string {
+  let text = listed;
+  for (const kind of ALLOW_KINDS) text += `#${kind} ${sets[kind].length}\n`;
+  return sha256Hex(`${text}#allow ${sumHex}\n`).slice(0, 16);
+}
+
+/** The version of {mode, sets}, from the members alone (the definition; see the header). */
+export function stateVersion(mode: Mode, sets: SetContents): string {
+  return versionOf(listedText(mode, sets), sets, allowSum(sets));
+}
+
+/** One claim as the version sees it: its member suffix (",<proto>:<port>") and its source set. */
+export interface VersionClaim<S extends object> {
+  readonly suffix: string;
+  readonly set: S;
+}
+
+/** Source texts per allow kind (index = ALLOW_KINDS index). */
+export type KindTexts = readonly (readonly string[])[];
+
+/**
+ * A claim of a host whose set changed: `from` undefined = a new claim, `to` undefined = gone.
+ * `diff`, when given, is the exact difference of the two sets' source texts (what `from` has and
+ * `to` has not, and the reverse), so `to`'s sorted sources follow from `from`'s without
+ * formatting `to` whole.
+ */
+export interface ClaimChange<S extends object> {
+  readonly suffix: string;
+  readonly from?: S;
+  readonly to?: S;
+  readonly diff?: { readonly removed: KindTexts; readonly added: KindTexts };
+}
+
+interface SetTerms {
+  /** The set's sources per allow kind in string order (what S hashes). */
+  readonly sorted: KindTexts;
+  /** S per allow kind; undefined when the set has no source at all (its claims have no member). */
+  readonly digests: readonly string[] | undefined;
+  /** G per suffix. */
+  readonly terms: Map<string, Uint32Array>;
+}
+
+/** What a host was last versioned with. */
+interface HostSum {
+  readonly sum: Uint32Array;
+  readonly hex: string;
+  /** The listed kinds' lists and mode the header text `listed` was made of (reused while they are the same objects). */
+  readonly lists: readonly (readonly string[])[];
+  readonly mode: Mode;
+  readonly listed: string;
+}
+
+function isSorted(list: readonly string[]): boolean {
+  for (let i = 1; i < list.length; i++) if (list[i - 1]! > list[i]!) return false;
+  return true;
+}
+
+/**
+ * The compiler's fast path (see the header): the per-set cache of sorted sources, S and G, and
+ * the sum of every host it versioned. `textsOf(set)` gives a set's source texts per allow kind
+ * (index = ALLOW_KINDS index), in any order, duplicate-free. One instance per compile or per
+ * incremental compiler (whose `textsOf` must not change meaning); entries per set are weak.
+ */
+export class HostVersions<S extends object> {
+  private readonly bySet = new WeakMap<S, SetTerms>();
+  private readonly hosts = new Map<string, HostSum>();
+
+  constructor(private readonly textsOf: (set: S) => KindTexts) {}
+
+  /** The version of a host's new state whose allow lists are exactly the members of `claims`; its sum is kept. */
+  fresh(hostId: string, mode: Mode, sets: SetContents, claims: Iterable<VersionClaim<S>>): string {
+    const sum = new Uint32Array(LIMBS);
+    for (const c of claims) {
+      const term = this.term(c.set, c.suffix);
+      if (term) addInto(sum, term, 1);
+    }
+    return this.record(hostId, mode, sets, sum, undefined);
+  }
+
+  /**
+   * The version of a host's state after `changes` (in the order made) to the claims it was last
+   * versioned with (fresh or patched); `sets` is the new state's lists. O(changes) plus the header.
+   */
+  patched(hostId: string, mode: Mode, sets: SetContents, changes: readonly ClaimChange<S>[]): string {
+    const old = this.hosts.get(hostId);
+    if (!old) throw new Error(`state version: host ${hostId} has no version sum to patch`);
+    const sum = old.sum.slice();
+    for (const c of changes) {
+      const minus = c.from === undefined ? undefined : this.term(c.from, c.suffix);
+      const plus = c.to === undefined ? undefined : this.term(c.to, c.suffix, c.from, c.diff);
+      if (minus === plus) continue; // the same term (or none) out and in
+      if (minus) addInto(sum, minus, -1);
+      if (plus) addInto(sum, plus, 1);
+    }
+    return this.record(hostId, mode, sets, sum, old);
+  }
+
+  /** The host left: its sum is dropped. */
+  forget(hostId: string): void {
+    this.hosts.delete(hostId);
+  }
+
+  private record(hostId: string, mode: Mode, sets: SetContents, sum: Uint32Array, old: HostSum | undefined): string {
+    const lists = LISTED_KINDS.map((kind) => sets[kind]);
+    const listed = old && old.mode === mode && lists.every((l, i) => l === old.lists[i]) ? old.listed : listedText(mode, sets);
+    const hex = toHex(sum);
+    this.hosts.set(hostId, { sum, hex, lists, mode, listed });
+    return versionOf(listed, sets, hex);
+  }
+
+  /** G of a claim with `set` and `suffix`; undefined when the set has no source (the claim has no member). */
+  private term(set: S, suffix: string, from?: S, diff?: ClaimChange<S>['diff']): Uint32Array | undefined {
+    const entry = this.setTerms(set, from, diff);
+    if (entry.digests === undefined) return undefined;
+    let term = entry.terms.get(suffix);
+    if (!term) entry.terms.set(suffix, (term = groupTerm(suffix, entry.digests)));
+    return term;
+  }
+
+  /** A set's sorted sources and S: derived from `from`'s by `diff` when both are known, else from textsOf. */
+  private setTerms(set: S, from?: S, diff?: ClaimChange<S>['diff']): SetTerms {
+    let entry = this.bySet.get(set);
+    if (entry) return entry;
+    const base = from === undefined || diff === undefined ? undefined : this.bySet.get(from);
+    const sorted = base
+      ? base.sorted.map((list, k) => (diff!.removed[k]!.length + diff!.added[k]!.length === 0 ? list : patchMemberList(list, diff!.removed[k]!, diff!.added[k]!)))
+      : this.textsOf(set).map((texts) => (isSorted(texts) ? texts : texts.slice().sort()));
+    const digests = sorted.every((list) => list.length === 0)
+      ? undefined
+      : sorted.map((list, k) => (list.length === 0 ? EMPTY_DIGEST : base?.sorted[k] === list && base.digests ? base.digests[k]! : sourcesDigest(list)));
+    this.bySet.set(set, (entry = { sorted, digests, terms: new Map() }));
+    return entry;
+  }
 }
