@@ -8,13 +8,18 @@
  * from {mode, sets}; anything else (missing file aside) is logged and ignored, never thrown: an
  * agent must boot even with a corrupt disk state, it then waits for the controller. This is the
  * one check of a state read from disk (where it enters the agent); the dataplane does not repeat
- * it (it checks only member syntax, in the render layer, as it renders).
+ * it (it checks only member syntax, in the render layer, as it renders). A state saved by a
+ * release before the v2 version (state-version.ts stateVersionV1) is trusted when its version is
+ * that release's hash of its content, and re-versioned as it is read (logged once,
+ * `state_store.upgraded`), so an agent upgraded while its controller is away still boots into
+ * the rules it had.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { SET_KINDS, type DesiredState, type SetContents } from '../src/compile/desired-state.js';
 import { checkDesiredState } from '../src/compile/desired-state-check.js';
+import { stateVersion } from '../src/compile/state-version.js';
 import { writeFileAtomic } from './dataplane/atomic-write.js';
 
 export const STATE_FILE = 'desired-state.json';
@@ -40,7 +45,7 @@ export function checkStoredState(value: unknown): string | undefined {
   const { format, state } = value as Partial<StoredState>;
   if (format !== FORMAT) return `unknown format ${JSON.stringify(format)} (expected ${FORMAT})`;
   if (typeof state !== 'object' || state === null) return 'no state';
-  return checkDesiredState(state);
+  return checkDesiredState(state, { acceptV1: true });
 }
 
 export function loadState(dir: string, logger?: Logger): DesiredState | undefined {
@@ -67,5 +72,9 @@ export function loadState(dir: string, logger?: Logger): DesiredState | undefine
   }
   const { state } = value as StoredState;
   const sets = Object.fromEntries(SET_KINDS.map((kind) => [kind, [...state.sets[kind]]])) as unknown as SetContents;
-  return { hostId: state.hostId, mode: state.mode, sets, version: state.version };
+  const version = stateVersion(state.mode, sets);
+  if (version !== state.version) {
+    logger?.info({ event: 'state_store.upgraded', file, savedVersion: state.version, version }, 'saved state of an earlier release: trusted by its old version and re-versioned');
+  }
+  return { hostId: state.hostId, mode: state.mode, sets, version };
 }

@@ -54,6 +54,16 @@ describe('state store', () => {
     expect(lines.map((l) => l['event'])).toEqual(['state_store.corrupt']);
   });
 
+  it('trusts a state an earlier release saved (v1 version) and re-versions it, so fail-static survives an upgrade', () => {
+    // 3929e1bf60fcd604: A's version as the release before the v2 definition computed it (its
+    // src/compile/state-version.ts at d3dccd9, run on A's content).
+    const dir = tempDir();
+    writeFileSync(statePath(dir), JSON.stringify({ format: 1, state: { ...A, version: '3929e1bf60fcd604' } }));
+    const { logger, lines } = logCapture();
+    expect(loadState(dir, logger)).toEqual(A);
+    expect(lines).toMatchObject([{ event: 'state_store.upgraded', savedVersion: '3929e1bf60fcd604', version: A.version }]);
+  });
+
   it('replaces the file atomically and leaves no temp file', async () => {
     const dir = tempDir();
     await saveState(dir, A);

@@ -4,10 +4,18 @@
  * recomputed from {mode, sets}. Pure.
  */
 import { SET_KINDS, type DesiredState, type SetContents } from './desired-state.js';
-import { stateVersion } from './state-version.js';
+import { stateVersion, stateVersionV1 } from './state-version.js';
+
+export interface CheckOptions {
+  /**
+   * Also accept a version of the previous definition (stateVersionV1), for a state an older
+   * release saved; the caller then re-versions it (stateVersion). Default false.
+   */
+  readonly acceptV1?: boolean;
+}
 
 /** Why `value` is not a DesiredState, or undefined when it is one. */
-export function checkDesiredState(value: unknown): string | undefined {
+export function checkDesiredState(value: unknown, options: CheckOptions = {}): string | undefined {
   if (typeof value !== 'object' || value === null) return 'not an object';
   const s = value as Partial<Record<keyof DesiredState, unknown>>;
   if (typeof s.hostId !== 'string' || s.hostId === '') return 'hostId is not a non-empty string';
@@ -22,6 +30,7 @@ export function checkDesiredState(value: unknown): string | undefined {
   const extra = Object.keys(sets).filter((k) => !(SET_KINDS as readonly string[]).includes(k));
   if (extra.length > 0) return `unknown set kind(s) ${extra.join(', ')}`;
   const expected = stateVersion(s.mode, s.sets as SetContents);
-  if (expected !== s.version) return `version ${s.version} does not match its content (${expected})`;
-  return undefined;
+  if (expected === s.version) return undefined;
+  if (options.acceptV1 && stateVersionV1(s.mode, s.sets as SetContents) === s.version) return undefined;
+  return `version ${s.version} does not match its content (${expected})`;
 }

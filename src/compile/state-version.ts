@@ -272,3 +272,20 @@ export class HostVersions<S extends object> {
     return entry;
   }
 }
+
+/**
+ * The version of releases before v2: the first 16 hex of sha256 over `portcullis-state-v1\n`,
+ * the mode and '\n', then per kind in SET_KINDS order `#<kind> <count>\n` and every member
+ * followed by '\n'. Nothing is versioned with it any more; it is kept only so that an upgraded
+ * agent still trusts the state an older release saved on its disk (agent/state-store.ts: the
+ * state is re-versioned as it is read, so fail-static survives the upgrade).
+ */
+export function stateVersionV1(mode: Mode, sets: SetContents): string {
+  const parts = [`portcullis-state-v1\n${mode}\n`];
+  for (const kind of SET_KINDS) {
+    const members = sets[kind];
+    parts.push(`#${kind} ${members.length}\n`);
+    if (members.length > 0) parts.push(`${members.join('\n')}\n`);
+  }
+  return hash('sha256', parts.join('')).slice(0, 16);
+}
