@@ -154,7 +154,7 @@ export class Agent implements StatusSource {
       if (!lines.some((l) => l === `# TYPE ${name} ${type}`)) lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       lines.push(`${name}${labels} ${value}`);
     };
-    metric('portcullis_agent_connected', 'gauge', 'Whether the Sync stream to the controller is open.', this.client?.connected ? 1 : 0);
+    metric('portcullis_agent_connected', 'gauge', 'Whether the Sync stream to the controller is open and the controller has answered on it.', this.client?.connected ? 1 : 0);
     metric('portcullis_agent_state_applied', 'gauge', 'Whether a state is applied (from disk or the controller).', held ? 1 : 0);
     metric('portcullis_agent_applied_from_disk', 'gauge', 'Whether the state in force is the one saved on disk, applied at boot (1) rather than one from the controller (0).', held?.source === 'disk' ? 1 : 0);
     metric('portcullis_agent_applies_total', 'counter', 'States written to the kernel.', c.applies);

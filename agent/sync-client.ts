@@ -147,8 +147,10 @@ export class SyncClient {
     this.stub.close();
   }
 
+  /** The controller has answered on the current stream (a Ping, a state) and not rejected it: not while connecting. */
   get connected(): boolean {
-    return this.stream !== undefined;
+    const stream = this.stream;
+    return stream !== undefined && stream.heard && stream.rejectedReason === undefined;
   }
 
   /** Why the last stream ended or was rejected, for the agent's health output. */

@@ -6,6 +6,7 @@
  * code is covered by test/e2e (fail static, drift).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -56,6 +57,35 @@ async function setup(options: { saved?: boolean; refreshMs?: number } = {}) {
 const restores = (runner: RecordingRunner) => runner.callsTo(['ipset', 'restore']).length;
 
 describe('agent runner', () => {
+  it('is not "connected" while the connection is only being opened: a controller address that accepts and never answers', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pcut-agent-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => silent.close(() => resolve()));
+    });
+    const agent = new Agent({
+      controller: `127.0.0.1:${(silent.address() as net.AddressInfo).port}`,
+      credentials: grpc.credentials.createInsecure(),
+      hostId: 'h1',
+      addresses: ['10.0.0.1'],
+      stateDir: dir,
+      refreshIntervalMs: 60_000,
+      families: [4],
+      runner: new RecordingRunner(),
+      agentVersion: 'test',
+      logger: logCapture().logger,
+    });
+    cleanups.push(() => agent.stop());
+    await agent.start();
+    await waitFor('the agent opened a TCP connection', () => sockets.length > 0);
+    expect((agent.status() as { connected: boolean }).connected).toBe(false);
+  });
+
+
   it('applies the saved state before connecting and announces it in Hello', async () => {
     const { saved, service, runner, agent, lines } = await setup({ saved: true });
     await agent.start();
