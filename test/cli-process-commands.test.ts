@@ -55,7 +55,8 @@ describe('portcullis controller: flags', () => {
 describe('portcullis agent: flags', () => {
   it.each([
     [['agent', '--insecure'], /--controller HOST:PORT is required/],
-    [['agent', '--insecure', '--controller', 'c:7443', '--address', 'not-an-ip'], /--address 'not-an-ip' is not an IPv4 or IPv6 address/],
+    [['agent', '--insecure', '--controller', 'c:7443', '--address', 'not-an-ip'], /--address: 'not-an-ip' is not an IPv4 or IPv6 address/],
+    [['agent', '--insecure', '--controller', 'c:7443', '--address', '::ffff:10.0.0.9'], /--address: '::ffff:10.0.0.9' is an IPv4-mapped IPv6 address .* write 10\.0\.0\.9 instead/],
     [['agent', '--insecure', '--controller', 'c:7443', '--family', '5'], /--family must be 4 or 6/],
     [['agent', '--insecure', '--controller', 'c:7443', '--host-id', 'a b;rm -rf /'], /--host-id 'a b;rm -rf \/' must be letters/],
     [['agent', '--insecure', '--controller', 'c:7443', '--refresh-interval', '0'], /--refresh-interval must be a number of seconds in 0.2..86400/],

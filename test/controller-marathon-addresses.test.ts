@@ -8,6 +8,7 @@ import { DesiredStateStore } from '../src/controller/desired-state-store.js';
 import { HostAddresses } from '../src/controller/host-addresses.js';
 import type { ClusterState } from '../src/inventory/cluster-state.js';
 import { waitFor } from './support/grpc-harness.js';
+import { logCapture } from './support/log-capture.js';
 import { app, cluster, group, host, policy, task } from './support/policy-builder.js';
 
 function marathonCluster(...hostIds: string[]): ClusterState {
@@ -44,6 +45,21 @@ describe('HostAddresses', () => {
     agents = [{ hostId: 'a', addresses: ['10.0.0.2'] }];
     book.refreshAgents();
     expect(seen).toEqual([['a'], ['a']]);
+  });
+
+  it('drops an IPv4-mapped or invalid Hello address with one warning per host and list, keeps the rest', () => {
+    const { logger, lines } = logCapture();
+    let agents = [{ hostId: 'a', addresses: ['::ffff:10.0.0.1', '10.0.0.1', 'fe80::1%eth0'] }];
+    const book = new HostAddresses({ agents: () => agents, logger });
+    book.refreshAgents();
+    book.refreshAgents();
+    expect(book.lookup('a')).toEqual({ addresses: ['10.0.0.1'], origin: 'hello' });
+    const warned = () => lines.filter((l) => l.msg === 'agent Hello addresses ignored: not usable as source addresses');
+    expect(warned()).toHaveLength(1);
+    expect(warned()[0]).toMatchObject({ host: 'a', refused: [expect.stringMatching(/IPv4-mapped .* write 10\.0\.0\.1 instead/), expect.stringMatching(/zone index/)] });
+    agents = [{ hostId: 'a', addresses: ['10.0.0.1'] }];
+    book.refreshAgents();
+    expect(warned()).toHaveLength(1);
   });
 
   it('resolves names with DNS when enabled, caches for the TTL, retries failures and keeps the last good answer', async () => {

@@ -15,12 +15,15 @@
  * it and its tasks are in no group's source set) and `problems` says so in one line per host.
  * `onChange` fires when a host's known addresses change, so the caller recompiles.
  * `fill` also adds every host whose agent said Hello but that runs no task (see there).
- * Addresses are canonical text (src/net/address.ts); invalid ones are dropped.
+ * Addresses are canonical text (src/net/address.ts); invalid ones are dropped, and so are
+ * IPv4-mapped IPv6 ones (IPv4 traffic from the host is matched as IPv4 and would never match
+ * them): an agent's Hello address dropped for either reason is logged at warn, once per host and
+ * distinct list, with why (start the agent with the address as its IPv4 form, or fix --address).
  */
 import { promises as dnsPromises } from 'node:dns';
 import type { Logger } from 'pino';
 import pino from 'pino';
-import { tryParseAddress, canonicalAddress } from '../net/address.js';
+import { parseAddress } from '../net/address.js';
 import type { ClusterState, Host } from '../inventory/cluster-state.js';
 
 export type AddressResolver = (name: string) => Promise<readonly string[]>;
@@ -58,14 +61,22 @@ async function systemLookup(name: string): Promise<readonly string[]> {
   return answers.map((a) => a.address);
 }
 
-function canonicalList(texts: readonly string[]): string[] {
+/** The usable addresses of `texts`, canonical, sorted, distinct; and why the others are not. */
+function canonicalList(texts: readonly string[]): { list: string[]; refused: string[] } {
   const out = new Set<string>();
-  for (const t of texts) if (tryParseAddress(t)) out.add(canonicalAddress(t));
-  return [...out].sort();
+  const refused: string[] = [];
+  for (const t of texts) {
+    const a = parseAddress(t);
+    if (a.ok) out.add(a.canonical);
+    else refused.push(a.message);
+  }
+  return { list: [...out].sort(), refused };
 }
 
 export class HostAddresses {
   private readonly hello = new Map<string, readonly string[]>();
+  /** Per host, the Hello addresses last refused (logged once per distinct list). */
+  private readonly refusedHello = new Map<string, string>();
   private readonly dnsCache = new Map<string, DnsEntry>();
   private readonly inFlight = new Set<string>();
   private readonly waiting: string[] = [];
@@ -109,7 +120,12 @@ export class HostAddresses {
     if (!this.opts.agents) return;
     const changed: string[] = [];
     for (const agent of this.opts.agents()) {
-      const list = canonicalList(agent.addresses);
+      const { list, refused } = canonicalList(agent.addresses);
+      const refusedKey = refused.join('\n');
+      if (refusedKey !== (this.refusedHello.get(agent.hostId) ?? '')) {
+        if (refused.length > 0) this.log.warn({ host: agent.hostId, refused }, 'agent Hello addresses ignored: not usable as source addresses');
+        this.refusedHello.set(agent.hostId, refusedKey);
+      }
       if (list.length === 0) continue;
       const old = this.hello.get(agent.hostId);
       if (old && old.join(' ') === list.join(' ')) continue;
@@ -123,7 +139,8 @@ export class HostAddresses {
   lookup(hostId: string): { addresses: readonly string[]; origin: AddressOrigin } | undefined {
     const hello = this.hello.get(hostId);
     if (hello) return { addresses: hello, origin: 'hello' };
-    if (tryParseAddress(hostId)) return { addresses: [canonicalAddress(hostId)], origin: 'literal' };
+    const literal = parseAddress(hostId);
+    if (literal.ok) return { addresses: [literal.canonical], origin: 'literal' };
     const entry = this.dnsCache.get(hostId);
     if (entry && entry.addresses.length > 0) return { addresses: entry.addresses, origin: 'dns' };
     return undefined;
@@ -182,7 +199,7 @@ export class HostAddresses {
     const old = this.dnsCache.get(name);
     let next: DnsEntry;
     try {
-      const list = canonicalList(await this.resolver(name));
+      const { list } = canonicalList(await this.resolver(name));
       if (list.length === 0) throw new Error('no addresses');
       next = { addresses: list, refreshAt: this.now() + (this.opts.ttlMs ?? 60_000), error: undefined };
     } catch (e) {

@@ -4,7 +4,6 @@
  * agent owns from the kernel and exits.
  */
 import { hostname, networkInterfaces } from 'node:os';
-import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -13,6 +12,7 @@ import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
 import { StatusServer } from '../../status/status-server.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { FAMILIES, type Family } from '../../net/family.js';
+import { parseAddress } from '../../net/address.js';
 import { loadClientCredentials } from '../../tls/credentials.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
 import { UsageError } from '../../usage-error.js';
@@ -113,7 +113,10 @@ export const agentCommand: Command = {
     const hostId = values['host-id'] ?? hostname();
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(hostId)) throw new UsageError(`--host-id '${hostId}' must be letters, digits, '.', '-' and '_'`);
     const addresses = values.address ?? defaultAddresses();
-    for (const a of addresses) if (isIP(a) === 0) throw new UsageError(`--address '${a}' is not an IPv4 or IPv6 address`);
+    for (const a of addresses) {
+      const parsed = parseAddress(a);
+      if (!parsed.ok) throw new UsageError(`--address: ${parsed.message}`);
+    }
     const stateDir = absolutePath(io, values['state-dir'] ?? DEFAULT_STATE_DIR);
     const refresh = values['refresh-interval'] === undefined ? 30 : parseSeconds(values['refresh-interval'], 'refresh-interval', 0.2, 86_400);
     const statusListen = hostPortOption(values['status-listen'], undefined, '--status-listen');
