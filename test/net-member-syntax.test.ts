@@ -6,7 +6,7 @@
  * with the same message.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SET_KINDS, type SetKind } from '../src/compile/desired-state.js';
 import { isIPv4, isIPv6, isPort } from '../src/net/member-syntax.js';
 import { validateMember } from '../src/render/validate-member.js';
@@ -169,14 +169,22 @@ describe('validate-member scanner = the regex reference', () => {
     );
   });
 
-  it('validates 100,000 members quickly', () => {
+  it('validates 100,000 members in one scan each, without a regular expression', () => {
+    // Counted, not timed: the member scanner (src/net/member-syntax.ts) reads each member once,
+    // character by character; the regular expressions it replaced cost ~100 ms per 100,000.
     const members = Array.from({ length: 100_000 }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255},tcp:${31000 + (i % 100)}`);
     const ip6 = Array.from({ length: 10_000 }, (_, i) => `fd00::${(i >> 8).toString(16)}:${(i & 255).toString(16)},udp:53`);
-    const t = performance.now();
-    for (const m of members) if (validateMember('allow-ip4', m) !== undefined) throw new Error(m);
-    for (const m of ip6) if (validateMember('allow-ip6', m) !== undefined) throw new Error(m);
-    const ms = performance.now() - t;
-    // Generous bound (loaded CI machines); the scanner takes a few ms here, the regexes ~100+.
-    expect(ms).toBeLessThan(250);
+    const exec = vi.spyOn(RegExp.prototype, 'exec');
+    const test = vi.spyOn(RegExp.prototype, 'test');
+    try {
+      for (const m of members) if (validateMember('allow-ip4', m) !== undefined) throw new Error(m);
+      for (const m of ip6) if (validateMember('allow-ip6', m) !== undefined) throw new Error(m);
+      expect(exec).not.toHaveBeenCalled();
+      expect(test).not.toHaveBeenCalled();
+    } finally {
+      exec.mockRestore();
+      test.mockRestore();
+    }
+    expect(validateMember('allow-ip4', '10.0.0.1,tcp:99999')).toBeDefined();
   });
 });
