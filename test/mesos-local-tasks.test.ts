@@ -74,6 +74,14 @@ describe('parseLocalTasks on the payloads of Mesos docs/operator-http-api.md', (
     expect(r.problems).toContain('launched task 6 skipped: task id listed twice');
   });
 
+  it('container addresses are canonical; what is not an address is dropped with a reason', () => {
+    const double = new MesosAgentDouble();
+    double.tasks = [{ taskId: 't', containerId: 'c', addresses: ['FD00:0::5', 'not-an-ip', '::ffff:10.0.0.1', '172.17.0.2'] }];
+    const r = parseLocalTasks(double.answer('GET_TASKS'), double.answer('GET_CONTAINERS'));
+    expect(r.tasks[0]!.addresses).toEqual(['fd00::5', '172.17.0.2']);
+    expect(r.problems.filter((p) => p.startsWith('launched task 0: address ignored'))).toHaveLength(2);
+  });
+
   it('an unsafe cgroups_root maps no task to a cgroup, and says so', () => {
     const double = new MesosAgentDouble();
     double.tasks = [{ taskId: 't', containerId: 'c' }];

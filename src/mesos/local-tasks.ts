@@ -21,8 +21,10 @@
  * Untrusted: every id is checked before it can become part of a cgroup path or a rule argument
  * (a container id is `[A-Za-z0-9_.-]`, 1–255 characters, not `.` or `..`; Mesos itself makes
  * UUIDs); an entry that does not have the documented shape is skipped with a problem line, never
- * guessed, and never makes the rest of the answer unusable. Pure: no I/O.
+ * guessed, and never makes the rest of the answer unusable; addresses are parsed by src/net (an
+ * IPv4-mapped one is refused, as everywhere). Pure: no I/O.
  */
+import { parseAddress } from '../net/address.js';
 
 export interface LocalTask {
   /** The Mesos task id (= Marathon's task id). */
@@ -35,7 +37,7 @@ export interface LocalTask {
   readonly containerId: string | undefined;
   /** Path of the container's cgroup relative to the cgroup2 root; undefined when unknown. */
   readonly cgroupPath: string | undefined;
-  /** The container's addresses (BRIDGE/CNI tasks have their own), as Mesos reports them. */
+  /** The container's addresses (BRIDGE/CNI tasks have their own), canonical (src/net); invalid ones dropped. */
   readonly addresses: readonly string[];
   readonly executorPid: number | undefined;
 }
@@ -86,13 +88,17 @@ function cgroupOf(root: string, chain: readonly string[]): string {
   return [root, ...chain.flatMap((id, i) => (i === 0 ? [id] : ['mesos', id]))].join('/');
 }
 
-function addressesOf(containerStatus: unknown): string[] {
+/** The addresses of a ContainerStatus, canonical; one problem line per address that is not one. */
+function addressesOf(containerStatus: unknown, problems: string[], where: string): string[] {
   if (!isObject(containerStatus) || !Array.isArray(containerStatus.network_infos)) return [];
   const out: string[] = [];
   for (const info of containerStatus.network_infos) {
     if (!isObject(info) || !Array.isArray(info.ip_addresses)) continue;
     for (const a of info.ip_addresses) {
-      if (isObject(a) && typeof a.ip_address === 'string' && a.ip_address.length <= 64) out.push(a.ip_address);
+      if (!isObject(a) || typeof a.ip_address !== 'string') continue;
+      const parsed = a.ip_address.length <= 64 ? parseAddress(a.ip_address) : undefined;
+      if (parsed?.ok) out.push(parsed.canonical);
+      else problems.push(`${where}: address ignored (${parsed ? parsed.message : 'longer than 64 characters'})`);
     }
   }
   return [...new Set(out)];
@@ -128,7 +134,7 @@ function containersByExecutor(body: unknown, problems: string[]): Map<string, Co
     // Nested containers (task groups) share their executor: the top-level one is the executor's.
     const key = `${framework}\n${executor}`;
     const known = byExecutor.get(key);
-    if (!known || chain.length < known.chain.length) byExecutor.set(key, { chain, addresses: addressesOf((c as Json).container_status) });
+    if (!known || chain.length < known.chain.length) byExecutor.set(key, { chain, addresses: addressesOf((c as Json).container_status, problems, `GET_CONTAINERS entry ${i}`) });
   });
   return byExecutor;
 }
@@ -166,7 +172,7 @@ export function parseLocalTasks(tasksBody: unknown, containersBody: unknown, cgr
     const status = newest?.container_status;
     let chain = isObject(status) && status.container_id !== undefined ? containerChain(status.container_id) : undefined;
     if (isObject(status) && status.container_id !== undefined && !chain) problems.push(`launched task ${i}: its container id is not [A-Za-z0-9_.-]; ignored`);
-    let addresses = addressesOf(status);
+    let addresses = addressesOf(status, problems, `launched task ${i}`);
     const byExecutor = executorId !== undefined ? containers.get(`${frameworkId}\n${executorId}`) : undefined;
     if (!chain && byExecutor) chain = [...byExecutor.chain];
     if (addresses.length === 0 && byExecutor) addresses = [...byExecutor.addresses];
