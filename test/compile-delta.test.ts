@@ -77,3 +77,21 @@ describe('state deltas', () => {
     );
   });
 });
+
+describe('applyDelta patches, it does not rebuild', () => {
+  it('shares the lists a delta does not touch, and gives the same result as rebuilding for edits outside the patch contract', () => {
+    const a = state('h1', { 'managed-tcp': ['31000', '31001'], 'allow-ip4': ['10.0.0.1,tcp:31000', '10.0.0.2,tcp:31000'] });
+    const b = state('h1', { 'managed-tcp': ['31000', '31001'], 'allow-ip4': ['10.0.0.1,tcp:31000', '10.0.0.3,tcp:31000'] });
+    const d = diffStates(a, b);
+    const applied = applyDelta(a, d);
+    expect(applied).toEqual(b);
+    expect(applied.sets['managed-tcp']).toBe(a.sets['managed-tcp']);
+    // A member both removed and added, and a removal of a member the base lacks: as a set would.
+    const odd: StateDelta = {
+      ...d,
+      removes: { ...d.removes, 'allow-ip4': ['10.0.0.2,tcp:31000', '10.0.0.3,tcp:31000', '10.0.0.9,tcp:31000'] },
+      adds: { ...d.adds, 'allow-ip4': ['10.0.0.3,tcp:31000'] },
+    };
+    expect(applyDelta(a, odd)).toEqual(b);
+  });
+});

@@ -13,10 +13,13 @@
  *
  * Cost: a kind whose list object is shared costs nothing; other lists are diffed by one merge
  * that compares by identity first (a list the incremental compiler patched shares its untouched
- * member strings with the one it was patched from).
+ * member strings with the one it was patched from). `applyDelta` (the agent, on every Delta)
+ * patches each edited list of a sorted base in one pass (member-lists.ts) and shares the others,
+ * instead of rebuilding and re-sorting every list.
  */
 import type { Mode } from '../policy/policy-model.js';
 import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
+import { patchMemberList } from './member-lists.js';
 import { stateVersion } from './state-version.js';
 
 export interface StateDelta {
@@ -30,10 +33,6 @@ export interface StateDelta {
 }
 
 export class DeltaError extends Error {}
-
-function emptyRecord(): Record<SetKind, string[]> {
-  return Object.fromEntries(SET_KINDS.map((k) => [k, [] as string[]])) as Record<SetKind, string[]>;
-}
 
 /**
  * adds/removes of two duplicate-free sorted lists: a merge that compares by identity first, so the
@@ -75,6 +74,32 @@ export function diffStates(from: DesiredState | undefined, to: DesiredState): St
   return { hostId: to.hostId, baseVersion: from?.version ?? '', version: to.version, mode: to.mode, adds, removes };
 }
 
+function isStrictlySorted(list: readonly string[]): boolean {
+  for (let i = 1; i < list.length; i++) if (list[i - 1]! >= list[i]!) return false;
+  return true;
+}
+
+/**
+ * `list` with `removes` taken out, then `adds` put in, sorted and duplicate-free. A kind without
+ * edits keeps its list object. The usual case (a sorted base, each removed member in it, each
+ * added one not) is one patch (member-lists.ts, O(list + edits)); anything else (an unsorted
+ * base, a member both removed and added, an edit that is a no-op) takes the set-and-sort way.
+ */
+function patchedList(list: readonly string[], removes: readonly string[], adds: readonly string[]): readonly string[] {
+  if (removes.length === 0 && adds.length === 0) return list;
+  if (isStrictlySorted(list)) {
+    try {
+      return patchMemberList(list, removes, adds);
+    } catch {
+      // outside patchMemberList's contract: below
+    }
+  }
+  const members = new Set(list);
+  for (const m of removes) members.delete(m);
+  for (const m of adds) members.add(m);
+  return [...members].sort();
+}
+
 export function applyDelta(base: DesiredState, delta: StateDelta): DesiredState {
   if (base.version !== delta.baseVersion) {
     throw new DeltaError(
@@ -84,13 +109,8 @@ export function applyDelta(base: DesiredState, delta: StateDelta): DesiredState 
   if (base.hostId !== delta.hostId) {
     throw new DeltaError(`delta for host ${delta.hostId} cannot apply to the state of host ${base.hostId}`);
   }
-  const sets = emptyRecord();
-  for (const kind of SET_KINDS) {
-    const members = new Set(base.sets[kind]);
-    for (const m of delta.removes[kind]) members.delete(m);
-    for (const m of delta.adds[kind]) members.add(m);
-    sets[kind] = [...members].sort();
-  }
+  const sets = {} as Record<SetKind, readonly string[]>;
+  for (const kind of SET_KINDS) sets[kind] = patchedList(base.sets[kind], delta.removes[kind], delta.adds[kind]);
   const version = stateVersion(delta.mode, sets);
   if (version !== delta.version) {
     throw new DeltaError(
