@@ -10,24 +10,25 @@
  *
  * The cluster is read the way the compiler reads it: tasks on unknown hosts or of unknown apps
  * are ignored, host addresses that do not parse are ignored, host ports outside 1-65535 are not
- * task ports. Port conflicts are the compiler's business; here each task port is judged alone.
+ * task ports. Port conflicts are the compiler's business on this (destination) side; here each
+ * task port is judged alone.
+ *
+ * Two halves (issue 10): this file is the DESTINATION side (a source address against a task
+ * port, `evaluateConnection`), egress-evaluator.ts the EGRESS side (a task of an app, judged at
+ * its own host); both walk the tiers of policy-walk.ts. `explain` from an app gives both per
+ * source task (PairVerdict); a connection is allowed only when both halves allow. An address is
+ * not a task (sshd, host daemons, anything outside the cluster): judged at the destination only.
  */
-import { ipv6Text } from '../net/address.js';
-import { IPv4, IPv4CidrRange, IPv6, IPv6CidrRange } from '../net/ip-num.js';
-import type { App, ClusterState, Task } from '../inventory/cluster-state.js';
-import { appMatchesGroup } from '../policy/app-selector.js';
-import {
-  ALLOW_FROM_LABEL,
-  type PeerRef,
-  type Policy,
-  type Protocol,
-  type RuleDef,
-} from '../policy/policy-model.js';
+import type { ClusterState, Task } from '../inventory/cluster-state.js';
+import type { PeerRef, Policy, Protocol, RuleDef } from '../policy/policy-model.js';
 import type { SourceLocation } from '../diagnostic.js';
+import { egressEnabled, egressVerdict, type EgressVerdict } from './egress-evaluator.js';
+import { appInGroup, findApp, hostIps, inNetwork, ipFamily, ipText, isFailsafe, isTaskPort, parseIp, sameIp, targetText, walkTiers, type Ip } from './policy-walk.js';
 
 export type Tier = 'failsafe' | 'policy' | 'labels' | 'default';
 
-export interface Verdict {
+/** A new connection from a source address to a task port, and whether it is allowed. */
+interface Decided {
   readonly source: string;
   readonly hostId: string;
   readonly hostPort: number;
@@ -37,6 +38,9 @@ export interface Verdict {
   readonly decision: 'allow' | 'deny';
   /** False in audit mode for a deny: the packet is logged, not dropped. */
   readonly enforced: boolean;
+}
+
+export interface Verdict extends Decided {
   readonly tier: Tier;
   readonly rule?: string;
   readonly at?: SourceLocation;
@@ -52,102 +56,43 @@ export interface ExplainQuery {
   readonly protocol?: Protocol;
 }
 
-export type ExplainResult = { readonly ok: true; readonly verdicts: Verdict[] } | { readonly ok: false; readonly error: string };
-
-type Ip = IPv4 | IPv6;
-
-function parseIp(text: string): Ip | undefined {
-  try {
-    return text.includes(':') ? IPv6.fromString(text.trim()) : IPv4.fromDecimalDottedString(text.trim());
-  } catch {
-    return undefined;
-  }
+/**
+ * One connection from a TASK of the source app: the egress half (judged by the source host's
+ * agent) and the destination half (the source address at the destination host, as for an
+ * address). Allowed only when both allow; `deniedAt` says which half drops it first.
+ */
+export interface PairVerdict extends Decided {
+  readonly sourceAppId: string;
+  readonly sourceTaskId: string;
+  /** The source host; `source` is one of its addresses. */
+  readonly sourceHostId: string;
+  readonly deniedAt?: 'source' | 'destination';
+  readonly egress: EgressVerdict;
+  readonly destination: Verdict;
 }
 
-function sameIp(a: Ip, b: Ip): boolean {
-  return a instanceof IPv4 === b instanceof IPv4 && a.value === b.value;
-}
-
-function inCidr(ip: Ip, cidr: string): boolean {
-  if (cidr.includes(':')) return ip instanceof IPv6 && IPv6CidrRange.fromCidr(cidr).contains(ip);
-  return ip instanceof IPv4 && IPv4CidrRange.fromCidr(cidr).contains(ip);
-}
-
-function findApp(cluster: ClusterState, id: string): App | undefined {
-  return cluster.apps.find((a) => a.id === id);
-}
+/**
+ * `verdicts`: the destination side for every source address (an address query, or every address
+ * of the hosts running the source app). `pairs`: for an app query with egress on, the verdicts
+ * per source task (see PairVerdict), sorted by source task, source address, destination.
+ */
+export type ExplainResult =
+  | { readonly ok: true; readonly verdicts: Verdict[]; readonly pairs?: PairVerdict[] }
+  | { readonly ok: false; readonly error: string };
 
 /** Is `ip` an address of a host that runs a task of an app of group `name`? */
 function inGroup(policy: Policy, cluster: ClusterState, ip: Ip, name: string): boolean {
-  const group = policy.groups.find((g) => g.name === name);
-  if (!group) return false;
   return cluster.tasks.some((task) => {
     const app = findApp(cluster, task.appId);
-    if (!app || !appMatchesGroup(app, group)) return false;
-    return cluster.hosts.some(
-      (h) => h.id === task.hostId && h.addresses.some((a) => {
-        const hostIp = parseIp(a);
-        return hostIp !== undefined && sameIp(hostIp, ip);
-      }),
-    );
+    if (!app || !appInGroup(policy, app, name)) return false;
+    return hostIps(cluster, task.hostId).some((hostIp) => sameIp(hostIp, ip));
   });
 }
 
 function inPeer(policy: Policy, cluster: ClusterState, ip: Ip, peer: PeerRef): boolean {
   if (peer.kind === 'any') return true;
   if (peer.kind === 'group') return inGroup(policy, cluster, ip, peer.name);
-  const net = policy.networks.find((n) => n.name === peer.name);
-  if (!net) return false;
-  return net.cidrs.some((c) => inCidr(ip, c)) && !net.except.some((c) => inCidr(ip, c));
-}
-
-function appInGroup(policy: Policy, app: App, name: string): boolean {
-  const group = policy.groups.find((g) => g.name === name);
-  return group !== undefined && appMatchesGroup(app, group);
-}
-
-function ruleCoversPort(rule: RuleDef, portName: string | undefined, hostPort: number, protocol: Protocol): boolean {
-  if (rule.protocols !== null && !rule.protocols.includes(protocol)) return false;
-  if (rule.ports.length === 0) return true;
-  for (const p of rule.ports) {
-    if (p.kind === 'number' && p.port === hostPort) return true;
-    if (p.kind === 'range' && p.from <= hostPort && hostPort <= p.to) return true;
-    if (p.kind === 'name' && portName !== undefined && p.name === portName) return true;
-  }
-  return false;
-}
-
-/** Why a declared name is not applied to `app`, or undefined when it is applied. */
-function declarationProblem(policy: Policy, app: App, name: string): string | undefined {
-  let peer: PeerRef;
-  if (name === 'any') peer = { kind: 'any' };
-  else if (policy.groups.some((g) => g.name === name)) peer = { kind: 'group', name };
-  else if (policy.networks.some((n) => n.name === name)) peer = { kind: 'network', name };
-  else return `'${name}' is not a group or network of the policy`;
-  const equal = (p: PeerRef) => p.kind === peer.kind && (p.kind === 'any' || (peer.kind !== 'any' && p.name === peer.name));
-  const { sources, targets, deny } = policy.guardrails;
-  if (sources === null && peer.kind === 'any') return `'any' is not allowed unless guardrails.sources lists it`;
-  if (sources !== null && !sources.some(equal)) return `'${name}' is not in guardrails.sources`;
-  if (targets !== null && !targets.some((t) => appInGroup(policy, app, t))) return 'the app is in no guardrails.targets group';
-  for (const d of deny) {
-    if (d.to.some((t) => appInGroup(policy, app, t)) && d.from.some((f) => f.kind === 'any' || equal(f))) {
-      return `guardrails.deny at ${d.at.file}:${d.at.line}:${d.at.col} forbids it`;
-    }
-  }
-  return undefined;
-}
-
-function names(value: string | undefined): string[] {
-  return value === undefined ? [] : value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-}
-
-function peerOfName(policy: Policy, name: string): PeerRef {
-  if (name === 'any') return { kind: 'any' };
-  return policy.groups.some((g) => g.name === name) ? { kind: 'group', name } : { kind: 'network', name };
-}
-
-function where(at: SourceLocation): string {
-  return `${at.file}:${at.line}:${at.col}`;
+  return inNetwork(policy, ip, peer.name);
 }
 
 export interface Connection {
@@ -166,7 +111,7 @@ export function evaluateConnection(policy: Policy, cluster: ClusterState, c: Con
   const port = app.ports[c.portIndex];
   const hostPort = c.task.hostPorts[c.portIndex];
   if (!port || hostPort === undefined) throw new Error(`task ${c.task.id} has no port #${c.portIndex}`);
-  const target = `${app.id} port ${port.name ?? `#${c.portIndex}`} (${c.protocol} ${hostPort} on ${c.task.hostId})`;
+  const target = targetText(app, c.portIndex, c.protocol, hostPort, c.task.hostId);
   const base = {
     source: c.source,
     hostId: c.task.hostId,
@@ -185,43 +130,20 @@ export function evaluateConnection(policy: Policy, cluster: ClusterState, c: Con
     reason: decision === 'deny' && audit ? `${reason} (audit mode: logged, not dropped)` : reason,
   });
 
-  if (policy.defaults.failsafe.some((f) => f.protocol === c.protocol && f.port === hostPort)) {
+  if (isFailsafe(policy, c.protocol, hostPort)) {
     return verdict('allow', 'failsafe', `${c.protocol} ${hostPort} is a failsafe port, never blocked, so ${c.source} may reach ${target}.`);
   }
-
-  let passedBy: RuleDef | undefined;
-  for (const rule of policy.rules) {
-    if (!rule.to.some((g) => appInGroup(policy, app, g))) continue;
-    if (!ruleCoversPort(rule, port.name, hostPort, c.protocol)) continue;
-    if (!rule.from.some((peer) => inPeer(policy, cluster, ip, peer))) continue;
-    const named = `rule '${rule.name}' (${where(rule.at)})`;
-    if (rule.action === 'allow') return verdict('allow', 'policy', `${named} is the first match and allows ${c.source} to reach ${target}.`, rule);
-    if (rule.action === 'deny') return verdict('deny', 'policy', `${named} is the first match and denies ${c.source} access to ${target}.`, rule);
-    passedBy = rule;
-    break;
-  }
-  const prefix = passedBy
-    ? `rule '${passedBy.name}' (${where(passedBy.at)}) passes ${c.source} to the labels tier`
-    : 'no policy rule matches';
-
-  const declared = [
-    ...names(app.labels[ALLOW_FROM_LABEL]).map((n) => ({ n, on: `app ${app.id}` })),
-    ...names(port.labels[ALLOW_FROM_LABEL]).map((n) => ({ n, on: `port ${port.name ?? `#${c.portIndex}`} of ${app.id}` })),
-  ];
-  for (const { n, on } of declared) {
-    if (declarationProblem(policy, app, n) !== undefined) continue;
-    if (inPeer(policy, cluster, ip, peerOfName(policy, n))) {
-      const v = verdict('allow', 'labels', `${prefix}, and ${on} declares ${ALLOW_FROM_LABEL} '${n}', which contains ${c.source}.`);
-      return passedBy ? { ...v, rule: passedBy.name, at: passedBy.at } : v;
-    }
-  }
-  const action = policy.defaults.action;
-  const v = verdict(
-    action,
-    'default',
-    `${prefix} and no applied ${ALLOW_FROM_LABEL} declaration contains ${c.source}, so the default (${action}) decides for ${target}.`,
-  );
-  return passedBy ? { ...v, rule: passedBy.name, at: passedBy.at } : v;
+  const walk = walkTiers({
+    policy,
+    app,
+    portIndex: c.portIndex,
+    hostPort,
+    protocol: c.protocol,
+    matches: (peer) => inPeer(policy, cluster, ip, peer),
+    who: c.source,
+    target,
+  });
+  return verdict(walk.decision, walk.tier, walk.reason, walk.rule);
 }
 
 /** Source addresses of a query: the address itself, or every address of the hosts running the app. */
@@ -229,7 +151,7 @@ function querySources(cluster: ClusterState, from: ExplainQuery['from']): string
   if ('address' in from) {
     const ip = parseIp(from.address);
     if (!ip) return `'${from.address}' is not an IPv4 or IPv6 address`;
-    return [ip instanceof IPv4 ? ip.toString() : ipv6Text(ip.value)];
+    return [ipText(ip)];
   }
   if (!findApp(cluster, from.appId)) return `unknown source app '${from.appId}'`;
   const hostIds = new Set(cluster.tasks.filter((t) => t.appId === from.appId).map((t) => t.hostId));
@@ -238,7 +160,7 @@ function querySources(cluster: ClusterState, from: ExplainQuery['from']): string
     if (!hostIds.has(h.id)) continue;
     for (const a of h.addresses) {
       const ip = parseIp(a);
-      if (ip) out.add(ip instanceof IPv4 ? ip.toString() : ipv6Text(ip.value));
+      if (ip) out.add(ipText(ip));
     }
   }
   if (out.size === 0) return `source app '${from.appId}' runs no task on a host with a known address`;
@@ -259,7 +181,7 @@ export function explain(policy: Policy, cluster: ClusterState, query: ExplainQue
   for (const task of tasks) {
     app.ports.forEach((port, index) => {
       const hostPort = task.hostPorts[index];
-      if (hostPort === undefined || !Number.isInteger(hostPort) || hostPort < 1 || hostPort > 65535) return;
+      if (!isTaskPort(hostPort)) return;
       const hit =
         asNumber !== undefined
           ? hostPort === asNumber || port.containerPort === asNumber
@@ -286,5 +208,58 @@ export function explain(policy: Policy, cluster: ClusterState, query: ExplainQue
   }
   const key = (v: Verdict) => [v.source, v.hostId, String(v.hostPort).padStart(5, '0'), v.protocol, v.taskId].join('\u0000');
   verdicts.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
-  return { ok: true, verdicts };
+  if ('address' in query.from || !egressEnabled(policy)) return { ok: true, verdicts };
+  const pairs = taskPairs(policy, cluster, query.from.appId, verdicts);
+  if (pairs.length === 0) {
+    return { ok: false, error: `the hosts of '${query.from.appId}' and of '${app.id}' have no address family in common: no task of one can reach the other` };
+  }
+  return { ok: true, verdicts, pairs };
+}
+
+/**
+ * The verdicts per (source task, source address, destination verdict): both halves, for every
+ * task of `appId` on a known host and every address of its host whose family the destination
+ * host has too. `verdicts` are the destination-side verdicts of every source address.
+ */
+function taskPairs(policy: Policy, cluster: ClusterState, appId: string, verdicts: readonly Verdict[]): PairVerdict[] {
+  const audit = policy.defaults.mode === 'audit';
+  const pairs: PairVerdict[] = [];
+  const sourceTasks = cluster.tasks.filter((t) => t.appId === appId && cluster.hosts.some((h) => h.id === t.hostId));
+  for (const st of sourceTasks.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
+    for (const address of hostIps(cluster, st.hostId).map(ipText).sort()) {
+      const family = ipFamily(parseIp(address)!);
+      for (const destination of verdicts) {
+        if (destination.source !== address) continue;
+        if (!hostIps(cluster, destination.hostId).some((ip) => ipFamily(ip) === family)) continue;
+        const destTask = cluster.tasks.find((t) => t.id === destination.taskId)!;
+        const egress = egressVerdict(policy, cluster, {
+          appId,
+          sourceHostId: st.hostId,
+          destHostId: destination.hostId,
+          protocol: destination.protocol,
+          hostPort: destination.hostPort,
+          family,
+          prefer: { taskId: destTask.id, portIndex: destTask.hostPorts.indexOf(destination.hostPort) },
+        });
+        const deniedAt = egress.decision === 'deny' ? 'source' : destination.decision === 'deny' ? 'destination' : undefined;
+        pairs.push({
+          sourceAppId: appId,
+          sourceTaskId: st.id,
+          sourceHostId: st.hostId,
+          source: address,
+          hostId: destination.hostId,
+          hostPort: destination.hostPort,
+          protocol: destination.protocol,
+          ...(destination.portName !== undefined ? { portName: destination.portName } : {}),
+          taskId: destination.taskId,
+          decision: deniedAt === undefined ? 'allow' : 'deny',
+          enforced: deniedAt === undefined || !audit,
+          ...(deniedAt !== undefined ? { deniedAt } : {}),
+          egress,
+          destination,
+        });
+      }
+    }
+  }
+  return pairs;
 }
