@@ -1,11 +1,16 @@
 /**
  * `portcullis explain`: "can A reach B on port P, and which rule says so", answered by the
- * reference evaluator (src/evaluate/reference-evaluator.ts) for every (source address, task port,
- * protocol) the question covers. `--from` is an app id when it starts with '/', else an address.
+ * reference evaluator (src/evaluate/reference-evaluator.ts). `--from` is an app id when it starts
+ * with '/', else an address. From an app (with `defaults.egress` on): one verdict per (source
+ * task, source address, destination task port, protocol) with both halves, the egress check at
+ * the source host and the address check at the destination. From an address: one verdict per
+ * (task port, protocol), judged at the destination only (an address is not a task).
  * Exit 0 whatever the verdicts; 1 when the question cannot be answered (unknown app or port).
  */
-import type { ExplainQuery, Verdict } from '../../evaluate/reference-evaluator.js';
+import type { EgressVerdict } from '../../evaluate/egress-evaluator.js';
+import type { ExplainQuery, PairVerdict, Verdict } from '../../evaluate/reference-evaluator.js';
 import { explain } from '../../evaluate/reference-evaluator.js';
+import { egressEnabled } from '../../evaluate/egress-evaluator.js';
 import { sortDiagnostics } from '../../diagnostic.js';
 import { compile } from '../../compile/compile.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
@@ -27,13 +32,16 @@ import { POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../po
 const help = `Usage: portcullis explain --from APP|IP --to APP --port N|NAME [--protocol tcp|udp]
                          [--format text|json] [--policy FILE|DIR] [--inventory FILE | --controller URL]
 
-Answers "may FROM open a new connection to port PORT of app TO, and why": one verdict per
-source address, task of TO and protocol, with the tier that decided (failsafe, policy, labels,
-default) and the rule with its file:line:col.
+Answers "may FROM open a new connection to port PORT of app TO, and why", with the tier that
+decided (failsafe, policy, labels, default) and the rule with its file:line:col.
+From an app: one verdict per task of FROM, address of its host, task of TO and protocol, with
+both checks: egress at the source host (may this app reach the port?) and the destination
+host (may this host address?). From an address: one verdict per task of TO and protocol,
+judged at the destination only (an address is not a task).
 
 Options:
-  --from APP|IP       source: an app id (starts with '/': every address of the hosts running
-                      its tasks) or an IPv4/IPv6 address (required)
+  --from APP|IP       source: an app id (starts with '/': each of its tasks, from each address
+                      of its host) or an IPv4/IPv6 address (required)
   --to APP            destination app id (required)
   --port N|NAME       a host port number, a container port (BRIDGE) or a port name (required)
   --protocol tcp|udp  only this protocol (default: every protocol the port uses)
@@ -56,11 +64,45 @@ function decisionText(v: Verdict): string {
   return v.enforced ? 'DENY' : 'DENY (audit: logged, not dropped)';
 }
 
+/** "rule x (file:line:col), tier t": what decided a verdict or a half of one. */
+function decidedBy(v: Verdict | EgressVerdict): string {
+  const rule = v.rule !== undefined ? `rule ${v.rule}${v.at ? ` (${v.at.file}:${v.at.line}:${v.at.col})` : ''}, ` : '';
+  return `${rule}tier ${v.tier}`;
+}
+
 function verdictLines(v: Verdict, toAppId: string, shown: (text: string) => string): string {
   const name = v.portName !== undefined ? ` (${v.portName})` : '';
-  const rule = v.rule !== undefined ? `rule ${v.rule}${v.at ? ` (${v.at.file}:${v.at.line}:${v.at.col})` : ''}, ` : '';
-  const head = `${v.source} → ${toAppId} on ${v.hostId}:${v.hostPort}/${v.protocol}${name}: ${decisionText(v)} — ${rule}tier ${v.tier}`;
+  const head = `${v.source} → ${toAppId} on ${v.hostId}:${v.hostPort}/${v.protocol}${name}: ${decisionText(v)} — ${decidedBy(v)}`;
   return shown(`${head}\n    ${v.reason}\n`);
+}
+
+const DENIED_AT = { source: 'at the source host (egress)', destination: 'at the destination host' } as const;
+
+function pairDecision(p: PairVerdict): string {
+  if (p.deniedAt === undefined) return 'ALLOW';
+  return `DENY ${DENIED_AT[p.deniedAt]}${p.enforced ? '' : ': would be dropped (audit)'}`;
+}
+
+function halfDecision(v: Verdict | EgressVerdict): string {
+  if (v.decision === 'allow') return 'ALLOW';
+  return v.enforced ? 'DENY' : 'DENY (would be dropped (audit))';
+}
+
+/** A task pair: the combined verdict, then each half with what decided it and why. */
+function pairLines(p: PairVerdict, toAppId: string, shown: (text: string) => string): string {
+  const name = p.portName !== undefined ? ` (${p.portName})` : '';
+  const head = `task ${p.sourceTaskId} of ${p.sourceAppId} on ${p.sourceHostId} (${p.source}) → ${toAppId} on ${p.hostId}:${p.hostPort}/${p.protocol}${name}: ${pairDecision(p)}`;
+  const egress = `    egress at ${p.sourceHostId}: ${halfDecision(p.egress)} — ${decidedBy(p.egress)}\n        ${p.egress.reason}`;
+  const dest = `    destination ${p.hostId}: ${halfDecision(p.destination)} — ${decidedBy(p.destination)}\n        ${p.destination.reason}`;
+  return shown(`${head}\n${egress}\n${dest}\n`);
+}
+
+function summary(verdicts: readonly { decision: 'allow' | 'deny'; deniedAt?: 'source' | 'destination' }[], perHalf: boolean): string {
+  const allowed = verdicts.filter((v) => v.decision === 'allow').length;
+  const denied = verdicts.length - allowed;
+  const source = verdicts.filter((v) => v.deniedAt === 'source').length;
+  const where = perHalf && denied > 0 ? ` (${source} at the source host, ${denied - source} at the destination host)` : '';
+  return `${plural(allowed, 'connection')} allowed, ${denied} denied${where}\n`;
 }
 
 export const explainCommand: Command = {
@@ -104,22 +146,45 @@ export const explainCommand: Command = {
       io.stderr('portcullis explain: cannot answer; fix the errors above (portcullis check lists them all)\n');
       return EXIT_INPUT_ERROR;
     }
-    const note = await policyDriftNote(values.controller, () => compile(policy.loaded.policy, inventory.loaded.cluster).states);
-    if (note !== '') io.stderr(note);
+    const drift = await policyDriftNote(values.controller, () => compile(policy.loaded.policy, inventory.loaded.cluster).states);
+    if (drift !== '') io.stderr(drift);
     const result = explain(policy.loaded.policy, inventory.loaded.cluster, query);
     if (!result.ok) {
       io.stderr(`portcullis explain: ${result.error}\n`);
       return EXIT_INPUT_ERROR;
     }
 
+    const egress = egressEnabled(policy.loaded.policy);
+    // What an address or an app without the egress half is judged by, in words.
+    const note =
+      'address' in query.from
+        ? egress
+          ? `${query.from.address} is an address, not a task: judged at the destination host only (egress checks the tasks of apps; ask with --from /app for an app's tasks)`
+          : undefined
+        : egress
+          ? undefined
+          : `egress is off (defaults.egress: false): the tasks of ${query.from.appId} are judged by their host addresses at the destination only`;
     if (format === 'json') {
-      io.stdout(JSON.stringify({ query, mode: policy.loaded.policy.defaults.mode, verdicts: result.verdicts }, null, 2) + '\n');
+      const body = {
+        query,
+        mode: policy.loaded.policy.defaults.mode,
+        egress,
+        ...(note !== undefined ? { note } : {}),
+        verdicts: result.verdicts,
+        ...(result.pairs ? { pairs: result.pairs } : {}),
+      };
+      io.stdout(JSON.stringify(body, null, 2) + '\n');
       return EXIT_OK;
     }
     const shown = relativizer(io);
-    io.stdout(result.verdicts.map((v) => verdictLines(v, query.toAppId, shown)).join(''));
-    const allowed = result.verdicts.filter((v) => v.decision === 'allow').length;
-    io.stdout(`${plural(allowed, 'connection')} allowed, ${result.verdicts.length - allowed} denied\n`);
+    if (note !== undefined) io.stdout(`${note}\n`);
+    if (result.pairs) {
+      io.stdout(result.pairs.map((p) => pairLines(p, query.toAppId, shown)).join(''));
+      io.stdout(summary(result.pairs, true));
+    } else {
+      io.stdout(result.verdicts.map((v) => verdictLines(v, query.toAppId, shown)).join(''));
+      io.stdout(summary(result.verdicts, false));
+    }
     return EXIT_OK;
   },
 };
