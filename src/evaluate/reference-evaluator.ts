@@ -195,11 +195,15 @@ export function explain(policy: Policy, cluster: ClusterState, query: ExplainQue
     return { ok: false, error: `app '${app.id}' has no task port matching '${query.port}' (${why})` };
   }
   const verdicts: Verdict[] = [];
+  /** The port index behind each verdict (an owner of the claim, for the egress half). */
+  const portIndex = new Map<Verdict, number>();
   for (const source of sources) {
     for (const { task, index } of selected) {
       for (const protocol of new Set(app.ports[index]!.protocols)) {
         if (query.protocol !== undefined && protocol !== query.protocol) continue;
-        verdicts.push(evaluateConnection(policy, cluster, { source, task, portIndex: index, protocol }));
+        const v = evaluateConnection(policy, cluster, { source, task, portIndex: index, protocol });
+        verdicts.push(v);
+        portIndex.set(v, index);
       }
     }
   }
@@ -209,7 +213,7 @@ export function explain(policy: Policy, cluster: ClusterState, query: ExplainQue
   const key = (v: Verdict) => [v.source, v.hostId, String(v.hostPort).padStart(5, '0'), v.protocol, v.taskId].join('\u0000');
   verdicts.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
   if ('address' in query.from || !egressEnabled(policy)) return { ok: true, verdicts };
-  const pairs = taskPairs(policy, cluster, query.from.appId, verdicts);
+  const pairs = taskPairs(policy, cluster, query.from.appId, verdicts, portIndex);
   if (pairs.length === 0) {
     return { ok: false, error: `the hosts of '${query.from.appId}' and of '${app.id}' have no address family in common: no task of one can reach the other` };
   }
@@ -219,9 +223,16 @@ export function explain(policy: Policy, cluster: ClusterState, query: ExplainQue
 /**
  * The verdicts per (source task, source address, destination verdict): both halves, for every
  * task of `appId` on a known host and every address of its host whose family the destination
- * host has too. `verdicts` are the destination-side verdicts of every source address.
+ * host has too. `verdicts` are the destination-side verdicts of every source address, with the
+ * port index behind each in `portIndex`.
  */
-function taskPairs(policy: Policy, cluster: ClusterState, appId: string, verdicts: readonly Verdict[]): PairVerdict[] {
+function taskPairs(
+  policy: Policy,
+  cluster: ClusterState,
+  appId: string,
+  verdicts: readonly Verdict[],
+  portIndex: ReadonlyMap<Verdict, number>,
+): PairVerdict[] {
   const audit = policy.defaults.mode === 'audit';
   const pairs: PairVerdict[] = [];
   const sourceTasks = cluster.tasks.filter((t) => t.appId === appId && cluster.hosts.some((h) => h.id === t.hostId));
@@ -231,7 +242,6 @@ function taskPairs(policy: Policy, cluster: ClusterState, appId: string, verdict
       for (const destination of verdicts) {
         if (destination.source !== address) continue;
         if (!hostIps(cluster, destination.hostId).some((ip) => ipFamily(ip) === family)) continue;
-        const destTask = cluster.tasks.find((t) => t.id === destination.taskId)!;
         const egress = egressVerdict(policy, cluster, {
           appId,
           sourceHostId: st.hostId,
@@ -239,7 +249,7 @@ function taskPairs(policy: Policy, cluster: ClusterState, appId: string, verdict
           protocol: destination.protocol,
           hostPort: destination.hostPort,
           family,
-          prefer: { taskId: destTask.id, portIndex: destTask.hostPorts.indexOf(destination.hostPort) },
+          prefer: { taskId: destination.taskId, portIndex: portIndex.get(destination)! },
         });
         const deniedAt = egress.decision === 'deny' ? 'source' : destination.decision === 'deny' ? 'destination' : undefined;
         pairs.push({
