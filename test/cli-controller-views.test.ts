@@ -106,7 +106,7 @@ describe('explain, diff and check against the live cluster', () => {
     const local = await cli(['explain', '--inventory', inventoryFile, ...argv]);
     expect(remote.code, remote.err).toBe(0);
     expect(remote.out).toBe(local.out);
-    expect(remote.out).toMatch(/^10\.0\.1\.11 → \/shop\/api on 10\.0\.1\.12:31100\/tcp \(http\): ALLOW — rule web-to-api/m);
+    expect(remote.out).toMatch(/^task \S+ of \/shop\/web on 10\.0\.1\.11 \(10\.0\.1\.11\) → \/shop\/api on 10\.0\.1\.12:31100\/tcp \(http\): ALLOW\n {4}egress at 10\.0\.1\.11: ALLOW — rule web-to-api.*\n.*\n {4}destination 10\.0\.1\.12: ALLOW — rule web-to-api/m);
     expect(remote.err).toBe('');
   });
 
