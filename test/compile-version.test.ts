@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/compile/compile.js';
-import { SET_KINDS, type SetContents, type SetKind } from '../src/compile/desired-state.js';
+import { EGRESS_KINDS, INGRESS_KINDS, SET_KINDS, type SetContents, type SetKind } from '../src/compile/desired-state.js';
 import { IncrementalCompiler } from '../src/compile/incremental-compiler.js';
 import { HostVersions, stateVersion, type ClaimChange } from '../src/compile/state-version.js';
 import type { Mode } from '../src/policy/policy-model.js';
@@ -22,7 +22,7 @@ const ALLOW: readonly SetKind[] = ['allow-ip4', 'allow-net4', 'allow-ip6', 'allo
 function referenceVersion(mode: Mode, sets: SetContents): string {
   const h = createHash('sha256').update(`portcullis-state-v2\n${mode}\n`);
   const groups = new Map<string, string[][]>();
-  for (const kind of SET_KINDS) {
+  for (const kind of INGRESS_KINDS) {
     const members = sets[kind];
     h.update(`#${kind} ${members.length}\n`);
     const k = ALLOW.indexOf(kind);
@@ -48,6 +48,13 @@ function referenceVersion(mode: Mode, sets: SetContents): string {
     sum = (sum + BigInt(`0x${g}`)) % 2n ** 256n;
   }
   h.update(`#allow ${sum.toString(16).padStart(64, '0')}\n`);
+  if (EGRESS_KINDS.some((kind) => sets[kind].length > 0)) {
+    let egress = 0n;
+    for (const kind of EGRESS_KINDS) {
+      for (const m of sets[kind]) egress = (egress + BigInt(`0x${createHash('sha256').update(`${kind}\n${m}`).digest('hex')}`)) % 2n ** 256n;
+    }
+    h.update(`#egress ${egress.toString(16).padStart(64, '0')}\n`);
+  }
   return h.digest('hex').slice(0, 16);
 }
 
@@ -93,6 +100,30 @@ describe('state version', () => {
     const odd = (m: string) => ({ ...listsOf(new Map(), []), 'allow-ip4': [m] });
     expect(stateVersion('enforce', odd('10.0.0.1'))).toBe(referenceVersion('enforce', odd('10.0.0.1')));
     expect(stateVersion('enforce', odd('10.0.0.1'))).not.toBe(stateVersion('enforce', odd('10.0.0.1,')));
+  });
+
+  it('versions egress members by the "#egress" line, and a state without any as before egress', () => {
+    const egressArb = fc.record({
+      task: fc.uniqueArray(fc.constantFrom('/a|t1', '/a|t2', '/b|t3'), { maxLength: 3 }),
+      managed: fc.uniqueArray(ip4.map((a) => `${a},tcp:31000`), { maxLength: 8 }),
+      allowed: fc.uniqueArray(ip4.map((a) => `/a|${a},tcp:31000`), { maxLength: 8 }),
+    });
+    fc.assert(
+      fc.property(fc.array(fc.tuple(suffixArb, setArb), { maxLength: 3 }), egressArb, (claims, e) => {
+        const sets = { ...listsOf(new Map(claims), ['31001']), 'egress-task': e.task.sort(), 'egress-managed4': e.managed.sort(), 'egress-ip4': e.allowed.sort() };
+        expect(stateVersion('enforce', sets)).toBe(referenceVersion('enforce', sets));
+      }),
+      { numRuns: 100, seed: 10 },
+    );
+    // Without egress members the version is the one pinned below (unchanged by the egress kinds).
+    const plain = listsOf(new Map([[',tcp:31000', { texts: [['10.0.0.5', '10.0.0.10'], ['10.1.0.0/16'], [], ['fd00::/8']] }]]), ['31000']);
+    expect(stateVersion('enforce', plain)).toBe('c063121e12c169a0');
+    const withEgress = { ...plain, 'egress-task': ['/a|t1'] };
+    expect(stateVersion('enforce', withEgress)).not.toBe('c063121e12c169a0');
+    // Kind and member both count: the same text in another egress kind is another version.
+    expect(stateVersion('enforce', { ...plain, 'egress-managed4': ['10.0.0.1,tcp:1'] })).not.toBe(
+      stateVersion('enforce', { ...plain, 'egress-managed6': ['10.0.0.1,tcp:1'] }),
+    );
   });
 
   it('pins the version of one state (a change of the definition must be deliberate)', () => {

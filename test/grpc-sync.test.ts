@@ -6,7 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SyncClient, type SyncClientEvent } from '../agent/sync-client.js';
-import type { DesiredState } from '../src/compile/desired-state.js';
+import { SET_KINDS, type DesiredState } from '../src/compile/desired-state.js';
 import { applyDelta } from '../src/compile/state-delta.js';
 import { loadSyncProto, type AgentMessage__Output, type ControllerMessage, type ControllerMessage__Output } from '../src/grpc/proto.js';
 import { SyncService, type SyncServiceOptions } from '../src/grpc/sync-service.js';
@@ -85,7 +85,7 @@ describe('SyncService + SyncClient', () => {
     await waitFor('snapshot', () => stateMessages(stream).length === 1);
     const snapshot = stream.messages[0]?.snapshot;
     expect(snapshot?.seq).toBe(1);
-    expect(snapshot?.sets).toHaveLength(8);
+    expect(snapshot?.sets).toHaveLength(SET_KINDS.length);
     expect(stateFromSnapshot('host-a', snapshot!)).toEqual(s1);
   });
 

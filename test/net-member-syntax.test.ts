@@ -63,15 +63,21 @@ function refCheck(kind: SetKind, member: string): string | undefined {
     case 'failsafe-udp':
       return refIsPort(member) ? undefined : 'expected a port number 0..65535';
     case 'allow-ip4':
+    case 'egress-managed4':
       return refPair(member, refIsIPv4, 'an IPv4 address');
     case 'allow-ip6':
+    case 'egress-managed6':
       return refPair(member, refIsIPv6, 'an IPv6 address');
     case 'allow-net4':
       return refPair(member, (s) => refIsCidr(s, 4), 'an IPv4 CIDR');
     case 'allow-net6':
       return refPair(member, (s) => refIsCidr(s, 6), 'an IPv6 CIDR');
+    default:
+      throw new Error(`no reference for ${kind}`);
   }
 }
+/** The kinds the regex reference covers (the egress "<app id>|" forms have their own table below). */
+const REF_KINDS = SET_KINDS.filter((k) => k !== 'egress-task' && k !== 'egress-ip4' && k !== 'egress-ip6');
 function refValidate(kind: SetKind, member: string): string | undefined {
   const error = refCheck(kind, member);
   return error === undefined ? undefined : `invalid ${kind} member ${JSON.stringify(member)}: ${error}`;
@@ -103,7 +109,7 @@ function tableCases(): { kind: SetKind; member: string }[] {
   for (const port of ['0', '1', '00', '01', '80', '65535', '65536', '99999', '100000', '-1', '+1', '1e3', ' 80', '80 ', '80\n', '８０', '0x50']) members.add(port);
   members.add('1'.repeat(64));
   members.add(`10.0.0.1,tcp:${'1'.repeat(60)}`);
-  return SET_KINDS.flatMap((kind) => [...members].map((member) => ({ kind, member })));
+  return REF_KINDS.flatMap((kind) => [...members].map((member) => ({ kind, member })));
 }
 
 describe('validate-member scanner = the regex reference', () => {
@@ -113,7 +119,7 @@ describe('validate-member scanner = the regex reference', () => {
     const disagreements = cases.filter(({ kind, member }) => validateMember(kind, member) !== refValidate(kind, member));
     expect(disagreements.slice(0, 10)).toEqual([]);
     // The table exercises both outcomes in every kind.
-    for (const kind of SET_KINDS) {
+    for (const kind of REF_KINDS) {
       const kindCases = cases.filter((c) => c.kind === kind);
       expect(kindCases.some((c) => validateMember(kind, c.member) === undefined)).toBe(true);
       expect(kindCases.some((c) => validateMember(kind, c.member) !== undefined)).toBe(true);
@@ -143,7 +149,7 @@ describe('validate-member scanner = the regex reference', () => {
 
   it('agrees on random members of every kind', () => {
     fc.assert(
-      fc.property(fc.constantFrom(...SET_KINDS), fc.oneof(member, text), (kind, m) => {
+      fc.property(fc.constantFrom(...REF_KINDS), fc.oneof(member, text), (kind, m) => {
         expect(validateMember(kind, m)).toBe(refValidate(kind, m));
       }),
       { numRuns: 20_000 },
@@ -186,5 +192,38 @@ describe('validate-member scanner = the regex reference', () => {
       test.mockRestore();
     }
     expect(validateMember('allow-ip4', '10.0.0.1,tcp:99999')).toBeDefined();
+  });
+});
+
+describe('egress members ("<app id>|...")', () => {
+  const cases: { kind: SetKind; member: string; ok: boolean }[] = [
+    { kind: 'egress-task', member: '/shop/web|shop_web.3f2a-11ee', ok: true },
+    { kind: 'egress-task', member: '/Shop/Web_1|t', ok: true },
+    { kind: 'egress-task', member: 'shop/web|t1', ok: false }, // not absolute
+    { kind: 'egress-task', member: '/|t1', ok: false },
+    { kind: 'egress-task', member: '/shop/web|', ok: false },
+    { kind: 'egress-task', member: '/shop/web', ok: false },
+    { kind: 'egress-task', member: '/shop/web|t/1', ok: false },
+    { kind: 'egress-task', member: '/shop web|t1', ok: false },
+    { kind: 'egress-task', member: '/shop/web|t1\nadd x', ok: false },
+    { kind: 'egress-task', member: '/shop/web|t|1', ok: false },
+    { kind: 'egress-task', member: `/${'a'.repeat(512)}|${'t'.repeat(255)}`, ok: true },
+    { kind: 'egress-task', member: `/${'a'.repeat(513)}|t`, ok: false },
+    { kind: 'egress-task', member: `/a|${'t'.repeat(256)}`, ok: false },
+    { kind: 'egress-ip4', member: '/shop/web|10.0.0.1,tcp:31000', ok: true },
+    { kind: 'egress-ip4', member: '/shop/web|10.0.0.1,tcp:99999', ok: false },
+    { kind: 'egress-ip4', member: '/shop/web|fd00::1,tcp:80', ok: false },
+    { kind: 'egress-ip4', member: '/shop/web|10.0.0.0/24,tcp:80', ok: false },
+    { kind: 'egress-ip4', member: '10.0.0.1,tcp:80', ok: false },
+    { kind: 'egress-ip6', member: '/shop/web|fd00::1,udp:53', ok: true },
+    { kind: 'egress-ip6', member: '/shop/web|10.0.0.1,udp:53', ok: false },
+    { kind: 'egress-managed4', member: '10.0.0.1,tcp:31000', ok: true },
+    { kind: 'egress-managed4', member: '/shop/web|10.0.0.1,tcp:31000', ok: false },
+    { kind: 'egress-managed6', member: 'fd00::1,tcp:31000', ok: true },
+  ];
+  it.each(cases)('$kind $member → ok=$ok', ({ kind, member, ok }) => {
+    const error = validateMember(kind, member);
+    if (ok) expect(error).toBeUndefined();
+    else expect(error).toMatch(new RegExp(`^invalid ${kind} member `));
   });
 });

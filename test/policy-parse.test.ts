@@ -16,15 +16,18 @@ const GROUPS = 'groups:\n  web: { apps: ["/shop/web"] }\n  api: { apps: ["/shop/
 describe('parsePolicy on valid input', () => {
   const cases: { name: string; text: string; pick: (p: Policy) => unknown; want: unknown }[] = [
     { name: "a file holding only 'version: 1' gives the defaults", text: 'version: 1\n', pick: (p) => p, want: {
-      defaults: { mode: 'enforce', action: 'deny', failsafe: [{ protocol: 'tcp', port: 22 }] },
+      defaults: { mode: 'enforce', action: 'deny', failsafe: [{ protocol: 'tcp', port: 22 }], egress: true },
       networks: [], groups: [], rules: [], guardrails: { sources: null, targets: null, deny: [] },
     } },
     { name: 'a placeholder file, version 1 and comments', text: '# nothing yet\nversion: 1\n', pick: (p) => p.rules, want: [] },
     { name: 'defaults, failsafe sorted and deduplicated', text: 'defaults:\n  mode: audit\n  action: allow\n  failsafe: [udp/53, tcp/7443, tcp/22, tcp/22]\n',
       pick: (p) => p.defaults, want: { mode: 'audit', action: 'allow', failsafe: [
-        { protocol: 'tcp', port: 22 }, { protocol: 'tcp', port: 7443 }, { protocol: 'udp', port: 53 }] } },
+        { protocol: 'tcp', port: 22 }, { protocol: 'tcp', port: 7443 }, { protocol: 'udp', port: 53 }], egress: true } },
+    { name: 'egress off', text: 'defaults:\n  egress: off\n', pick: (p) => p.defaults.egress, want: false },
+    { name: 'egress false (a YAML boolean reads the same)', text: 'defaults:\n  egress: false\n', pick: (p) => p.defaults.egress, want: false },
+    { name: 'egress on', text: 'defaults:\n  egress: on\n', pick: (p) => p.defaults.egress, want: true },
     { name: 'partial defaults keep the other defaults', text: 'defaults:\n  mode: audit\n',
-      pick: (p) => p.defaults, want: { mode: 'audit', action: 'deny', failsafe: [{ protocol: 'tcp', port: 22 }] } },
+      pick: (p) => p.defaults, want: { mode: 'audit', action: 'deny', failsafe: [{ protocol: 'tcp', port: 22 }], egress: true } },
     { name: 'canonical IPv4 and IPv6 CIDRs, single addresses', text:
       'networks:\n  n:\n    cidrs: [10.20.0.0/24, "FD00:0020:0000::/64", 10.1.1.1, "2001:DB8:0:0:1:0:0:1", "::/0", 0.0.0.0/0, "fd00::1:0:0:0:0"]\n',
       pick: (p) => p.networks[0]!.cidrs,
@@ -146,7 +149,7 @@ describe('parsePolicy on empty sections', () => {
   it('treats sections left empty as empty', () => {
     const { policy } = ok('defaults:\nnetworks:\ngroups:\nrules:\nguardrails:\n');
     expect(policy.rules).toEqual([]);
-    expect(policy.defaults).toEqual({ mode: 'enforce', action: 'deny', failsafe: [{ protocol: 'tcp', port: 22 }] });
+    expect(policy.defaults).toEqual({ mode: 'enforce', action: 'deny', failsafe: [{ protocol: 'tcp', port: 22 }], egress: true });
     expect(policy.guardrails).toEqual({ sources: null, targets: null, deny: [] });
   });
 });

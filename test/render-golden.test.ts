@@ -7,7 +7,7 @@
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { DesiredState, SetContents, SetKind } from '../src/compile/desired-state.js';
+import { emptySets, type DesiredState, type SetContents, type SetKind } from '../src/compile/desired-state.js';
 import type { Family } from '../src/net/family.js';
 import { renderChains } from '../src/render/render-chains.js';
 import { renderIpsetRestore, validateMember } from '../src/render/render-ipsets.js';
@@ -59,6 +59,7 @@ function stateWith(count: number, mode: 'enforce' | 'audit' = 'enforce'): Desire
   const ip4 = Array.from({ length: count }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255},tcp:31000`);
   const ip6 = Array.from({ length: count }, (_, i) => `fd00::${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)},udp:31001`);
   const sets: SetContents = {
+    ...emptySets(),
     'managed-tcp': ['31000'],
     'managed-udp': ['31001'],
     'failsafe-tcp': ['22'],

@@ -5,7 +5,7 @@
  * uninstall text removes everything we own and nothing else. Needs root.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DesiredState, SetContents } from '../src/compile/desired-state.js';
+import { emptySets, type DesiredState, type SetContents } from '../src/compile/desired-state.js';
 import { ENTRY_CHAIN, MANAGED_CHAIN, ipsetName, setKindsOf } from '../src/render/owned-names.js';
 import type { Family } from '../src/net/family.js';
 import { renderChains } from '../src/render/render-chains.js';
@@ -18,10 +18,7 @@ import { createTestNetwork, sweepStaleNamespaces, type TestNetwork } from './sup
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn('render-kernel.test.ts skipped: needs root for network namespaces');
 
-const EMPTY: SetContents = {
-  'managed-tcp': [], 'managed-udp': [], 'failsafe-tcp': [], 'failsafe-udp': [],
-  'allow-ip4': [], 'allow-net4': [], 'allow-ip6': [], 'allow-net6': [],
-};
+const EMPTY: SetContents = emptySets();
 
 function state(mode: 'enforce' | 'audit', sets: Partial<SetContents>, version = '00000000000000aa'): DesiredState {
   return { hostId: 'kernel-test', mode, sets: { ...EMPTY, ...sets }, version };

@@ -5,7 +5,7 @@
  * host port (filtered on the host port, before DNAT) and audit mode (logged, not dropped). Root only.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DesiredState, SetContents } from '../src/compile/desired-state.js';
+import { emptySets, type DesiredState, type SetContents } from '../src/compile/desired-state.js';
 import { applyRendered, saveTable } from './support/kernel-state.js';
 import { createTestNetwork, sweepStaleNamespaces, type TestNetwork } from './support/netns.js';
 import { probe, startListener, type ProbeProtocol, type ProbeVerdict } from './support/probe.js';
@@ -23,6 +23,7 @@ const UDP = 18053; // managed udp, host 1 allowed through allow-net
 
 function hostState(mode: 'enforce' | 'audit'): DesiredState {
   const sets: SetContents = {
+    ...emptySets(),
     'managed-tcp': [String(ALLOWED), String(DENIED), String(FAILSAFE), String(BRIDGED)],
     'managed-udp': [String(UDP)],
     'failsafe-tcp': [String(FAILSAFE)],

@@ -10,6 +10,14 @@
  *   allow-ip4 / allow-ip6:   "<address>,<proto>:<port>"       e.g. "10.0.1.5,tcp:31000"
  *   allow-net4 / allow-net6: "<cidr>,<proto>:<port>"          e.g. "10.0.100.0/24,udp:53"
  * A source that is one address (/32, /128) goes in allow-ip*, any other prefix in allow-net*.
+ *
+ * Egress (per-app sources, enforced by the agent of the source host; docs/architecture.md, "Egress"):
+ *   egress-task:                   "<app id>|<task id>"              every mapped task of THIS host
+ *   egress-managed4 / 6:           "<address>,<proto>:<port>"        every managed destination of the cluster
+ *   egress-ip4 / egress-ip6:       "<app id>|<address>,<proto>:<port>"  what a local app may reach
+ * An app id in a member is '/' and 1-512 of [A-Za-z0-9._/-]; a task id 1-255 of [A-Za-z0-9_.-]
+ * (src/net/member-syntax.ts): a task whose ids are not is left out (and reported). Every app of
+ * egress-ip* has a task in egress-task. With `defaults.egress: false` the egress kinds are empty.
  */
 import type { Mode } from '../policy/policy-model.js';
 
@@ -22,12 +30,24 @@ export const SET_KINDS = [
   'allow-net4',
   'allow-ip6',
   'allow-net6',
+  'egress-task',
+  'egress-managed4',
+  'egress-managed6',
+  'egress-ip4',
+  'egress-ip6',
 ] as const;
 export type SetKind = (typeof SET_KINDS)[number];
 
 /** The kinds whose members are "<source>,<proto>:<port>", in SET_KINDS order. */
 export const ALLOW_KINDS = ['allow-ip4', 'allow-net4', 'allow-ip6', 'allow-net6'] as const satisfies readonly SetKind[];
 export type AllowKind = (typeof ALLOW_KINDS)[number];
+
+/** The destination-side kinds: every kind a state had before egress (what an agent without egress support reads). */
+export const INGRESS_KINDS = SET_KINDS.slice(0, 8) as readonly SetKind[];
+
+/** The egress kinds, in SET_KINDS order. */
+export const EGRESS_KINDS = ['egress-task', 'egress-managed4', 'egress-managed6', 'egress-ip4', 'egress-ip6'] as const satisfies readonly SetKind[];
+export type EgressKind = (typeof EGRESS_KINDS)[number];
 
 export type SetContents = Readonly<Record<SetKind, readonly string[]>>;
 
@@ -37,4 +57,9 @@ export interface DesiredState {
   readonly sets: SetContents;
   /** Content hash of {mode, sets}: 16 lowercase hex characters. */
   readonly version: string;
+}
+
+/** Fresh empty lists of every kind. */
+export function emptySets(): Record<SetKind, string[]> {
+  return Object.fromEntries(SET_KINDS.map((kind) => [kind, []])) as unknown as Record<SetKind, string[]>;
 }

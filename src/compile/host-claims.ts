@@ -19,7 +19,7 @@ import type { App, Task } from '../inventory/cluster-state.js';
 import type { Policy, Protocol, RuleDef } from '../policy/policy-model.js';
 import type { AddressSet } from './address-set.js';
 import type { CompileReport } from './compile-report.js';
-import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
+import { SET_KINDS, emptySets, type DesiredState, type SetKind } from './desired-state.js';
 import { memberSuffix } from '../net/member.js';
 import { MemberEmitter, type PortClaim, type SourceTexts } from './emit-members.js';
 import { HostVersions } from './state-version.js';
@@ -276,6 +276,7 @@ export function hostStates(
   for (const [hostId, claims] of claimsOfHost) {
     const managed = (protocol: Protocol) => managedPorts(claims, protocol);
     const sets: Record<SetKind, string[]> = {
+      ...emptySets(),
       'managed-tcp': managed('tcp'),
       'managed-udp': managed('udp'),
       'failsafe-tcp': [...constants.failsafeTcp],

@@ -11,6 +11,7 @@
  *   for managed-tcp, managed-udp, failsafe-tcp, failsafe-udp:   "#<kind> <count>\n" <members>
  *   for allow-ip4, allow-net4, allow-ip6, allow-net6:           "#<kind> <count>\n"
  *   "#allow " <sum> "\n"
+ *   "#egress " <egress sum> "\n"          only when some egress kind has a member
  *
  * (the kinds in SET_KINDS order), where <members> is every member of the (short) list followed
  * by '\n', and <sum> is 64 lowercase hex of a 256-bit multiset hash of the (long) allow lists:
@@ -29,6 +30,13 @@
  * string order, because ',' sorts below every character of an address or a CIDR: members with
  * one suffix sort as their sources do. Members never contain a newline (desired-state.ts), and
  * the counts frame every kind.
+ *
+ * <egress sum> is 64 lowercase hex of SUM over every member m of every egress kind k of
+ * sha256(<k> "\n" <m>) read as a big-endian 256-bit integer (mod 2^256): one term per member, so
+ * a list shared by many hosts (egress-managed*, a local app's egress-ip*) is summed once and a
+ * change costs its changed members (`egressListSum` caches the sum per list object). A state
+ * without egress members has the version it had before egress existed, which is also the version
+ * an agent without egress support is sent (the controller strips the egress kinds for it).
  *
  * Why additive and never XOR: an XOR multiset hash cancels equal terms and falls to linear
  * algebra over GF(2) (from a few hundred candidate groups, Gaussian elimination finds a set of
@@ -51,11 +59,11 @@
  */
 import { hash } from 'node:crypto';
 import type { Mode } from '../policy/policy-model.js';
-import { ALLOW_KINDS, SET_KINDS, type SetContents, type SetKind } from './desired-state.js';
+import { ALLOW_KINDS, EGRESS_KINDS, INGRESS_KINDS, type SetContents, type SetKind } from './desired-state.js';
 import { patchMemberList } from './member-lists.js';
 
 /** The short kinds, whose members the header lists (SET_KINDS order; they precede the allow kinds). */
-const LISTED_KINDS: readonly SetKind[] = SET_KINDS.filter((k) => !(ALLOW_KINDS as readonly SetKind[]).includes(k));
+const LISTED_KINDS: readonly SetKind[] = INGRESS_KINDS.filter((k) => !(ALLOW_KINDS as readonly SetKind[]).includes(k));
 
 /**
  * 256-bit numbers mod 2^256 as 8 big-endian 32-bit limbs in a Uint32Array (plain number
@@ -137,11 +145,31 @@ function listedText(mode: Mode, sets: SetContents): string {
   return text;
 }
 
-/** The version from the listed part of the header and the allow sum (as 64 hex). */
+const egressSums = new WeakMap<readonly string[], Uint32Array>();
+
+/** The egress sum of one list of `kind` (see the header); cached per list object (lists are immutable). */
+export function egressListSum(kind: SetKind, list: readonly string[]): Uint32Array {
+  let sum = egressSums.get(list);
+  if (sum) return sum;
+  sum = new Uint32Array(LIMBS);
+  for (const m of list) addInto(sum, fromHex(sha256Hex(`${kind}\n${m}`)), 1);
+  egressSums.set(list, sum);
+  return sum;
+}
+
+/** The "#egress" header line, '' when every egress kind is empty. */
+function egressLine(sets: SetContents): string {
+  if (EGRESS_KINDS.every((kind) => sets[kind].length === 0)) return '';
+  const sum = new Uint32Array(LIMBS);
+  for (const kind of EGRESS_KINDS) if (sets[kind].length > 0) addInto(sum, egressListSum(kind, sets[kind]), 1);
+  return `#egress ${toHex(sum)}\n`;
+}
+
+/** The version from the listed part of the header, the allow sum (as 64 hex) and the egress lists. */
 function versionOf(listed: string, sets: SetContents, sumHex: string): string {
   let text = listed;
   for (const kind of ALLOW_KINDS) text += `#${kind} ${sets[kind].length}\n`;
-  return sha256Hex(`${text}#allow ${sumHex}\n`).slice(0, 16);
+  return sha256Hex(`${text}#allow ${sumHex}\n${egressLine(sets)}`).slice(0, 16);
 }
 
 /** The version of {mode, sets}, from the members alone (the definition; see the header). */
@@ -276,13 +304,13 @@ export class HostVersions<S extends object> {
 /**
  * The version of releases before v2: the first 16 hex of sha256 over `portcullis-state-v1\n`,
  * the mode and '\n', then per kind in SET_KINDS order `#<kind> <count>\n` and every member
- * followed by '\n'. Nothing is versioned with it any more; it is kept only so that an upgraded
+ * followed by '\n' (the kinds before egress existed; a v1 state has no egress member). Nothing is versioned with it any more; it is kept only so that an upgraded
  * agent still trusts the state an older release saved on its disk (agent/state-store.ts: the
  * state is re-versioned as it is read, so fail-static survives the upgrade).
  */
 export function stateVersionV1(mode: Mode, sets: SetContents): string {
   const parts = [`portcullis-state-v1\n${mode}\n`];
-  for (const kind of SET_KINDS) {
+  for (const kind of INGRESS_KINDS) {
     const members = sets[kind];
     parts.push(`#${kind} ${members.length}\n`);
     if (members.length > 0) parts.push(`${members.join('\n')}\n`);

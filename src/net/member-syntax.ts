@@ -6,9 +6,15 @@
  *   port:        "<port>"                    0..65535, no leading zeros
  *   ip4 / ip6:   "<address>,<proto>:<port>"  proto tcp | udp
  *   net4 / net6: "<cidr>,<proto>:<port>"     prefix 0..32 / 0..128
+ *   egress-task: "<app id>|<task id>"
+ *   egress-ip4 / egress-ip6: "<app id>|" and an ip4 / ip6 member
+ * where an app id is '/' and 1-512 of [A-Za-z0-9._/-] and a task id 1-255 of [A-Za-z0-9_.-]
+ * (the ids are never written to the kernel: the agent names a local app's objects by a hash of
+ * its id, and matches a task by what the Mesos agent says of it; but they cross the wire and
+ * reach logs and pages, so only these characters pass).
  *
- * Accepted characters are digits, hex letters, `.`, `:`, `/`, `,` and the lower-case words
- * `tcp` / `udp`; everything else is refused. The checks are hand-written scanners over character
+ * Accepted characters (but in ids) are digits, hex letters, `.`, `:`, `/`, `,` and the lower-case
+ * words `tcp` / `udp`; everything else is refused. The checks are hand-written scanners over character
  * codes (no regex, no splitting on the accepting path): the agent validates every member of a
  * 100,000-member state. Decimals, dotted quads and IPv6 text are address.ts's scanners, the ones
  * the address parser reads canonical addresses with. What they accept is pinned, input for input,
@@ -17,7 +23,7 @@
 import { decimalAt, ipv4ValueAt, isIPv6At } from './address.js';
 import { ADDRESS_BITS, type Family } from './family.js';
 
-export type MemberForm = 'port' | 'ip4' | 'ip6' | 'net4' | 'net6';
+export type MemberForm = 'port' | 'ip4' | 'ip6' | 'net4' | 'net6' | 'egress-task' | 'egress-ip4' | 'egress-ip6';
 
 const SLASH = 47;
 
@@ -78,6 +84,50 @@ function checkPair(member: string, source: SourceCheck, what: string): string | 
 const isNet4: SourceCheck = (text, start, end) => isCidrRange(text, start, end, 4);
 const isNet6: SourceCheck = (text, start, end) => isCidrRange(text, start, end, 6);
 
+const MAX_APP_ID = 512;
+const MAX_TASK_ID = 255;
+/** The longest egress member: an app id, '|', and a task id or an ip6 member. */
+const MAX_EGRESS_MEMBER = 1 + MAX_APP_ID + 1 + MAX_TASK_ID;
+
+/** [A-Za-z0-9_.-], and '/' when `slash`. */
+function isIdChar(c: number, slash: boolean): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95 || c === 46 || c === 45 || (slash && c === SLASH);
+}
+
+function isIdRange(text: string, start: number, end: number, slash: boolean, max: number): boolean {
+  if (end - start < 1 || end - start > max) return false;
+  for (let i = start; i < end; i++) if (!isIdChar(text.charCodeAt(i), slash)) return false;
+  return true;
+}
+
+/** True when `id` may stand in an egress member as an app id. */
+export function isMemberAppId(id: string): boolean {
+  return typeof id === 'string' && id.charCodeAt(0) === SLASH && isIdRange(id, 1, id.length, true, MAX_APP_ID);
+}
+
+/** True when `id` may stand in an egress member as a task id. */
+export function isMemberTaskId(id: string): boolean {
+  return typeof id === 'string' && isIdRange(id, 0, id.length, false, MAX_TASK_ID);
+}
+
+/** The app id of an egress member (the text before its first '|'); '' when there is none. */
+export function egressAppOf(member: string): string {
+  const bar = member.indexOf('|');
+  return bar < 0 ? '' : member.slice(0, bar);
+}
+
+/** An egress member: "<app id>|" and what `rest` accepts (an error text or undefined). */
+function checkEgress(member: string, rest: (tail: string) => string | undefined): string | undefined {
+  if (typeof member !== 'string') return 'not a string';
+  if (member.length === 0 || member.length > MAX_EGRESS_MEMBER) return `empty or longer than ${MAX_EGRESS_MEMBER} characters`;
+  const bar = member.indexOf('|');
+  if (bar < 0) return 'expected "<app id>|..."';
+  if (member.charCodeAt(0) !== SLASH || !isIdRange(member, 1, bar, true, MAX_APP_ID)) {
+    return `app id ${JSON.stringify(member.slice(0, bar))} is not '/' and 1-${MAX_APP_ID} of [A-Za-z0-9._/-]`;
+  }
+  return rest(member.slice(bar + 1));
+}
+
 /** Why `member` is no member text of any form (not a string, empty, too long); undefined otherwise. */
 export function memberTextError(member: string): string | undefined {
   if (typeof member !== 'string') return 'not a string';
@@ -87,6 +137,12 @@ export function memberTextError(member: string): string | undefined {
 
 /** Why `member` is not a well-formed member of `form`; undefined when it is. */
 export function memberFormError(form: MemberForm, member: string): string | undefined {
+  if (form === 'egress-task') {
+    return checkEgress(member, (task) => (isMemberTaskId(task) ? undefined : `task id ${JSON.stringify(task)} is not 1-${MAX_TASK_ID} of [A-Za-z0-9_.-]`));
+  }
+  if (form === 'egress-ip4' || form === 'egress-ip6') {
+    return checkEgress(member, (rest) => memberFormError(form === 'egress-ip4' ? 'ip4' : 'ip6', rest));
+  }
   const textError = memberTextError(member);
   if (textError !== undefined) return textError;
   switch (form) {

@@ -43,7 +43,7 @@ export type ParseResult =
   | { readonly ok: true; readonly policy: Policy; readonly warnings: Diagnostic[]; readonly sites: PolicySites }
   | { readonly ok: false; readonly errors: Diagnostic[] };
 
-export const DEFAULT_DEFAULTS: Defaults = { mode: 'enforce', action: 'deny', failsafe: DEFAULT_FAILSAFE };
+export const DEFAULT_DEFAULTS: Defaults = { mode: 'enforce', action: 'deny', failsafe: DEFAULT_FAILSAFE, egress: true };
 
 type Kind = 'group' | 'network';
 

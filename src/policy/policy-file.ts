@@ -16,7 +16,7 @@ import type { RawGuardrailDeny, RawGuardrails, RawPolicyFile, RawRule } from './
 import { checkPortNumber, readNameRefs, readRule } from './policy-rule.js';
 
 export const TOP_LEVEL_KEYS = ['version', 'defaults', 'networks', 'groups', 'rules', 'guardrails'] as const;
-const DEFAULTS_KEYS = ['mode', 'action', 'failsafe'] as const;
+const DEFAULTS_KEYS = ['mode', 'action', 'failsafe', 'egress'] as const;
 const NETWORK_KEYS = ['cidrs', 'except'] as const;
 const GROUP_KEYS = ['apps', 'labels'] as const;
 const GUARDRAIL_KEYS = ['sources', 'targets', 'deny'] as const;
@@ -56,7 +56,7 @@ export function readPolicyFile(r: YamlReader, root: YamlNode | null): RawPolicyF
 
   const defaultsValue = defaultsEntry
     ? isEmptyValue(defaultsEntry.value)
-      ? { mode: 'enforce' as const, action: 'deny' as const, failsafe: DEFAULT_FAILSAFE }
+      ? { mode: 'enforce' as const, action: 'deny' as const, failsafe: DEFAULT_FAILSAFE, egress: true }
       : readDefaults(r, defaultsEntry.value)
     : undefined;
   const rules: RawRule[] = [];
@@ -114,7 +114,16 @@ function readDefaults(r: YamlReader, node: YamlNode | null): Defaults | undefine
       }
     }
   }
-  return { mode, action, failsafe };
+  let egress = true;
+  const egressEntry = m.get('egress');
+  if (egressEntry) {
+    const node = egressEntry.value;
+    const v = isScalar(node) ? node.value : undefined;
+    if (v === true || v === 'on') egress = true;
+    else if (v === false || v === 'off') egress = false;
+    else r.error(node, `'defaults.egress' must be on or off (per-app egress on the source host), found ${describe(node)}`);
+  }
+  return { mode, action, failsafe, egress };
 }
 
 function readPortRef(r: YamlReader, node: YamlNode | null): PortRef | undefined {

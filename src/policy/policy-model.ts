@@ -94,6 +94,11 @@ export interface Defaults {
   readonly action: DefaultAction;
   /** Never blocked, whatever the policy (sshd, the controller, the Mesos agent...). */
   readonly failsafe: readonly PortRef[];
+  /**
+   * Per-app egress: each agent also checks, on the source host, that a task's app may reach a
+   * managed destination (sources are apps, not only host addresses). Default true.
+   */
+  readonly egress: boolean;
 }
 
 export interface Policy {

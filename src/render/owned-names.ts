@@ -17,7 +17,8 @@ export const MANAGED_CHAIN = 'PCU-MANAGED';
 /** Suffix of the scratch set that `ipset restore` fills and swaps with the live one. */
 export const TMP_SUFFIX = '-tmp';
 
-const SET_BASE: Readonly<Record<SetKind, { readonly base: string; readonly family?: Family }>> = {
+/** The kinds rendered one set per kind (the egress kinds are rendered per local app: not here). */
+const SET_BASE: Readonly<Partial<Record<SetKind, { readonly base: string; readonly family?: Family }>>> = {
   'managed-tcp': { base: 'managed-tcp' },
   'managed-udp': { base: 'managed-udp' },
   'failsafe-tcp': { base: 'failsafe-tcp' },
@@ -31,6 +32,7 @@ const SET_BASE: Readonly<Record<SetKind, { readonly base: string; readonly famil
 /** The ipset that holds `kind` for `family`; undefined when the kind belongs to the other family. */
 export function ipsetName(kind: SetKind, family: Family): string | undefined {
   const def = SET_BASE[kind];
+  if (def === undefined) return undefined;
   if (def.family !== undefined && def.family !== family) return undefined;
   return SET_PREFIX[family] + def.base;
 }

@@ -14,6 +14,11 @@ const FORM_OF_KIND: ReadonlyMap<string, MemberForm> = new Map<SetKind, MemberFor
   ['allow-net4', 'net4'],
   ['allow-ip6', 'ip6'],
   ['allow-net6', 'net6'],
+  ['egress-task', 'egress-task'],
+  ['egress-managed4', 'ip4'],
+  ['egress-managed6', 'ip6'],
+  ['egress-ip4', 'egress-ip4'],
+  ['egress-ip6', 'egress-ip6'],
 ]);
 
 /** Error text when `member` is not a well-formed member of `kind`; undefined when it is. */

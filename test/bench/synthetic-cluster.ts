@@ -139,7 +139,7 @@ export function syntheticPolicy(size: SyntheticSize, seed = 2): Policy {
     rules.push({ name: `rule-${i}`, from, to: [to], ports, protocols: null, action, at });
   }
   return {
-    defaults: { mode: 'enforce', action: 'deny', failsafe: [{ protocol: 'tcp', port: 22 }] },
+    defaults: { mode: 'enforce', action: 'deny', failsafe: [{ protocol: 'tcp', port: 22 }], egress: true },
     networks,
     groups,
     rules,

@@ -85,6 +85,8 @@ export interface PolicyInput {
   readonly mode?: Mode;
   readonly action?: DefaultAction;
   readonly failsafe?: readonly PortRef[];
+  /** Per-app egress; default false here (the product's default is true) so that a test states it wants egress. */
+  readonly egress?: boolean;
   readonly networks?: readonly NetworkDef[];
   readonly groups?: readonly GroupDef[];
   readonly rules?: readonly (RuleDef | RuleInput)[];
@@ -93,7 +95,7 @@ export interface PolicyInput {
 
 export function policy(p: PolicyInput = {}): Policy {
   return {
-    defaults: { mode: p.mode ?? 'enforce', action: p.action ?? 'deny', failsafe: p.failsafe ?? [] },
+    defaults: { mode: p.mode ?? 'enforce', action: p.action ?? 'deny', failsafe: p.failsafe ?? [], egress: p.egress ?? false },
     networks: p.networks ?? [],
     groups: p.groups ?? [],
     rules: (p.rules ?? []).map((r, i) => ('at' in r ? r : rule(r, i))),

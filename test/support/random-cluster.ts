@@ -170,7 +170,7 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
     return {
       cluster: { hosts, apps, tasks },
       policy: {
-        defaults: { mode: r.mode, action: r.defaultAction, failsafe: r.failsafe },
+        defaults: { mode: r.mode, action: r.defaultAction, failsafe: r.failsafe, egress: false },
         networks: NETWORKS.map((name, i) => ({ name, ...r.networks[i]!, at: AT })),
         groups: GROUPS.map((name, i) => {
           const g = r.groups[i]!;
@@ -249,7 +249,7 @@ export function largeScenario(size: LargeScenarioSize): Scenario {
   return {
     cluster: { hosts, apps, tasks },
     policy: {
-      defaults: { mode: 'enforce', action: 'deny', failsafe: [{ protocol: 'tcp', port: 22 }] },
+      defaults: { mode: 'enforce', action: 'deny', failsafe: [{ protocol: 'tcp', port: 22 }], egress: false },
       networks: [{ name: 'office', cidrs: ['192.168.0.0/16', 'fd99::/16'], except: ['192.168.66.0/24'], at: AT }],
       groups,
       rules,

@@ -6,6 +6,7 @@ import type { AgentMessage as _portcullis_v1_AgentMessage, AgentMessage__Output 
 import type { ApplyError as _portcullis_v1_ApplyError, ApplyError__Output as _portcullis_v1_ApplyError__Output } from './portcullis/v1/ApplyError.js';
 import type { ControllerMessage as _portcullis_v1_ControllerMessage, ControllerMessage__Output as _portcullis_v1_ControllerMessage__Output } from './portcullis/v1/ControllerMessage.js';
 import type { Delta as _portcullis_v1_Delta, Delta__Output as _portcullis_v1_Delta__Output } from './portcullis/v1/Delta.js';
+import type { EgressStatus as _portcullis_v1_EgressStatus, EgressStatus__Output as _portcullis_v1_EgressStatus__Output } from './portcullis/v1/EgressStatus.js';
 import type { Hello as _portcullis_v1_Hello, Hello__Output as _portcullis_v1_Hello__Output } from './portcullis/v1/Hello.js';
 import type { Ping as _portcullis_v1_Ping, Ping__Output as _portcullis_v1_Ping__Output } from './portcullis/v1/Ping.js';
 import type { Pong as _portcullis_v1_Pong, Pong__Output as _portcullis_v1_Pong__Output } from './portcullis/v1/Pong.js';
@@ -26,6 +27,7 @@ export interface ProtoGrpcType {
       ApplyError: MessageTypeDefinition<_portcullis_v1_ApplyError, _portcullis_v1_ApplyError__Output>
       ControllerMessage: MessageTypeDefinition<_portcullis_v1_ControllerMessage, _portcullis_v1_ControllerMessage__Output>
       Delta: MessageTypeDefinition<_portcullis_v1_Delta, _portcullis_v1_Delta__Output>
+      EgressStatus: MessageTypeDefinition<_portcullis_v1_EgressStatus, _portcullis_v1_EgressStatus__Output>
       Hello: MessageTypeDefinition<_portcullis_v1_Hello, _portcullis_v1_Hello__Output>
       Ping: MessageTypeDefinition<_portcullis_v1_Ping, _portcullis_v1_Ping__Output>
       Pong: MessageTypeDefinition<_portcullis_v1_Pong, _portcullis_v1_Pong__Output>

@@ -1,13 +1,16 @@
 // Original file: proto/portcullis/v1/sync.proto
 
+import type { EgressStatus as _portcullis_v1_EgressStatus, EgressStatus__Output as _portcullis_v1_EgressStatus__Output } from '../../portcullis/v1/EgressStatus.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Ack {
   'version'?: (string);
   'seq'?: (number | string | Long);
+  'egress'?: (_portcullis_v1_EgressStatus | null);
 }
 
 export interface Ack__Output {
   'version': (string);
   'seq': (number);
+  'egress': (_portcullis_v1_EgressStatus__Output | null);
 }

@@ -1,11 +1,13 @@
 // Original file: proto/portcullis/v1/sync.proto
 
+import type { EgressStatus as _portcullis_v1_EgressStatus, EgressStatus__Output as _portcullis_v1_EgressStatus__Output } from '../../portcullis/v1/EgressStatus.js';
 
 export interface Hello {
   'hostId'?: (string);
   'addresses'?: (string)[];
   'agentVersion'?: (string);
   'appliedVersion'?: (string);
+  'egress'?: (_portcullis_v1_EgressStatus | null);
 }
 
 export interface Hello__Output {
@@ -13,4 +15,5 @@ export interface Hello__Output {
   'addresses': (string)[];
   'agentVersion': (string);
   'appliedVersion': (string);
+  'egress': (_portcullis_v1_EgressStatus__Output | null);
 }
