@@ -98,6 +98,20 @@ describe('portcullis explain', () => {
     expect(verdicts(r.out)).toEqual(['10.0.1.11 → /shop/db on node-3:31300/tcp (postgres): ALLOW — rule to-db (policies/shop/20-rules.yaml:30:5), tier policy']);
   });
 
+  it('with defaults.egress off answers per host address, as before issue 10, and says so', async () => {
+    const dir = policyCopy('egress-off', (t) => t.replace(/^  mode: enforce$/m, '  mode: enforce\n  egress: off'));
+    const r = await cli(['explain', '--policy', dir, '--inventory', batchInventory, '--from', '/shop/batch', '--to', '/shop/db', '--port', 'postgres']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out.split('\n')[0]).toBe('egress is off (defaults.egress: off): the tasks of /shop/batch are judged by their host addresses at the destination only');
+    expect(verdicts(r.out)).toEqual([
+      '10.0.1.11 → /shop/db on node-3:31300/tcp (postgres): ALLOW — rule to-db (policies/shop/20-rules.yaml:30:5), tier policy',
+      'fd00:1::11 → /shop/db on node-3:31300/tcp (postgres): ALLOW — rule to-db (policies/shop/20-rules.yaml:30:5), tier policy',
+    ].map((l) => l.replace('policies/shop/', `${dir}/`)));
+    const json = JSON.parse((await cli(['explain', '--format', 'json', '--policy', dir, '--inventory', batchInventory, '--from', '/shop/batch', '--to', '/shop/db', '--port', 'postgres'])).out);
+    expect(json).toMatchObject({ egress: false, note: expect.stringContaining('egress is off') });
+    expect(json.pairs).toBeUndefined();
+  });
+
   it('denies the retired LB subnet by rule, and allows the rest of the LB network', async () => {
     const retired = await cli(['explain', '--from', '10.0.100.200', '--to', '/shop/web', '--port', 'http']);
     expect(retired.code).toBe(0);

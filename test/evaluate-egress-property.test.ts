@@ -33,7 +33,8 @@ describe('egress vs destination side (property)', () => {
     let compared = 0;
     let conflicts = 0;
     fc.assert(
-      fc.property(scenarioArb, ({ policy, cluster }) => {
+      fc.property(scenarioArb, ({ policy: scenario, cluster }) => {
+        const policy = { ...scenario, defaults: { ...scenario.defaults, egress: true } };
         for (const x of cluster.hosts) {
           const localApps = [...new Set(cluster.tasks.filter((t) => t.hostId === x.id).map((t) => t.appId))];
           for (const appId of localApps) {

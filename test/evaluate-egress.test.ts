@@ -2,7 +2,7 @@
  * The egress half of the reference evaluator (issue 10): a TASK of app A on host X towards a
  * managed claim, table-driven over the semantics (group membership, not host sharing; network
  * peers over every address of the family; pass + labels; first match; guardrails; failsafe;
- * port conflicts; defaults.egress false; default allow), and explain's per-task-pair verdicts.
+ * port conflicts; defaults.egress off; default allow), and explain's per-task-pair verdicts.
  */
 import { describe, expect, it } from 'vitest';
 import { egressAllowed, egressVerdict, type EgressTier } from '../src/evaluate/egress-evaluator.js';
@@ -44,8 +44,8 @@ const groups = [
   group('db', ['/shop/db', '/shop/db-labelled']),
   group('other', ['/ops/other']),
 ];
-const pol = (p: PolicyInput): Policy => policy({ groups, ...p });
-const egressOff = (p: Policy): Policy => ({ ...p, defaults: { ...p.defaults, egress: false } as Policy['defaults'] });
+const pol = (p: PolicyInput): Policy => policy({ groups, egress: true, ...p });
+const egressOff = (p: Policy): Policy => ({ ...p, defaults: { ...p.defaults, egress: false } });
 
 interface Case {
   readonly name: string;
@@ -185,7 +185,7 @@ const cases: Case[] = [
     from: '/shop/web',
     want: { decision: 'allow', tier: 'policy', rule: 'to-db' },
   },
-  { name: 'defaults.egress false: no egress half', policy: egressOff(pol({})), from: '/shop/batch', want: { decision: 'allow', tier: 'off' } },
+  { name: 'defaults.egress off: no egress half', policy: egressOff(pol({})), from: '/shop/batch', want: { decision: 'allow', tier: 'off' } },
   { name: 'default allow', policy: pol({ action: 'allow' }), from: '/shop/batch', want: { decision: 'allow', tier: 'default' } },
   {
     name: 'default allow, except a network deny that holds one of the addresses',

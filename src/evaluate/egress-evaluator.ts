@@ -14,7 +14,7 @@
  * port 1-65535, port index within the app's ports), except failsafe ports, which are never
  * managed and so never egress-checked. A claim with several owners (a port conflict) is allowed
  * only when every owner's walk allows A. A destination no task claims is not managed: nothing to
- * check. With `defaults.egress: false` there is no egress half at all.
+ * check. With `defaults.egress: off` there is no egress half at all.
  *
  * Naive on purpose (every question walks the rules and the tasks), independent of src/compile.
  */
@@ -37,7 +37,7 @@ import {
 } from './policy-walk.js';
 
 /**
- * `unmanaged`: no task claims the destination port; `off`: `defaults.egress` is false;
+ * `unmanaged`: no task claims the destination port; `off`: `defaults.egress` is off;
  * `no-address`: the source host has no address of the family (nothing to restrict by).
  */
 export type EgressTier = 'failsafe' | 'policy' | 'labels' | 'default' | 'unmanaged' | 'off' | 'no-address';
@@ -81,7 +81,7 @@ export interface EgressVerdict {
 
 /** Whether the policy has the egress half (`defaults.egress`, default true). */
 export function egressEnabled(policy: Policy): boolean {
-  return (policy.defaults as { egress?: boolean }).egress ?? true;
+  return policy.defaults.egress;
 }
 
 interface Owner {
@@ -147,7 +147,7 @@ export function egressVerdict(policy: Policy, cluster: ClusterState, q: EgressQu
     reason: decision === 'deny' && audit ? `${reason} (audit mode: logged as pcu-egress, would be dropped)` : reason,
   });
 
-  if (!egressEnabled(policy)) return verdict('allow', 'off', 'defaults.egress is false: the source host does not check its tasks (destination side only).');
+  if (!egressEnabled(policy)) return verdict('allow', 'off', 'defaults.egress is off: the source host does not check its tasks (destination side only).');
   if (isFailsafe(policy, q.protocol, q.hostPort)) {
     return verdict('allow', 'failsafe', `${q.protocol} ${q.hostPort} is a failsafe port, never managed, so no source host checks it.`);
   }

@@ -163,7 +163,7 @@ export const explainCommand: Command = {
           : undefined
         : egress
           ? undefined
-          : `egress is off (defaults.egress: false): the tasks of ${query.from.appId} are judged by their host addresses at the destination only`;
+          : `egress is off (defaults.egress: off): the tasks of ${query.from.appId} are judged by their host addresses at the destination only`;
     if (format === 'json') {
       const body = {
         query,
