@@ -25,7 +25,7 @@ export interface EgressReport {
 }
 
 export const REASON_MAX = 200;
-export const UNSUPPORTED_REASON = 'the agent does not support egress (a release before it): it is sent its states without the egress sets';
+export const UNSUPPORTED_REASON = "the agent's release does not support egress: it is sent its states without the egress sets";
 const NO_REASON = 'the agent gave no reason';
 
 /** `text` without control characters (each becomes a space), trimmed and at most `max` characters. */
