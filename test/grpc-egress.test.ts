@@ -190,6 +190,29 @@ describe('an agent without egress support (Hello without egress)', () => {
 });
 
 describe('an agent with egress support', () => {
+  it('upgraded in place, it gets the egress sets as a delta on the stripped state it has', async () => {
+    const source = new MemoryStateSource();
+    const s1 = egressState(1);
+    source.set(s1);
+    const { service, target } = await controller(source);
+    const old = raw(target);
+    old.send(hello('host-a'));
+    await waitFor('stripped snapshot', () => states(old).length === 1);
+    old.send({ ack: { version: strippedOf(s1).version, seq: 1 } });
+    await waitFor('in sync', () => service.agent('host-a')?.inSync === true);
+    old.close();
+    await waitFor('disconnected', () => service.agent('host-a')?.connected === false);
+
+    const upgraded = raw(target);
+    upgraded.send(hello('host-a', { appliedVersion: strippedOf(s1).version, egress: { supported: true, enforcing: true } }));
+    await waitFor('a state', () => states(upgraded).length === 1);
+    const delta = states(upgraded)[0]!.delta!;
+    expect(delta).toMatchObject({ baseVersion: strippedOf(s1).version, version: s1.version });
+    expect(kindsOf(delta.adds).filter(isEgressKind)).toEqual(['egress-task', 'egress-managed4', 'egress-ip4']);
+    expect(applyDelta(strippedOf(s1), deltaFromMessage('host-a', delta))).toEqual(s1);
+    expect(service.agent('host-a')?.desiredVersion).toBe(s1.version);
+  });
+
   it('gets the full states, egress kinds and version included', async () => {
     const source = new MemoryStateSource();
     const [s1, s2] = [egressState(1), egressState(2)];
