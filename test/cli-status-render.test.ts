@@ -60,7 +60,7 @@ describe('portcullis status: egress', () => {
   ];
 
   it('one line per agent that cannot enforce, with its reason; a gone agent\'s as its last report', () => {
-    const lines = renderStatus({ ready: true, agentCounts: { known: 3, connected: 2, inSync: 0, egressEnforcing: 1, egressHostLevel: 1 }, agents }, 'http://c').split('\n');
+    const lines = renderStatus({ ready: true, agentCounts: { known: 3, connected: 2, inSync: 0 }, egress: { enforcing: 1, hostLevel: 1 }, agents }, 'http://c').split('\n');
     expect(lines).toContain('egress: 1 of 2 connected agents enforce it; 1 host-level only (below)');
     expect(lines).toContain('b: egress: host-level only — no cgroup2 mount');
     expect(lines).toContain('c: egress: host-level only — Mesos agent API unreachable (its last report; the agent is not connected)');
@@ -70,7 +70,7 @@ describe('portcullis status: egress', () => {
   it('no egress line from a controller that does not report egress, nor when every agent enforces', () => {
     const out = renderStatus({ ready: true, agents: [row('a', { connected: true })] }, 'http://c');
     expect(out).not.toMatch(/egress/);
-    const all = renderStatus({ ready: true, agentCounts: { known: 1, connected: 1, inSync: 0, egressEnforcing: 1, egressHostLevel: 0 }, agents: [agents[0]] }, 'http://c');
+    const all = renderStatus({ ready: true, agentCounts: { known: 1, connected: 1, inSync: 0 }, egress: { enforcing: 1, hostLevel: 0 }, agents: [agents[0]] }, 'http://c');
     expect(all.split('\n')).toContain('egress: 1 of 1 connected agents enforce it');
     expect(all).not.toMatch(/host-level only/);
   });

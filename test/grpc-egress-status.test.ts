@@ -25,7 +25,8 @@ interface AgentRow {
   egress: { supported: boolean; enforcing: boolean; reason: string; mappedTasks: number; unmappedTasks: number } | null;
 }
 interface StatusDoc {
-  agentCounts: { known: number; connected: number; egressEnforcing: number; egressHostLevel: number };
+  agentCounts: { known: number; connected: number };
+  egress: { enforcing: number; hostLevel: number };
   agents: AgentRow[];
 }
 
@@ -63,7 +64,8 @@ describe('the controller shows each agent\'s egress status', () => {
       'node-3': { supported: false, enforcing: false, reason: UNSUPPORTED_REASON, mappedTasks: 0, unmappedTasks: 0 },
       'node-4': null,
     });
-    expect(doc.agentCounts).toMatchObject({ connected: 3, egressEnforcing: 1, egressHostLevel: 2 });
+    expect(doc.agentCounts).toMatchObject({ connected: 3 });
+    expect(doc.egress).toEqual({ enforcing: 1, hostLevel: 2 });
   });
 
   it('/metrics: agents enforcing egress and those host-level only', async () => {

@@ -8,13 +8,15 @@
  *     agents: [{ hostId, connected, peer, addresses, agentVersion, appliedVersion,
  *                desiredVersion, inSync, lastError, lastSeen (ISO),
  *                egress: { supported, enforcing, reason, mappedTasks, unmappedTasks } | null }],
+ *     egress: { enforcing, hostLevel },
  *     tls: null (plaintext) | { refusals, byReason: {<reason>: n}, lastRefusal: {peer, reason, detail, at} | null } }
  * `agents` lists every host that has a desired state or ever opened a stream, sorted by host id;
  * a host whose agent never connected has connected=false, agentVersion=null and appliedVersion=null.
  * `agentCounts` says how many of them are agents at all: `known` opened a stream at least once,
- * `connected` have one open now, `inSync` are connected with applied == desired, and of the
- * connected ones `egressEnforcing` enforce per-app egress and `egressHostLevel` do not (an agent
- * of an earlier release, or one that cannot: its reason is in its row, already cleaned).
+ * `connected` have one open now, `inSync` are connected with applied == desired. `egress` counts
+ * the connected agents that enforce per-app egress (`enforcing`) and those that do not
+ * (`hostLevel`: an agent of an earlier release, or one that cannot; its reason is in its row,
+ * already cleaned).
  * Every field is documented in docs/status.md; a field added here gets its row there.
  *
  * The read-only views of what the controller serves (docs/status.md; read by `--controller`):
@@ -158,8 +160,8 @@ export class ControllerStatus implements StatusSource {
         known: this.inputs.agents().length,
         connected: agents.filter((a) => a.connected).length,
         inSync: agents.filter((a) => a.connected && a.inSync).length,
-        ...egressCounts(this.inputs.agents()),
       },
+      egress: egressCounts(this.inputs.agents()),
       agents,
       tls: this.inputs.tls?.status() ?? null,
     };
@@ -192,15 +194,15 @@ export class ControllerStatus implements StatusSource {
     metric('portcullis_agents_in_sync', 'gauge', 'Agents whose applied version equals their desired version.', agents.filter((a) => a.inSync).length);
     metric('portcullis_agents_with_errors', 'gauge', 'Agents whose last apply failed.', agents.filter((a) => a.lastError !== undefined).length);
     const egress = egressCounts(agents);
-    metric('portcullis_agents_egress_enforcing', 'gauge', 'Connected agents that enforce per-app egress.', egress.egressEnforcing);
-    metric('portcullis_agents_egress_host_level', 'gauge', 'Connected agents that do not enforce per-app egress (an earlier release, or no cgroup2, xt_cgroup or Mesos agent API: see /status).', egress.egressHostLevel);
+    metric('portcullis_agents_egress_enforcing', 'gauge', 'Connected agents that enforce per-app egress.', egress.enforcing);
+    metric('portcullis_agents_egress_host_level', 'gauge', 'Connected agents that do not enforce per-app egress (an earlier release, or no cgroup2, xt_cgroup or Mesos agent API: see /status).', egress.hostLevel);
     return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}`;
   }
 }
 
 /** Connected agents that enforce egress, and those that do not (host-level only). */
-function egressCounts(agents: readonly AgentStatus[]): { egressEnforcing: number; egressHostLevel: number } {
+function egressCounts(agents: readonly AgentStatus[]): { enforcing: number; hostLevel: number } {
   const connected = agents.filter((a) => a.connected);
   const enforcing = connected.filter((a) => a.egress?.enforcing === true).length;
-  return { egressEnforcing: enforcing, egressHostLevel: connected.length - enforcing };
+  return { enforcing, hostLevel: connected.length - enforcing };
 }

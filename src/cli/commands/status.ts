@@ -50,7 +50,8 @@ interface StatusDoc {
   policy?: { path?: unknown; valid?: unknown; loadedAt?: unknown; lastError?: { diagnostics?: unknown } | null };
   inventory?: Record<string, unknown>;
   compile?: { hosts?: unknown; reports?: unknown };
-  agentCounts?: { known?: unknown; connected?: unknown; inSync?: unknown; egressEnforcing?: unknown; egressHostLevel?: unknown };
+  agentCounts?: { known?: unknown; connected?: unknown; inSync?: unknown };
+  egress?: { enforcing?: unknown; hostLevel?: unknown };
   agents?: unknown;
   tls?: { refusals?: unknown; lastRefusal?: { peer?: unknown; reason?: unknown; detail?: unknown; at?: unknown } | null } | null;
 }
@@ -87,8 +88,8 @@ export function renderStatus(doc: StatusDoc, url: string): string {
   const connected = counted(doc.agentCounts?.connected, agents.filter((a) => a.connected === true).length);
   const inSync = counted(doc.agentCounts?.inSync, agents.filter((a) => a.connected === true && a.inSync === true).length);
   out.push(known === 0 ? 'agents: none has connected yet' : `agents: ${known} known, ${connected} connected, ${inSync} in sync`);
-  const enforcing = doc.agentCounts?.egressEnforcing;
-  const hostLevel = doc.agentCounts?.egressHostLevel;
+  const enforcing = doc.egress?.enforcing;
+  const hostLevel = doc.egress?.hostLevel;
   if (connected > 0 && typeof enforcing === 'number' && typeof hostLevel === 'number') {
     out.push(`egress: ${enforcing} of ${connected} connected agents enforce it${hostLevel > 0 ? `; ${hostLevel} host-level only (below)` : ''}`);
   }
