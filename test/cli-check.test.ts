@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, ROOT, ensureBuilt, run } from './support/built-cli.js';
+import { egressWarnings } from '../src/cli/controller-client.js';
 import { startEgressAgents, type EgressAgents } from './support/egress-agents.js';
 import { runCli as cli } from './support/run-cli.js';
 
@@ -146,6 +147,13 @@ describe('portcullis check and the agents\' egress', () => {
     expect(off.out).toMatch(/0 errors, 0 warnings\n$/);
     const local = await cli(['check']);
     expect(local.out).not.toMatch(/egress|agent/);
+  });
+
+  it('a controller whose /status cannot be read is a warning, never silence', async () => {
+    const warnings = await egressWarnings('http://127.0.0.1:1');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ file: 'http://127.0.0.1:1/status', line: 1, col: 1, severity: 'warning' });
+    expect(warnings[0]!.message).toMatch(/^cannot tell which agents enforce egress: cannot read http:\/\/127\.0\.0\.1:1\/status: /);
   });
 });
 
