@@ -270,20 +270,25 @@ describe('egress status from the agent', () => {
     expect(cannot).toHaveLength(1);
     expect(cannot[0]!.fields).toMatchObject({ hostId: 'host-a', reason: first.reason, egressSupported: true });
 
-    // Pongs repeat the same status: no new warn line.
+    // Pongs repeat the agent's current status: the same one logs no new warn line.
+    let now: NonNullable<AgentMessage['pong']>['egress'] = { supported: true, enforcing: false, reason: hostile, unmappedTasks: 3 };
     let pongs = 0;
     stream.call.on('data', (m) => {
       if (!m.ping) return;
       pongs++;
-      stream.send({ pong: { nonce: m.ping.nonce, egress: { supported: true, enforcing: false, reason: hostile, unmappedTasks: 3 } } });
+      stream.send({ pong: { nonce: m.ping.nonce, egress: now } });
     });
     await waitFor('a few pongs', () => pongs >= 3);
     expect(log.warnings.filter((w) => w.message.includes('cannot enforce egress'))).toHaveLength(1);
 
-    // The Ack says it enforces now: recorded, and one info line.
-    stream.send({ ack: { version: s1.version, seq: 1, egress: { supported: true, enforcing: true, reason: 'ignored while enforcing', mappedTasks: 3 } } });
+    // The Ack says it enforces now (and so do the pongs after it): recorded, and one info line.
+    now = { supported: true, enforcing: true, reason: 'ignored while enforcing', mappedTasks: 3 };
+    stream.send({ ack: { version: s1.version, seq: 1, egress: now } });
     await waitFor('enforcing', () => service.agent('host-a')?.egress?.enforcing === true);
     expect(service.agent('host-a')?.egress).toEqual({ supported: true, enforcing: true, reason: '', mappedTasks: 3, unmappedTasks: 0 });
+    const pongsThen = pongs;
+    await waitFor('more pongs', () => pongs >= pongsThen + 3);
+    expect(service.agent('host-a')?.egress?.enforcing).toBe(true);
     expect(log.infos.filter((m) => m.includes('enforces egress'))).toHaveLength(1);
   });
 
