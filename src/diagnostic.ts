@@ -40,6 +40,11 @@ export function escapeUnprintable(text: string, named = true): string {
   return text.replace(UNPRINTABLE, named ? escapeChar : escapeCode);
 }
 
+/** `text` with each of those characters replaced by a space (untrusted text that is shown, not quoted). */
+export function blankUnprintable(text: string): string {
+  return text.replace(UNPRINTABLE, ' ');
+}
+
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 const NAMED: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 

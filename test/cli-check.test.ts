@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, ROOT, ensureBuilt, run } from './support/built-cli.js';
+import { egressWarnings } from '../src/cli/controller-client.js';
+import { startEgressAgents, type EgressAgents } from './support/egress-agents.js';
 import { runCli as cli } from './support/run-cli.js';
 
 const FIXTURES = join(ROOT, 'test/fixtures/policy-errors');
@@ -104,6 +106,54 @@ describe('portcullis check', () => {
     const help = await cli(['check', '--help']);
     expect(help.code).toBe(0);
     for (const opt of ['--policy', '--inventory', '--format', 'default', 'Example']) expect(help.out).toContain(opt);
+  });
+});
+
+describe('portcullis check and the agents\' egress', () => {
+  let agents: EgressAgents | undefined;
+  beforeAll(async () => {
+    agents = await startEgressAgents([
+      { hostId: 'node-1', egress: { supported: true, enforcing: true, mappedTasks: 2 } },
+      { hostId: 'node-2', egress: { supported: true, enforcing: false, reason: 'xt_cgroup missing\u001b[2J' } },
+      { hostId: 'node-3' }, // a release before egress
+    ]);
+  }, 30_000);
+  afterAll(async () => {
+    await agents?.close();
+  });
+
+  it('with --controller warns of every host whose agent cannot enforce egress, with its reason, and exits 0', async () => {
+    const r = await cli(['check', '--controller', agents!.base]);
+    expect(r.code, r.out).toBe(0);
+    const where = `${agents!.base}/status:1:1: warning: `;
+    const lines = r.out.split('\n');
+    expect(lines).toContain(`${where}host node-2: its agent cannot enforce egress: host-level only — xt_cgroup missing [2J`);
+    expect(lines.filter((l) => l.startsWith(`${where}host node-3: its agent cannot enforce egress: host-level only — `))).toHaveLength(1);
+    expect(lines.filter((l) => l.includes('cannot enforce egress'))).toHaveLength(2);
+    expect(r.out).toMatch(/; 0 errors, 2 warnings\n$/);
+    const json = JSON.parse((await cli(['check', '--controller', agents!.base, '--format', 'json'])).out) as { ok: boolean; warnings: number; diagnostics: { severity: string; message: string }[] };
+    expect(json).toMatchObject({ ok: true, warnings: 2 });
+    expect(json.diagnostics.map((d) => d.message.split(':')[0])).toEqual(['host node-2', 'host node-3']);
+  });
+
+  it('says nothing of agents for a policy with defaults.egress: false, nor without --controller', async () => {
+    const dir = join(tmp, 'no-egress');
+    cpSync(join(ROOT, 'policies/shop'), dir, { recursive: true });
+    const defaults = join(dir, '00-defaults.yaml');
+    writeFileSync(defaults, readFileSync(defaults, 'utf8').replace(/^defaults:\n/m, 'defaults:\n  egress: false\n'));
+    const off = await cli(['check', '--controller', agents!.base, '--policy', dir]);
+    expect(off.code, off.out).toBe(0);
+    expect(off.out).not.toMatch(/egress/);
+    expect(off.out).toMatch(/0 errors, 0 warnings\n$/);
+    const local = await cli(['check']);
+    expect(local.out).not.toMatch(/egress|agent/);
+  });
+
+  it('a controller whose /status cannot be read is a warning, never silence', async () => {
+    const warnings = await egressWarnings('http://127.0.0.1:1');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ file: 'http://127.0.0.1:1/status', line: 1, col: 1, severity: 'warning' });
+    expect(warnings[0]!.message).toMatch(/^cannot tell which agents enforce egress: cannot read http:\/\/127\.0\.0\.1:1\/status: /);
   });
 });
 

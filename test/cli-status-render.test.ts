@@ -49,3 +49,35 @@ describe('portcullis status: the agents line', () => {
     expect(out).toContain('bad\\u0007\\u000aline');
   });
 });
+
+describe('portcullis status: egress', () => {
+  const egress = (enforcing: boolean, reason = '') => ({ supported: true, enforcing, reason, mappedTasks: 0, unmappedTasks: 0 });
+  const agents = [
+    row('a', { connected: true, egress: egress(true) }),
+    row('b', { connected: true, egress: egress(false, 'no cgroup2 mount') }),
+    row('c', { connected: false, agentVersion: '0.1.0', lastSeen: '2026-12-01T00:00:00.000Z', egress: egress(false, 'Mesos agent API unreachable') }),
+    row('d'), // never connected: no report
+  ];
+
+  it('one line per agent that cannot enforce, with its reason; a gone agent\'s as its last report', () => {
+    const lines = renderStatus({ ready: true, agentCounts: { known: 3, connected: 2, inSync: 0 }, egress: { enforcing: 1, hostLevel: 1 }, agents }, 'http://c').split('\n');
+    expect(lines).toContain('egress: 1 of 2 connected agents enforce it; 1 host-level only (below)');
+    expect(lines).toContain('b: egress: host-level only — no cgroup2 mount');
+    expect(lines).toContain('c: egress: host-level only — Mesos agent API unreachable (its last report; the agent is not connected)');
+    expect(lines.filter((l) => l.includes('egress: host-level only'))).toHaveLength(2);
+  });
+
+  it('no egress line from a controller that does not report egress, nor when every agent enforces', () => {
+    const out = renderStatus({ ready: true, agents: [row('a', { connected: true })] }, 'http://c');
+    expect(out).not.toMatch(/egress/);
+    const all = renderStatus({ ready: true, agentCounts: { known: 1, connected: 1, inSync: 0 }, egress: { enforcing: 1, hostLevel: 0 }, agents: [agents[0]] }, 'http://c');
+    expect(all.split('\n')).toContain('egress: 1 of 1 connected agents enforce it');
+    expect(all).not.toMatch(/host-level only/);
+  });
+
+  it('escapes control characters of a reason', () => {
+    const out = renderStatus({ ready: true, agents: [row('x', { connected: true, egress: egress(false, 'bad\u001b[2J\u202ereason') })] }, 'http://c');
+    expect(out).toContain('x: egress: host-level only — bad\\u001b[2J\\u202ereason');
+    expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u202e]/);
+  });
+});

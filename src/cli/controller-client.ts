@@ -2,14 +2,15 @@
  * Reading a running controller's status listener (`--status-listen`, plain HTTP, read-only) for
  * the CLI: `status` reads /status; `compile --controller` the states it serves (/hosts,
  * /hosts/<id>/state); `explain`, `diff` and `check --controller` the cluster it compiled from
- * (/cluster), compiled here with the local --policy. Every failure (unreachable, an HTTP error,
+ * (/cluster), compiled here with the local --policy, and `check --controller` also /status (the
+ * agents that cannot enforce egress). Every failure (unreachable, an HTTP error,
  * an answer that is not what a controller sends) is a ControllerError with one readable line.
  */
 import type { DesiredState } from '../compile/desired-state.js';
 import { checkDesiredState } from '../compile/desired-state-check.js';
 import { clusterFromDocument } from '../inventory/cluster-document.js';
 import { type CliIO } from './command.js';
-import { escapeUnprintable } from '../diagnostic.js';
+import { escapeUnprintable, type Diagnostic } from '../diagnostic.js';
 import { UsageError } from '../usage-error.js';
 import { loadInventoryInput, resolveInventoryPath, type InventoryLoad } from './load-inputs.js';
 
@@ -134,6 +135,53 @@ export async function hostsDifferingFromController(base: URL, states: ReadonlyMa
   const served = new Map((await fetchHostVersions(base)).map((h) => [h.hostId, h.version]));
   const ids = new Set([...served.keys(), ...states.keys()]);
   return [...ids].filter((id) => served.get(id) !== states.get(id)?.version).sort();
+}
+
+/** An agent of a controller's /status that cannot enforce per-app egress (host-level only on its host). */
+export interface EgressShortfall {
+  readonly hostId: string;
+  /** The agent's reason, as the controller cleaned it (print it through `printable` still). */
+  readonly reason: string;
+  readonly connected: boolean;
+}
+
+/**
+ * The agents of a /status document's `agents` whose last egress report says they do not enforce
+ * it (an agent that never connected has no report and is not one of them), in document order.
+ */
+export function egressShortfalls(agents: unknown): EgressShortfall[] {
+  if (!Array.isArray(agents)) return [];
+  return agents.flatMap((a: unknown) => {
+    const row = (a ?? {}) as { hostId?: unknown; connected?: unknown; egress?: { enforcing?: unknown; reason?: unknown } | null };
+    const egress = row.egress;
+    if (typeof row.hostId !== 'string' || egress === null || typeof egress !== 'object' || egress.enforcing !== false) return [];
+    return [{ hostId: row.hostId, reason: typeof egress.reason === 'string' && egress.reason !== '' ? egress.reason : 'no reason given', connected: row.connected === true }];
+  });
+}
+
+/** "host-level only — <reason>", with where the report is from when the agent is gone; printable. */
+export function egressShortfallText(s: EgressShortfall): string {
+  return `host-level only — ${printable(s.reason)}${s.connected ? '' : ' (its last report; the agent is not connected)'}`;
+}
+
+/**
+ * `check --controller`: one warning per host whose agent cannot enforce egress, located at the
+ * controller's /status (a controller that cannot be read for it is one warning too: the agents'
+ * state is unknown, which the check must not pass off as "every agent enforces").
+ */
+export async function egressWarnings(controller: string): Promise<Diagnostic[]> {
+  const base = controllerBase('controller', controller);
+  const where = new URL('/status', base).href;
+  const warning = (message: string): Diagnostic => ({ file: where, line: 1, col: 1, severity: 'warning', message });
+  try {
+    const { body } = await getJson(base, '/status');
+    const agents = (body as { agents?: unknown } | null)?.agents;
+    if (!Array.isArray(agents)) return [warning('not a status document: cannot tell which agents enforce egress')];
+    return egressShortfalls(agents).map((s) => warning(`host ${printable(s.hostId)}: its agent cannot enforce egress: ${egressShortfallText(s)}`));
+  } catch (err) {
+    if (err instanceof ControllerError) return [warning(`cannot tell which agents enforce egress: ${err.message}`)];
+    throw err;
+  }
 }
 
 /** Help of `--controller` for the commands that compile the local policy against its cluster. */

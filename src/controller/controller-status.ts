@@ -6,12 +6,17 @@
  * /status document (stable field names; `portcullis status` and the test harnesses read it):
  *   { ready, reason?, policy: PolicyInfo, inventory: <feed status>, compile: {...},
  *     agents: [{ hostId, connected, peer, addresses, agentVersion, appliedVersion,
- *                desiredVersion, inSync, lastError, lastSeen (ISO) }],
+ *                desiredVersion, inSync, lastError, lastSeen (ISO),
+ *                egress: { supported, enforcing, reason, mappedTasks, unmappedTasks } | null }],
+ *     egress: { enforcing, hostLevel },
  *     tls: null (plaintext) | { refusals, byReason: {<reason>: n}, lastRefusal: {peer, reason, detail, at} | null } }
  * `agents` lists every host that has a desired state or ever opened a stream, sorted by host id;
  * a host whose agent never connected has connected=false, agentVersion=null and appliedVersion=null.
  * `agentCounts` says how many of them are agents at all: `known` opened a stream at least once,
- * `connected` have one open now, `inSync` are connected with applied == desired.
+ * `connected` have one open now, `inSync` are connected with applied == desired. `egress` counts
+ * the connected agents that enforce per-app egress (`enforcing`) and those that do not
+ * (`hostLevel`: an agent of an earlier release, or one that cannot; its reason is in its row,
+ * already cleaned).
  * Every field is documented in docs/status.md; a field added here gets its row there.
  *
  * The read-only views of what the controller serves (docs/status.md; read by `--controller`):
@@ -21,6 +26,7 @@
  *                     (src/inventory/cluster-document.ts); served even while no policy is valid
  */
 import type { DesiredState } from '../compile/desired-state.js';
+import type { EgressReport } from '../grpc/egress-status.js';
 import type { AgentStatus } from '../grpc/host-record.js';
 import { clusterDocument, type ClusterDocument } from '../inventory/cluster-document.js';
 import type { TlsRefusals } from '../tls/tls-refusals.js';
@@ -51,6 +57,8 @@ export interface AgentReport {
   readonly inSync: boolean;
   readonly lastError: string | null;
   readonly lastSeen: string | null;
+  /** What the agent last said about egress (src/grpc/egress-status.ts); null if it never connected. */
+  readonly egress: EgressReport | null;
 }
 
 export interface ControllerStatusInputs {
@@ -88,6 +96,7 @@ export class ControllerStatus implements StatusSource {
         inSync: a.inSync,
         lastError: a.lastError ?? null,
         lastSeen: a.lastSeen === undefined ? null : new Date(a.lastSeen).toISOString(),
+        egress: a.egress ?? null,
       });
     }
     for (const hostId of store.hostIds()) {
@@ -103,6 +112,7 @@ export class ControllerStatus implements StatusSource {
         inSync: false,
         lastError: null,
         lastSeen: null,
+        egress: null,
       });
     }
     return [...byHost.values()].sort((a, b) => (a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0));
@@ -151,6 +161,7 @@ export class ControllerStatus implements StatusSource {
         connected: agents.filter((a) => a.connected).length,
         inSync: agents.filter((a) => a.connected && a.inSync).length,
       },
+      egress: egressCounts(this.inputs.agents()),
       agents,
       tls: this.inputs.tls?.status() ?? null,
     };
@@ -182,6 +193,16 @@ export class ControllerStatus implements StatusSource {
     metric('portcullis_agents_connected', 'gauge', 'Agents with an open stream.', agents.filter((a) => a.connected).length);
     metric('portcullis_agents_in_sync', 'gauge', 'Agents whose applied version equals their desired version.', agents.filter((a) => a.inSync).length);
     metric('portcullis_agents_with_errors', 'gauge', 'Agents whose last apply failed.', agents.filter((a) => a.lastError !== undefined).length);
+    const egress = egressCounts(agents);
+    metric('portcullis_agents_egress_enforcing', 'gauge', 'Connected agents that enforce per-app egress.', egress.enforcing);
+    metric('portcullis_agents_egress_host_level', 'gauge', 'Connected agents that do not enforce per-app egress (an earlier release, or no cgroup2, xt_cgroup or Mesos agent API: see /status).', egress.hostLevel);
     return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}`;
   }
+}
+
+/** Connected agents that enforce egress, and those that do not (host-level only). */
+function egressCounts(agents: readonly AgentStatus[]): { enforcing: number; hostLevel: number } {
+  const connected = agents.filter((a) => a.connected);
+  const enforcing = connected.filter((a) => a.egress?.enforcing === true).length;
+  return { enforcing, hostLevel: connected.length - enforcing };
 }

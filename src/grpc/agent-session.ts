@@ -14,11 +14,19 @@
  *   any ApplyError, a Snapshot. An ApplyError for a Delta gets a Snapshot at once; one for a
  *   Snapshot is retried after `errorRetryMs` or on the next change.
  * - Pings every tick; a stream with `maxMissedPongs` unanswered pings is dropped (UNAVAILABLE).
+ * - Egress: the Hello's EgressStatus decides, for the life of the stream, what the agent is sent:
+ *   with `supported` the full state; without (an agent of an earlier release) its view without
+ *   the egress kinds, with that view's version, and deltas between views (agent-view.ts). The
+ *   latest EgressStatus (Hello, Ack, Pong) is kept on the host record, cleaned, and a host that
+ *   cannot enforce is logged at warn once per reason (egress-status.ts).
  * Single-threaded (Node); the service calls `kick` and `tick`, grpc-js calls the handlers.
  */
 import * as grpc from '@grpc/grpc-js';
-import { diffStates } from '../compile/state-delta.js';
+import type { DesiredState } from '../compile/desired-state.js';
+import { diffStates, type StateDelta } from '../compile/state-delta.js';
 import { certificateIdentities } from '../tls/peer-identity.js';
+import { agentView, deltaForView, hasEgressMembers, wireKinds } from './agent-view.js';
+import { egressReport, recordEgress } from './egress-status.js';
 import type { HostRecord } from './host-record.js';
 import type { AgentMessage__Output, ControllerMessage } from './proto.js';
 import type { SyncLogger } from './sync-logger.js';
@@ -56,6 +64,8 @@ export class AgentSession {
   /** Version the agent has in its kernel, as far as this stream knows. */
   private agentVersion: string | undefined;
   private forceSnapshot = false;
+  /** The Hello announced egress support: this stream is sent the egress kinds (agent-view.ts). */
+  private egressWire = false;
   private writeBlocked = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private pingNonce = 0;
@@ -88,22 +98,41 @@ export class AgentSession {
   /** The host's desired state may have changed: send the newest one if the stream can take it. */
   kick(): void {
     if (this.phase !== 'active' || !this.host || this.inflight || this.writeBlocked) return;
-    const desired = this.ctx.source.current(this.host.hostId);
-    if (!desired || desired.version === this.agentVersion) return;
+    const full = this.ctx.source.current(this.host.hostId);
+    if (!full) return;
+    const desired = agentView(full, this.egressWire);
+    if (desired.version === this.agentVersion) return;
     this.clearRetry();
     this.seq += 1;
-    const base = this.forceSnapshot ? undefined : this.host.lookup(this.agentVersion);
+    const kinds = wireKinds(this.egressWire);
+    const base = this.deltaBase();
     const message: ControllerMessage = base
-      ? { delta: deltaMessage(this.ctx.source.deltaFrom?.(this.host.hostId, base.version) ?? diffStates(base, desired), this.seq) }
-      : { snapshot: snapshotMessage(desired, this.seq) };
+      ? { delta: deltaMessage(this.deltaTo(base, full, desired), this.seq, kinds) }
+      : { snapshot: snapshotMessage(desired, this.seq, kinds) };
     this.host.remember(desired);
     if (base) this.host.remember(base);
     this.inflight = { seq: this.seq, version: desired.version, kind: base ? 'delta' : 'snapshot' };
     this.ctx.logger.debug(
-      { hostId: this.host.hostId, seq: this.seq, version: desired.version, kind: this.inflight.kind },
+      { hostId: this.host.hostId, seq: this.seq, version: desired.version, kind: this.inflight.kind, egress: this.egressWire },
       'sync: sending state',
     );
     this.write(message);
+  }
+
+  /** The state the agent has, when this service still holds it and may send a delta on it. */
+  private deltaBase(): DesiredState | undefined {
+    if (this.forceSnapshot || !this.host) return undefined;
+    const base = this.host.lookup(this.agentVersion);
+    // An agent without egress support cannot hold egress members (it refuses them), and a delta
+    // removing them would name kinds it does not know.
+    return base && !this.egressWire && hasEgressMembers(base) ? undefined : base;
+  }
+
+  /** base → desired (the agent's view of `full`): the source's own patch when it has one, else a diff. */
+  private deltaTo(base: DesiredState, full: DesiredState, desired: DesiredState): StateDelta {
+    const patch = this.ctx.source.deltaFrom?.(full.hostId, base.version);
+    if (patch && patch.version === full.version) return desired === full ? patch : deltaForView(patch, desired.version);
+    return diffStates(base, desired);
   }
 
   /** Periodic: Hello deadline, then liveness pings. */
@@ -141,12 +170,14 @@ export class AgentSession {
     host.lastSeen = this.ctx.now();
     switch (message.msg) {
       case 'ack':
+        if (message.ack?.egress) recordEgress(host, egressReport(message.ack.egress), this.ctx.logger);
         if (message.ack) this.onAck(host, message.ack.version, message.ack.seq);
         return;
       case 'applyError':
         if (message.applyError) this.onApplyError(host, message.applyError.seq, message.applyError.message);
         return;
       case 'pong':
+        if (message.pong?.egress) recordEgress(host, egressReport(message.pong.egress), this.ctx.logger);
         if (message.pong && message.pong.nonce === this.pingNonce) this.unansweredPings = 0;
         return;
       default:
@@ -185,10 +216,14 @@ export class AgentSession {
     host.lastSeen = this.ctx.now();
     this.agentVersion = hello.appliedVersion === '' ? undefined : hello.appliedVersion;
     host.appliedVersion = this.agentVersion;
+    const egress = egressReport(hello.egress);
+    this.egressWire = egress.supported;
+    host.egressWire = egress.supported;
     this.ctx.logger.info(
-      { hostId: host.hostId, peer: host.peer, agentVersion: host.agentVersion, appliedVersion: this.agentVersion },
+      { hostId: host.hostId, peer: host.peer, agentVersion: host.agentVersion, appliedVersion: this.agentVersion, egressSupported: egress.supported, egressEnforcing: egress.enforcing },
       'sync: agent connected',
     );
+    recordEgress(host, egress, this.ctx.logger);
     this.kick();
   }
 

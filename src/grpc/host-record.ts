@@ -4,6 +4,8 @@
  * agent has (its last ack, or the applied_version of its Hello after a reconnect).
  */
 import type { DesiredState } from '../compile/desired-state.js';
+import { agentView } from './agent-view.js';
+import type { EgressHolder, EgressReport } from './egress-status.js';
 
 export interface AgentStatus {
   readonly hostId: string;
@@ -15,16 +17,21 @@ export interface AgentStatus {
   readonly agentVersion: string;
   /** Version the agent last acked (or announced in Hello); undefined before it has any. */
   readonly appliedVersion: string | undefined;
-  /** Version the controller wants on the host now; undefined when it has no state for it. */
+  /**
+   * Version the controller wants on the host now, as this agent is sent it (without the egress
+   * kinds for an agent that does not support them: agent-view.ts); undefined when it has no state.
+   */
   readonly desiredVersion: string | undefined;
   readonly inSync: boolean;
   /** Message of the last ApplyError since the last successful ack. */
   readonly lastError: string | undefined;
   /** Epoch milliseconds of the last message received from the agent. */
   readonly lastSeen: number | undefined;
+  /** What the agent last said about egress (Hello, Ack, Pong; egress-status.ts). */
+  readonly egress: EgressReport | undefined;
 }
 
-export class HostRecord {
+export class HostRecord implements EgressHolder {
   connected = false;
   peer: string | undefined;
   addresses: readonly string[] = [];
@@ -32,6 +39,10 @@ export class HostRecord {
   appliedVersion: string | undefined;
   lastError: string | undefined;
   lastSeen: number | undefined;
+  egress: EgressReport | undefined;
+  egressWarned: string | undefined;
+  /** The current (or last) stream's Hello announced egress support: it is sent the egress kinds. */
+  egressWire = false;
   private readonly sent = new Map<string, DesiredState>();
 
   constructor(
@@ -55,7 +66,9 @@ export class HostRecord {
     return version === undefined ? undefined : this.sent.get(version);
   }
 
-  status(desiredVersion: string | undefined): AgentStatus {
+  /** `desired`: the host's current full state (this agent's view of it is compared). */
+  status(desired: DesiredState | undefined): AgentStatus {
+    const desiredVersion = desired === undefined ? undefined : agentView(desired, this.egressWire).version;
     return {
       hostId: this.hostId,
       connected: this.connected,
@@ -67,6 +80,7 @@ export class HostRecord {
       inSync: desiredVersion !== undefined && desiredVersion === this.appliedVersion,
       lastError: this.lastError,
       lastSeen: this.lastSeen,
+      egress: this.egress,
     };
   }
 }

@@ -80,11 +80,11 @@ export class SyncService {
   agents(): AgentStatus[] {
     return [...this.hosts.values()]
       .sort((a, b) => (a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0))
-      .map((host) => host.status(this.source.current(host.hostId)?.version));
+      .map((host) => host.status(this.source.current(host.hostId)));
   }
 
   agent(hostId: string): AgentStatus | undefined {
-    return this.hosts.get(hostId)?.status(this.source.current(hostId)?.version);
+    return this.hosts.get(hostId)?.status(this.source.current(hostId));
   }
 
   /** Stops pings and change notifications and ends every stream (agents will reconnect elsewhere). */

@@ -19,23 +19,28 @@ export class WireError extends Error {}
 
 const MODES: readonly Mode[] = ['enforce', 'audit'];
 
-export function snapshotMessage(state: DesiredState, seq: number): Snapshot {
+/**
+ * Every kind of `kinds` (default all), empty ones included. An agent without egress support is
+ * sent INGRESS_KINDS only (agent-view.ts: it refuses a kind it does not know, even an empty one).
+ */
+export function snapshotMessage(state: DesiredState, seq: number, kinds: readonly SetKind[] = SET_KINDS): Snapshot {
   return {
     seq,
     version: state.version,
     mode: state.mode,
-    sets: SET_KINDS.map((kind) => ({ kind, members: [...state.sets[kind]] })),
+    sets: kinds.map((kind) => ({ kind, members: [...state.sets[kind]] })),
   };
 }
 
-export function deltaMessage(delta: StateDelta, seq: number): Delta {
+/** The kinds of `kinds` (default all) that have something to add or remove. */
+export function deltaMessage(delta: StateDelta, seq: number, kinds: readonly SetKind[] = SET_KINDS): Delta {
   return {
     seq,
     baseVersion: delta.baseVersion,
     version: delta.version,
     mode: delta.mode,
-    adds: nonEmptyKinds(delta.adds),
-    removes: nonEmptyKinds(delta.removes),
+    adds: nonEmptyKinds(delta.adds, kinds),
+    removes: nonEmptyKinds(delta.removes, kinds),
   };
 }
 
@@ -62,8 +67,8 @@ export function deltaFromMessage(hostId: string, message: Delta__Output): StateD
   };
 }
 
-function nonEmptyKinds(sets: Readonly<Record<SetKind, readonly string[]>>): SetMembers[] {
-  return SET_KINDS.filter((kind) => sets[kind].length > 0).map((kind) => ({ kind, members: [...sets[kind]] }));
+function nonEmptyKinds(sets: Readonly<Record<SetKind, readonly string[]>>, kinds: readonly SetKind[]): SetMembers[] {
+  return kinds.filter((kind) => sets[kind].length > 0).map((kind) => ({ kind, members: [...sets[kind]] }));
 }
 
 function decodeMode(mode: string): Mode {

@@ -2,12 +2,14 @@
  * `portcullis check`: parses the policy, lints it against the inventory and compiles it, then
  * prints every diagnostic (errors and warnings, sorted) and a one-line summary.
  * Exit 1 on any error in the policy or the inventory; warnings (compile reports, groups that
- * select no app) never fail the check.
+ * select no app) never fail the check. With `--controller` it also warns of every host whose
+ * agent cannot enforce per-app egress (from the controller's /status), unless the policy turns
+ * egress off; without a controller it knows nothing of agents and says nothing of them.
  */
 import { sortDiagnostics, type Diagnostic } from '../../diagnostic.js';
 import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
-import { CONTROLLER_CLUSTER_HELP, loadClusterInput } from '../controller-client.js';
+import { CONTROLLER_CLUSTER_HELP, egressWarnings, loadClusterInput } from '../controller-client.js';
 import {
   INVENTORY_OPTION_HELP,
   POLICY_OPTION_HELP,
@@ -28,7 +30,9 @@ const help = `Usage: portcullis check [--policy FILE|DIR] [--inventory FILE | --
 Validates a policy: parses it, checks it against the inventory (port names the target apps do
 not define, protocols that can never match, groups that select no app) and compiles it (label
 declarations the guardrails reject, hosts without address, port conflicts). Prints every
-problem as file:line:col: message, then a summary.
+problem as file:line:col: message, then a summary. With --controller it also warns of every
+host whose agent cannot enforce per-app egress (host-level only there), with the agent's
+reason, unless the policy sets defaults.egress: false.
 
 Options:
 ${POLICY_OPTION_HELP}
@@ -61,6 +65,9 @@ export const checkCommand: Command = {
     if (policy.ok) diagnostics.push(...policy.loaded.warnings);
     else diagnostics.push(...policy.errors);
     if (!inventory.ok) diagnostics.push(...inventory.errors);
+    if (values.controller !== undefined && inventory.ok && !(policy.ok && !policy.loaded.policy.defaults.egress)) {
+      diagnostics.push(...(await egressWarnings(values.controller)));
+    }
     if (policy.ok && inventory.ok) {
       const { policy: p, sites } = policy.loaded;
       const cluster = inventory.loaded.cluster;

@@ -1,17 +1,19 @@
 /**
  * `portcullis status`: asks a running controller (its HTTP status listener) how things stand and
  * prints it for a person: readiness, the policy and inventory in force (with the last error of a
- * broken edit), and one line per agent with its applied vs desired version and its last error.
+ * broken edit), and one line per agent with its applied vs desired version and its last error,
+ * then one line per agent that cannot enforce per-app egress, with its reason.
  */
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
 import { UsageError } from '../../usage-error.js';
-import { ControllerError, DEFAULT_STATUS_LISTEN, controllerBase, getJson, printable } from '../controller-client.js';
+import { ControllerError, DEFAULT_STATUS_LISTEN, controllerBase, egressShortfallText, egressShortfalls, getJson, printable } from '../controller-client.js';
 import { oneOf, parseFlags } from '../load-inputs.js';
 
 const help = `Usage: portcullis status [--controller-status URL] [--format table|json] [--check]
 
 Shows a running controller's state: ready or not (and why), the policy and inventory in force
-and the last error of a broken edit, and every agent with its applied and desired version.
+and the last error of a broken edit, every agent with its applied and desired version, and
+every agent that cannot enforce per-app egress (host-level only on its host) with its reason.
 
 Options:
   --controller-status URL
@@ -49,6 +51,7 @@ interface StatusDoc {
   inventory?: Record<string, unknown>;
   compile?: { hosts?: unknown; reports?: unknown };
   agentCounts?: { known?: unknown; connected?: unknown; inSync?: unknown };
+  egress?: { enforcing?: unknown; hostLevel?: unknown };
   agents?: unknown;
   tls?: { refusals?: unknown; lastRefusal?: { peer?: unknown; reason?: unknown; detail?: unknown; at?: unknown } | null } | null;
 }
@@ -85,6 +88,11 @@ export function renderStatus(doc: StatusDoc, url: string): string {
   const connected = counted(doc.agentCounts?.connected, agents.filter((a) => a.connected === true).length);
   const inSync = counted(doc.agentCounts?.inSync, agents.filter((a) => a.connected === true && a.inSync === true).length);
   out.push(known === 0 ? 'agents: none has connected yet' : `agents: ${known} known, ${connected} connected, ${inSync} in sync`);
+  const enforcing = doc.egress?.enforcing;
+  const hostLevel = doc.egress?.hostLevel;
+  if (connected > 0 && typeof enforcing === 'number' && typeof hostLevel === 'number') {
+    out.push(`egress: ${enforcing} of ${connected} connected agents enforce it${hostLevel > 0 ? `; ${hostLevel} host-level only (below)` : ''}`);
+  }
   const tls = doc.tls;
   if (tls === null) out.push('tls: off (--insecure): agents are not authenticated');
   else if (tls !== undefined) {
@@ -104,6 +112,7 @@ export function renderStatus(doc: StatusDoc, url: string): string {
     }
     out.push(table(rows));
   }
+  for (const s of egressShortfalls(agents)) out.push(`${printable(s.hostId)}: egress: ${egressShortfallText(s)}`);
   return `${out.join('\n')}\n`;
 }
 
