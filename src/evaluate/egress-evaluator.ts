@@ -7,8 +7,9 @@
  *   - `group: G`: A itself is a member of G (not "X runs some task of G");
  *   - `network: N`: X's address of the connection's family is in N. When X has several
  *     addresses of that family the verdict is ALLOW only when it is ALLOW for every one of them
- *     (the kernel may pick any as source); when X has none, nothing restricts it (the kernel's
- *     source is then no inventory address, which the destination side judges): ALLOW;
+ *     (the kernel may pick any as source); when X has none, its source address is unknown, so
+ *     the verdict is ALLOW only when it is ALLOW for every address of the family (tier
+ *     `no-address` names that reading; in practice only group and `any` peers can allow);
  *   - `any`: always.
  * A claim is every (protocol, host port) of a valid task port on Y (known host and app, host
  * port 1-65535, port index within the app's ports), except failsafe ports, which are never
@@ -24,6 +25,7 @@ import type { SourceLocation } from '../diagnostic.js';
 import {
   appInGroup,
   findApp,
+  everyAddressOf,
   hostIps,
   inNetwork,
   ipFamily,
@@ -38,7 +40,7 @@ import {
 
 /**
  * `unmanaged`: no task claims the destination port; `off`: `defaults.egress` is off;
- * `no-address`: the source host has no address of the family (nothing to restrict by).
+ * `no-address`: the source host has no address of the family, and some address of the family is denied.
  */
 export type EgressTier = 'failsafe' | 'policy' | 'labels' | 'default' | 'unmanaged' | 'off' | 'no-address';
 
@@ -152,9 +154,9 @@ export function egressVerdict(policy: Policy, cluster: ClusterState, q: EgressQu
     return verdict('allow', 'failsafe', `${q.protocol} ${q.hostPort} is a failsafe port, never managed, so no source host checks it.`);
   }
   if (owners.length === 0) return verdict('allow', 'unmanaged', `no task claims ${claim}: not a managed destination, so no source host checks it.`);
-  if (ips.length === 0) {
-    return verdict('allow', 'no-address', `${q.sourceHostId} has no IPv${q.family} address in the inventory: egress has no source address to judge (the destination side judges the one used).`);
-  }
+  // No address of the family: the source is unknown, so judge every address of the family.
+  const unknownSource = ips.length === 0;
+  if (unknownSource) ips.push(...everyAddressOf(policy, q.family));
 
   // Per owner: the walk of the first address that denies, else of the first address.
   const results = owners.map((owner) => {
@@ -172,7 +174,11 @@ export function egressVerdict(policy: Policy, cluster: ClusterState, q: EgressQu
   const reported = results.find((r) => r.walk.decision === 'deny') ?? results.find((r) => preferred(r.owner)) ?? results[0];
   const { owner, ip, walk } = reported!;
   const notes: string[] = [];
-  if (walk.decision === 'deny' && ips.length > 1) {
+  if (unknownSource) {
+    const note = `${q.sourceHostId} has no IPv${q.family} address in the inventory, so its tasks are allowed only where every IPv${q.family} source would be`;
+    if (walk.decision === 'deny') return verdict('deny', 'no-address', `${note}; ${ipText(ip)} would not be: ${walk.reason}`, { owner: ownerName(owner) });
+    notes.push(note);
+  } else if (walk.decision === 'deny' && ips.length > 1) {
     notes.push(`${ipText(ip)} is one of ${ips.length} IPv${q.family} addresses of ${q.sourceHostId}, and every one must be allowed`);
   }
   if (owners.length > 1) {

@@ -51,6 +51,27 @@ export function inNetwork(policy: Policy, ip: Ip, name: string): boolean {
   return net.cidrs.some((c) => inCidr(ip, c)) && !net.except.some((c) => inCidr(ip, c));
 }
 
+/**
+ * Addresses that stand for EVERY address of `family` as the policy sees them: both ends of the
+ * address space and, for every CIDR and except of every network, its first and last address and
+ * the ones just outside. Which networks hold an address changes only at those edges, so a
+ * verdict that is ALLOW for all of these is ALLOW for every address of the family.
+ */
+export function everyAddressOf(policy: Policy, family: 4 | 6): Ip[] {
+  const max = family === 4 ? (1n << 32n) - 1n : (1n << 128n) - 1n;
+  const values = new Set<bigint>([0n, max]);
+  for (const net of policy.networks) {
+    for (const cidr of [...net.cidrs, ...net.except]) {
+      if (cidr.includes(':') !== (family === 6)) continue;
+      const range = family === 6 ? IPv6CidrRange.fromCidr(cidr) : IPv4CidrRange.fromCidr(cidr);
+      const first = range.getFirst().value;
+      const last = range.getLast().value;
+      for (const v of [first, last, first - 1n, last + 1n]) if (v >= 0n && v <= max) values.add(v);
+    }
+  }
+  return [...values].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map((v) => (family === 6 ? IPv6.fromBigInt(v) : IPv4.fromNumber(v)));
+}
+
 /** The parsed addresses of host `hostId` (unparsable ones ignored, duplicates dropped). */
 export function hostIps(cluster: ClusterState, hostId: string): Ip[] {
   const out: Ip[] = [];
