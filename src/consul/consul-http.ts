@@ -124,7 +124,7 @@ export function boundedConsul(options: ConsulHttpOptions): Consul {
   const base = `${url.origin}${url.pathname.replace(/\/+$/, '')}/v1`;
   const consul = new Consul({
     baseUrl: base,
-    decoders: { 'application/json': decode },
+    decoders: { 'application/json': decode, 'text/json': decode },
     ...(options.token !== undefined ? { defaults: { token: options.token } } : {}),
   } as ConstructorParameters<typeof Consul>[0]);
   const ext = consul as unknown as Extensible;
@@ -134,8 +134,9 @@ export function boundedConsul(options: ConsulHttpOptions): Consul {
   });
   ext._ext('onResponse', (request, next) => {
     const res = request.res;
-    if (request.err === undefined && res !== undefined && Buffer.isBuffer(res.body) && (res.statusCode ?? 0) < 300) {
-      request.err = new Error(`answer is ${res.headers['content-type'] ?? 'untyped'}, not application/json`);
+    const mime = (res?.headers['content-type'] ?? '').split(';')[0]!.trim();
+    if (request.err === undefined && res !== undefined && res.body !== undefined && (res.statusCode ?? 0) < 300 && mime !== 'application/json') {
+      request.err = new Error(`answer is ${mime === '' ? 'untyped' : mime}, not application/json`);
     } else if (request.err === undefined && request.opts.name === 'kv.get' && res?.statusCode === 200) {
       const why = kvShapeError(res.body);
       if (why !== undefined) request.err = new Error(why);
@@ -170,8 +171,9 @@ export async function consulCall<T>(what: string, timeoutMs: number, signal: Abo
   } catch (e) {
     const err = e as Error & { response?: IncomingMessage };
     const status = err.response?.statusCode;
-    const message = signal?.aborted ? 'cancelled' : status !== undefined ? `Consul answered HTTP ${status} (${err.message.replace(/^consul: /, '')})` : err.message.replace(/^consul: /, '');
-    throw new ConsulCallError(`${what}: ${message}`, status);
+    const detail = err.message.replace(/^consul: /, '');
+    const message = signal?.aborted ? 'cancelled' : status !== undefined && (status < 200 || status > 299) ? `Consul answered HTTP ${status} (${detail})` : detail;
+    throw new ConsulCallError(`${what}: ${message}`, status !== undefined && (status < 200 || status > 299) ? status : undefined);
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }

@@ -2,8 +2,8 @@
  * Request parsing for the Consul API double (consul-double.ts): bounded request bodies, Go
  * durations ("10s", "1m30s", as Consul's `wait`, TTL and check intervals are written), and the
  * body of PUT /v1/agent/service/register as agent/service.mdx documents it (Name required; ID
- * defaults to Name; Address, Port, Tags, Meta; Check or Checks, each an HTTP check with an
- * Interval, or a TTL check). A check's CheckID defaults to `service:<ID>` (`service:<ID>:<n>`,
+ * defaults to Name; Address, Port, Tags, Meta; Check or Checks, each an HTTP or Args (script)
+ * check with an Interval, or a TTL check; the double runs none of them: tests set their status). A check's CheckID defaults to `service:<ID>` (`service:<ID>:<n>`,
  * n from 1, for the Checks list), its Name to `Service '<Name>' check`, its Status to critical
  * (agent/check.mdx: a check starts critical unless Status says otherwise).
  */
@@ -70,7 +70,8 @@ function parseCheck(c: unknown): CheckDefinition | string {
   const http = str('HTTP') ?? '';
   const interval = str('Interval') ?? '';
   const ttl = str('TTL') ?? '';
-  if (http !== '' ? interval === '' || goDurationMs(interval) === undefined : ttl === '') return 'Invalid check: TTL or HTTP/Interval needed';
+  const args = Array.isArray(c.Args) && c.Args.length > 0 && c.Args.every((a) => typeof a === 'string');
+  if (http !== '' || args ? interval === '' || goDurationMs(interval) === undefined : ttl === '') return 'Invalid check: TTL or HTTP/Args with an Interval needed';
   const status = str('Status') ?? 'critical';
   if (status !== 'passing' && status !== 'warning' && status !== 'critical') return `Invalid check status: "${status}"`;
   const dereg = str('DeregisterCriticalServiceAfter') ?? '';
