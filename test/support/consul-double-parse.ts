@@ -1,14 +1,18 @@
 /**
  * Request parsing for the Consul API double (consul-double.ts): bounded request bodies, Go
- * durations ("10s", "1m30s", as Consul's `wait`, TTL and check intervals are written), and the
- * body of PUT /v1/agent/service/register as agent/service.mdx documents it (Name required; ID
- * defaults to Name; Address, Port, Tags, Meta; Check or Checks, each an HTTP or Args (script)
- * check with an Interval, or a TTL check; the double runs none of them: tests set their status). A check's CheckID defaults to `service:<ID>` (`service:<ID>:<n>`,
- * n from 1, for the Checks list), its Name to `Service '<Name>' check`, its Status to critical
- * (agent/check.mdx: a check starts critical unless Status says otherwise).
+ * durations (src/consul/go-duration.ts), and the body of PUT /v1/agent/service/register as
+ * agent/service.mdx documents it: Name required; ID defaults to Name; Address, Port, Tags, Meta;
+ * Check or Checks, each an HTTP or Args (script) check with an Interval, or a TTL check (the
+ * double runs none of them: tests set their status). A check's CheckID defaults to
+ * `service:<ID>` (`service:<ID>:<n>`, n from 1, for the Checks list), its Name to
+ * `Service '<Name>' check`, its Status to critical (agent/check.mdx: a check starts critical
+ * unless Status says otherwise).
  */
 import type http from 'node:http';
+import { goDurationMs } from '../../src/consul/go-duration.js';
 import type { CheckState, CheckStatus, ServiceFields } from './consul-double-state.js';
+
+export { goDurationMs } from '../../src/consul/go-duration.js';
 
 export function bodyOf(req: http.IncomingMessage, max: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -25,24 +29,6 @@ export function bodyOf(req: http.IncomingMessage, max: number): Promise<Buffer> 
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
-}
-
-const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** A Go duration in ms ("0", "150ms", "1m30s"), or undefined when it is not one. */
-export function goDurationMs(s: string): number | undefined {
-  if (s === '0') return 0;
-  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
-  let total = 0;
-  let at = 0;
-  while (at < s.length) {
-    re.lastIndex = at;
-    const m = re.exec(s);
-    if (!m) return undefined;
-    total += Number(m[1]) * (UNIT_MS[m[2] as string] as number);
-    at = re.lastIndex;
-  }
-  return at === 0 ? undefined : total;
 }
 
 export interface CheckDefinition {
