@@ -3,9 +3,10 @@
  * bounded, as every outside answer in Portcullis is (docs/architecture.md):
  *
  *  - bytes: papi collects a body without limit, so an `onRequest` extension wraps the request's
- *    transport and watches each response: a Content-Length over `maxBytes` is refused before
- *    reading, reading stops as soon as the bytes pass it, and a connection that closes mid-body is
- *    an error (papi alone would wait for its timeout), never a truncated answer taken as whole;
+ *    transport and has src/json/bounded-body.ts read each response too: a Content-Length over
+ *    `maxBytes` is refused before reading, reading stops as soon as the bytes pass it, and a
+ *    connection that closes mid-body is an error at once (papi alone would wait for its
+ *    timeout), never a truncated answer taken as whole;
  *  - JSON: the `application/json` decoder is src/json/bounded-json.ts (size and depth checked
  *    before anything walks the value) instead of a bare JSON.parse;
  *  - shape: the `consul` library walks some answers itself before returning them (KV entries:
@@ -21,6 +22,7 @@
 import { EventEmitter } from 'node:events';
 import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import Consul from 'consul';
+import { readBoundedBody } from '../json/bounded-body.js';
 import { parseBoundedJson, type JsonLimits } from '../json/bounded-json.js';
 
 export interface ConsulHttpOptions {
@@ -79,30 +81,22 @@ function kvShapeError(body: unknown): string | undefined {
   return undefined;
 }
 
+const NEVER = new AbortController().signal;
+
+/**
+ * Wraps the request's transport so each response is also read by src/json/bounded-body.ts
+ * (papi keeps its own copy; both are bounded by `maxBytes`): over the limit, truncated or broken,
+ * the request fails at once with that module's message.
+ */
 function boundTransport(request: PapiRequest, maxBytes: number): void {
   const inner = request.transport;
   request.transport = {
     request(o: RequestOptions): ClientRequest {
       const req = inner.request(o);
       req.on('response', (res: IncomingMessage) => {
-        let failed = false;
-        const fail = (message: string): void => {
-          if (failed) return;
-          failed = true;
-          res.destroy();
+        readBoundedBody(res, maxBytes, NEVER).catch((e: Error) => {
           req.destroy();
-          req.emit('error', new Error(message));
-        };
-        res.on('error', () => fail('connection broke mid-answer'));
-        const announced = Number(res.headers['content-length']);
-        if (Number.isFinite(announced) && announced > maxBytes) return fail(`answer of ${announced} bytes announced, larger than the limit of ${maxBytes} bytes`);
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > maxBytes) fail(`answer larger than the limit of ${maxBytes} bytes`);
-        });
-        res.on('close', () => {
-          if (!res.complete) fail('connection closed mid-answer (truncated)');
+          req.emit('error', e);
         });
       });
       return req;
