@@ -202,6 +202,18 @@ describe('one blocking read', () => {
     expect(next.value.map((e) => e.key)).toEqual(['p/a', 'p/b']);
   });
 
+  it('on one key that does not exist yet: 404 with an index, then its creation wakes the read', async () => {
+    const absent = await client.kvGet('portcullis/policy');
+    expect(absent.value).toBeUndefined();
+    expect(absent.index).toBeGreaterThanOrEqual(1);
+    const waiting = client.kvGet('portcullis/policy', { index: absent.index, waitMs: 10_000 });
+    await waitFor('the read is blocked in the double', () => consul.blockedQueries() === 1);
+    await client.kvPut('portcullis/policy', 'v1');
+    const created = await waiting;
+    expect(created.value?.value.toString()).toBe('v1');
+    expect(created.index).toBe(created.value?.modifyIndex);
+  });
+
   it('no change: answers after the wait with the same index and result', async () => {
     await client.register({ id: 'a', name: 'portcullis', port: 9443, check: readyz });
     const first = await client.healthService('portcullis', false);

@@ -8,7 +8,8 @@
  * Indexes: every write takes the next raft index. A query's index (X-Consul-Index) is the last
  * index that changed what it reads: per service name for health/catalog, the key's ModifyIndex
  * (or its deletion) for a key, the highest of those under a prefix, the KV table index when
- * nothing under it ever existed. `touch()` is a raft write that changes no result (the docs: "an
+ * nothing under it ever existed (as Consul's state store does: so any KV write wakes a query on
+ * a missing key, with the same 404). `touch()` is a raft write that changes no result (the docs: "an
  * idempotent write that does not affect the result"); `restore()` puts back an older snapshot,
  * so every index goes BACKWARDS, as after a raft snapshot restore. Deterministic: session TTLs
  * expire only when a test says so (`expireSession`), session ids come from a counter; the one
