@@ -37,6 +37,13 @@ describe('ConsulDoubleProcess', () => {
     const snap = await consul.snapshot();
     await consul.addRemoteInstance({ node: 'ctl-2', nodeAddress: '10.0.0.10', id: 'p2', name: 'portcullis', port: 9443 });
     await waitFor('p2 seen', () => seen.length === 3);
+    // Restore while the follower is blocked (a read sent after the restore with the old, higher
+    // index would block for its whole wait, as in Consul, before the follower sees the lower index).
+    const deadline = Date.now() + 10_000;
+    while ((await consul.blockedQueries()) !== 1) {
+      if (Date.now() > deadline) throw new Error('the follower never blocked');
+      await new Promise((r) => setTimeout(r, 10));
+    }
     await consul.restore(snap);
     await waitFor('restored', () => seen.length === 4 && f.stats.resets === 1);
     expect(seen[3]).toEqual(['ctl-1/p1@10.0.0.9']);

@@ -6,7 +6,7 @@
  * condition with a deadline; every follower and server is stopped in afterEach.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Follower } from '../src/consul/blocking-follow.js';
+import { followBlocking, type Follower } from '../src/consul/blocking-follow.js';
 import { ConsulClient } from '../src/consul/consul-client.js';
 import { followKvPrefix, followPassingInstances } from '../src/consul/consul-follow.js';
 import type { ConsulKvEntry, ConsulServiceInstance } from '../src/consul/consul-payloads.js';
@@ -133,7 +133,8 @@ describe('following a KV prefix', () => {
     await client.kvPut('portcullis/policy/a.yaml', 'two');
     await waitFor('the change is delivered', () => seen.length === 2);
     expect(seen[1]).toEqual(['portcullis/policy/a.yaml=two']);
-    expect(f.stats.reads).toBe(reads + 1);
+    await waitFor('blocking again', () => consul.blockedQueries() === 1);
+    expect(f.stats.reads).toBe(reads + 1); // the blocked read returned once, for the change only
   });
 
   it('restored to identical content at a lower index: the follower resets, and a later write (at an index below the old one) is still seen', async () => {
@@ -201,4 +202,30 @@ describe('a Consul outage', () => {
       expect(f.stats.errors).toBe(errors);
     });
   }
+});
+
+describe('followBlocking with a scripted read (no HTTP)', () => {
+  it('an index below 1 is taken as 1 (the loop blocks instead of spinning); a throwing consumer does not end the loop', async () => {
+    const asked: number[] = [];
+    const errors: string[] = [];
+    let n = 0;
+    const f = followBlocking<string>({
+      minIntervalMs: 0,
+      read: async (b) => {
+        asked.push(b.index ?? -1);
+        n += 1;
+        return { index: n < 3 ? 0 : 5, value: `v${n}`, skipped: [] };
+      },
+      onChange: (v) => {
+        if (v === 'v1') throw new Error('consumer failed');
+      },
+      onError: (e) => errors.push(e.message),
+    });
+    followers.push(f);
+    await waitFor('five reads', () => asked.length >= 5);
+    await f.stop();
+    expect(asked.slice(0, 5)).toEqual([0, 1, 1, 5, 5]);
+    expect(errors).toEqual(['consumer failed']);
+    expect(f.stats.changes).toBeGreaterThanOrEqual(4);
+  });
 });

@@ -89,6 +89,8 @@ export function followBlocking<T>(o: FollowOptions<T>): Follower {
 
   const loop = async (): Promise<void> => {
     while (!stop.signal.aborted) {
+      // Yield to the event loop each round, so a read that answers at once can never starve it.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       await takeToken();
       if (stop.signal.aborted) break;
       let r: IndexedResult<T>;
@@ -105,13 +107,14 @@ export function followBlocking<T>(o: FollowOptions<T>): Follower {
         continue;
       }
       backoff.reset();
-      if (r.index < stats.index) {
+      const index = Math.max(r.index, 1);
+      if (index < stats.index) {
         stats.resets += 1;
-        o.onReset?.({ from: stats.index, to: r.index });
+        o.onReset?.({ from: stats.index, to: index });
         stats.index = 0;
         continue;
       }
-      stats.index = Math.max(r.index, 1);
+      stats.index = index;
       const print = fingerprint(r.value);
       if (print !== last) {
         last = print;

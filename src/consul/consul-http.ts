@@ -81,8 +81,6 @@ function kvShapeError(body: unknown): string | undefined {
   return undefined;
 }
 
-const NEVER = new AbortController().signal;
-
 /**
  * Wraps the request's transport so each response is also read by src/json/bounded-body.ts
  * (papi keeps its own copy; both are bounded by `maxBytes`): over the limit, truncated or broken,
@@ -94,7 +92,8 @@ function boundTransport(request: PapiRequest, maxBytes: number): void {
     request(o: RequestOptions): ClientRequest {
       const req = inner.request(o);
       req.on('response', (res: IncomingMessage) => {
-        readBoundedBody(res, maxBytes, NEVER).catch((e: Error) => {
+        // papi owns the timeout; this signal never fires (one per response, so no listener piles up).
+        readBoundedBody(res, maxBytes, new AbortController().signal).catch((e: Error) => {
           req.destroy();
           req.emit('error', e);
         });

@@ -232,7 +232,7 @@ export class ConsulDouble {
    * A blocking query: answered at once without `index` (or `index=0`), or when the query's index
    * is above it; else when it rises, on a restore (abandoned watches), on an outage, or after `wait`.
    */
-  private blocking(q: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse, indexOf: () => number, bodyOf: () => unknown, notFound = false): void {
+  private blocking(q: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse, indexOf: () => number, read: () => unknown, notFound = false): void {
     const rawIndex = q.get('index');
     if (rawIndex !== null && !/^\d+$/.test(rawIndex)) return send(res, { status: 400, text: `Invalid index: ${rawIndex}` });
     const rawWait = q.get('wait');
@@ -241,7 +241,7 @@ export class ConsulDouble {
     const index = Number(rawIndex ?? '0');
     const answer = (): void => {
       if (this.outage === 'error') return send(res, { status: 500, text: 'rpc error making call: No cluster leader' });
-      const body = bodyOf();
+      const body = read();
       const empty = notFound && Array.isArray(body) && body.length === 0;
       send(res, empty ? { status: 404, text: '', index: indexOf() } : { status: 200, body, index: indexOf() });
     };
