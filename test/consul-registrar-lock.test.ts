@@ -122,6 +122,22 @@ describe('SessionLock', () => {
     expect(events.filter((e) => e.includes('acquired'))).toEqual(['a acquired #1', 'b acquired #2']);
   });
 
+  it('Consul unreachable for a whole TTL: the holder stops counting itself the holder (Consul may have given the lock away)', { timeout: 30_000 }, async () => {
+    const events: string[] = [];
+    const a = lock('a', events);
+    a.start();
+    await waitFor('a holds the lock', () => a.held);
+    const cutAt = Date.now();
+    consul.setOutage('refuse');
+    await waitFor('a lost the lock', () => !a.held, 15_000);
+    const after = Date.now() - cutAt;
+    expect(events).toEqual(['a acquired #1', 'a lost: no renewal for a whole TTL (Consul unreachable)']);
+    // Renewed every TTL/2 (5 s), so the last renewal was at most 5 s before the cut: lost between 5 and 10 s after it.
+    expect(after).toBeGreaterThanOrEqual(4_900);
+    expect(after).toBeLessThan(11_000);
+    expect(a.stats.errors).toBeGreaterThan(0);
+  });
+
   it('a TTL outside 10s..24h is refused before anything is sent', () => {
     expect(() => new SessionLock({ client, key: 'k', value: 'v', sessionName: 's', ttl: '1s' })).toThrow(/between 10s and 24h/);
   });
