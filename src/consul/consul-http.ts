@@ -24,6 +24,7 @@ import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import Consul from 'consul';
 import { readBoundedBody } from '../json/bounded-body.js';
 import { parseBoundedJson, type JsonLimits } from '../json/bounded-json.js';
+import { previewJson } from '../json/json-preview.js';
 
 export interface ConsulHttpOptions {
   /** Base URL of the local Consul agent, e.g. http://127.0.0.1:8500 (http: or https:). */
@@ -164,7 +165,8 @@ export async function consulCall<T>(what: string, timeoutMs: number, signal: Abo
   } catch (e) {
     const err = e as Error & { response?: IncomingMessage };
     const status = err.response?.statusCode;
-    const detail = err.message.replace(/^consul: /, '');
+    // papi's message may carry up to 80 characters of Consul's own text: untrusted, so previewed.
+    const detail = previewJson(err.message.replace(/^consul: /, ''), 240);
     const message = signal?.aborted ? 'cancelled' : status !== undefined && (status < 200 || status > 299) ? `Consul answered HTTP ${status} (${detail})` : detail;
     throw new ConsulCallError(`${what}: ${message}`, status !== undefined && (status < 200 || status > 299) ? status : undefined);
   } finally {
