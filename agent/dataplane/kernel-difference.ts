@@ -8,6 +8,8 @@
  *   very state already held again (someone wants it rewritten), more than `limit` members added
  *   plus removed, or a held list that is not strictly ascending (it cannot be merged).
  *   The full write renders the whole next state.
+ *   Also full when the per-app egress layout changed (`layout`: the local apps of egress-task,
+ *   the local task map with its cgroup inodes, whether egress is rendered at all): new chains.
  * - `delta`: the members added and removed per kind, at most `limit` in all. When the next state
  *   came as a wire Delta whose base is the state the kernel holds, its adds and removes ARE the
  *   difference (taken as sent, not diffed again); otherwise (a Snapshot, a state from disk) the
@@ -46,6 +48,8 @@ export interface DifferenceInput {
   readonly limit: number;
   /** A drift repair: always full. */
   readonly repair: boolean;
+  /** The egress layout of the held write and of the next one (kernel-dataplane.ts); different: full. */
+  readonly layout?: { readonly held: string; readonly next: string };
 }
 
 const full = (reason: string): Difference => ({ path: 'full', reason });
@@ -57,6 +61,7 @@ export function kernelDifference(input: DifferenceInput): Difference {
   if (!held.exact) return full('kernel state unknown');
   if (limit === 0) return full('delta path off');
   if (held.state.mode !== next.mode) return full('mode changed');
+  if (input.layout !== undefined && input.layout.held !== input.layout.next) return full('egress layout changed');
   if (held.state.version === next.version) return full('same state again');
   const tooMany = full(`more than ${limit} members changed`);
   if (delta !== undefined && delta.baseVersion === held.state.version && delta.version === next.version) {
