@@ -25,7 +25,7 @@ import { SET_KINDS, type DesiredState, type SetKind } from '../compile/desired-s
 import type { Family } from '../net/family.js';
 import { isZeroPrefixMember, netEntries } from '../net/member.js';
 import { ipsetName, isOwnedSetName, setKindsOf, tmpSetName } from './owned-names.js';
-import { egressSets } from './render-egress.js';
+import { egressSets, hasEgress } from './render-egress.js';
 import { validateMember } from './validate-member.js';
 
 export { validateMember } from './validate-member.js';
@@ -95,7 +95,7 @@ export function setMembers(kind: SetKind, family: Family, members: readonly stri
 export interface RenderIpsetOptions {
   /** True only when `invalidMembers(state)` was empty: members are not validated again. */
   readonly membersValidated?: boolean;
-  /** Also write the per-app egress sets (the agent enforces egress and the state has egress members). */
+  /** Also write the per-app egress sets (the agent enforces egress), when the state has egress members. */
   readonly egress?: boolean;
 }
 
@@ -118,7 +118,7 @@ export function renderIpsetRestore(state: DesiredState, family: Family, options:
     const members = setMembers(kind, family, state.sets[kind] ?? [], options.membersValidated === true);
     replaceSetLines(parts, ipsetName(kind, family) as string, setTypeArgs(kind, family, members.length), members);
   }
-  if (options.egress) {
+  if (options.egress && hasEgress(state)) {
     if (options.membersValidated !== true) {
       const error = invalidMembers(state)[0];
       if (error !== undefined) throw new Error(error);
