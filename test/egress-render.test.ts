@@ -178,7 +178,7 @@ describe('egress rules', () => {
     const without = planFullWrite(saved, renderChains(state(), 4));
     expect(without.deleteOutputJumps).toHaveLength(2);
     expect(without.removeChains).toEqual(['PCU-OUTPUT', 'PCU-EG-0123456789ABCDEF']);
-    const text = renderIptablesRestore(state(), 4, { insertJump: false, ...without });
+    const text = renderIptablesRestore(state(), 4, without);
     expect(text).toMatch(/-D OUTPUT .*-j PCU-OUTPUT\n-D OUTPUT .*-j PCU-OUTPUT\n-X PCU-EG-0123456789ABCDEF\n-X PCU-OUTPUT\nCOMMIT\n$/);
     expect(staleEgressSets(['pcu4-managed-tcp', 'pcu4-eg-managed', 'pcu4-eg-0123456789abcdef', 'pcu4-eg-0123456789abcdef-tmp', 'foreign'], new Set(['pcu4-eg-managed']))).toEqual([
       'pcu4-eg-0123456789abcdef',
