@@ -61,6 +61,12 @@ describe.skipIf(!ready)('per-app egress on the source host (real kernel, real cg
   const h1 = () => net.hosts[0]!;
   const db = () => ({ protocol: 'tcp' as const, address: net.hosts[1]!.v4, port: DB });
   const runner = () => new ExecCommandRunner({ prefix: ['ip', 'netns', 'exec', h1().ns] });
+  /** Commands the dataplane ran, by program (a chain rewrite runs no `ipset restore`). */
+  const ran: string[] = [];
+  const countingRunner = () => {
+    const inner = runner();
+    return { run: (argv: readonly string[], input?: string) => (ran.push(argv.slice(0, 2).join(' ')), inner.run(argv, input)) };
+  };
 
   function cgroup(label: string): TestCgroup {
     const c = createTestCgroup(label);
@@ -94,7 +100,7 @@ describe.skipIf(!ready)('per-app egress on the source host (real kernel, real cg
       { taskId: 'bb.1', containerId: 'cbb', addresses: [bridges[1]!.v4], executorPid: null },
     ];
     mesosUrl = await double.start();
-    dataplane = new KernelDataplane({ runner: runner(), families: [4], logger });
+    dataplane = new KernelDataplane({ runner: countingRunner(), families: [4], logger });
     await startMapper('host');
     await dataplane.apply(h1State(net.hosts[1]!.v4));
   });
@@ -131,8 +137,11 @@ describe.skipIf(!ready)('per-app egress on the source host (real kernel, real cg
     const next = cgroup('mesos/cweb2');
     double.tasks = double.tasks.map((t): ScriptedTask => (t.taskId === 'web.1' ? { ...t, containerId: 'cweb2' } : t));
     const applies = dataplane.counters.applies;
+    ran.length = 0;
     await mapper!.poll();
-    expect(dataplane.counters.applies).toBe(applies + 1); // one chain rewrite
+    expect(dataplane.counters.applies).toBe(applies + 1); // one chain rewrite, no set written
+    expect(ran.filter((c) => c === 'iptables-restore --noflush')).toHaveLength(1);
+    expect(ran.filter((c) => c.startsWith('ipset'))).toEqual([]);
     expect(await dataplane.checkDrift()).toEqual([]);
     expect(await probe(net, h1().ns, { ...db(), cgroup: next })).toBe('open');
     const output = await ruleLines(net, h1().ns, 4, EGRESS_OUTPUT_CHAIN);

@@ -47,9 +47,11 @@
  * Per-app egress (src/render/render-egress.ts): `setEgress(mapping, key)` gives the agent's local
  * task map (undefined: not enforcing, host-level only). It is rendered with every state that has
  * egress members. The egress layout (the map, its cgroup inodes in `key`, the local apps) is part
- * of the difference: a new layout is a full write (new chains), queued as its own job when the
- * map changes; member changes of the egress kinds stay set swaps or delta lines. A full write also
- * removes what the state no longer renders (write-plan.ts): chains, the OUTPUT jump, egress sets.
+ * of the difference: a state with new local apps is a full write; a new map alone (a container
+ * started, restarted, gone) is a chain rewrite (`path: 'chains'`: one iptables-restore per
+ * family, no set touched, since the sets follow the state only), queued as its own job; member
+ * changes of the egress kinds stay set swaps or delta lines. A full write also removes what the
+ * state no longer renders (write-plan.ts): chains, the OUTPUT jump, egress sets.
  *
  * `checkDrift()` reads the kernel and lists how it differs from `held` (drift.ts);
  * `checkAndRepair()` does that and, on drift, writes `held` again by the full path and counts the
@@ -63,7 +65,7 @@ import type { DesiredState } from '../../src/compile/desired-state.js';
 import type { StateDelta } from '../../src/compile/state-delta.js';
 import { OUTPUT_HOOK_CHAIN, TABLE, ipsetName, isOwnedChainName, isOwnedSetName, setKindsOf } from '../../src/render/owned-names.js';
 import type { Family } from '../../src/net/family.js';
-import { renderChains, rendersEgress } from '../../src/render/render-chains.js';
+import { renderChains, rendersEgress, type RenderedChains } from '../../src/render/render-chains.js';
 import type { EgressMapping } from '../../src/render/render-egress.js';
 import { invalidMembers, renderIpsetRestore, renderIpsetUninstall, setMembers, validateMember } from '../../src/render/render-ipsets.js';
 import { renderIptablesRestore, renderUninstallIptables } from '../../src/render/render-iptables.js';
@@ -74,14 +76,15 @@ import { kernelDifference, type Difference, type KernelView } from './kernel-dif
 import { parseIpsetSave, parseIptablesSave } from './kernel-read.js';
 import { isSortedState, renderDeltaRestore } from './member-delta.js';
 import { planFullWrite, staleEgressSets } from './write-plan.js';
+import { DataplaneError, errorText, refusal } from './dataplane-error.js';
+
+export { DataplaneError, type DataplaneErrorDetails } from './dataplane-error.js';
 
 export { invalidMembers } from '../../src/render/render-ipsets.js';
-
 const TOOLS: Readonly<Record<Family, { save: string; restore: string }>> = {
   4: { save: 'iptables-save', restore: 'iptables-restore' },
   6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
 };
-const MAX_INVALID_REPORTED = 20;
 /** Default `maxDeltaMembers`: far above a deploy's churn, far below a set rebuild's cost. */
 export const DEFAULT_MAX_DELTA_MEMBERS = 1000;
 
@@ -110,8 +113,8 @@ export interface ApplyReport {
   /** Families written (delta path: every active family; a delta never touches the jump). */
   readonly families: readonly FamilyApplyReport[];
   readonly durationMs: number;
-  /** How the kernel was written: every set and chain, or only the changed members. */
-  readonly path: 'full' | 'delta';
+  /** How the kernel was written: every set and chain, only the changed members, or only the chains (a new local task map). */
+  readonly path: 'full' | 'delta' | 'chains';
 }
 
 export interface DataplaneCounters {
@@ -124,28 +127,6 @@ export interface DataplaneCounters {
   readonly lastApplyDurationMs: number;
   readonly repairs: number;
   readonly repairsByKind: Readonly<Partial<Record<DriftKind, number>>>;
-}
-
-export interface DataplaneErrorDetails {
-  readonly family?: Family;
-  readonly argv?: readonly string[];
-  readonly code?: number;
-  readonly stderr?: string;
-}
-
-export class DataplaneError extends Error {
-  constructor(
-    message: string,
-    readonly details: DataplaneErrorDetails = {},
-  ) {
-    super(details.stderr ? `${message}: ${details.stderr.trim()}` : message);
-    this.name = 'DataplaneError';
-  }
-}
-
-function refusal(state: DesiredState, invalid: readonly string[]): DataplaneError {
-  const shown = invalid.slice(0, MAX_INVALID_REPORTED).join('; ');
-  return new DataplaneError(`state ${state.version} refused: ${invalid.length} invalid member(s): ${shown}`);
 }
 
 /** Where an applied state came from (the agent's /status `appliedFrom`). */
@@ -254,14 +235,13 @@ export class KernelDataplane {
     return this.serial(async () => {
       this.egress = mapping === undefined ? undefined : { mapping, key };
       const held = this.heldState;
-      if (held === undefined || this.layoutOf(held.state) === this.heldLayout) return undefined;
-      return this.writeFull(held.state, { ...(held.source ? { source: held.source } : {}) }, true, performance.now(), 'egress layout changed');
+      const next = held === undefined ? '' : this.layoutOf(held.state);
+      if (held === undefined || next === this.heldLayout) return undefined;
+      const options = held.source ? { source: held.source } : {};
+      // Both layouts render the same sets (they follow the state): only the chains change.
+      if (held.exact && this.heldLayout !== '' && next !== '') return this.writeChains(held.state, options, performance.now());
+      return this.writeFull(held.state, options, true, performance.now(), 'egress layout changed');
     });
-  }
-
-  /** The local task map in force (undefined: egress not enforced). */
-  get egressMapping(): EgressMapping | undefined {
-    return this.egress?.mapping;
   }
 
   uninstall(): Promise<void> {
@@ -397,20 +377,15 @@ export class KernelDataplane {
       const families = await this.families();
       if (families.length === 0) throw new DataplaneError('no address family can be managed: ipset/iptables tools are missing');
       const reports: FamilyApplyReport[] = [];
-      const mapping = this.egress?.mapping;
       const egressSets = new Set<string>();
       for (const family of families) {
-        const rendered = renderChains(state, family, mapping);
+        const rendered = renderChains(state, family, this.egress?.mapping);
         for (const set of rendered.egress?.sets ?? []) egressSets.add(set.name);
         const ipsetText = renderIpsetRestore(state, family, { membersValidated: true, egress: rendered.egress !== undefined });
         inputs[`ipset${family}`] = ipsetText;
         await this.must(['ipset', 'restore'], `IPv${family} ipset restore`, family, ipsetText);
 
-        const plan = planFullWrite(await this.readTable(family), rendered);
-        const iptablesText = renderIptablesRestore(state, family, { ...plan, ...(mapping ? { egress: mapping } : {}) });
-        inputs[`iptables${family}`] = iptablesText;
-        await this.must([TOOLS[family].restore, '--noflush', '--wait'], `IPv${family} ${TOOLS[family].restore}`, family, iptablesText);
-        reports.push({ family, jumpInserted: plan.insertJump, jumpsDeleted: plan.deleteJumps.length });
+        reports.push(await this.writeTables(state, family, rendered, inputs));
       }
       await this.destroyStaleEgressSets(egressSets);
       const durationMs = performance.now() - started;
@@ -424,6 +399,35 @@ export class KernelDataplane {
     } catch (e) {
       const err = e instanceof DataplaneError ? e : new DataplaneError(`apply failed: ${(e as Error).message}`);
       return this.failed(state, started, err, inputs);
+    }
+  }
+
+  /** One family's chains and jumps, one iptables-restore (the tail of a full write, or a chain rewrite). */
+  private async writeTables(state: DesiredState, family: Family, rendered: RenderedChains, inputs: Inputs): Promise<FamilyApplyReport> {
+    const plan = planFullWrite(await this.readTable(family), rendered);
+    const mapping = this.egress?.mapping;
+    const iptablesText = renderIptablesRestore(state, family, { ...plan, ...(mapping ? { egress: mapping } : {}) });
+    inputs[`iptables${family}`] = iptablesText;
+    await this.must([TOOLS[family].restore, '--noflush', '--wait'], `IPv${family} ${TOOLS[family].restore}`, family, iptablesText);
+    return { family, jumpInserted: plan.insertJump, jumpsDeleted: plan.deleteJumps.length };
+  }
+
+  /** The held state with a new local task map: our chains rewritten, no set touched (see the header). */
+  private async writeChains(state: DesiredState, options: ApplyOptions, started: number): Promise<ApplyReport> {
+    const inputs: Inputs = {};
+    this.markUnknown();
+    try {
+      const reports: FamilyApplyReport[] = [];
+      for (const family of await this.families()) reports.push(await this.writeTables(state, family, renderChains(state, family, this.egress?.mapping), inputs));
+      const durationMs = performance.now() - started;
+      this.counts.applies++;
+      this.counts.lastApplyDurationMs = durationMs;
+      this.accept(state, options, true, this.heldSorted);
+      await this.kept.chains(inputs);
+      this.log.info({ event: 'dataplane.applied', path: 'chains', reason: 'local task map changed', version: state.version, families: reports, durationMs }, 'dataplane applied (chains)');
+      return { version: state.version, families: reports, durationMs, path: 'chains' };
+    } catch (e) {
+      return this.failed(state, started, e instanceof DataplaneError ? e : new DataplaneError(`chain rewrite failed: ${(e as Error).message}`), inputs);
     }
   }
 
@@ -492,8 +496,4 @@ export class KernelDataplane {
     if (names.length > 0) await this.must(['ipset', 'restore'], 'ipset uninstall', undefined, renderIpsetUninstall(names));
     this.log.info({ event: 'dataplane.uninstalled', sets: names.length }, 'dataplane uninstalled');
   }
-}
-
-function errorText(state: DesiredState, err: DataplaneError): string {
-  return `${JSON.stringify({ version: state.version, message: err.message, ...err.details }, null, 2)}\n`;
 }
