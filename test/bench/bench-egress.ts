@@ -37,12 +37,10 @@ import { runRate, startServer, type TcpServer } from './packet-procs.js';
 import { mean, percentile } from './stats.js';
 
 const S = 'egress';
-const APPS = 50;
-const MANAGED = 2000;
-const PER_APP = 40;
-const RATE_PORT = 32000;
-const SAMPLES = 30;
-const CONCURRENCY = 64;
+/** Local apps, managed destinations of the cluster, and allowed destinations per app. */
+const [APPS, MANAGED, PER_APP] = [50, 2000, 40];
+/** h2's port the rate client connects to; new containers timed; rate client connections in flight. */
+const [RATE_PORT, SAMPLES, CONCURRENCY] = [32000, 30, 64];
 const app = (i: number) => `/bench/app-${String(i).padStart(2, '0')}`;
 const managed = (k: number) => `10.50.${k >> 8}.${k & 255},tcp:${30000 + (k % 100)}`;
 
