@@ -21,7 +21,8 @@
  * - The inode of every cgroup directory mapped is part of the map's key: a cgroup deleted and
  *   created again at the same path (the kernel rule keeps pointing at the dead one) changes the
  *   key, and a new key is a chain rewrite by the dataplane even when the rule text is the same.
- * - Polls never overlap; a failed poll is retried at the next interval.
+ * - Polls never overlap; a failed poll, or a failed write of a new map (a cgroup removed between
+ *   the check and the write: the kernel keeps its rules whole), is retried at the next interval.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -160,9 +161,10 @@ export class EgressMapper {
     }
     if (mapping === undefined && this.mapping === undefined) return;
     if (mapping !== undefined && key === this.key && this.mapping !== undefined) return;
+    // Kept only once the dataplane took it: a failed write is tried again at the next poll.
+    await this.options.dataplane.setEgress(mapping, key);
     this.mapping = mapping;
     this.key = mapping ? key : '';
-    await this.options.dataplane.setEgress(mapping, key);
   }
 
   private async checkCapability(): Promise<string | undefined> {

@@ -21,8 +21,14 @@ const HOST = '10.0.0.11';
 
 class RecordingDataplane {
   readonly maps: { mapping: EgressMapping | undefined; key: string }[] = [];
+  /** Writes that fail (the kernel refused), from the first. */
+  failures = 0;
   async setEgress(mapping: EgressMapping | undefined, key = ''): Promise<undefined> {
     this.maps.push({ mapping, key });
+    if (this.failures > 0) {
+      this.failures--;
+      throw new Error('iptables-restore: cgroup path not found');
+    }
     return undefined;
   }
 }
@@ -102,6 +108,18 @@ describe('EgressMapper', () => {
     expect(dataplane.maps).toHaveLength(2);
     expect(dataplane.maps[1]!.key).not.toBe(dataplane.maps[0]!.key);
     expect([...dataplane.maps[1]!.mapping!.tasks.values()]).toEqual([...dataplane.maps[0]!.mapping!.tasks.values()]);
+  });
+
+  it('a map the dataplane could not write is given again at the next poll', async () => {
+    const { mapper, dataplane } = setup();
+    mkdirSync(path.join(mount, 'mesos', 'c1'), { recursive: true });
+    double.tasks = [{ taskId: 'web.1', containerId: 'c1', executorPid: null }];
+    dataplane.failures = 1;
+    await expect(mapper.start()).rejects.toThrow(/cgroup path not found/); // its first poll
+    mapper.stop();
+    await mapper.poll();
+    await mapper.poll();
+    expect(dataplane.maps.map((m) => m.key)).toEqual([dataplane.maps[0]!.key, dataplane.maps[0]!.key]);
   });
 
   it('no cgroup2 mount, or no cgroup match: host-level only, one warn line, the reason in the status', async () => {
