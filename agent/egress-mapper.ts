@@ -49,6 +49,8 @@ export interface EgressMapperOptions {
   readonly restoreCommand: string;
   /** Where cgroup2 is mounted; default: found in /proc/self/mountinfo (tests may point elsewhere). */
   readonly cgroup2Mount?: string | null;
+  /** Where `<pid>/cgroup` files are read; default /proc (tests). */
+  readonly procRoot?: string;
   readonly logger: Logger;
 }
 
@@ -187,7 +189,7 @@ export class EgressMapper {
         keyParts.push(`${t.taskId} b ${bridge.join(',')}`);
         continue;
       }
-      const candidates = [t.cgroupPath, t.executorPid !== undefined ? cgroupOfPid(t.executorPid) : undefined];
+      const candidates = [t.cgroupPath, t.executorPid !== undefined ? cgroupOfPid(t.executorPid, this.options.procRoot) : undefined];
       for (const path of candidates) {
         const inode = path === undefined ? undefined : inodeOf(join(mount, path));
         if (path === undefined || inode === undefined) continue;

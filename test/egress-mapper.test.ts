@@ -49,7 +49,7 @@ describe('EgressMapper', () => {
     mount = '';
   });
 
-  function setup(opts: { unmapped?: UnmappedPolicy; runner?: RecordingRunner; mount?: string | null; apiUrl?: string } = {}) {
+  function setup(opts: { unmapped?: UnmappedPolicy; runner?: RecordingRunner; mount?: string | null; apiUrl?: string; procRoot?: string } = {}) {
     mount = mkdtempSync(path.join(tmpdir(), 'pcut-cg-'));
     const dataplane = new RecordingDataplane();
     const { logger, lines } = logCapture();
@@ -62,6 +62,7 @@ describe('EgressMapper', () => {
       pollIntervalMs: 3_600_000,
       restoreCommand: 'iptables-restore',
       cgroup2Mount: opts.mount === undefined ? mount : opts.mount,
+      ...(opts.procRoot ? { procRoot: opts.procRoot } : {}),
       logger,
     });
     return { mapper, dataplane, lines };
@@ -88,6 +89,25 @@ describe('EgressMapper', () => {
     const state = makeState('h1', { 'egress-task': ['/a|web.1', '/b|br.1', '/c|gone.1'], 'egress-managed4': ['10.0.0.20,tcp:1'] });
     expect(mapper.status(state)).toEqual({ supported: true, enforcing: true, reason: '', mappedTasks: 2, unmappedTasks: 1 });
     expect(lines.filter((l) => l.event === 'egress.enforcing')).toHaveLength(1);
+  });
+
+  it('a task without its Mesos cgroup (Docker containerizer) is matched by its executor pid\'s cgroup2 path', async () => {
+    const proc = mkdtempSync(path.join(tmpdir(), 'pcut-proc-'));
+    try {
+      mkdirSync(path.join(proc, '4242'));
+      writeFileSync(path.join(proc, '4242', 'cgroup'), '5:memory:/docker/abc\n0::/system.slice/docker-abc.scope\n');
+      const { mapper, dataplane } = setup({ procRoot: proc });
+      mkdirSync(path.join(mount, 'system.slice', 'docker-abc.scope'), { recursive: true });
+      double.tasks = [
+        { taskId: 'dk.1', containerId: 'no-such-dir', executorPid: 4242 },
+        { taskId: 'dk.2', containerId: 'no-such-dir-2', executorPid: 4343 }, // no /proc entry: unmapped
+      ];
+      await mapper.start();
+      mapper.stop();
+      expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['dk.1', { kind: 'host', cgroupPath: 'system.slice/docker-abc.scope' }]]);
+    } finally {
+      rmSync(proc, { recursive: true, force: true });
+    }
   });
 
   it('a cgroup recreated at the same path changes the key (a chain rewrite); an unchanged tree gives no new map', async () => {
