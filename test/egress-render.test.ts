@@ -154,6 +154,11 @@ describe('egress rules', () => {
     const next = state('enforce', { 'egress-ip4': ['/shop/batch|10.0.0.20,tcp:5432'] });
     expect(kernelDifference({ held, next, limit: 100, repair: false, layout: { held: 'a', next: 'a' } }).path).toBe('delta');
     expect(kernelDifference({ held, next, limit: 100, repair: false, layout: { held: 'a', next: 'b' } })).toEqual({ path: 'full', reason: 'egress layout changed' });
+    // The same state with another local task map: only the chains.
+    expect(kernelDifference({ held, next: held.state, limit: 100, repair: false, layout: { held: 'a', next: 'b' } })).toEqual({ path: 'chains', reason: 'local task map changed' });
+    // Egress turned on or off: sets appear or go, a full write.
+    expect(kernelDifference({ held, next: held.state, limit: 100, repair: false, layout: { held: '', next: 'b' } }).path).toBe('full');
+    expect(kernelDifference({ held: { ...held, exact: false }, next: held.state, limit: 100, repair: false, layout: { held: 'a', next: 'b' } }).path).toBe('full');
   });
 
   it('a full write keeps one jump of each kind, drops stale ones, deletes chains and egress sets no longer rendered', () => {

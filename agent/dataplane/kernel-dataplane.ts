@@ -79,8 +79,8 @@ import { planFullWrite, staleEgressSets } from './write-plan.js';
 import { DataplaneError, errorText, refusal } from './dataplane-error.js';
 
 export { DataplaneError, type DataplaneErrorDetails } from './dataplane-error.js';
-
 export { invalidMembers } from '../../src/render/render-ipsets.js';
+
 const TOOLS: Readonly<Record<Family, { save: string; restore: string }>> = {
   4: { save: 'iptables-save', restore: 'iptables-restore' },
   6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
@@ -235,12 +235,12 @@ export class KernelDataplane {
     return this.serial(async () => {
       this.egress = mapping === undefined ? undefined : { mapping, key };
       const held = this.heldState;
-      const next = held === undefined ? '' : this.layoutOf(held.state);
-      if (held === undefined || next === this.heldLayout) return undefined;
+      const layout = { held: this.heldLayout, next: held === undefined ? '' : this.layoutOf(held.state) };
+      if (held === undefined || layout.next === layout.held) return undefined;
       const options = held.source ? { source: held.source } : {};
-      // Both layouts render the same sets (they follow the state): only the chains change.
-      if (held.exact && this.heldLayout !== '' && next !== '') return this.writeChains(held.state, options, performance.now());
-      return this.writeFull(held.state, options, true, performance.now(), 'egress layout changed');
+      const diff = kernelDifference({ held: this.view(), next: held.state, limit: this.maxDeltaMembers, repair: false, layout });
+      if (diff.path === 'chains') return this.writeChains(held.state, options, performance.now(), diff.reason);
+      return this.writeFull(held.state, options, true, performance.now(), diff.path === 'full' ? diff.reason : 'egress layout changed');
     });
   }
 
@@ -323,6 +323,7 @@ export class KernelDataplane {
     const diff = kernelDifference({ held: this.view(), next: state, delta: options.delta, limit: this.maxDeltaMembers, repair, layout });
     this.markUnknown();
     if (diff.path === 'full') return this.writeFull(state, options, repair, started, diff.reason);
+    if (diff.path === 'chains') return this.writeChains(state, options, started, diff.reason);
     const invalid: string[] = [];
     for (const [kind, change] of diff.kinds) {
       for (const member of change.adds) {
@@ -413,7 +414,7 @@ export class KernelDataplane {
   }
 
   /** The held state with a new local task map: our chains rewritten, no set touched (see the header). */
-  private async writeChains(state: DesiredState, options: ApplyOptions, started: number): Promise<ApplyReport> {
+  private async writeChains(state: DesiredState, options: ApplyOptions, started: number, reason: string): Promise<ApplyReport> {
     const inputs: Inputs = {};
     this.markUnknown();
     try {
@@ -424,7 +425,7 @@ export class KernelDataplane {
       this.counts.lastApplyDurationMs = durationMs;
       this.accept(state, options, true, this.heldSorted);
       await this.kept.chains(inputs);
-      this.log.info({ event: 'dataplane.applied', path: 'chains', reason: 'local task map changed', version: state.version, families: reports, durationMs }, 'dataplane applied (chains)');
+      this.log.info({ event: 'dataplane.applied', path: 'chains', reason, version: state.version, families: reports, durationMs }, 'dataplane applied (chains)');
       return { version: state.version, families: reports, durationMs, path: 'chains' };
     } catch (e) {
       return this.failed(state, started, e instanceof DataplaneError ? e : new DataplaneError(`chain rewrite failed: ${(e as Error).message}`), inputs);

@@ -9,7 +9,9 @@
  *   plus removed, or a held list that is not strictly ascending (it cannot be merged).
  *   The full write renders the whole next state.
  *   Also full when the per-app egress layout changed (`layout`: the local apps of egress-task,
- *   the local task map with its cgroup inodes, whether egress is rendered at all): new chains.
+ *   the local task map with its cgroup inodes, whether egress is rendered at all) with the state.
+ * - `chains`: the same state with another local task map (a container started, restarted, gone),
+ *   egress rendered before and after: only our chains change (the egress sets follow the state).
  * - `delta`: the members added and removed per kind, at most `limit` in all. When the next state
  *   came as a wire Delta whose base is the state the kernel holds, its adds and removes ARE the
  *   difference (taken as sent, not diffed again); otherwise (a Snapshot, a state from disk) the
@@ -36,7 +38,8 @@ export interface KernelView {
 
 export type Difference =
   | { readonly path: 'full'; readonly reason: string }
-  | { readonly path: 'delta'; readonly kinds: ReadonlyMap<SetKind, KindChange>; readonly total: number; readonly from: 'wire' | 'merge' };
+  | { readonly path: 'delta'; readonly kinds: ReadonlyMap<SetKind, KindChange>; readonly total: number; readonly from: 'wire' | 'merge' }
+  | { readonly path: 'chains'; readonly reason: string };
 
 export interface DifferenceInput {
   /** What the kernel holds; undefined when nothing was written (or after uninstall). */
@@ -59,9 +62,13 @@ export function kernelDifference(input: DifferenceInput): Difference {
   if (input.repair) return full('repair');
   if (held === undefined) return full('no base');
   if (!held.exact) return full('kernel state unknown');
+  const layout = input.layout;
+  if (layout !== undefined && layout.held !== layout.next) {
+    const mapOnly = held.state.version === next.version && layout.held !== '' && layout.next !== '';
+    return mapOnly ? { path: 'chains', reason: 'local task map changed' } : full('egress layout changed');
+  }
   if (limit === 0) return full('delta path off');
   if (held.state.mode !== next.mode) return full('mode changed');
-  if (input.layout !== undefined && input.layout.held !== input.layout.next) return full('egress layout changed');
   if (held.state.version === next.version) return full('same state again');
   const tooMany = full(`more than ${limit} members changed`);
   if (delta !== undefined && delta.baseVersion === held.state.version && delta.version === next.version) {
