@@ -14,9 +14,11 @@
  *    is in the kernel; checked with iptables-save) is one sample. `samples` containers in turn,
  *    at random phases of the poll. p50 and p99 reported, target p99 ≤ 1 s.
  * 2. New-connection rate from the last app's cgroup on h1 to h2, egress on (the state above,
- *    applied by KernelDataplane with the local task map) against no firewall on h1, measured in
- *    the same run in the order none, egress, egress, none, twice; the mean of each configuration's
- *    four runs. The counter of that app's cgroup rule shows the SYNs went through it.
+ *    applied by KernelDataplane with the local task map) against no firewall on h1, and the same
+ *    state without the map (host-level rules only, to tell egress's own cost from the source
+ *    host's ingress rules), measured in the same run in the order none, host, egress, egress,
+ *    host, none, twice; the mean of each configuration's four runs. The counter of that app's
+ *    cgroup rule shows the SYNs went through it.
  */
 import { loadavg } from 'node:os';
 import pino from 'pino';
@@ -138,13 +140,15 @@ async function newContainerLatency(dp: KernelDataplane, double: MesosAgentDouble
   report({ scenario: S, name: 'new container → egress rule in kernel p99', value: percentile(samples, 99), unit: 'ms', target: { op: '<=', value: 1000 }, note: `max ${Math.max(...samples).toFixed(0)} ms; a chain rewrite (no set written) after the poll that lists it` });
 }
 
-type Config = 'none' | 'egress';
-const ORDER: readonly Config[] = ['none', 'egress', 'egress', 'none', 'none', 'egress', 'egress', 'none'];
+/** none: no firewall on h1; host: the state without the local task map (host-level rules only); egress: with it. */
+type Config = 'none' | 'host' | 'egress';
+const CYCLE: readonly Config[] = ['none', 'host', 'egress', 'egress', 'host', 'none'];
+const ORDER: readonly Config[] = [...CYCLE, ...CYCLE];
 
 async function connectionRates(o: BenchOptions, net: TestNetwork, dp: KernelDataplane, state: DesiredState, mapping: EgressMapping, client: TestCgroup): Promise<void> {
   const [h1, h2] = net.hosts as [(typeof net.hosts)[0], (typeof net.hosts)[0]];
   let server: TcpServer | undefined;
-  const rates: Record<Config, number[]> = { none: [], egress: [] };
+  const rates: Record<Config, number[]> = { none: [], host: [], egress: [] };
   const needle = `--path "${client.path}"`;
   const counter = async (): Promise<number> => {
     const r = await net.exec(h1.ns, ['iptables-save', '-c', '-t', 'mangle']);
@@ -158,9 +162,9 @@ async function connectionRates(o: BenchOptions, net: TestNetwork, dp: KernelData
     let active: Config = 'none';
     for (const config of ORDER) {
       if (config !== active) {
-        if (config === 'none') await dp.uninstall();
-        else {
-          await dp.setEgress(mapping, 'bench');
+        await dp.uninstall();
+        if (config !== 'none') {
+          await dp.setEgress(config === 'egress' ? mapping : undefined, 'bench');
           await dp.apply(state);
         }
         active = config;
@@ -173,12 +177,14 @@ async function connectionRates(o: BenchOptions, net: TestNetwork, dp: KernelData
       if (matched !== undefined && matched < result.connections) throw new Error(`the app's rule matched ${matched} packets for ${result.connections} connections`);
       rates[config].push(result.perSecond);
     }
-    if (active === 'egress') await dp.uninstall();
+    if (active !== 'none') await dp.uninstall();
   } finally {
     await server?.stop();
   }
   const none = mean(rates.none);
+  const host = mean(rates.host);
   const eg = mean(rates.egress);
+  report({ scenario: S, name: 'conn rate from a task, host-level rules only', value: host, unit: 'conn/s', note: `runs ${rates.host.map((x) => x.toFixed(0)).join(', ')}; ${(host / none).toFixed(2)}x of no firewall: the source host's own ingress rules (the SYN-ACKs pass PCU-PREROUTING)` });
   report({ scenario: S, name: 'conn rate from a task, no firewall', value: none, unit: 'conn/s', note: `runs ${rates.none.map((x) => x.toFixed(0)).join(', ')}` });
   report({ scenario: S, name: `conn rate from a task, egress on (${APPS} local apps)`, value: eg, unit: 'conn/s', note: `runs ${rates.egress.map((x) => x.toFixed(0)).join(', ')}; ${MANAGED} managed destinations, ${o.members} allow members on the host` });
   report({ scenario: S, name: 'conn rate egress on / no firewall', value: eg / none, unit: 'x', target: { op: '>=', value: 0.9 }, note: 'the client app\'s rule is the last of 50 cgroup rules; same run, interleaved' });
