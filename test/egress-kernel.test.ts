@@ -33,14 +33,20 @@ if (!ready) console.warn('egress-kernel.test.ts skipped: needs root, network nam
 const DB = 15432;
 const logger = pino({ level: 'silent' });
 
+/** The db host's v6 address (set once the network exists). */
+let db6 = '';
+
 function h1State(dbAddress: string, mode: 'enforce' | 'audit' = 'enforce', extraTasks: readonly string[] = []): DesiredState {
   const db = `${dbAddress},tcp:${DB}`;
+  const dbV6 = `${db6},tcp:${DB}`;
   return makeState(
     'h1',
     {
       'egress-task': ['/shop/web|web.1', '/shop/batch|batch.1', '/shop/bridged|br.1', '/shop/bbatch|bb.1', ...extraTasks],
       'egress-managed4': [db],
+      'egress-managed6': [dbV6],
       'egress-ip4': [`/shop/web|${db}`, `/shop/bridged|${db}`],
+      'egress-ip6': [`/shop/web|${dbV6}`, `/shop/bridged|${dbV6}`],
     },
     mode,
   );
@@ -49,6 +55,7 @@ function h1State(dbAddress: string, mode: 'enforce' | 'audit' = 'enforce', extra
 describe.skipIf(!ready)('per-app egress on the source host (real kernel, real cgroups)', () => {
   let net: TestNetwork;
   let listener: Listener;
+  let listener6: Listener;
   const double = new MesosAgentDouble();
   let dataplane: KernelDataplane;
   let mapper: EgressMapper | undefined;
@@ -85,8 +92,10 @@ describe.skipIf(!ready)('per-app egress on the source host (real kernel, real cg
   beforeAll(async () => {
     await sweepStaleNamespaces();
     sweepStaleCgroups();
-    net = await createTestNetwork({ hosts: 2, ipv6: false });
+    net = await createTestNetwork({ hosts: 2 });
+    db6 = net.hosts[1]!.v6;
     listener = await startListener(net, net.hosts[1]!.ns, { protocol: 'tcp', port: DB, family: 4 });
+    listener6 = await startListener(net, net.hosts[1]!.ns, { protocol: 'tcp', port: DB, family: 6 });
     root = cgroup('mesos');
     web = cgroup('mesos/cweb');
     batch = cgroup('mesos/cbatch');
@@ -96,11 +105,11 @@ describe.skipIf(!ready)('per-app egress on the source host (real kernel, real cg
     double.tasks = [
       { taskId: 'web.1', containerId: 'cweb', executorPid: null },
       { taskId: 'batch.1', containerId: 'cbatch', executorPid: null },
-      { taskId: 'br.1', containerId: 'cbr', addresses: [bridges[0]!.v4], executorPid: null },
-      { taskId: 'bb.1', containerId: 'cbb', addresses: [bridges[1]!.v4], executorPid: null },
+      { taskId: 'br.1', containerId: 'cbr', addresses: [bridges[0]!.v4, bridges[0]!.v6], executorPid: null },
+      { taskId: 'bb.1', containerId: 'cbb', addresses: [bridges[1]!.v4, bridges[1]!.v6], executorPid: null },
     ];
     mesosUrl = await double.start();
-    dataplane = new KernelDataplane({ runner: countingRunner(), families: [4], logger });
+    dataplane = new KernelDataplane({ runner: countingRunner(), families: [4, 6], logger });
     await startMapper('host');
     await dataplane.apply(h1State(net.hosts[1]!.v4));
   });
@@ -126,6 +135,16 @@ describe.skipIf(!ready)('per-app egress on the source host (real kernel, real cg
     expect(output.join('\n')).not.toMatch(/shop|web\.1|batch\.1/);
     // What was written reads back as written: no false drift (every rule, both jumps, every set).
     expect(await dataplane.checkDrift()).toEqual([]);
+  });
+
+  it('IPv6 the same: ip6tables tells the two apps apart, HOST and BRIDGE', async () => {
+    const db6Target = { protocol: 'tcp' as const, address: db6, port: DB };
+    expect(await probe(net, h1().ns, { ...db6Target, cgroup: web })).toBe('open');
+    expect(await probe(net, h1().ns, { ...db6Target, cgroup: batch })).toBe('timeout');
+    expect(await probe(net, h1().ns, db6Target)).toBe('open');
+    expect(new Set(listener6.peers)).toEqual(new Set([h1().v6]));
+    expect(await probe(net, bridges[0]!.ns, db6Target)).toBe('open');
+    expect(await probe(net, bridges[1]!.ns, db6Target)).toBe('timeout');
   });
 
   it('BRIDGE tasks are told apart by container address before the masquerade', async () => {
@@ -206,6 +225,7 @@ describe.skipIf(!ready)('per-app egress on the source host (real kernel, real cg
     await dataplane.uninstall();
     const save = await net.exec(h1().ns, ['iptables-save', '-t', 'mangle']);
     expect(save.stdout).not.toMatch(/PCU-|pcu:/);
+    expect((await net.exec(h1().ns, ['ip6tables-save', '-t', 'mangle'])).stdout).not.toMatch(/PCU-|pcu:/);
     const sets = await net.exec(h1().ns, ['ipset', 'list', '-n']);
     expect(sets.stdout.trim()).toBe('');
     expect(await probe(net, h1().ns, { ...db(), cgroup: batch })).toBe('open');
