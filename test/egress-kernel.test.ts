@@ -16,7 +16,7 @@ import { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
 import { EgressMapper } from '../agent/egress-mapper.js';
 import type { DesiredState } from '../src/compile/desired-state.js';
 import { MesosAgentApi } from '../src/mesos/agent-api.js';
-import { EGRESS_DENY_CHAIN, EGRESS_OUTPUT_CHAIN, egressAppChainName } from '../src/render/owned-names.js';
+import { EGRESS_DENY_CHAIN, EGRESS_OUTPUT_CHAIN, egressAppChainName, egressAppSetName } from '../src/render/owned-names.js';
 import type { UnmappedPolicy } from '../src/render/render-egress.js';
 import { createBridgeTask, type BridgeTask } from './support/bridge-task.js';
 import { cgroup2Mount, createTestCgroup, sweepStaleCgroups, type TestCgroup } from './support/cgroup.js';
@@ -166,6 +166,23 @@ describe.skipIf(!ready)('per-app egress on the source host (real kernel, real cg
     const output = await ruleLines(net, h1().ns, 4, EGRESS_OUTPUT_CHAIN);
     expect(output.some((l) => l.includes(next.path))).toBe(true);
     expect(output.some((l) => l.includes(`"${web.path}"`))).toBe(false);
+  });
+
+  it('a task moved to another host: its app leaves this host\'s state and its rule goes, the app\'s set and chain too', async () => {
+    const moved = makeState('h1', { ...h1State(net.hosts[1]!.v4).sets, 'egress-task': h1State(net.hosts[1]!.v4).sets['egress-task'].filter((m) => m !== '/shop/web|web.1'), 'egress-ip4': [`/shop/bridged|${net.hosts[1]!.v4},tcp:${DB}`], 'egress-ip6': [`/shop/bridged|${db6},tcp:${DB}`] });
+    const tasks = double.tasks;
+    double.tasks = tasks.filter((t) => t.taskId !== 'web.1');
+    await mapper!.poll();
+    await dataplane.apply(moved);
+    const save = (await net.exec(h1().ns, ['iptables-save', '-t', 'mangle'])).stdout;
+    expect(save).not.toContain(egressAppChainName('/shop/web'));
+    expect((await net.exec(h1().ns, ['ipset', 'list', '-n'])).stdout).not.toContain(egressAppSetName('/shop/web', 4));
+    expect(await dataplane.checkDrift()).toEqual([]);
+    // It comes back (the tests below use it).
+    double.tasks = tasks;
+    await mapper!.poll();
+    await dataplane.apply(h1State(net.hosts[1]!.v4));
+    expect(await ruleLines(net, h1().ns, 4, EGRESS_OUTPUT_CHAIN)).toEqual(expect.arrayContaining([expect.stringContaining(egressAppChainName('/shop/web'))]));
   });
 
   it('a cgroup deleted and created again at the same path: the changed inode rewrites the rule', async () => {
