@@ -25,6 +25,12 @@
  *   and `bootedFromDisk` {version, savedAt, appliedAt} (null when the agent started without a
  *   saved state, or could not apply it); /metrics has portcullis_agent_applied_from_disk, 1
  *   while the state in force is the saved one (no controller state applied since boot).
+ * - Per-app egress (`egress`): the EgressMapper (egress-mapper.ts) polls the local Mesos agent and
+ *   hands the local task map to the dataplane; its first poll ends before the saved state is
+ *   applied, so a boot from disk already enforces egress. /status has `egress` (the EgressStatus
+ *   also sent to the controller), /metrics portcullis_agent_egress_enforcing and the mapped and
+ *   unmapped task gauges. Without `egress` (or when the host cannot) the agent is host-level only
+ *   and says so (`supported` true, `enforcing` false, `reason`).
  */
 import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -34,6 +40,11 @@ import type { StateDelta } from '../src/compile/state-delta.js';
 import type { Family } from '../src/net/family.js';
 import type { StatusSource } from '../src/status/status-server.js';
 import type { CommandRunner } from './dataplane/command-runner.js';
+import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressStatus.js';
+import { MesosAgentApi } from '../src/mesos/agent-api.js';
+import type { UnmappedPolicy } from '../src/render/render-egress.js';
+import { restoreCommand } from '../src/render/render-iptables.js';
+import { EgressMapper } from './egress-mapper.js';
 import { KernelDataplane } from './dataplane/kernel-dataplane.js';
 import { cleanStateDir, prepareStateDir, type StateDirCleanup } from './state-dir.js';
 import { loadState, saveState, statePath } from './state-store.js';
@@ -51,6 +62,19 @@ export interface AgentOptions {
   readonly runner: CommandRunner;
   readonly agentVersion: string;
   readonly logger: Logger;
+  /** Per-app egress: the local Mesos agent to learn tasks from; absent: host-level only. */
+  readonly egress?: AgentEgressOptions;
+}
+
+export interface AgentEgressOptions {
+  /** Base URL of the local Mesos agent (--mesos-agent). */
+  readonly mesosAgent: string;
+  readonly pollIntervalMs: number;
+  /** The cgroups root when the Mesos agent's GET_FLAGS does not say (--cgroups-root). */
+  readonly cgroupsRoot: string;
+  readonly unmapped: UnmappedPolicy;
+  /** Tests: the cgroup2 mount to use (null: none). */
+  readonly cgroup2Mount?: string | null;
 }
 
 export class Agent implements StatusSource {
@@ -62,16 +86,41 @@ export class Agent implements StatusSource {
   private driftChecks = 0;
   private driftCheckErrors = 0;
   private stopped = false;
+  private egress: EgressMapper | undefined;
 
   constructor(private readonly options: AgentOptions) {
     this.log = options.logger;
     this.dataplane = new KernelDataplane({ runner: options.runner, families: options.families, stateDir: options.stateDir, logger: options.logger.child({ module: 'dataplane' }) });
   }
 
+  /** The EgressStatus now (sent in Hello, Ack, Pong; on /status). */
+  egressStatus(): EgressStatus {
+    if (this.egress) return this.egress.status(this.dataplane.held?.state);
+    return { supported: true, enforcing: false, reason: 'per-app egress is off on this agent (no Mesos agent configured)', mappedTasks: 0, unmappedTasks: 0 };
+  }
+
+  private async startEgress(families: readonly Family[]): Promise<void> {
+    const e = this.options.egress;
+    if (!e) return;
+    this.egress = new EgressMapper({
+      api: new MesosAgentApi({ url: e.mesosAgent, cgroupsRoot: e.cgroupsRoot, timeoutMs: Math.max(1000, e.pollIntervalMs * 4) }),
+      dataplane: this.dataplane,
+      runner: this.options.runner,
+      hostAddresses: this.options.addresses,
+      unmapped: e.unmapped,
+      pollIntervalMs: e.pollIntervalMs,
+      restoreCommand: restoreCommand(families[0] ?? 4),
+      ...(e.cgroup2Mount !== undefined ? { cgroup2Mount: e.cgroup2Mount } : {}),
+      logger: this.log.child({ module: 'egress' }),
+    });
+    await this.egress.start().catch((err: Error) => this.log.error({ event: 'egress.start_failed', err: err.message }, 'egress: first poll failed: retrying'));
+  }
+
   /** Applies the state saved on disk (if any), then connects and starts the drift timer. */
   async start(): Promise<void> {
     const families = await this.dataplane.families();
     if (families.length === 0) throw new Error(`none of the address families ${this.options.families.join(', ')} has working iptables/ipset tools`);
+    await this.startEgress(families);
     await prepareStateDir(this.options.stateDir).catch((err: Error) => this.log.warn({ stateDir: this.options.stateDir, err: err.message }, 'cannot create the state directory: applied states will not survive a restart'));
     const saved = loadState(this.options.stateDir, this.log);
     if (saved && saved.hostId !== this.options.hostId) {
@@ -96,6 +145,7 @@ export class Agent implements StatusSource {
       addresses: this.options.addresses,
       agentVersion: this.options.agentVersion,
       held: () => this.dataplane.held?.state,
+      egress: () => this.egressStatus(),
       apply: (state, delta) => this.applyFromController(state, delta),
       logger: this.log.child({ module: 'sync' }),
       onEvent: (event) => {
@@ -113,6 +163,7 @@ export class Agent implements StatusSource {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.driftTimer) clearTimeout(this.driftTimer);
+    this.egress?.stop();
     await this.client?.close();
     await this.dataplane.idle();
   }
@@ -143,6 +194,7 @@ export class Agent implements StatusSource {
       dataplane: c,
       driftChecks: this.driftChecks,
       driftCheckErrors: this.driftCheckErrors,
+      egress: this.egressStatus(),
     };
   }
 
@@ -162,6 +214,10 @@ export class Agent implements StatusSource {
     metric('portcullis_agent_apply_duration_seconds', 'gauge', 'Duration of the last apply.', c.lastApplyDurationMs / 1000);
     metric('portcullis_agent_drift_checks_total', 'counter', 'Kernel read-backs compared with the applied state.', this.driftChecks);
     metric('portcullis_agent_drift_repairs_total', 'counter', 'Applies made because the kernel had drifted.', c.repairs);
+    const egress = this.egressStatus();
+    metric('portcullis_agent_egress_enforcing', 'gauge', 'Whether this agent enforces per-app egress now (0: host-level only, see /status egress.reason).', egress.enforcing ? 1 : 0);
+    metric('portcullis_agent_egress_mapped_tasks', 'gauge', 'Local tasks of the applied state whose connections the agent can tell apart (a cgroup or a container address).', egress.mappedTasks ?? 0);
+    metric('portcullis_agent_egress_unmapped_tasks', 'gauge', 'Local tasks of the applied state the agent has not mapped (see --egress-unmapped).', egress.unmappedTasks ?? 0);
     for (const [kind, n] of Object.entries(c.repairsByKind)) {
       metric('portcullis_agent_drift_repairs_by_kind_total', 'counter', 'Drift found, by kind.', n ?? 0, `{kind="${kind}"}`);
     }

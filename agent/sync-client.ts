@@ -14,6 +14,7 @@
  * - Receive → record → apply once (Felix style): states are recorded as "pending" and one apply
  *   runs at a time; states arriving during an apply overwrite the pending one, so only the
  *   newest is applied afterwards. Each apply ends in Ack (version, seq) or ApplyError.
+ * - Hello, every Ack and every Pong carry the agent's EgressStatus when it has one (`egress`).
  * - Answers Ping with Pong. A stream that fails, is rejected, or stays silent longer than
  *   `idleTimeoutMs` (before its first message: `firstMessageTimeoutMs`, which covers connecting
  *   and a controller busy with a mass reconnect) is replaced after an exponential backoff with
@@ -31,6 +32,7 @@ import { applyDelta, type StateDelta } from '../src/compile/state-delta.js';
 import { loadSyncProto, type AgentMessage, type ControllerMessage__Output, type SyncStubClient } from '../src/grpc/proto.js';
 import { silentLogger, type SyncLogger } from '../src/grpc/sync-logger.js';
 import { deltaFromMessage, stateFromSnapshot } from '../src/grpc/wire-state.js';
+import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressStatus.js';
 import { Backoff, type BackoffOptions } from '../src/retry/backoff.js';
 
 export type SyncClientEvent =
@@ -60,6 +62,11 @@ export interface SyncClientOptions {
    * state `held` returned). A rejection is reported to the controller.
    */
   readonly apply: (state: DesiredState, delta?: StateDelta) => Promise<void>;
+  /**
+   * The agent's per-app egress status now, sent in Hello, every Ack and every Pong (the
+   * controller sends egress set kinds only to an agent that says `supported`). Default: absent.
+   */
+  readonly egress?: () => EgressStatus;
   readonly backoff?: BackoffOptions;
   /** Reconnect when the controller sends nothing (not even a Ping) for this long. Default 45 s. */
   readonly idleTimeoutMs?: number;
@@ -174,6 +181,7 @@ export class SyncClient {
         addresses: [...(this.options.addresses ?? [])],
         agentVersion: this.options.agentVersion,
         appliedVersion: this.held()?.version ?? '',
+        ...this.egressField(),
       },
     });
   }
@@ -198,7 +206,7 @@ export class SyncClient {
     this.failedAttempts = 0;
     switch (message.msg) {
       case 'ping':
-        this.send(stream, { pong: { nonce: message.ping?.nonce ?? 0 } });
+        this.send(stream, { pong: { nonce: message.ping?.nonce ?? 0, ...this.egressField() } });
         return;
       case 'snapshot':
         if (message.snapshot) {
@@ -246,7 +254,7 @@ export class SyncClient {
     for (let job = this.takePending(); job; job = this.takePending()) {
       try {
         await this.options.apply(job.state, job.delta);
-        this.send(job.stream, { ack: { version: job.state.version, seq: job.seq } });
+        this.send(job.stream, { ack: { version: job.state.version, seq: job.seq, ...this.egressField() } });
         this.emit({ type: 'applied', version: job.state.version, seq: job.seq });
       } catch (err) {
         const text = err instanceof Error ? err.message : String(err);
@@ -261,6 +269,11 @@ export class SyncClient {
     const job = this.pending;
     this.pending = undefined;
     return this.closed ? undefined : job;
+  }
+
+  private egressField(): { egress?: EgressStatus } {
+    const status = this.options.egress?.();
+    return status === undefined ? {} : { egress: status };
   }
 
   private held(): DesiredState | undefined {

@@ -9,7 +9,7 @@
  * prints them), or our rules are out of order. The jump drifts when it
  * is missing or duplicated; a jump that is not first is tolerated (we do not fight other tools).
  */
-import { ENTRY_CHAIN, HOOK_CHAIN, isOwnedChainName } from '../../src/render/owned-names.js';
+import { EGRESS_OUTPUT_CHAIN, ENTRY_CHAIN, HOOK_CHAIN, OUTPUT_HOOK_CHAIN, isOwnedChainName } from '../../src/render/owned-names.js';
 import type { Family } from '../../src/net/family.js';
 import { ruleArgs, type Chain } from '../../src/render/rule-model.js';
 import { normalizeMember } from '../../src/net/member.js';
@@ -35,9 +35,9 @@ export interface Drift {
   readonly item?: string;
 }
 
-/** Rules in the hook chain (mangle PREROUTING) that jump into one of our chains. */
-export function findOurJumps(saved: SavedTable): (readonly string[])[] {
-  return (saved.rules.get(HOOK_CHAIN) ?? []).filter((tokens) => {
+/** Rules in a hook chain (mangle PREROUTING, or OUTPUT for per-app egress) that jump into one of our chains. */
+export function findOurJumps(saved: SavedTable, hook: string = HOOK_CHAIN): (readonly string[])[] {
+  return (saved.rules.get(hook) ?? []).filter((tokens) => {
     const target = targetOf(tokens);
     return target !== undefined && isOwnedChainName(target);
   });
@@ -75,12 +75,22 @@ function chainDrift(family: Family, chain: Chain, saved: SavedTable): Drift[] {
   return drifts;
 }
 
-/** Drift of our chains and our jump in the table. */
-export function tableDrift(family: Family, chains: readonly Chain[], saved: SavedTable): Drift[] {
+function jumpDrift(family: Family, saved: SavedTable, hook: string, target: string, wanted: boolean): Drift[] {
+  const jumps = findOurJumps(saved, hook).filter((tokens) => targetOf(tokens) === target);
+  if (wanted && jumps.length === 0) return [{ kind: 'missing-jump', family, object: hook }];
+  if (!wanted && jumps.length > 0) return [{ kind: 'extra-rule', family, object: hook, item: `-j ${target}` }];
+  if (jumps.length > 1) return [{ kind: 'duplicate-jump', family, object: hook, item: String(jumps.length) }];
+  return [];
+}
+
+/**
+ * Drift of our chains and our jumps in the table. `egress`: per-app egress is rendered, so the
+ * jump into PCU-OUTPUT must be in OUTPUT (and must not be when it is not rendered).
+ */
+export function tableDrift(family: Family, chains: readonly Chain[], saved: SavedTable, egress = false): Drift[] {
   const drifts: Drift[] = chains.flatMap((chain) => chainDrift(family, chain, saved));
-  const jumps = findOurJumps(saved).filter((tokens) => targetOf(tokens) === ENTRY_CHAIN);
-  if (jumps.length === 0) drifts.push({ kind: 'missing-jump', family, object: 'PREROUTING' });
-  if (jumps.length > 1) drifts.push({ kind: 'duplicate-jump', family, object: 'PREROUTING', item: String(jumps.length) });
+  drifts.push(...jumpDrift(family, saved, HOOK_CHAIN, ENTRY_CHAIN, true));
+  drifts.push(...jumpDrift(family, saved, OUTPUT_HOOK_CHAIN, EGRESS_OUTPUT_CHAIN, egress));
   return drifts;
 }
 

@@ -49,6 +49,11 @@ export class KeptInputs {
     this.fullBytes = Object.entries(inputs).reduce((n, [suffix, text]) => (suffix.startsWith('ipset') ? n + text.length : n), 0);
   }
 
+  /** A chain rewrite succeeded (per-app egress layout): the sets and the delta journal stay as they are. */
+  async chains(inputs: Inputs): Promise<void> {
+    await this.keep('last-apply', inputs, ['iptables4', 'iptables6']);
+  }
+
   async failedFull(inputs: Inputs): Promise<void> {
     await this.keep('failed-apply', inputs);
   }

@@ -44,6 +44,15 @@
  * (its lines journaled in `last-apply.deltas*`); a failed write's inputs in `failed-apply.*` /
  * `failed-delta.*`. Each write is logged (`dataplane.applied` with `path` and `reason` or counts).
  *
+ * Per-app egress (src/render/render-egress.ts): `setEgress(mapping, key)` gives the agent's local
+ * task map (undefined: not enforcing, host-level only). It is rendered with every state that has
+ * egress members. The egress layout (the map, its cgroup inodes in `key`, the local apps) is part
+ * of the difference: a state with new local apps is a full write; a new map alone (a container
+ * started, restarted, gone) is a chain rewrite (`path: 'chains'`: one iptables-restore per
+ * family, no set touched, since the sets follow the state only), queued as its own job; member
+ * changes of the egress kinds stay set swaps or delta lines. A full write also removes what the
+ * state no longer renders (write-plan.ts): chains, the OUTPUT jump, egress sets.
+ *
  * `checkDrift()` reads the kernel and lists how it differs from `held` (drift.ts);
  * `checkAndRepair()` does that and, on drift, writes `held` again by the full path and counts the
  * repair; `uninstall()` removes our jumps, chains and sets, only names with our prefixes, and is
@@ -54,25 +63,28 @@
 import type { Logger } from 'pino';
 import type { DesiredState } from '../../src/compile/desired-state.js';
 import type { StateDelta } from '../../src/compile/state-delta.js';
-import { ENTRY_CHAIN, TABLE, ipsetName, isOwnedChainName, isOwnedSetName, setKindsOf } from '../../src/render/owned-names.js';
+import { OUTPUT_HOOK_CHAIN, TABLE, ipsetName, isOwnedChainName, isOwnedSetName, setKindsOf } from '../../src/render/owned-names.js';
 import type { Family } from '../../src/net/family.js';
-import { renderChains } from '../../src/render/render-chains.js';
+import { renderChains, rendersEgress, type RenderedChains } from '../../src/render/render-chains.js';
+import type { EgressMapping } from '../../src/render/render-egress.js';
 import { invalidMembers, renderIpsetRestore, renderIpsetUninstall, setMembers, validateMember } from '../../src/render/render-ipsets.js';
 import { renderIptablesRestore, renderUninstallIptables } from '../../src/render/render-iptables.js';
 import type { CommandResult, CommandRunner } from './command-runner.js';
 import { findOurJumps, setDrift, tableDrift, type Drift, type DriftKind } from './drift.js';
 import { KeptInputs, type Inputs } from './kept-inputs.js';
 import { kernelDifference, type Difference, type KernelView } from './kernel-difference.js';
-import { parseIpsetSave, parseIptablesSave, targetOf } from './kernel-read.js';
+import { parseIpsetSave, parseIptablesSave } from './kernel-read.js';
 import { isSortedState, renderDeltaRestore } from './member-delta.js';
+import { planFullWrite, staleEgressSets } from './write-plan.js';
+import { DataplaneError, errorText, refusal } from './dataplane-error.js';
 
+export { DataplaneError, type DataplaneErrorDetails } from './dataplane-error.js';
 export { invalidMembers } from '../../src/render/render-ipsets.js';
 
 const TOOLS: Readonly<Record<Family, { save: string; restore: string }>> = {
   4: { save: 'iptables-save', restore: 'iptables-restore' },
   6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
 };
-const MAX_INVALID_REPORTED = 20;
 /** Default `maxDeltaMembers`: far above a deploy's churn, far below a set rebuild's cost. */
 export const DEFAULT_MAX_DELTA_MEMBERS = 1000;
 
@@ -101,8 +113,8 @@ export interface ApplyReport {
   /** Families written (delta path: every active family; a delta never touches the jump). */
   readonly families: readonly FamilyApplyReport[];
   readonly durationMs: number;
-  /** How the kernel was written: every set and chain, or only the changed members. */
-  readonly path: 'full' | 'delta';
+  /** How the kernel was written: every set and chain, only the changed members, or only the chains (a new local task map). */
+  readonly path: 'full' | 'delta' | 'chains';
 }
 
 export interface DataplaneCounters {
@@ -115,28 +127,6 @@ export interface DataplaneCounters {
   readonly lastApplyDurationMs: number;
   readonly repairs: number;
   readonly repairsByKind: Readonly<Partial<Record<DriftKind, number>>>;
-}
-
-export interface DataplaneErrorDetails {
-  readonly family?: Family;
-  readonly argv?: readonly string[];
-  readonly code?: number;
-  readonly stderr?: string;
-}
-
-export class DataplaneError extends Error {
-  constructor(
-    message: string,
-    readonly details: DataplaneErrorDetails = {},
-  ) {
-    super(details.stderr ? `${message}: ${details.stderr.trim()}` : message);
-    this.name = 'DataplaneError';
-  }
-}
-
-function refusal(state: DesiredState, invalid: readonly string[]): DataplaneError {
-  const shown = invalid.slice(0, MAX_INVALID_REPORTED).join('; ');
-  return new DataplaneError(`state ${state.version} refused: ${invalid.length} invalid member(s): ${shown}`);
 }
 
 /** Where an applied state came from (the agent's /status `appliedFrom`). */
@@ -177,6 +167,9 @@ export class KernelDataplane {
   /** The one queue of kernel jobs (see the header). */
   private queue: Promise<unknown> = Promise.resolve();
   private heldState: HeldState | undefined;
+  /** The local task map (undefined: egress not enforced), its key, and the layout of the last accepted write. */
+  private egress: { mapping: EgressMapping; key: string } | undefined;
+  private heldLayout = '';
   /** Every list of the held state is strictly ascending (a later merge needs it). */
   private heldSorted = false;
   private counts = { applies: 0, deltaApplies: 0, deltaFallbacks: 0, applyFailures: 0, lastApplyDurationMs: 0, repairs: 0 };
@@ -233,6 +226,24 @@ export class KernelDataplane {
     });
   }
 
+  /**
+   * The agent's local task map changed (or egress enforcement stopped: undefined). Renders the
+   * held state with it when the egress layout differs (one full write, its own job); later
+   * writes use it. `key` identifies the map, cgroup inodes included.
+   */
+  setEgress(mapping: EgressMapping | undefined, key = ''): Promise<ApplyReport | undefined> {
+    return this.serial(async () => {
+      this.egress = mapping === undefined ? undefined : { mapping, key };
+      const held = this.heldState;
+      const layout = { held: this.heldLayout, next: held === undefined ? '' : this.layoutOf(held.state) };
+      if (held === undefined || layout.next === layout.held) return undefined;
+      const options = held.source ? { source: held.source } : {};
+      const diff = kernelDifference({ held: this.view(), next: held.state, limit: this.maxDeltaMembers, repair: false, layout });
+      if (diff.path === 'chains') return this.writeChains(held.state, options, performance.now(), diff.reason);
+      return this.writeFull(held.state, options, true, performance.now(), diff.path === 'full' ? diff.reason : 'egress layout changed');
+    });
+  }
+
   uninstall(): Promise<void> {
     return this.serial(() => {
       this.heldState = undefined;
@@ -276,6 +287,12 @@ export class KernelDataplane {
     return parseIptablesSave(saved.stdout, TABLE);
   }
 
+  /** The egress layout a write of `state` renders ('' when it renders no egress). */
+  private layoutOf(state: DesiredState): string {
+    if (!rendersEgress(state, this.egress?.mapping)) return '';
+    return JSON.stringify([this.egress?.key, state.sets['egress-task']]);
+  }
+
   private view(): KernelView | undefined {
     const held = this.heldState;
     return held && { state: held.state, exact: held.exact, sorted: this.heldSorted };
@@ -297,13 +314,16 @@ export class KernelDataplane {
       exact: true,
     };
     this.heldSorted = sorted;
+    this.heldLayout = this.layoutOf(state);
   }
 
   private async write(state: DesiredState, options: ApplyOptions, repair: boolean): Promise<ApplyReport> {
     const started = performance.now();
-    const diff = kernelDifference({ held: this.view(), next: state, delta: options.delta, limit: this.maxDeltaMembers, repair });
+    const layout = { held: this.heldLayout, next: this.layoutOf(state) };
+    const diff = kernelDifference({ held: this.view(), next: state, delta: options.delta, limit: this.maxDeltaMembers, repair, layout });
     this.markUnknown();
     if (diff.path === 'full') return this.writeFull(state, options, repair, started, diff.reason);
+    if (diff.path === 'chains') return this.writeChains(state, options, started, diff.reason);
     const invalid: string[] = [];
     for (const [kind, change] of diff.kinds) {
       for (const member of change.adds) {
@@ -329,7 +349,8 @@ export class KernelDataplane {
     const { kinds, total } = diff;
     const families = await this.families();
     if (families.length === 0) throw new DataplaneError('no address family can be managed: ipset/iptables tools are missing');
-    const texts = families.map((family) => ({ family, text: renderDeltaRestore(family, kinds, state) }));
+    const egress = this.layoutOf(state) !== '';
+    const texts = families.map((family) => ({ family, text: renderDeltaRestore(family, kinds, state, egress) }));
     for (const { family, text } of texts) if (text !== '') inputs[`ipset${family}`] = text;
     for (const { family, text } of texts) {
       if (text !== '') await this.must(['ipset', 'restore'], `IPv${family} ipset restore (delta)`, family, text);
@@ -357,21 +378,17 @@ export class KernelDataplane {
       const families = await this.families();
       if (families.length === 0) throw new DataplaneError('no address family can be managed: ipset/iptables tools are missing');
       const reports: FamilyApplyReport[] = [];
+      const egressSets = new Set<string>();
       for (const family of families) {
-        const ipsetText = renderIpsetRestore(state, family, { membersValidated: true });
+        const rendered = renderChains(state, family, this.egress?.mapping);
+        for (const set of rendered.egress?.sets ?? []) egressSets.add(set.name);
+        const ipsetText = renderIpsetRestore(state, family, { membersValidated: true, egress: rendered.egress !== undefined });
         inputs[`ipset${family}`] = ipsetText;
         await this.must(['ipset', 'restore'], `IPv${family} ipset restore`, family, ipsetText);
 
-        const saved = await this.readTable(family);
-        const ours = findOurJumps(saved);
-        const keep = ours.find((tokens) => targetOf(tokens) === ENTRY_CHAIN);
-        const deleteJumps = ours.filter((tokens) => tokens !== keep).map((tokens) => [...tokens]);
-        const insertJump = keep === undefined;
-        const iptablesText = renderIptablesRestore(state, family, { insertJump, deleteJumps });
-        inputs[`iptables${family}`] = iptablesText;
-        await this.must([TOOLS[family].restore, '--noflush', '--wait'], `IPv${family} ${TOOLS[family].restore}`, family, iptablesText);
-        reports.push({ family, jumpInserted: insertJump, jumpsDeleted: deleteJumps.length });
+        reports.push(await this.writeTables(state, family, rendered, inputs));
       }
+      await this.destroyStaleEgressSets(egressSets);
       const durationMs = performance.now() - started;
       this.counts.applies++;
       this.counts.lastApplyDurationMs = durationMs;
@@ -384,6 +401,43 @@ export class KernelDataplane {
       const err = e instanceof DataplaneError ? e : new DataplaneError(`apply failed: ${(e as Error).message}`);
       return this.failed(state, started, err, inputs);
     }
+  }
+
+  /** One family's chains and jumps, one iptables-restore (the tail of a full write, or a chain rewrite). */
+  private async writeTables(state: DesiredState, family: Family, rendered: RenderedChains, inputs: Inputs): Promise<FamilyApplyReport> {
+    const plan = planFullWrite(await this.readTable(family), rendered);
+    const mapping = this.egress?.mapping;
+    const iptablesText = renderIptablesRestore(state, family, { ...plan, ...(mapping ? { egress: mapping } : {}) });
+    inputs[`iptables${family}`] = iptablesText;
+    await this.must([TOOLS[family].restore, '--noflush', '--wait'], `IPv${family} ${TOOLS[family].restore}`, family, iptablesText);
+    return { family, jumpInserted: plan.insertJump, jumpsDeleted: plan.deleteJumps.length };
+  }
+
+  /** The held state with a new local task map: our chains rewritten, no set touched (see the header). */
+  private async writeChains(state: DesiredState, options: ApplyOptions, started: number, reason: string): Promise<ApplyReport> {
+    const inputs: Inputs = {};
+    this.markUnknown();
+    try {
+      const reports: FamilyApplyReport[] = [];
+      for (const family of await this.families()) reports.push(await this.writeTables(state, family, renderChains(state, family, this.egress?.mapping), inputs));
+      const durationMs = performance.now() - started;
+      this.counts.applies++;
+      this.counts.lastApplyDurationMs = durationMs;
+      this.accept(state, options, true, this.heldSorted);
+      await this.kept.chains(inputs);
+      this.log.info({ event: 'dataplane.applied', path: 'chains', reason, version: state.version, families: reports, durationMs }, 'dataplane applied (chains)');
+      return { version: state.version, families: reports, durationMs, path: 'chains' };
+    } catch (e) {
+      return this.failed(state, started, e instanceof DataplaneError ? e : new DataplaneError(`chain rewrite failed: ${(e as Error).message}`), inputs);
+    }
+  }
+
+  /** Destroys the egress sets of ours no rule names any more (after the iptables-restore of every family). */
+  private async destroyStaleEgressSets(rendered: ReadonlySet<string>): Promise<void> {
+    const listed = await this.runner.run(['ipset', 'list', '-n']);
+    if (listed.code !== 0) return; // nothing to tidy is known; the next full write tries again
+    const stale = staleEgressSets(listed.stdout.split('\n').map((l) => l.trim()), rendered);
+    if (stale.length > 0) await this.must(['ipset', 'restore'], 'destroying egress sets no longer rendered', undefined, renderIpsetUninstall(stale));
   }
 
   /** Counts, keeps the inputs and logs a failed write, and throws `err`. The kernel's content is unknown. */
@@ -413,13 +467,13 @@ export class KernelDataplane {
   private async collectDrift(state: DesiredState, drifts: Drift[]): Promise<void> {
     for (const family of await this.families()) {
       const saved = await this.readTable(family);
-      drifts.push(...tableDrift(family, renderChains(state, family).chains, saved));
-      for (const kind of setKindsOf(family)) {
-        const name = ipsetName(kind, family) as string;
-        const desired = setMembers(kind, family, state.sets[kind] ?? []);
+      const rendered = renderChains(state, family, this.egress?.mapping);
+      drifts.push(...tableDrift(family, rendered.chains, saved, rendered.egress !== undefined));
+      const sets = setKindsOf(family).map((kind) => ({ name: ipsetName(kind, family) as string, members: setMembers(kind, family, state.sets[kind] ?? []) }));
+      for (const { name, members } of [...sets, ...(rendered.egress?.sets ?? [])]) {
         const result = await this.runner.run(['ipset', 'save', name]);
         const actual = result.code === 0 ? (parseIpsetSave(result.stdout).get(name) ?? []) : undefined;
-        drifts.push(...setDrift(family, name, desired, actual));
+        drifts.push(...setDrift(family, name, members, actual));
       }
     }
   }
@@ -429,8 +483,9 @@ export class KernelDataplane {
       const saved = await this.readTable(family);
       const chains = saved.chains.filter(isOwnedChainName);
       const jumps = findOurJumps(saved).map((tokens) => [...tokens]);
-      if (chains.length === 0 && jumps.length === 0) continue;
-      const text = renderUninstallIptables(family, { chains, jumps });
+      const outputJumps = findOurJumps(saved, OUTPUT_HOOK_CHAIN).map((tokens) => [...tokens]);
+      if (chains.length === 0 && jumps.length === 0 && outputJumps.length === 0) continue;
+      const text = renderUninstallIptables(family, { chains, jumps, outputJumps });
       await this.must([TOOLS[family].restore, '--noflush', '--wait'], `IPv${family} uninstall`, family, text);
     }
     const listed = await this.runner.run(['ipset', 'list', '-n']);
@@ -442,8 +497,4 @@ export class KernelDataplane {
     if (names.length > 0) await this.must(['ipset', 'restore'], 'ipset uninstall', undefined, renderIpsetUninstall(names));
     this.log.info({ event: 'dataplane.uninstalled', sets: names.length }, 'dataplane uninstalled');
   }
-}
-
-function errorText(state: DesiredState, err: DataplaneError): string {
-  return `${JSON.stringify({ version: state.version, message: err.message, ...err.details }, null, 2)}\n`;
 }

@@ -8,6 +8,10 @@
  *   very state already held again (someone wants it rewritten), more than `limit` members added
  *   plus removed, or a held list that is not strictly ascending (it cannot be merged).
  *   The full write renders the whole next state.
+ *   Also full when the per-app egress layout changed (`layout`: the local apps of egress-task,
+ *   the local task map with its cgroup inodes, whether egress is rendered at all) with the state.
+ * - `chains`: the same state with another local task map (a container started, restarted, gone),
+ *   egress rendered before and after: only our chains change (the egress sets follow the state).
  * - `delta`: the members added and removed per kind, at most `limit` in all. When the next state
  *   came as a wire Delta whose base is the state the kernel holds, its adds and removes ARE the
  *   difference (taken as sent, not diffed again); otherwise (a Snapshot, a state from disk) the
@@ -34,7 +38,8 @@ export interface KernelView {
 
 export type Difference =
   | { readonly path: 'full'; readonly reason: string }
-  | { readonly path: 'delta'; readonly kinds: ReadonlyMap<SetKind, KindChange>; readonly total: number; readonly from: 'wire' | 'merge' };
+  | { readonly path: 'delta'; readonly kinds: ReadonlyMap<SetKind, KindChange>; readonly total: number; readonly from: 'wire' | 'merge' }
+  | { readonly path: 'chains'; readonly reason: string };
 
 export interface DifferenceInput {
   /** What the kernel holds; undefined when nothing was written (or after uninstall). */
@@ -46,6 +51,8 @@ export interface DifferenceInput {
   readonly limit: number;
   /** A drift repair: always full. */
   readonly repair: boolean;
+  /** The egress layout of the held write and of the next one (kernel-dataplane.ts); different: full. */
+  readonly layout?: { readonly held: string; readonly next: string };
 }
 
 const full = (reason: string): Difference => ({ path: 'full', reason });
@@ -55,6 +62,11 @@ export function kernelDifference(input: DifferenceInput): Difference {
   if (input.repair) return full('repair');
   if (held === undefined) return full('no base');
   if (!held.exact) return full('kernel state unknown');
+  const layout = input.layout;
+  if (layout !== undefined && layout.held !== layout.next) {
+    const mapOnly = held.state.version === next.version && layout.held !== '' && layout.next !== '';
+    return mapOnly ? { path: 'chains', reason: 'local task map changed' } : full('egress layout changed');
+  }
   if (limit === 0) return full('delta path off');
   if (held.state.mode !== next.mode) return full('mode changed');
   if (held.state.version === next.version) return full('same state again');

@@ -21,12 +21,19 @@
  *   and failsafe-*). Every line is atomic in the kernel; in between, a packet sees the old sets
  *   joined with the new ones, so a connection both states allow is never dropped and one both
  *   states refuse is never let through.
+ * - Per-app egress (when the dataplane renders it, `egress`): egress-managed4/6 changes go to
+ *   pcu?-eg-managed (an add lets less through), egress-ip4/6 changes to the app's pcu?-eg-<h> with
+ *   the `<app>|` prefix removed (an add lets more through), ordered by the same rule. An
+ *   egress-task change is a new set of local apps, so new chains: never a delta (kernel-difference.ts).
  */
 import { SET_KINDS, type DesiredState, type SetKind } from '../../src/compile/desired-state.js';
 import { ipsetName, setKindsOf } from '../../src/render/owned-names.js';
 import type { Family } from '../../src/net/family.js';
 import { expandMember } from '../../src/render/render-ipsets.js';
 import { normalizeMember } from '../../src/net/member.js';
+import { egressEntry } from '../../src/render/render-egress.js';
+
+const EGRESS_MEMBER_KINDS = ['egress-managed4', 'egress-managed6', 'egress-ip4', 'egress-ip6'] as const satisfies readonly SetKind[];
 
 export interface KindChange {
   /** Members of the new state that the old one lacks, ascending. */
@@ -136,8 +143,29 @@ function entriesToDelete(kind: SetKind, family: Family, change: KindChange, to: 
   return [...pending.values()];
 }
 
-/** One family's `ipset restore` input for `changes`; '' when nothing of this family changed. */
-export function renderDeltaRestore(family: Family, changes: ReadonlyMap<SetKind, KindChange>, to: DesiredState): string {
+/** The egress lines of one family (see the header), into `loosen` and `tighten`. */
+function egressDeltaLines(family: Family, changes: ReadonlyMap<SetKind, KindChange>, loosen: string[], tighten: string[]): void {
+  for (const kind of EGRESS_MEMBER_KINDS) {
+    const change = changes.get(kind);
+    if (change === undefined) continue;
+    const addLoosensHere = kind.startsWith('egress-ip');
+    for (const [members, verb, into] of [
+      [change.adds, 'add', addLoosensHere ? loosen : tighten],
+      [change.removes, 'del', addLoosensHere ? tighten : loosen],
+    ] as const) {
+      for (const member of members) {
+        const at = egressEntry(kind, family, member);
+        if (at !== undefined) into.push(`${verb} ${at.set} ${at.entry} -exist`);
+      }
+    }
+  }
+}
+
+/**
+ * One family's `ipset restore` input for `changes`; '' when nothing of this family changed.
+ * `egress`: the kernel holds the per-app egress sets of this state (their changes are written too).
+ */
+export function renderDeltaRestore(family: Family, changes: ReadonlyMap<SetKind, KindChange>, to: DesiredState, egress = false): string {
   const loosen: string[] = [];
   const tighten: string[] = [];
   for (const kind of setKindsOf(family)) {
@@ -151,6 +179,7 @@ export function renderDeltaRestore(family: Family, changes: ReadonlyMap<SetKind,
     }
     for (const entry of entriesToDelete(kind, family, change, to)) delTo.push(`del ${name} ${entry} -exist`);
   }
+  if (egress) egressDeltaLines(family, changes, loosen, tighten);
   const lines = [...loosen, ...tighten];
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
 }

@@ -25,6 +25,8 @@ export interface MesosAgentApiOptions {
   readonly timeoutMs?: number;
   /** Largest answer read. Default 16 MiB (a host runs hundreds of tasks at most). */
   readonly maxBytes?: number;
+  /** The cgroups root used when GET_FLAGS does not say (the agent's --cgroups-root). Default "mesos". */
+  readonly cgroupsRoot?: string;
 }
 
 const DEFAULT_TIMEOUT_MS = 5_000;
@@ -73,9 +75,14 @@ export class MesosAgentApi {
     return parsed.value;
   }
 
+  /** The cgroups root in force: the Mesos agent's `cgroups_root` flag once read, else the configured one. */
+  get effectiveCgroupsRoot(): string {
+    return this.cgroupsRoot ?? this.options.cgroupsRoot ?? DEFAULT_CGROUPS_ROOT;
+  }
+
   /** Which container each local task runs in (local-tasks.ts), from one GET_TASKS and one GET_CONTAINERS. */
   async localTasks(): Promise<LocalTasks> {
-    this.cgroupsRoot ??= flagValue(await this.call('GET_FLAGS'), 'cgroups_root') ?? DEFAULT_CGROUPS_ROOT;
+    this.cgroupsRoot ??= flagValue(await this.call('GET_FLAGS'), 'cgroups_root') ?? this.options.cgroupsRoot ?? DEFAULT_CGROUPS_ROOT;
     const [tasks, containers] = await Promise.all([this.call('GET_TASKS'), this.call('GET_CONTAINERS', { get_containers: { show_nested: true, show_standalone: false } })]);
     return parseLocalTasks(tasks, containers, this.cgroupsRoot);
   }

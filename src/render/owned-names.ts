@@ -1,10 +1,16 @@
 /**
  * Names of every kernel object the agent owns. Ownership is by prefix: chains `PCU-*`, ipsets
  * `pcu4-*` / `pcu6-*` (and their `-tmp` twins used for atomic swaps). The agent may create,
- * replace and delete objects with these names and nothing else; the only foreign touch is the
- * jump rule it inserts into the kernel's `PREROUTING` chain of table `mangle`.
+ * replace and delete objects with these names and nothing else; the only foreign touches are the
+ * jump rules it inserts into the kernel's `PREROUTING` chain of table `mangle` and, when it
+ * enforces per-app egress, into its `OUTPUT` chain.
  * Names are at most 31 characters (the ipset limit), `-tmp` included.
+ *
+ * Per-app egress objects (render-egress.ts) are named from a hash of the app id, never from the
+ * id itself (app ids are untrusted and up to 512 characters): `<h>` = the first 16 lowercase hex
+ * digits of sha256(app id); set `pcu4-eg-<h>` / `pcu6-eg-<h>`, chain `PCU-EG-<H>` (upper case).
  */
+import { createHash } from 'node:crypto';
 import { SET_KINDS, type SetKind } from '../compile/desired-state.js';
 import type { Family } from '../net/family.js';
 
@@ -14,6 +20,11 @@ export const TABLE = 'mangle';
 export const HOOK_CHAIN = 'PREROUTING';
 export const ENTRY_CHAIN = 'PCU-PREROUTING';
 export const MANAGED_CHAIN = 'PCU-MANAGED';
+/** The kernel chain of the second jump (per-app egress of HOST-network tasks). */
+export const OUTPUT_HOOK_CHAIN = 'OUTPUT';
+export const EGRESS_OUTPUT_CHAIN = 'PCU-OUTPUT';
+export const EGRESS_BRIDGE_CHAIN = 'PCU-EG-BRIDGE';
+export const EGRESS_DENY_CHAIN = 'PCU-EG-DENY';
 /** Suffix of the scratch set that `ipset restore` fills and swaps with the live one. */
 export const TMP_SUFFIX = '-tmp';
 
@@ -44,6 +55,31 @@ export function setKindsOf(family: Family): SetKind[] {
 
 export function tmpSetName(name: string): string {
   return name + TMP_SUFFIX;
+}
+
+/** The 16 lowercase hex digits naming an app's egress objects. */
+export function appHash(appId: string): string {
+  return createHash('sha256').update(appId).digest('hex').slice(0, 16);
+}
+
+/** The set of every managed destination of the cluster (egress-managed4/6). */
+export function egressManagedSetName(family: Family): string {
+  return `${SET_PREFIX[family]}eg-managed`;
+}
+
+/** The set of the destinations local app `appId` may reach (its egress-ip4/6 members). */
+export function egressAppSetName(appId: string, family: Family): string {
+  return `${SET_PREFIX[family]}eg-${appHash(appId)}`;
+}
+
+/** The chain that judges the new connections of local app `appId`. */
+export function egressAppChainName(appId: string): string {
+  return `PCU-EG-${appHash(appId).toUpperCase()}`;
+}
+
+/** True for an egress set of ours (the managed set or a per-app one), live or `-tmp`. */
+export function isEgressSetName(name: string): boolean {
+  return /^pcu[46]-eg-[a-z0-9-]{1,23}$/.test(name);
 }
 
 const OWNED_SET = /^pcu[46]-[a-z0-9-]{1,26}$/;

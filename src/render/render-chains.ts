@@ -9,12 +9,19 @@
  *   PCU-PREROUTING: loopback, established/related and failsafe ports RETURN; new connections to
  *                   a managed local port go to PCU-MANAGED.
  *   PCU-MANAGED:    allowed (source, proto:port) RETURN; then DROP (enforce) or NFLOG + RETURN (audit).
+ *
+ * Per-app egress (render-egress.ts) is added only when the agent enforces it (it passes its local
+ * task map) and the state carries egress members: then the rules also depend on that map (O(local
+ * tasks + local apps) of them), PCU-PREROUTING gets one more rule (BRIDGE tasks, after
+ * established/related) and a second jump goes into mangle OUTPUT. Without it the output is
+ * exactly the host-level one above.
  */
 import type { DesiredState, SetKind } from '../compile/desired-state.js';
 import type { Mode } from '../policy/policy-model.js';
 import { ENTRY_CHAIN, MANAGED_CHAIN, TABLE, ipsetName } from './owned-names.js';
 import type { Family } from '../net/family.js';
 import { makeRule, type Chain, type Rule } from './rule-model.js';
+import { hasEgress, renderEgress, type EgressMapping, type RenderedEgress } from './render-egress.js';
 
 export { ruleArgs } from './rule-model.js';
 
@@ -26,6 +33,8 @@ export interface RenderedChains {
   readonly chains: Chain[];
   /** The rule inserted at the top of the kernel's PREROUTING chain. */
   readonly jump: Rule;
+  /** Per-app egress, when rendered (its chains are in `chains` too). */
+  readonly egress?: RenderedEgress;
 }
 
 function setName(kind: SetKind, family: Family): string {
@@ -42,12 +51,13 @@ export function jumpRule(): Rule {
   return makeRule([], ['-j', ENTRY_CHAIN]);
 }
 
-export function entryChain(family: Family): Chain {
+export function entryChain(family: Family, bridgeRule?: Rule): Chain {
   return {
     name: ENTRY_CHAIN,
     rules: [
       makeRule(['-i', 'lo'], ['-j', 'RETURN']),
       makeRule(['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED'], ['-j', 'RETURN']),
+      ...(bridgeRule ? [bridgeRule] : []),
       makeRule(['-p', 'tcp', ...matchSet('failsafe-tcp', family, 'dst')], ['-j', 'RETURN']),
       makeRule(['-p', 'udp', ...matchSet('failsafe-udp', family, 'dst')], ['-j', 'RETURN']),
       makeRule(
@@ -79,10 +89,22 @@ export function managedChain(mode: Mode, family: Family): Chain {
   };
 }
 
-export function renderChains(state: DesiredState, family: Family): RenderedChains {
+/** True when `renderChains(state, family, egress)` renders per-app egress. */
+export function rendersEgress(state: DesiredState, egress: EgressMapping | undefined): egress is EgressMapping {
+  return egress !== undefined && hasEgress(state);
+}
+
+export function renderChains(state: DesiredState, family: Family, egress?: EgressMapping): RenderedChains {
   if (state.mode !== 'enforce' && state.mode !== 'audit') {
     throw new Error(`unknown mode ${JSON.stringify(state.mode)}`);
   }
   if (family !== 4 && family !== 6) throw new Error(`unknown family ${JSON.stringify(family)}`);
-  return { table: TABLE, chains: [entryChain(family), managedChain(state.mode, family)], jump: jumpRule() };
+  if (!rendersEgress(state, egress)) return { table: TABLE, chains: [entryChain(family), managedChain(state.mode, family)], jump: jumpRule() };
+  const rendered = renderEgress(state, family, egress);
+  return {
+    table: TABLE,
+    chains: [entryChain(family, rendered.bridgeRule), managedChain(state.mode, family), ...rendered.chains],
+    jump: jumpRule(),
+    egress: rendered,
+  };
 }

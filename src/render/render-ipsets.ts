@@ -17,12 +17,15 @@
  *   members are not checked twice per apply.
  *   `/0` CIDRs, which hash:net refuses, are written as the two `/1` halves (src/net/member.ts, the
  *   halves the compiler writes itself). Duplicates are dropped.
- * Output is deterministic: sets in SET_KINDS order, members in the given (sorted) order.
+ * - Per-app egress sets (render-egress.ts `egressSets`: pcu?-eg-managed and one pcu?-eg-<h> per
+ *   local app, hash:ip,port) follow, written the same way, when asked (`egress`).
+ * Output is deterministic: sets in SET_KINDS order, then the egress sets, members in the given (sorted) order.
  */
 import { SET_KINDS, type DesiredState, type SetKind } from '../compile/desired-state.js';
 import type { Family } from '../net/family.js';
 import { isZeroPrefixMember, netEntries } from '../net/member.js';
 import { ipsetName, isOwnedSetName, setKindsOf, tmpSetName } from './owned-names.js';
+import { egressSets, hasEgress } from './render-egress.js';
 import { validateMember } from './validate-member.js';
 
 export { validateMember } from './validate-member.js';
@@ -92,18 +95,35 @@ export function setMembers(kind: SetKind, family: Family, members: readonly stri
 export interface RenderIpsetOptions {
   /** True only when `invalidMembers(state)` was empty: members are not validated again. */
   readonly membersValidated?: boolean;
+  /** Also write the per-app egress sets (the agent enforces egress), when the state has egress members. */
+  readonly egress?: boolean;
+}
+
+/** The restore lines that replace set `name` by `members` atomically (see the header). */
+function replaceSetLines(parts: string[], name: string, type: string, members: readonly string[]): void {
+  const tmp = tmpSetName(name);
+  parts.push(`create ${name} ${type} -exist\ncreate ${tmp} ${type} -exist\nflush ${tmp}\n`);
+  if (members.length > 0) parts.push(`add ${tmp} ${members.join(`\nadd ${tmp} `)}\n`);
+  parts.push(`swap ${tmp} ${name}\ndestroy ${tmp}\n`);
+}
+
+/** The type arguments of an egress set (hash:ip,port) for `count` members. */
+export function egressSetTypeArgs(family: Family, count: number): string {
+  return `hash:ip,port family ${family === 4 ? 'inet' : 'inet6'} hashsize ${hashsizeFor(count)} maxelem ${HASH_MAXELEM}`;
 }
 
 export function renderIpsetRestore(state: DesiredState, family: Family, options: RenderIpsetOptions = {}): string {
   const parts: string[] = [];
   for (const kind of setKindsOf(family)) {
-    const name = ipsetName(kind, family) as string;
-    const tmp = tmpSetName(name);
     const members = setMembers(kind, family, state.sets[kind] ?? [], options.membersValidated === true);
-    const type = setTypeArgs(kind, family, members.length);
-    parts.push(`create ${name} ${type} -exist\ncreate ${tmp} ${type} -exist\nflush ${tmp}\n`);
-    if (members.length > 0) parts.push(`add ${tmp} ${members.join(`\nadd ${tmp} `)}\n`);
-    parts.push(`swap ${tmp} ${name}\ndestroy ${tmp}\n`);
+    replaceSetLines(parts, ipsetName(kind, family) as string, setTypeArgs(kind, family, members.length), members);
+  }
+  if (options.egress && hasEgress(state)) {
+    if (options.membersValidated !== true) {
+      const error = invalidMembers(state)[0];
+      if (error !== undefined) throw new Error(error);
+    }
+    for (const set of egressSets(state, family)) replaceSetLines(parts, set.name, egressSetTypeArgs(family, set.members.length), set.members);
   }
   return parts.join('');
 }

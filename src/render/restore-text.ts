@@ -19,9 +19,20 @@ export function quoteArg(arg: string, forceQuotes = false): string {
   return `"${arg}"`;
 }
 
-/** Arguments as one line; the value after `--comment` is always quoted, as iptables-save does. */
+/** What iptables-save prints bare in a string option (xtables_save_string); anything else is quoted. */
+const SAVE_BARE = /^[A-Za-z0-9_-]+$/;
+/** Options whose value iptables-save prints as a string (quoted unless SAVE_BARE). */
+const STRING_OPTIONS = new Set(['--comment', '--path']);
+
+/**
+ * Arguments as one line; the value of a string option (`--comment`, the cgroup match's `--path`)
+ * is quoted unless it is only letters, digits, '_' and '-', as iptables-save does.
+ */
 export function argsText(args: readonly string[]): string {
-  return args.map((arg, i) => quoteArg(arg, i > 0 && args[i - 1] === '--comment')).join(' ');
+  return args.map((arg, i) => {
+    const stringOption = i > 0 && STRING_OPTIONS.has(args[i - 1] as string);
+    return quoteArg(arg, stringOption && (args[i - 1] === '--comment' || !SAVE_BARE.test(arg)));
+  }).join(' ');
 }
 
 /** `-A <chain> <rule>` exactly as iptables-save prints it. */

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 
-export const SCENARIOS = ['compile', 'kernel', 'packet', 'fanout', 'convergence'] as const;
+export const SCENARIOS = ['compile', 'kernel', 'packet', 'egress', 'fanout', 'convergence'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 /** What one child process runs: a scenario, or the large-policy part of `compile`. */
 export type ChildName = ScenarioName | 'compile-policy';
@@ -53,9 +53,9 @@ const NUMERIC = {
 
 export function usage(): string {
   const lines = [
-    'usage: npm run bench -- [--only compile,kernel,packet,fanout,convergence] [size flags]',
+    'usage: npm run bench -- [--only compile,kernel,packet,egress,fanout,convergence] [size flags]',
     '',
-    'Each scenario runs in a fresh child process; kernel, packet and convergence need root',
+    'Each scenario runs in a fresh child process; kernel, packet, egress and convergence need root',
     '(they work only inside network namespaces they create and delete).',
     '',
     '  --only LIST            scenarios to run (default: all)',

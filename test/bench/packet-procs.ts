@@ -2,7 +2,7 @@
  * Starting packet-tcp-tool.js processes inside test namespaces (through TestNetwork.spawnIn, so
  * `destroy()` kills them whatever happens) and reading their output. Every wait is bounded.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { TestNetwork } from '../support/netns.js';
 
@@ -87,11 +87,19 @@ export interface RateResult {
   readonly failures: Record<string, number>;
 }
 
-/** Runs the connection-rate client in `ns` for `seconds` (plus warm-up) and returns its result. */
-export function runRate(net: TestNetwork, ns: string, address: string, port: number, seconds: number, concurrency: number): Promise<RateResult> {
+/**
+ * Runs the connection-rate client in `ns` for `seconds` (plus warm-up) and returns its result.
+ * `cgroupProcs`: the client runs in that cgroup (it enters the namespace with `nsenter --net` so
+ * it sees the cgroup2 mount, and moves itself there before its first socket).
+ */
+export function runRate(net: TestNetwork, ns: string, address: string, port: number, seconds: number, concurrency: number, cgroupProcs?: string): Promise<RateResult> {
   const timeoutMs = 900;
   const warmupMs = 300;
-  const child = net.spawnIn(ns, [process.execPath, TOOL, 'rate', address, String(port), String(seconds), String(concurrency), String(timeoutMs), String(warmupMs)]);
+  const argv = [process.execPath, TOOL, 'rate', address, String(port), String(seconds), String(concurrency), String(timeoutMs), String(warmupMs)];
+  const child =
+    cgroupProcs === undefined
+      ? net.spawnIn(ns, argv)
+      : spawn('nsenter', [`--net=/run/netns/${ns}`, ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PCUT_CGROUP_PROCS: cgroupProcs } });
   child.stdin?.end();
   const stderr = stderrOf(child);
   let result: RateResult | undefined;

@@ -15,8 +15,14 @@
  *     under one second each attempt is exactly one SYN (the first retransmit comes at 1 s).
  *     Stops when stdin ends or after <maxSeconds>, then prints "DONE" and exits.
  * Every process stops by itself: servers when stdin ends, the others after their time bound.
+ * With PCUT_CGROUP_PROCS=<cgroup.procs file> in its environment it first moves itself into that
+ * cgroup (before any socket exists; it must then run where the cgroup2 mount is visible, e.g.
+ * under `nsenter --net`, not `ip netns exec`, which remounts /sys).
  */
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
+
+if (process.env.PCUT_CGROUP_PROCS) writeFileSync(process.env.PCUT_CGROUP_PROCS, String(process.pid));
 
 const now = (): number => performance.timeOrigin + performance.now();
 const [mode, ...args] = process.argv.slice(2);

@@ -27,6 +27,8 @@ export interface ScriptedTask {
   readonly state?: string;
   /** Report the container id in the task's status (true) or only in GET_CONTAINERS (false). */
   readonly containerIdInStatus?: boolean;
+  /** The status's `executor_pid`: a number, or null to leave it out. Default: the documented example's. */
+  readonly executorPid?: number | null;
 }
 
 const FIXTURES = join(packageRoot(), 'test', 'fixtures', 'mesos-agent-payloads');
@@ -122,6 +124,8 @@ export class MesosAgentDouble {
       status.container_status.network_infos = networkInfos(t.addresses);
       const id = containerIdOf(t);
       if (id && t.containerIdInStatus !== false) status.container_status.container_id = id;
+      if (t.executorPid === null) delete status.container_status.executor_pid;
+      else if (t.executorPid !== undefined) status.container_status.executor_pid = t.executorPid;
       return task;
     });
     return body;

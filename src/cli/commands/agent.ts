@@ -7,8 +7,9 @@ import { hostname, networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { Agent } from '../../../agent/agent-runner.js';
+import { Agent, type AgentEgressOptions } from '../../../agent/agent-runner.js';
 import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
+import { DEFAULT_MESOS_POLL_MS } from '../../../agent/egress-mapper.js';
 import { StatusServer } from '../../status/status-server.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { FAMILIES, type Family } from '../../net/family.js';
@@ -21,6 +22,7 @@ import { packageRoot } from '../../package-root.js';
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/portcullis';
+export const DEFAULT_MESOS_AGENT = 'http://127.0.0.1:5051';
 
 const help = `Usage: portcullis agent --controller HOST:PORT (--ca FILE --cert FILE --key FILE | --insecure) [options]
        portcullis agent --uninstall [--state-dir DIR]
@@ -43,6 +45,17 @@ Options:
   --refresh-interval SECONDS
                       kernel drift check period (default 30)
   --family 4|6        manage one address family only (repeatable; default both)
+  --mesos-agent URL   the local Mesos agent's HTTP API, polled to learn which container each
+                      local task runs in, for per-app egress (default ${DEFAULT_MESOS_AGENT});
+                      'off': no per-app egress, host-level enforcement only
+  --mesos-poll-interval SECONDS
+                      how often the Mesos agent is polled (default ${DEFAULT_MESOS_POLL_MS / 1000})
+  --cgroups-root PATH the Mesos agent's --cgroups_root, used when its GET_FLAGS does not say
+                      (default mesos)
+  --egress-unmapped host|deny
+                      a local task the agent has not mapped to its cgroup or address yet:
+                      'host' treats it host-level (default), 'deny' drops its new connections
+                      to managed destinations until it is mapped (see the README)
 ${TLS_OPTION_HELP}
   --server-name NAME  the name to expect in the controller's certificate when it differs
                       from the HOST in --controller
@@ -84,6 +97,27 @@ function agentVersion(): string {
   }
 }
 
+/** The per-app egress flags; undefined with `--mesos-agent off`. */
+function egressOptions(values: Record<string, string | boolean | string[] | undefined>): AgentEgressOptions | undefined {
+  const url = (values['mesos-agent'] as string | undefined) ?? DEFAULT_MESOS_AGENT;
+  const unmapped = (values['egress-unmapped'] as string | undefined) ?? 'host';
+  if (unmapped !== 'host' && unmapped !== 'deny') throw new UsageError(`--egress-unmapped must be host or deny, got '${unmapped}'`);
+  const pollText = values['mesos-poll-interval'] as string | undefined;
+  const poll = pollText === undefined ? DEFAULT_MESOS_POLL_MS / 1000 : parseSeconds(pollText, 'mesos-poll-interval', 0.05, 3600);
+  const cgroupsRoot = (values['cgroups-root'] as string | undefined) ?? 'mesos';
+  if (!/^[A-Za-z0-9_.-]{1,255}(\/[A-Za-z0-9_.-]{1,255}){0,15}$/.test(cgroupsRoot.replace(/^\/+|\/+$/g, '')) || /(^|\/)\.\.?(\/|$)/.test(cgroupsRoot)) {
+    throw new UsageError(`--cgroups-root '${cgroupsRoot}' must be a relative path of [A-Za-z0-9_.-] segments (the Mesos agent's --cgroups_root)`);
+  }
+  if (url === 'off') return undefined;
+  try {
+    const parsed = new URL(url);
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http: or https:');
+  } catch (err) {
+    throw new UsageError(`--mesos-agent must be an http:// or https:// URL or 'off', got '${url}' (${(err as Error).message})`);
+  }
+  return { mesosAgent: url, pollIntervalMs: Math.round(poll * 1000), cgroupsRoot: cgroupsRoot.replace(/^\/+|\/+$/g, ''), unmapped };
+}
+
 export const agentCommand: Command = {
   name: 'agent',
   help,
@@ -103,7 +137,12 @@ export const agentCommand: Command = {
       'status-listen': { type: 'string' },
       uninstall: { type: 'boolean' },
       'log-level': { type: 'string' },
+      'mesos-agent': { type: 'string' },
+      'mesos-poll-interval': { type: 'string' },
+      'cgroups-root': { type: 'string' },
+      'egress-unmapped': { type: 'string' },
     });
+    const egress = egressOptions(values);
     const families: Family[] = [];
     for (const f of values.family ?? []) {
       const family = Number(f) as Family;
@@ -134,6 +173,7 @@ export const agentCommand: Command = {
         runner: new ExecCommandRunner(),
         agentVersion: agentVersion(),
         logger: log,
+        ...(egress ? { egress } : {}),
       });
 
     if (values.uninstall) {

@@ -1,0 +1,208 @@
+/**
+ * Which local task a connection comes from: the agent's local task map for per-app egress
+ * (src/render/render-egress.ts), learned from the local Mesos agent and the cgroup tree, and
+ * handed to the dataplane, the one owner of kernel writes (`setEgress`).
+ *
+ * Contract
+ * - Capability, checked once at start: a cgroup2 mount (/sys/fs/cgroup, or /sys/fs/cgroup/unified
+ *   on a hybrid host, from /proc/self/mountinfo) and a usable cgroup match (`iptables-restore
+ *   --test` of a table with a `-m cgroup --path /` rule); then, on every poll, the Mesos agent
+ *   answering. When any is missing the agent enforces host-level only (no map is given to the
+ *   dataplane, which then renders no egress object), logs one warn line per change of cause
+ *   (`egress.not_enforcing` {reason}; `egress.enforcing` once it works again) and says so in its
+ *   status (`status()`, sent in Hello, Ack and Pong, shown on /status and /metrics).
+ * - Every `pollIntervalMs` (default 250 ms) GET_TASKS + GET_CONTAINERS (src/mesos): a task with a
+ *   container address that is not one of this host's addresses is a BRIDGE task (matched by that
+ *   address); otherwise a HOST task, matched by its cgroup `<cgroups root>/<container id>` when that
+ *   directory exists under the cgroup2 mount, else by the cgroup2 path of its executor pid
+ *   (`/proc/<pid>/cgroup`, the `0::` line; Docker-containerizer tasks) when it exists, else it is
+ *   unmapped. A rule is only ever written for a directory that exists (iptables refuses a missing
+ *   path and the whole restore would fail).
+ * - The inode of every cgroup directory mapped is part of the map's key: a cgroup deleted and
+ *   created again at the same path (the kernel rule keeps pointing at the dead one) changes the
+ *   key, and a new key is a chain rewrite by the dataplane even when the rule text is the same.
+ * - Polls never overlap; a failed poll, or a failed write of a new map (a cgroup removed between
+ *   the check and the write: the kernel keeps its rules whole), is retried at the next interval.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { DesiredState } from '../src/compile/desired-state.js';
+import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressStatus.js';
+import type { MesosAgentApi } from '../src/mesos/agent-api.js';
+import type { LocalTasks } from '../src/mesos/local-tasks.js';
+import { egressTaskCounts, type EgressMapping, type TaskSource, type UnmappedPolicy } from '../src/render/render-egress.js';
+import type { CommandRunner } from './dataplane/command-runner.js';
+import type { KernelDataplane } from './dataplane/kernel-dataplane.js';
+
+export const DEFAULT_MESOS_POLL_MS = 250;
+
+export interface EgressMapperOptions {
+  readonly api: MesosAgentApi;
+  readonly dataplane: KernelDataplane;
+  readonly runner: CommandRunner;
+  /** This host's addresses (canonical): a container address that is one of them is no BRIDGE address. */
+  readonly hostAddresses: readonly string[];
+  readonly unmapped: UnmappedPolicy;
+  readonly pollIntervalMs?: number;
+  /** The iptables-restore of a managed family, for the capability test. */
+  readonly restoreCommand: string;
+  /** Where cgroup2 is mounted; default: found in /proc/self/mountinfo (tests may point elsewhere). */
+  readonly cgroup2Mount?: string | null;
+  /** Where `<pid>/cgroup` files are read; default /proc (tests). */
+  readonly procRoot?: string;
+  readonly logger: Logger;
+}
+
+/** The cgroup2 mount point of this mount namespace, or undefined. */
+export function findCgroup2Mount(mountinfo = '/proc/self/mountinfo'): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(mountinfo, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (post?.startsWith('cgroup2 ')) return pre?.split(' ')[4];
+  }
+  return undefined;
+}
+
+const SAFE_CGROUP = /^[A-Za-z0-9_.-]{1,255}(\/[A-Za-z0-9_.-]{1,255}){0,63}$/;
+
+/** The cgroup2 path of a pid (the `0::` line of /proc/<pid>/cgroup, without its leading '/'), if safe. */
+export function cgroupOfPid(pid: number, proc = '/proc'): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(proc, String(pid), 'cgroup'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const line = text.split('\n').find((l) => l.startsWith('0::'));
+  const path = line?.slice(3).replace(/^\/+/, '');
+  return path !== undefined && SAFE_CGROUP.test(path) && !path.split('/').some((s) => s === '.' || s === '..') ? path : undefined;
+}
+
+function inodeOf(dir: string): number | undefined {
+  try {
+    const st = statSync(dir);
+    return st.isDirectory() ? st.ino : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class EgressMapper {
+  private readonly log: Logger;
+  private mount: string | undefined;
+  private capable: string | undefined = 'not started';
+  private reason = 'not started';
+  private mapping: EgressMapping | undefined;
+  private key = '';
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly hostAddresses: ReadonlySet<string>;
+  polls = 0;
+  pollFailures = 0;
+
+  constructor(private readonly options: EgressMapperOptions) {
+    this.log = options.logger;
+    this.hostAddresses = new Set(options.hostAddresses);
+  }
+
+  /** Checks the capability, polls once (its result is in force when this resolves), then keeps polling. */
+  async start(): Promise<void> {
+    this.capable = await this.checkCapability();
+    await this.poll();
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** The EgressStatus sent to the controller and shown on /status, counted against `state`. */
+  status(state: DesiredState | undefined): EgressStatus {
+    const counts = state ? egressTaskCounts(state, this.mapping) : { mapped: 0, unmapped: 0 };
+    return { supported: true, enforcing: this.mapping !== undefined, reason: this.mapping ? '' : this.reason, mappedTasks: counts.mapped, unmappedTasks: counts.unmapped };
+  }
+
+  /** Polls now (tests; the timer calls it too). */
+  async poll(): Promise<void> {
+    this.polls++;
+    if (this.capable !== undefined) return this.use(undefined, this.capable);
+    let tasks: LocalTasks;
+    try {
+      tasks = await this.options.api.localTasks();
+    } catch (err) {
+      this.pollFailures++;
+      return this.use(undefined, `the local Mesos agent cannot be read: ${(err as Error).message}`);
+    }
+    if (tasks.problems.length > 0) this.log.debug({ event: 'egress.mesos_problems', problems: tasks.problems.slice(0, 10), count: tasks.problems.length }, 'Mesos agent answer: entries skipped');
+    const { mapping, key } = this.mapOf(tasks);
+    await this.use(mapping, '', key);
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      void this.poll()
+        .catch((err: Error) => this.log.error({ event: 'egress.poll_failed', err: err.message }, 'egress: applying the local task map failed: retrying at the next poll'))
+        .finally(() => this.schedule());
+    }, this.options.pollIntervalMs ?? DEFAULT_MESOS_POLL_MS);
+    this.timer.unref();
+  }
+
+  private async use(mapping: EgressMapping | undefined, reason: string, key = ''): Promise<void> {
+    if (reason !== this.reason) {
+      if (reason !== '') this.log.warn({ event: 'egress.not_enforcing', reason }, 'per-app egress is NOT enforced on this host: host-level enforcement only');
+      else this.log.info({ event: 'egress.enforcing' }, 'per-app egress enforced on this host');
+      this.reason = reason;
+    }
+    if (mapping === undefined && this.mapping === undefined) return;
+    if (mapping !== undefined && key === this.key && this.mapping !== undefined) return;
+    // Kept only once the dataplane took it: a failed write is tried again at the next poll.
+    await this.options.dataplane.setEgress(mapping, key);
+    this.mapping = mapping;
+    this.key = mapping ? key : '';
+  }
+
+  private async checkCapability(): Promise<string | undefined> {
+    this.mount = this.options.cgroup2Mount === null ? undefined : (this.options.cgroup2Mount ?? findCgroup2Mount());
+    if (this.mount === undefined) return 'no cgroup2 mount on this host (/sys/fs/cgroup or /sys/fs/cgroup/unified)';
+    const probe = '*mangle\n:PCU-EG-PROBE - [0:0]\n-A PCU-EG-PROBE -m cgroup --path / -j RETURN\nCOMMIT\n';
+    const r = await this.options.runner.run([this.options.restoreCommand, '--test', '--noflush', '--wait'], probe);
+    if (r.code !== 0) return `the iptables cgroup match is not usable (xt_cgroup): ${r.stderr.trim().slice(0, 200)}`;
+    return undefined;
+  }
+
+  private mapOf(local: LocalTasks): { mapping: EgressMapping; key: string } {
+    const mount = this.mount as string;
+    const tasks = new Map<string, TaskSource>();
+    const keyParts: string[] = [];
+    for (const t of local.tasks) {
+      const bridge = t.addresses.filter((a) => !this.hostAddresses.has(a));
+      if (bridge.length > 0) {
+        tasks.set(t.taskId, { kind: 'bridge', addresses: bridge });
+        keyParts.push(`${t.taskId} b ${bridge.join(',')}`);
+        continue;
+      }
+      const candidates = [t.cgroupPath, t.executorPid !== undefined ? cgroupOfPid(t.executorPid, this.options.procRoot) : undefined];
+      for (const path of candidates) {
+        const inode = path === undefined ? undefined : inodeOf(join(mount, path));
+        if (path === undefined || inode === undefined) continue;
+        tasks.set(t.taskId, { kind: 'host', cgroupPath: path });
+        keyParts.push(`${t.taskId} h ${path} ${inode}`);
+        break;
+      }
+    }
+    const root = this.options.api.effectiveCgroupsRoot.replace(/^\/+|\/+$/g, '');
+    const rootOk = SAFE_CGROUP.test(root) && !root.split('/').some((s) => s === '.' || s === '..');
+    const rootInode = this.options.unmapped === 'deny' && rootOk ? inodeOf(join(mount, root)) : undefined;
+    keyParts.sort();
+    keyParts.push(`root ${this.options.unmapped} ${rootInode === undefined ? '-' : `${root} ${rootInode}`}`);
+    return { mapping: { tasks, unmapped: this.options.unmapped, cgroupsRoot: rootInode === undefined ? undefined : root }, key: keyParts.join('\n') };
+  }
+}

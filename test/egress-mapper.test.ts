@@ -1,0 +1,208 @@
+/**
+ * The agent's EgressMapper without a kernel: the Mesos agent API double over real HTTP, a
+ * directory tree standing in for the cgroup2 mount, a recording runner for the capability test,
+ * and a dataplane stand-in that records the maps it is given. Also: the sync client sends the
+ * EgressStatus in Hello, Ack and Pong.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
+import { EgressMapper, cgroupOfPid, findCgroup2Mount } from '../agent/egress-mapper.js';
+import { MesosAgentApi } from '../src/mesos/agent-api.js';
+import type { EgressMapping, UnmappedPolicy } from '../src/render/render-egress.js';
+import { logCapture } from './support/log-capture.js';
+import { makeState } from './support/memory-state-source.js';
+import { MesosAgentDouble } from './support/mesos-agent-double.js';
+import { RecordingRunner } from './support/recording-runner.js';
+
+const HOST = '10.0.0.11';
+
+class RecordingDataplane {
+  readonly maps: { mapping: EgressMapping | undefined; key: string }[] = [];
+  /** Writes that fail (the kernel refused), from the first. */
+  failures = 0;
+  async setEgress(mapping: EgressMapping | undefined, key = ''): Promise<undefined> {
+    this.maps.push({ mapping, key });
+    if (this.failures > 0) {
+      this.failures--;
+      throw new Error('iptables-restore: cgroup path not found');
+    }
+    return undefined;
+  }
+}
+
+describe('EgressMapper', () => {
+  const double = new MesosAgentDouble();
+  let url = '';
+  let mount = '';
+
+  beforeAll(async () => {
+    url = await double.start();
+  });
+  afterAll(async () => {
+    await double.stop();
+  });
+  afterEach(() => {
+    if (mount) rmSync(mount, { recursive: true, force: true });
+    mount = '';
+  });
+
+  function setup(opts: { unmapped?: UnmappedPolicy; runner?: RecordingRunner; mount?: string | null; apiUrl?: string; procRoot?: string } = {}) {
+    mount = mkdtempSync(path.join(tmpdir(), 'pcut-cg-'));
+    const dataplane = new RecordingDataplane();
+    const { logger, lines } = logCapture();
+    const mapper = new EgressMapper({
+      api: new MesosAgentApi({ url: opts.apiUrl ?? url, timeoutMs: 2000 }),
+      dataplane: dataplane as unknown as KernelDataplane,
+      runner: opts.runner ?? new RecordingRunner(),
+      hostAddresses: [HOST],
+      unmapped: opts.unmapped ?? 'host',
+      pollIntervalMs: 3_600_000,
+      restoreCommand: 'iptables-restore',
+      cgroup2Mount: opts.mount === undefined ? mount : opts.mount,
+      ...(opts.procRoot ? { procRoot: opts.procRoot } : {}),
+      logger,
+    });
+    return { mapper, dataplane, lines };
+  }
+
+  it('maps HOST tasks by existing cgroup, BRIDGE tasks by a non-host address, and leaves the rest unmapped', async () => {
+    const { mapper, dataplane, lines } = setup({ unmapped: 'deny' });
+    mkdirSync(path.join(mount, 'mesos', 'c1'), { recursive: true });
+    double.cgroupsRoot = 'mesos';
+    double.tasks = [
+      { taskId: 'web.1', containerId: 'c1', addresses: [HOST], executorPid: null }, // a HOST task reports the host's address
+      { taskId: 'br.1', containerId: 'c2', addresses: ['172.17.0.2'], executorPid: null },
+      { taskId: 'gone.1', containerId: 'c3', executorPid: null }, // no cgroup directory: no rule
+    ];
+    await mapper.start();
+    mapper.stop();
+    expect(dataplane.maps).toHaveLength(1);
+    const m = dataplane.maps[0]!.mapping!;
+    expect([...m.tasks]).toEqual([
+      ['web.1', { kind: 'host', cgroupPath: 'mesos/c1' }],
+      ['br.1', { kind: 'bridge', addresses: ['172.17.0.2'] }],
+    ]);
+    expect(m).toMatchObject({ unmapped: 'deny', cgroupsRoot: 'mesos' });
+    const state = makeState('h1', { 'egress-task': ['/a|web.1', '/b|br.1', '/c|gone.1'], 'egress-managed4': ['10.0.0.20,tcp:1'] });
+    expect(mapper.status(state)).toEqual({ supported: true, enforcing: true, reason: '', mappedTasks: 2, unmappedTasks: 1 });
+    expect(lines.filter((l) => l.event === 'egress.enforcing')).toHaveLength(1);
+  });
+
+  it('a task without its Mesos cgroup (Docker containerizer) is matched by its executor pid\'s cgroup2 path', async () => {
+    const proc = mkdtempSync(path.join(tmpdir(), 'pcut-proc-'));
+    try {
+      mkdirSync(path.join(proc, '4242'));
+      writeFileSync(path.join(proc, '4242', 'cgroup'), '5:memory:/docker/abc\n0::/system.slice/docker-abc.scope\n');
+      const { mapper, dataplane } = setup({ procRoot: proc });
+      mkdirSync(path.join(mount, 'system.slice', 'docker-abc.scope'), { recursive: true });
+      double.tasks = [
+        { taskId: 'dk.1', containerId: 'no-such-dir', executorPid: 4242 },
+        { taskId: 'dk.2', containerId: 'no-such-dir-2', executorPid: 4343 }, // no /proc entry: unmapped
+      ];
+      await mapper.start();
+      mapper.stop();
+      expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['dk.1', { kind: 'host', cgroupPath: 'system.slice/docker-abc.scope' }]]);
+    } finally {
+      rmSync(proc, { recursive: true, force: true });
+    }
+  });
+
+  it('a cgroup recreated at the same path changes the key (a chain rewrite); an unchanged tree gives no new map', async () => {
+    const { mapper, dataplane } = setup();
+    const dir = path.join(mount, 'mesos', 'c1');
+    mkdirSync(dir, { recursive: true });
+    double.tasks = [{ taskId: 'web.1', containerId: 'c1', executorPid: null }];
+    await mapper.start();
+    mapper.stop();
+    await mapper.poll();
+    expect(dataplane.maps).toHaveLength(1);
+    // A placeholder takes the freed inode number (this is a plain file system; cgroupfs numbers
+    // its directories from a counter, so a new cgroup always has a new inode).
+    rmSync(dir, { recursive: true });
+    mkdirSync(path.join(mount, 'hold'));
+    mkdirSync(dir);
+    await mapper.poll();
+    expect(dataplane.maps).toHaveLength(2);
+    expect(dataplane.maps[1]!.key).not.toBe(dataplane.maps[0]!.key);
+    expect([...dataplane.maps[1]!.mapping!.tasks.values()]).toEqual([...dataplane.maps[0]!.mapping!.tasks.values()]);
+  });
+
+  it('a map the dataplane could not write is given again at the next poll', async () => {
+    const { mapper, dataplane } = setup();
+    mkdirSync(path.join(mount, 'mesos', 'c1'), { recursive: true });
+    double.tasks = [{ taskId: 'web.1', containerId: 'c1', executorPid: null }];
+    dataplane.failures = 1;
+    await expect(mapper.start()).rejects.toThrow(/cgroup path not found/); // its first poll
+    mapper.stop();
+    await mapper.poll();
+    await mapper.poll();
+    expect(dataplane.maps.map((m) => m.key)).toEqual([dataplane.maps[0]!.key, dataplane.maps[0]!.key]);
+  });
+
+  it('no cgroup2 mount, or no cgroup match: host-level only, one warn line, the reason in the status', async () => {
+    const noMount = setup({ mount: null });
+    await noMount.mapper.start();
+    noMount.mapper.stop();
+    await noMount.mapper.poll();
+    expect(noMount.mapper.status(undefined)).toMatchObject({ supported: true, enforcing: false, reason: expect.stringMatching(/cgroup2/) });
+    expect(noMount.lines.filter((l) => l.event === 'egress.not_enforcing')).toHaveLength(1);
+    expect(noMount.dataplane.maps).toEqual([]);
+
+    const runner = new RecordingRunner().fail(['iptables-restore', '--test'], "iptables-restore: Couldn't load match `cgroup'");
+    const noMatch = setup({ runner });
+    await noMatch.mapper.start();
+    noMatch.mapper.stop();
+    expect(noMatch.mapper.status(undefined).reason).toMatch(/cgroup match .*Couldn't load match/);
+    expect(runner.callsTo(['iptables-restore', '--test'])[0]!.input).toMatch(/-m cgroup --path \//);
+  });
+
+  it('the Mesos agent unreadable: host-level (the map withdrawn), one warn per cause, enforcing again once it answers', async () => {
+    const { mapper, dataplane, lines } = setup();
+    mkdirSync(path.join(mount, 'mesos', 'c1'), { recursive: true });
+    double.tasks = [{ taskId: 'web.1', containerId: 'c1', executorPid: null }];
+    try {
+      await mapper.start();
+      mapper.stop();
+      expect(mapper.status(undefined).enforcing).toBe(true);
+      double.rawBody = '{"get_tasks": '; // cut short
+      await mapper.poll();
+      await mapper.poll();
+      expect(mapper.status(undefined)).toMatchObject({ enforcing: false, reason: expect.stringMatching(/Mesos agent cannot be read/) });
+      expect(lines.filter((l) => l.event === 'egress.not_enforcing')).toHaveLength(1);
+      expect(mapper.pollFailures).toBe(2);
+      expect(dataplane.maps.map((m) => m.mapping === undefined)).toEqual([false, true]);
+      double.rawBody = undefined;
+      await mapper.poll();
+      expect(mapper.status(undefined).enforcing).toBe(true);
+      expect(dataplane.maps.map((m) => m.mapping === undefined)).toEqual([false, true, false]);
+      expect(lines.filter((l) => l.event === 'egress.enforcing')).toHaveLength(2);
+    } finally {
+      double.rawBody = undefined;
+    }
+  });
+
+  it('reads the cgroup2 mount from mountinfo and a pid\'s cgroup2 path from its 0:: line, refusing unsafe paths', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pcut-proc-'));
+    try {
+      writeFileSync(path.join(dir, 'mountinfo'), '22 1 0:20 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n30 22 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n');
+      expect(findCgroup2Mount(path.join(dir, 'mountinfo'))).toBe('/sys/fs/cgroup/unified');
+      expect(findCgroup2Mount(path.join(dir, 'missing'))).toBeUndefined();
+      for (const [pid, text, want] of [
+        [1, '4:memory:/docker/abc\n0::/system.slice/docker-abc.scope\n', 'system.slice/docker-abc.scope'],
+        [2, '0::/\n', undefined],
+        [3, '0::/a/../b\n', undefined],
+        [4, '0::/a b\n', undefined],
+      ] as const) {
+        mkdirSync(path.join(dir, String(pid)));
+        writeFileSync(path.join(dir, String(pid), 'cgroup'), text);
+        expect(cgroupOfPid(pid, dir)).toBe(want);
+      }
+      expect(cgroupOfPid(99, dir)).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
