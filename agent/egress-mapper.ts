@@ -8,7 +8,9 @@
  *   on a hybrid host, from /proc/self/mountinfo) and a usable cgroup match (`iptables-restore
  *   --test` of a table with a `-m cgroup --path /` rule); then, on every poll, the Mesos agent
  *   answering. When any is missing the agent enforces host-level only (no map is given to the
- *   dataplane, which then renders no egress object), logs one warn line per change of cause
+ *   dataplane, which then renders no egress object) — except that a Mesos agent that stops
+ *   answering once a map is in force leaves that map in force (fail static; `egress.map_stale`,
+ *   the status keeps `enforcing` with the reason) — logs one warn line per change of cause
  *   (`egress.not_enforcing` {reason}; `egress.enforcing` once it works again) and says so in its
  *   status (`status()`, sent in Hello, Ack and Pong, shown on /status and /metrics).
  * - Every `pollIntervalMs` (default 250 ms) GET_TASKS + GET_CONTAINERS (src/mesos): a task with a
@@ -126,7 +128,7 @@ export class EgressMapper {
   /** The EgressStatus sent to the controller and shown on /status, counted against `state`. */
   status(state: DesiredState | undefined): EgressStatus {
     const counts = state ? egressTaskCounts(state, this.mapping) : { mapped: 0, unmapped: 0 };
-    return { supported: true, enforcing: this.mapping !== undefined, reason: this.mapping ? '' : this.reason, mappedTasks: counts.mapped, unmappedTasks: counts.unmapped };
+    return { supported: true, enforcing: this.mapping !== undefined, reason: this.reason, mappedTasks: counts.mapped, unmappedTasks: counts.unmapped };
   }
 
   /** Polls now (tests; the timer calls it too). */
@@ -138,7 +140,11 @@ export class EgressMapper {
       tasks = await this.options.api.localTasks();
     } catch (err) {
       this.pollFailures++;
-      return this.use(undefined, `the local Mesos agent cannot be read: ${(err as Error).message}`);
+      const why = `the local Mesos agent cannot be read: ${(err as Error).message}`;
+      // Fail static, as with the controller: a map in force stays in force (tasks started since
+      // are unmapped until the Mesos agent answers again).
+      if (this.mapping !== undefined) return this.keep(`${why}; the last task map is kept`);
+      return this.use(undefined, why);
     }
     if (tasks.problems.length > 0) this.log.debug({ event: 'egress.mesos_problems', problems: tasks.problems.slice(0, 10), count: tasks.problems.length }, 'Mesos agent answer: entries skipped');
     const { mapping, key } = this.mapOf(tasks);
@@ -153,6 +159,13 @@ export class EgressMapper {
         .finally(() => this.schedule());
     }, this.options.pollIntervalMs ?? DEFAULT_MESOS_POLL_MS);
     this.timer.unref();
+  }
+
+  /** The map in force stays; `reason` says why it is not being refreshed. */
+  private keep(reason: string): void {
+    if (reason === this.reason) return;
+    this.log.warn({ event: 'egress.map_stale', reason }, 'per-app egress: the local task map cannot be refreshed; the last one stays in force');
+    this.reason = reason;
   }
 
   private async use(mapping: EgressMapping | undefined, reason: string, key = ''): Promise<void> {

@@ -159,7 +159,7 @@ describe('EgressMapper', () => {
     expect(runner.callsTo(['iptables-restore', '--test'])[0]!.input).toMatch(/-m cgroup --path \//);
   });
 
-  it('the Mesos agent unreadable: host-level (the map withdrawn), one warn per cause, enforcing again once it answers', async () => {
+  it('the Mesos agent unreadable once a map is in force: the map stays (fail static), one warn, fresh again once it answers', async () => {
     const { mapper, dataplane, lines } = setup();
     mkdirSync(path.join(mount, 'mesos', 'c1'), { recursive: true });
     double.tasks = [{ taskId: 'web.1', containerId: 'c1', executorPid: null }];
@@ -170,15 +170,37 @@ describe('EgressMapper', () => {
       double.rawBody = '{"get_tasks": '; // cut short
       await mapper.poll();
       await mapper.poll();
+      expect(mapper.status(undefined)).toMatchObject({ enforcing: true, reason: expect.stringMatching(/Mesos agent cannot be read.*last task map is kept/) });
+      expect(lines.filter((l) => l.event === 'egress.map_stale')).toHaveLength(1);
+      expect(lines.filter((l) => l.event === 'egress.not_enforcing')).toHaveLength(0);
+      expect(mapper.pollFailures).toBe(2);
+      expect(dataplane.maps.map((m) => m.mapping === undefined)).toEqual([false]); // never withdrawn
+      double.rawBody = undefined;
+      await mapper.poll();
+      expect(mapper.status(undefined)).toMatchObject({ enforcing: true, reason: '' });
+      expect(dataplane.maps).toHaveLength(1); // the same map: nothing rewritten
+      expect(lines.filter((l) => l.event === 'egress.enforcing')).toHaveLength(2);
+    } finally {
+      double.rawBody = undefined;
+    }
+  });
+
+  it('the Mesos agent unreadable from the start: host-level, one warn per cause, enforcing once it answers', async () => {
+    const { mapper, dataplane, lines } = setup();
+    mkdirSync(path.join(mount, 'mesos', 'c1'), { recursive: true });
+    double.tasks = [{ taskId: 'web.1', containerId: 'c1', executorPid: null }];
+    double.rawBody = '{"get_tasks": ';
+    try {
+      await mapper.start();
+      mapper.stop();
+      await mapper.poll();
       expect(mapper.status(undefined)).toMatchObject({ enforcing: false, reason: expect.stringMatching(/Mesos agent cannot be read/) });
       expect(lines.filter((l) => l.event === 'egress.not_enforcing')).toHaveLength(1);
-      expect(mapper.pollFailures).toBe(2);
-      expect(dataplane.maps.map((m) => m.mapping === undefined)).toEqual([false, true]);
+      expect(dataplane.maps).toHaveLength(0);
       double.rawBody = undefined;
       await mapper.poll();
       expect(mapper.status(undefined).enforcing).toBe(true);
-      expect(dataplane.maps.map((m) => m.mapping === undefined)).toEqual([false, true, false]);
-      expect(lines.filter((l) => l.event === 'egress.enforcing')).toHaveLength(2);
+      expect(dataplane.maps.map((m) => m.mapping === undefined)).toEqual([false]);
     } finally {
       double.rawBody = undefined;
     }
