@@ -117,6 +117,7 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
     guardDeny: fc.array(fc.record({ from: fc.array(peerArb, { minLength: 1, maxLength: 2 }), to: fc.subarray(GROUPS, { minLength: 1, maxLength: 2 }) }), { maxLength: 2 }),
     defaultAction: fc.constantFrom('allow', 'deny') as fc.Arbitrary<'allow' | 'deny'>,
     mode: fc.constantFrom('enforce', 'audit') as fc.Arbitrary<'enforce' | 'audit'>,
+    egress: fc.oneof({ weight: 4, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
     failsafe: fc.subarray([{ protocol: 'tcp' as Protocol, port: 22 }, { protocol: 'udp' as Protocol, port: 31005 }]),
     apps: fc.tuple(
       ...APP_IDS.map(() =>
@@ -161,7 +162,8 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
       };
     });
     const tasks: Task[] = r.tasks.map((t, i) => ({
-      id: `t${i}`,
+      // Every seventh task id is not member-safe (left out of egress-task, reported).
+      id: i % 7 === 6 ? `t ${i}` : `t${i}`,
       appId: APP_IDS[t.app]!,
       hostId: `h${t.host % r.hostCount}`,
       hostPorts: t.ports,
@@ -170,7 +172,7 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
     return {
       cluster: { hosts, apps, tasks },
       policy: {
-        defaults: { mode: r.mode, action: r.defaultAction, failsafe: r.failsafe, egress: false },
+        defaults: { mode: r.mode, action: r.defaultAction, failsafe: r.failsafe, egress: r.egress },
         networks: NETWORKS.map((name, i) => ({ name, ...r.networks[i]!, at: AT })),
         groups: GROUPS.map((name, i) => {
           const g = r.groups[i]!;

@@ -1,0 +1,412 @@
+/**
+ * Per-app egress (issue 10): the egress kinds of every host's DesiredState, kept up to date as
+ * the cluster changes. One instance per compile (compile.ts: every host at once) or per policy of
+ * an incremental compiler (incremental-compiler.ts: the hosts an update names); both go through
+ * `update`, so both compile paths emit the same lists.
+ *
+ * What it emits (desired-state.ts, docs/architecture.md "Egress"):
+ *  - egress-task of host X: "<app>|<task>" for every valid task of X whose ids are member-safe
+ *    (src/net/member-syntax.ts); the others are reported (`egress-unsafe-id`) and left out (the
+ *    agent treats them as unmapped);
+ *  - egress-managed4/6: "<address>,<proto>:<port>" for every address of every host × every
+ *    managed claim of that host: ONE list object shared by every host's state;
+ *  - egress-ip4/6 of host X: for each local app A (one with a task in egress-task), "A|<dest>" for
+ *    every managed destination A on X may reach (egress-verdict.ts).
+ *
+ * Sharing, so that a task move (which changes egress-managed everywhere) costs O(change):
+ *  - destinations are kept as text → owning claim keys (a text has two when two hosts list the
+ *    same address: then every one must allow), and per claim key its texts;
+ *  - an "allowed list" per (source class, group list) holds the destination texts allowed, an
+ *    "app list" per (app, allowed list) the same with the "A|" prefix: hosts of one class running
+ *    A share it; a host's egress-ip list is the concatenation of its local apps' lists in
+ *    "<app>|" order (which is the sorted order of the whole list, since '|' is in no app id), the
+ *    very app list when it is the only one;
+ *  - a change of destinations patches each live list once (member-lists.ts, binary search), and
+ *    the version sums follow from the edits (state-version.ts patchEgressList / seedEgressListSum);
+ *    the edits of each patched list are kept (`editsFrom`) for the StateDelta of its hosts.
+ * Lists are never mutated once built. Pure; no I/O.
+ */
+import { formatAddress, type ParsedAddress } from '../net/address.js';
+import { isMemberAppId, isMemberTaskId } from '../net/member-syntax.js';
+import type { Task } from '../inventory/cluster-state.js';
+import type { Policy } from '../policy/policy-model.js';
+import type { AddressSet } from './address-set.js';
+import type { ClusterIndex } from './cluster-index.js';
+import type { CompileReport } from './compile-report.js';
+import type { EgressKind, EgressSets } from './desired-state.js';
+import { EgressVerdicts, type SourceClass } from './egress-verdict.js';
+import type { HostClaim, PortMatch } from './host-claims.js';
+import { memberSuffix } from '../net/member.js';
+import { patchMemberList } from './member-lists.js';
+import { patchEgressList, seedEgressListSum } from './state-version.js';
+
+/** One managed claim of a host as egress sees it: its member suffix and its owners' PortMatches. */
+export interface EgressClaim {
+  readonly suffix: string;
+  readonly matches: readonly PortMatch[];
+}
+
+/** What egress reads of the cluster (the cluster index and the hosts' claims). */
+export interface EgressInput {
+  addresses(hostId: string): readonly ParsedAddress[];
+  tasksOn(hostId: string): readonly Task[];
+  groupsOf(appId: string): readonly string[];
+  claims(hostId: string): readonly EgressClaim[];
+}
+
+/** A host's claims as egress reads them. */
+export function egressClaims(claims: readonly HostClaim[]): EgressClaim[] {
+  return claims.map((c) => ({ suffix: memberSuffix(c.protocol, c.port), matches: c.matches }));
+}
+
+/** The EgressInput of a cluster index and a claims reader. */
+export function egressInput(index: ClusterIndex, claims: (hostId: string) => readonly EgressClaim[]): EgressInput {
+  return {
+    addresses: (hostId) => index.addresses(hostId),
+    tasksOn: (hostId) => index.tasksOn(hostId),
+    groupsOf: (appId) => index.app(appId).groups,
+    claims,
+  };
+}
+
+/** Members removed from `from` and added, giving the list they are recorded for. */
+export interface ListEdits {
+  readonly from: readonly string[];
+  readonly removes: readonly string[];
+  readonly adds: readonly string[];
+}
+
+const FAMILIES = [4, 6] as const;
+const IP_KIND = ['egress-ip4', 'egress-ip6'] as const;
+const MANAGED_KIND = ['egress-managed4', 'egress-managed6'] as const;
+const NONE: readonly string[] = Object.freeze([]);
+
+interface Dest {
+  readonly text: string;
+  readonly fi: number;
+  readonly claimKey: string;
+}
+
+interface AllowedList {
+  readonly groups: readonly string[];
+  readonly cls: SourceClass;
+  list: readonly string[];
+  refs: number;
+}
+
+interface AppList {
+  readonly appId: string;
+  readonly allowedKey: string;
+  list: readonly string[];
+  readonly users: Set<string>;
+}
+
+interface HostEgress {
+  readonly tasks: readonly string[];
+  /** App list keys per family index, in "<app>|" order. */
+  readonly appKeys: readonly (readonly string[])[];
+  /** The app lists the egress-ip lists were concatenated from, per family index. */
+  parts: (readonly (readonly string[])[])[];
+  sets: EgressSets;
+  readonly reports: readonly CompileReport[];
+}
+
+function byString(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function sortedUnique(list: string[]): string[] {
+  list.sort(byString);
+  return list.filter((m, i) => i === 0 || m !== list[i - 1]);
+}
+
+function countIn<K>(map: Map<K, number>, key: K, delta: number): void {
+  const n = (map.get(key) ?? 0) + delta;
+  if (n > 0) map.set(key, n);
+  else map.delete(key);
+}
+
+export class EgressIndex {
+  private readonly verdicts: EgressVerdicts;
+  private readonly matchesOf = new Map<string, readonly PortMatch[]>();
+  private readonly destsOfHost = new Map<string, readonly Dest[]>();
+  /** Per family index: destination text → claim key → entries. */
+  private readonly owners = [new Map<string, Map<string, number>>(), new Map<string, Map<string, number>>()];
+  /** Per family index: claim key → destination text → entries. */
+  private readonly textsOfClaim = [new Map<string, Map<string, number>>(), new Map<string, Map<string, number>>()];
+  private managed: readonly string[][] = [[], []];
+  private readonly allowedLists = new Map<string, AllowedList>();
+  private readonly appLists = new Map<string, AppList>();
+  private readonly hosts = new Map<string, HostEgress>();
+  private readonly editsOf = new WeakMap<readonly string[], ListEdits>();
+
+  constructor(policy: Policy, networkSet: (name: string) => AddressSet) {
+    this.verdicts = new EgressVerdicts(policy, networkSet);
+  }
+
+  /** The egress kinds of a host's state (empty lists for a host not seen). */
+  sets(hostId: string): EgressSets {
+    return this.hosts.get(hostId)?.sets ?? { 'egress-task': NONE, 'egress-managed4': this.managed[0]!, 'egress-managed6': this.managed[1]!, 'egress-ip4': NONE, 'egress-ip6': NONE };
+  }
+
+  /** `egress-unsafe-id` reports of every host (unsorted). */
+  reports(): CompileReport[] {
+    const out: CompileReport[] = [];
+    for (const h of this.hosts.values()) out.push(...h.reports);
+    return out;
+  }
+
+  /** The `egress-unsafe-id` reports of one host. */
+  reportsOf(hostId: string): readonly CompileReport[] {
+    return this.hosts.get(hostId)?.reports ?? [];
+  }
+
+  /** The edits that made `after` from `before`, when this index patched one into the other. */
+  editsFrom(before: readonly string[], after: readonly string[]): ListEdits | undefined {
+    const e = this.editsOf.get(after);
+    return e && e.from === before ? e : undefined;
+  }
+
+  /**
+   * Brings the lists up to date: `changed` are the hosts whose tasks, claims or addresses may
+   * have changed (and new hosts), `removed` the hosts gone, `allHosts` every host now. Returns
+   * the hosts whose egress sets changed (every host when egress-managed did).
+   */
+  update(input: EgressInput, changed: Iterable<string>, removed: Iterable<string>, allHosts: Iterable<string>): Set<string> {
+    const touched = [new Map<string, Map<string, number> | undefined>(), new Map<string, Map<string, number> | undefined>()];
+    const rebuild = new Set<string>();
+    for (const id of removed) {
+      this.setDests(id, [], touched);
+      this.releaseHost(id);
+      this.hosts.delete(id);
+    }
+    for (const id of changed) {
+      this.setDests(id, this.destsOf(input, id), touched);
+      rebuild.add(id);
+    }
+
+    let managedChanged = false;
+    FAMILIES.forEach((_, fi) => {
+      const removes: string[] = [];
+      const adds: string[] = [];
+      for (const [text, before] of touched[fi]!) {
+        const now = this.owners[fi]!.has(text);
+        if (before && !now) removes.push(text);
+        else if (!before && now) adds.push(text);
+      }
+      if (removes.length + adds.length === 0) return;
+      const list = this.managed[fi]!;
+      const next = patchEgressList(MANAGED_KIND[fi]!, list, removes, adds);
+      this.editsOf.set(next, { from: list, removes, adds });
+      this.managed = fi === 0 ? [next, this.managed[1]!] : [this.managed[0]!, next];
+      managedChanged = true;
+    });
+
+    const concat = this.patchLists(touched);
+    for (const id of rebuild) this.rebuildHost(input, id);
+    for (const id of concat) if (!rebuild.has(id) && this.hosts.has(id)) this.concatHost(id);
+    const out = new Set([...rebuild, ...concat]);
+    if (managedChanged) {
+      for (const id of allHosts) {
+        const h = this.hosts.get(id);
+        if (h) h.sets = { ...h.sets, 'egress-managed4': this.managed[0]!, 'egress-managed6': this.managed[1]! };
+        out.add(id);
+      }
+    }
+    for (const id of removed) out.delete(id);
+    return out;
+  }
+
+  /** The destination entries of a host: each address × each claim. */
+  private destsOf(input: EgressInput, hostId: string): Dest[] {
+    const claims = input.claims(hostId);
+    if (claims.length === 0) return [];
+    const out: Dest[] = [];
+    const seen = new Set<string>();
+    for (const a of input.addresses(hostId)) {
+      const address = formatAddress(a.family, a.value);
+      if (seen.has(address)) continue;
+      seen.add(address);
+      for (const c of claims) {
+        const claimKey = c.matches.map((m) => m.key).join('\u0001');
+        if (!this.matchesOf.has(claimKey)) this.matchesOf.set(claimKey, c.matches);
+        out.push({ text: address + c.suffix, fi: a.family === 4 ? 0 : 1, claimKey });
+      }
+    }
+    return out;
+  }
+
+  /** Replaces a host's destination entries, noting each touched text's owners before the change. */
+  private setDests(hostId: string, next: readonly Dest[], touched: Map<string, Map<string, number> | undefined>[]): void {
+    const old = this.destsOfHost.get(hostId) ?? [];
+    if (old.length === next.length && old.every((d, i) => d.text === next[i]!.text && d.claimKey === next[i]!.claimKey)) return;
+    const edit = (d: Dest, delta: 1 | -1) => {
+      const owners = this.owners[d.fi]!;
+      let of = owners.get(d.text);
+      if (!touched[d.fi]!.has(d.text)) touched[d.fi]!.set(d.text, of ? new Map(of) : undefined);
+      if (!of) owners.set(d.text, (of = new Map()));
+      countIn(of, d.claimKey, delta);
+      if (of.size === 0) owners.delete(d.text);
+      const byClaim = this.textsOfClaim[d.fi]!;
+      let texts = byClaim.get(d.claimKey);
+      if (!texts) byClaim.set(d.claimKey, (texts = new Map()));
+      countIn(texts, d.text, delta);
+      if (texts.size === 0) byClaim.delete(d.claimKey);
+    };
+    for (const d of old) edit(d, -1);
+    for (const d of next) edit(d, 1);
+    if (next.length === 0) this.destsOfHost.delete(hostId);
+    else this.destsOfHost.set(hostId, next);
+  }
+
+  /** Whether an allowed list holds a destination text with these owners. */
+  private admits(al: AllowedList, owners: ReadonlyMap<string, number> | undefined): boolean {
+    if (!owners || owners.size === 0) return false;
+    for (const claimKey of owners.keys()) if (!this.verdicts.allowed(al.groups, al.cls, claimKey, this.matchesOf.get(claimKey)!)) return false;
+    return true;
+  }
+
+  /** Patches every live allowed list and app list for the touched texts; the hosts using a patched app list. */
+  private patchLists(touched: readonly Map<string, Map<string, number> | undefined>[]): Set<string> {
+    const hosts = new Set<string>();
+    if (touched.every((t) => t.size === 0)) return hosts;
+    const edits = new Map<string, { removes: string[]; adds: string[] }>();
+    for (const [key, al] of this.allowedLists) {
+      const fi = al.cls.family === 4 ? 0 : 1;
+      const removes: string[] = [];
+      const adds: string[] = [];
+      for (const [text, before] of touched[fi]!) {
+        const was = this.admits(al, before);
+        const is = this.admits(al, this.owners[fi]!.get(text));
+        if (was && !is) removes.push(text);
+        else if (is && !was) adds.push(text);
+      }
+      if (removes.length + adds.length === 0) continue;
+      al.list = patchMemberList(al.list, removes, adds);
+      edits.set(key, { removes, adds });
+    }
+    if (edits.size === 0) return hosts;
+    for (const app of this.appLists.values()) {
+      const e = edits.get(app.allowedKey);
+      if (!e) continue;
+      const prefix = `${app.appId}|`;
+      const removes = e.removes.map((t) => prefix + t);
+      const adds = e.adds.map((t) => prefix + t);
+      const list = app.list;
+      app.list = patchEgressList(IP_KIND[this.allowedLists.get(app.allowedKey)!.cls.family === 4 ? 0 : 1]!, list, removes, adds);
+      this.editsOf.set(app.list, { from: list, removes, adds });
+      for (const h of app.users) hosts.add(h);
+    }
+    return hosts;
+  }
+
+  /** A host's tasks, local apps and classes read again; its app lists acquired anew; its lists rebuilt. */
+  private rebuildHost(input: EgressInput, hostId: string): void {
+    const members: string[] = [];
+    const reports: CompileReport[] = [];
+    const local = new Set<string>();
+    for (const t of input.tasksOn(hostId)) {
+      if (isMemberAppId(t.appId) && isMemberTaskId(t.id)) {
+        members.push(`${t.appId}|${t.id}`);
+        local.add(t.appId);
+      } else {
+        reports.push({
+          kind: 'egress-unsafe-id',
+          hostId,
+          appId: t.appId,
+          taskId: t.id,
+          message: `task ${JSON.stringify(t.id)} of app ${JSON.stringify(t.appId)} on host ${hostId}: an id outside [A-Za-z0-9._/-] (or too long) cannot be named in egress sets; the agent treats the task as unmapped`,
+        });
+      }
+    }
+    const apps = [...local].sort((a, b) => byString(`${a}|`, `${b}|`));
+    const addresses = input.addresses(hostId);
+    const appKeys = FAMILIES.map((family) => {
+      const cls = this.verdicts.sourceClass(addresses, family);
+      return apps.map((appId) => this.acquire(hostId, appId, [...input.groupsOf(appId)].sort(byString), cls));
+    });
+    this.releaseHost(hostId, new Set(appKeys.flat()));
+    const old = this.hosts.get(hostId);
+    let tasks = sortedUnique(members);
+    if (old && old.tasks.length === tasks.length && old.tasks.every((m, i) => m === tasks[i])) tasks = old.tasks as string[];
+    const h: HostEgress = { tasks, appKeys, parts: old?.parts ?? [[], []], sets: old?.sets ?? this.sets(hostId), reports };
+    this.hosts.set(hostId, h);
+    this.concatHost(hostId, old?.appKeys ?? [[], []]);
+  }
+
+  /** The app list of (app, class, groups) with one more user, built when new. */
+  private acquire(hostId: string, appId: string, groups: readonly string[], cls: SourceClass): string {
+    const allowedKey = `${cls.key}\0${groups.join('\n')}`;
+    const key = `${appId}\0${allowedKey}`;
+    let app = this.appLists.get(key);
+    if (!app) {
+      let al = this.allowedLists.get(allowedKey);
+      if (!al) this.allowedLists.set(allowedKey, (al = { groups, cls, list: this.buildAllowed(groups, cls), refs: 0 }));
+      al.refs++;
+      const prefix = `${appId}|`;
+      this.appLists.set(key, (app = { appId, allowedKey, list: al.list.map((t) => prefix + t), users: new Set() }));
+    }
+    app.users.add(hostId);
+    return key;
+  }
+
+  /** The host no longer uses its app lists but `keep` (a list goes with its last user, an allowed list with its last app list). */
+  private releaseHost(hostId: string, keep: ReadonlySet<string> = new Set()): void {
+    for (const keys of this.hosts.get(hostId)?.appKeys ?? []) {
+      for (const key of keys) {
+        if (keep.has(key)) continue;
+        const app = this.appLists.get(key);
+        if (!app || !app.users.delete(hostId) || app.users.size > 0) continue;
+        this.appLists.delete(key);
+        const al = this.allowedLists.get(app.allowedKey)!;
+        if (--al.refs === 0) this.allowedLists.delete(app.allowedKey);
+      }
+    }
+  }
+
+  /** The destination texts of `cls`'s family an app with `groups` on a host of `cls` may reach, sorted. */
+  private buildAllowed(groups: readonly string[], cls: SourceClass): string[] {
+    const fi = cls.family === 4 ? 0 : 1;
+    const probe: AllowedList = { groups, cls, list: NONE, refs: 0 };
+    const out: string[] = [];
+    for (const [claimKey, texts] of this.textsOfClaim[fi]!) {
+      if (!this.verdicts.allowed(groups, cls, claimKey, this.matchesOf.get(claimKey)!)) continue;
+      for (const text of texts.keys()) {
+        const owners = this.owners[fi]!.get(text)!;
+        // A text with several claims (an address on two hosts) is listed once, when all allow.
+        if (owners.size === 1 || (owners.keys().next().value === claimKey && this.admits(probe, owners))) out.push(text);
+      }
+    }
+    return out.sort(byString);
+  }
+
+  /** The host's egress-ip lists from its app lists (the edits recorded when its apps stayed the same). */
+  private concatHost(hostId: string, oldKeys?: readonly (readonly string[])[]): void {
+    const h = this.hosts.get(hostId)!;
+    const sets = { ...h.sets, 'egress-task': h.tasks, 'egress-managed4': this.managed[0]!, 'egress-managed6': this.managed[1]! } as Record<EgressKind, readonly string[]>;
+    const sameApps = (fi: number) => (oldKeys ?? h.appKeys)[fi]!.length === h.appKeys[fi]!.length && (oldKeys ?? h.appKeys)[fi]!.every((k, i) => k === h.appKeys[fi]![i]);
+    h.parts = FAMILIES.map((_, fi) => {
+      const kind = IP_KIND[fi]!;
+      const parts = h.appKeys[fi]!.map((k) => this.appLists.get(k)!.list);
+      const before = h.sets[kind];
+      const oldParts = h.parts[fi]!;
+      if (parts.length === oldParts.length && parts.every((p, i) => p === oldParts[i])) return parts;
+      const list = parts.length === 0 ? NONE : parts.length === 1 ? parts[0]! : ([] as string[]).concat(...parts);
+      seedEgressListSum(kind, list, parts);
+      if (parts.length > 1 && sameApps(fi)) {
+        const removes: string[] = [];
+        const adds: string[] = [];
+        const complete = parts.every((p, i) => {
+          if (p === oldParts[i]) return true;
+          const e = this.editsFrom(oldParts[i]!, p);
+          if (e) removes.push(...e.removes), adds.push(...e.adds);
+          return e !== undefined;
+        });
+        if (complete) this.editsOf.set(list, { from: before, removes, adds });
+      }
+      sets[kind] = list;
+      return parts;
+    });
+    h.sets = sets;
+  }
+}
