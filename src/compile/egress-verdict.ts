@@ -49,6 +49,8 @@ interface GroupVerdicts {
   readonly allowed: Map<string, boolean>;
 }
 
+const NO_GROUPS: readonly string[] = [];
+
 function coversFamily(set: AddressSet, family: Family): boolean {
   const r = family === 4 ? set.v4 : set.v6;
   return r.length === 2 && r[0] === 0n && r[1] === (family === 4 ? MAX4 : MAX6);
@@ -68,6 +70,8 @@ function segmentOf(cuts: readonly bigint[], v: bigint): number {
 
 export class EgressVerdicts {
   private readonly byGroups = new Map<string, GroupVerdicts>();
+  /** Per claim key: the groups its owners' resolutions read. */
+  private readonly groupsRead = new Map<string, ReadonlySet<string>>();
   /** Per rule: the union of its network peers' sets; whether a peer is `any`; its group peers. */
   private readonly ruleNetworks: AddressSet[];
   private readonly ruleAny: boolean[];
@@ -107,10 +111,15 @@ export class EgressVerdicts {
 
   /**
    * Whether an app with `groups` (sorted), on a host of `cls`, may reach a claim whose owners'
-   * PortMatches are `matches` (named together by `claimKey`).
+   * PortMatches are `matches` (named together by `claimKey`). Only the app's groups that the
+   * claim's resolution reads (`PortMatch.groups`) can change it, so the verdict is computed and
+   * memoised for those alone: most apps share the verdict of an app in no group.
    */
   allowed(groups: readonly string[], cls: SourceClass, claimKey: string, matches: readonly PortMatch[]): boolean {
-    const g = this.forGroups(groups);
+    let read = this.groupsRead.get(claimKey);
+    if (!read) this.groupsRead.set(claimKey, (read = new Set(matches.flatMap((m) => m.groups))));
+    const effective = groups.length === 0 || read.size === 0 ? NO_GROUPS : groups.filter((name) => read.has(name));
+    const g = this.forGroups(effective);
     const key = `${cls.key}\0${claimKey}`;
     let ok = g.allowed.get(key);
     if (ok === undefined) {

@@ -69,7 +69,7 @@ export function egressInput(index: ClusterIndex, claims: (hostId: string) => rea
   };
 }
 
-/** Members removed from `from` and added, giving the list they are recorded for. */
+/** Members removed from `from` and added (each sorted), giving the list they are recorded for. */
 export interface ListEdits {
   readonly from: readonly string[];
   readonly removes: readonly string[];
@@ -120,6 +120,21 @@ function sortedUnique(list: string[]): string[] {
   return list.filter((m, i) => i === 0 || m !== list[i - 1]);
 }
 
+function sortedEdits(from: readonly string[], removes: string[], adds: string[]): ListEdits {
+  return { from, removes: removes.sort(byString), adds: adds.sort(byString) };
+}
+
+function addTo(map: Map<string, Set<string>>, key: string, value: string): void {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  set.add(value);
+}
+
+function removeFrom(map: Map<string, Set<string>>, key: string, value: string): void {
+  const set = map.get(key);
+  if (set?.delete(value) && set.size === 0) map.delete(key);
+}
+
 function countIn<K>(map: Map<K, number>, key: K, delta: number): void {
   const n = (map.get(key) ?? 0) + delta;
   if (n > 0) map.set(key, n);
@@ -134,8 +149,16 @@ export class EgressIndex {
   private readonly owners = [new Map<string, Map<string, number>>(), new Map<string, Map<string, number>>()];
   /** Per family index: claim key → destination text → entries. */
   private readonly textsOfClaim = [new Map<string, Map<string, number>>(), new Map<string, Map<string, number>>()];
+  /** Per family index: group → the live claim keys whose resolution reads it. */
+  private readonly keysReading = [new Map<string, Set<string>>(), new Map<string, Set<string>>()];
+  /** Per family index: per source class, the allowed list of an app in no group (cleared when destinations change). */
+  private readonly baselines = [new Map<string, readonly string[]>(), new Map<string, readonly string[]>()];
   private managed: readonly string[][] = [[], []];
   private readonly allowedLists = new Map<string, AllowedList>();
+  /** The live allowed lists per source class and per group of their group list. */
+  private readonly listsOfClass = new Map<string, { readonly cls: SourceClass; readonly keys: Set<string> }>();
+  private readonly listsOfGroup = new Map<string, Set<string>>();
+  private readonly groupsRead = new Map<string, readonly string[]>();
   private readonly appLists = new Map<string, AppList>();
   private readonly hosts = new Map<string, HostEgress>();
   private readonly editsOf = new WeakMap<readonly string[], ListEdits>();
@@ -197,11 +220,14 @@ export class EgressIndex {
       if (removes.length + adds.length === 0) return;
       const list = this.managed[fi]!;
       const next = patchEgressList(MANAGED_KIND[fi]!, list, removes, adds);
-      this.editsOf.set(next, { from: list, removes, adds });
+      this.editsOf.set(next, sortedEdits(list, removes, adds));
       this.managed = fi === 0 ? [next, this.managed[1]!] : [this.managed[0]!, next];
       managedChanged = true;
     });
 
+    FAMILIES.forEach((_, fi) => {
+      if (touched[fi]!.size > 0) this.baselines[fi]!.clear();
+    });
     const concat = this.patchLists(touched);
     for (const id of rebuild) this.rebuildHost(input, id);
     for (const id of concat) if (!rebuild.has(id) && this.hosts.has(id)) this.concatHost(id);
@@ -249,9 +275,15 @@ export class EgressIndex {
       if (of.size === 0) owners.delete(d.text);
       const byClaim = this.textsOfClaim[d.fi]!;
       let texts = byClaim.get(d.claimKey);
-      if (!texts) byClaim.set(d.claimKey, (texts = new Map()));
+      if (!texts) {
+        byClaim.set(d.claimKey, (texts = new Map()));
+        for (const g of this.groupsOf(d.claimKey)) addTo(this.keysReading[d.fi]!, g, d.claimKey);
+      }
       countIn(texts, d.text, delta);
-      if (texts.size === 0) byClaim.delete(d.claimKey);
+      if (texts.size === 0) {
+        byClaim.delete(d.claimKey);
+        for (const g of this.groupsOf(d.claimKey)) removeFrom(this.keysReading[d.fi]!, g, d.claimKey);
+      }
     };
     for (const d of old) edit(d, -1);
     for (const d of next) edit(d, 1);
@@ -259,8 +291,15 @@ export class EgressIndex {
     else this.destsOfHost.set(hostId, next);
   }
 
+  /** The groups a claim key's resolution reads. */
+  private groupsOf(claimKey: string): readonly string[] {
+    let groups = this.groupsRead.get(claimKey);
+    if (!groups) this.groupsRead.set(claimKey, (groups = [...new Set(this.matchesOf.get(claimKey)!.flatMap((m) => m.groups))]));
+    return groups;
+  }
+
   /** Whether an allowed list holds a destination text with these owners. */
-  private admits(al: AllowedList, owners: ReadonlyMap<string, number> | undefined): boolean {
+  private admits(al: Pick<AllowedList, 'groups' | 'cls'>, owners: ReadonlyMap<string, number> | undefined): boolean {
     if (!owners || owners.size === 0) return false;
     for (const claimKey of owners.keys()) if (!this.verdicts.allowed(al.groups, al.cls, claimKey, this.matchesOf.get(claimKey)!)) return false;
     return true;
@@ -270,20 +309,38 @@ export class EgressIndex {
   private patchLists(touched: readonly Map<string, Map<string, number> | undefined>[]): Set<string> {
     const hosts = new Set<string>();
     if (touched.every((t) => t.size === 0)) return hosts;
+    // Per touched text, only the lists whose groups its claims' resolutions read are judged one
+    // by one; every other list of a class gets the verdict of an app in no group (egress-verdict.ts).
     const edits = new Map<string, { removes: string[]; adds: string[] }>();
-    for (const [key, al] of this.allowedLists) {
-      const fi = al.cls.family === 4 ? 0 : 1;
-      const removes: string[] = [];
-      const adds: string[] = [];
+    const edit = (key: string, text: string, was: boolean, is: boolean) => {
+      if (was === is) return;
+      let e = edits.get(key);
+      if (!e) edits.set(key, (e = { removes: [], adds: [] }));
+      (was ? e.removes : e.adds).push(text);
+    };
+    FAMILIES.forEach((family, fi) => {
       for (const [text, before] of touched[fi]!) {
-        const was = this.admits(al, before);
-        const is = this.admits(al, this.owners[fi]!.get(text));
-        if (was && !is) removes.push(text);
-        else if (is && !was) adds.push(text);
+        const after = this.owners[fi]!.get(text);
+        const explicit = new Set<string>();
+        for (const claimKey of new Set([...(before?.keys() ?? []), ...(after?.keys() ?? [])])) {
+          for (const g of this.groupsOf(claimKey)) for (const key of this.listsOfGroup.get(g) ?? []) if (this.allowedLists.get(key)!.cls.family === family) explicit.add(key);
+        }
+        for (const key of explicit) {
+          const al = this.allowedLists.get(key)!;
+          edit(key, text, this.admits(al, before), this.admits(al, after));
+        }
+        for (const { cls, keys } of this.listsOfClass.values()) {
+          if (cls.family !== family) continue;
+          const none = { groups: NONE, cls };
+          const was = this.admits(none, before);
+          const is = this.admits(none, after);
+          if (was !== is) for (const key of keys) if (!explicit.has(key)) edit(key, text, was, is);
+        }
       }
-      if (removes.length + adds.length === 0) continue;
-      al.list = patchMemberList(al.list, removes, adds);
-      edits.set(key, { removes, adds });
+    });
+    for (const [key, e] of edits) {
+      const al = this.allowedLists.get(key)!;
+      al.list = patchMemberList(al.list, e.removes, e.adds);
     }
     if (edits.size === 0) return hosts;
     for (const app of this.appLists.values()) {
@@ -294,7 +351,7 @@ export class EgressIndex {
       const adds = e.adds.map((t) => prefix + t);
       const list = app.list;
       app.list = patchEgressList(IP_KIND[this.allowedLists.get(app.allowedKey)!.cls.family === 4 ? 0 : 1]!, list, removes, adds);
-      this.editsOf.set(app.list, { from: list, removes, adds });
+      this.editsOf.set(app.list, sortedEdits(list, removes, adds));
       for (const h of app.users) hosts.add(h);
     }
     return hosts;
@@ -341,7 +398,13 @@ export class EgressIndex {
     let app = this.appLists.get(key);
     if (!app) {
       let al = this.allowedLists.get(allowedKey);
-      if (!al) this.allowedLists.set(allowedKey, (al = { groups, cls, list: this.buildAllowed(groups, cls), refs: 0 }));
+      if (!al) {
+        this.allowedLists.set(allowedKey, (al = { groups, cls, list: this.buildAllowed(groups, cls), refs: 0 }));
+        let ofClass = this.listsOfClass.get(cls.key);
+        if (!ofClass) this.listsOfClass.set(cls.key, (ofClass = { cls, keys: new Set() }));
+        ofClass.keys.add(allowedKey);
+        for (const g of groups) addTo(this.listsOfGroup, g, allowedKey);
+      }
       al.refs++;
       const prefix = `${appId}|`;
       this.appLists.set(key, (app = { appId, allowedKey, list: al.list.map((t) => prefix + t), users: new Set() }));
@@ -359,25 +422,61 @@ export class EgressIndex {
         if (!app || !app.users.delete(hostId) || app.users.size > 0) continue;
         this.appLists.delete(key);
         const al = this.allowedLists.get(app.allowedKey)!;
-        if (--al.refs === 0) this.allowedLists.delete(app.allowedKey);
+        if (--al.refs > 0) continue;
+        this.allowedLists.delete(app.allowedKey);
+        const ofClass = this.listsOfClass.get(al.cls.key)!;
+        ofClass.keys.delete(app.allowedKey);
+        if (ofClass.keys.size === 0) this.listsOfClass.delete(al.cls.key);
+        for (const g of al.groups) removeFrom(this.listsOfGroup, g, app.allowedKey);
       }
     }
   }
 
-  /** The destination texts of `cls`'s family an app with `groups` on a host of `cls` may reach, sorted. */
-  private buildAllowed(groups: readonly string[], cls: SourceClass): string[] {
+  /**
+   * The destination texts of `cls`'s family an app with `groups` on a host of `cls` may reach,
+   * sorted: the list of an app in no group (the baseline of the class), edited for the claims
+   * whose resolution reads one of `groups` (only those can differ); the baseline itself when none does.
+   */
+  private buildAllowed(groups: readonly string[], cls: SourceClass): readonly string[] {
     const fi = cls.family === 4 ? 0 : 1;
-    const probe: AllowedList = { groups, cls, list: NONE, refs: 0 };
-    const out: string[] = [];
-    for (const [claimKey, texts] of this.textsOfClaim[fi]!) {
-      if (!this.verdicts.allowed(groups, cls, claimKey, this.matchesOf.get(claimKey)!)) continue;
-      for (const text of texts.keys()) {
-        const owners = this.owners[fi]!.get(text)!;
-        // A text with several claims (an address on two hosts) is listed once, when all allow.
-        if (owners.size === 1 || (owners.keys().next().value === claimKey && this.admits(probe, owners))) out.push(text);
+    const base = this.baseline(cls);
+    const probe = { groups, cls };
+    const none = { groups: NONE, cls };
+    const removes: string[] = [];
+    const adds: string[] = [];
+    const seen = new Set<string>();
+    for (const g of groups) {
+      for (const claimKey of this.keysReading[fi]!.get(g) ?? []) {
+        for (const text of this.textsOfClaim[fi]!.get(claimKey)!.keys()) {
+          if (seen.has(text)) continue;
+          seen.add(text);
+          const owners = this.owners[fi]!.get(text);
+          const was = this.admits(none, owners);
+          const is = this.admits(probe, owners);
+          if (was && !is) removes.push(text);
+          else if (is && !was) adds.push(text);
+        }
       }
     }
-    return out.sort(byString);
+    return removes.length + adds.length === 0 ? base : patchMemberList(base, removes, adds);
+  }
+
+  /** The allowed list of an app in no group on a host of `cls` (a text with several claims, an address on two hosts, when all allow). */
+  private baseline(cls: SourceClass): readonly string[] {
+    const fi = cls.family === 4 ? 0 : 1;
+    let list = this.baselines[fi]!.get(cls.key);
+    if (list) return list;
+    const none = { groups: NONE, cls };
+    const out: string[] = [];
+    for (const [claimKey, texts] of this.textsOfClaim[fi]!) {
+      if (!this.verdicts.allowed(NONE, cls, claimKey, this.matchesOf.get(claimKey)!)) continue;
+      for (const text of texts.keys()) {
+        const owners = this.owners[fi]!.get(text)!;
+        if (owners.size === 1 || (owners.keys().next().value === claimKey && this.admits(none, owners))) out.push(text);
+      }
+    }
+    this.baselines[fi]!.set(cls.key, (list = out.sort(byString)));
+    return list;
   }
 
   /** The host's egress-ip lists from its app lists (the edits recorded when its apps stayed the same). */
@@ -402,7 +501,7 @@ export class EgressIndex {
           if (e) removes.push(...e.removes), adds.push(...e.adds);
           return e !== undefined;
         });
-        if (complete) this.editsOf.set(list, { from: before, removes, adds });
+        if (complete) this.editsOf.set(list, sortedEdits(before, removes, adds));
       }
       sets[kind] = list;
       return parts;

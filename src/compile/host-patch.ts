@@ -46,6 +46,8 @@ export interface EgressView {
   editsFrom(before: readonly string[], after: readonly string[]): ListEdits | undefined;
 }
 
+const NONE: readonly string[] = Object.freeze([]);
+
 export function newPatch(): Patch {
   return { removes: ALLOW_KINDS.map(() => []), adds: ALLOW_KINDS.map(() => []), claims: [] };
 }
@@ -155,8 +157,10 @@ export class HostPatches {
     const removes = {} as Record<SetKind, readonly string[]>;
     for (const kind of SET_KINDS) {
       const k = (ALLOW_KINDS as readonly string[]).indexOf(kind);
-      const edits = old.sets[kind] === state.sets[kind] ? undefined : egress?.editsFrom(old.sets[kind], state.sets[kind]);
-      if (edits) [adds[kind], removes[kind]] = [[...edits.adds].sort(), [...edits.removes].sort()];
+      const same = old.sets[kind] === state.sets[kind];
+      const edits = same ? undefined : egress?.editsFrom(old.sets[kind], state.sets[kind]);
+      if (same && k < 0) [adds[kind], removes[kind]] = [NONE, NONE];
+      else if (edits) [adds[kind], removes[kind]] = [edits.adds, edits.removes];
       else if (k < 0) ({ adds: adds[kind], removes: removes[kind] } = diffMemberLists(old.sets[kind], state.sets[kind]));
       else [adds[kind], removes[kind]] = [[...patch.adds[k]!].sort(), [...patch.removes[k]!].sort()];
     }

@@ -305,7 +305,7 @@ export class HostVersions<S extends object> {
   private record(hostId: string, mode: Mode, sets: SetContents, sum: Uint32Array, old: HostSum | undefined): string {
     const lists = LISTED_KINDS.map((kind) => sets[kind]);
     const listed = old && old.mode === mode && lists.every((l, i) => l === old.lists[i]) ? old.listed : listedText(mode, sets);
-    const hex = toHex(sum);
+    const hex = old && old.sum === sum ? old.hex : toHex(sum);
     this.hosts.set(hostId, { sum, hex, lists, mode, listed });
     return versionOf(listed, sets, hex);
   }
