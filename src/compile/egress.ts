@@ -31,7 +31,7 @@ import { isMemberAppId, isMemberTaskId } from '../net/member-syntax.js';
 import type { Task } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
 import type { AddressSet } from './address-set.js';
-import type { ClusterIndex } from './cluster-index.js';
+import { runSteps, type ClusterIndex } from './cluster-index.js';
 import type { CompileReport } from './compile-report.js';
 import type { EgressKind, EgressSets } from './desired-state.js';
 import { EgressVerdicts, type SourceClass } from './egress-verdict.js';
@@ -77,6 +77,8 @@ export interface ListEdits {
 }
 
 const FAMILIES = [4, 6] as const;
+/** Hosts read or rebuilt between two yields of `steps`. */
+const HOST_BATCH = 16;
 const IP_KIND = ['egress-ip4', 'egress-ip6'] as const;
 const MANAGED_KIND = ['egress-managed4', 'egress-managed6'] as const;
 const NONE: readonly string[] = Object.freeze([]);
@@ -196,6 +198,12 @@ export class EgressIndex {
    * the hosts whose egress sets changed (every host when egress-managed did).
    */
   update(input: EgressInput, changed: Iterable<string>, removed: Iterable<string>, allHosts: Iterable<string>): Set<string> {
+    return runSteps(this.steps(input, changed, removed, allHosts));
+  }
+
+  /** `update` in steps: yields between batches of hosts (IncrementalCompiler.building spreads a large build over event-loop turns). */
+  *steps(input: EgressInput, changed: Iterable<string>, removed: Iterable<string>, allHosts: Iterable<string>): Generator<void, Set<string>> {
+    let n = 0;
     const touched = [new Map<string, Map<string, number> | undefined>(), new Map<string, Map<string, number> | undefined>()];
     const rebuild = new Set<string>();
     for (const id of removed) {
@@ -206,6 +214,7 @@ export class EgressIndex {
     for (const id of changed) {
       this.setDests(id, this.destsOf(input, id), touched);
       rebuild.add(id);
+      if (++n % HOST_BATCH === 0) yield;
     }
 
     let managedChanged = false;
@@ -229,7 +238,10 @@ export class EgressIndex {
       if (touched[fi]!.size > 0) this.baselines[fi]!.clear();
     });
     const concat = this.patchLists(touched);
-    for (const id of rebuild) this.rebuildHost(input, id);
+    for (const id of rebuild) {
+      this.rebuildHost(input, id);
+      if (++n % HOST_BATCH === 0) yield;
+    }
     for (const id of concat) if (!rebuild.has(id) && this.hosts.has(id)) this.concatHost(id);
     const out = new Set([...rebuild, ...concat]);
     if (managedChanged) {

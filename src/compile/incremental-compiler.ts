@@ -191,7 +191,7 @@ export class IncrementalCompiler {
     if (egress) {
       const hostIds = this.index.hostIds();
       const input = egressInput(this.index, (id) => this.claimsOf.get(id) ?? []);
-      egressChanged = egress.update(input, full ? hostIds : new Set([...dirty, ...readdressed]), full ? [] : removed, hostIds);
+      egressChanged = yield* egress.steps(input, full ? hostIds : new Set([...dirty, ...readdressed]), full ? [] : removed, hostIds);
       for (const id of removed) this.egressReports.delete(id);
       for (const id of full ? hostIds : egressChanged) this.egressReports.set(id, egress.reportsOf(id));
     }

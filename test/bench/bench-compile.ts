@@ -13,6 +13,7 @@ import { IncrementalCompiler } from '../../src/compile/incremental-compiler.js';
 import { diffStates } from '../../src/compile/state-delta.js';
 import { deltaMessage, snapshotMessage } from '../../src/grpc/wire-state.js';
 import type { ClusterState, Task } from '../../src/inventory/cluster-state.js';
+import { benchOverAdmission } from './bench-over-admission.js';
 import { log, report } from './figures.js';
 import type { BenchOptions } from './options.js';
 import { mb, median, percentile } from './stats.js';
@@ -26,6 +27,7 @@ export async function benchCompile(o: BenchOptions): Promise<void> {
   const cluster = syntheticCluster(size, o.seed);
   const synthetic = syntheticPolicy(size, o.seed + 1);
   const policy = { ...synthetic, defaults: { ...synthetic.defaults, egress: o.egress !== 0 } };
+  benchOverAdmission(o);
   const rssBefore = process.memoryUsage().rss;
   log(`inputs: ${size.hosts} hosts, ${size.tasks} tasks, ${size.apps} apps, ${size.groups} groups, ${size.rules} rules (rss ${mb(rssBefore).toFixed(0)} MB)`);
 
