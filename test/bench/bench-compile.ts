@@ -8,7 +8,7 @@
  * Building the next ClusterState (one task replaced in a copied array) is outside the timing.
  */
 import { compile } from '../../src/compile/compile.js';
-import { SET_KINDS, type DesiredState } from '../../src/compile/desired-state.js';
+import { emptySets, SET_KINDS, type DesiredState } from '../../src/compile/desired-state.js';
 import { IncrementalCompiler } from '../../src/compile/incremental-compiler.js';
 import { diffStates } from '../../src/compile/state-delta.js';
 import { deltaMessage, snapshotMessage } from '../../src/grpc/wire-state.js';
@@ -61,8 +61,7 @@ const listBytes = new WeakMap<readonly string[], number>();
  * lists: stringifying 1,000 snapshots per move would take seconds outside the timing).
  */
 function snapshotSize(state: DesiredState): number {
-  const message = snapshotMessage(state, 1);
-  let n = Buffer.byteLength(JSON.stringify({ ...message, sets: (message.sets ?? []).map((s) => ({ kind: s.kind, members: [] })) }));
+  let n = Buffer.byteLength(JSON.stringify(snapshotMessage({ ...state, sets: emptySets() }, 1)));
   for (const kind of SET_KINDS) {
     const list = state.sets[kind];
     let bytes = listBytes.get(list);
