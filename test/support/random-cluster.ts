@@ -86,6 +86,8 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
     hostCount: fc.integer({ min: 1, max: 5 }),
     hostV6: fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
     hostNoAddr: fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
+    /** A second IPv4 address (egress: a network peer must then hold both). */
+    hostV4b: fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
     networks: fc.tuple(
       ...NETWORKS.map(() =>
         fc.record({
@@ -143,7 +145,7 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
   .map((r): Scenario => {
     const hosts: Host[] = Array.from({ length: r.hostCount }, (_, i) => ({
       id: `h${i}`,
-      addresses: r.hostNoAddr[i] && i > 0 ? [] : [`10.0.${i}.${i + 1}`, ...(r.hostV6[i] ? [`fd00::1:${i}`] : [])],
+      addresses: r.hostNoAddr[i] && i > 0 ? [] : [`10.0.${i}.${i + 1}`, ...(r.hostV4b[i] ? [`10.1.${i}.9`] : []), ...(r.hostV6[i] ? [`fd00::1:${i}`] : [])],
     }));
     const apps: App[] = APP_IDS.map((id, i) => {
       const a = r.apps[i]!;
