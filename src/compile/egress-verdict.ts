@@ -72,10 +72,12 @@ export class EgressVerdicts {
   private readonly byGroups = new Map<string, GroupVerdicts>();
   /** Per claim key: the groups its owners' resolutions read. */
   private readonly groupsRead = new Map<string, ReadonlySet<string>>();
-  /** Per rule: the union of its network peers' sets; whether a peer is `any`; its group peers. */
+  /** Per rule: the union of its network peers' sets. */
   private readonly ruleNetworks: AddressSet[];
-  private readonly ruleAny: boolean[];
-  private readonly ruleGroups: (readonly string[])[];
+  /** Per rule: its `from` set for an app in no group (ALL with an `any` peer, else its networks). */
+  private readonly baseFrom: AddressSet[];
+  /** Group → the rules with that group among their `from` peers. */
+  private readonly rulesNaming = new Map<string, number[]>();
   /** Segment boundaries per family (see the header): every network interval's start and end + 1. */
   private readonly cuts: Record<Family, bigint[]>;
 
@@ -84,8 +86,15 @@ export class EgressVerdicts {
     private readonly networkSet: (name: string) => AddressSet,
   ) {
     this.ruleNetworks = policy.rules.map((r) => AddressSet.unionAll(r.from.filter((p) => p.kind === 'network').map((p) => networkSet(p.name))));
-    this.ruleAny = policy.rules.map((r) => r.from.some((p) => p.kind === 'any'));
-    this.ruleGroups = policy.rules.map((r) => r.from.flatMap((p) => (p.kind === 'group' ? [p.name] : [])));
+    this.baseFrom = policy.rules.map((r, i) => (r.from.some((p) => p.kind === 'any') ? AddressSet.ALL : this.ruleNetworks[i]!));
+    policy.rules.forEach((r, i) => {
+      for (const p of r.from) {
+        if (p.kind !== 'group') continue;
+        let list = this.rulesNaming.get(p.name);
+        if (!list) this.rulesNaming.set(p.name, (list = []));
+        list.push(i);
+      }
+    });
     const cuts: Record<Family, Set<bigint>> = { 4: new Set(), 6: new Set() };
     for (const net of policy.networks) {
       const set = networkSet(net.name);
@@ -137,7 +146,12 @@ export class EgressVerdicts {
     let g = this.byGroups.get(key);
     if (!g) {
       const mine = new Set(groups);
-      const ruleFrom = this.policy.rules.map((_, r) => (this.ruleAny[r] || this.ruleGroups[r]!.some((name) => mine.has(name)) ? AddressSet.ALL : this.ruleNetworks[r]!));
+      // The sets of an app in no group, with ALL for the rules naming one of `groups` (O(those rules)).
+      let ruleFrom = this.baseFrom;
+      if (groups.length > 0) {
+        ruleFrom = ruleFrom.slice();
+        for (const name of groups) for (const r of this.rulesNaming.get(name) ?? []) ruleFrom[r] = AddressSet.ALL;
+      }
       const resolver = new SourceResolver(this.policy.rules.map((r) => r.action), ruleFrom, this.policy.defaults.action === 'allow');
       this.byGroups.set(key, (g = { resolver, labelSets: new Map(), groups: mine, allowed: new Map() }));
     }

@@ -26,59 +26,24 @@
  *    the edits of each patched list are kept (`editsFrom`) for the StateDelta of its hosts.
  * Lists are never mutated once built. Pure; no I/O.
  */
-import { formatAddress, type ParsedAddress } from '../net/address.js';
+import { formatAddress } from '../net/address.js';
 import { isMemberAppId, isMemberTaskId } from '../net/member-syntax.js';
-import type { Task } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
 import type { AddressSet } from './address-set.js';
-import { runSteps, type ClusterIndex } from './cluster-index.js';
+import { runSteps } from './cluster-index.js';
 import type { CompileReport } from './compile-report.js';
 import type { EgressKind, EgressSets } from './desired-state.js';
+import { addTo, byString, countIn, removeFrom, sortedEdits, sortedUnique, type EgressInput, type ListEdits } from './egress-input.js';
 import { EgressVerdicts, type SourceClass } from './egress-verdict.js';
-import type { HostClaim, PortMatch } from './host-claims.js';
-import { memberSuffix } from '../net/member.js';
+import type { PortMatch } from './host-claims.js';
 import { patchMemberList } from './member-lists.js';
 import { patchEgressList, seedEgressListSum } from './state-version.js';
 
-/** One managed claim of a host as egress sees it: its member suffix and its owners' PortMatches. */
-export interface EgressClaim {
-  readonly suffix: string;
-  readonly matches: readonly PortMatch[];
-}
-
-/** What egress reads of the cluster (the cluster index and the hosts' claims). */
-export interface EgressInput {
-  addresses(hostId: string): readonly ParsedAddress[];
-  tasksOn(hostId: string): readonly Task[];
-  groupsOf(appId: string): readonly string[];
-  claims(hostId: string): readonly EgressClaim[];
-}
-
-/** A host's claims as egress reads them. */
-export function egressClaims(claims: readonly HostClaim[]): EgressClaim[] {
-  return claims.map((c) => ({ suffix: memberSuffix(c.protocol, c.port), matches: c.matches }));
-}
-
-/** The EgressInput of a cluster index and a claims reader. */
-export function egressInput(index: ClusterIndex, claims: (hostId: string) => readonly EgressClaim[]): EgressInput {
-  return {
-    addresses: (hostId) => index.addresses(hostId),
-    tasksOn: (hostId) => index.tasksOn(hostId),
-    groupsOf: (appId) => index.app(appId).groups,
-    claims,
-  };
-}
-
-/** Members removed from `from` and added (each sorted), giving the list they are recorded for. */
-export interface ListEdits {
-  readonly from: readonly string[];
-  readonly removes: readonly string[];
-  readonly adds: readonly string[];
-}
+export { egressClaims, egressInput, type EgressClaim, type EgressInput, type ListEdits } from './egress-input.js';
 
 const FAMILIES = [4, 6] as const;
 /** Hosts read or rebuilt between two yields of `steps`. */
-const HOST_BATCH = 16;
+const HOST_BATCH = 4;
 const IP_KIND = ['egress-ip4', 'egress-ip6'] as const;
 const MANAGED_KIND = ['egress-managed4', 'egress-managed6'] as const;
 const NONE: readonly string[] = Object.freeze([]);
@@ -113,38 +78,9 @@ interface HostEgress {
   readonly reports: readonly CompileReport[];
 }
 
-function byString(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function sortedUnique(list: string[]): string[] {
-  list.sort(byString);
-  return list.filter((m, i) => i === 0 || m !== list[i - 1]);
-}
-
-function sortedEdits(from: readonly string[], removes: string[], adds: string[]): ListEdits {
-  return { from, removes: removes.sort(byString), adds: adds.sort(byString) };
-}
-
-function addTo(map: Map<string, Set<string>>, key: string, value: string): void {
-  let set = map.get(key);
-  if (!set) map.set(key, (set = new Set()));
-  set.add(value);
-}
-
-function removeFrom(map: Map<string, Set<string>>, key: string, value: string): void {
-  const set = map.get(key);
-  if (set?.delete(value) && set.size === 0) map.delete(key);
-}
-
-function countIn<K>(map: Map<K, number>, key: K, delta: number): void {
-  const n = (map.get(key) ?? 0) + delta;
-  if (n > 0) map.set(key, n);
-  else map.delete(key);
-}
-
 export class EgressIndex {
-  private readonly verdicts: EgressVerdicts;
+  /** Built at the first update (after the cluster index has made the network sets), not with the instance. */
+  private verdictsOf: EgressVerdicts | undefined;
   private readonly matchesOf = new Map<string, readonly PortMatch[]>();
   private readonly destsOfHost = new Map<string, readonly Dest[]>();
   /** Per family index: destination text → claim key → entries. */
@@ -166,7 +102,13 @@ export class EgressIndex {
   private readonly editsOf = new WeakMap<readonly string[], ListEdits>();
 
   constructor(policy: Policy, networkSet: (name: string) => AddressSet) {
-    this.verdicts = new EgressVerdicts(policy, networkSet);
+    this.newVerdicts = () => new EgressVerdicts(policy, networkSet);
+  }
+
+  private readonly newVerdicts: () => EgressVerdicts;
+
+  private get verdicts(): EgressVerdicts {
+    return (this.verdictsOf ??= this.newVerdicts());
   }
 
   /** The egress kinds of a host's state (empty lists for a host not seen). */
@@ -204,6 +146,10 @@ export class EgressIndex {
   /** `update` in steps: yields between batches of hosts (IncrementalCompiler.building spreads a large build over event-loop turns). */
   *steps(input: EgressInput, changed: Iterable<string>, removed: Iterable<string>, allHosts: Iterable<string>): Generator<void, Set<string>> {
     let n = 0;
+    if (!this.verdictsOf) {
+      this.verdictsOf = this.newVerdicts();
+      yield;
+    }
     const touched = [new Map<string, Map<string, number> | undefined>(), new Map<string, Map<string, number> | undefined>()];
     const rebuild = new Set<string>();
     for (const id of removed) {
@@ -233,6 +179,7 @@ export class EgressIndex {
       this.managed = fi === 0 ? [next, this.managed[1]!] : [this.managed[0]!, next];
       managedChanged = true;
     });
+    if (managedChanged) yield;
 
     FAMILIES.forEach((_, fi) => {
       if (touched[fi]!.size > 0) this.baselines[fi]!.clear();
