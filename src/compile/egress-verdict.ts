@@ -72,38 +72,43 @@ export class EgressVerdicts {
   private readonly byGroups = new Map<string, GroupVerdicts>();
   /** Per claim key: the groups its owners' resolutions read. */
   private readonly groupsRead = new Map<string, ReadonlySet<string>>();
-  /** Per rule: the union of its network peers' sets. */
-  private readonly ruleNetworks: AddressSet[];
-  /** Per rule: its `from` set for an app in no group (ALL with an `any` peer, else its networks). */
-  private readonly baseFrom: AddressSet[];
+  /** Per rule: its `from` set for an app in no group (ALL with an `any` peer, else its networks' union). */
+  private readonly baseFrom: AddressSet[] = [];
   /** Group → the rules with that group among their `from` peers. */
   private readonly rulesNaming = new Map<string, number[]>();
   /** Segment boundaries per family (see the header): every network interval's start and end + 1. */
-  private readonly cuts: Record<Family, bigint[]>;
+  private cuts: Record<Family, bigint[]> = { 4: [], 6: [] };
 
-  constructor(
+  /** Use `create` (the per-rule sets are built in steps). */
+  private constructor(
     private readonly policy: Policy,
     private readonly networkSet: (name: string) => AddressSet,
-  ) {
-    this.ruleNetworks = policy.rules.map((r) => AddressSet.unionAll(r.from.filter((p) => p.kind === 'network').map((p) => networkSet(p.name))));
-    this.baseFrom = policy.rules.map((r, i) => (r.from.some((p) => p.kind === 'any') ? AddressSet.ALL : this.ruleNetworks[i]!));
-    policy.rules.forEach((r, i) => {
+  ) {}
+
+  /** A new instance, built in steps (yields between batches of rules and networks). */
+  static *create(policy: Policy, networkSet: (name: string) => AddressSet): Generator<void, EgressVerdicts> {
+    const v = new EgressVerdicts(policy, networkSet);
+    for (const [i, r] of policy.rules.entries()) {
+      v.baseFrom.push(r.from.some((p) => p.kind === 'any') ? AddressSet.ALL : AddressSet.unionAll(r.from.filter((p) => p.kind === 'network').map((p) => networkSet(p.name))));
       for (const p of r.from) {
         if (p.kind !== 'group') continue;
-        let list = this.rulesNaming.get(p.name);
-        if (!list) this.rulesNaming.set(p.name, (list = []));
+        let list = v.rulesNaming.get(p.name);
+        if (!list) v.rulesNaming.set(p.name, (list = []));
         list.push(i);
       }
-    });
+      if (i % 512 === 511) yield;
+    }
     const cuts: Record<Family, Set<bigint>> = { 4: new Set(), 6: new Set() };
-    for (const net of policy.networks) {
+    for (const [k, net] of policy.networks.entries()) {
       const set = networkSet(net.name);
       for (const [family, ranges] of [[4, set.v4], [6, set.v6]] as const) {
         for (let i = 0; i < ranges.length; i += 2) cuts[family].add(ranges[i]!).add(ranges[i + 1]! + 1n);
       }
+      if (k % 512 === 511) yield;
     }
     const sorted = (s: Set<bigint>) => [...s].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    this.cuts = { 4: sorted(cuts[4]), 6: sorted(cuts[6]) };
+    v.cuts = { 4: sorted(cuts[4]), 6: sorted(cuts[6]) };
+    return v;
   }
 
   /** The source class of a host's addresses of `family` (others are ignored). */

@@ -37,13 +37,15 @@ import { addTo, byString, countIn, removeFrom, sortedEdits, sortedUnique, type E
 import { EgressVerdicts, type SourceClass } from './egress-verdict.js';
 import type { PortMatch } from './host-claims.js';
 import { patchMemberList } from './member-lists.js';
-import { patchEgressList, seedEgressListSum } from './state-version.js';
+import { egressListSum, patchEgressList, seedEgressListSum } from './state-version.js';
 
 export { egressClaims, egressInput, type EgressClaim, type EgressInput, type ListEdits } from './egress-input.js';
 
 const FAMILIES = [4, 6] as const;
 /** Hosts read or rebuilt between two yields of `steps`. */
-const HOST_BATCH = 4;
+const HOST_BATCH = 2;
+/** Members hashed between two yields when a long list is summed whole. */
+const SUM_CHUNK = 8192;
 const IP_KIND = ['egress-ip4', 'egress-ip6'] as const;
 const MANAGED_KIND = ['egress-managed4', 'egress-managed6'] as const;
 const NONE: readonly string[] = Object.freeze([]);
@@ -102,13 +104,14 @@ export class EgressIndex {
   private readonly editsOf = new WeakMap<readonly string[], ListEdits>();
 
   constructor(policy: Policy, networkSet: (name: string) => AddressSet) {
-    this.newVerdicts = () => new EgressVerdicts(policy, networkSet);
+    this.newVerdicts = () => EgressVerdicts.create(policy, networkSet);
   }
 
-  private readonly newVerdicts: () => EgressVerdicts;
+  private readonly newVerdicts: () => Generator<void, EgressVerdicts>;
 
+  /** Only read inside `steps`, after it has built them. */
   private get verdicts(): EgressVerdicts {
-    return (this.verdictsOf ??= this.newVerdicts());
+    return this.verdictsOf!;
   }
 
   /** The egress kinds of a host's state (empty lists for a host not seen). */
@@ -146,10 +149,7 @@ export class EgressIndex {
   /** `update` in steps: yields between batches of hosts (IncrementalCompiler.building spreads a large build over event-loop turns). */
   *steps(input: EgressInput, changed: Iterable<string>, removed: Iterable<string>, allHosts: Iterable<string>): Generator<void, Set<string>> {
     let n = 0;
-    if (!this.verdictsOf) {
-      this.verdictsOf = this.newVerdicts();
-      yield;
-    }
+    this.verdictsOf ??= yield* this.newVerdicts();
     const touched = [new Map<string, Map<string, number> | undefined>(), new Map<string, Map<string, number> | undefined>()];
     const rebuild = new Set<string>();
     for (const id of removed) {
@@ -164,6 +164,7 @@ export class EgressIndex {
     }
 
     let managedChanged = false;
+    const fromEmpty: number[] = [];
     FAMILIES.forEach((_, fi) => {
       const removes: string[] = [];
       const adds: string[] = [];
@@ -174,17 +175,31 @@ export class EgressIndex {
       }
       if (removes.length + adds.length === 0) return;
       const list = this.managed[fi]!;
-      const next = patchEgressList(MANAGED_KIND[fi]!, list, removes, adds);
+      if (list.length === 0) fromEmpty.push(fi);
+      const next = list.length === 0 ? adds.sort(byString) : patchEgressList(MANAGED_KIND[fi]!, list, removes, adds);
       this.editsOf.set(next, sortedEdits(list, removes, adds));
       this.managed = fi === 0 ? [next, this.managed[1]!] : [this.managed[0]!, next];
       managedChanged = true;
     });
     if (managedChanged) yield;
+    // A list built from empty (a full build) is summed in chunks, with yields between them.
+    for (const fi of fromEmpty) {
+      const list = this.managed[fi]!;
+      const chunks: string[][] = [];
+      for (let i = 0; i < list.length; i += SUM_CHUNK) {
+        chunks.push(list.slice(i, i + SUM_CHUNK));
+        egressListSum(MANAGED_KIND[fi]!, chunks[chunks.length - 1]!);
+        yield;
+      }
+      seedEgressListSum(MANAGED_KIND[fi]!, list, chunks);
+    }
 
     FAMILIES.forEach((_, fi) => {
       if (touched[fi]!.size > 0) this.baselines[fi]!.clear();
     });
     const concat = this.patchLists(touched);
+    // The baselines of the rebuilt hosts' classes first, in steps (the first host of a class would pay for it at once).
+    if (rebuild.size > HOST_BATCH * 16) for (const id of rebuild) for (const family of FAMILIES) yield* this.baselineSteps(this.verdicts.sourceClass(input.addresses(id), family));
     for (const id of rebuild) {
       this.rebuildHost(input, id);
       if (++n % HOST_BATCH === 0) yield;
@@ -422,12 +437,19 @@ export class EgressIndex {
 
   /** The allowed list of an app in no group on a host of `cls` (a text with several claims, an address on two hosts, when all allow). */
   private baseline(cls: SourceClass): readonly string[] {
+    return runSteps(this.baselineSteps(cls));
+  }
+
+  /** `baseline` in steps (yields between batches of claims). */
+  private *baselineSteps(cls: SourceClass): Generator<void, readonly string[]> {
     const fi = cls.family === 4 ? 0 : 1;
     let list = this.baselines[fi]!.get(cls.key);
     if (list) return list;
     const none = { groups: NONE, cls };
     const out: string[] = [];
+    let n = 0;
     for (const [claimKey, texts] of this.textsOfClaim[fi]!) {
+      if (++n % 256 === 0) yield;
       if (!this.verdicts.allowed(NONE, cls, claimKey, this.matchesOf.get(claimKey)!)) continue;
       for (const text of texts.keys()) {
         const owners = this.owners[fi]!.get(text)!;
