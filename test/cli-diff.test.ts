@@ -36,20 +36,27 @@ describe('portcullis diff', () => {
   });
 
   it('shows exactly the members an edited rule adds and removes, on the right host only', async () => {
-    // payments (node-2, node-3) no longer reaches the db: node-3 (payments only) loses postgres.
+    // payments (node-2, node-3) no longer reaches the db: node-3 (payments only) loses postgres,
+    // and on both payments hosts the app's own egress loses the db (per-app egress, on by default).
     const dir = editedCopy('no-payments-db', '20-rules.yaml', '    from: [api, payments]\n    to: db\n', '    from: [api]\n    to: db\n');
     const r = await cli(['diff', SHOP, dir]);
     expect(r.code, r.err).toBe(0);
     const lines = r.out.split('\n');
     expect(lines.filter((l) => /^ {2}[+-] /.test(l))).toEqual([
+      '  - egress-ip4 /shop/payments|10.0.1.13,tcp:31300',
+      '  - egress-ip6 /shop/payments|fd00:1::13,tcp:31300',
       '  + allow-ip4 10.0.1.12,tcp:31300',
       '  - allow-net4 10.0.1.12/31,tcp:31300',
       '  + allow-ip6 fd00:1::12,tcp:31300',
       '  - allow-net6 fd00:1::12/127,tcp:31300',
+      '  - egress-ip4 /shop/payments|10.0.1.13,tcp:31300',
+      '  - egress-ip6 /shop/payments|fd00:1::13,tcp:31300',
     ]);
-    expect(lines[0]).toBe('node-3: 2 added, 2 removed');
+    expect(lines[0]).toBe('node-2: 0 added, 2 removed');
+    expect(lines).toContain('node-3: 2 added, 4 removed');
     expect(r.out).toContain('node-3: /shop/db postgres/tcp 31300 no longer allows 10.0.1.13, fd00:1::13\n');
-    expect(r.out).toContain('unchanged (3): node-1, node-2, node-4\n');
+    expect(r.out).toContain('node-2: /shop/payments may no longer reach /shop/db postgres/tcp 31300 on node-3 (10.0.1.13, fd00:1::13)\n');
+    expect(r.out).toContain('unchanged (2): node-1, node-4\n');
   });
 
   it('shows a new port opened, in words, and a mode change on every host', async () => {

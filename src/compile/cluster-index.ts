@@ -58,6 +58,8 @@ export interface InputChange {
   /** Hosts that left the cluster, sorted. */
   readonly removed: string[];
   readonly changedGroups: ReadonlySet<string>;
+  /** Hosts whose addresses changed (new hosts included; not when `full`). */
+  readonly readdressed: readonly string[];
 }
 
 /** The diff before group sets are rebuilt. */
@@ -66,6 +68,7 @@ interface InputDiff {
   readonly removed: string[];
   readonly changedApps: Set<string>;
   readonly touchedGroups: Set<string>;
+  readonly readdressed: readonly string[];
 }
 
 const EMPTY_CLUSTER: ClusterState = { hosts: [], apps: [], tasks: [] };
@@ -148,6 +151,16 @@ export class ClusterIndex {
     return this.tasksOfHost.get(hostId) ?? [];
   }
 
+  /** A host's usable addresses (parsed, in inventory order). */
+  addresses(hostId: string): readonly ParsedAddress[] {
+    return this.addressesOfHost.get(hostId) ?? [];
+  }
+
+  /** A policy network's source set (its CIDRs minus its excepts; empty for an unknown name). */
+  networkSource(name: string): AddressSet {
+    return this.peerSet({ kind: 'network', name });
+  }
+
   /** The entry of a known app (every valid task's app is one). */
   app(appId: string): AppEntry {
     return this.apps.get(appId)!;
@@ -192,7 +205,7 @@ export class ClusterIndex {
     // New label keys of changed apps need their sets (existing keys are still valid).
     for (const id of change.changedApps) this.addLabelSets(this.apps.get(id));
     if (full) yield;
-    return { dirty, removed, changedGroups };
+    return { dirty, removed, changedGroups, readdressed: change.readdressed };
   }
 
   /**
@@ -232,7 +245,7 @@ export class ClusterIndex {
       }
     }
 
-    const change: InputDiff = { dirty: new Set(), removed: [], changedApps: new Set(), touchedGroups: new Set() };
+    const change: InputDiff = { dirty: new Set(), removed: [], changedApps: new Set(), touchedGroups: new Set(), readdressed: [] };
     const count = (task: Task, delta: 1 | -1) => {
       change.dirty.add(task.hostId);
       if (countTask(this.hostsOfApp, task.appId, task.hostId, delta)) {
@@ -378,7 +391,7 @@ export class ClusterIndex {
     this.tasksOfHost = tasksOfHost;
     this.hostsOfApp = hostsOfApp;
     this.inventoryReports = inventoryReports;
-    return { dirty, removed, changedApps, touchedGroups };
+    return { dirty, removed, changedApps, touchedGroups, readdressed: [...touchedHosts].filter((id) => addressText.has(id)) };
   }
 
   /** A group's source set: the addresses of every host running a valid task of a member app. */

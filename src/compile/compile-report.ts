@@ -9,7 +9,9 @@ export type CompileReportKind =
   | 'host-without-address'
   | 'task-unknown-host'
   | 'task-unknown-app'
-  | 'port-conflict';
+  | 'port-conflict'
+  /** A task whose app or task id cannot stand in an egress member (left out of egress-task). */
+  | 'egress-unsafe-id';
 
 export interface CompileReport {
   readonly kind: CompileReportKind;

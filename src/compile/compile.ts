@@ -42,6 +42,7 @@ import type { AddressSet } from './address-set.js';
 import { ClusterIndex, runSteps } from './cluster-index.js';
 import { sortedUniqueReports, type CompileReport } from './compile-report.js';
 import type { DesiredState } from './desired-state.js';
+import { EgressIndex, egressClaims, egressInput } from './egress.js';
 import { hostClaims, hostStates, policyConstants, type HostClaim, type PortMatch } from './host-claims.js';
 import { SourceTexts } from './emit-members.js';
 import { MemberBudget } from '../policy/policy-limits.js';
@@ -86,6 +87,12 @@ export function compile(policy: Policy, cluster: ClusterState, options: CompileO
     reports.push(...host.reports);
     claimsOfHost.set(hostId, host.claims);
   }
-  const states = hostStates(policy, constants, claimsOfHost, sourceTexts);
+  const egress = policy.defaults.egress ? new EgressIndex(policy, (name) => index.networkSource(name)) : undefined;
+  if (egress) {
+    const input = egressInput(index, (hostId) => egressClaims(claimsOfHost.get(hostId) ?? []));
+    egress.update(input, hostIds, [], hostIds);
+    reports.push(...egress.reports());
+  }
+  const states = hostStates(policy, constants, claimsOfHost, sourceTexts, undefined, undefined, egress && ((id) => egress.sets(id)));
   return { states, reports: sortedUniqueReports(reports) };
 }

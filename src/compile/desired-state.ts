@@ -49,6 +49,9 @@ export const INGRESS_KINDS = SET_KINDS.slice(0, 8) as readonly SetKind[];
 export const EGRESS_KINDS = ['egress-task', 'egress-managed4', 'egress-managed6', 'egress-ip4', 'egress-ip6'] as const satisfies readonly SetKind[];
 export type EgressKind = (typeof EGRESS_KINDS)[number];
 
+/** The egress kinds of one state. */
+export type EgressSets = Readonly<Record<EgressKind, readonly string[]>>;
+
 export type SetContents = Readonly<Record<SetKind, readonly string[]>>;
 
 export interface DesiredState {

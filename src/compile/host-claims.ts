@@ -19,7 +19,7 @@ import type { App, Task } from '../inventory/cluster-state.js';
 import type { Policy, Protocol, RuleDef } from '../policy/policy-model.js';
 import type { AddressSet } from './address-set.js';
 import type { CompileReport } from './compile-report.js';
-import { SET_KINDS, emptySets, type DesiredState, type SetKind } from './desired-state.js';
+import { SET_KINDS, emptySets, type DesiredState, type EgressKind, type EgressSets, type SetKind } from './desired-state.js';
 import { memberSuffix } from '../net/member.js';
 import { MemberEmitter, type PortClaim, type SourceTexts } from './emit-members.js';
 import { HostVersions } from './state-version.js';
@@ -258,7 +258,8 @@ export function hostVersions(sourceTexts: SourceTexts): HostVersions<AddressSet>
 
 /**
  * Pass 2 for a batch of hosts: sorted members and versions (`versions`, made by hostVersions
- * over the same `sourceTexts`, keeps each host's version sums). A host whose sets and mode equal
+ * over the same `sourceTexts`, keeps each host's version sums); `egressOf` gives a host's egress
+ * lists (egress.ts; none when egress is off). A host whose sets and mode equal
  * its `previous` state gets that very object back (no re-hash; its sums are still those of
  * `previous`).
  */
@@ -269,6 +270,7 @@ export function hostStates(
   sourceTexts: SourceTexts,
   previous: (hostId: string) => DesiredState | undefined = () => undefined,
   versions: HostVersions<AddressSet> = hostVersions(sourceTexts),
+  egressOf: (hostId: string) => EgressSets | undefined = () => undefined,
 ): Map<string, DesiredState> {
   const emitter = new MemberEmitter([...claimsOfHost.values()].flatMap((claims) => claims.map((c) => c.set)), sourceTexts);
   const mode = policy.defaults.mode;
@@ -282,6 +284,7 @@ export function hostStates(
       'failsafe-tcp': [...constants.failsafeTcp],
       'failsafe-udp': [...constants.failsafeUdp],
       ...emitter.emit(claims),
+      ...(egressOf(hostId) as Record<EgressKind, string[]> | undefined),
     };
     const old = previous(hostId);
     if (old && old.mode === mode && sameSets(old.sets, sets)) {

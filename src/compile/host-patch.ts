@@ -13,9 +13,10 @@
  */
 import type { AddressSet } from './address-set.js';
 import { memberSuffix } from '../net/member.js';
-import { ALLOW_KINDS, SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
+import { ALLOW_KINDS, EGRESS_KINDS, SET_KINDS, type DesiredState, type EgressSets, type SetKind } from './desired-state.js';
 import { sourceTextDiff, type SourceTexts } from './emit-members.js';
-import { managedPorts, type HostClaim } from './host-claims.js';
+import { managedPorts, type HostClaim, type PortMatch } from './host-claims.js';
+import type { ListEdits } from './egress.js';
 import { patchMemberList } from './member-lists.js';
 import { diffMemberLists, type StateDelta } from './state-delta.js';
 import type { ClaimChange, HostVersions } from './state-version.js';
@@ -24,6 +25,8 @@ import type { ClaimChange, HostVersions } from './state-version.js';
 export interface ClaimUse {
   readonly suffix: string;
   readonly keys: readonly string[];
+  /** The owners' PortMatches (whose keys are `keys`), for egress. */
+  readonly matches: readonly PortMatch[];
   set: AddressSet;
 }
 
@@ -36,6 +39,14 @@ export interface Patch {
   /** The claims whose set changed, in order (what the version is updated from, see state-version.ts). */
   readonly claims: ClaimChange<AddressSet>[];
 }
+
+/** A host's new egress lists, and how to find the edits between two lists (egress.ts). */
+export interface EgressView {
+  readonly sets: EgressSets;
+  editsFrom(before: readonly string[], after: readonly string[]): ListEdits | undefined;
+}
+
+const NONE: readonly string[] = Object.freeze([]);
 
 export function newPatch(): Patch {
   return { removes: ALLOW_KINDS.map(() => []), adds: ALLOW_KINDS.map(() => []), claims: [] };
@@ -55,7 +66,7 @@ export function patchClaim(patch: Patch, suffix: string, from: AddressSet, to: A
 
 /** A claim's ClaimUse (its suffix and the keys of its owners' resolutions). */
 export function claimUse(c: HostClaim): ClaimUse {
-  return { suffix: memberSuffix(c.protocol, c.port), keys: c.matches.map((m) => m.key), set: c.set };
+  return { suffix: memberSuffix(c.protocol, c.port), keys: c.matches.map((m) => m.key), matches: c.matches, set: c.set };
 }
 
 /** The patch from a host's old claims to its new ones (matched by member suffix). */
@@ -112,7 +123,7 @@ export class HostPatches {
    * A patched host's new state (lists of untouched kinds are shared with the old state); its
    * version is updated from the claims the patch changed (O(change), state-version.ts).
    */
-  patchState(hostId: string, old: DesiredState, patch: Patch): DesiredState {
+  patchState(hostId: string, old: DesiredState, patch: Patch, egress?: EgressView): DesiredState {
     const sets = { ...old.sets } as Record<SetKind, readonly string[]>;
     let touched = false;
     if (patch.managed) {
@@ -127,20 +138,30 @@ export class HostPatches {
       sets[kind] = patchMemberList(old.sets[kind], removes, adds);
       touched = true;
     });
+    for (const kind of egress ? EGRESS_KINDS : []) {
+      if (sets[kind] === egress!.sets[kind]) continue;
+      sets[kind] = egress!.sets[kind];
+      touched = true;
+    }
     // Claims whose members did not change (equal texts) change no term either.
     if (!touched) return old;
-    const state = { hostId: old.hostId, mode: old.mode, sets, version: this.versions.patched(hostId, old.mode, sets, patch.claims) };
-    this.deltaOf.set(hostId, this.patchDelta(old, state, patch));
+    const version = patch.claims.length === 0 ? this.versions.reversioned(hostId, old.mode, sets) : this.versions.patched(hostId, old.mode, sets, patch.claims);
+    const state = { hostId: old.hostId, mode: old.mode, sets, version };
+    this.deltaOf.set(hostId, this.patchDelta(old, state, patch, egress));
     return state;
   }
 
   /** The delta a patch made: the allow kinds' edits sorted, the (short) managed lists merged. */
-  private patchDelta(old: DesiredState, state: DesiredState, patch: Patch): StateDelta {
+  private patchDelta(old: DesiredState, state: DesiredState, patch: Patch, egress: EgressView | undefined): StateDelta {
     const adds = {} as Record<SetKind, readonly string[]>;
     const removes = {} as Record<SetKind, readonly string[]>;
     for (const kind of SET_KINDS) {
       const k = (ALLOW_KINDS as readonly string[]).indexOf(kind);
-      if (k < 0) ({ adds: adds[kind], removes: removes[kind] } = diffMemberLists(old.sets[kind], state.sets[kind]));
+      const same = old.sets[kind] === state.sets[kind];
+      const edits = same ? undefined : egress?.editsFrom(old.sets[kind], state.sets[kind]);
+      if (same && k < 0) [adds[kind], removes[kind]] = [NONE, NONE];
+      else if (edits) [adds[kind], removes[kind]] = [edits.adds, edits.removes];
+      else if (k < 0) ({ adds: adds[kind], removes: removes[kind] } = diffMemberLists(old.sets[kind], state.sets[kind]));
       else [adds[kind], removes[kind]] = [[...patch.adds[k]!].sort(), [...patch.removes[k]!].sort()];
     }
     return { hostId: old.hostId, baseVersion: old.version, version: state.version, mode: state.mode, adds, removes };

@@ -37,6 +37,7 @@ import type { AddressSet } from './address-set.js';
 import { ClusterIndex, runSteps } from './cluster-index.js';
 import { sortedUniqueReports, type CompileReport } from './compile-report.js';
 import type { DesiredState } from './desired-state.js';
+import { EgressIndex, egressInput } from './egress.js';
 import { sourceTextDiff, SourceTexts } from './emit-members.js';
 import { MemberBudget } from '../policy/policy-limits.js';
 import { hostClaims, hostStates, hostVersions, policyConstants, type HostClaim, type PolicyConstants, type PortMatch } from './host-claims.js';
@@ -65,6 +66,10 @@ export interface IncrementalResult {
   readonly recomputed: number;
 }
 
+function newEgress(index: ClusterIndex): EgressIndex | undefined {
+  return index.policy.defaults.egress ? new EgressIndex(index.policy, (name) => index.networkSource(name)) : undefined;
+}
+
 const EMPTY_CLUSTER: ClusterState = { hosts: [], apps: [], tasks: [] };
 /** Passed by `building` to the constructor: no update yet (the generator runs it). */
 const DEFERRED: ClusterState = { hosts: [], apps: [], tasks: [] };
@@ -79,13 +84,17 @@ export class IncrementalCompiler {
   /** Deltas of patched hosts and every host's version sum (host-patch.ts, state-version.ts). */
   private readonly patched = new HostPatches(hostVersions(this.sourceTexts));
   private conflictReports = new Map<string, readonly CompileReport[]>();
+  private egressReports = new Map<string, readonly CompileReport[]>();
   private cachedReports: readonly CompileReport[] | undefined;
 
   private readonly maxMembers: number;
+  /** Egress lists (egress.ts), when the policy has egress on. */
+  private egress: EgressIndex | undefined;
 
   constructor(policy: Policy, cluster: ClusterState = EMPTY_CLUSTER, options: IncrementalOptions = {}) {
     this.index = new ClusterIndex(policy);
     this.constants = policyConstants(policy);
+    this.egress = newEgress(this.index);
     this.maxMembers = options.maxMembers ?? Infinity;
     if (cluster !== DEFERRED) runSteps(this.steps(cluster, true, Infinity));
   }
@@ -107,6 +116,7 @@ export class IncrementalCompiler {
     const cluster = this.index.cluster;
     this.index = new ClusterIndex(policy);
     this.constants = policyConstants(policy);
+    this.egress = newEgress(this.index);
     return runSteps(this.steps(cluster, true, Infinity));
   }
 
@@ -150,6 +160,7 @@ export class IncrementalCompiler {
     if (!this.cachedReports) {
       const all = this.index.reports();
       for (const list of this.conflictReports.values()) all.push(...list);
+      for (const list of this.egressReports.values()) all.push(...list);
       this.cachedReports = sortedUniqueReports(all);
     }
     return this.cachedReports;
@@ -157,7 +168,7 @@ export class IncrementalCompiler {
 
   /** The update, yielding after each recomputed host and each batch of `emitBatch` emitted hosts. */
   private *steps(next: ClusterState, full: boolean, emitBatch: number): Generator<void, IncrementalResult> {
-    const { dirty, removed, changedGroups } = yield* this.index.update(next, full);
+    const { dirty, removed, changedGroups, readdressed } = yield* this.index.update(next, full);
     this.cachedReports = undefined;
     for (const id of removed) {
       this.releaseClaims(id);
@@ -174,25 +185,40 @@ export class IncrementalCompiler {
     const changedKeys = full || changedGroups.size === 0 ? [] : this.reresolve(changedGroups);
     const fresh = yield* this.recompute(dirty, full, patches);
     this.patchUsers(changedKeys, dirty, patches);
+    const egress = this.egress;
+    let egressChanged: ReadonlySet<string> = new Set();
+    if (full) this.egressReports = new Map();
+    if (egress) {
+      const hostIds = this.index.hostIds();
+      const input = egressInput(this.index, (id) => this.claimsOf.get(id) ?? []);
+      egressChanged = yield* egress.steps(input, full ? hostIds : new Set([...dirty, ...readdressed]), full ? [] : removed, hostIds);
+      for (const id of removed) this.egressReports.delete(id);
+      for (const id of full ? hostIds : egressChanged) this.egressReports.set(id, egress.reportsOf(id));
+    }
+    const egressOf = egress && ((id: string) => egress.sets(id));
 
     const changed = new Map<string, DesiredState>();
     // One MemberEmitter per batch (host-claims.ts: the output does not depend on the batch).
     const freshHosts = [...fresh];
     for (let b = 0; b < freshHosts.length; b += emitBatch) {
       const batch = emitBatch >= freshHosts.length ? fresh : new Map(freshHosts.slice(b, b + emitBatch));
-      for (const [hostId, state] of hostStates(this.index.policy, this.constants, batch, this.sourceTexts, (id) => this.stateOf.get(id), this.patched.versions)) {
+      for (const [hostId, state] of hostStates(this.index.policy, this.constants, batch, this.sourceTexts, (id) => this.stateOf.get(id), this.patched.versions, egressOf)) {
         if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
         if (this.stateOf.get(hostId) !== state) this.patched.forget(hostId);
         this.stateOf.set(hostId, state);
       }
       yield;
     }
-    for (const [hostId, patch] of patches) {
+    const view = (id: string) => egress && { sets: egress.sets(id), editsFrom: (a: readonly string[], b: readonly string[]) => egress.editsFrom(a, b) };
+    const patchHost = (hostId: string, patch: Patch) => {
       const old = this.stateOf.get(hostId)!;
-      const state = this.patched.patchState(hostId, old, patch);
+      const state = this.patched.patchState(hostId, old, patch, view(hostId));
       if (state.version !== old.version) changed.set(hostId, state);
       this.stateOf.set(hostId, state);
-    }
+    };
+    for (const [hostId, patch] of patches) patchHost(hostId, patch);
+    // Hosts whose only change is egress (egress-managed changes on every host).
+    for (const hostId of egressChanged) if (!fresh.has(hostId) && !patches.has(hostId)) patchHost(hostId, newPatch());
     const recomputed = dirty.size + [...patches.keys()].filter((h) => !dirty.has(h)).length;
     return { changed, removed, recomputed };
   }

@@ -145,6 +145,11 @@ function listedText(mode: Mode, sets: SetContents): string {
   return text;
 }
 
+/** The term of one egress member of `kind`. */
+function egressTerm(kind: SetKind, m: string): Uint32Array {
+  return fromHex(sha256Hex(`${kind}\n${m}`));
+}
+
 const egressSums = new WeakMap<readonly string[], Uint32Array>();
 
 /** The egress sum of one list of `kind` (see the header); cached per list object (lists are immutable). */
@@ -152,9 +157,31 @@ export function egressListSum(kind: SetKind, list: readonly string[]): Uint32Arr
   let sum = egressSums.get(list);
   if (sum) return sum;
   sum = new Uint32Array(LIMBS);
-  for (const m of list) addInto(sum, fromHex(sha256Hex(`${kind}\n${m}`)), 1);
+  for (const m of list) addInto(sum, egressTerm(kind, m), 1);
   egressSums.set(list, sum);
   return sum;
+}
+
+/**
+ * A list built by concatenating `parts` (each a list of `kind` whose members are all in `list`,
+ * every member of `list` in exactly one part): its sum is the sum of the parts' sums, cached for
+ * `list` without hashing a member (a host's egress-ip list is its local apps' shared lists).
+ */
+export function seedEgressListSum(kind: SetKind, list: readonly string[], parts: readonly (readonly string[])[]): void {
+  if (egressSums.has(list)) return;
+  const sum = new Uint32Array(LIMBS);
+  for (const part of parts) addInto(sum, egressListSum(kind, part), 1);
+  egressSums.set(list, sum);
+}
+
+/** `list` of `kind` patched (member-lists.ts patchMemberList), its sum updated from the edits alone. */
+export function patchEgressList(kind: SetKind, list: readonly string[], removes: readonly string[], adds: readonly string[]): string[] {
+  const next = patchMemberList(list, removes, adds);
+  const sum = egressListSum(kind, list).slice();
+  for (const m of removes) addInto(sum, egressTerm(kind, m), -1);
+  for (const m of adds) addInto(sum, egressTerm(kind, m), 1);
+  egressSums.set(next, sum);
+  return next;
 }
 
 /** The "#egress" header line, '' when every egress kind is empty. */
@@ -263,6 +290,13 @@ export class HostVersions<S extends object> {
     return this.record(hostId, mode, sets, sum, old);
   }
 
+  /** The version of a host's state whose allow lists did not change since it was last versioned (only egress lists did). */
+  reversioned(hostId: string, mode: Mode, sets: SetContents): string {
+    const old = this.hosts.get(hostId);
+    if (!old) throw new Error(`state version: host ${hostId} has no version sum to reuse`);
+    return this.record(hostId, mode, sets, old.sum, old);
+  }
+
   /** The host left: its sum is dropped. */
   forget(hostId: string): void {
     this.hosts.delete(hostId);
@@ -271,7 +305,7 @@ export class HostVersions<S extends object> {
   private record(hostId: string, mode: Mode, sets: SetContents, sum: Uint32Array, old: HostSum | undefined): string {
     const lists = LISTED_KINDS.map((kind) => sets[kind]);
     const listed = old && old.mode === mode && lists.every((l, i) => l === old.lists[i]) ? old.listed : listedText(mode, sets);
-    const hex = toHex(sum);
+    const hex = old && old.sum === sum ? old.hex : toHex(sum);
     this.hosts.set(hostId, { sum, hex, lists, mode, listed });
     return versionOf(listed, sets, hex);
   }

@@ -8,11 +8,12 @@
  * Building the next ClusterState (one task replaced in a copied array) is outside the timing.
  */
 import { compile } from '../../src/compile/compile.js';
-import type { DesiredState } from '../../src/compile/desired-state.js';
+import { emptySets, SET_KINDS, type DesiredState } from '../../src/compile/desired-state.js';
 import { IncrementalCompiler } from '../../src/compile/incremental-compiler.js';
 import { diffStates } from '../../src/compile/state-delta.js';
 import { deltaMessage, snapshotMessage } from '../../src/grpc/wire-state.js';
 import type { ClusterState, Task } from '../../src/inventory/cluster-state.js';
+import { benchOverAdmission } from './bench-over-admission.js';
 import { log, report } from './figures.js';
 import type { BenchOptions } from './options.js';
 import { mb, median, percentile } from './stats.js';
@@ -24,7 +25,9 @@ const S = 'compile';
 export async function benchCompile(o: BenchOptions): Promise<void> {
   const size: SyntheticSize = { hosts: o.hosts, apps: o.apps, tasks: o.tasks, groups: o.groups, rules: o.rules };
   const cluster = syntheticCluster(size, o.seed);
-  const policy = syntheticPolicy(size, o.seed + 1);
+  const synthetic = syntheticPolicy(size, o.seed + 1);
+  const policy = { ...synthetic, defaults: { ...synthetic.defaults, egress: o.egress !== 0 } };
+  benchOverAdmission(o);
   const rssBefore = process.memoryUsage().rss;
   log(`inputs: ${size.hosts} hosts, ${size.tasks} tasks, ${size.apps} apps, ${size.groups} groups, ${size.rules} rules (rss ${mb(rssBefore).toFixed(0)} MB)`);
 
@@ -36,17 +39,53 @@ export async function benchCompile(o: BenchOptions): Promise<void> {
   const members = allowMemberCount(result.states.values());
   const maxPerHost = Math.max(...[...result.states.values()].map((s) => allowMemberCount([s])));
   log(`first compile ${times[0]!.toFixed(0)} ms: ${result.states.size} host states, ${members} allow members in total (max ${maxPerHost} on one host), ${result.reports.length} reports`);
+  log(`egress ${policy.defaults.egress ? 'on' : 'off'}: ${egressFigures(result.states.values())}`);
   for (let i = 1; i < o.runs; i++) {
     t = performance.now();
     result = compile(policy, cluster);
     times.push(performance.now() - t);
   }
   log(`compile runs: ${times.map((x) => x.toFixed(0)).join(', ')} ms`);
-  report({ scenario: S, name: 'full compile (median)', value: median(times), unit: 'ms', target: { op: '<=', value: 1000 }, note: `${o.runs} runs, ${members} allow members` });
+  report({ scenario: S, name: 'full compile (median)', value: median(times), unit: 'ms', target: { op: '<=', value: 1000 }, note: `${o.runs} runs, ${members} allow members, egress ${policy.defaults.egress ? 'on' : 'off'}` });
   report({ scenario: S, name: 'RSS after first compile', value: mb(rss), unit: 'MB', target: { op: '<=', value: 300 }, note: `fresh process; inputs alone ${mb(rssBefore).toFixed(0)} MB` });
 
   if (o.moves === 0) return;
   await benchMoves(o, cluster, policy);
+}
+
+const listBytes = new WeakMap<readonly string[], number>();
+
+/**
+ * The JSON bytes of a state's full Snapshot message, with each member list's part counted once
+ * per list object (with egress every host changes on a move and shares its long egress-managed
+ * lists: stringifying 1,000 snapshots per move would take seconds outside the timing).
+ */
+function snapshotSize(state: DesiredState): number {
+  let n = Buffer.byteLength(JSON.stringify(snapshotMessage({ ...state, sets: emptySets() }, 1)));
+  for (const kind of SET_KINDS) {
+    const list = state.sets[kind];
+    let bytes = listBytes.get(list);
+    if (bytes === undefined) listBytes.set(list, (bytes = Buffer.byteLength(JSON.stringify(list)) - 2));
+    n += bytes;
+  }
+  return n;
+}
+
+/** Egress members: the shared managed lists once, the per-host task and per-app lists summed. */
+function egressFigures(states: Iterable<DesiredState>): string {
+  let first: DesiredState | undefined;
+  let perHost = 0;
+  let max = 0;
+  let hosts = 0;
+  for (const s of states) {
+    first ??= s;
+    const n = s.sets['egress-ip4'].length + s.sets['egress-ip6'].length;
+    perHost += n + s.sets['egress-task'].length;
+    max = Math.max(max, n);
+    hosts++;
+  }
+  const managed = first ? first.sets['egress-managed4'].length + first.sets['egress-managed6'].length : 0;
+  return `${managed} managed destinations (one list shared by every host), ${perHost} egress-task + egress-ip members over ${hosts} hosts (max ${max} egress-ip on one host)`;
 }
 
 async function benchMoves(o: BenchOptions, cluster: ClusterState, policy: Parameters<typeof compile>[0]): Promise<void> {
@@ -94,7 +133,7 @@ async function benchMoves(o: BenchOptions, cluster: ClusterState, policy: Parame
 
     for (const p of payloads) deltaBytes += Buffer.byteLength(p);
     for (const [hostId, state] of res.changed) {
-      snapshotBytes += Buffer.byteLength(JSON.stringify(snapshotMessage(state, 1)));
+      snapshotBytes += snapshotSize(state);
       states.set(hostId, state);
     }
     changedHosts += res.changed.size;

@@ -29,6 +29,8 @@ export interface BenchOptions {
   readonly convHosts: number;
   readonly changes: number;
   readonly seed: number;
+  /** compile: 1 = the synthetic policy has defaults.egress on, 0 = off (the same-session A/B). */
+  readonly egress: number;
 }
 
 const NUMERIC = {
@@ -49,6 +51,7 @@ const NUMERIC = {
   'conv-hosts': { default: 8, help: 'convergence: namespaced hosts with agents' },
   changes: { default: 40, help: 'convergence: controller state changes measured' },
   seed: { default: 1, help: 'generators: PRNG seed' },
+  egress: { default: 1, help: 'compile: defaults.egress of the synthetic policy (1 on, 0 off: the A/B)' },
 } as const;
 
 export function usage(): string {
@@ -109,6 +112,7 @@ export function parseOptions(argv: readonly string[]): { options: BenchOptions; 
       convHosts: Math.max(2, n('conv-hosts')),
       changes: Math.max(1, n('changes')),
       seed: n('seed'),
+      egress: n('egress'),
     },
   };
 }

@@ -79,7 +79,8 @@ export function syntheticCluster(size: SyntheticSize, seed = 1): ClusterState {
     const host = hosts[pick(hosts.length)]!;
     const base = nextPort.get(host.id) ?? 31000;
     nextPort.set(host.id, base + app.ports.length);
-    tasks.push({ id: `${app.id}.${i}`, appId: app.id, hostId: host.id, hostPorts: app.ports.map((_, k) => base + k) });
+    // Marathon task ids: the app id without its leading slash, slashes as underscores, then ".<n>" (member-safe).
+    tasks.push({ id: `${app.id.slice(1).replaceAll("/", "_")}.${i}`, appId: app.id, hostId: host.id, hostPorts: app.ports.map((_, k) => base + k) });
   }
   return { hosts, apps, tasks };
 }

@@ -86,6 +86,8 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
     hostCount: fc.integer({ min: 1, max: 5 }),
     hostV6: fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
     hostNoAddr: fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
+    /** A second IPv4 address (egress: a network peer must then hold both). */
+    hostV4b: fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
     networks: fc.tuple(
       ...NETWORKS.map(() =>
         fc.record({
@@ -117,6 +119,7 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
     guardDeny: fc.array(fc.record({ from: fc.array(peerArb, { minLength: 1, maxLength: 2 }), to: fc.subarray(GROUPS, { minLength: 1, maxLength: 2 }) }), { maxLength: 2 }),
     defaultAction: fc.constantFrom('allow', 'deny') as fc.Arbitrary<'allow' | 'deny'>,
     mode: fc.constantFrom('enforce', 'audit') as fc.Arbitrary<'enforce' | 'audit'>,
+    egress: fc.oneof({ weight: 4, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
     failsafe: fc.subarray([{ protocol: 'tcp' as Protocol, port: 22 }, { protocol: 'udp' as Protocol, port: 31005 }]),
     apps: fc.tuple(
       ...APP_IDS.map(() =>
@@ -142,7 +145,7 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
   .map((r): Scenario => {
     const hosts: Host[] = Array.from({ length: r.hostCount }, (_, i) => ({
       id: `h${i}`,
-      addresses: r.hostNoAddr[i] && i > 0 ? [] : [`10.0.${i}.${i + 1}`, ...(r.hostV6[i] ? [`fd00::1:${i}`] : [])],
+      addresses: r.hostNoAddr[i] && i > 0 ? [] : [`10.0.${i}.${i + 1}`, ...(r.hostV4b[i] ? [`10.1.${i}.9`] : []), ...(r.hostV6[i] ? [`fd00::1:${i}`] : [])],
     }));
     const apps: App[] = APP_IDS.map((id, i) => {
       const a = r.apps[i]!;
@@ -161,7 +164,8 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
       };
     });
     const tasks: Task[] = r.tasks.map((t, i) => ({
-      id: `t${i}`,
+      // Every seventh task id is not member-safe (left out of egress-task, reported).
+      id: i % 7 === 6 ? `t ${i}` : `t${i}`,
       appId: APP_IDS[t.app]!,
       hostId: `h${t.host % r.hostCount}`,
       hostPorts: t.ports,
@@ -170,7 +174,7 @@ export const scenarioArb: fc.Arbitrary<Scenario> = fc
     return {
       cluster: { hosts, apps, tasks },
       policy: {
-        defaults: { mode: r.mode, action: r.defaultAction, failsafe: r.failsafe, egress: false },
+        defaults: { mode: r.mode, action: r.defaultAction, failsafe: r.failsafe, egress: r.egress },
         networks: NETWORKS.map((name, i) => ({ name, ...r.networks[i]!, at: AT })),
         groups: GROUPS.map((name, i) => {
           const g = r.groups[i]!;

@@ -4,7 +4,8 @@
  * host that has no Portcullis objects yet (iptables). Compile reports and lint findings go to
  * stderr as warnings; only a broken policy or inventory fails (exit 1), as in the controller.
  */
-import type { DesiredState } from '../../compile/desired-state.js';
+import { EGRESS_KINDS, type DesiredState } from '../../compile/desired-state.js';
+import { egressAppOf } from '../../net/member-syntax.js';
 import { sortDiagnostics } from '../../diagnostic.js';
 import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
 import { FAMILIES } from '../../net/family.js';
@@ -37,9 +38,13 @@ Marathon: what each host should have, from where its tasks run), through the sam
   iptables  for each host and address family: the 'ipset restore' input, then the
             'iptables-restore --noflush' / 'ip6tables-restore --noflush' input, each under a
             '# ---' header: exactly what the agent writes on a host without Portcullis rules.
-  json      the DesiredState of the host, or of every host as an object keyed by host id.
-Compile reports (rejected label declarations, hosts without address, port conflicts) are
-printed on stderr as warnings.
+            With per-app egress (defaults.egress on), each host ends with '# egress'
+            comment lines saying which tasks are local and what each local app may reach:
+            the agent renders those chains itself, from its local task map.
+  json      the DesiredState of the host, or of every host as an object keyed by host id
+            (egress-task, egress-managed4/6 and egress-ip4/6 included).
+Compile reports (rejected label declarations, hosts without address, port conflicts, tasks
+whose ids cannot be named in egress sets) are printed on stderr as warnings.
 
 Options:
   --host HOST         one host id of the inventory (default: every host)
@@ -115,7 +120,27 @@ function renderHost(state: DesiredState): string {
     out.push(`# --- host ${state.hostId}: ${restoreCommand(family)} --noflush (IPv${family}) ---\n`);
     out.push(renderIptablesRestore(state, family, { insertJump: true }));
   }
+  out.push(renderEgress(state));
   return out.join('');
+}
+
+/**
+ * A host's per-app egress, as comment lines: its chains (PCU-OUTPUT, PCU-EG-*) and per-app sets
+ * depend on the host's local task map (cgroups, container addresses), which only its agent
+ * knows, so they are rendered by the agent; this says what the state asks of it.
+ */
+function renderEgress(state: DesiredState): string {
+  if (EGRESS_KINDS.every((kind) => state.sets[kind].length === 0)) return '';
+  const tasks = state.sets['egress-task'];
+  const lines = [
+    `# egress of host ${state.hostId}: rendered by the agent (its chains and per-app sets depend on the local task map)`,
+    `# egress local tasks: ${tasks.length === 0 ? '(none)' : tasks.join(', ')}`,
+    `# egress-managed destinations checked at the source: ${state.sets['egress-managed4'].length} IPv4, ${state.sets['egress-managed6'].length} IPv6 (the cluster's)`,
+  ];
+  const reach = new Map<string, string[]>(tasks.map((m) => [egressAppOf(m), []]));
+  for (const m of [...state.sets['egress-ip4'], ...state.sets['egress-ip6']]) reach.get(egressAppOf(m))?.push(m.slice(m.indexOf('|') + 1));
+  for (const [app, dests] of reach) lines.push(`# egress ${app} may reach: ${dests.length === 0 ? 'no managed destination' : dests.join(' ')}`);
+  return `${lines.join('\n')}\n`;
 }
 
 export const compileCommand: Command = {

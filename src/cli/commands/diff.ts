@@ -11,6 +11,7 @@ import { AddressSet } from '../../compile/address-set.js';
 import { diffStates, type StateDelta } from '../../compile/state-delta.js';
 import { sortDiagnostics, type Diagnostic } from '../../diagnostic.js';
 import { formatSource } from '../../net/cidr.js';
+import { formatAddress, tryParseAddress } from '../../net/address.js';
 import type { ClusterState } from '../../inventory/cluster-state.js';
 import type { Mode } from '../../policy/policy-model.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
@@ -32,7 +33,9 @@ const help = `Usage: portcullis diff OLD NEW [--inventory FILE | --controller UR
 Compiles two versions of a policy (OLD and NEW: policy files or directories) against the same
 inventory and prints, per host, what NEW adds (+) and removes (-) compared with OLD: set
 members as the agent stores them (e.g. '+ allow-ip4 10.0.1.11,tcp:31100'), each allowed
-source also said in words, and mode changes. Hosts without change are listed on one line.
+source also said in words, and mode changes. With per-app egress (defaults.egress on), what
+each app on a host may now reach, or no longer, is said too (e.g. '/shop/batch may now reach
+/shop/db postgres/tcp 31300 on node-3 (10.0.1.13)'). Hosts without change are listed on one line.
 
 Options:
 ${INVENTORY_OPTION_HELP}
@@ -114,6 +117,50 @@ function inWords(change: HostChange, cluster: ClusterState): string[] {
   return lines;
 }
 
+/** "<address>,<proto>:<port>" of every task port of the cluster → "<app> <port name>/<proto> <port> on <host>". */
+function destinationOwners(cluster: ClusterState): Map<string, string> {
+  const out = new Map<string, string>();
+  const addresses = new Map(cluster.hosts.map((h) => [h.id, h.addresses.flatMap((a) => tryCanonical(a))]));
+  const apps = new Map(cluster.apps.map((a) => [a.id, a]));
+  for (const task of cluster.tasks) {
+    apps.get(task.appId)?.ports.forEach((port, i) => {
+      const hostPort = task.hostPorts[i];
+      if (hostPort === undefined) return;
+      for (const proto of port.protocols) {
+        for (const a of addresses.get(task.hostId) ?? []) out.set(`${a},${proto}:${hostPort}`, `${task.appId} ${port.name ?? `#${i}`}/${proto} ${hostPort} on ${task.hostId}`);
+      }
+    });
+  }
+  return out;
+}
+
+function tryCanonical(text: string): string[] {
+  const a = tryParseAddress(text);
+  return a ? [formatAddress(a.family, a.value)] : [];
+}
+
+/**
+ * Per local app of a changed host, the managed destinations it may now reach or no longer
+ * reach (egress-ip* members), one line per app and destination port with its addresses, e.g.
+ * "node-1: /shop/batch may now reach /shop/db postgres/tcp 31300 on node-3 (10.0.1.13, fd00:1::13)".
+ */
+function egressInWords(change: HostChange, owners: ReadonlyMap<string, string>): string[] {
+  const lines: string[] = [];
+  for (const [verb, lists] of [['may now reach', [change.delta.adds['egress-ip4'], change.delta.adds['egress-ip6']]], ['may no longer reach', [change.delta.removes['egress-ip4'], change.delta.removes['egress-ip6']]]] as const) {
+    const byTarget = new Map<string, string[]>();
+    for (const member of lists.flat()) {
+      const bar = member.indexOf('|');
+      const dest = member.slice(bar + 1);
+      const comma = dest.lastIndexOf(',');
+      const [proto, port] = dest.slice(comma + 1).split(':') as [string, string];
+      const key = `${member.slice(0, bar)} ${verb} ${owners.get(dest) ?? `${proto} ${port}`}`;
+      byTarget.set(key, [...(byTarget.get(key) ?? []), dest.slice(0, comma)]);
+    }
+    for (const [key, addresses] of [...byTarget].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) lines.push(`${change.hostId}: ${key} (${addresses.join(', ')})`);
+  }
+  return lines;
+}
+
 function changesOf(before: ReadonlyMap<string, DesiredState>, after: ReadonlyMap<string, DesiredState>): { changed: HostChange[]; unchanged: string[] } {
   const changed: HostChange[] = [];
   const unchanged: string[] = [];
@@ -128,7 +175,7 @@ function changesOf(before: ReadonlyMap<string, DesiredState>, after: ReadonlyMap
   return { changed, unchanged };
 }
 
-function hostText(change: HostChange, cluster: ClusterState): string {
+function hostText(change: HostChange, cluster: ClusterState, owners: ReadonlyMap<string, string>): string {
   const { delta } = change;
   const adds = SET_KINDS.reduce((n, k) => n + delta.adds[k].length, 0);
   const removes = SET_KINDS.reduce((n, k) => n + delta.removes[k].length, 0);
@@ -141,7 +188,7 @@ function hostText(change: HostChange, cluster: ClusterState): string {
       }
     }
   }
-  for (const words of inWords(change, cluster)) lines.push(`  = ${words}`);
+  for (const words of [...inWords(change, cluster), ...egressInWords(change, owners)]) lines.push(`  = ${words}`);
   return lines.join('\n') + '\n';
 }
 
@@ -210,7 +257,8 @@ export const diffCommand: Command = {
       io.stdout(`no change: both policies compile to the same state on ${plural(unchanged.length, 'host')}\n`);
       return EXIT_OK;
     }
-    io.stdout(changed.map((c) => hostText(c, cluster)).join(''));
+    const owners = destinationOwners(cluster);
+    io.stdout(changed.map((c) => hostText(c, cluster, owners)).join(''));
     io.stdout(unchanged.length > 0 ? `unchanged (${unchanged.length}): ${unchanged.join(', ')}\n` : 'every host changes\n');
     return EXIT_OK;
   },

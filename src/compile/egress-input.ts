@@ -1,0 +1,76 @@
+/**
+ * What per-app egress (egress.ts) reads of the cluster: the cluster index and each host's claims,
+ * for both compile paths (compile.ts: HostClaims; the incremental compiler: its ClaimUses), and
+ * the small list helpers egress.ts is built with.
+ */
+import { memberSuffix } from '../net/member.js';
+import type { ParsedAddress } from '../net/address.js';
+import type { Task } from '../inventory/cluster-state.js';
+import type { ClusterIndex } from './cluster-index.js';
+import type { HostClaim, PortMatch } from './host-claims.js';
+
+/** One managed claim of a host as egress sees it: its member suffix and its owners' PortMatches. */
+export interface EgressClaim {
+  readonly suffix: string;
+  readonly matches: readonly PortMatch[];
+}
+
+/** What egress reads of the cluster (the cluster index and the hosts' claims). */
+export interface EgressInput {
+  addresses(hostId: string): readonly ParsedAddress[];
+  tasksOn(hostId: string): readonly Task[];
+  groupsOf(appId: string): readonly string[];
+  claims(hostId: string): readonly EgressClaim[];
+}
+
+/** A host's claims as egress reads them. */
+export function egressClaims(claims: readonly HostClaim[]): EgressClaim[] {
+  return claims.map((c) => ({ suffix: memberSuffix(c.protocol, c.port), matches: c.matches }));
+}
+
+/** The EgressInput of a cluster index and a claims reader. */
+export function egressInput(index: ClusterIndex, claims: (hostId: string) => readonly EgressClaim[]): EgressInput {
+  return {
+    addresses: (hostId) => index.addresses(hostId),
+    tasksOn: (hostId) => index.tasksOn(hostId),
+    groupsOf: (appId) => index.app(appId).groups,
+    claims,
+  };
+}
+
+/** Members removed from `from` and added (each sorted), giving the list they are recorded for. */
+export interface ListEdits {
+  readonly from: readonly string[];
+  readonly removes: readonly string[];
+  readonly adds: readonly string[];
+}
+
+export function byString(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export function sortedUnique(list: string[]): string[] {
+  list.sort(byString);
+  return list.filter((m, i) => i === 0 || m !== list[i - 1]);
+}
+
+export function sortedEdits(from: readonly string[], removes: string[], adds: string[]): ListEdits {
+  return { from, removes: removes.sort(byString), adds: adds.sort(byString) };
+}
+
+export function addTo(map: Map<string, Set<string>>, key: string, value: string): void {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  set.add(value);
+}
+
+export function removeFrom(map: Map<string, Set<string>>, key: string, value: string): void {
+  const set = map.get(key);
+  if (set?.delete(value) && set.size === 0) map.delete(key);
+}
+
+export function countIn<K>(map: Map<K, number>, key: K, delta: number): void {
+  const n = (map.get(key) ?? 0) + delta;
+  if (n > 0) map.set(key, n);
+  else map.delete(key);
+}
