@@ -48,8 +48,8 @@ describe('portcullis explain', () => {
     const lines = verdicts(r.out);
     // web runs on node-1, node-2 (canary is not /shop/web): 2 tasks x 2 addresses; api has 3 tasks.
     expect(lines).toHaveLength(12);
-    for (const l of lines) expect(l).toMatch(/^task \/shop\/web\.[12] of \/shop\/web on node-[12] \(\S+\) → \/shop\/api on node-\d:\d+\/tcp \(http\): ALLOW$/);
-    expect(lines).toContain('task /shop/web.1 of /shop/web on node-1 (10.0.1.11) → /shop/api on node-2:31100/tcp (http): ALLOW');
+    for (const l of lines) expect(l).toMatch(/^task shop_web\.[12] of \/shop\/web on node-[12] \(\S+\) → \/shop\/api on node-\d:\d+\/tcp \(http\): ALLOW$/);
+    expect(lines).toContain('task shop_web.1 of /shop/web on node-1 (10.0.1.11) → /shop/api on node-2:31100/tcp (http): ALLOW');
     // Each verdict shows both halves: egress at the source host, then the destination.
     const halves = r.out.split('\n').filter((l) => /^ {4}(egress at|destination) /.test(l));
     expect(halves).toHaveLength(24);
@@ -62,8 +62,8 @@ describe('portcullis explain', () => {
     const batch = await cli(['explain', '--inventory', batchInventory, '--from', '/shop/batch', '--to', '/shop/db', '--port', 'postgres']);
     expect(batch.code, batch.err).toBe(0);
     expect(verdicts(batch.out)).toEqual([
-      'task /shop/batch.1 of /shop/batch on node-1 (10.0.1.11) → /shop/db on node-3:31300/tcp (postgres): DENY at the source host (egress)',
-      'task /shop/batch.1 of /shop/batch on node-1 (fd00:1::11) → /shop/db on node-3:31300/tcp (postgres): DENY at the source host (egress)',
+      'task shop_batch.1 of /shop/batch on node-1 (10.0.1.11) → /shop/db on node-3:31300/tcp (postgres): DENY at the source host (egress)',
+      'task shop_batch.1 of /shop/batch on node-1 (fd00:1::11) → /shop/db on node-3:31300/tcp (postgres): DENY at the source host (egress)',
     ]);
     // The destination alone admits node-1 (it runs api): the host-level answer of before issue 10.
     expect(batch.out).toContain('    egress at node-1: DENY — tier default\n');
@@ -74,8 +74,8 @@ describe('portcullis explain', () => {
     const api = await cli(['explain', '--inventory', batchInventory, '--from', '/shop/api', '--to', '/shop/db', '--port', 'postgres']);
     const onNode1 = verdicts(api.out).filter((l) => l.includes(' on node-1 '));
     expect(onNode1).toEqual([
-      'task /shop/api.1 of /shop/api on node-1 (10.0.1.11) → /shop/db on node-3:31300/tcp (postgres): ALLOW',
-      'task /shop/api.1 of /shop/api on node-1 (fd00:1::11) → /shop/db on node-3:31300/tcp (postgres): ALLOW',
+      'task shop_api.1 of /shop/api on node-1 (10.0.1.11) → /shop/db on node-3:31300/tcp (postgres): ALLOW',
+      'task shop_api.1 of /shop/api on node-1 (fd00:1::11) → /shop/db on node-3:31300/tcp (postgres): ALLOW',
     ]);
     expect(api.out).toMatch(/6 connections allowed, 0 denied\n$/);
   });
@@ -84,7 +84,7 @@ describe('portcullis explain', () => {
     const ask = (from: string) => cli(['explain', '--inventory', batchInventory, '--from', from, '--to', '/shop/api', '--port', 'http', '--protocol', 'tcp']);
     const batch = verdicts((await ask('/shop/batch')).out);
     expect(batch).toHaveLength(6);
-    for (const l of batch) expect(l).toMatch(/^task \/shop\/batch\.1 of \/shop\/batch on node-1 .*: DENY at the source host \(egress\)$/);
+    for (const l of batch) expect(l).toMatch(/^task shop_batch\.1 of \/shop\/batch on node-1 .*: DENY at the source host \(egress\)$/);
     const web = verdicts((await ask('/shop/web')).out).filter((l) => l.includes(' on node-1 ('));
     expect(web).toHaveLength(6);
     for (const l of web) expect(l).toMatch(/: ALLOW$/);
@@ -156,7 +156,7 @@ describe('portcullis explain', () => {
     expect(verdicts(r.out)).toEqual(['192.0.2.1 → /shop/db on node-3:31300/tcp (postgres): DENY (audit: logged, not dropped) — tier default']);
     const batch = await cli(['explain', '--policy', dir, '--inventory', batchInventory, '--from', '/shop/batch', '--to', '/shop/db', '--port', 'postgres']);
     expect(verdicts(batch.out)[0]).toBe(
-      'task /shop/batch.1 of /shop/batch on node-1 (10.0.1.11) → /shop/db on node-3:31300/tcp (postgres): DENY at the source host (egress): would be dropped (audit)',
+      'task shop_batch.1 of /shop/batch on node-1 (10.0.1.11) → /shop/db on node-3:31300/tcp (postgres): DENY at the source host (egress): would be dropped (audit)',
     );
     expect(batch.out).toContain('    egress at node-1: DENY (would be dropped (audit)) — tier default\n');
     expect(batch.out).toContain('(audit mode: logged as pcu-egress, would be dropped)');
@@ -182,18 +182,18 @@ describe('portcullis explain', () => {
     expect(body.pairs).toHaveLength(2);
     expect(body.pairs[0]).toMatchObject({
       sourceAppId: '/shop/batch',
-      sourceTaskId: '/shop/batch.1',
+      sourceTaskId: 'shop_batch.1',
       sourceHostId: 'node-1',
       source: '10.0.1.11',
       hostId: 'node-3',
       hostPort: 31300,
       protocol: 'tcp',
       portName: 'postgres',
-      taskId: '/shop/db.1',
+      taskId: 'shop_db.1',
       decision: 'deny',
       enforced: true,
       deniedAt: 'source',
-      egress: { decision: 'deny', tier: 'default', family: 4, sourceAddresses: ['10.0.1.11'], owners: ['/shop/db.1#0'] },
+      egress: { decision: 'deny', tier: 'default', family: 4, sourceAddresses: ['10.0.1.11'], owners: ['shop_db.1#0'] },
       destination: { decision: 'allow', tier: 'policy', rule: 'to-db' },
     });
   });

@@ -48,7 +48,7 @@ describe('portcullis compile with per-app egress', () => {
     const odd = join(tmp, 'odd-ids.yaml');
     writeFileSync(odd, readFileSync(inventory, 'utf8').replace('id: shop_db.1,', 'id: /shop/db.1,'));
     const plain = await cli(['compile', '--inventory', odd, '--host', 'node-3']);
-    expect(plain.err).toContain('task "/shop/db.1" of app "/shop/db" on host node-3: an id outside');
+    expect(plain.err).toContain('task "/shop/db.1" of app "/shop/db" on host node-3: a task id must be 1-255 of [A-Za-z0-9_.-]');
     expect(plain.err).toContain('[egress-unsafe-id]');
     expect(plain.out).toContain('# egress local tasks: /monitoring/prometheus|monitoring_prometheus.1, /monitoring/statsd|monitoring_statsd.1, /shop/payments|shop_payments.2\n');
   });

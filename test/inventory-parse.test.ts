@@ -32,15 +32,19 @@ describe('the example inventory', () => {
     for (const t of tasks) expect(t.hostPorts.length).toBe(apps.find((a) => a.id === t.appId)!.ports.length);
   });
 
-  it('names tasks <app>.<n> by default, in file order per app', () => {
+  it('names tasks as Marathon does (<app id without the leading / and with _ for />.<n>) by default, in file order per app', () => {
     const text = 'hosts:\n  - { id: h1 }\n  - { id: h2 }\napps:\n  - { id: /a, ports: [{}] }\ntasks:\n  - { app: /a, host: h2, ports: [2] }\n  - { app: /a, host: h1, ports: [1] }\n  - { id: custom, app: /a, host: h1, ports: [3] }\n';
     const result = parseStaticInventory('i.yaml', text);
     if (!result.ok) throw new Error(result.errors.map(formatDiagnostic).join('\n'));
     expect(result.cluster.tasks).toEqual([
-      { id: '/a.1', appId: '/a', hostId: 'h2', hostPorts: [2] },
-      { id: '/a.2', appId: '/a', hostId: 'h1', hostPorts: [1] },
+      { id: 'a.1', appId: '/a', hostId: 'h2', hostPorts: [2] },
+      { id: 'a.2', appId: '/a', hostId: 'h1', hostPorts: [1] },
       { id: 'custom', appId: '/a', hostId: 'h1', hostPorts: [3] },
     ]);
+    // Two app ids of one form get distinct defaults; every default can stand in an egress member.
+    const two = parseStaticInventory('i.yaml', 'hosts:\n  - { id: h1 }\napps:\n  - { id: /a/b, ports: [{}] }\n  - { id: /a_b, ports: [{}] }\ntasks:\n  - { app: /a/b, host: h1, ports: [1] }\n  - { app: /a_b, host: h1, ports: [2] }\n');
+    if (!two.ok) throw new Error(two.errors.map(formatDiagnostic).join('\n'));
+    expect(two.cluster.tasks.map((t) => t.id)).toEqual(['a_b.1', 'a_b.1-2']);
     expect(result.cluster.apps[0]).toEqual({ id: '/a', labels: {}, networkMode: 'host', ports: [{ protocols: ['tcp'], labels: {} }] });
   });
 
@@ -91,7 +95,7 @@ describe('inventory errors', () => {
       [8, 38, 'found the number 0'], [8, 41, 'found the number 70000']] },
     { name: 'two tasks share a host port on one host', text:
       `${H}${A}tasks:\n  - { app: /a, host: node-1, ports: [31000, 31001] }\n  - { app: /a, host: node-1, ports: [31002, 31001] }\n  - { app: /a, host: node-2, ports: [31000, 31001] }\n`,
-      want: [[9, 45, "host port 31001 (tcp, udp) on host 'node-1' is already used by task '/a.1'"]] },
+      want: [[9, 45, "host port 31001 (tcp, udp) on host 'node-1' is already used by task 'a.1'"]] },
     { name: 'duplicate task id', text: `${H}${A}tasks:\n  - { id: t1, app: /a, host: node-1, ports: [1, 2] }\n  - { id: t1, app: /a, host: node-2, ports: [1, 2] }\n`,
       want: [[9, 11, "duplicate task id 't1': already used by the task at i.yaml:8:5"]] },
     { name: 'task without app and host', text: 'tasks:\n  - { ports: [] }\n', want: [[2, 5, "task #1 has no 'app'"], [2, 5, "task #1 has no 'host'"]] },

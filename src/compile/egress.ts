@@ -346,7 +346,7 @@ export class EgressIndex {
           hostId,
           appId: t.appId,
           taskId: t.id,
-          message: `task ${JSON.stringify(t.id)} of app ${JSON.stringify(t.appId)} on host ${hostId}: an id outside [A-Za-z0-9._/-] (or too long) cannot be named in egress sets; the agent treats the task as unmapped`,
+          message: `task ${JSON.stringify(t.id)} of app ${JSON.stringify(t.appId)} on host ${hostId}: ${isMemberAppId(t.appId) ? 'a task id must be 1-255 of [A-Za-z0-9_.-]' : "an app id must be '/' and 1-512 of [A-Za-z0-9._/-]"} to be named in egress sets; the agent treats the task as unmapped (host-level)`,
         });
       }
     }

@@ -239,9 +239,8 @@ function readTasks(
       n = (perApp.get(appId) ?? 0) + 1;
       perApp.set(appId, n);
     }
-    let id = appId === undefined ? undefined : `${appId}.${n}`;
     const idEntry = m.get('id');
-    if (idEntry) id = r.string(idEntry.value, `'id' of ${what}`);
+    let id = idEntry ? r.string(idEntry.value, `'id' of ${what}`) : appId === undefined ? undefined : defaultTaskId(appId, n, idAt);
     if (id !== undefined) {
       const prior = idAt.get(id);
       if (prior) r.error(idEntry?.value ?? node, `duplicate task id '${id}': already used by the task at ${where(prior)}`);
@@ -269,4 +268,16 @@ function readTasks(
     });
     out.push({ id, appId: app.id, hostId, hostPorts: hostPorts as number[] });
   });
+}
+
+/**
+ * A task's id when the file gives none: Marathon's form, the app id without its leading '/' and
+ * with '_' for '/', then '.<n>' (`/shop/web` → `shop_web.1`), so that it can stand in an egress
+ * member; a count is appended when that id is taken (`/a/b` and `/a_b` share a form).
+ */
+function defaultTaskId(appId: string, n: number, taken: ReadonlyMap<string, unknown>): string {
+  const base = `${appId.replace(/^\/+/, '').replaceAll('/', '_')}.${n}`;
+  let id = base;
+  for (let k = 2; taken.has(id); k++) id = `${base}-${k}`;
+  return id;
 }
