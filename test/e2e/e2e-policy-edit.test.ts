@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leftoverNamespaces, startCluster, waitFor, type Cluster } from '../support/cluster-harness.js';
 import { isRoot, probesEventually, runProbes } from './e2e-support.js';
+import { ipsetMembers } from '../support/kernel-state.js';
 import { shopCases, shopInventory, shopPolicy, startShopWorkloads } from './shop-fixture.js';
 
 const BROKEN = 'version: 1\nrules:\n  - { name: oops, from: web, to: [api\n';
@@ -31,12 +32,17 @@ describe.skipIf(!isRoot)('e2e: policy edits', () => {
   it('denying web -> api and allowing cache -> api converges everywhere and the probes follow', async () => {
     const c = cluster as Cluster;
     const edit = { webToApi: false, cacheToApi: true };
+    const h1 = c.hosts[0]!;
+    const h1Sets = async () => Promise.all(['pcu4-allow-ip', 'pcu4-managed-tcp', 'pcu6-allow-ip'].map((s) => ipsetMembers(c.net, h1.ns, s)));
+    const h1Before = await h1Sets();
     await c.setPolicy(shopPolicy(edit));
     const next = await c.waitConverged(30_000, versions);
-    // Only h2 runs api: its state changes; the others compile to the same bytes.
-    expect(next.get('h2')).not.toBe(versions.get('h2'));
-    expect(next.get('h1')).toBe(versions.get('h1'));
+    // h2 runs api: its destination sets change. With per-app egress the hosts of the sources
+    // change too, in their egress lists only: h1 (web may no longer reach api) and h3 (cache
+    // may now); h1's destination side is what it was.
+    expect(['h1', 'h2', 'h3'].filter((h) => next.get(h) !== versions.get(h))).toEqual(['h1', 'h2', 'h3']);
     versions = next;
+    expect(await h1Sets()).toEqual(h1Before);
     await probesEventually(c.net, shopCases(c, edit), 10_000);
     expect(await runProbes(c.net, shopCases(c, edit))).toEqual([]);
   });
