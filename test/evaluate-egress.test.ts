@@ -227,6 +227,15 @@ describe('egress verdict of a task of app A on host X', () => {
     expect(v.enforced).toBe(true);
   });
 
+  it('a source task whose ids cannot be named in egress sets is unmapped: host-level, as its agent treats it', () => {
+    const p = pol({ rules: [toDb()] });
+    const q = { appId: '/shop/batch', sourceHostId: 'h-1', destHostId: 'h-db', protocol: 'tcp', hostPort: 31300, family: 4 } as const;
+    expect(egressVerdict(p, cl, { ...q, sourceTaskId: 'batch.1' })).toMatchObject({ decision: 'deny', tier: 'default' });
+    const odd = egressVerdict(p, cl, { ...q, sourceTaskId: 'batch 1;x' });
+    expect(odd).toMatchObject({ decision: 'allow', tier: 'unmapped' });
+    expect(odd.reason).toMatch(/cannot be named in egress sets .*unmapped: host-level/);
+  });
+
   it('group peers: the destination side admits the host, the egress side tells the apps apart', () => {
     const p = pol({ rules: [toDb()] });
     const db = tasks.find((t) => t.id === 'db.1')!;

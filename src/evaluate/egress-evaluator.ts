@@ -22,6 +22,7 @@
 import type { App, ClusterState, Task } from '../inventory/cluster-state.js';
 import type { PeerRef, Policy, Protocol } from '../policy/policy-model.js';
 import type { SourceLocation } from '../diagnostic.js';
+import { isMemberAppId, isMemberTaskId } from '../net/member-syntax.js';
 import {
   appInGroup,
   findApp,
@@ -40,9 +41,10 @@ import {
 
 /**
  * `unmanaged`: no task claims the destination port; `off`: `defaults.egress` is off;
- * `no-address`: the source host has no address of the family, and some address of the family is denied.
+ * `no-address`: the source host has no address of the family, and some address of the family is denied;
+ * `unmapped`: the source task's ids cannot be named in an egress member, so its agent does not know it.
  */
-export type EgressTier = 'failsafe' | 'policy' | 'labels' | 'default' | 'unmanaged' | 'off' | 'no-address';
+export type EgressTier = 'failsafe' | 'policy' | 'labels' | 'default' | 'unmanaged' | 'off' | 'no-address' | 'unmapped';
 
 export interface EgressQuery {
   /** The source app A (its tasks are judged, wherever they run). */
@@ -57,6 +59,11 @@ export interface EgressQuery {
   readonly family: 4 | 6;
   /** The owner (task id, port index) whose verdict to report when every owner allows (explain). */
   readonly prefer?: { readonly taskId: string; readonly portIndex: number };
+  /**
+   * The source task, when one is judged (explain): a task whose ids cannot stand in an egress
+   * member is never named to its agent, which treats it as unmapped (tier `unmapped`).
+   */
+  readonly sourceTaskId?: string;
 }
 
 export interface EgressVerdict {
@@ -150,6 +157,9 @@ export function egressVerdict(policy: Policy, cluster: ClusterState, q: EgressQu
   });
 
   if (!egressEnabled(policy)) return verdict('allow', 'off', 'defaults.egress is off: the source host does not check its tasks (destination side only).');
+  if (q.sourceTaskId !== undefined && !(isMemberAppId(q.appId) && isMemberTaskId(q.sourceTaskId))) {
+    return verdict('allow', 'unmapped', `task ${JSON.stringify(q.sourceTaskId)} of ${JSON.stringify(q.appId)}: its ids cannot be named in egress sets (egress-unsafe-id), so its agent treats it as unmapped: host-level with --egress-unmapped host (the default), the destination side judges it.`);
+  }
   if (isFailsafe(policy, q.protocol, q.hostPort)) {
     return verdict('allow', 'failsafe', `${q.protocol} ${q.hostPort} is a failsafe port, never managed, so no source host checks it.`);
   }

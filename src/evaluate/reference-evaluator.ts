@@ -250,6 +250,7 @@ function taskPairs(
           hostPort: destination.hostPort,
           family,
           prefer: { taskId: destination.taskId, portIndex: portIndex.get(destination)! },
+          sourceTaskId: st.id,
         });
         const deniedAt = egress.decision === 'deny' ? 'source' : destination.decision === 'deny' ? 'destination' : undefined;
         pairs.push({
