@@ -43,7 +43,7 @@ export { egressClaims, egressInput, type EgressClaim, type EgressInput, type Lis
 
 const FAMILIES = [4, 6] as const;
 /** Hosts read or rebuilt between two yields of `steps`. */
-const HOST_BATCH = 2;
+const HOST_BATCH = 1;
 /** Members hashed between two yields when a long list is summed whole. */
 const SUM_CHUNK = 8192;
 const IP_KIND = ['egress-ip4', 'egress-ip6'] as const;
@@ -165,7 +165,7 @@ export class EgressIndex {
 
     let managedChanged = false;
     const fromEmpty: number[] = [];
-    FAMILIES.forEach((_, fi) => {
+    for (let fi = 0; fi < FAMILIES.length; fi++) {
       const removes: string[] = [];
       const adds: string[] = [];
       for (const [text, before] of touched[fi]!) {
@@ -173,14 +173,17 @@ export class EgressIndex {
         if (before && !now) removes.push(text);
         else if (!before && now) adds.push(text);
       }
-      if (removes.length + adds.length === 0) return;
+      if (removes.length + adds.length === 0) continue;
       const list = this.managed[fi]!;
+      const big = removes.length + adds.length > SUM_CHUNK;
+      if (big) yield; // a full build: the family's whole list is sorted and its edits taken apart
       if (list.length === 0) fromEmpty.push(fi);
       const next = list.length === 0 ? adds.sort(byString) : patchEgressList(MANAGED_KIND[fi]!, list, removes, adds);
+      if (big) yield;
       this.editsOf.set(next, sortedEdits(list, removes, adds));
       this.managed = fi === 0 ? [next, this.managed[1]!] : [this.managed[0]!, next];
       managedChanged = true;
-    });
+    }
     if (managedChanged) yield;
     // A list built from empty (a full build) is summed in chunks, with yields between them.
     for (const fi of fromEmpty) {
@@ -197,6 +200,7 @@ export class EgressIndex {
     FAMILIES.forEach((_, fi) => {
       if (touched[fi]!.size > 0) this.baselines[fi]!.clear();
     });
+    if (managedChanged) yield;
     const concat = this.patchLists(touched);
     // The baselines of the rebuilt hosts' classes first, in steps (the first host of a class would pay for it at once).
     if (rebuild.size > HOST_BATCH * 16) for (const id of rebuild) for (const family of FAMILIES) yield* this.baselineSteps(this.verdicts.sourceClass(input.addresses(id), family));
@@ -449,7 +453,8 @@ export class EgressIndex {
     const out: string[] = [];
     let n = 0;
     for (const [claimKey, texts] of this.textsOfClaim[fi]!) {
-      if (++n % 256 === 0) yield;
+      // Often: with a large policy one claim's first verdict walks thousands of rules.
+      if (++n % 16 === 0) yield;
       if (!this.verdicts.allowed(NONE, cls, claimKey, this.matchesOf.get(claimKey)!)) continue;
       for (const text of texts.keys()) {
         const owners = this.owners[fi]!.get(text)!;
