@@ -3,7 +3,7 @@
  * is a DesiredState: the shape, known set kinds only, and a `version` equal to the content hash
  * recomputed from {mode, sets}. Pure.
  */
-import { EGRESS_KINDS, SET_KINDS, type DesiredState, type SetContents } from './desired-state.js';
+import { SET_KINDS, hasEgressMembers, type DesiredState, type SetContents } from './desired-state.js';
 import { stateVersion, stateVersionV1 } from './state-version.js';
 
 export interface CheckOptions {
@@ -31,7 +31,7 @@ export function checkDesiredState(value: unknown, options: CheckOptions = {}): s
   if (extra.length > 0) return `unknown set kind(s) ${extra.join(', ')}`;
   const expected = stateVersion(s.mode, s.sets as SetContents);
   if (expected === s.version) return undefined;
-  const v1 = options.acceptV1 && EGRESS_KINDS.every((kind) => (sets[kind] as unknown[]).length === 0); // v1 had no egress
+  const v1 = options.acceptV1 && !hasEgressMembers(s.sets as SetContents); // v1 had no egress
   if (v1 && stateVersionV1(s.mode, s.sets as SetContents) === s.version) return undefined;
   return `version ${s.version} does not match its content (${expected})`;
 }

@@ -62,6 +62,11 @@ export interface DesiredState {
   readonly version: string;
 }
 
+/** True when some egress kind has a member (a state without one is what it was before egress). */
+export function hasEgressMembers(sets: SetContents): boolean {
+  return EGRESS_KINDS.some((kind) => (sets[kind]?.length ?? 0) > 0);
+}
+
 /** Fresh empty lists of every kind. */
 export function emptySets(): Record<SetKind, string[]> {
   return Object.fromEntries(SET_KINDS.map((kind) => [kind, []])) as unknown as Record<SetKind, string[]>;

@@ -59,7 +59,7 @@
  */
 import { hash } from 'node:crypto';
 import type { Mode } from '../policy/policy-model.js';
-import { ALLOW_KINDS, EGRESS_KINDS, INGRESS_KINDS, type SetContents, type SetKind } from './desired-state.js';
+import { ALLOW_KINDS, EGRESS_KINDS, INGRESS_KINDS, hasEgressMembers, type SetContents, type SetKind } from './desired-state.js';
 import { patchMemberList } from './member-lists.js';
 
 /** The short kinds, whose members the header lists (SET_KINDS order; they precede the allow kinds). */
@@ -186,7 +186,7 @@ export function patchEgressList(kind: SetKind, list: readonly string[], removes:
 
 /** The "#egress" header line, '' when every egress kind is empty. */
 function egressLine(sets: SetContents): string {
-  if (EGRESS_KINDS.every((kind) => sets[kind].length === 0)) return '';
+  if (!hasEgressMembers(sets)) return '';
   const sum = new Uint32Array(LIMBS);
   for (const kind of EGRESS_KINDS) if (sets[kind].length > 0) addInto(sum, egressListSum(kind, sets[kind]), 1);
   return `#egress ${toHex(sum)}\n`;

@@ -22,10 +22,10 @@
  * Single-threaded (Node); the service calls `kick` and `tick`, grpc-js calls the handlers.
  */
 import * as grpc from '@grpc/grpc-js';
-import type { DesiredState } from '../compile/desired-state.js';
+import { hasEgressMembers, type DesiredState } from '../compile/desired-state.js';
 import { diffStates, type StateDelta } from '../compile/state-delta.js';
 import { certificateIdentities } from '../tls/peer-identity.js';
-import { agentView, deltaForView, hasEgressMembers, wireKinds } from './agent-view.js';
+import { agentView, deltaForView, wireKinds } from './agent-view.js';
 import { egressReport, recordEgress } from './egress-status.js';
 import type { HostRecord } from './host-record.js';
 import type { AgentMessage__Output, ControllerMessage } from './proto.js';
@@ -125,7 +125,7 @@ export class AgentSession {
     const base = this.host.lookup(this.agentVersion);
     // An agent without egress support cannot hold egress members (it refuses them), and a delta
     // removing them would name kinds it does not know.
-    return base && !this.egressWire && hasEgressMembers(base) ? undefined : base;
+    return base && !this.egressWire && hasEgressMembers(base.sets) ? undefined : base;
   }
 
   /** base → desired (the agent's view of `full`): the source's own patch when it has one, else a diff. */

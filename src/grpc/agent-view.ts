@@ -12,7 +12,7 @@
  * object (a WeakMap: states are immutable and die with the store's generation) and shares every
  * destination-side list with the state, so diffing two views costs what diffing the states does.
  */
-import { EGRESS_KINDS, INGRESS_KINDS, SET_KINDS, type DesiredState, type SetKind } from '../compile/desired-state.js';
+import { EGRESS_KINDS, INGRESS_KINDS, SET_KINDS, hasEgressMembers, type DesiredState, type SetKind } from '../compile/desired-state.js';
 import type { StateDelta } from '../compile/state-delta.js';
 import { stateVersion } from '../compile/state-version.js';
 
@@ -24,13 +24,9 @@ export function wireKinds(egress: boolean): readonly SetKind[] {
   return egress ? SET_KINDS : INGRESS_KINDS;
 }
 
-export function hasEgressMembers(state: DesiredState): boolean {
-  return EGRESS_KINDS.some((kind) => state.sets[kind].length > 0);
-}
-
 /** `state` as an agent with (`egress` true) or without egress support is sent it. */
 export function agentView(state: DesiredState, egress: boolean): DesiredState {
-  if (egress || !hasEgressMembers(state)) return state;
+  if (egress || !hasEgressMembers(state.sets)) return state;
   let view = views.get(state);
   if (view) return view;
   const sets: Record<SetKind, readonly string[]> = { ...state.sets };

@@ -16,12 +16,12 @@
  * established/related) and a second jump goes into mangle OUTPUT. Without it the output is
  * exactly the host-level one above.
  */
-import type { DesiredState, SetKind } from '../compile/desired-state.js';
+import { hasEgressMembers, type DesiredState, type SetKind } from '../compile/desired-state.js';
 import type { Mode } from '../policy/policy-model.js';
 import { ENTRY_CHAIN, MANAGED_CHAIN, TABLE, ipsetName } from './owned-names.js';
 import type { Family } from '../net/family.js';
 import { makeRule, type Chain, type Rule } from './rule-model.js';
-import { hasEgress, renderEgress, type EgressMapping, type RenderedEgress } from './render-egress.js';
+import { renderEgress, type EgressMapping, type RenderedEgress } from './render-egress.js';
 
 export { ruleArgs } from './rule-model.js';
 
@@ -91,7 +91,7 @@ export function managedChain(mode: Mode, family: Family): Chain {
 
 /** True when `renderChains(state, family, egress)` renders per-app egress. */
 export function rendersEgress(state: DesiredState, egress: EgressMapping | undefined): egress is EgressMapping {
-  return egress !== undefined && hasEgress(state);
+  return egress !== undefined && hasEgressMembers(state.sets);
 }
 
 export function renderChains(state: DesiredState, family: Family, egress?: EgressMapping): RenderedChains {

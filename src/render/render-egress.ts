@@ -82,12 +82,6 @@ export interface RenderedEgress {
 
 const SAFE_PATH = /^[A-Za-z0-9_.-]{1,255}(\/[A-Za-z0-9_.-]{1,255}){0,63}$/;
 
-/** True when the state carries any egress member (otherwise nothing of egress is rendered). */
-export function hasEgress(state: DesiredState): boolean {
-  const s = state.sets;
-  return (s['egress-task']?.length ?? 0) + (s['egress-managed4']?.length ?? 0) + (s['egress-managed6']?.length ?? 0) > 0;
-}
-
 /** The local apps of a state (egress-task), each with its task ids, apps ascending. */
 export function localApps(state: DesiredState): Map<string, string[]> {
   const apps = new Map<string, string[]>();

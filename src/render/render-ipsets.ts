@@ -21,11 +21,11 @@
  *   local app, hash:ip,port) follow, written the same way, when asked (`egress`).
  * Output is deterministic: sets in SET_KINDS order, then the egress sets, members in the given (sorted) order.
  */
-import { SET_KINDS, type DesiredState, type SetKind } from '../compile/desired-state.js';
+import { SET_KINDS, hasEgressMembers, type DesiredState, type SetKind } from '../compile/desired-state.js';
 import type { Family } from '../net/family.js';
 import { isZeroPrefixMember, netEntries } from '../net/member.js';
 import { ipsetName, isOwnedSetName, setKindsOf, tmpSetName } from './owned-names.js';
-import { egressSets, hasEgress } from './render-egress.js';
+import { egressSets } from './render-egress.js';
 import { validateMember } from './validate-member.js';
 
 export { validateMember } from './validate-member.js';
@@ -118,7 +118,7 @@ export function renderIpsetRestore(state: DesiredState, family: Family, options:
     const members = setMembers(kind, family, state.sets[kind] ?? [], options.membersValidated === true);
     replaceSetLines(parts, ipsetName(kind, family) as string, setTypeArgs(kind, family, members.length), members);
   }
-  if (options.egress && hasEgress(state)) {
+  if (options.egress && hasEgressMembers(state.sets)) {
     if (options.membersValidated !== true) {
       const error = invalidMembers(state)[0];
       if (error !== undefined) throw new Error(error);

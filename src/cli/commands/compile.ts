@@ -4,7 +4,7 @@
  * host that has no Portcullis objects yet (iptables). Compile reports and lint findings go to
  * stderr as warnings; only a broken policy or inventory fails (exit 1), as in the controller.
  */
-import { EGRESS_KINDS, type DesiredState } from '../../compile/desired-state.js';
+import { hasEgressMembers, type DesiredState } from '../../compile/desired-state.js';
 import { egressAppOf } from '../../net/member-syntax.js';
 import { sortDiagnostics } from '../../diagnostic.js';
 import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
@@ -130,7 +130,7 @@ function renderHost(state: DesiredState): string {
  * knows, so they are rendered by the agent; this says what the state asks of it.
  */
 function renderEgress(state: DesiredState): string {
-  if (EGRESS_KINDS.every((kind) => state.sets[kind].length === 0)) return '';
+  if (!hasEgressMembers(state.sets)) return '';
   const tasks = state.sets['egress-task'];
   const lines = [
     `# egress of host ${state.hostId}: rendered by the agent (its chains and per-app sets depend on the local task map)`,
