@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { importsOf, importsOfFile, resolveRelative, tsFiles } from './support/import-scan.js';
 
-const pureDirs = ['src/net', 'src/policy', 'src/inventory', 'src/compile', 'src/render', 'src/evaluate'];
+const pureDirs = ['src/net', 'src/policy', 'src/inventory', 'src/compile', 'src/render', 'src/evaluate', 'src/flows'];
 const forbidden = [
   /^(node:)?fs(\/promises)?$/,
   /^(node:)?child_process$/,
