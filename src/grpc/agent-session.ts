@@ -19,6 +19,11 @@
  *   the egress kinds, with that view's version, and deltas between views (agent-view.ts). The
  *   latest EgressStatus (Hello, Ack, Pong) is kept on the host record, cleaned, and a host that
  *   cannot enforce is logged at warn once per reason (egress-status.ts).
+ * - Flows: every Snapshot/Delta says `accepts_flow_reports` when the service has a FlowIntake
+ *   (a FlowSink); an agent sends FlowReports only after that. Each report goes to the intake
+ *   (validated, the bad records skipped, logged and counted: flow-intake.ts); without one a
+ *   report is dropped unread. The agent's FlowStatus (Hello, Ack, Pong) is kept on the host
+ *   record, cleaned (flow-wire.ts); a Hello without one (an earlier release) records null.
  * Single-threaded (Node); the service calls `kick` and `tick`, grpc-js calls the handlers.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -27,6 +32,8 @@ import { diffStates, type StateDelta } from '../compile/state-delta.js';
 import { certificateIdentities } from '../tls/peer-identity.js';
 import { agentView, deltaForView, wireKinds } from './agent-view.js';
 import { egressReport, recordEgress } from './egress-status.js';
+import type { FlowIntake } from './flow-intake.js';
+import { flowStatusInfo } from './flow-wire.js';
 import type { HostRecord } from './host-record.js';
 import type { AgentMessage__Output, ControllerMessage } from './proto.js';
 import type { SyncLogger } from './sync-logger.js';
@@ -43,6 +50,8 @@ export interface SessionContext {
   readonly errorRetryMs: number;
   readonly now: () => number;
   readonly logger: SyncLogger;
+  /** Where FlowReports go; undefined: none are asked for, and any that arrive are dropped. */
+  readonly flows: FlowIntake | undefined;
   /** A Hello refused for the client certificate (counted in /status and /metrics; logged here). */
   readonly onCertificateRefused: (peer: string, reason: 'no_client_certificate' | 'host_mismatch', detail: string) => void;
   /** Makes `session` the host's current stream (superseding an older one) and returns its record. */
@@ -106,9 +115,10 @@ export class AgentSession {
     this.seq += 1;
     const kinds = wireKinds(this.egressWire);
     const base = this.deltaBase();
+    const acceptsFlowReports = this.ctx.flows !== undefined;
     const message: ControllerMessage = base
-      ? { delta: deltaMessage(this.deltaTo(base, full, desired), this.seq, kinds) }
-      : { snapshot: snapshotMessage(desired, this.seq, kinds) };
+      ? { delta: { ...deltaMessage(this.deltaTo(base, full, desired), this.seq, kinds), acceptsFlowReports } }
+      : { snapshot: { ...snapshotMessage(desired, this.seq, kinds), acceptsFlowReports } };
     this.host.remember(desired);
     if (base) this.host.remember(base);
     this.inflight = { seq: this.seq, version: desired.version, kind: base ? 'delta' : 'snapshot' };
@@ -171,6 +181,7 @@ export class AgentSession {
     switch (message.msg) {
       case 'ack':
         if (message.ack?.egress) recordEgress(host, egressReport(message.ack.egress), this.ctx.logger);
+        if (message.ack?.flows) host.flows = flowStatusInfo(message.ack.flows);
         if (message.ack) this.onAck(host, message.ack.version, message.ack.seq);
         return;
       case 'applyError':
@@ -178,7 +189,11 @@ export class AgentSession {
         return;
       case 'pong':
         if (message.pong?.egress) recordEgress(host, egressReport(message.pong.egress), this.ctx.logger);
+        if (message.pong?.flows) host.flows = flowStatusInfo(message.pong.flows);
         if (message.pong && message.pong.nonce === this.pingNonce) this.unansweredPings = 0;
+        return;
+      case 'flowReport':
+        if (message.flowReport) this.ctx.flows?.receive(host.hostId, message.flowReport);
         return;
       default:
         this.ctx.logger.warn({ hostId: host.hostId, kind: message.msg }, 'sync: unexpected message ignored');
@@ -219,8 +234,9 @@ export class AgentSession {
     const egress = egressReport(hello.egress);
     this.egressWire = egress.supported;
     host.egressWire = egress.supported;
+    host.flows = flowStatusInfo(hello.flows);
     this.ctx.logger.info(
-      { hostId: host.hostId, peer: host.peer, agentVersion: host.agentVersion, appliedVersion: this.agentVersion, egressSupported: egress.supported, egressEnforcing: egress.enforcing },
+      { hostId: host.hostId, peer: host.peer, agentVersion: host.agentVersion, appliedVersion: this.agentVersion, egressSupported: egress.supported, egressEnforcing: egress.enforcing, flowsRecording: host.flows?.recording ?? null },
       'sync: agent connected',
     );
     recordEgress(host, egress, this.ctx.logger);
