@@ -1,10 +1,12 @@
 /**
  * Flow records on the wire, as pure conversions (src/grpc/flow-wire.ts): the controller's
  * validation of every field (each bad value skipped with a bounded reason, the rest used), the
- * agent's splitting of one read into messages, and the cleaning of an agent's FlowStatus.
+ * agent's splitting of one read into messages, the cleaning of an agent's FlowStatus, and the
+ * intake's counting and rate-limited logging (flow-intake.ts) on a controlled clock.
  */
 import { describe, expect, it } from 'vitest';
-import type { FlowEntry } from '../src/flows/flow-types.js';
+import type { FlowEntry, FlowSink } from '../src/flows/flow-types.js';
+import { FlowIntake, LOG_EVERY_MS } from '../src/grpc/flow-intake.js';
 import {
   FLOW_REPORT_MAX_BYTES,
   FLOW_REPORT_MAX_RECORDS,
@@ -145,5 +147,31 @@ describe('flowStatusInfo', () => {
     expect(off?.reason.length).toBeLessThanOrEqual(200);
     expect(off).toMatchObject({ recording: false, intervalSeconds: 0, maxEntries: 0 });
     expect(flowStatusInfo({ recording: false, reason: '', intervalSeconds: 10, maxEntries: 1 })?.reason).toBe('the agent gave no reason');
+  });
+});
+
+describe('FlowIntake', () => {
+  it('counts every rejected record and logs at most once a minute per host, saying how many went unlogged', () => {
+    let now = NOW;
+    const warns: Record<string, unknown>[] = [];
+    const logger = { debug: () => undefined, info: () => undefined, warn: (fields: object) => void warns.push(fields as Record<string, unknown>) };
+    const kept: string[] = [];
+    const sink: FlowSink = { ingest: (hostId, entries) => void kept.push(...entries.map((e) => `${hostId} ${e.source}`)) };
+    const intake = new FlowIntake(sink, logger, () => now);
+    const bad = (n: number) => ({ records: [...Array.from({ length: n }, () => wire({ port: 0 })), wire()], lost: [], more: false });
+    intake.receive('h1', bad(2));
+    intake.receive('h1', bad(3));
+    intake.receive('h2', bad(1));
+    now += LOG_EVERY_MS - 1;
+    intake.receive('h1', bad(1));
+    expect(warns.map((w) => [w['hostId'], w['rejected'], w['unloggedSinceLast']])).toEqual([
+      ['h1', 2, 0],
+      ['h2', 1, 0],
+    ]);
+    now += 1;
+    intake.receive('h1', bad(4));
+    expect(warns[2]).toMatchObject({ hostId: 'h1', rejected: 4, unloggedSinceLast: 4, reason: 'port 0 is not 1-65535' });
+    expect(intake.rejected).toBe(2 + 3 + 1 + 1 + 4);
+    expect(kept).toEqual(['h1 10.0.0.7', 'h1 10.0.0.7', 'h2 10.0.0.7', 'h1 10.0.0.7', 'h1 10.0.0.7']);
   });
 });
