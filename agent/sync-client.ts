@@ -323,7 +323,14 @@ export class SyncClient {
   private reportFlows(source: FlowSource): void {
     const stream = this.stream;
     if (this.closed || !stream || !stream.acceptsFlows || stream.flowBlocked || stream.rejectedReason !== undefined) return;
-    const { entries, overflow } = source.take(FLOW_REPORT_MAX_RECORDS);
+    let taken: ReturnType<FlowSource['take']>;
+    try {
+      taken = source.take(FLOW_REPORT_MAX_RECORDS);
+    } catch (err) {
+      this.logger.warn({ hostId: this.options.hostId, error: err instanceof Error ? err.message : String(err) }, 'sync: cannot read the recorded flows');
+      return;
+    }
+    const { entries, overflow } = taken;
     let full = false;
     for (const flowReport of flowReportMessages(entries, overflow)) full = !stream.call.write({ flowReport }) || full;
     if (!full) return;

@@ -130,7 +130,7 @@ async function controllerDouble(accepts: boolean) {
   return { running, received, of: (kind: string) => received.filter((m) => m.msg === kind) };
 }
 
-describe('a new agent and a controller of the previous release', () => {
+describe('the new agent against a controller double (of the previous release, or one that accepts reports)', () => {
   it('sends no FlowReport where no Snapshot said accepts_flow_reports, and takes nothing from its source', async () => {
     const double = await controllerDouble(false);
     const source = new FakeFlowSource();
@@ -174,6 +174,23 @@ describe('a new agent and a controller of the previous release', () => {
     // Further intervals with nothing new send nothing.
     await waitFor('five pongs', () => double.of('pong').length >= 5);
     expect(double.of('flowReport')).toHaveLength(1);
+  });
+  it('a source that throws once is logged and read again at the next interval', async () => {
+    const double = await controllerDouble(true);
+    const { lines, logger } = logCapture();
+    const source = new FakeFlowSource();
+    source.queued.push(flow(1));
+    const take = source.take.bind(source);
+    let calls = 0;
+    source.take = (max) => {
+      calls += 1;
+      if (calls === 1) throw new Error('ipset: command failed');
+      return take(max);
+    };
+    agent(double.running.target, source, { logger });
+    await waitFor('a flow report', () => double.of('flowReport').length >= 1);
+    expect(double.of('flowReport')[0]?.flowReport?.records.map((r) => r.source)).toEqual([flow(1).source]);
+    expect(lines.find((l) => l['msg'] === 'sync: cannot read the recorded flows')).toMatchObject({ level: 40, hostId: 'h1', error: 'ipset: command failed' });
   });
 });
 
