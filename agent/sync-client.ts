@@ -24,6 +24,8 @@
  *   Snapshot/Delta said `accepts_flow_reports` (an earlier controller never does: nothing is
  *   taken, so nothing is lost) and only while the transport takes writes (after a full buffer,
  *   not until 'drain'), so memory stays bounded by one read.
+ * - A Delta whose base_version is its version, onto the state held, is acked without calling
+ *   `apply` (the controller sends one to say accepts_flow_reports to an agent already in sync).
  * - Answers Ping with Pong. A stream that fails, is rejected, or stays silent longer than
  *   `idleTimeoutMs` (before its first message: `firstMessageTimeoutMs`, which covers connecting
  *   and a controller busy with a mass reconnect) is replaced after an exponential backoff with
@@ -291,7 +293,10 @@ export class SyncClient {
   private async runApplies(): Promise<void> {
     for (let job = this.takePending(); job; job = this.takePending()) {
       try {
-        await this.options.apply(job.state, job.delta);
+        // A Delta onto the version held that leaves it as it is (the controller's way of saying
+        // accepts_flow_reports to an agent already in sync) needs no kernel write.
+        const unchanged = job.delta !== undefined && job.delta.baseVersion === job.delta.version && this.held()?.version === job.state.version;
+        if (!unchanged) await this.options.apply(job.state, job.delta);
         this.send(job.stream, { ack: { version: job.state.version, seq: job.seq, ...this.egressField(), ...this.flowsField() } });
         this.emit({ type: 'applied', version: job.state.version, seq: job.seq });
       } catch (err) {

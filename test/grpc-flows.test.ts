@@ -243,6 +243,46 @@ describe('the new agent and the new controller', () => {
     expect(service.agent('h1')?.flows?.reason).toBe('the kernel refused the recording rules');
   });
 
+  it('an agent already holding the desired version gets one empty Delta saying reports are taken, acks it without a kernel write, and reports', async () => {
+    const sink = new RecordingSink();
+    const { service, running, source: states } = await controller({ flowSink: sink });
+    const held = states.current('h1');
+    const source = new FakeFlowSource();
+    source.queued.push(flow(1));
+    const applied: string[] = [];
+    agent(running.target, source, { held: () => held, apply: async (s, d) => void applied.push(`${d ? 'delta' : 'snapshot'} ${s.version}`) });
+    await waitFor('the record at the sink', () => sink.entries.length === 1);
+    expect(applied).toEqual([]);
+    await waitFor('in sync', () => service.agent('h1')?.inSync === true);
+    // The next change is a Delta on the version the agent held (it was remembered), applied.
+    states.set(nthState('h1', 5));
+    await waitFor('the change applied', () => applied.length === 1);
+    expect(applied).toEqual([`delta ${nthState('h1', 5).version}`]);
+  });
+
+  it('an agent of the previous release already in sync is sent no empty Delta', async () => {
+    const sink = new RecordingSink();
+    const { service, running, source: states } = await controller({ flowSink: sink, pingIntervalMs: 50 });
+    const stream = raw(running.target);
+    stream.send({ hello: { hostId: 'h1', agentVersion: 'old', appliedVersion: states.current('h1')?.version ?? '' } });
+    await waitFor('three pings', () => stream.of('ping').length >= 3);
+    expect(stream.messages.filter((m) => m.msg !== 'ping')).toEqual([]);
+    expect(service.agent('h1')?.inSync).toBe(true);
+  });
+
+  it('an empty Delta the agent refuses (it does not hold that version) is followed by a Snapshot', async () => {
+    const { running, source: states } = await controller({ flowSink: new RecordingSink() });
+    const stream = raw(running.target);
+    const version = states.current('h1')?.version ?? '';
+    stream.send({ hello: { hostId: 'h1', agentVersion: 'x', appliedVersion: version, flows: RECORDING } });
+    await waitFor('the empty delta', () => stream.of('delta').length === 1);
+    const delta = stream.of('delta')[0]?.delta;
+    expect(delta).toMatchObject({ baseVersion: version, version, adds: [], removes: [], acceptsFlowReports: true });
+    stream.send({ applyError: { version, seq: delta?.seq ?? 0, message: 'no such base' } });
+    await waitFor('a snapshot', () => stream.of('snapshot').length === 1);
+    expect(stream.of('snapshot')[0]?.snapshot).toMatchObject({ version, acceptsFlowReports: true });
+  });
+
   it('splits a read larger than one message (~4 MiB) and it arrives whole', async () => {
     const sink = new RecordingSink();
     const source = new FakeFlowSource();

@@ -24,6 +24,12 @@
  *   (validated, the bad records skipped, logged and counted: flow-intake.ts); without one a
  *   report is dropped unread. The agent's FlowStatus (Hello, Ack, Pong) is kept on the host
  *   record, cleaned (flow-wire.ts); a Hello without one (an earlier release) records null.
+ *   An agent whose Hello announces flows and already holds the desired version would otherwise
+ *   get no Snapshot/Delta on this stream, so never learn that reports are taken: it is sent one
+ *   empty Delta (base_version = version, nothing added or removed), which it acks without a
+ *   kernel write. An agent whose Hello has no FlowStatus is never sent one (a release before
+ *   flows would rewrite its kernel for it). An ApplyError for it means the agent does not hold
+ *   that version after all: the next state is a Snapshot.
  * Single-threaded (Node); the service calls `kick` and `tick`, grpc-js calls the handlers.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -75,6 +81,10 @@ export class AgentSession {
   private forceSnapshot = false;
   /** The Hello announced egress support: this stream is sent the egress kinds (agent-view.ts). */
   private egressWire = false;
+  /** The Hello had a FlowStatus (an agent that knows FlowReports). */
+  private agentKnowsFlows = false;
+  /** A Snapshot/Delta has been sent on this stream, so the agent knows whether reports are taken. */
+  private flowsTold = false;
   private writeBlocked = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private pingNonce = 0;
@@ -110,7 +120,10 @@ export class AgentSession {
     const full = this.ctx.source.current(this.host.hostId);
     if (!full) return;
     const desired = agentView(full, this.egressWire);
-    if (desired.version === this.agentVersion) return;
+    if (desired.version === this.agentVersion) {
+      if (this.ctx.flows && this.agentKnowsFlows && !this.flowsTold) this.sendEmptyDelta(desired);
+      return;
+    }
     this.clearRetry();
     this.seq += 1;
     const kinds = wireKinds(this.egressWire);
@@ -126,7 +139,19 @@ export class AgentSession {
       { hostId: this.host.hostId, seq: this.seq, version: desired.version, kind: this.inflight.kind, egress: this.egressWire },
       'sync: sending state',
     );
+    this.flowsTold = true;
     this.write(message);
+  }
+
+  /** Tells an agent that holds `desired` already that reports are taken (see the header). */
+  private sendEmptyDelta(desired: DesiredState): void {
+    this.seq += 1;
+    this.inflight = { seq: this.seq, version: desired.version, kind: 'delta' };
+    this.flowsTold = true;
+    this.host?.remember(desired);
+    this.ctx.logger.debug({ hostId: desired.hostId, seq: this.seq, version: desired.version }, 'sync: sending an empty delta (flow reports are taken)');
+    const { version, mode } = desired;
+    this.write({ delta: { seq: this.seq, baseVersion: version, version, mode, adds: [], removes: [], acceptsFlowReports: true } });
   }
 
   /** The state the agent has, when this service still holds it and may send a delta on it. */
@@ -235,6 +260,7 @@ export class AgentSession {
     this.egressWire = egress.supported;
     host.egressWire = egress.supported;
     host.flows = flowStatusInfo(hello.flows);
+    this.agentKnowsFlows = hello.flows !== null;
     this.ctx.logger.info(
       { hostId: host.hostId, peer: host.peer, agentVersion: host.agentVersion, appliedVersion: this.agentVersion, egressSupported: egress.supported, egressEnforcing: egress.enforcing, flowsRecording: host.flows?.recording ?? null },
       'sync: agent connected',
@@ -266,6 +292,8 @@ export class AgentSession {
     const failed = this.inflight;
     this.inflight = undefined;
     this.forceSnapshot = true;
+    // An empty delta refused: the agent does not hold the version it announced.
+    if (failed.version === this.agentVersion) this.agentVersion = undefined;
     host.lastError = text;
     this.ctx.logger.warn({ hostId: host.hostId, seq, version: failed.version, kind: failed.kind, error: text }, 'sync: agent failed to apply');
     if (failed.kind === 'delta') {
