@@ -298,7 +298,7 @@ export class SyncClient {
         const unchanged = job.delta !== undefined && job.delta.baseVersion === job.delta.version && this.held()?.version === job.state.version;
         if (!unchanged) await this.options.apply(job.state, job.delta);
         this.send(job.stream, { ack: { version: job.state.version, seq: job.seq, ...this.egressField(), ...this.flowsField() } });
-        this.emit({ type: 'applied', version: job.state.version, seq: job.seq });
+        if (!unchanged) this.emit({ type: 'applied', version: job.state.version, seq: job.seq });
       } catch (err) {
         const text = err instanceof Error ? err.message : String(err);
         this.logger.warn({ hostId: this.options.hostId, version: job.state.version, error: text }, 'sync: apply failed');

@@ -250,10 +250,12 @@ describe('the new agent and the new controller', () => {
     const source = new FakeFlowSource();
     source.queued.push(flow(1));
     const applied: string[] = [];
-    agent(running.target, source, { held: () => held, apply: async (s, d) => void applied.push(`${d ? 'delta' : 'snapshot'} ${s.version}`) });
+    const events: string[] = [];
+    agent(running.target, source, { held: () => held, apply: async (s, d) => void applied.push(`${d ? 'delta' : 'snapshot'} ${s.version}`), onEvent: (e) => void events.push(e.type) });
     await waitFor('the record at the sink', () => sink.entries.length === 1);
     expect(applied).toEqual([]);
     await waitFor('in sync', () => service.agent('h1')?.inSync === true);
+    expect(events).not.toContain('applied');
     // The next change is a Delta on the version the agent held (it was remembered), applied.
     states.set(nthState('h1', 5));
     await waitFor('the change applied', () => applied.length === 1);
