@@ -264,7 +264,7 @@ describe('the new agent and the new controller', () => {
 
   it('an agent of the previous release already in sync is sent no empty Delta', async () => {
     const sink = new RecordingSink();
-    const { service, running, source: states } = await controller({ flowSink: sink, pingIntervalMs: 50 });
+    const { service, running, source: states } = await controller({ flowSink: sink, pingIntervalMs: 50, maxMissedPongs: 100 });
     const stream = raw(running.target);
     stream.send({ hello: { hostId: 'h1', agentVersion: 'old', appliedVersion: states.current('h1')?.version ?? '' } });
     await waitFor('three pings', () => stream.of('ping').length >= 3);
