@@ -21,6 +21,8 @@ import { showAgents, showOverview, showReports } from './status-view.js';
 const STATUS_EVERY_MS = 5000;
 /** After an event, /flows is read again at most this often (events come at most 1/s). */
 const RELOAD_AFTER_EVENT_MS = 2000;
+/** What /flows answers at most without a `limit` (flows-spec section 5). */
+const FLOWS_LIMIT = 1000;
 
 /** @param {string} id */
 function byId(id) {
@@ -196,7 +198,9 @@ class Dashboard {
     this.map.show(this.flows);
     showFlowTable(byId('flow-table'), this.flows);
     const total = this.flows.reduce((n, f) => n + f.packets, 0);
-    this.flowCount.textContent = `${this.flows.length} flow${this.flows.length === 1 ? '' : 's'}, ${total} connection${total === 1 ? '' : 's'}`;
+    const limit = Number(this.query.get('limit') ?? FLOWS_LIMIT);
+    const capped = this.flows.length >= limit ? ` (the ${limit} with the most connections: narrow the filters to see others)` : '';
+    this.flowCount.textContent = `${this.flows.length} flow${this.flows.length === 1 ? '' : 's'}, ${total} connection${total === 1 ? '' : 's'}${capped}`;
   }
 
   /** @param {{ id: string, kind: string, label: string }} node */
