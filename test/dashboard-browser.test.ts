@@ -59,6 +59,13 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
       dialogs.push(d.message());
       void d.dismiss();
     });
+    // A refusal by the content-security-policy is also an event on the page: count those directly.
+    await page.addInitScript(() => {
+      const seen: string[] = [];
+      Object.defineProperty(globalThis, 'cspViolations', { value: seen });
+      const doc = (globalThis as unknown as { document: { addEventListener(type: string, f: (e: { violatedDirective: string; blockedURI: string }) => void): void } }).document;
+      doc.addEventListener('securitypolicyviolation', (e) => seen.push(`${e.violatedDirective} ${e.blockedURI}`));
+    });
     await page.goto(`${base}/ui/`);
     await page.locator('#connection[data-state="live"]').waitFor({ timeout: 15_000 });
     await page.locator('#map-summary[data-edges="5"]').waitFor({ timeout: 15_000 });
@@ -89,6 +96,7 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
     });
     expect(styles).toEqual({ allowed: 'solid', denied: 'dashed', audit: 'dotted' });
     expect(consoleErrors).toEqual([]);
+    expect(await page.evaluate(() => (globalThis as unknown as { cspViolations: string[] }).cspViolations)).toEqual([]);
   });
 
   it('shows the flow table, the agents, rejected labels and compile reports', async () => {
