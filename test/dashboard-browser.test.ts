@@ -137,6 +137,10 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
     await expect.poll(() => tableRows(page), { timeout: 10_000 }).toEqual(['a000000000000001']);
     expect(fixture.flowQueries).toContain(`?from=${encodeURIComponent('/shop/*')}&verdict=allowed%2Cdenied`);
 
+    // The page follows the events of the filters in force (and only those).
+    const shopQuery = `?from=${encodeURIComponent('/shop/*')}&verdict=allowed%2Cdenied`;
+    await expect.poll(() => [fixture.eventQueries.at(-1), fixture.openStreams()], { timeout: 10_000 }).toEqual([shopQuery, 1]);
+
     // A filter the controller refuses is said, and the last answer and its event stream stay.
     const errorsBefore = consoleErrors.length;
     const streamsBefore = fixture.eventQueries.length;
@@ -147,6 +151,7 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
     expect(fixture.eventQueries.length).toBe(streamsBefore);
     expect(await page.locator('#connection').getAttribute('data-state')).toBe('live');
     // Chromium logs the refused request itself; that one line is expected, nothing else.
+    await expect.poll(() => consoleErrors.length, { timeout: 10_000 }).toBeGreaterThan(errorsBefore);
     expect(consoleErrors.splice(errorsBefore)).toEqual(['Failed to load resource: the server responded with a status of 400 (Bad Request)']);
 
     await page.locator('#filters button[type="reset"]').click();
@@ -155,8 +160,8 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
   });
 
   it('a live event adds an edge', async () => {
-    await expect.poll(() => fixture.openStreams(), { timeout: 10_000 }).toBe(1);
-    expect(fixture.eventQueries.at(-1)).toBe('');
+    // The stream of the cleared filters is the one open (the filtered one is closed).
+    await expect.poll(() => [fixture.eventQueries.at(-1), fixture.openStreams()], { timeout: 10_000 }).toEqual(['', 1]);
     expect(fixture.emit([liveFlow()])).toBe(1);
     await page.locator('#map-summary[data-edges="6"]').waitFor({ timeout: 10_000 });
     const g = await graph(page);

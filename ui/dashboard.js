@@ -63,8 +63,9 @@ class Dashboard {
     /** @type {ObservedFlow[]} */
     this.flows = [];
     this.query = new URLSearchParams();
-    /** Reads of /flows started: only the latest one's answer is shown. */
+    /** Reads of /flows started, and the number of the latest one for a filter change. */
     this.flowsAsked = 0;
+    this.filterAsked = 0;
     /** @type {EventSource | undefined} */
     this.events = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -110,7 +111,7 @@ class Dashboard {
   /** Reads /flows with the form's filters; when the controller takes them, follows their events. */
   async applyFilters() {
     const query = filterQuery(this.form);
-    if (await this.loadFlows(query)) {
+    if (await this.loadFlows(query, true)) {
       this.query = query;
       const search = query.toString();
       history.replaceState(null, '', search ? `?${search}` : location.pathname);
@@ -135,16 +136,21 @@ class Dashboard {
 
   /**
    * Shows /flows for `query` (by default the filters in force); false when the controller
-   * refused the filters (what is shown stays) or could not be read.
+   * refused the filters (what is shown stays), could not be read, or a later read made this
+   * one's answer stale: a new filter change overtakes everything before it; a refresh is
+   * dropped when any read started after it or the filters changed meanwhile.
    * @param {URLSearchParams} [query]
+   * @param {boolean} [filterChange] the filters of the form, not yet in force
    */
-  async loadFlows(query = this.query) {
+  async loadFlows(query = this.query, filterChange = false) {
     const search = query.toString();
     const asked = ++this.flowsAsked;
+    if (filterChange) this.filterAsked = asked;
+    const stale = () => (filterChange ? asked !== this.filterAsked : asked !== this.flowsAsked || search !== this.query.toString());
     try {
       const res = await fetch(api(`flows${search ? `?${search}` : ''}`), { cache: 'no-store' });
       const body = await res.json().catch(() => ({}));
-      if (asked !== this.flowsAsked) return false; // a later read is under way
+      if (stale()) return false;
       this.setHealth('flowsOk', res.ok || res.status === 400);
       if (res.status === 400) {
         this.filterError.textContent = `The controller refused these filters: ${String(body.error ?? 'bad request')}`;
@@ -157,7 +163,7 @@ class Dashboard {
       showLost(byId('lost'), Array.isArray(body.lost) ? body.lost : []);
       return true;
     } catch {
-      if (asked === this.flowsAsked) this.setHealth('flowsOk', false);
+      if (!stale()) this.setHealth('flowsOk', false);
       return false;
     }
   }
