@@ -105,7 +105,10 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
     expect(await page.locator('#agents').innerText()).toContain('iptables-restore: line 3 "<i>x</i>"');
     expect(await page.locator('#labels tbody tr').count()).toBe(1);
     expect(await page.locator('#reports tbody tr').count()).toBe(1);
-    expect(await page.locator('#overview').innerText()).toContain('shop: audit');
+    const overview = await page.locator('#overview').innerText();
+    expect(overview).toContain('shop: audit');
+    expect(overview).toContain('monitoring: enforce');
+    expect(overview).toContain('Flows kept: 5 aggregates in 2 windows, 2026-12-01 15:00:00Z to 2026-12-01 16:00:00Z; 5 new connections could not be recorded');
     expect(await page.locator('#lost').innerText()).toContain('node-3');
   });
 

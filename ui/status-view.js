@@ -48,6 +48,12 @@ export function showOverview(container, status) {
     el('li', {}, `Inventory: ${text(inventory.source)}`, inventory.ready === true ? `, ${text(inventory.hosts)} hosts, ${text(inventory.apps)} apps, ${text(inventory.tasks)} tasks` : ', not loaded', inventory.stale ? ` (stale: ${text(inventory.reason)})` : ''),
     el('li', {}, `Agents: ${text(counts.connected ?? 0)} connected, ${text(counts.inSync ?? 0)} in sync, ${text(counts.known ?? 0)} known`),
   ];
+  if (s.flows !== null && typeof s.flows === 'object') {
+    const f = obj(s.flows);
+    const range = f.oldest ? `, ${shortTime(f.oldest)} to ${shortTime(f.newest)}` : '';
+    const lost = Number(f.lost) > 0 ? `; ${text(f.lost)} new connections could not be recorded` : '';
+    items.push(el('li', {}, `Flows kept: ${text(f.records ?? 0)} aggregates in ${text(f.windows ?? 0)} windows${range}${lost}`));
+  }
   const modes = list(s.groupModes);
   if (modes.length > 0) {
     items.push(el('li', {}, 'Group modes: ', ...modes.flatMap((m, i) => [i > 0 ? ', ' : '', el('span', { class: `mode mode-${obj(m).mode === 'audit' ? 'audit' : 'enforce'}` }, `${text(obj(m).group)}: ${text(obj(m).mode)}`)])));

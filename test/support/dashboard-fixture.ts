@@ -118,6 +118,7 @@ export function fixtureStatus(): unknown {
     agentCounts: { known: 3, connected: 2, inSync: 1 },
     egress: { enforcing: 2, hostLevel: 0 },
     groupModes: [{ group: 'shop', mode: 'audit' }, { group: 'monitoring', mode: 'enforce' }],
+    flows: { records: 5, windows: 2, oldest: T0, newest: T1, lost: 5 },
     agents: [agent('node-1', true, true, null), agent('node-2', true, false, `iptables-restore: line 3 "<i>x</i>"`), agent(HOSTILE_HOST, false, false, null)],
     tls: null,
   };
