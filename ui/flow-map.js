@@ -78,15 +78,16 @@ export class FlowMap {
     cy.batch(() => {
       const keep = new Set([...nodes.map((n) => n.id), ...edges.map((e) => e.id)]);
       cy.elements().filter((e) => !keep.has(e.id())).remove();
+      // Only what changed is touched: a live event usually changes a count or two.
       for (const n of nodes) {
         const existing = cy.getElementById(n.id);
-        if (existing.nonempty()) existing.data(n);
-        else cy.add({ group: 'nodes', data: { ...n } });
+        if (existing.empty()) cy.add({ group: 'nodes', data: { ...n } });
+        else if (existing.data('label') !== n.label) existing.data('label', n.label);
       }
       for (const e of edges) {
         const existing = cy.getElementById(e.id);
-        if (existing.nonempty()) existing.data(e);
-        else cy.add({ group: 'edges', data: { ...e, ports: [...e.ports] } });
+        if (existing.empty()) cy.add({ group: 'edges', data: { ...e, ports: [...e.ports] } });
+        else if (existing.data('label') !== e.label) existing.data({ label: e.label, packets: e.packets, ports: [...e.ports] });
       }
     });
     if (shape !== this.shape) {
