@@ -51,6 +51,8 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
     profile = mkdtempSync(path.join(tmpdir(), 'portcullis-chromium-'));
     context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1400, height: 1800 } });
     page = context.pages()[0] ?? (await context.newPage());
+    // An action that cannot happen fails the test with its reason rather than at the test's timeout.
+    page.setDefaultTimeout(10_000);
     page.on('console', (m) => {
       if (m.type() === 'error') consoleErrors.push(m.text());
     });
@@ -160,6 +162,17 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
     await page.locator('#filters button[type="reset"]').click();
     await expect.poll(() => tableRows(page), { timeout: 10_000 }).toHaveLength(5);
     expect(await page.locator('#filter-error').innerText()).toBe('');
+
+    // A node picked on the map becomes a filter.
+    await page.evaluate(() => {
+      (globalThis as unknown as { portcullisDashboard: { cy: any } }).portcullisDashboard.cy.getElementById('app:/shop/db').emit('tap');
+    });
+    await page.locator('#picked button', { hasText: 'flows to it' }).click();
+    await expect.poll(() => tableRows(page), { timeout: 10_000 }).toEqual(['a000000000000002', 'a000000000000004']);
+    expect(fixture.flowQueries).toContain(`?to=${encodeURIComponent('/shop/db')}`);
+    expect(await page.locator('input[name="to"]').inputValue()).toBe('/shop/db');
+    await page.locator('#filters button[type="reset"]').click();
+    await expect.poll(() => tableRows(page), { timeout: 10_000 }).toHaveLength(5);
   });
 
   it('a live event adds an edge', async () => {

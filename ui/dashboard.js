@@ -100,10 +100,12 @@ class Dashboard {
     void this.loadStatus();
     setInterval(() => {
       void this.loadStatus();
-      // Nothing shown yet (the first read failed): try the filters again. A stream the browser
-      // gave up on (an HTTP error) is opened again; a failed read of /flows is retried.
-      if (this.events === undefined) void this.applyFilters();
-      else if (this.events.readyState === EventSource.CLOSED) this.openEvents();
+      // Nothing shown yet because the first read failed: try the filters again (filters the
+      // controller refused wait for the person to change them). A stream the browser gave up
+      // on (an HTTP error) is opened again; a failed read of /flows is retried.
+      if (this.events === undefined) {
+        if (!this.flowsOk) void this.applyFilters();
+      } else if (this.events.readyState === EventSource.CLOSED) this.openEvents();
       else if (!this.flowsOk) void this.loadFlows();
     }, STATUS_EVERY_MS);
   }
