@@ -163,6 +163,13 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
     await expect.poll(() => tableRows(page), { timeout: 10_000 }).toHaveLength(5);
     expect(await page.locator('#filter-error').innerText()).toBe('');
 
+    await page.locator('select[name="direction"]').selectOption('egress');
+    await page.locator('#filters button[type="submit"]').click();
+    await expect.poll(() => tableRows(page), { timeout: 10_000 }).toEqual(['a000000000000004', 'a000000000000005']);
+    expect(fixture.flowQueries).toContain('?direction=egress');
+    await page.locator('#filters button[type="reset"]').click();
+    await expect.poll(() => tableRows(page), { timeout: 10_000 }).toHaveLength(5);
+
     // A node picked on the map becomes a filter.
     await page.evaluate(() => {
       (globalThis as unknown as { portcullisDashboard: { cy: any } }).portcullisDashboard.cy.getElementById('app:/shop/db').emit('tap');

@@ -13,7 +13,7 @@
 import { el, replace, shortTime } from './dom.js';
 import { mergeFlows } from './flow-graph.js';
 import { FlowMap } from './flow-map.js';
-import { filterQuery, setFilter, showFlowTable, showLost } from './flow-table.js';
+import { FIELD_FILTERS, filterQuery, setFilter, showFlowTable, showLost } from './flow-table.js';
 import { showAgents, showOverview, showReports } from './status-view.js';
 
 /** @typedef {import('./flow-graph.js').ObservedFlow} ObservedFlow */
@@ -81,8 +81,8 @@ class Dashboard {
 
   start() {
     const initial = new URLSearchParams(location.search);
-    for (const name of ['from', 'to', 'port', 'since']) {
-      const input = /** @type {HTMLInputElement | null} */ (this.form.elements.namedItem(name));
+    for (const name of FIELD_FILTERS) {
+      const input = /** @type {HTMLInputElement | HTMLSelectElement | null} */ (this.form.elements.namedItem(name));
       if (input) input.value = initial.get(name) ?? '';
     }
     const verdicts = (initial.get('verdict') ?? '').split(',').filter(Boolean);

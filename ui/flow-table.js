@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * The flow table and its filters. The filters are the query of /flows and /flows/events
- * (flows-spec section 5): from, to, port, verdict (a comma list), since; the server filters,
+ * (flows-spec section 5): from, to, port, direction, verdict (a comma list), since; the server filters,
  * the page only shows what it answered. The table has the columns of `portcullis flows`.
  */
 import { el, replace, shortTime, table } from './dom.js';
@@ -9,7 +9,8 @@ import { VERDICTS, decidedText, destinationText, sourceText } from './flow-graph
 
 /** @typedef {import('./flow-graph.js').ObservedFlow} ObservedFlow */
 
-const TEXT_FILTERS = /** @type {const} */ (['from', 'to', 'port', 'since']);
+/** The filters that are one form field each (the verdicts are three check boxes). */
+export const FIELD_FILTERS = /** @type {const} */ (['from', 'to', 'port', 'direction', 'since']);
 
 /**
  * The query string of the filter form: only the filters that are set.
@@ -18,8 +19,8 @@ const TEXT_FILTERS = /** @type {const} */ (['from', 'to', 'port', 'since']);
  */
 export function filterQuery(form) {
   const q = new URLSearchParams();
-  for (const name of TEXT_FILTERS) {
-    const input = /** @type {HTMLInputElement | null} */ (form.elements.namedItem(name));
+  for (const name of FIELD_FILTERS) {
+    const input = /** @type {HTMLInputElement | HTMLSelectElement | null} */ (form.elements.namedItem(name));
     const value = input?.value.trim() ?? '';
     if (value !== '') q.set(name, value);
   }

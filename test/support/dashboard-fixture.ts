@@ -2,7 +2,7 @@
  * A controller's status listener for the dashboard tests, with a known content: the real
  * StatusServer (so /ui/ and /status are served by the code under test) behind a front that also
  * answers /flows and /flows/events (flows-spec section 5) from a fixed flow set, filtered by
- * from / to / port / verdict as the controller does. It records the /flows queries the page
+ * from / to / port / direction / verdict as the controller does. It records the /flows queries the page
  * sends and can push an `event: flows` to every open event stream.
  *
  * The flow set holds hostile app ids (markup, quotes) as Marathon could hand them over.
@@ -144,9 +144,12 @@ function filtered(flows: readonly FixtureFlow[], q: URLSearchParams): FixtureFlo
   const from = q.get('from');
   const to = q.get('to');
   const port = q.get('port');
+  const direction = q.get('direction');
+  if (direction !== null && direction !== 'ingress' && direction !== 'egress') return 'direction must be ingress or egress';
   return flows.filter(
     (f) =>
       (!verdicts || verdicts.includes(f.verdict)) &&
+      (direction === null || f.direction === direction) &&
       (from === null || [...f.source.apps, ...f.source.networks, f.source.address, f.source.hostId ?? ''].some((v) => v !== '' && globMatch(from, v))) &&
       (to === null || [...f.destination.apps.map((a) => a.appId), f.destination.hostId].some((v) => globMatch(to, v))) &&
       (port === null || port === f.destination.portName || port === String(f.destination.port)),
