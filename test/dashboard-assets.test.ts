@@ -10,6 +10,7 @@ import { request } from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControllerStatus } from '../src/controller/controller-status.js';
 import { packageRoot } from '../src/package-root.js';
 import { StatusServer, type StatusSource } from '../src/status/status-server.js';
 import { UI_CONTENT_SECURITY_POLICY, uiFileNames } from '../src/status/ui-assets.js';
@@ -115,6 +116,11 @@ describe('the dashboard files on the status listener', () => {
       expect(a.body.toString('utf8'), url).not.toContain('"name": "portcullis"');
     }
     expect((await get(ui.port, '/ui/', 'POST')).status).toBe(405);
+  });
+
+  it('the controller asks for it', () => {
+    // The constructor only keeps its inputs; `ui` is what the status server reads.
+    expect(new ControllerStatus({} as ConstructorParameters<typeof ControllerStatus>[0]).ui).toBe(true);
   });
 
   it('serves no dashboard on a listener whose source does not ask for it (the agent)', async () => {
