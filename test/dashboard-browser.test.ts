@@ -5,8 +5,8 @@
  * error (a CSP refusal is a console error), draw the nodes and edges of the flow set, list the
  * flows, narrow the list with a filter (the filter goes to /flows as a query parameter), show
  * hostile app ids as text without any element or script getting through, add an edge for a live
- * event, and say "connection lost" when the controller goes away. A screenshot is kept at
- * test-artifacts/dashboard.png (gitignored) for a person to look at.
+ * event, and say "connection lost" when the controller goes away (live again when it is back).
+ * A screenshot is kept at test-artifacts/dashboard.png (gitignored) for a person to look at.
  *
  * Skipped, saying so, when /usr/bin/chromium is not installed.
  */
@@ -199,9 +199,13 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
     expect(existsSync(SCREENSHOT)).toBe(true);
   });
 
-  it('says "connection lost" when the controller goes away', async () => {
+  it('says "connection lost" when the controller goes away, and is live again when it is back', async () => {
     await fixture.close();
     await page.locator('#connection[data-state="lost"]').waitFor({ timeout: 15_000 });
     expect(await page.locator('#connection').innerText()).toContain('Connection lost');
+    // Back on the same address: the page reconnects by itself (the event stream, /status, /flows).
+    await fixture.start(Number(new URL(base).port));
+    await page.locator('#connection[data-state="live"]').waitFor({ timeout: 20_000 });
+    await expect.poll(() => fixture.openStreams(), { timeout: 10_000 }).toBe(1);
   });
 });

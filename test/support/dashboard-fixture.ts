@@ -165,14 +165,14 @@ export class DashboardFixture {
   private readonly status = new StatusServer(fixtureSource);
   private front: Server | undefined;
 
-  /** Listens on 127.0.0.1; returns the base URL (`http://127.0.0.1:<port>`). */
-  async start(): Promise<string> {
+  /** Listens on 127.0.0.1 (on `port`, again after a close); returns the base URL (`http://127.0.0.1:<port>`). */
+  async start(port = 0): Promise<string> {
     const inner = await this.status.listen('127.0.0.1', 0);
     const front = createServer((req, res) => this.handle(req, res, inner.port));
     this.front = front;
     await new Promise<void>((resolve, reject) => {
       front.once('error', reject);
-      front.listen(0, '127.0.0.1', () => resolve());
+      front.listen(port, '127.0.0.1', () => resolve());
     });
     return `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
   }
