@@ -77,6 +77,9 @@ export interface ControllerStatusInputs {
 }
 
 export class ControllerStatus implements StatusSource {
+  /** The controller's status listener serves the dashboard (/ui/). */
+  readonly ui = true;
+
   constructor(private readonly inputs: ControllerStatusInputs) {}
 
   readiness(): Readiness {
