@@ -93,6 +93,6 @@ export function compile(policy: Policy, cluster: ClusterState, options: CompileO
     egress.update(input, hostIds, [], hostIds);
     reports.push(...egress.reports());
   }
-  const states = hostStates(policy, constants, claimsOfHost, sourceTexts, undefined, undefined, egress && ((id) => egress.sets(id)));
+  const states = hostStates(policy, constants, claimsOfHost, sourceTexts, undefined, undefined, egress && ((id) => egress.sets(id)), index.appAudit);
   return { states, reports: sortedUniqueReports(reports) };
 }
