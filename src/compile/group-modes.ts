@@ -19,8 +19,11 @@
  * `GroupModes.of(policy)` is undefined when no group has a mode: then every host takes
  * `defaults.mode` and nothing here runs.
  */
+import type { App } from '../inventory/cluster-state.js';
+import { groupMatcher } from '../policy/app-selector.js';
 import type { Mode, Policy, Protocol } from '../policy/policy-model.js';
 import type { AuditKind } from './desired-state.js';
+import { egressAppOf } from '../net/member-syntax.js';
 
 /** A host's claim as the mode sees it: audited when every owner is. */
 export interface ModeClaim {
@@ -37,11 +40,6 @@ export interface HostMode {
 
 const NONE: readonly string[] = Object.freeze([]);
 const UNIFORM = { 'audit-tcp': NONE, 'audit-udp': NONE, 'egress-audit': NONE } as const;
-
-/** The app id of an egress-task member "<app id>|<task id>" (an app id never holds '|'). */
-function appOfTaskMember(member: string): string {
-  return member.slice(0, member.indexOf('|'));
-}
 
 export class GroupModes {
   private constructor(
@@ -81,7 +79,7 @@ export class GroupModes {
     const apps: string[] = [];
     let last: string | undefined;
     for (const member of egressTask) {
-      const appId = appOfTaskMember(member);
+      const appId = egressAppOf(member);
       if (appId === last) continue; // egress-task is sorted: an app's tasks are adjacent
       last = appId;
       if (appAudit(appId)) apps.push(appId);
@@ -93,4 +91,26 @@ export class GroupModes {
     const text = (list: number[]) => [...new Set(list.map(String))].sort();
     return { mode: 'enforce', sets: { 'audit-tcp': text(ports.tcp), 'audit-udp': text(ports.udp), 'egress-audit': [...new Set(apps)].sort() } };
   }
+}
+
+/** A group with an explicit mode, and how many apps of the cluster it selects (/status `groupModes`). */
+export interface GroupModeInfo {
+  readonly group: string;
+  readonly mode: Mode;
+  readonly apps: number;
+}
+
+/** The groups with an explicit mode, in policy order (by name), with their app counts among `apps`. */
+export function groupModeInfo(policy: Pick<Policy, 'groups'>, apps: readonly Pick<App, 'id' | 'labels'>[]): GroupModeInfo[] {
+  const moded = policy.groups.filter((g) => g.mode !== undefined);
+  if (moded.length === 0) return [];
+  const count = new Map(moded.map((g) => [g.name, 0]));
+  const groupsOf = groupMatcher({ groups: moded });
+  const seen = new Set<string>();
+  for (const app of apps) {
+    if (seen.has(app.id)) continue; // the first definition of an id wins (cluster-index.ts)
+    seen.add(app.id);
+    for (const g of groupsOf(app)) count.set(g, count.get(g)! + 1);
+  }
+  return moded.map((g) => ({ group: g.name, mode: g.mode!, apps: count.get(g.name)! }));
 }
