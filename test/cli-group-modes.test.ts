@@ -12,6 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { groupModeInfo } from '../src/compile/group-modes.js';
+import { ControllerStatus } from '../src/controller/controller-status.js';
+import { DesiredStateStore } from '../src/controller/desired-state-store.js';
+import { parsePolicy } from '../src/policy/parse-policy.js';
+import { parseStaticInventory } from '../src/inventory/static-inventory.js';
 import { renderStatus } from '../src/cli/commands/status.js';
 import { packageRoot } from '../src/package-root.js';
 import { app, group } from './support/policy-builder.js';
@@ -123,6 +127,24 @@ describe('group modes on /status', () => {
       { group: 'c', mode: 'enforce', apps: 1 },
     ]);
     expect(groupModeInfo({ groups: [group('a', ['/x/*'])] }, apps)).toEqual([]);
+  });
+
+  it('/status groupModes: the groups with a mode of the policy in force, with the apps they select among the cluster in force', () => {
+    const parsed = parsePolicy([{ path: POLICY, text: readFileSync(POLICY, 'utf8') }]);
+    const inv = parseStaticInventory(INVENTORY, readFileSync(INVENTORY, 'utf8'));
+    if (!parsed.ok || !inv.ok) throw new Error('the golden inputs must load');
+    const store = new DesiredStateStore();
+    const info = { path: POLICY, valid: true, loadedAt: null, lastError: null, reloadErrors: 0, warnings: [] };
+    const status = new ControllerStatus({ store, agents: () => [], feed: { start: async () => {}, stop: async () => {}, status: () => ({ source: 'file', ready: true }) }, policy: info });
+    expect((status.status() as { groupModes: unknown }).groupModes).toEqual([]);
+    store.setPolicy(parsed.policy);
+    store.setCluster(inv.cluster);
+    expect((status.status() as { groupModes: unknown }).groupModes).toEqual([
+      { group: 'db', mode: 'enforce', apps: 1 },
+      { group: 'reporting', mode: 'audit', apps: 2 },
+      { group: 'staged-nothing', mode: 'audit', apps: 0 },
+    ]);
+    store.close();
   });
 
   it('portcullis status prints them on one line, escaping what it prints', () => {
