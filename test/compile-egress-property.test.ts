@@ -5,16 +5,18 @@
  * evaluator's egress half allows it (src/evaluate/egress-evaluator.ts, independent of the
  * compiler), read as the kernel reads the sets: a destination in X's egress-managed<family> is
  * checked, and then allowed only when "<A>|<destination>" is in X's egress-ip<family>. X's
- * egress-managed lists are every managed destination of the cluster.
+ * egress-managed lists are every managed destination of the cluster. Groups get random modes:
+ * for every denied connection, the kernel's reading of X's state (A in egress-audit → audit, else
+ * the state's mode) agrees with the egress verdict's `enforced` (judged in A's mode).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/compile/compile.js';
 import type { DesiredState } from '../src/compile/desired-state.js';
-import { egressAllowed } from '../src/evaluate/egress-evaluator.js';
+import { egressAllowed, egressVerdict } from '../src/evaluate/egress-evaluator.js';
 import { hostIps, ipFamily, ipText, isFailsafe, isTaskPort } from '../src/evaluate/policy-walk.js';
 import { isMemberAppId, isMemberTaskId } from '../src/net/member-syntax.js';
-import { scenarioArb } from './support/random-cluster.js';
+import { kernelEgressMode, modedScenarioArb } from './support/group-mode-scenario.js';
 
 function compiledEgress(state: DesiredState, appId: string, family: 4 | 6, destination: string): boolean {
   if (!state.sets[`egress-managed${family}`].includes(destination)) return true;
@@ -25,10 +27,13 @@ describe('compiled egress vs reference evaluator (property)', () => {
   it('every source task and destination address: egress sets allow exactly what the evaluator allows', () => {
     let checked = 0;
     let denied = 0;
+    const modes = { audit: 0, enforce: 0 };
+    let mixedHosts = 0;
     fc.assert(
-      fc.property(scenarioArb, ({ policy: base, cluster }) => {
+      fc.property(modedScenarioArb, ({ policy: base, cluster }) => {
         const policy = { ...base, defaults: { ...base.defaults, egress: true } };
         const result = compile(policy, cluster);
+        for (const state of result.states.values()) if (state.sets['egress-audit'].length > 0) mixedHosts++;
         const appIds = new Set(cluster.apps.map((a) => a.id));
         const hostIds = new Set(cluster.hosts.map((h) => h.id));
         const valid = cluster.tasks.filter((t) => appIds.has(t.appId) && hostIds.has(t.hostId));
@@ -74,7 +79,15 @@ describe('compiled egress vs reference evaluator (property)', () => {
               throw new Error(`${task.appId} on ${task.hostId} → ${d.text} (${d.hostId}): compiled ${compiled}, evaluator ${expected}`);
             }
             checked++;
-            if (!expected) denied++;
+            if (!expected) {
+              denied++;
+              const v = egressVerdict(policy, cluster, { appId: task.appId, sourceHostId: task.hostId, destHostId: d.hostId, protocol: d.protocol, hostPort: d.hostPort, family: d.family });
+              const mode = kernelEgressMode(state, task.appId);
+              if (v.decision === 'deny' && v.enforced !== (mode === 'enforce')) {
+                throw new Error(`${task.appId} on ${task.hostId} → ${d.text}: kernel reads ${mode}, evaluator enforced=${v.enforced} (${v.reason})`);
+              }
+              modes[mode]++;
+            }
           }
         }
       }),
@@ -84,5 +97,9 @@ describe('compiled egress vs reference evaluator (property)', () => {
     expect(checked).toBeGreaterThan(1000);
     expect(denied).toBeGreaterThan(100);
     expect(checked - denied).toBeGreaterThan(100);
+    console.log(`compile-egress-property: denied connections ${modes.enforce} enforced, ${modes.audit} audited`);
+    expect(modes.enforce).toBeGreaterThan(50);
+    expect(modes.audit).toBeGreaterThan(50);
+    expect(mixedHosts).toBeGreaterThan(5);
   });
 });

@@ -11,7 +11,8 @@ import { IncrementalCompiler } from '../src/compile/incremental-compiler.js';
 import type { App, AppPort, ClusterState, Host, Task } from '../src/inventory/cluster-state.js';
 import { ALLOW_FROM_LABEL } from '../src/policy/policy-model.js';
 import { app, cluster, group, host, policy, task } from './support/policy-builder.js';
-import { scenarioArb } from './support/random-cluster.js';
+import { scenarioArb, type Scenario } from './support/random-cluster.js';
+import { modedScenarioArb } from './support/group-mode-scenario.js';
 
 const HOST_PORTS = [22, 80, 31000, 31001, 31002, 31005, 31010];
 const LABELS = [undefined, 'g0', 'g1, n0', 'g2, g3', 'any', 'nope'];
@@ -133,13 +134,12 @@ function check(inc: IncrementalCompiler, c: ClusterState): void {
   expect(inc.reports()).toEqual(full.reports);
 }
 
-describe('IncrementalCompiler', () => {
-  it('equals compile() after every step of long random change sequences, and reports every changed host', () => {
+function equalsFullAfterEveryStep(arb: fc.Arbitrary<Scenario>, numRuns: number, onState?: (inc: IncrementalCompiler) => void): number {
     let steps = 0;
     fc.assert(
       fc.property(
-        scenarioArb,
-        scenarioArb,
+        arb,
+        arb,
         fc.array(stepArb, { minLength: 200, maxLength: 240 }),
         fc.nat({ max: 239 }),
         (first, second, stepList, policyAt) => {
@@ -164,13 +164,29 @@ describe('IncrementalCompiler', () => {
             }
             for (const h of before.keys()) if (!after.has(h)) expect(result.removed).toContain(h);
             for (const [h, s] of result.changed) expect(s.version).toBe(inc.state(h)!.version);
+            onState?.(inc);
             steps++;
           });
         },
       ),
-      { numRuns: 40, seed: 4242, endOnFailure: true },
+      { numRuns, seed: 4242, endOnFailure: true },
     );
-    expect(steps).toBeGreaterThanOrEqual(40 * 200);
+    return steps;
+}
+
+describe('IncrementalCompiler', () => {
+  it('equals compile() after every step of long random change sequences, and reports every changed host', () => {
+    expect(equalsFullAfterEveryStep(scenarioArb, 40)).toBeGreaterThanOrEqual(40 * 200);
+  }, 120_000);
+
+  it('with random group modes (groups.<name>.mode): equals compile() after every step, modes and audit lists included', () => {
+    // App label changes move apps between groups (and so between modes); the policy switch changes group modes.
+    let mixed = 0;
+    const steps = equalsFullAfterEveryStep(modedScenarioArb, 15, (inc) => {
+      for (const id of inc.hostIds()) if (['audit-tcp', 'audit-udp', 'egress-audit'].some((k) => inc.state(id)!.sets[k as 'audit-tcp'].length > 0)) mixed++;
+    });
+    expect(steps).toBeGreaterThanOrEqual(15 * 200);
+    expect(mixed).toBeGreaterThan(100);
   }, 120_000);
 
   it('a move recomputes only the old host, the new host, and hosts whose allowed sources include the group', () => {

@@ -3,6 +3,8 @@
  * managed task port of every host and every candidate source (host addresses, the edges, inside
  * and outside of every network CIDR and except, a random address), membership in the compiled
  * allow sets (read with ip-num, independent of address-set.ts) equals the evaluator's decision.
+ * Groups get random modes (`groups.<name>.mode`): for every deny, the kernel's reading of the
+ * state (port in audit-<proto> → audit, else the state's mode) agrees with the verdict's `enforced`.
  */
 import fc from 'fast-check';
 import { IPv4, IPv4CidrRange, IPv6, IPv6CidrRange } from 'ip-num';
@@ -10,7 +12,8 @@ import { describe, expect, it } from 'vitest';
 import { compile } from '../src/compile/compile.js';
 import { evaluateConnection } from '../src/evaluate/reference-evaluator.js';
 import type { Policy } from '../src/policy/policy-model.js';
-import { compiledVerdict, scenarioArb } from './support/random-cluster.js';
+import { compiledVerdict } from './support/random-cluster.js';
+import { kernelPortMode, modedScenarioArb } from './support/group-mode-scenario.js';
 
 const MAX4 = (1n << 32n) - 1n;
 const MAX6 = (1n << 128n) - 1n;
@@ -41,9 +44,12 @@ const outsideArb = fc.tuple(
 describe('compile vs reference evaluator (property)', () => {
   it('compiled membership equals the evaluator decision for every managed port and candidate source', () => {
     let checked = 0;
+    const denies = { audit: 0, enforce: 0 };
+    let mixedHosts = 0;
     fc.assert(
-      fc.property(scenarioArb, outsideArb, ({ policy, cluster }, [out4, out6]) => {
+      fc.property(modedScenarioArb, outsideArb, ({ policy, cluster }, [out4, out6]) => {
         const result = compile(policy, cluster);
+        for (const state of result.states.values()) if (state.sets['audit-tcp'].length + state.sets['audit-udp'].length > 0) mixedHosts++;
         expect([...result.states.keys()]).toEqual([...new Set(cluster.hosts.map((h) => h.id))].sort());
         const sources = candidateSources(policy, cluster.hosts.flatMap((h) => h.addresses), [out4, out6]);
         const conflicts = new Set(result.reports.filter((r) => r.kind === 'port-conflict').map((r) => r.message));
@@ -53,6 +59,16 @@ describe('compile vs reference evaluator (property)', () => {
           app.ports.forEach((port, portIndex) => {
             const hostPort = task.hostPorts[portIndex]!;
             for (const protocol of port.protocols) {
+              // Every deny: enforced exactly where the kernel reads the port as enforcing (conflicts too).
+              for (const source of sources) {
+                const verdict = evaluateConnection(policy, cluster, { source, task, portIndex, protocol });
+                if (verdict.decision !== 'deny') continue;
+                const mode = kernelPortMode(state, protocol, hostPort);
+                if (verdict.enforced !== (mode === 'enforce')) {
+                  throw new Error(`${source} → ${task.id} ${protocol}:${hostPort}: kernel reads ${mode}, evaluator enforced=${verdict.enforced} (${verdict.reason})`);
+                }
+                denies[mode]++;
+              }
               // A port two task ports claim gets the intersection of their sets: judged apart.
               if ([...conflicts].some((m) => m.startsWith(`host ${task.hostId}: ${protocol}:${hostPort} `))) continue;
               const failsafe = policy.defaults.failsafe.some((f) => f.protocol === protocol && f.port === hostPort);
@@ -72,7 +88,10 @@ describe('compile vs reference evaluator (property)', () => {
       }),
       { numRuns: 250, interruptAfterTimeLimit: 45_000 },
     );
-    console.log(`compile-property: ${checked} (source, port) pairs checked`);
+    console.log(`compile-property: ${checked} (source, port) pairs checked; denies ${denies.enforce} enforced, ${denies.audit} audited; ${mixedHosts} hosts with audited ports in an enforcing state`);
     expect(checked).toBeGreaterThan(1000);
+    expect(denies.enforce).toBeGreaterThan(100);
+    expect(denies.audit).toBeGreaterThan(100);
+    expect(mixedHosts).toBeGreaterThan(5);
   });
 });

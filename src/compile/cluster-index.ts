@@ -44,6 +44,7 @@ import type { CompileReport } from './compile-report.js';
 import { appCompileInfo, candidateRules, rulesByTarget, type AppCompileInfo, type PortMatch } from './host-claims.js';
 import { declarationChecker, type CheckedDeclarations } from './label-declarations.js';
 import { SourceResolver } from './resolve-sources.js';
+import { GroupModes } from './group-modes.js';
 
 export interface AppEntry extends AppCompileInfo {
   readonly groups: readonly string[];
@@ -138,8 +139,14 @@ export class ClusterIndex {
   private labelPeers = new Map<string, readonly PeerRef[]>();
   private resolver!: SourceResolver;
   private inventoryReports: CompileReport[] = [];
+  private readonly groupModes: GroupModes | undefined;
 
-  constructor(readonly policy: Policy) {}
+  constructor(readonly policy: Policy) {
+    this.groupModes = GroupModes.of(policy);
+  }
+
+  /** Whether a known app is in audit (its mode, group-modes.ts). */
+  appAudit = (appId: string): boolean => this.apps.get(appId)?.mode === 'audit';
 
   /** Host ids of the cluster, sorted. */
   hostIds(): string[] {
@@ -462,7 +469,8 @@ export class ClusterIndex {
       labelPeers.set(key, [...applied]);
       return key;
     });
-    return { ...appCompileInfo(policy, app, candidates, labelKeys), groups, labelPeers, problems };
+    const mode = this.groupModes?.appMode(groups) ?? policy.defaults.mode;
+    return { ...appCompileInfo(policy, app, mode, candidates, labelKeys), groups, labelPeers, problems };
   }
 }
 

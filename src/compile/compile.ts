@@ -16,7 +16,9 @@
  * A failsafe (protocol, port) is never managed, even when a task uses it (failsafe wins).
  * Two task ports claiming one (protocol, host port) on a host are a `port-conflict`: reported,
  * and the port gets the INTERSECTION of their allowed sets (fail closed).
- * Audit mode does not change the sets, only `mode`.
+ * Audit mode does not change the allow sets, only `mode`; per-group modes (`groups.<name>.mode`)
+ * set each host's mode and, where its apps' modes differ, its audit-tcp / audit-udp /
+ * egress-audit lists (group-modes.ts, applied by host-claims.ts hostStates).
  *
  * `maxMembers` bounds what a compile may build: members are counted host by host in pass 1 (from
  * the resolved sets, before any text exists) and the compile stops with a PolicyLimitError once
@@ -93,6 +95,6 @@ export function compile(policy: Policy, cluster: ClusterState, options: CompileO
     egress.update(input, hostIds, [], hostIds);
     reports.push(...egress.reports());
   }
-  const states = hostStates(policy, constants, claimsOfHost, sourceTexts, undefined, undefined, egress && ((id) => egress.sets(id)));
+  const states = hostStates(policy, constants, claimsOfHost, sourceTexts, undefined, undefined, egress && ((id) => egress.sets(id)), index.appAudit);
   return { states, reports: sortedUniqueReports(reports) };
 }

@@ -16,10 +16,11 @@
  * re-resolves a key only when one of those changes). PortMatches are memoised per app port.
  */
 import type { App, Task } from '../inventory/cluster-state.js';
-import type { Policy, Protocol, RuleDef } from '../policy/policy-model.js';
+import type { Mode, Policy, Protocol, RuleDef } from '../policy/policy-model.js';
 import type { AddressSet } from './address-set.js';
 import type { CompileReport } from './compile-report.js';
-import { SET_KINDS, emptySets, type DesiredState, type EgressKind, type EgressSets, type SetKind } from './desired-state.js';
+import { SET_KINDS, emptySets, type DesiredState, type AuditKind, type EgressKind, type EgressSets, type SetKind } from './desired-state.js';
+import { GroupModes, type HostMode, type ModeClaim } from './group-modes.js';
 import { memberSuffix } from '../net/member.js';
 import { MemberEmitter, type PortClaim, type SourceTexts } from './emit-members.js';
 import { HostVersions } from './state-version.js';
@@ -37,6 +38,8 @@ export interface PortMatch {
 
 export interface AppCompileInfo {
   readonly app: App;
+  /** The app's mode (group-modes.ts: its groups' explicit modes, else defaults.mode). */
+  readonly mode: Mode;
   readonly candidates: readonly number[];
   readonly labelKeys: readonly string[];
   /** Candidates that name a port by number or range (then host ports matter), in policy order. */
@@ -58,12 +61,16 @@ export interface HostClaim extends PortClaim {
   readonly owners: string[];
   /** PortMatches of the owners, in owner order. */
   readonly matches: PortMatch[];
+  /** Every owner's app is in audit (group-modes.ts). */
+  audit: boolean;
 }
 
 export interface PolicyConstants {
   readonly failsafe: ReadonlySet<string>;
   readonly failsafeTcp: readonly string[];
   readonly failsafeUdp: readonly string[];
+  /** The policy's group modes; undefined when no group has one (group-modes.ts). */
+  readonly groupModes: GroupModes | undefined;
 }
 
 /** Resolves a PortMatch to its allowed set (callers memoise by key as they see fit). */
@@ -105,9 +112,9 @@ function namesHostPort(r: RuleDef): boolean {
   return r.ports.some((p) => p.kind !== 'name');
 }
 
-export function appCompileInfo(policy: Policy, app: App, candidates: readonly number[], labelKeys: readonly string[]): AppCompileInfo {
+export function appCompileInfo(policy: Policy, app: App, mode: Mode, candidates: readonly number[], labelKeys: readonly string[]): AppCompileInfo {
   const hostPortRules = candidates.filter((r) => namesHostPort(policy.rules[r]!));
-  return { app, candidates, labelKeys, hostPortRules, portBases: new Map(), portMatches: new Map() };
+  return { app, mode, candidates, labelKeys, hostPortRules, portBases: new Map(), portMatches: new Map() };
 }
 
 /** Merges two ascending lists of distinct rule indices. */
@@ -175,6 +182,7 @@ export function policyConstants(policy: Policy): PolicyConstants {
     failsafe: new Set(policy.defaults.failsafe.map((f) => `${f.protocol}:${f.port}`)),
     failsafeTcp: of('tcp'),
     failsafeUdp: of('udp'),
+    groupModes: GroupModes.of(policy),
   };
 }
 
@@ -212,13 +220,15 @@ export function hostClaims(
         const match = portMatch(policy, info, i, hostPort, protocol);
         const set = resolve(match);
         const owner = `${task.id}#${i}`;
+        const audit = info.mode === 'audit';
         const claim = claims.get(key);
         if (claim) {
           claim.set = claim.set.intersect(set);
           claim.owners.push(owner);
           claim.matches.push(match);
+          claim.audit &&= audit;
         } else {
-          claims.set(key, { protocol, port: hostPort, set, owners: [owner], matches: [match] });
+          claims.set(key, { protocol, port: hostPort, set, owners: [owner], matches: [match], audit });
         }
       }
     }
@@ -251,6 +261,19 @@ function sameSets(a: DesiredState['sets'], b: Record<SetKind, string[]>): boolea
   return true;
 }
 
+/**
+ * A host's mode and audit lists (group-modes.ts) from its claims and egress lists; `appAudit`
+ * says whether a local app is in audit. Without group modes: defaults.mode, no audit member.
+ */
+export function hostMode(
+  constants: PolicyConstants,
+  claims: readonly ModeClaim[],
+  egress: EgressSets | undefined,
+  appAudit: (appId: string) => boolean,
+): HostMode | undefined {
+  return constants.groupModes?.host(claims, egress?.['egress-task'] ?? [], appAudit);
+}
+
 /** HostVersions over the source texts of `sourceTexts` (one per compile / incremental compiler). */
 export function hostVersions(sourceTexts: SourceTexts): HostVersions<AddressSet> {
   return new HostVersions((set) => sourceTexts.of(set));
@@ -271,11 +294,14 @@ export function hostStates(
   previous: (hostId: string) => DesiredState | undefined = () => undefined,
   versions: HostVersions<AddressSet> = hostVersions(sourceTexts),
   egressOf: (hostId: string) => EgressSets | undefined = () => undefined,
+  appAudit: (appId: string) => boolean = () => false,
 ): Map<string, DesiredState> {
   const emitter = new MemberEmitter([...claimsOfHost.values()].flatMap((claims) => claims.map((c) => c.set)), sourceTexts);
-  const mode = policy.defaults.mode;
   const states = new Map<string, DesiredState>();
   for (const [hostId, claims] of claimsOfHost) {
+    const egress = egressOf(hostId);
+    const modes = hostMode(constants, claims, egress, appAudit);
+    const mode = modes?.mode ?? policy.defaults.mode;
     const managed = (protocol: Protocol) => managedPorts(claims, protocol);
     const sets: Record<SetKind, string[]> = {
       ...emptySets(),
@@ -284,7 +310,8 @@ export function hostStates(
       'failsafe-tcp': [...constants.failsafeTcp],
       'failsafe-udp': [...constants.failsafeUdp],
       ...emitter.emit(claims),
-      ...(egressOf(hostId) as Record<EgressKind, string[]> | undefined),
+      ...(egress as Record<EgressKind, string[]> | undefined),
+      ...(modes?.sets as Record<AuditKind, string[]> | undefined),
     };
     const old = previous(hostId);
     if (old && old.mode === mode && sameSets(old.sets, sets)) {

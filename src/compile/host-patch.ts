@@ -13,7 +13,9 @@
  */
 import type { AddressSet } from './address-set.js';
 import { memberSuffix } from '../net/member.js';
-import { ALLOW_KINDS, EGRESS_KINDS, SET_KINDS, type DesiredState, type EgressSets, type SetKind } from './desired-state.js';
+import type { Protocol } from '../policy/policy-model.js';
+import type { HostMode } from './group-modes.js';
+import { ALLOW_KINDS, AUDIT_KINDS, EGRESS_KINDS, SET_KINDS, type DesiredState, type EgressSets, type SetKind } from './desired-state.js';
 import { sourceTextDiff, type SourceTexts } from './emit-members.js';
 import { managedPorts, type HostClaim, type PortMatch } from './host-claims.js';
 import type { ListEdits } from './egress.js';
@@ -24,6 +26,10 @@ import type { ClaimChange, HostVersions } from './state-version.js';
 /** One claim of a host as last emitted: its member suffix, its owners' PortMatch keys, its set. */
 export interface ClaimUse {
   readonly suffix: string;
+  readonly protocol: Protocol;
+  readonly port: number;
+  /** Every owner's app is in audit (group-modes.ts). */
+  readonly audit: boolean;
   readonly keys: readonly string[];
   /** The owners' PortMatches (whose keys are `keys`), for egress. */
   readonly matches: readonly PortMatch[];
@@ -66,7 +72,7 @@ export function patchClaim(patch: Patch, suffix: string, from: AddressSet, to: A
 
 /** A claim's ClaimUse (its suffix and the keys of its owners' resolutions). */
 export function claimUse(c: HostClaim): ClaimUse {
-  return { suffix: memberSuffix(c.protocol, c.port), keys: c.matches.map((m) => m.key), matches: c.matches, set: c.set };
+  return { suffix: memberSuffix(c.protocol, c.port), protocol: c.protocol, port: c.port, audit: c.audit, keys: c.matches.map((m) => m.key), matches: c.matches, set: c.set };
 }
 
 /** The patch from a host's old claims to its new ones (matched by member suffix). */
@@ -121,9 +127,10 @@ export class HostPatches {
 
   /**
    * A patched host's new state (lists of untouched kinds are shared with the old state); its
-   * version is updated from the claims the patch changed (O(change), state-version.ts).
+   * version is updated from the claims the patch changed (O(change), state-version.ts). `modes`:
+   * the host's mode and audit lists now (group-modes.ts; undefined = no group modes, the mode stays).
    */
-  patchState(hostId: string, old: DesiredState, patch: Patch, egress?: EgressView): DesiredState {
+  patchState(hostId: string, old: DesiredState, patch: Patch, egress?: EgressView, modes?: HostMode): DesiredState {
     const sets = { ...old.sets } as Record<SetKind, readonly string[]>;
     let touched = false;
     if (patch.managed) {
@@ -143,10 +150,16 @@ export class HostPatches {
       sets[kind] = egress!.sets[kind];
       touched = true;
     }
+    for (const kind of modes ? AUDIT_KINDS : []) {
+      if (sameList(sets[kind], modes!.sets[kind])) continue;
+      sets[kind] = modes!.sets[kind];
+      touched = true;
+    }
+    const mode = modes?.mode ?? old.mode;
     // Claims whose members did not change (equal texts) change no term either.
-    if (!touched) return old;
-    const version = patch.claims.length === 0 ? this.versions.reversioned(hostId, old.mode, sets) : this.versions.patched(hostId, old.mode, sets, patch.claims);
-    const state = { hostId: old.hostId, mode: old.mode, sets, version };
+    if (!touched && mode === old.mode) return old;
+    const version = patch.claims.length === 0 ? this.versions.reversioned(hostId, mode, sets) : this.versions.patched(hostId, mode, sets, patch.claims);
+    const state = { hostId: old.hostId, mode, sets, version };
     this.deltaOf.set(hostId, this.patchDelta(old, state, patch, egress));
     return state;
   }

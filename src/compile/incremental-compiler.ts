@@ -40,7 +40,7 @@ import type { DesiredState } from './desired-state.js';
 import { EgressIndex, egressInput } from './egress.js';
 import { sourceTextDiff, SourceTexts } from './emit-members.js';
 import { MemberBudget } from '../policy/policy-limits.js';
-import { hostClaims, hostStates, hostVersions, policyConstants, type HostClaim, type PolicyConstants, type PortMatch } from './host-claims.js';
+import { hostClaims, hostMode, hostStates, hostVersions, policyConstants, type HostClaim, type PolicyConstants, type PortMatch } from './host-claims.js';
 import { claimsPatch, claimUse, HostPatches, newPatch, patchClaim, type ClaimUse, type Patch } from './host-patch.js';
 import { ResolutionIndex } from './resolution-index.js';
 import type { StateDelta } from './state-delta.js';
@@ -202,7 +202,7 @@ export class IncrementalCompiler {
     const freshHosts = [...fresh];
     for (let b = 0; b < freshHosts.length; b += emitBatch) {
       const batch = emitBatch >= freshHosts.length ? fresh : new Map(freshHosts.slice(b, b + emitBatch));
-      for (const [hostId, state] of hostStates(this.index.policy, this.constants, batch, this.sourceTexts, (id) => this.stateOf.get(id), this.patched.versions, egressOf)) {
+      for (const [hostId, state] of hostStates(this.index.policy, this.constants, batch, this.sourceTexts, (id) => this.stateOf.get(id), this.patched.versions, egressOf, this.index.appAudit)) {
         if (this.stateOf.get(hostId)?.version !== state.version) changed.set(hostId, state);
         if (this.stateOf.get(hostId) !== state) this.patched.forget(hostId);
         this.stateOf.set(hostId, state);
@@ -212,7 +212,8 @@ export class IncrementalCompiler {
     const view = (id: string) => egress && { sets: egress.sets(id), editsFrom: (a: readonly string[], b: readonly string[]) => egress.editsFrom(a, b) };
     const patchHost = (hostId: string, patch: Patch) => {
       const old = this.stateOf.get(hostId)!;
-      const state = this.patched.patchState(hostId, old, patch, view(hostId));
+      const modes = hostMode(this.constants, this.claimsOf.get(hostId) ?? [], egress?.sets(hostId), this.index.appAudit);
+      const state = this.patched.patchState(hostId, old, patch, view(hostId), modes);
       if (state.version !== old.version) changed.set(hostId, state);
       this.stateOf.set(hostId, state);
     };

@@ -10,6 +10,7 @@
  *                egress: { supported, enforcing, reason, mappedTasks, unmappedTasks } | null,
  *                flows: { recording, reason, intervalSeconds, maxEntries } | null }],
  *     egress: { enforcing, hostLevel },
+ *     groupModes: [{ group, mode, apps }]   groups with an explicit mode (groups.<name>.mode), apps = how many they select,
  *     tls: null (plaintext) | { refusals, byReason: {<reason>: n}, lastRefusal: {peer, reason, detail, at} | null } }
  * `agents` lists every host that has a desired state or ever opened a stream, sorted by host id;
  * a host whose agent never connected has connected=false, agentVersion=null and appliedVersion=null.
@@ -28,6 +29,9 @@
  */
 import type { DesiredState } from '../compile/desired-state.js';
 import type { FlowStatusInfo } from '../flows/flow-types.js';
+import { groupModeInfo, type GroupModeInfo } from '../compile/group-modes.js';
+import type { ClusterState } from '../inventory/cluster-state.js';
+import type { Policy } from '../policy/policy-model.js';
 import type { EgressReport } from '../grpc/egress-status.js';
 import type { AgentStatus } from '../grpc/host-record.js';
 import { clusterDocument, type ClusterDocument } from '../inventory/cluster-document.js';
@@ -79,6 +83,7 @@ export interface ControllerStatusInputs {
 export class ControllerStatus implements StatusSource {
   /** The controller's status listener serves the dashboard (/ui/). */
   readonly ui = true;
+  private modesOf: { readonly policy: Policy; readonly cluster: ClusterState | undefined; readonly info: readonly GroupModeInfo[] } | undefined;
 
   constructor(private readonly inputs: ControllerStatusInputs) {}
 
@@ -173,9 +178,21 @@ export class ControllerStatus implements StatusSource {
         inSync: agents.filter((a) => a.connected && a.inSync).length,
       },
       egress: egressCounts(this.inputs.agents()),
+      groupModes: this.groupModes(),
       agents,
       tls: this.inputs.tls?.status() ?? null,
     };
+  }
+
+  /** Groups with an explicit mode in the policy in force, with the apps they select (cached per policy and cluster). */
+  private groupModes(): readonly GroupModeInfo[] {
+    const policy = this.inputs.store.currentPolicy?.();
+    const cluster = this.inputs.store.currentCluster();
+    if (!policy) return [];
+    if (this.modesOf?.policy !== policy || this.modesOf.cluster !== cluster) {
+      this.modesOf = { policy, cluster, info: groupModeInfo(policy, cluster?.apps ?? []) };
+    }
+    return this.modesOf.info;
   }
 
   metrics(): string {

@@ -165,6 +165,11 @@ export class DesiredStateStore {
     return this.compiler?.hostIds() ?? [];
   }
 
+  /** The good policy held (compiled, or waiting for the first cluster); undefined before the first. */
+  currentPolicy(): Policy | undefined {
+    return this.policy;
+  }
+
   /** The cluster the current states were compiled from (undefined before the first). */
   currentCluster(): ClusterState | undefined {
     return this.cluster;

@@ -23,6 +23,7 @@ import type { App, ClusterState, Task } from '../inventory/cluster-state.js';
 import type { PeerRef, Policy, Protocol } from '../policy/policy-model.js';
 import type { SourceLocation } from '../diagnostic.js';
 import { isMemberAppId, isMemberTaskId } from '../net/member-syntax.js';
+import { appModeReading, auditNote } from './group-mode.js';
 import {
   appInGroup,
   findApp,
@@ -82,6 +83,8 @@ export interface EgressVerdict {
   readonly decision: 'allow' | 'deny';
   /** False in audit mode for a deny: the packet is logged (NFLOG pcu-egress), not dropped. */
   readonly enforced: boolean;
+  /** The group whose `mode: audit` puts the source app in audit (group-mode.ts), when one does. */
+  readonly auditGroup?: string;
   readonly tier: EgressTier;
   readonly rule?: string;
   readonly at?: SourceLocation;
@@ -146,14 +149,17 @@ export function egressVerdict(policy: Policy, cluster: ClusterState, q: EgressQu
     hostPort: q.hostPort,
     owners: owners.map(ownerName),
   };
-  const audit = policy.defaults.mode === 'audit';
+  // Judged at the source in the source app's mode.
+  const mode = appModeReading(policy, source);
+  const audit = mode.mode === 'audit';
   const verdict = (decision: 'allow' | 'deny', tier: EgressTier, reason: string, extra: Partial<EgressVerdict> = {}): EgressVerdict => ({
     ...base,
     ...extra,
     decision,
     enforced: decision === 'allow' || !audit,
+    ...(mode.group !== undefined ? { auditGroup: mode.group } : {}),
     tier,
-    reason: decision === 'deny' && audit ? `${reason} (audit mode: logged as pcu-egress, would be dropped)` : reason,
+    reason: decision === 'deny' && audit ? `${reason}${auditNote(mode, 'logged as pcu-egress, would be dropped')}` : reason,
   });
 
   if (!egressEnabled(policy)) return verdict('allow', 'off', 'defaults.egress is off: the source host does not check its tasks (destination side only).');

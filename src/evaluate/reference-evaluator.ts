@@ -22,7 +22,8 @@
 import type { ClusterState, Task } from '../inventory/cluster-state.js';
 import type { PeerRef, Policy, Protocol, RuleDef } from '../policy/policy-model.js';
 import type { SourceLocation } from '../diagnostic.js';
-import { egressEnabled, egressVerdict, type EgressVerdict } from './egress-evaluator.js';
+import { claimOwners, egressEnabled, egressVerdict, type EgressVerdict } from './egress-evaluator.js';
+import { auditNote, claimModeReading } from './group-mode.js';
 import { appInGroup, findApp, hostIps, inNetwork, ipFamily, ipText, isFailsafe, isTaskPort, parseIp, sameIp, targetText, walkTiers, type Ip } from './policy-walk.js';
 
 export type Tier = 'failsafe' | 'policy' | 'labels' | 'default';
@@ -38,6 +39,8 @@ interface Decided {
   readonly decision: 'allow' | 'deny';
   /** False in audit mode for a deny: the packet is logged, not dropped. */
   readonly enforced: boolean;
+  /** The group whose `mode: audit` puts the port in audit (group-mode.ts), when one does. */
+  readonly auditGroup?: string;
 }
 
 export interface Verdict extends Decided {
@@ -120,14 +123,16 @@ export function evaluateConnection(policy: Policy, cluster: ClusterState, c: Con
     ...(port.name !== undefined ? { portName: port.name } : {}),
     taskId: c.task.id,
   };
-  const audit = policy.defaults.mode === 'audit';
+  const mode = claimModeReading(policy, app, () => claimOwners(cluster, c.task.hostId, c.protocol, hostPort));
+  const audit = mode.mode === 'audit';
   const verdict = (decision: 'allow' | 'deny', tier: Tier, reason: string, rule?: RuleDef): Verdict => ({
     ...base,
     decision,
     enforced: decision === 'allow' || !audit,
+    ...(mode.group !== undefined ? { auditGroup: mode.group } : {}),
     tier,
     ...(rule ? { rule: rule.name, at: rule.at } : {}),
-    reason: decision === 'deny' && audit ? `${reason} (audit mode: logged, not dropped)` : reason,
+    reason: decision === 'deny' && audit ? `${reason}${auditNote(mode, 'logged, not dropped')}` : reason,
   });
 
   if (isFailsafe(policy, c.protocol, hostPort)) {
@@ -233,7 +238,6 @@ function taskPairs(
   verdicts: readonly Verdict[],
   portIndex: ReadonlyMap<Verdict, number>,
 ): PairVerdict[] {
-  const audit = policy.defaults.mode === 'audit';
   const pairs: PairVerdict[] = [];
   const sourceTasks = cluster.tasks.filter((t) => t.appId === appId && cluster.hosts.some((h) => h.id === t.hostId));
   for (const st of sourceTasks.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
@@ -264,7 +268,8 @@ function taskPairs(
           ...(destination.portName !== undefined ? { portName: destination.portName } : {}),
           taskId: destination.taskId,
           decision: deniedAt === undefined ? 'allow' : 'deny',
-          enforced: deniedAt === undefined || !audit,
+          // Dropped when a half that denies enforces (an audited source lets it on to the destination).
+          enforced: deniedAt === undefined || (egress.decision === 'deny' && egress.enforced) || (destination.decision === 'deny' && destination.enforced),
           ...(deniedAt !== undefined ? { deniedAt } : {}),
           egress,
           destination,

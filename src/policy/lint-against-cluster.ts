@@ -4,7 +4,7 @@
  *  - error: a rule names a port that no app of its target groups defines (at the name's location;
  *    lists the names those apps do define). Skipped when the groups select no app at all.
  *  - error: a rule's `protocol` excludes every protocol the named port uses.
- *  - warning: a group selects no app.
+ *  - warning: a group selects no app (saying so when it has a `mode`, which then stages nothing).
  * `sites` (from parsePolicy's result) gives the location of each port spec; without it, errors
  * point at the rule.
  */
@@ -62,7 +62,9 @@ export function lintPolicyAgainstCluster(policy: Policy, cluster: ClusterState, 
       const sel = [g.apps.length > 0 ? `apps ${g.apps.join(', ')}` : '', Object.keys(g.labels).length > 0 ? `labels ${JSON.stringify(g.labels)}` : '']
         .filter(Boolean)
         .join(' and ');
-      push(g.at, `group '${g.name}' selects no app of the cluster (${sel}); check its patterns and labels`, 'warning');
+      // A staged group that selects nothing stages nothing: its apps (by a typo) still follow defaults.mode.
+      const mode = g.mode !== undefined ? `; its 'mode: ${g.mode}' applies to no app (the apps meant still follow defaults.mode or their other groups)` : '';
+      push(g.at, `group '${g.name}' selects no app of the cluster (${sel}); check its patterns and labels${mode}`, 'warning');
     }
   }
   const targets = new Map<string, Targets>();

@@ -18,7 +18,7 @@ import { checkPortNumber, readNameRefs, readRule } from './policy-rule.js';
 export const TOP_LEVEL_KEYS = ['version', 'defaults', 'networks', 'groups', 'rules', 'guardrails'] as const;
 const DEFAULTS_KEYS = ['mode', 'action', 'failsafe', 'egress'] as const;
 const NETWORK_KEYS = ['cidrs', 'except'] as const;
-const GROUP_KEYS = ['apps', 'labels'] as const;
+const GROUP_KEYS = ['apps', 'labels', 'mode'] as const;
 const GUARDRAIL_KEYS = ['sources', 'targets', 'deny'] as const;
 const GUARDRAIL_DENY_KEYS = ['from', 'to'] as const;
 
@@ -84,11 +84,7 @@ function readDefaults(r: YamlReader, node: YamlNode | null): Defaults | undefine
   let action: DefaultAction = 'deny';
   let failsafe: readonly PortRef[] = DEFAULT_FAILSAFE;
   const modeEntry = m.get('mode');
-  if (modeEntry) {
-    const v = r.string(modeEntry.value, "'defaults.mode'");
-    if (v === 'enforce' || v === 'audit') mode = v;
-    else if (v !== undefined) r.error(modeEntry.value, `unknown mode '${v}'${didYouMean(v, ['enforce', 'audit'])}; expected enforce or audit`);
-  }
+  if (modeEntry) mode = readMode(r, modeEntry.value, "'defaults.mode'") ?? mode;
   const actionEntry = m.get('action');
   if (actionEntry) {
     const v = r.string(actionEntry.value, "'defaults.action'");
@@ -124,6 +120,14 @@ function readDefaults(r: YamlReader, node: YamlNode | null): Defaults | undefine
     else r.error(node, `'defaults.egress' must be on or off (per-app egress on the source host), found ${describe(node)}`);
   }
   return { mode, action, failsafe, egress };
+}
+
+/** `enforce` or `audit`; anything else is an error saying what to write (undefined then). */
+function readMode(r: YamlReader, node: YamlNode | null, what: string, extra = ''): Mode | undefined {
+  const v = r.string(node, what);
+  if (v === 'enforce' || v === 'audit') return v;
+  if (v !== undefined) r.error(node, `unknown mode '${v}'${didYouMean(v, ['enforce', 'audit'])}; expected enforce or audit${extra}`);
+  return undefined;
 }
 
 function readPortRef(r: YamlReader, node: YamlNode | null): PortRef | undefined {
@@ -217,10 +221,12 @@ function readGroups(r: YamlReader, node: YamlNode | null): GroupDef[] {
         if (v !== undefined) labels[l.key] = v;
       }
     }
+    const modeEntry = m?.get('mode');
+    const mode = modeEntry && readMode(r, modeEntry.value, `'mode' of ${what}`, ` as the mode of ${what} (or leave 'mode' out: its apps follow defaults.mode)`);
     if (m && apps.length === 0 && Object.keys(labels).length === 0 && r.diagnostics.length === errorsBefore) {
       r.error(e.keyNode, `${what} selects nothing: give 'apps' (app id patterns like "/shop/web-*") and/or 'labels' (like {tier: frontend})`);
     }
-    out.push({ name: e.key, apps, labels: sortRecord(labels), at });
+    out.push({ name: e.key, apps, labels: sortRecord(labels), ...(mode ? { mode } : {}), at });
   }
   return out;
 }

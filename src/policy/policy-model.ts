@@ -33,6 +33,12 @@ export interface GroupDef {
   readonly name: string;
   readonly apps: readonly string[];
   readonly labels: Readonly<Record<string, string>>;
+  /**
+   * `groups.<name>.mode` (staged rollout per group); absent = the group has no say and its apps
+   * follow `defaults.mode`. An app in some group with an explicit mode is in audit when any of
+   * those says audit, else it enforces (src/compile/group-modes.ts). Present only when written.
+   */
+  readonly mode?: Mode;
   readonly at: SourceLocation;
 }
 

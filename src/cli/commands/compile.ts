@@ -4,7 +4,7 @@
  * host that has no Portcullis objects yet (iptables). Compile reports and lint findings go to
  * stderr as warnings; only a broken policy or inventory fails (exit 1), as in the controller.
  */
-import { hasEgressMembers, type DesiredState } from '../../compile/desired-state.js';
+import { hasAuditMembers, hasEgressMembers, type DesiredState } from '../../compile/desired-state.js';
 import { egressAppOf } from '../../net/member-syntax.js';
 import { sortDiagnostics } from '../../diagnostic.js';
 import { lintPolicyAgainstCluster } from '../../policy/lint-against-cluster.js';
@@ -41,8 +41,11 @@ Marathon: what each host should have, from where its tasks run), through the sam
             With per-app egress (defaults.egress on), each host ends with '# egress'
             comment lines saying which tasks are local and what each local app may reach:
             the agent renders those chains itself, from its local task map.
+            A host whose apps are in different modes (groups.<name>.mode) ends with
+            '# group modes' comment lines: its ports and local apps that audit.
   json      the DesiredState of the host, or of every host as an object keyed by host id
-            (egress-task, egress-managed4/6 and egress-ip4/6 included).
+            (egress-task, egress-managed4/6 and egress-ip4/6 included; audit-tcp, audit-udp
+            and egress-audit: what audits while the state's mode is enforce).
 Compile reports (rejected label declarations, hosts without address, port conflicts, tasks
 whose ids cannot be named in egress sets) are printed on stderr as warnings.
 
@@ -121,7 +124,24 @@ function renderHost(state: DesiredState): string {
     out.push(renderIptablesRestore(state, family, { insertJump: true }));
   }
   out.push(renderEgress(state));
+  out.push(renderGroupModes(state));
   return out.join('');
+}
+
+/**
+ * A host whose apps are in different modes (groups.<name>.mode): which of its ports and local
+ * apps audit while the state enforces, as comment lines. Nothing when the host has one mode
+ * (the state's mode says it).
+ */
+function renderGroupModes(state: DesiredState): string {
+  if (!hasAuditMembers(state.sets)) return '';
+  const list = (members: readonly string[]) => (members.length === 0 ? '(none)' : members.join(' '));
+  return [
+    `# group modes of host ${state.hostId}: the state enforces, except what audits (logged, not dropped):`,
+    `# audit tcp ports: ${list(state.sets['audit-tcp'])}`,
+    `# audit udp ports: ${list(state.sets['audit-udp'])}`,
+    `# audit egress of apps: ${list(state.sets['egress-audit'])}`,
+  ].join('\n') + '\n';
 }
 
 /**

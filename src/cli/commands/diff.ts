@@ -13,7 +13,9 @@ import { sortDiagnostics, type Diagnostic } from '../../diagnostic.js';
 import { formatSource } from '../../net/cidr.js';
 import { formatAddress, tryParseAddress } from '../../net/address.js';
 import type { ClusterState } from '../../inventory/cluster-state.js';
-import type { Mode } from '../../policy/policy-model.js';
+import type { Mode, Policy } from '../../policy/policy-model.js';
+import { groupMatcher } from '../../policy/app-selector.js';
+import { egressAppOf } from '../../net/member-syntax.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
 import { UsageError } from '../../usage-error.js';
 import { CONTROLLER_CLUSTER_HELP, loadClusterInput, policyDriftNote } from '../controller-client.js';
@@ -33,7 +35,9 @@ const help = `Usage: portcullis diff OLD NEW [--inventory FILE | --controller UR
 Compiles two versions of a policy (OLD and NEW: policy files or directories) against the same
 inventory and prints, per host, what NEW adds (+) and removes (-) compared with OLD: set
 members as the agent stores them (e.g. '+ allow-ip4 10.0.1.11,tcp:31100'), each allowed
-source also said in words, and mode changes. With per-app egress (defaults.egress on), what
+source also said in words, and mode changes. A group whose mode changed (groups.<name>.mode)
+is said first, e.g. 'group web: audit → enforce (hosts whose state changes by it: node-1)',
+and each port or app egress that audits or enforces now is said per host. With per-app egress (defaults.egress on), what
 each app on a host may now reach, or no longer, is said too (e.g. '/shop/batch may now reach
 /shop/db postgres/tcp 31300 on node-3 (10.0.1.13)'). Hosts without change are listed on one line.
 
@@ -175,6 +179,70 @@ function changesOf(before: ReadonlyMap<string, DesiredState>, after: ReadonlyMap
   return { changed, unchanged };
 }
 
+/** A group whose mode (groups.<name>.mode) differs between OLD and NEW, and the changed hosts running its apps. */
+interface GroupModeChange {
+  readonly group: string;
+  /** The explicit mode, or null: none (its apps follow defaults.mode). */
+  readonly from: Mode | null;
+  readonly to: Mode | null;
+  readonly hosts: readonly string[];
+}
+
+/** Groups (of OLD or NEW) whose explicit mode changed, with the changed hosts running an app of theirs (in OLD or NEW). */
+function groupModeChanges(oldPolicy: Policy, newPolicy: Policy, cluster: ClusterState, changed: readonly HostChange[]): GroupModeChange[] {
+  const modeIn = (p: Policy) => new Map(p.groups.map((g) => [g.name, g.mode ?? null]));
+  const [was, now] = [modeIn(oldPolicy), modeIn(newPolicy)];
+  const names = [...new Set([...was.keys(), ...now.keys()])].filter((n) => was.has(n) && now.has(n) && was.get(n) !== now.get(n)).sort();
+  if (names.length === 0) return [];
+  const changedHosts = new Set(changed.map((c) => c.hostId));
+  const groupsOf = [groupMatcher(oldPolicy), groupMatcher(newPolicy)];
+  const appGroups = new Map(cluster.apps.map((a) => [a.id, new Set(groupsOf.flatMap((m) => m(a)))]));
+  return names.map((group) => {
+    const hosts = new Set(cluster.tasks.filter((t) => changedHosts.has(t.hostId) && appGroups.get(t.appId)?.has(group)).map((t) => t.hostId));
+    return { group, from: was.get(group)!, to: now.get(group)!, hosts: [...hosts].sort() };
+  });
+}
+
+function groupModeText(c: GroupModeChange, defaults: { readonly from: Mode; readonly to: Mode }): string {
+  const mode = (m: Mode | null, d: Mode) => m ?? `none (defaults.mode ${d})`;
+  const hosts = c.hosts.length > 0 ? `hosts whose state changes by it: ${c.hosts.join(', ')}` : 'no host changes by it';
+  return `group ${c.group}: ${mode(c.from, defaults.from)} → ${mode(c.to, defaults.to)} (${hosts})\n`;
+}
+
+/** How the kernel reads a state's modes: a managed port, or a local app's egress (desired-state.ts). */
+function portMode(state: DesiredState, protocol: 'tcp' | 'udp', port: string): Mode {
+  return state.sets[`audit-${protocol}`].includes(port) ? 'audit' : state.mode;
+}
+
+/**
+ * Per managed port and local app whose mode changed on a host (read as the kernel reads the
+ * state: audit-<proto> / egress-audit, else the state's mode), e.g.
+ * "node-1: /shop/web http/tcp 31000 now audits (logged, not dropped)".
+ */
+function modesInWords(change: HostChange, cluster: ClusterState): string[] {
+  const prev = change.prev;
+  if (!prev) return [];
+  const next = change.next;
+  const verb = (m: Mode) => (m === 'audit' ? 'now audits (logged, not dropped)' : 'now enforces (denied connections dropped)');
+  const owners = portOwners(cluster, change.hostId);
+  const lines: string[] = [];
+  for (const protocol of ['tcp', 'udp'] as const) {
+    for (const port of next.sets[`managed-${protocol}`]) {
+      if (!prev.sets[`managed-${protocol}`].includes(port)) continue;
+      const [a, b] = [portMode(prev, protocol, port), portMode(next, protocol, port)];
+      const owner = owners.get(`${protocol}\0${port}`);
+      if (a !== b) lines.push(`${change.hostId}: ${owner !== undefined ? `${owner}/` : ''}${protocol} ${port} ${verb(b)}`);
+    }
+  }
+  const appMode = (s: DesiredState, app: string) => (s.sets['egress-audit'].includes(app) ? 'audit' : s.mode);
+  const apps = (s: DesiredState) => new Set(s.sets['egress-task'].map(egressAppOf));
+  const before = apps(prev);
+  for (const app of [...apps(next)].sort()) {
+    if (before.has(app) && appMode(prev, app) !== appMode(next, app)) lines.push(`${change.hostId}: egress of ${app} ${verb(appMode(next, app))}`);
+  }
+  return lines;
+}
+
 function hostText(change: HostChange, cluster: ClusterState, owners: ReadonlyMap<string, string>): string {
   const { delta } = change;
   const adds = SET_KINDS.reduce((n, k) => n + delta.adds[k].length, 0);
@@ -188,7 +256,7 @@ function hostText(change: HostChange, cluster: ClusterState, owners: ReadonlyMap
       }
     }
   }
-  for (const words of [...inWords(change, cluster), ...egressInWords(change, owners)]) lines.push(`  = ${words}`);
+  for (const words of [...inWords(change, cluster), ...egressInWords(change, owners), ...modesInWords(change, cluster)]) lines.push(`  = ${words}`);
   return lines.join('\n') + '\n';
 }
 
@@ -231,6 +299,8 @@ export const diffCommand: Command = {
     const before = compiled[0].result.states;
     const after = compiled[1].result.states;
     const { changed, unchanged } = changesOf(before, after);
+    const modeChanges = groupModeChanges(oldPolicy.loaded.policy, newPolicy.loaded.policy, cluster, changed);
+    const defaults = { from: oldPolicy.loaded.policy.defaults.mode, to: newPolicy.loaded.policy.defaults.mode };
     const note = await policyDriftNote(values.controller, () => before, 'OLD');
     if (note !== '') io.stderr(note);
 
@@ -249,10 +319,12 @@ export const diffCommand: Command = {
           ]),
         ),
         unchanged,
+        ...(modeChanges.length > 0 ? { groupModes: modeChanges } : {}),
       };
       io.stdout(JSON.stringify(body, null, 2) + '\n');
       return EXIT_OK;
     }
+    io.stdout(modeChanges.map((c) => groupModeText(c, defaults)).join(''));
     if (changed.length === 0) {
       io.stdout(`no change: both policies compile to the same state on ${plural(unchanged.length, 'host')}\n`);
       return EXIT_OK;

@@ -59,9 +59,15 @@ Examples:
   portcullis explain --policy ./policy --controller http://10.0.0.5:7444 --from 10.20.0.7 --to /shop/db --port 5432
 `;
 
+/** "(audit)", or "(audit: group G)" when a group's mode (groups.<name>.mode) made it audit. */
+function auditTag(v: { readonly auditGroup?: string }): string {
+  return v.auditGroup !== undefined ? `(audit: group ${v.auditGroup})` : '(audit)';
+}
+
 function decisionText(v: Verdict): string {
   if (v.decision === 'allow') return 'ALLOW';
-  return v.enforced ? 'DENY' : 'DENY (audit: logged, not dropped)';
+  if (v.enforced) return 'DENY';
+  return v.auditGroup !== undefined ? `DENY ${auditTag(v)}: logged, not dropped` : 'DENY (audit: logged, not dropped)';
 }
 
 /** "rule x (file:line:col), tier t": what decided a verdict or a half of one. */
@@ -80,12 +86,20 @@ const DENIED_AT = { source: 'at the source host (egress)', destination: 'at the 
 
 function pairDecision(p: PairVerdict): string {
   if (p.deniedAt === undefined) return 'ALLOW';
-  return `DENY ${DENIED_AT[p.deniedAt]}${p.enforced ? '' : ': would be dropped (audit)'}`;
+  if (p.enforced) {
+    // The source host only logs (its app audits); the destination host drops it.
+    if (p.deniedAt === 'source' && !p.egress.enforced) return `DENY ${DENIED_AT.destination} (the source host only logs it ${auditTag(p.egress)})`;
+    return `DENY ${DENIED_AT[p.deniedAt]}`;
+  }
+  // Not dropped: every half that denies audits; name the one that denies first.
+  const audited = p.egress.decision === 'deny' ? p.egress : p.destination;
+  return `DENY ${DENIED_AT[p.deniedAt]}: would be dropped ${auditTag(audited)}`;
 }
 
 function halfDecision(v: Verdict | EgressVerdict): string {
   if (v.decision === 'allow') return 'ALLOW';
-  return v.enforced ? 'DENY' : 'DENY (would be dropped (audit))';
+  if (v.enforced) return 'DENY';
+  return v.auditGroup !== undefined ? `DENY ${auditTag(v)}: would be dropped` : 'DENY (would be dropped (audit))';
 }
 
 /** A task pair: the combined verdict, then each half with what decided it and why. */
@@ -168,6 +182,7 @@ export const explainCommand: Command = {
       const body = {
         query,
         mode: policy.loaded.policy.defaults.mode,
+        groupModes: policy.loaded.policy.groups.filter((g) => g.mode !== undefined).map((g) => ({ group: g.name, mode: g.mode })),
         egress,
         ...(note !== undefined ? { note } : {}),
         verdicts: result.verdicts,

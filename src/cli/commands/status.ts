@@ -13,7 +13,8 @@ const help = `Usage: portcullis status [--controller-status URL] [--format table
 
 Shows a running controller's state: ready or not (and why), the policy and inventory in force
 and the last error of a broken edit, every agent with its applied and desired version, and
-every agent that cannot enforce per-app egress (host-level only on its host) with its reason.
+every agent that cannot enforce per-app egress (host-level only on its host) with its reason,
+and the groups with an explicit mode (groups.<name>.mode: audit or enforce) with their app counts.
 
 Options:
   --controller-status URL
@@ -52,6 +53,7 @@ interface StatusDoc {
   compile?: { hosts?: unknown; reports?: unknown };
   agentCounts?: { known?: unknown; connected?: unknown; inSync?: unknown };
   egress?: { enforcing?: unknown; hostLevel?: unknown };
+  groupModes?: unknown;
   agents?: unknown;
   tls?: { refusals?: unknown; lastRefusal?: { peer?: unknown; reason?: unknown; detail?: unknown; at?: unknown } | null } | null;
 }
@@ -92,6 +94,11 @@ export function renderStatus(doc: StatusDoc, url: string): string {
   const hostLevel = doc.egress?.hostLevel;
   if (connected > 0 && typeof enforcing === 'number' && typeof hostLevel === 'number') {
     out.push(`egress: ${enforcing} of ${connected} connected agents enforce it${hostLevel > 0 ? `; ${hostLevel} host-level only (below)` : ''}`);
+  }
+  const modes = (Array.isArray(doc.groupModes) ? doc.groupModes : []) as { group?: unknown; mode?: unknown; apps?: unknown }[];
+  if (modes.length > 0) {
+    const shown = modes.slice(0, 50).map((m) => `${text(m?.group)} ${text(m?.mode)} (${typeof m?.apps === 'number' ? `${m.apps} app${m.apps === 1 ? '' : 's'}` : '?'})`);
+    out.push(`group modes: ${shown.join(', ')}${modes.length > 50 ? `, ... ${modes.length - 50} more` : ''}`);
   }
   const tls = doc.tls;
   if (tls === null) out.push('tls: off (--insecure): agents are not authenticated');
