@@ -94,6 +94,7 @@ describe('an agent without per-group mode (Hello without group_modes)', () => {
     expect(stateFromSnapshot('host-a', snapshot)).toEqual(oldView(s1));
     stream.send({ ack: { version: oldView(s1).version, seq: 1 } });
     await waitFor('in sync on its view', () => service.agent('host-a')?.inSync === true);
+    expect(service.agent('host-a')).toMatchObject({ groupModes: false, groupModesAllAudit: true });
 
     source.set(s2);
     await waitFor('delta', () => states(stream).length === 2);
@@ -138,5 +139,6 @@ describe('an agent with per-group mode', () => {
     expect(snapshot.mode).toBe('enforce');
     stream.send({ ack: { version: s1.version, seq: 1 } });
     await waitFor('in sync', () => service.agent('host-a')?.inSync === true);
+    expect(service.agent('host-a')).toMatchObject({ groupModes: true, groupModesAllAudit: false });
   });
 });

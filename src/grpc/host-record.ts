@@ -3,7 +3,7 @@
  * and the few recent states it sent, so the next message can be a delta against the version the
  * agent has (its last ack, or the applied_version of its Hello after a reconnect).
  */
-import type { DesiredState } from '../compile/desired-state.js';
+import { hasAuditMembers, type DesiredState } from '../compile/desired-state.js';
 import type { FlowStatusInfo } from '../flows/flow-types.js';
 import { agentView, type WireFeatures } from './agent-view.js';
 import type { EgressHolder, EgressReport } from './egress-status.js';
@@ -32,6 +32,13 @@ export interface AgentStatus {
   readonly egress: EgressReport | undefined;
   /** What the agent last said about flow recording (Hello, Ack, Pong; cleaned); null when its release has none. */
   readonly flows: FlowStatusInfo | null;
+  /**
+   * The agent's release understands per-group mode (Hello.group_modes). When false and the
+   * host's state audits some ports or apps while enforcing others, the agent is sent the whole
+   * state in audit (agent-view.ts): `groupModesAllAudit` says so.
+   */
+  readonly groupModes: boolean;
+  readonly groupModesAllAudit: boolean;
 }
 
 export class HostRecord implements EgressHolder {
@@ -86,6 +93,8 @@ export class HostRecord implements EgressHolder {
       lastSeen: this.lastSeen,
       egress: this.egress,
       flows: this.flows,
+      groupModes: this.features.groupModes,
+      groupModesAllAudit: desired !== undefined && !this.features.groupModes && hasAuditMembers(desired.sets),
     };
   }
 }
