@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { SET_KINDS, type DesiredState, type SetContents } from '../src/compile/desired-state.js';
-import { checkDesiredState } from '../src/compile/desired-state-check.js';
+import { checkDesiredState, withEveryKind } from '../src/compile/desired-state-check.js';
 import { stateVersion } from '../src/compile/state-version.js';
 import { writeFileAtomic } from './dataplane/atomic-write.js';
 
@@ -45,7 +45,7 @@ export function checkStoredState(value: unknown): string | undefined {
   const { format, state } = value as Partial<StoredState>;
   if (format !== FORMAT) return `unknown format ${JSON.stringify(format)} (expected ${FORMAT})`;
   if (typeof state !== 'object' || state === null) return 'no state';
-  return checkDesiredState(state, { acceptV1: true });
+  return checkDesiredState(state, { acceptV1: true, acceptMissingNewKinds: true });
 }
 
 export function loadState(dir: string, logger?: Logger): DesiredState | undefined {
@@ -71,7 +71,8 @@ export function loadState(dir: string, logger?: Logger): DesiredState | undefine
     return undefined;
   }
   const { state } = value as StoredState;
-  const sets = Object.fromEntries(SET_KINDS.map((kind) => [kind, [...state.sets[kind]]])) as unknown as SetContents;
+  const given = withEveryKind(state.sets);
+  const sets = Object.fromEntries(SET_KINDS.map((kind) => [kind, [...given[kind]]])) as unknown as SetContents;
   const version = stateVersion(state.mode, sets);
   if (version !== state.version) {
     logger?.info({ event: 'state_store.upgraded', file, savedVersion: state.version, version }, 'saved state of an earlier release: trusted by its old version and re-versioned');

@@ -80,3 +80,25 @@ describe('state store', () => {
     expect(readdirSync(dir)).toEqual(['desired-state.json']);
   });
 });
+
+describe('a state saved by an earlier release', () => {
+  it('without the kinds added since (egress, per-group mode) loads with them empty and its version kept', () => {
+    const dir = tempDir();
+    const { logger, lines } = logCapture();
+    // What the release before egress wrote: only the destination-side kinds.
+    const sets = { 'managed-tcp': ['31000'], 'managed-udp': [], 'failsafe-tcp': ['22'], 'failsafe-udp': [], 'allow-ip4': ['10.0.0.1,tcp:31000'], 'allow-net4': [], 'allow-ip6': [], 'allow-net6': [] };
+    const full = makeState({ 'managed-tcp': ['31000'], 'failsafe-tcp': ['22'], 'allow-ip4': ['10.0.0.1,tcp:31000'] });
+    writeFileSync(statePath(dir), JSON.stringify({ format: 1, state: { hostId: 'host-a', mode: 'enforce', sets, version: full.version } }));
+    expect(loadState(dir, logger)).toEqual(full);
+    expect(lines.filter((l) => l.event === 'state_store.corrupt')).toEqual([]);
+  });
+
+  it('a kind of the destination side that is absent is still refused', () => {
+    const dir = tempDir();
+    const { logger, lines } = logCapture();
+    const { 'allow-ip4': _dropped, ...sets } = A.sets;
+    writeFileSync(statePath(dir), JSON.stringify({ format: 1, state: { ...A, sets } }));
+    expect(loadState(dir, logger)).toBeUndefined();
+    expect(lines.find((l) => l.event === 'state_store.corrupt')?.err).toMatch(/sets\.allow-ip4 is not a list/);
+  });
+});

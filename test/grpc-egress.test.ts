@@ -9,8 +9,8 @@
  *    bounded, and a host that cannot enforce is logged at warn once per reason.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { EGRESS_KINDS, INGRESS_KINDS, SET_KINDS, emptySets, type DesiredState, type SetKind } from '../src/compile/desired-state.js';
-import { applyDelta, diffStates, type StateDelta } from '../src/compile/state-delta.js';
+import { AUDIT_KINDS, EGRESS_KINDS, INGRESS_KINDS, SET_KINDS, emptySets, type DesiredState, type SetKind } from '../src/compile/desired-state.js';
+import { applyDelta } from '../src/compile/state-delta.js';
 import { stateVersion } from '../src/compile/state-version.js';
 import type { AgentMessage } from '../src/grpc/proto.js';
 import { REASON_MAX, UNSUPPORTED_REASON } from '../src/grpc/egress-status.js';
@@ -18,7 +18,7 @@ import { SyncService, type SyncServiceOptions } from '../src/grpc/sync-service.j
 import type { SyncLogger } from '../src/grpc/sync-logger.js';
 import { deltaFromMessage, stateFromSnapshot } from '../src/grpc/wire-state.js';
 import { openRawStream, startServer, stopServer, waitFor, type RawStream } from './support/grpc-harness.js';
-import { MemoryStateSource, makeState } from './support/memory-state-source.js';
+import { MemoryStateSource, PatchingSource, makeState } from './support/memory-state-source.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -70,25 +70,6 @@ function strippedOf(state: DesiredState): DesiredState {
 const kindsOf = (sets: readonly { kind: string }[]): string[] => sets.map((s) => s.kind);
 const isEgressKind = (kind: string): boolean => (EGRESS_KINDS as readonly string[]).includes(kind);
 
-/** A source that also offers its own patch (as the incremental compiler does), keyed by the full versions. */
-class PatchingSource extends MemoryStateSource {
-  private readonly previous = new Map<string, DesiredState>();
-  patches = 0;
-
-  override set(state: DesiredState): void {
-    const before = this.current(state.hostId);
-    if (before) this.previous.set(state.hostId, before);
-    super.set(state);
-  }
-
-  deltaFrom(hostId: string, baseVersion: string): StateDelta | undefined {
-    const before = this.previous.get(hostId);
-    const now = this.current(hostId);
-    if (!before || !now || before.version !== baseVersion) return undefined;
-    this.patches++;
-    return diffStates(before, now);
-  }
-}
 
 describe('an agent without egress support (Hello without egress)', () => {
   it('gets snapshots and deltas without the egress kinds, versioned as the stripped sets, and is in sync on them', async () => {
@@ -222,7 +203,8 @@ describe('an agent with egress support', () => {
     stream.send(hello('host-a', { egress: { supported: true, enforcing: true, mappedTasks: 1 } }));
     await waitFor('snapshot', () => states(stream).length === 1);
     const snapshot = states(stream)[0]!.snapshot!;
-    expect(kindsOf(snapshot.sets)).toEqual([...SET_KINDS]);
+    // Every kind but the per-group mode ones, which this Hello does not announce (grpc-group-modes.test.ts).
+    expect(kindsOf(snapshot.sets)).toEqual(SET_KINDS.filter((k) => !(AUDIT_KINDS as readonly string[]).includes(k)));
     expect(stateFromSnapshot('host-a', snapshot)).toEqual(s1);
     stream.send({ ack: { version: s1.version, seq: 1 } });
     await waitFor('in sync', () => service.agent('host-a')?.inSync === true);

@@ -75,13 +75,13 @@ describe('SyncService + SyncClient', () => {
     expect(service.agents().map((a) => a.hostId)).toEqual(['host-a']);
   });
 
-  it('the first message is a snapshot of every set kind with seq 1 (to an agent announcing egress support)', async () => {
+  it('the first message is a snapshot of every set kind with seq 1 (to an agent announcing egress support and group modes)', async () => {
     const source = new MemoryStateSource();
     const s1 = nthState('host-a', 1);
     source.set(s1);
     const { running } = await controller(source);
     const stream = raw(running.target);
-    stream.send({ hello: { hostId: 'host-a', addresses: [], agentVersion: 'raw', appliedVersion: '', egress: { supported: true, enforcing: true } } });
+    stream.send({ hello: { hostId: 'host-a', addresses: [], agentVersion: 'raw', appliedVersion: '', egress: { supported: true, enforcing: true }, groupModes: true } });
     await waitFor('snapshot', () => stateMessages(stream).length === 1);
     const snapshot = stream.messages[0]?.snapshot;
     expect(snapshot?.seq).toBe(1);

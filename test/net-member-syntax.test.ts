@@ -61,6 +61,8 @@ function refCheck(kind: SetKind, member: string): string | undefined {
     case 'managed-udp':
     case 'failsafe-tcp':
     case 'failsafe-udp':
+    case 'audit-tcp':
+    case 'audit-udp':
       return refIsPort(member) ? undefined : 'expected a port number 0..65535';
     case 'allow-ip4':
     case 'egress-managed4':
@@ -76,8 +78,8 @@ function refCheck(kind: SetKind, member: string): string | undefined {
       throw new Error(`no reference for ${kind}`);
   }
 }
-/** The kinds the regex reference covers (the egress "<app id>|" forms have their own table below). */
-const REF_KINDS = SET_KINDS.filter((k) => k !== 'egress-task' && k !== 'egress-ip4' && k !== 'egress-ip6');
+/** The kinds the regex reference covers (the egress "<app id>|" forms and egress-audit's app ids have their own table below). */
+const REF_KINDS = SET_KINDS.filter((k) => k !== 'egress-task' && k !== 'egress-ip4' && k !== 'egress-ip6' && k !== 'egress-audit');
 function refValidate(kind: SetKind, member: string): string | undefined {
   const error = refCheck(kind, member);
   return error === undefined ? undefined : `invalid ${kind} member ${JSON.stringify(member)}: ${error}`;
@@ -220,6 +222,15 @@ describe('egress members ("<app id>|...")', () => {
     { kind: 'egress-managed4', member: '10.0.0.1,tcp:31000', ok: true },
     { kind: 'egress-managed4', member: '/shop/web|10.0.0.1,tcp:31000', ok: false },
     { kind: 'egress-managed6', member: 'fd00::1,tcp:31000', ok: true },
+    { kind: 'egress-audit', member: '/shop/web', ok: true },
+    { kind: 'egress-audit', member: `/${'a'.repeat(512)}`, ok: true },
+    { kind: 'egress-audit', member: `/${'a'.repeat(513)}`, ok: false },
+    { kind: 'egress-audit', member: 'shop/web', ok: false },
+    { kind: 'egress-audit', member: '/shop/web|t1', ok: false },
+    { kind: 'egress-audit', member: '/shop web', ok: false },
+    { kind: 'egress-audit', member: '/shop/web\nadd x', ok: false },
+    { kind: 'audit-tcp', member: '31000', ok: true },
+    { kind: 'audit-udp', member: '65536', ok: false },
   ];
   it.each(cases)('$kind $member → ok=$ok', ({ kind, member, ok }) => {
     const error = validateMember(kind, member);

@@ -18,6 +18,11 @@
  * An app id in a member is '/' and 1-512 of [A-Za-z0-9._/-]; a task id 1-255 of [A-Za-z0-9_.-]
  * (src/net/member-syntax.ts): a task whose ids are not is left out (and reported). Every app of
  * egress-ip* has a task in egress-task. With `defaults.egress: false` the egress kinds are empty.
+ *
+ * Per-group mode (`groups.<name>.mode`), exceptions to a state whose mode is `enforce`; all empty
+ * when every app has one mode (the state's `mode` says it):
+ *   audit-tcp / audit-udp:         "<port>"        managed ports of this host in audit (⊆ managed-*)
+ *   egress-audit:                  "<app id>"      local apps whose egress is in audit (apps of egress-task)
  */
 import type { Mode } from '../policy/policy-model.js';
 
@@ -35,6 +40,9 @@ export const SET_KINDS = [
   'egress-managed6',
   'egress-ip4',
   'egress-ip6',
+  'audit-tcp',
+  'audit-udp',
+  'egress-audit',
 ] as const;
 export type SetKind = (typeof SET_KINDS)[number];
 
@@ -48,6 +56,13 @@ export const INGRESS_KINDS = SET_KINDS.slice(0, 8) as readonly SetKind[];
 /** The egress kinds, in SET_KINDS order. */
 export const EGRESS_KINDS = ['egress-task', 'egress-managed4', 'egress-managed6', 'egress-ip4', 'egress-ip6'] as const satisfies readonly SetKind[];
 export type EgressKind = (typeof EGRESS_KINDS)[number];
+
+/**
+ * The per-group mode kinds (`groups.<name>.mode`): exceptions to an `enforce` state's mode,
+ * empty unless some groups audit while others enforce. In SET_KINDS order.
+ */
+export const AUDIT_KINDS = ['audit-tcp', 'audit-udp', 'egress-audit'] as const satisfies readonly SetKind[];
+export type AuditKind = (typeof AUDIT_KINDS)[number];
 
 /** The egress kinds of one state. */
 export type EgressSets = Readonly<Record<EgressKind, readonly string[]>>;
@@ -65,6 +80,11 @@ export interface DesiredState {
 /** True when some egress kind has a member (a state without one is what it was before egress). */
 export function hasEgressMembers(sets: SetContents): boolean {
   return EGRESS_KINDS.some((kind) => (sets[kind]?.length ?? 0) > 0);
+}
+
+/** True when some per-group mode kind has a member (a state without one is what it was before group modes). */
+export function hasAuditMembers(sets: SetContents): boolean {
+  return AUDIT_KINDS.some((kind) => (sets[kind]?.length ?? 0) > 0);
 }
 
 /** Fresh empty lists of every kind. */

@@ -12,6 +12,9 @@
  *   for allow-ip4, allow-net4, allow-ip6, allow-net6:           "#<kind> <count>\n"
  *   "#allow " <sum> "\n"
  *   "#egress " <egress sum> "\n"          only when some egress kind has a member
+ *   "#audit " <count> "\n", then for audit-tcp, audit-udp, egress-audit: "#<kind> <count>\n" <members>
+ *                                        only when some of these has a member (per-group mode;
+ *                                        <count> is the three counts' sum)
  *
  * (the kinds in SET_KINDS order), where <members> is every member of the (short) list followed
  * by '\n', and <sum> is 64 lowercase hex of a 256-bit multiset hash of the (long) allow lists:
@@ -59,7 +62,7 @@
  */
 import { hash } from 'node:crypto';
 import type { Mode } from '../policy/policy-model.js';
-import { ALLOW_KINDS, EGRESS_KINDS, INGRESS_KINDS, hasEgressMembers, type SetContents, type SetKind } from './desired-state.js';
+import { ALLOW_KINDS, AUDIT_KINDS, EGRESS_KINDS, INGRESS_KINDS, hasAuditMembers, hasEgressMembers, type SetContents, type SetKind } from './desired-state.js';
 import { patchMemberList } from './member-lists.js';
 
 /** The short kinds, whose members the header lists (SET_KINDS order; they precede the allow kinds). */
@@ -192,11 +195,23 @@ function egressLine(sets: SetContents): string {
   return `#egress ${toHex(sum)}\n`;
 }
 
-/** The version from the listed part of the header, the allow sum (as 64 hex) and the egress lists. */
+/** The "#audit" part of the header (per-group mode), '' when every audit kind is empty. */
+function auditLines(sets: SetContents): string {
+  if (!hasAuditMembers(sets)) return '';
+  let text = `#audit ${AUDIT_KINDS.reduce((n, kind) => n + sets[kind].length, 0)}\n`;
+  for (const kind of AUDIT_KINDS) {
+    const members = sets[kind];
+    text += `#${kind} ${members.length}\n`;
+    if (members.length > 0) text += `${members.join('\n')}\n`;
+  }
+  return text;
+}
+
+/** The version from the listed part of the header, the allow sum (as 64 hex), the egress lists and the audit lists. */
 function versionOf(listed: string, sets: SetContents, sumHex: string): string {
   let text = listed;
   for (const kind of ALLOW_KINDS) text += `#${kind} ${sets[kind].length}\n`;
-  return sha256Hex(`${text}#allow ${sumHex}\n${egressLine(sets)}`).slice(0, 16);
+  return sha256Hex(`${text}#allow ${sumHex}\n${egressLine(sets)}${auditLines(sets)}`).slice(0, 16);
 }
 
 /** The version of {mode, sets}, from the members alone (the definition; see the header). */

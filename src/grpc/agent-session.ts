@@ -22,10 +22,10 @@
  * Single-threaded (Node); the service calls `kick` and `tick`, grpc-js calls the handlers.
  */
 import * as grpc from '@grpc/grpc-js';
-import { hasEgressMembers, type DesiredState } from '../compile/desired-state.js';
+import type { DesiredState } from '../compile/desired-state.js';
 import { diffStates, type StateDelta } from '../compile/state-delta.js';
 import { certificateIdentities } from '../tls/peer-identity.js';
-import { agentView, deltaForView, wireKinds } from './agent-view.js';
+import { agentView, deltaForView, isOwnView, wireKinds, type WireFeatures } from './agent-view.js';
 import { egressReport, recordEgress } from './egress-status.js';
 import type { HostRecord } from './host-record.js';
 import type { AgentMessage__Output, ControllerMessage } from './proto.js';
@@ -65,7 +65,7 @@ export class AgentSession {
   private agentVersion: string | undefined;
   private forceSnapshot = false;
   /** The Hello announced egress support: this stream is sent the egress kinds (agent-view.ts). */
-  private egressWire = false;
+  private features: WireFeatures = { egress: false, groupModes: false };
   private writeBlocked = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private pingNonce = 0;
@@ -100,11 +100,11 @@ export class AgentSession {
     if (this.phase !== 'active' || !this.host || this.inflight || this.writeBlocked) return;
     const full = this.ctx.source.current(this.host.hostId);
     if (!full) return;
-    const desired = agentView(full, this.egressWire);
+    const desired = agentView(full, this.features);
     if (desired.version === this.agentVersion) return;
     this.clearRetry();
     this.seq += 1;
-    const kinds = wireKinds(this.egressWire);
+    const kinds = wireKinds(this.features);
     const base = this.deltaBase();
     const message: ControllerMessage = base
       ? { delta: deltaMessage(this.deltaTo(base, full, desired), this.seq, kinds) }
@@ -113,7 +113,7 @@ export class AgentSession {
     if (base) this.host.remember(base);
     this.inflight = { seq: this.seq, version: desired.version, kind: base ? 'delta' : 'snapshot' };
     this.ctx.logger.debug(
-      { hostId: this.host.hostId, seq: this.seq, version: desired.version, kind: this.inflight.kind, egress: this.egressWire },
+      { hostId: this.host.hostId, seq: this.seq, version: desired.version, kind: this.inflight.kind, egress: this.features.egress, groupModes: this.features.groupModes },
       'sync: sending state',
     );
     this.write(message);
@@ -123,15 +123,15 @@ export class AgentSession {
   private deltaBase(): DesiredState | undefined {
     if (this.forceSnapshot || !this.host) return undefined;
     const base = this.host.lookup(this.agentVersion);
-    // An agent without egress support cannot hold egress members (it refuses them), and a delta
-    // removing them would name kinds it does not know.
-    return base && !this.egressWire && hasEgressMembers(base.sets) ? undefined : base;
+    // An agent cannot hold members of kinds it does not know (it refuses them), and a delta
+    // removing them would name those kinds.
+    return base && !isOwnView(base, this.features) ? undefined : base;
   }
 
   /** base → desired (the agent's view of `full`): the source's own patch when it has one, else a diff. */
   private deltaTo(base: DesiredState, full: DesiredState, desired: DesiredState): StateDelta {
     const patch = this.ctx.source.deltaFrom?.(full.hostId, base.version);
-    if (patch && patch.version === full.version) return desired === full ? patch : deltaForView(patch, desired.version);
+    if (patch && patch.version === full.version) return desired === full ? patch : deltaForView(patch, desired, this.features);
     return diffStates(base, desired);
   }
 
@@ -217,8 +217,8 @@ export class AgentSession {
     this.agentVersion = hello.appliedVersion === '' ? undefined : hello.appliedVersion;
     host.appliedVersion = this.agentVersion;
     const egress = egressReport(hello.egress);
-    this.egressWire = egress.supported;
-    host.egressWire = egress.supported;
+    this.features = { egress: egress.supported, groupModes: hello.groupModes === true };
+    host.features = this.features;
     this.ctx.logger.info(
       { hostId: host.hostId, peer: host.peer, agentVersion: host.agentVersion, appliedVersion: this.agentVersion, egressSupported: egress.supported, egressEnforcing: egress.enforcing },
       'sync: agent connected',

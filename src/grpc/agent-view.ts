@@ -1,52 +1,95 @@
 /**
- * The state an agent is sent, by what it understands. An agent of a release before egress
- * refuses a message naming a set kind it does not know (wire-state.ts decodes kinds as a closed
- * vocabulary), so an agent whose Hello does not announce egress support gets every state WITHOUT
- * the egress kinds, versioned as such: its view is the state with the egress lists emptied and
- * the version `stateVersion` gives those sets, which is the v2 version of the destination-side
- * sets alone (the "#egress" header line is absent when no egress member is; state-version.ts).
- * Deltas to such an agent go between views, and its messages name only INGRESS_KINDS.
+ * The state an agent is sent, by what it understands. An agent refuses a message naming a set
+ * kind it does not know (wire-state.ts decodes kinds as a closed vocabulary), so each stream is
+ * sent only the kinds its Hello announces (`WireFeatures`):
  *
- * A state without an egress member is its own view (same object, same version), so with
- * `defaults.egress: false` nothing changes for anyone. Otherwise the view is made once per state
- * object (a WeakMap: states are immutable and die with the store's generation) and shares every
- * destination-side list with the state, so diffing two views costs what diffing the states does.
+ * - Egress (Hello.egress.supported): without it, every state goes WITHOUT the egress kinds,
+ *   versioned as such: the version `stateVersion` gives the state with the egress lists emptied,
+ *   which is the v2 version of the destination-side sets alone (the "#egress" header line is
+ *   absent when no egress member is; state-version.ts).
+ * - Per-group mode (Hello.group_modes): without it, the audit kinds (audit-tcp, audit-udp,
+ *   egress-audit: exceptions to an enforcing state) are dropped and, when one had a member, the
+ *   view's mode is `audit`: an agent that cannot audit some ports while enforcing others audits
+ *   them all, so a group being staged never breaks (/status says why the host audits).
+ * Deltas to such an agent go between views, and its messages name only its kinds.
+ *
+ * A state with nothing to strip is its own view (same object, same version), so with
+ * `defaults.egress: false` and one mode for every group nothing changes for anyone. Otherwise the
+ * view is made once per state object and features (a WeakMap: states are immutable and die with
+ * the store's generation) and shares every other list with the state, so diffing two views costs
+ * what diffing the states does.
  */
-import { EGRESS_KINDS, INGRESS_KINDS, SET_KINDS, hasEgressMembers, type DesiredState, type SetKind } from '../compile/desired-state.js';
+import {
+  AUDIT_KINDS,
+  EGRESS_KINDS,
+  SET_KINDS,
+  hasAuditMembers,
+  hasEgressMembers,
+  type DesiredState,
+  type SetKind,
+} from '../compile/desired-state.js';
 import type { StateDelta } from '../compile/state-delta.js';
 import { stateVersion } from '../compile/state-version.js';
 
-const NONE: readonly string[] = Object.freeze([]);
-const views = new WeakMap<DesiredState, DesiredState>();
-
-/** The set kinds that go on the wire to an agent with or without egress support. */
-export function wireKinds(egress: boolean): readonly SetKind[] {
-  return egress ? SET_KINDS : INGRESS_KINDS;
+/** What an agent's Hello announces it understands. */
+export interface WireFeatures {
+  /** The egress kinds (Hello.egress.supported). */
+  readonly egress: boolean;
+  /** The per-group mode kinds (Hello.group_modes). */
+  readonly groupModes: boolean;
 }
 
-/** `state` as an agent with (`egress` true) or without egress support is sent it. */
-export function agentView(state: DesiredState, egress: boolean): DesiredState {
-  if (egress || !hasEgressMembers(state.sets)) return state;
-  let view = views.get(state);
+const NONE: readonly string[] = Object.freeze([]);
+const views = new WeakMap<DesiredState, Map<string, DesiredState>>();
+const EGRESS: ReadonlySet<SetKind> = new Set(EGRESS_KINDS);
+const AUDIT: ReadonlySet<SetKind> = new Set(AUDIT_KINDS);
+
+/** The set kinds that go on the wire to an agent with `features`, in SET_KINDS order. */
+export function wireKinds(features: WireFeatures): readonly SetKind[] {
+  return SET_KINDS.filter((kind) => (features.egress || !EGRESS.has(kind)) && (features.groupModes || !AUDIT.has(kind)));
+}
+
+function stripped(state: DesiredState, features: WireFeatures): { egress: boolean; audit: boolean } {
+  return { egress: !features.egress && hasEgressMembers(state.sets), audit: !features.groupModes && hasAuditMembers(state.sets) };
+}
+
+/** `state` as an agent with `features` is sent it. */
+export function agentView(state: DesiredState, features: WireFeatures): DesiredState {
+  const strip = stripped(state, features);
+  if (!strip.egress && !strip.audit) return state;
+  const key = `${strip.egress ? 'e' : ''}${strip.audit ? 'a' : ''}`;
+  let byKey = views.get(state);
+  let view = byKey?.get(key);
   if (view) return view;
   const sets: Record<SetKind, readonly string[]> = { ...state.sets };
-  for (const kind of EGRESS_KINDS) sets[kind] = NONE;
-  view = { hostId: state.hostId, mode: state.mode, sets, version: stateVersion(state.mode, sets) };
-  views.set(state, view);
+  if (strip.egress) for (const kind of EGRESS_KINDS) sets[kind] = NONE;
+  if (strip.audit) for (const kind of AUDIT_KINDS) sets[kind] = NONE;
+  const mode = strip.audit ? 'audit' : state.mode;
+  view = { hostId: state.hostId, mode, sets, version: stateVersion(mode, sets) };
+  if (!byKey) views.set(state, (byKey = new Map()));
+  byKey.set(key, view);
   return view;
+}
+
+/** True when the agent with `features` could hold `base` as it is (nothing of it would be stripped). */
+export function isOwnView(base: DesiredState, features: WireFeatures): boolean {
+  const strip = stripped(base, features);
+  return !strip.egress && !strip.audit;
 }
 
 /**
  * `delta` (between two full states, from the source) as it applies between their views for an
- * agent without egress support: the egress kinds dropped, `version` that of the target's view.
- * Only valid when its base has no egress member (then the base is its own view).
+ * agent with `features`: the kinds it does not know dropped, mode and version those of the
+ * target's `view`. Only valid when its base is its own view (`isOwnView`).
  */
-export function deltaForView(delta: StateDelta, version: string): StateDelta {
+export function deltaForView(delta: StateDelta, view: DesiredState, features: WireFeatures): StateDelta {
+  const kinds = new Set(wireKinds(features));
   const adds: Record<SetKind, readonly string[]> = { ...delta.adds };
   const removes: Record<SetKind, readonly string[]> = { ...delta.removes };
-  for (const kind of EGRESS_KINDS) {
+  for (const kind of SET_KINDS) {
+    if (kinds.has(kind)) continue;
     adds[kind] = NONE;
     removes[kind] = NONE;
   }
-  return { ...delta, version, adds, removes };
+  return { ...delta, mode: view.mode, version: view.version, adds, removes };
 }

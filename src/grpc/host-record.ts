@@ -4,7 +4,7 @@
  * agent has (its last ack, or the applied_version of its Hello after a reconnect).
  */
 import type { DesiredState } from '../compile/desired-state.js';
-import { agentView } from './agent-view.js';
+import { agentView, type WireFeatures } from './agent-view.js';
 import type { EgressHolder, EgressReport } from './egress-status.js';
 
 export interface AgentStatus {
@@ -41,8 +41,8 @@ export class HostRecord implements EgressHolder {
   lastSeen: number | undefined;
   egress: EgressReport | undefined;
   egressWarned: string | undefined;
-  /** The current (or last) stream's Hello announced egress support: it is sent the egress kinds. */
-  egressWire = false;
+  /** What the current (or last) stream's Hello announced it understands: it is sent those kinds (agent-view.ts). */
+  features: WireFeatures = { egress: false, groupModes: false };
   private readonly sent = new Map<string, DesiredState>();
 
   constructor(
@@ -68,7 +68,7 @@ export class HostRecord implements EgressHolder {
 
   /** `desired`: the host's current full state (this agent's view of it is compared). */
   status(desired: DesiredState | undefined): AgentStatus {
-    const desiredVersion = desired === undefined ? undefined : agentView(desired, this.egressWire).version;
+    const desiredVersion = desired === undefined ? undefined : agentView(desired, this.features).version;
     return {
       hostId: this.hostId,
       connected: this.connected,

@@ -23,7 +23,7 @@
 import { decimalAt, ipv4ValueAt, isIPv6At } from './address.js';
 import { ADDRESS_BITS, type Family } from './family.js';
 
-export type MemberForm = 'port' | 'ip4' | 'ip6' | 'net4' | 'net6' | 'egress-task' | 'egress-ip4' | 'egress-ip6';
+export type MemberForm = 'port' | 'ip4' | 'ip6' | 'net4' | 'net6' | 'egress-task' | 'egress-ip4' | 'egress-ip6' | 'app-id';
 
 const SLASH = 47;
 
@@ -137,6 +137,10 @@ export function memberTextError(member: string): string | undefined {
 
 /** Why `member` is not a well-formed member of `form`; undefined when it is. */
 export function memberFormError(form: MemberForm, member: string): string | undefined {
+  if (form === 'app-id') {
+    if (typeof member !== 'string') return 'not a string';
+    return isMemberAppId(member) ? undefined : `app id ${JSON.stringify(member.slice(0, 100))} is not '/' and 1-${MAX_APP_ID} of [A-Za-z0-9._/-]`;
+  }
   if (form === 'egress-task') {
     return checkEgress(member, (task) => (isMemberTaskId(task) ? undefined : `task id ${JSON.stringify(task)} is not 1-${MAX_TASK_ID} of [A-Za-z0-9_.-]`));
   }

@@ -19,6 +19,9 @@ const FORM_OF_KIND: ReadonlyMap<string, MemberForm> = new Map<SetKind, MemberFor
   ['egress-managed6', 'ip6'],
   ['egress-ip4', 'egress-ip4'],
   ['egress-ip6', 'egress-ip6'],
+  ['audit-tcp', 'port'],
+  ['audit-udp', 'port'],
+  ['egress-audit', 'app-id'],
 ]);
 
 /** Error text when `member` is not a well-formed member of `kind`; undefined when it is. */

@@ -3,6 +3,7 @@
  * (versions computed with the real content hash, so applyDelta accepts them).
  */
 import { SET_KINDS, type DesiredState, type SetKind } from '../../src/compile/desired-state.js';
+import { diffStates, type StateDelta } from '../../src/compile/state-delta.js';
 import { stateVersion } from '../../src/compile/state-version.js';
 import type { StateSource } from '../../src/grpc/state-source.js';
 import type { Mode } from '../../src/policy/policy-model.js';
@@ -27,6 +28,26 @@ export class MemoryStateSource implements StateSource {
 
   get listenerCount(): number {
     return this.listeners.size;
+  }
+}
+
+/** A source that also offers its own patch (as the incremental compiler does), keyed by the full versions. */
+export class PatchingSource extends MemoryStateSource {
+  private readonly previous = new Map<string, DesiredState>();
+  patches = 0;
+
+  override set(state: DesiredState): void {
+    const before = this.current(state.hostId);
+    if (before) this.previous.set(state.hostId, before);
+    super.set(state);
+  }
+
+  deltaFrom(hostId: string, baseVersion: string): StateDelta | undefined {
+    const before = this.previous.get(hostId);
+    const now = this.current(hostId);
+    if (!before || !now || before.version !== baseVersion) return undefined;
+    this.patches++;
+    return diffStates(before, now);
   }
 }
 

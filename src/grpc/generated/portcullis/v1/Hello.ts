@@ -8,6 +8,7 @@ export interface Hello {
   'agentVersion'?: (string);
   'appliedVersion'?: (string);
   'egress'?: (_portcullis_v1_EgressStatus | null);
+  'groupModes'?: (boolean);
 }
 
 export interface Hello__Output {
@@ -16,4 +17,5 @@ export interface Hello__Output {
   'agentVersion': (string);
   'appliedVersion': (string);
   'egress': (_portcullis_v1_EgressStatus__Output | null);
+  'groupModes': (boolean);
 }
