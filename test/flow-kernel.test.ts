@@ -7,6 +7,7 @@
  *   connections, N packets: a dropped probe gives up before its first SYN retransmission);
  * - the reader reports each connection once across several reads;
  * - an apply (a mode change: a full write; a member change: a delta) keeps what was recorded;
+ * - per-group staging (audit ports of a state that enforces), recorded and not, moved by a delta;
  * - a full set (small maxelem) leaves every verdict as it was and its overflow rule counts
  *   exactly the connections it could not record;
  * - recording turned off: the flow sets go, the chains are the unrecorded ones;
@@ -28,6 +29,7 @@ import { cgroup2Mount, createTestCgroup, sweepStaleCgroups, type TestCgroup } fr
 import { makeState } from './support/memory-state-source.js';
 import { createTestNetwork, sweepStaleNamespaces, type TestNetwork } from './support/netns.js';
 import { probe, startListener, type Listener } from './support/probe.js';
+import { nflogPackets } from './support/egress-kernel.js';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.warn('flow-kernel.test.ts skipped: needs root for network namespaces');
@@ -113,6 +115,35 @@ describe.skipIf(!isRoot)('flow recording on the real kernel', () => {
     await reader.read();
     expect(summary(reader.take(1000).entries)).toEqual([`ingress allowed ${src().v4}>:tcp/31000 x1`, `ingress audit ${src().v4}>:tcp/31001 x2`]);
     await dataplane.uninstall();
+  });
+
+  it('per-group staging: one group enforced, one in audit at once (audit ports), recorded and unrecorded', async () => {
+    const staged = (audit: string[]) => makeState('h2', { ...ingressState('enforce').sets, 'audit-tcp': audit });
+    for (const flows of [REC, undefined]) {
+      const dataplane = dataplaneIn(dst().ns, flows);
+      await dataplane.apply(staged(['31001']));
+      expect(await probes(31001, 2)).toEqual(['open', 'open']); // the audited group's port: would-be denied, passes
+      expect(await probes(31003, 1)).toEqual(['timeout']); // the enforced group's port: dropped
+      expect(await probes(31000, 1)).toEqual(['open']);
+      if (flows) {
+        expect(await entries(dst().ns, flowSetName('audit', 4))).toEqual(new Map([[`${src().v4},tcp:31001`, 2]]));
+        expect(await entries(dst().ns, flowSetName('denied', 4))).toEqual(new Map([[`${src().v4},tcp:31003`, 1]]));
+      } else {
+        expect(await nflogPackets(net, dst().ns, 4, 'PCU-AUDIT')).toBe(2);
+      }
+      // The group moves to enforce by a member change of audit-tcp: a delta, the port is enforced now.
+      await dataplane.apply(staged(['31003']));
+      expect(dataplane.counters.deltaApplies).toBe(1);
+      expect(await probes(31001, 1)).toEqual(['timeout']);
+      expect(await probes(31003, 1)).toEqual(['open']);
+      // No audit port any more: a full write, PCU-MANAGED as without group modes, the audit set gone.
+      await dataplane.apply(ingressState('enforce'));
+      expect(dataplane.counters.deltaApplies).toBe(1);
+      expect((await net.exec(dst().ns, ['ipset', 'list', '-n'])).stdout).not.toContain('audit-tcp');
+      expect(await probes(31003, 1)).toEqual(['timeout']);
+      expect(await dataplane.checkDrift()).toEqual([]);
+      await dataplane.uninstall();
+    }
   });
 
   it('a full set: verdicts unchanged, the overflow counted exactly; then recording turned off removes the sets', async () => {

@@ -11,6 +11,7 @@ import type { DesiredState } from '../src/compile/desired-state.js';
 import type { Family } from '../src/net/family.js';
 import {
   appHash,
+  egressAppChainName,
   egressFlowDenyChainName,
   egressFlowSetName,
   flowSetName,
@@ -24,6 +25,7 @@ import { renderChains } from '../src/render/render-chains.js';
 import type { EgressMapping } from '../src/render/render-egress.js';
 import { DEFAULT_FLOW_RECORDING, flowSetTypeArgs, recordRules } from '../src/render/render-flows.js';
 import { renderIptablesRestore } from '../src/render/render-iptables.js';
+import { renderIpsetRestore } from '../src/render/render-ipsets.js';
 import { appendLine } from '../src/render/restore-text.js';
 import { makeState } from './support/memory-state-source.js';
 
@@ -76,6 +78,45 @@ describe('flow recording: golden text', () => {
       golden(`egress-${mode}.iptables4`, renderIptablesRestore(egressState(mode), 4, { insertJump: true, egress: MAP, insertOutputJump: true, flows: REC }));
     });
   }
+});
+
+describe('group modes: audit ports and audit apps of a state that enforces', () => {
+  const staged = (): DesiredState =>
+    makeState('h1', { ...egressState('enforce').sets, 'managed-tcp': ['31000', '31001'], 'audit-tcp': ['31001'], 'egress-audit': ['/shop/batch'] });
+  for (const recording of [false, true]) {
+    it(`golden ${recording ? 'recorded' : 'unrecorded'} IPv4, and the ipset text`, () => {
+      const opts = { insertJump: true, egress: MAP, insertOutputJump: true, ...(recording ? { flows: REC } : {}) };
+      golden(`staged${recording ? '-recorded' : ''}.iptables4`, renderIptablesRestore(staged(), 4, opts));
+    });
+  }
+  it('the audit port set is written with the state sets; without audit ports nothing of it', () => {
+    expect(renderIpsetRestore(staged(), 6)).toContain('create pcu6-audit-tcp bitmap:port range 0-65535 -exist\n');
+    expect(renderIpsetRestore(staged(), 6)).toContain('add pcu6-audit-tcp-tmp 31001\n');
+    expect(renderIpsetRestore(staged(), 4)).not.toContain('audit-udp');
+    expect(renderIpsetRestore(egressState('enforce'), 4)).not.toContain('audit');
+  });
+  it('unrecorded: audit ports go to PCU-AUDIT (NFLOG, RETURN), the audit app to PCU-EG-AUDIT; the others as before', () => {
+    const r = renderChains(staged(), 4, MAP);
+    const managed = r.chains.find((c) => c.name === 'PCU-MANAGED')!;
+    expect(managed.rules.map((x) => [...x.match, ...x.action].join(' '))).toEqual([
+      '-m set --match-set pcu4-allow-ip src,dst -j RETURN',
+      '-m set --match-set pcu4-allow-net src,dst -j RETURN',
+      '-p tcp -m set --match-set pcu4-audit-tcp dst -g PCU-AUDIT',
+      '-j DROP',
+    ]);
+    expect(r.chains.find((c) => c.name === 'PCU-AUDIT')!.rules.map((x) => x.action.join(' '))).toEqual(['-j NFLOG --nflog-prefix pcu-audit', '-j RETURN']);
+    const chainOf = (app: string) => r.chains.find((c) => c.name === egressAppChainName(app))!;
+    expect(chainOf('/shop/batch').rules[1]!.action).toEqual(['-j', 'PCU-EG-AUDIT']);
+    expect(chainOf('/shop/web').rules[1]!.action).toEqual(['-j', 'PCU-EG-DENY']);
+    // In a state whose mode is audit every port and app audits: the kinds change nothing.
+    const allAudit = makeState('h1', { ...staged().sets }, 'audit');
+    expect(renderChains(allAudit, 4, MAP).chains.map((c) => c.name)).toEqual(renderChains(egressState('audit'), 4, MAP).chains.map((c) => c.name));
+  });
+  it('recorded: the audit app records its would-be drops in fw-<h>, the other its drops in fd-<h>', () => {
+    const r = renderChains(staged(), 4, MAP, REC);
+    expect(r.flows!.sets.filter((s) => s.direction === 'egress').map((s) => `${s.appId} ${s.verdict}`)).toEqual(['/shop/batch allowed', '/shop/batch audit', '/shop/web allowed', '/shop/web denied']);
+    expect(r.chains.find((c) => c.name === 'PCU-MANAGED')!.rules[2]!.action).toEqual(['-g', 'PCU-FL-AUDIT']);
+  });
 });
 
 describe('flow recording: rules', () => {

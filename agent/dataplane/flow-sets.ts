@@ -13,7 +13,7 @@
  *   name the set, so it cannot be destroyed first); its entries are lost, which is logged.
  *
  * A flow set the write no longer renders (an app that left the host, recording turned off) is
- * destroyed after the iptables-restore with the stale egress sets (`staleOwnedSets`). Drift
+ * destroyed after the iptables-restore with the stale egress sets and audit port sets (`staleOwnedSets`). Drift
  * checks never compare flow set members. Pure but for `flowSetHeaders`.
  */
 import type { Logger } from 'pino';
@@ -89,9 +89,11 @@ export function planFlowSets(sets: readonly FlowSet[], present: ReadonlyMap<stri
   return { text: lines.length === 0 ? '' : `${lines.join('\n')}\n`, recreated, created };
 }
 
-/** Egress and flow sets in `listed` (`ipset list -n`) that the write does not render: to destroy. */
+const AUDIT_PORT_SET = /^pcu[46]-audit-(tcp|udp)(-tmp)?$/;
+
+/** Egress, flow and audit port sets in `listed` (`ipset list -n`) that the write does not render: to destroy. */
 export function staleOwnedSets(listed: readonly string[], rendered: ReadonlySet<string>): string[] {
-  return listed.filter((name) => (isEgressSetName(name) || isFlowSetName(name) || isFlowSetName(name.replace(/-tmp$/, ''))) && !rendered.has(name));
+  return listed.filter((name) => (isEgressSetName(name) || isFlowSetName(name.replace(/-tmp$/, '')) || AUDIT_PORT_SET.test(name)) && !rendered.has(name));
 }
 
 /** The headers of every set in the kernel (`ipset list -t -o save`); empty when it cannot be read (creating then fails loudly). */

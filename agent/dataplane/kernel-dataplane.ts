@@ -74,7 +74,7 @@ import { TABLE, ipsetName, setKindsOf } from '../../src/render/owned-names.js';
 import type { Family } from '../../src/net/family.js';
 import { renderChains, rendersEgress, type RenderedChains } from '../../src/render/render-chains.js';
 import type { EgressMapping } from '../../src/render/render-egress.js';
-import type { FlowRecording, RenderedFlows } from '../../src/render/render-flows.js';
+import { auditPortSets, type FlowRecording, type RenderedFlows } from '../../src/render/render-flows.js';
 import { invalidMembers, renderIpsetRestore, setMembers, validateMember } from '../../src/render/render-ipsets.js';
 import { renderIptablesRestore } from '../../src/render/render-iptables.js';
 import type { CommandResult, CommandRunner } from './command-runner.js';
@@ -395,7 +395,7 @@ export class KernelDataplane {
       const present = this.flows ? await flowSetHeaders(this.runner) : new Map<string, SetHeader>();
       for (const family of families) {
         const rendered = renderChains(state, family, this.egress?.mapping, this.flows);
-        for (const set of [...(rendered.egress?.sets ?? []), ...(rendered.flows?.sets ?? [])]) keptSets.add(set.name);
+        for (const set of [...auditPortSets(state, family), ...(rendered.egress?.sets ?? []), ...(rendered.flows?.sets ?? [])]) keptSets.add(set.name);
         const ipsetText = renderIpsetRestore(state, family, { membersValidated: true, egress: rendered.egress !== undefined }) + flowSetLines(rendered.flows, present, this.flows, this.log);
         if (rendered.flows) flows.push(rendered.flows);
         inputs[`ipset${family}`] = ipsetText;
@@ -478,7 +478,7 @@ export class KernelDataplane {
       const rendered = renderChains(state, family, this.egress?.mapping, this.flows);
       drifts.push(...tableDrift(family, rendered.chains, saved, rendered.egress !== undefined));
       const sets = setKindsOf(family).map((kind) => ({ name: ipsetName(kind, family) as string, members: setMembers(kind, family, state.sets[kind] ?? []) }));
-      for (const { name, members } of [...sets, ...(rendered.egress?.sets ?? [])]) {
+      for (const { name, members } of [...sets, ...auditPortSets(state, family), ...(rendered.egress?.sets ?? [])]) {
         const result = await this.runner.run(['ipset', 'save', name]);
         const actual = result.code === 0 ? (parseIpsetSave(result.stdout).get(name) ?? []) : undefined;
         drifts.push(...setDrift(family, name, members, actual));

@@ -35,7 +35,7 @@
  * apply; `overflowRules` names the counting rules the agent reads (chain, comment) for the lost
  * connections of each (direction, verdict).
  */
-import type { DesiredState } from '../compile/desired-state.js';
+import type { AuditKind, DesiredState } from '../compile/desired-state.js';
 import type { Family } from '../net/family.js';
 import type { Mode } from '../policy/policy-model.js';
 import {
@@ -102,8 +102,20 @@ export interface AuditPorts {
 }
 
 /** The group-mode kinds of a state (audit-tcp, audit-udp, egress-audit), empty when it has none. */
-function groupModeMembers(state: DesiredState, kind: 'audit-tcp' | 'audit-udp' | 'egress-audit'): readonly string[] {
-  return (state.sets as Readonly<Partial<Record<string, readonly string[]>>>)[kind] ?? [];
+function groupModeMembers(state: DesiredState, kind: AuditKind): readonly string[] {
+  return state.sets[kind] ?? [];
+}
+
+/** The audit port sets a state renders (only while it enforces): name and members (ports), tcp then udp. */
+export function auditPortSets(state: DesiredState, family: Family): { name: string; members: readonly string[] }[] {
+  const audit = auditPorts(state);
+  return (['tcp', 'udp'] as const).filter((p) => audit[p]).map((p) => ({ name: auditPortSetName(p, family), members: groupModeMembers(state, `audit-${p}`) }));
+}
+
+/** What of the group modes shapes the rules: which protocols have audit ports, which local apps audit (a change is a full write). */
+export function groupModeLayout(state: DesiredState): string {
+  const audit = auditPorts(state);
+  return JSON.stringify([audit.tcp, audit.udp, [...egressAuditApps(state)]]);
 }
 
 /** Which protocols have audit ports in `state` (only while it enforces: in audit every port is). */
