@@ -108,7 +108,7 @@ export class Agent implements StatusSource {
     const f = options.flows;
     const flows = f && { flows: f.recording, beforeFlowSetsDestroyed: (names: readonly string[]) => this.flowReader?.read(names) ?? Promise.resolve() };
     this.dataplane = new KernelDataplane({ runner: options.runner, families: options.families, stateDir: options.stateDir, logger: options.logger.child({ module: 'dataplane' }), ...flows });
-    this.flowReader = f && new FlowReader({ runner: options.runner, layout: () => this.dataplane.flowLayout, intervalSeconds: f.intervalSeconds, recording: f.recording, logger: options.logger.child({ module: 'flows' }) });
+    this.flowReader = f && new FlowReader({ runner: options.runner, layout: () => this.dataplane.flowLayout, refused: () => this.dataplane.flowsRefused, intervalSeconds: f.intervalSeconds, recording: f.recording, logger: options.logger.child({ module: 'flows' }) });
   }
 
   /** The recorded flows the sync client reports (undefined: `--flow-interval off`). */

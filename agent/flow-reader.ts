@@ -41,6 +41,8 @@ export interface FlowReaderOptions {
   readonly runner: CommandRunner;
   /** The flow sets and overflow rules the kernel holds now (KernelDataplane.flowLayout). */
   readonly layout: () => readonly RenderedFlows[] | undefined;
+  /** Why the kernel does not record although asked to (KernelDataplane.flowsRefused). */
+  readonly refused?: () => string | undefined;
   readonly intervalSeconds: number;
   readonly recording: FlowRecording;
   readonly logger: Logger;
@@ -122,8 +124,8 @@ export class FlowReader implements FlowSource {
 
   status(): FlowStatusInfo {
     const held = this.opts.layout() !== undefined;
-    const reason = this.lastError ?? (held ? 'recording' : 'no state applied yet: nothing recorded');
-    return { recording: held && this.lastError === undefined, reason, intervalSeconds: this.opts.intervalSeconds, maxEntries: this.opts.recording.maxEntries };
+    const reason = this.opts.refused?.() ?? this.lastError ?? (held ? 'recording' : 'no state applied yet: nothing recorded');
+    return { recording: held && reason === 'recording', reason, intervalSeconds: this.opts.intervalSeconds, maxEntries: this.opts.recording.maxEntries };
   }
 
   private async readNow(names: readonly string[] | undefined): Promise<void> {

@@ -10,6 +10,9 @@ import pino from 'pino';
 import { FlowReader } from '../agent/flow-reader.js';
 import { parseSetHeaders, planFlowSets, staleOwnedSets } from '../agent/dataplane/flow-sets.js';
 import type { CommandRunner } from '../agent/dataplane/command-runner.js';
+import { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
+import { RecordingRunner } from './support/recording-runner.js';
+import { makeState } from './support/memory-state-source.js';
 import { counterKey, parseFlowEntries, parseRuleCounters } from '../src/render/flow-read.js';
 import type { FlowSet, RenderedFlows } from '../src/render/render-flows.js';
 
@@ -102,6 +105,23 @@ describe('flow sets in the dataplane', () => {
   it('stale sets: egress and flow sets not rendered, -tmp leftovers included, nothing foreign', () => {
     const listed = ['pcu4-fl-allow', 'pcu4-fl-deny', 'pcu4-fa-0123456789abcdef', 'pcu4-fa-0123456789abcdef-tmp', 'pcu4-allow-ip', 'foreign', 'pcu4-eg-managed'];
     expect(staleOwnedSets(listed, new Set(['pcu4-fl-allow']))).toEqual(['pcu4-fl-deny', 'pcu4-fa-0123456789abcdef', 'pcu4-fa-0123456789abcdef-tmp', 'pcu4-eg-managed']);
+  });
+});
+
+describe('a kernel that refuses the recording rules', () => {
+  it('the state is enforced without recording, and the reader says why', async () => {
+    const runner = new RecordingRunner().on((argv, input) => (argv[0] === 'iptables-restore' && input?.includes('--add-set') ? { code: 2, stderr: "iptables-restore: Couldn't load target `SET'" } : undefined));
+    const dp = new KernelDataplane({ runner, families: [4], logger: log, flows: REC });
+    const report = await dp.apply(makeState('h1', { 'managed-tcp': ['31000'] }));
+    expect(report.path).toBe('full');
+    expect(dp.flowLayout).toBeUndefined();
+    expect(dp.flowsRefused).toMatch(/refused the flow recording rules.*SET/);
+    const restores = runner.callsTo(['iptables-restore', '--noflush']).map((c) => c.input ?? '');
+    expect(restores).toHaveLength(2);
+    expect(restores[1]).not.toMatch(/PCU-FL-|--add-set/);
+    expect(dp.counters.applyFailures).toBe(0);
+    const reader = new FlowReader({ runner, layout: () => dp.flowLayout, refused: () => dp.flowsRefused, intervalSeconds: 10, recording: REC, logger: log });
+    expect(reader.status()).toMatchObject({ recording: false, reason: expect.stringMatching(/refused the flow recording rules/) });
   });
 });
 

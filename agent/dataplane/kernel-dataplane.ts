@@ -198,8 +198,14 @@ export class KernelDataplane {
     this.maxDeltaMembers = Math.max(0, options.maxDeltaMembers ?? DEFAULT_MAX_DELTA_MEMBERS);
     this.flows = options.flows;
     this.beforeFlowSetsDestroyed = options.beforeFlowSetsDestroyed;
-    this.tidy = { runner: this.runner, log: this.log, must: (argv, what, family, input) => this.must(argv, what, family, input), families: () => this.families() };
+    this.tidy = { runner: this.runner, log: this.log, must: (...a) => this.must(...a), families: () => this.families() };
   }
+
+  /** Recording as rendered: off while the kernel refuses its rules (`flowsRefused` says why). */
+  private get recording(): FlowRecording | undefined {
+    return this.flowsRefused === undefined ? this.flows : undefined;
+  }
+  flowsRefused: string | undefined;
 
   /** The flow sets and overflow rules the kernel holds now, per family (undefined: not recording, or nothing written). */
   get flowLayout(): readonly RenderedFlows[] | undefined {
@@ -392,11 +398,11 @@ export class KernelDataplane {
       const reports: FamilyApplyReport[] = [];
       const keptSets = new Set<string>();
       const flows: RenderedFlows[] = [];
-      const present = this.flows ? await flowSetHeaders(this.runner) : new Map<string, SetHeader>();
+      const present = this.recording ? await flowSetHeaders(this.runner) : new Map<string, SetHeader>();
       for (const family of families) {
-        const rendered = renderChains(state, family, this.egress?.mapping, this.flows);
+        const rendered = renderChains(state, family, this.egress?.mapping, this.recording);
         for (const set of [...auditPortSets(state, family), ...(rendered.egress?.sets ?? []), ...(rendered.flows?.sets ?? [])]) keptSets.add(set.name);
-        const ipsetText = renderIpsetRestore(state, family, { membersValidated: true, egress: rendered.egress !== undefined }) + flowSetLines(rendered.flows, present, this.flows, this.log);
+        const ipsetText = renderIpsetRestore(state, family, { membersValidated: true, egress: rendered.egress !== undefined }) + flowSetLines(rendered.flows, present, this.recording, this.log);
         if (rendered.flows) flows.push(rendered.flows);
         inputs[`ipset${family}`] = ipsetText;
         await this.must(['ipset', 'restore'], `IPv${family} ipset restore`, family, ipsetText);
@@ -404,7 +410,7 @@ export class KernelDataplane {
         reports.push(await this.writeTables(state, family, rendered, inputs));
       }
       await destroyStaleSets(this.tidy, keptSets, this.beforeFlowSetsDestroyed);
-      this.heldFlows = this.flows ? flows : undefined;
+      this.heldFlows = this.recording ? flows : undefined;
       const durationMs = performance.now() - started;
       this.counts.applies++;
       this.counts.lastApplyDurationMs = durationMs;
@@ -415,7 +421,12 @@ export class KernelDataplane {
       return { version: state.version, families: reports, durationMs, path: 'full' };
     } catch (e) {
       const err = e instanceof DataplaneError ? e : new DataplaneError(`apply failed: ${(e as Error).message}`);
-      return this.failed(state, started, err, inputs);
+      if (this.recording === undefined || err.details.family === undefined) return this.failed(state, started, err, inputs);
+      // The kernel may lack what recording needs (the SET target): enforce without it rather than not at all.
+      this.flowsRefused = `the kernel refused the flow recording rules: ${err.message}`;
+      this.log.warn({ event: 'dataplane.flows_refused', err: err.message }, 'writing again without flow recording');
+      // A second failure is not recording's fault: the next write records again.
+      return this.writeFull(state, options, repair, started, reason).catch((again: unknown) => ((this.flowsRefused = undefined), Promise.reject(again)));
     }
   }
 
@@ -423,7 +434,7 @@ export class KernelDataplane {
   private async writeTables(state: DesiredState, family: Family, rendered: RenderedChains, inputs: Inputs): Promise<FamilyApplyReport> {
     const plan = planFullWrite(await this.readTable(family), rendered);
     const mapping = this.egress?.mapping;
-    const iptablesText = renderIptablesRestore(state, family, { ...plan, ...(mapping ? { egress: mapping } : {}), ...(this.flows ? { flows: this.flows } : {}) });
+    const iptablesText = renderIptablesRestore(state, family, { ...plan, ...(mapping ? { egress: mapping } : {}), ...(this.recording ? { flows: this.recording } : {}) });
     inputs[`iptables${family}`] = iptablesText;
     await this.must([TOOLS[family].restore, '--noflush', '--wait'], `IPv${family} ${TOOLS[family].restore}`, family, iptablesText);
     return { family, jumpInserted: plan.insertJump, jumpsDeleted: plan.deleteJumps.length };
@@ -435,7 +446,7 @@ export class KernelDataplane {
     this.markUnknown();
     try {
       const reports: FamilyApplyReport[] = [];
-      for (const family of await this.families()) reports.push(await this.writeTables(state, family, renderChains(state, family, this.egress?.mapping, this.flows), inputs));
+      for (const family of await this.families()) reports.push(await this.writeTables(state, family, renderChains(state, family, this.egress?.mapping, this.recording), inputs));
       const durationMs = performance.now() - started;
       this.counts.applies++;
       this.counts.lastApplyDurationMs = durationMs;
@@ -475,7 +486,7 @@ export class KernelDataplane {
   private async collectDrift(state: DesiredState, drifts: Drift[]): Promise<void> {
     for (const family of await this.families()) {
       const saved = await this.readTable(family);
-      const rendered = renderChains(state, family, this.egress?.mapping, this.flows);
+      const rendered = renderChains(state, family, this.egress?.mapping, this.recording);
       drifts.push(...tableDrift(family, rendered.chains, saved, rendered.egress !== undefined));
       const sets = setKindsOf(family).map((kind) => ({ name: ipsetName(kind, family) as string, members: setMembers(kind, family, state.sets[kind] ?? []) }));
       for (const { name, members } of [...sets, ...auditPortSets(state, family), ...(rendered.egress?.sets ?? [])]) {
