@@ -47,11 +47,13 @@ export function parseFlowEntry(words: readonly string[]): FlowSetEntry | undefin
   const parsed = parseAddress(m[1] as string, { mapped: 'accept' });
   const port = Number(m[3]);
   if (!parsed.ok || port < 1 || port > 65535) return undefined;
-  const options = new Map<string, string>();
-  for (let i = 1; i + 1 < words.length; i += 2) options.set(words[i] as string, words[i + 1] as string);
-  const timeout = count(options.get('timeout'));
-  const packets = count(options.get('packets'));
-  const bytes = count(options.get('bytes'));
+  const option = (name: string): string | undefined => {
+    for (let i = 1; i + 1 < words.length; i += 2) if (words[i] === name) return words[i + 1];
+    return undefined;
+  };
+  const timeout = count(option('timeout'));
+  const packets = count(option('packets'));
+  const bytes = count(option('bytes'));
   if (timeout === undefined || packets === undefined || bytes === undefined) return undefined;
   return { address: parsed.canonical, protocol: m[2] as 'tcp' | 'udp', port, timeout, packets, bytes };
 }
@@ -60,7 +62,7 @@ export function parseFlowEntries(text: string): ParsedFlowSets {
   const sets = new Map<string, FlowSetEntry[]>();
   let skipped = 0;
   for (const raw of text.split('\n')) {
-    const words = raw.replace(/^(ipset> )+/, '').trim().split(/\s+/);
+    const words = (raw.startsWith('ipset> ') ? raw.replace(/^(ipset> )+/, '') : raw).trim().split(' ');
     const set = words[1];
     if (set === undefined || !isFlowSetName(set)) continue;
     if (words[0] === 'create') {
