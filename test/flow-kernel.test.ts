@@ -75,8 +75,9 @@ describe.skipIf(!isRoot)('flow recording on the real kernel', () => {
   beforeAll(async () => {
     await sweepStaleNamespaces();
     sweepStaleCgroups();
-    net = await createTestNetwork({ hosts: 2, ipv6: false });
+    net = await createTestNetwork({ hosts: 2, ipv6: true });
     for (const port of PORTS) listeners.push(await startListener(net, dst().ns, { protocol: 'tcp', port, family: 4 }));
+    for (const port of [31000, 31001]) listeners.push(await startListener(net, dst().ns, { protocol: 'tcp', port, family: 6 }));
   });
 
   afterAll(async () => {
@@ -114,6 +115,17 @@ describe.skipIf(!isRoot)('flow recording on the real kernel', () => {
     expect(await entries(dst().ns, flowSetName('audit', 4))).toEqual(new Map([[`${src().v4},tcp:31001`, 2]]));
     await reader.read();
     expect(summary(reader.take(1000).entries)).toEqual([`ingress allowed ${src().v4}>:tcp/31000 x1`, `ingress audit ${src().v4}>:tcp/31001 x2`]);
+    await dataplane.uninstall();
+  });
+
+  it('IPv6: allowed and denied connections land in the pcu6- sets, addresses canonical', async () => {
+    const dataplane = new KernelDataplane({ runner: runnerIn(dst().ns), families: [4, 6], logger, flows: REC });
+    const reader = readerOf(dataplane, dst().ns, REC);
+    await dataplane.apply(makeState('h2', { 'managed-tcp': ['31000', '31001'], 'allow-ip6': [`${src().v6},tcp:31000`] }));
+    const to = (port: number) => probe(net, src().ns, { protocol: 'tcp', address: dst().v6, port });
+    expect([await to(31000), await to(31000), await to(31001)]).toEqual(['open', 'open', 'timeout']);
+    await reader.read();
+    expect(summary(reader.take(1000).entries)).toEqual([`ingress allowed ${src().v6}>:tcp/31000 x2`, `ingress denied ${src().v6}>:tcp/31001 x1`]);
     await dataplane.uninstall();
   });
 
