@@ -14,7 +14,18 @@
  * - Receive → record → apply once (Felix style): states are recorded as "pending" and one apply
  *   runs at a time; states arriving during an apply overwrite the pending one, so only the
  *   newest is applied afterwards. Each apply ends in Ack (version, seq) or ApplyError.
- * - Hello, every Ack and every Pong carry the agent's EgressStatus when it has one (`egress`).
+ * - Hello, every Ack and every Pong carry the agent's EgressStatus when it has one (`egress`),
+ *   and its FlowStatus when it has a flow source (`flows`); Hello says `group_modes` as the
+ *   `groupModes` option does (default false: the controller then sends no group-mode kinds).
+ * - Flows (issue 11): every `flowIntervalMs` the client takes at most FLOW_REPORT_MAX_RECORDS
+ *   records from the FlowSource (agent/flow-reader.ts; the rest stays there for the next
+ *   interval) and sends them as one FlowReport, split over several messages of at most that
+ *   many records and ~4 MiB each (flow-wire.ts), only on a stream where the controller's last
+ *   Snapshot/Delta said `accepts_flow_reports` (an earlier controller never does: nothing is
+ *   taken, so nothing is lost) and only while the transport takes writes (after a full buffer,
+ *   not until 'drain'), so memory stays bounded by one read.
+ * - A Delta whose base_version is its version, onto the state held, is acked without calling
+ *   `apply` (the controller sends one to say accepts_flow_reports to an agent already in sync).
  * - Answers Ping with Pong. A stream that fails, is rejected, or stays silent longer than
  *   `idleTimeoutMs` (before its first message: `firstMessageTimeoutMs`, which covers connecting
  *   and a controller busy with a mass reconnect) is replaced after an exponential backoff with
@@ -32,7 +43,10 @@ import { applyDelta, type StateDelta } from '../src/compile/state-delta.js';
 import { loadSyncProto, type AgentMessage, type ControllerMessage__Output, type SyncStubClient } from '../src/grpc/proto.js';
 import { silentLogger, type SyncLogger } from '../src/grpc/sync-logger.js';
 import { deltaFromMessage, stateFromSnapshot } from '../src/grpc/wire-state.js';
+import type { FlowSource } from '../src/flows/flow-types.js';
+import { FLOW_REPORT_MAX_RECORDS, flowReportMessages, flowStatusMessage } from '../src/grpc/flow-wire.js';
 import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressStatus.js';
+import type { FlowStatus } from '../src/grpc/generated/portcullis/v1/FlowStatus.js';
 import { Backoff, type BackoffOptions } from '../src/retry/backoff.js';
 
 export type SyncClientEvent =
@@ -67,6 +81,16 @@ export interface SyncClientOptions {
    * controller sends egress set kinds only to an agent that says `supported`). Default: absent.
    */
   readonly egress?: () => EgressStatus;
+  /**
+   * The agent's recorded flows (agent/flow-reader.ts): its status goes in Hello, every Ack and
+   * every Pong, its records in FlowReports once the controller accepts them. Default: absent
+   * (Hello then has no FlowStatus, as from an agent of an earlier release).
+   */
+  readonly flows?: FlowSource;
+  /** Between two FlowReports (`--flow-interval`). Default: the source's `intervalSeconds` (at least 1 s). */
+  readonly flowIntervalMs?: number;
+  /** The agent understands the group-mode set kinds (Hello.group_modes). Default false. */
+  readonly groupModes?: boolean;
   readonly backoff?: BackoffOptions;
   /** Reconnect when the controller sends nothing (not even a Ping) for this long. Default 45 s. */
   readonly idleTimeoutMs?: number;
@@ -95,6 +119,10 @@ interface Stream {
   /** The controller has sent something on this stream (the idle deadline applies from then). */
   heard: boolean;
   rejectedReason: string | undefined;
+  /** The controller's last Snapshot/Delta on this stream said accepts_flow_reports. */
+  acceptsFlows: boolean;
+  /** A FlowReport write found the transport's buffer full; no report until it drains. */
+  flowBlocked: boolean;
 }
 
 /** A decoded message: the full state, and the wire Delta it was built from (if it came as one). */
@@ -122,6 +150,7 @@ export class SyncClient {
   /** The connection problem last logged at warn, when, and the failed attempts since the last good stream. */
   private warned: { problem: string; at: number } | undefined;
   private failedAttempts = 0;
+  private flowTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: SyncClientOptions) {
     const proto = loadSyncProto();
@@ -139,6 +168,12 @@ export class SyncClient {
     if (this.started || this.closed) return;
     this.started = true;
     this.connect();
+    const flows = this.options.flows;
+    if (flows) {
+      const ms = this.options.flowIntervalMs ?? Math.max(1, flows.status().intervalSeconds) * 1000;
+      this.flowTimer = setInterval(() => this.reportFlows(flows), ms);
+      this.flowTimer.unref();
+    }
   }
 
   /** Ends the stream, stops reconnecting, waits for a running apply, closes the channel. */
@@ -146,6 +181,7 @@ export class SyncClient {
     if (this.closed) return;
     this.closed = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.flowTimer) clearInterval(this.flowTimer);
     this.pending = undefined;
     const stream = this.stream;
     this.stream = undefined;
@@ -169,7 +205,7 @@ export class SyncClient {
     if (this.closed) return;
     this.emit({ type: 'connecting' });
     const call = this.stub.Sync();
-    const stream: Stream = { call, idleTimer: undefined, heard: false, rejectedReason: undefined };
+    const stream: Stream = { call, idleTimer: undefined, heard: false, rejectedReason: undefined, acceptsFlows: false, flowBlocked: false };
     this.stream = stream;
     this.armSilenceTimer(stream, this.options.firstMessageTimeoutMs ?? 120_000);
     call.on('data', (message: ControllerMessage__Output) => this.onMessage(stream, message));
@@ -182,6 +218,8 @@ export class SyncClient {
         agentVersion: this.options.agentVersion,
         appliedVersion: this.held()?.version ?? '',
         ...this.egressField(),
+        ...this.flowsField(),
+        groupModes: this.options.groupModes ?? false,
       },
     });
   }
@@ -206,17 +244,19 @@ export class SyncClient {
     this.failedAttempts = 0;
     switch (message.msg) {
       case 'ping':
-        this.send(stream, { pong: { nonce: message.ping?.nonce ?? 0, ...this.egressField() } });
+        this.send(stream, { pong: { nonce: message.ping?.nonce ?? 0, ...this.egressField(), ...this.flowsField() } });
         return;
       case 'snapshot':
         if (message.snapshot) {
           const snapshot = message.snapshot;
+          stream.acceptsFlows = snapshot.acceptsFlowReports === true;
           this.receive(stream, snapshot.seq, snapshot.version, () => ({ state: stateFromSnapshot(this.options.hostId, snapshot), delta: undefined }));
         }
         return;
       case 'delta':
         if (message.delta) {
           const delta = message.delta;
+          stream.acceptsFlows = delta.acceptsFlowReports === true;
           this.receive(stream, delta.seq, delta.version, () => {
             const decoded = deltaFromMessage(this.options.hostId, delta);
             const base = this.held();
@@ -253,9 +293,12 @@ export class SyncClient {
   private async runApplies(): Promise<void> {
     for (let job = this.takePending(); job; job = this.takePending()) {
       try {
-        await this.options.apply(job.state, job.delta);
-        this.send(job.stream, { ack: { version: job.state.version, seq: job.seq, ...this.egressField() } });
-        this.emit({ type: 'applied', version: job.state.version, seq: job.seq });
+        // A Delta onto the version held that leaves it as it is (the controller's way of saying
+        // accepts_flow_reports to an agent already in sync) needs no kernel write.
+        const unchanged = job.delta !== undefined && job.delta.baseVersion === job.delta.version && this.held()?.version === job.state.version;
+        if (!unchanged) await this.options.apply(job.state, job.delta);
+        this.send(job.stream, { ack: { version: job.state.version, seq: job.seq, ...this.egressField(), ...this.flowsField() } });
+        if (!unchanged) this.emit({ type: 'applied', version: job.state.version, seq: job.seq });
       } catch (err) {
         const text = err instanceof Error ? err.message : String(err);
         this.logger.warn({ hostId: this.options.hostId, version: job.state.version, error: text }, 'sync: apply failed');
@@ -274,6 +317,32 @@ export class SyncClient {
   private egressField(): { egress?: EgressStatus } {
     const status = this.options.egress?.();
     return status === undefined ? {} : { egress: status };
+  }
+
+  private flowsField(): { flows?: FlowStatus } {
+    const source = this.options.flows;
+    return source === undefined ? {} : { flows: flowStatusMessage(source.status()) };
+  }
+
+  /** One interval's FlowReport, when the current stream may take one (see the header). */
+  private reportFlows(source: FlowSource): void {
+    const stream = this.stream;
+    if (this.closed || !stream || !stream.acceptsFlows || stream.flowBlocked || stream.rejectedReason !== undefined) return;
+    let taken: ReturnType<FlowSource['take']>;
+    try {
+      taken = source.take(FLOW_REPORT_MAX_RECORDS);
+    } catch (err) {
+      this.logger.warn({ hostId: this.options.hostId, error: err instanceof Error ? err.message : String(err) }, 'sync: cannot read the recorded flows');
+      return;
+    }
+    const { entries, overflow } = taken;
+    let full = false;
+    for (const flowReport of flowReportMessages(entries, overflow)) full = !stream.call.write({ flowReport }) || full;
+    if (!full) return;
+    stream.flowBlocked = true;
+    stream.call.once('drain', () => {
+      stream.flowBlocked = false;
+    });
   }
 
   private held(): DesiredState | undefined {

@@ -23,6 +23,7 @@ const commands: readonly CommandEntry[] = [
   { name: 'controller', summary: 'Run the controller: compile the policy and serve every agent its state (gRPC, mTLS)', load: async () => (await import('./commands/controller.js')).controllerCommand },
   { name: 'agent', summary: 'Run the agent on a host: apply its state to the kernel and keep it true', load: async () => (await import('./commands/agent.js')).agentCommand },
   { name: 'status', summary: "Show a running controller's readiness and every agent's applied vs desired version", load: async () => (await import('./commands/status.js')).statusCommand },
+  { name: 'policy', summary: 'Push a checked policy to Consul KV for controller replicas, or show the one in force', load: async () => (await import('./commands/policy.js')).policyCommand },
   { name: 'certs', summary: 'Create a CA and issue controller/agent certificates for mTLS', load: async () => (await import('./commands/certs.js')).certsCommand },
 ];
 

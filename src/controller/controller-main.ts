@@ -89,7 +89,14 @@ export async function startController(options: ControllerOptions): Promise<Runni
     onCertificateRefused: (peer, reason, detail) => refusals?.record({ peer, reason, detail }, {}, false),
   });
   const feed = await options.feed({ agents: () => sync.agents(), logger: log });
-  const status = new ControllerStatus({ store, agents: () => sync.agents(), feed, policy: policyInfo, ...(refusals ? { tls: refusals } : {}) });
+  const status = new ControllerStatus({
+    store,
+    agents: () => sync.agents(),
+    feed,
+    policy: policyInfo,
+    flowRecordsRejected: () => sync.flowRecordsRejected(),
+    ...(refusals ? { tls: refusals } : {}),
+  });
 
   // Cluster changes: the first applies at once, later ones coalesce into one recompute.
   const onCluster = (cluster: ClusterState): void => {

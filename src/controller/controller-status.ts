@@ -7,7 +7,8 @@
  *   { ready, reason?, policy: PolicyInfo, inventory: <feed status>, compile: {...},
  *     agents: [{ hostId, connected, peer, addresses, agentVersion, appliedVersion,
  *                desiredVersion, inSync, lastError, lastSeen (ISO),
- *                egress: { supported, enforcing, reason, mappedTasks, unmappedTasks } | null }],
+ *                egress: { supported, enforcing, reason, mappedTasks, unmappedTasks } | null,
+ *                flows: { recording, reason, intervalSeconds, maxEntries } | null }],
  *     egress: { enforcing, hostLevel },
  *     tls: null (plaintext) | { refusals, byReason: {<reason>: n}, lastRefusal: {peer, reason, detail, at} | null } }
  * `agents` lists every host that has a desired state or ever opened a stream, sorted by host id;
@@ -26,6 +27,7 @@
  *                     (src/inventory/cluster-document.ts); served even while no policy is valid
  */
 import type { DesiredState } from '../compile/desired-state.js';
+import type { FlowStatusInfo } from '../flows/flow-types.js';
 import type { EgressReport } from '../grpc/egress-status.js';
 import type { AgentStatus } from '../grpc/host-record.js';
 import { clusterDocument, type ClusterDocument } from '../inventory/cluster-document.js';
@@ -59,6 +61,8 @@ export interface AgentReport {
   readonly lastSeen: string | null;
   /** What the agent last said about egress (src/grpc/egress-status.ts); null if it never connected. */
   readonly egress: EgressReport | null;
+  /** What the agent last said about flow recording (src/grpc/flow-wire.ts); null if it never connected or its release has none. */
+  readonly flows: FlowStatusInfo | null;
 }
 
 export interface ControllerStatusInputs {
@@ -68,9 +72,14 @@ export interface ControllerStatusInputs {
   readonly policy: PolicyInfo;
   /** Agents refused for their certificate (mTLS only): `/status` `tls`, `portcullis_tls_refusals_total`. */
   readonly tls?: TlsRefusals;
+  /** Invalid flow records the agents sent, skipped (`portcullis_flow_records_rejected_total`; SyncService). */
+  readonly flowRecordsRejected?: () => number;
 }
 
 export class ControllerStatus implements StatusSource {
+  /** The controller's status listener serves the dashboard (/ui/). */
+  readonly ui = true;
+
   constructor(private readonly inputs: ControllerStatusInputs) {}
 
   readiness(): Readiness {
@@ -97,6 +106,7 @@ export class ControllerStatus implements StatusSource {
         lastError: a.lastError ?? null,
         lastSeen: a.lastSeen === undefined ? null : new Date(a.lastSeen).toISOString(),
         egress: a.egress ?? null,
+        flows: a.flows,
       });
     }
     for (const hostId of store.hostIds()) {
@@ -113,6 +123,7 @@ export class ControllerStatus implements StatusSource {
         lastError: null,
         lastSeen: null,
         egress: null,
+        flows: null,
       });
     }
     return [...byHost.values()].sort((a, b) => (a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0));
@@ -196,6 +207,7 @@ export class ControllerStatus implements StatusSource {
     const egress = egressCounts(agents);
     metric('portcullis_agents_egress_enforcing', 'gauge', 'Connected agents that enforce per-app egress.', egress.enforcing);
     metric('portcullis_agents_egress_host_level', 'gauge', 'Connected agents that do not enforce per-app egress (an earlier release, or no cgroup2, xt_cgroup or Mesos agent API: see /status).', egress.hostLevel);
+    metric('portcullis_flow_records_rejected_total', 'counter', 'Flow records from agents that were invalid and skipped (logged as sync: flow records rejected).', this.inputs.flowRecordsRejected?.() ?? 0);
     return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}`;
   }
 }

@@ -19,6 +19,17 @@
  *   the egress kinds, with that view's version, and deltas between views (agent-view.ts). The
  *   latest EgressStatus (Hello, Ack, Pong) is kept on the host record, cleaned, and a host that
  *   cannot enforce is logged at warn once per reason (egress-status.ts).
+ * - Flows: every Snapshot/Delta says `accepts_flow_reports` when the service has a FlowIntake
+ *   (a FlowSink); an agent sends FlowReports only after that. Each report goes to the intake
+ *   (validated, the bad records skipped, logged and counted: flow-intake.ts); without one a
+ *   report is dropped unread. The agent's FlowStatus (Hello, Ack, Pong) is kept on the host
+ *   record, cleaned (flow-wire.ts); a Hello without one (an earlier release) records null.
+ *   An agent whose Hello announces flows and already holds the desired version would otherwise
+ *   get no Snapshot/Delta on this stream, so never learn that reports are taken: it is sent one
+ *   empty Delta (base_version = version, nothing added or removed), which it acks without a
+ *   kernel write. An agent whose Hello has no FlowStatus is never sent one (a release before
+ *   flows would rewrite its kernel for it). An ApplyError for it means the agent does not hold
+ *   that version after all: the next state is a Snapshot.
  * Single-threaded (Node); the service calls `kick` and `tick`, grpc-js calls the handlers.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -27,6 +38,8 @@ import { diffStates, type StateDelta } from '../compile/state-delta.js';
 import { certificateIdentities } from '../tls/peer-identity.js';
 import { agentView, deltaForView, isOwnView, wireKinds, type WireFeatures } from './agent-view.js';
 import { egressReport, recordEgress } from './egress-status.js';
+import type { FlowIntake } from './flow-intake.js';
+import { flowStatusInfo } from './flow-wire.js';
 import type { HostRecord } from './host-record.js';
 import type { AgentMessage__Output, ControllerMessage } from './proto.js';
 import type { SyncLogger } from './sync-logger.js';
@@ -43,6 +56,8 @@ export interface SessionContext {
   readonly errorRetryMs: number;
   readonly now: () => number;
   readonly logger: SyncLogger;
+  /** Where FlowReports go; undefined: none are asked for, and any that arrive are dropped. */
+  readonly flows: FlowIntake | undefined;
   /** A Hello refused for the client certificate (counted in /status and /metrics; logged here). */
   readonly onCertificateRefused: (peer: string, reason: 'no_client_certificate' | 'host_mismatch', detail: string) => void;
   /** Makes `session` the host's current stream (superseding an older one) and returns its record. */
@@ -66,6 +81,10 @@ export class AgentSession {
   private forceSnapshot = false;
   /** The Hello announced egress support: this stream is sent the egress kinds (agent-view.ts). */
   private features: WireFeatures = { egress: false, groupModes: false };
+  /** The Hello had a FlowStatus (an agent that knows FlowReports). */
+  private agentKnowsFlows = false;
+  /** A Snapshot/Delta has been sent on this stream, so the agent knows whether reports are taken. */
+  private flowsTold = false;
   private writeBlocked = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private pingNonce = 0;
@@ -101,14 +120,18 @@ export class AgentSession {
     const full = this.ctx.source.current(this.host.hostId);
     if (!full) return;
     const desired = agentView(full, this.features);
-    if (desired.version === this.agentVersion) return;
+    if (desired.version === this.agentVersion) {
+      if (this.ctx.flows && this.agentKnowsFlows && !this.flowsTold) this.sendEmptyDelta(desired);
+      return;
+    }
     this.clearRetry();
     this.seq += 1;
     const kinds = wireKinds(this.features);
     const base = this.deltaBase();
+    const acceptsFlowReports = this.ctx.flows !== undefined;
     const message: ControllerMessage = base
-      ? { delta: deltaMessage(this.deltaTo(base, full, desired), this.seq, kinds) }
-      : { snapshot: snapshotMessage(desired, this.seq, kinds) };
+      ? { delta: { ...deltaMessage(this.deltaTo(base, full, desired), this.seq, kinds), acceptsFlowReports } }
+      : { snapshot: { ...snapshotMessage(desired, this.seq, kinds), acceptsFlowReports } };
     this.host.remember(desired);
     if (base) this.host.remember(base);
     this.inflight = { seq: this.seq, version: desired.version, kind: base ? 'delta' : 'snapshot' };
@@ -116,7 +139,19 @@ export class AgentSession {
       { hostId: this.host.hostId, seq: this.seq, version: desired.version, kind: this.inflight.kind, egress: this.features.egress, groupModes: this.features.groupModes },
       'sync: sending state',
     );
+    this.flowsTold = true;
     this.write(message);
+  }
+
+  /** Tells an agent that holds `desired` already that reports are taken (see the header). */
+  private sendEmptyDelta(desired: DesiredState): void {
+    this.seq += 1;
+    this.inflight = { seq: this.seq, version: desired.version, kind: 'delta' };
+    this.flowsTold = true;
+    this.host?.remember(desired);
+    this.ctx.logger.debug({ hostId: desired.hostId, seq: this.seq, version: desired.version }, 'sync: sending an empty delta (flow reports are taken)');
+    const { version, mode } = desired;
+    this.write({ delta: { seq: this.seq, baseVersion: version, version, mode, adds: [], removes: [], acceptsFlowReports: true } });
   }
 
   /** The state the agent has, when this service still holds it and may send a delta on it. */
@@ -171,6 +206,7 @@ export class AgentSession {
     switch (message.msg) {
       case 'ack':
         if (message.ack?.egress) recordEgress(host, egressReport(message.ack.egress), this.ctx.logger);
+        if (message.ack?.flows) host.flows = flowStatusInfo(message.ack.flows);
         if (message.ack) this.onAck(host, message.ack.version, message.ack.seq);
         return;
       case 'applyError':
@@ -178,7 +214,11 @@ export class AgentSession {
         return;
       case 'pong':
         if (message.pong?.egress) recordEgress(host, egressReport(message.pong.egress), this.ctx.logger);
+        if (message.pong?.flows) host.flows = flowStatusInfo(message.pong.flows);
         if (message.pong && message.pong.nonce === this.pingNonce) this.unansweredPings = 0;
+        return;
+      case 'flowReport':
+        if (message.flowReport) this.ctx.flows?.receive(host.hostId, message.flowReport);
         return;
       default:
         this.ctx.logger.warn({ hostId: host.hostId, kind: message.msg }, 'sync: unexpected message ignored');
@@ -219,8 +259,10 @@ export class AgentSession {
     const egress = egressReport(hello.egress);
     this.features = { egress: egress.supported, groupModes: hello.groupModes === true };
     host.features = this.features;
+    host.flows = flowStatusInfo(hello.flows);
+    this.agentKnowsFlows = hello.flows !== null;
     this.ctx.logger.info(
-      { hostId: host.hostId, peer: host.peer, agentVersion: host.agentVersion, appliedVersion: this.agentVersion, egressSupported: egress.supported, egressEnforcing: egress.enforcing },
+      { hostId: host.hostId, peer: host.peer, agentVersion: host.agentVersion, appliedVersion: this.agentVersion, egressSupported: egress.supported, egressEnforcing: egress.enforcing, flowsRecording: host.flows?.recording ?? null },
       'sync: agent connected',
     );
     recordEgress(host, egress, this.ctx.logger);
@@ -250,6 +292,8 @@ export class AgentSession {
     const failed = this.inflight;
     this.inflight = undefined;
     this.forceSnapshot = true;
+    // An empty delta refused: the agent does not hold the version it announced.
+    if (failed.version === this.agentVersion) this.agentVersion = undefined;
     host.lastError = text;
     this.ctx.logger.warn({ hostId: host.hostId, seq, version: failed.version, kind: failed.kind, error: text }, 'sync: agent failed to apply');
     if (failed.kind === 'delta') {

@@ -34,7 +34,8 @@ export function cleanAgentText(text: string, max = REASON_MAX): string {
   return clean.length <= max ? clean : `${clean.slice(0, max - 1).replace(/[\ud800-\udbff]$/, '')}…`;
 }
 
-const count = (v: unknown): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
+/** A count an agent sent: a non-negative safe integer, else 0. */
+export const agentCount = (v: unknown): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
 
 /** The report of an EgressStatus message; `null`/absent = an agent without egress support. */
 export function egressReport(message: EgressStatus__Output | null | undefined): EgressReport {
@@ -43,7 +44,7 @@ export function egressReport(message: EgressStatus__Output | null | undefined): 
   const enforcing = supported && message.enforcing === true;
   const given = typeof message.reason === 'string' ? cleanAgentText(message.reason) : '';
   const reason = enforcing ? '' : given !== '' ? given : supported ? NO_REASON : UNSUPPORTED_REASON;
-  return { supported, enforcing, reason, mappedTasks: count(message.mappedTasks), unmappedTasks: count(message.unmappedTasks) };
+  return { supported, enforcing, reason, mappedTasks: agentCount(message.mappedTasks), unmappedTasks: agentCount(message.unmappedTasks) };
 }
 
 /** Where a host's egress report is kept across its streams (HostRecord). */

@@ -10,7 +10,9 @@
  * Changes fan out in O(changed hosts); one interval timer serves pings of all streams.
  */
 import * as grpc from '@grpc/grpc-js';
+import type { FlowSink } from '../flows/flow-types.js';
 import { AgentSession, type SessionContext, type SyncCall } from './agent-session.js';
+import { FlowIntake } from './flow-intake.js';
 import { HostRecord, type AgentStatus } from './host-record.js';
 import { loadSyncProto, type SyncHandlers } from './proto.js';
 import { silentLogger, type SyncLogger } from './sync-logger.js';
@@ -36,6 +38,11 @@ export interface SyncServiceOptions {
   readonly logger?: SyncLogger;
   /** Told of every Hello refused for its certificate (src/tls/tls-refusals.ts counts them). */
   readonly onCertificateRefused?: SessionContext['onCertificateRefused'];
+  /**
+   * Where the agents' recorded flows go (src/flows/flow-store.ts). Absent: agents are told not to
+   * send FlowReports (accepts_flow_reports false), and any that arrive are dropped.
+   */
+  readonly flowSink?: FlowSink;
 }
 
 export class SyncService {
@@ -46,20 +53,25 @@ export class SyncService {
   private readonly unsubscribe: () => void;
   private readonly pingTimer: NodeJS.Timeout;
   private closed = false;
+  private readonly flowIntake: FlowIntake | undefined;
 
   constructor(
     private readonly source: StateSource,
     options: SyncServiceOptions = {},
   ) {
     const retain = Math.max(1, options.retainStatesPerHost ?? 4);
+    const now = options.now ?? Date.now;
+    const logger = options.logger ?? silentLogger;
+    this.flowIntake = options.flowSink ? new FlowIntake(options.flowSink, logger, now) : undefined;
     this.ctx = {
       source,
       insecure: options.insecure ?? false,
       helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
       maxMissedPongs: Math.max(1, options.maxMissedPongs ?? 3),
       errorRetryMs: options.errorRetryMs ?? 15_000,
-      now: options.now ?? Date.now,
-      logger: options.logger ?? silentLogger,
+      now,
+      logger,
+      flows: this.flowIntake,
       onCertificateRefused: options.onCertificateRefused ?? (() => undefined),
       attach: (session, hostId) => this.attach(session, hostId, retain),
       detach: (session) => this.detach(session),
@@ -85,6 +97,11 @@ export class SyncService {
 
   agent(hostId: string): AgentStatus | undefined {
     return this.hosts.get(hostId)?.status(this.source.current(hostId));
+  }
+
+  /** Flow records the agents sent that were invalid and skipped (`portcullis_flow_records_rejected_total`). */
+  flowRecordsRejected(): number {
+    return this.flowIntake?.rejected ?? 0;
   }
 
   /** Stops pings and change notifications and ends every stream (agents will reconnect elsewhere). */

@@ -44,7 +44,8 @@ export function deltaMessage(delta: StateDelta, seq: number, kinds: readonly Set
   };
 }
 
-export function stateFromSnapshot(hostId: string, message: Snapshot__Output): DesiredState {
+/** `accepts_flow_reports` is not part of the state (the sync client reads it). */
+export function stateFromSnapshot(hostId: string, message: Omit<Snapshot__Output, 'acceptsFlowReports'>): DesiredState {
   const state: DesiredState = {
     hostId,
     mode: decodeMode(message.mode),
@@ -56,7 +57,7 @@ export function stateFromSnapshot(hostId: string, message: Snapshot__Output): De
   return state;
 }
 
-export function deltaFromMessage(hostId: string, message: Delta__Output): StateDelta {
+export function deltaFromMessage(hostId: string, message: Omit<Delta__Output, 'acceptsFlowReports'>): StateDelta {
   return {
     hostId,
     baseVersion: decodeVersion(message.baseVersion, 'base_version'),

@@ -38,48 +38,35 @@ export interface PolicyWatcherOptions {
   readonly maxBytes?: number;
 }
 
-export class PolicyWatcher {
+/** What a policy source read: the files' texts, or why they could not be read. */
+export interface PolicyRead {
+  readonly files: readonly PolicyFileText[];
+  readonly errors: readonly Diagnostic[];
+  readonly warnings: readonly Diagnostic[];
+}
+
+/**
+ * The load contract of the header, for any source of policy files (this watcher, and the
+ * controller's Consul KV feed): each read is compared by content with the last one and with the
+ * policy in force, then parsed and offered. Loads must be serialised by the caller.
+ */
+export class PolicyLoads {
   /** Content key of the policy in force ('' before the first good one). */
   private goodKey = '';
   /** Content key of the last load, good or broken. */
   private lastKey = '';
-  private readonly files: FileReload;
 
-  constructor(private readonly options: PolicyWatcherOptions) {
-    this.files = new FileReload({
-      path: options.path,
-      load: () => this.reloadOnce(),
-      ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
-      ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
-    });
-  }
+  constructor(private readonly options: Omit<PolicyWatcherOptions, 'path' | 'debounceMs' | 'pollMs' | 'maxBytes'> & { readonly path: string }) {}
 
-  /** Loads the policy once; resolves to whether a good policy is in force. */
-  async start(): Promise<boolean> {
-    await this.reload();
-    this.files.watch();
+  get hasGood(): boolean {
     return this.goodKey !== '';
   }
 
-  stop(): void {
-    void this.files.stop();
-  }
-
-  /**
-   * The policy taken as in force was refused after all (its first compile, once a cluster came,
-   * was over a limit): no content is the policy in force any more, so no later load is a restore.
-   */
   refused(): void {
     this.goodKey = '';
   }
 
-  /** Reload now (also used by SIGHUP); serialised, so overlapping calls never interleave. */
-  reload(): Promise<void> {
-    return this.files.reload();
-  }
-
-  private async reloadOnce(): Promise<void> {
-    const read = await readPolicyFiles(this.options.path, this.options.maxBytes);
+  async load(read: PolicyRead): Promise<void> {
     const digest = createHash('sha256');
     for (const file of read.files) digest.update(`${file.path}\0${file.text}\0`);
     for (const d of [...read.errors, ...read.warnings]) digest.update(`${d.file}\0${d.message}\0`);
@@ -91,7 +78,7 @@ export class PolicyWatcher {
       return;
     }
     try {
-      const result = read.errors.length > 0 ? { ok: false as const, errors: read.errors } : await (this.options.parse ?? parsePolicy)(read.files);
+      const result = read.errors.length > 0 ? { ok: false as const, errors: [...read.errors] } : await (this.options.parse ?? parsePolicy)(read.files);
       if (!result.ok) {
         this.options.onError(result.errors);
         return;
@@ -102,5 +89,44 @@ export class PolicyWatcher {
       const message = `cannot load the policy: ${e instanceof Error ? e.message : String(e)}; the last good policy stays in force`;
       this.options.onError([{ file: this.options.path, line: 1, col: 1, message, severity: 'error' }]);
     }
+  }
+}
+
+export class PolicyWatcher {
+  private readonly loads: PolicyLoads;
+  private readonly files: FileReload;
+
+  constructor(private readonly options: PolicyWatcherOptions) {
+    this.loads = new PolicyLoads(options);
+    this.files = new FileReload({
+      path: options.path,
+      load: async () => this.loads.load(await readPolicyFiles(this.options.path, this.options.maxBytes)),
+      ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
+      ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
+    });
+  }
+
+  /** Loads the policy once; resolves to whether a good policy is in force. */
+  async start(): Promise<boolean> {
+    await this.reload();
+    this.files.watch();
+    return this.loads.hasGood;
+  }
+
+  stop(): void {
+    void this.files.stop();
+  }
+
+  /**
+   * The policy taken as in force was refused after all (its first compile, once a cluster came,
+   * was over a limit): no content is the policy in force any more, so no later load is a restore.
+   */
+  refused(): void {
+    this.loads.refused();
+  }
+
+  /** Reload now (also used by SIGHUP); serialised, so overlapping calls never interleave. */
+  reload(): Promise<void> {
+    return this.files.reload();
   }
 }

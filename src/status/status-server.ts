@@ -10,6 +10,7 @@
  *   GET /hosts             JSON: every host with a desired state and its version
  *   GET /hosts/<id>/state  JSON: that host's DesiredState (404 when it has none)
  *   GET /cluster           JSON: the cluster the states were compiled from (503 before the first)
+ *   GET /ui/               the dashboard, when the source sets `ui` (src/status/ui-assets.ts)
  *
  * It only reads through the `StatusSource` it is given; it owns no state of its own. Everything
  * it serves may hold text from Marathon (app ids, labels, host names): it is only ever sent as
@@ -19,6 +20,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { serveUi } from './ui-assets.js';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -32,6 +34,8 @@ export interface StatusSource {
   hosts?(): unknown;
   hostState?(hostId: string): unknown;
   cluster?(): unknown;
+  /** Serve the dashboard under /ui/ (the controller's). */
+  readonly ui?: boolean;
 }
 
 const HOST_STATE_PATH = /^\/hosts\/([^/]+)\/state$/;
@@ -58,6 +62,7 @@ export class StatusServer {
       };
       const json = (code: number, body: unknown) => send(code, 'application/json', `${JSON.stringify(body, null, 2)}\n`);
       if (req.method !== 'GET') return send(405, 'text/plain', 'method not allowed\n');
+      if (this.source.ui && (url.pathname === '/ui' || url.pathname.startsWith('/ui/'))) return void serveUi(url.pathname, res);
       const { hosts, hostState, cluster } = this.source;
       const hostPath = HOST_STATE_PATH.exec(url.pathname);
       if (hostPath && hostState) {

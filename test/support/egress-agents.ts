@@ -9,6 +9,7 @@ import { StaticInventoryFeed } from '../../src/controller/static-inventory-feed.
 import { createLogger } from '../../src/logging.js';
 import { defaultInventoryPath, defaultPolicyPath } from '../../src/package-root.js';
 import type { EgressStatus } from '../../src/grpc/generated/portcullis/v1/EgressStatus.js';
+import type { FlowStatus } from '../../src/grpc/generated/portcullis/v1/FlowStatus.js';
 import { openRawStream, waitFor, type RawStream } from './grpc-harness.js';
 
 export interface EgressAgents {
@@ -19,8 +20,8 @@ export interface EgressAgents {
   close(): Promise<void>;
 }
 
-/** Starts the controller and one raw stream per entry (`egress` undefined = a Hello without it), each past its first state. */
-export async function startEgressAgents(agents: readonly { hostId: string; egress?: EgressStatus }[], logger?: pino.Logger): Promise<EgressAgents> {
+/** Starts the controller and one raw stream per entry (`egress`, `flows` undefined = a Hello without it), each past its first state. */
+export async function startEgressAgents(agents: readonly { hostId: string; egress?: EgressStatus; flows?: FlowStatus }[], logger?: pino.Logger): Promise<EgressAgents> {
   const controller = await startController({
     policyPath: defaultPolicyPath(),
     feed: () => new StaticInventoryFeed({ path: defaultInventoryPath(), debounceMs: 10, pollMs: 60_000 }),
@@ -40,7 +41,7 @@ export async function startEgressAgents(agents: readonly { hostId: string; egres
     for (const a of agents) {
       const stream = openRawStream(controller.grpcAddress);
       streams.push(stream);
-      stream.send({ hello: { hostId: a.hostId, addresses: [], agentVersion: 'raw', appliedVersion: '', ...(a.egress ? { egress: a.egress } : {}) } });
+      stream.send({ hello: { hostId: a.hostId, addresses: [], agentVersion: 'raw', appliedVersion: '', ...(a.egress ? { egress: a.egress } : {}), ...(a.flows ? { flows: a.flows } : {}) } });
       await waitFor(`a state for ${a.hostId}`, () => stream.messages.some((m) => m.msg === 'snapshot'));
     }
   } catch (e) {

@@ -7,6 +7,10 @@ import type { ApplyError as _portcullis_v1_ApplyError, ApplyError__Output as _po
 import type { ControllerMessage as _portcullis_v1_ControllerMessage, ControllerMessage__Output as _portcullis_v1_ControllerMessage__Output } from './portcullis/v1/ControllerMessage.js';
 import type { Delta as _portcullis_v1_Delta, Delta__Output as _portcullis_v1_Delta__Output } from './portcullis/v1/Delta.js';
 import type { EgressStatus as _portcullis_v1_EgressStatus, EgressStatus__Output as _portcullis_v1_EgressStatus__Output } from './portcullis/v1/EgressStatus.js';
+import type { FlowLost as _portcullis_v1_FlowLost, FlowLost__Output as _portcullis_v1_FlowLost__Output } from './portcullis/v1/FlowLost.js';
+import type { FlowRecord as _portcullis_v1_FlowRecord, FlowRecord__Output as _portcullis_v1_FlowRecord__Output } from './portcullis/v1/FlowRecord.js';
+import type { FlowReport as _portcullis_v1_FlowReport, FlowReport__Output as _portcullis_v1_FlowReport__Output } from './portcullis/v1/FlowReport.js';
+import type { FlowStatus as _portcullis_v1_FlowStatus, FlowStatus__Output as _portcullis_v1_FlowStatus__Output } from './portcullis/v1/FlowStatus.js';
 import type { Hello as _portcullis_v1_Hello, Hello__Output as _portcullis_v1_Hello__Output } from './portcullis/v1/Hello.js';
 import type { Ping as _portcullis_v1_Ping, Ping__Output as _portcullis_v1_Ping__Output } from './portcullis/v1/Ping.js';
 import type { Pong as _portcullis_v1_Pong, Pong__Output as _portcullis_v1_Pong__Output } from './portcullis/v1/Pong.js';
@@ -28,6 +32,10 @@ export interface ProtoGrpcType {
       ControllerMessage: MessageTypeDefinition<_portcullis_v1_ControllerMessage, _portcullis_v1_ControllerMessage__Output>
       Delta: MessageTypeDefinition<_portcullis_v1_Delta, _portcullis_v1_Delta__Output>
       EgressStatus: MessageTypeDefinition<_portcullis_v1_EgressStatus, _portcullis_v1_EgressStatus__Output>
+      FlowLost: MessageTypeDefinition<_portcullis_v1_FlowLost, _portcullis_v1_FlowLost__Output>
+      FlowRecord: MessageTypeDefinition<_portcullis_v1_FlowRecord, _portcullis_v1_FlowRecord__Output>
+      FlowReport: MessageTypeDefinition<_portcullis_v1_FlowReport, _portcullis_v1_FlowReport__Output>
+      FlowStatus: MessageTypeDefinition<_portcullis_v1_FlowStatus, _portcullis_v1_FlowStatus__Output>
       Hello: MessageTypeDefinition<_portcullis_v1_Hello, _portcullis_v1_Hello__Output>
       Ping: MessageTypeDefinition<_portcullis_v1_Ping, _portcullis_v1_Ping__Output>
       Pong: MessageTypeDefinition<_portcullis_v1_Pong, _portcullis_v1_Pong__Output>

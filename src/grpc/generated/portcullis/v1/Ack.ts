@@ -1,16 +1,19 @@
 // Original file: proto/portcullis/v1/sync.proto
 
 import type { EgressStatus as _portcullis_v1_EgressStatus, EgressStatus__Output as _portcullis_v1_EgressStatus__Output } from '../../portcullis/v1/EgressStatus.js';
+import type { FlowStatus as _portcullis_v1_FlowStatus, FlowStatus__Output as _portcullis_v1_FlowStatus__Output } from '../../portcullis/v1/FlowStatus.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Ack {
   'version'?: (string);
   'seq'?: (number | string | Long);
   'egress'?: (_portcullis_v1_EgressStatus | null);
+  'flows'?: (_portcullis_v1_FlowStatus | null);
 }
 
 export interface Ack__Output {
   'version': (string);
   'seq': (number);
   'egress': (_portcullis_v1_EgressStatus__Output | null);
+  'flows': (_portcullis_v1_FlowStatus__Output | null);
 }

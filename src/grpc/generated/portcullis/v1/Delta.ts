@@ -10,6 +10,7 @@ export interface Delta {
   'mode'?: (string);
   'adds'?: (_portcullis_v1_SetMembers)[];
   'removes'?: (_portcullis_v1_SetMembers)[];
+  'acceptsFlowReports'?: (boolean);
 }
 
 export interface Delta__Output {
@@ -19,4 +20,5 @@ export interface Delta__Output {
   'mode': (string);
   'adds': (_portcullis_v1_SetMembers__Output)[];
   'removes': (_portcullis_v1_SetMembers__Output)[];
+  'acceptsFlowReports': (boolean);
 }

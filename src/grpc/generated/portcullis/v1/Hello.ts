@@ -1,6 +1,7 @@
 // Original file: proto/portcullis/v1/sync.proto
 
 import type { EgressStatus as _portcullis_v1_EgressStatus, EgressStatus__Output as _portcullis_v1_EgressStatus__Output } from '../../portcullis/v1/EgressStatus.js';
+import type { FlowStatus as _portcullis_v1_FlowStatus, FlowStatus__Output as _portcullis_v1_FlowStatus__Output } from '../../portcullis/v1/FlowStatus.js';
 
 export interface Hello {
   'hostId'?: (string);
@@ -8,6 +9,7 @@ export interface Hello {
   'agentVersion'?: (string);
   'appliedVersion'?: (string);
   'egress'?: (_portcullis_v1_EgressStatus | null);
+  'flows'?: (_portcullis_v1_FlowStatus | null);
   'groupModes'?: (boolean);
 }
 
@@ -17,5 +19,6 @@ export interface Hello__Output {
   'agentVersion': (string);
   'appliedVersion': (string);
   'egress': (_portcullis_v1_EgressStatus__Output | null);
+  'flows': (_portcullis_v1_FlowStatus__Output | null);
   'groupModes': (boolean);
 }

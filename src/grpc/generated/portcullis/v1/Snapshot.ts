@@ -8,6 +8,7 @@ export interface Snapshot {
   'version'?: (string);
   'mode'?: (string);
   'sets'?: (_portcullis_v1_SetMembers)[];
+  'acceptsFlowReports'?: (boolean);
 }
 
 export interface Snapshot__Output {
@@ -15,4 +16,5 @@ export interface Snapshot__Output {
   'version': (string);
   'mode': (string);
   'sets': (_portcullis_v1_SetMembers__Output)[];
+  'acceptsFlowReports': (boolean);
 }

@@ -1,0 +1,97 @@
+/**
+ * The controller's policy from Consul KV (src/controller/consul-policy-feed.ts) against the
+ * Consul API double: nothing pushed is an error; each pushed policy that parses is offered once;
+ * a pushed policy that does not parse is reported and never offered (the last good one stays);
+ * Consul going away is logged and counted but is no policy error, and the feed resumes after it.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Diagnostic } from '../src/diagnostic.js';
+import { ConsulClient } from '../src/consul/consul-client.js';
+import { policyPointerKey, pushKvPolicy } from '../src/consul/policy-kv.js';
+import { ConsulPolicyFeed } from '../src/controller/consul-policy-feed.js';
+import type { Policy } from '../src/policy/policy-model.js';
+import { ConsulDouble } from './support/consul-double.js';
+import { waitFor } from './support/grpc-harness.js';
+import { logCapture } from './support/log-capture.js';
+
+const PREFIX = 'portcullis/policy';
+let consul: ConsulDouble;
+let client: ConsulClient;
+let feed: ConsulPolicyFeed | undefined;
+
+beforeEach(async () => {
+  consul = new ConsulDouble();
+  client = new ConsulClient({ url: await consul.start(), timeoutMs: 1_000 });
+});
+
+afterEach(async () => {
+  feed?.stop();
+  feed = undefined;
+  client.close();
+  await consul.close();
+});
+
+const POLICY = (deny: boolean) => `version: 1\ndefaults: { action: ${deny ? 'deny' : 'allow'} }\ngroups:\n  web: { apps: ["/shop/web"] }\nrules: []\n`;
+
+async function push(text: string): Promise<void> {
+  const index = (await client.kvGet(policyPointerKey(PREFIX))).value?.modifyIndex ?? 0;
+  await pushKvPolicy(client, PREFIX, [{ name: 'policy.yaml', text }], { expectIndex: index, pushedBy: 'test' });
+}
+
+function start(): { policies: Policy[]; errors: Diagnostic[][]; lines: Record<string, unknown>[]; started: Promise<boolean> } {
+  const policies: Policy[] = [];
+  const errors: Diagnostic[][] = [];
+  const { logger, lines } = logCapture();
+  feed = new ConsulPolicyFeed({
+    client,
+    prefix: PREFIX,
+    logger,
+    waitMs: 5_000,
+    backoff: { initialMs: 20, maxMs: 100 },
+    onPolicy: (p) => {
+      policies.push(p);
+      return true;
+    },
+    onError: (e) => errors.push([...e]),
+    onRestored: () => undefined,
+  });
+  return { policies, errors, lines, started: feed.start() };
+}
+
+describe('ConsulPolicyFeed', () => {
+  it('reports that nothing was pushed, then offers the first policy pushed', async () => {
+    const f = start();
+    expect(await f.started).toBe(false);
+    expect(f.errors[0]?.[0]).toMatchObject({ file: `consul:${PREFIX}/current`, message: expect.stringMatching(/no policy under portcullis\/policy/) });
+    await push(POLICY(true));
+    await waitFor('the pushed policy', () => f.policies.length === 1);
+    expect(f.policies[0]?.defaults.action).toBe('deny');
+  });
+
+  it('a pushed policy that does not parse is reported and never offered; the next good one is', async () => {
+    await push(POLICY(true));
+    const f = start();
+    expect(await f.started).toBe(true);
+    await push('version: 1\nrules: [ { name: x, from: [nosuch], to: [web] } ]\n');
+    await waitFor('the broken policy reported', () => f.errors.length === 1);
+    expect(f.errors[0]?.[0]?.file).toMatch(/^consul:portcullis\/policy\/policy\.yaml$/);
+    expect(f.policies).toHaveLength(1);
+    await push(POLICY(false));
+    await waitFor('the good policy', () => f.policies.length === 2);
+    expect(f.policies[1]?.defaults.action).toBe('allow');
+  });
+
+  it('Consul going away is logged and counted, not reported as a policy error, and the feed resumes', async () => {
+    await push(POLICY(true));
+    const f = start();
+    expect(await f.started).toBe(true);
+    consul.setOutage('refuse');
+    consul.touch(); // wake the blocked read into the outage
+    await waitFor('a failed read', () => (feed?.stats.consulErrors ?? 0) > 0, 10_000);
+    expect(f.lines.some((l) => l.event === 'policy.consul_unreachable')).toBe(true);
+    expect(f.errors).toEqual([]);
+    consul.setOutage(null);
+    await push(POLICY(false));
+    await waitFor('the policy after the outage', () => f.policies.length === 2, 10_000);
+  });
+});
