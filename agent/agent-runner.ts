@@ -32,8 +32,9 @@
  *   unmapped task gauges. Without `egress` (or when the host cannot) the agent is host-level only
  *   and says so (`supported` true, `enforcing` false, `reason`).
  * - Flow recording (`flows`): the dataplane renders it with every state, and the FlowReader
- *   (flow-reader.ts) reads the kernel every `intervalSeconds`; `this.flows` is the FlowSource the
- *   sync client takes reports from (undefined with `--flow-interval off`). Flow sets about to be
+ *   (flow-reader.ts) reads the kernel every `intervalSeconds`; it is the FlowSource the sync
+ *   client takes reports from (its `flows` option; also `this.flows`; undefined with
+ *   `--flow-interval off`). Flow sets about to be
  *   destroyed (an app left the host) are read once more first. /status has `flows`.
  */
 import { statSync } from 'node:fs';
@@ -169,6 +170,7 @@ export class Agent implements StatusSource {
       agentVersion: this.options.agentVersion,
       held: () => this.dataplane.held?.state,
       egress: () => this.egressStatus(),
+      ...(this.flowReader ? { flows: this.flowReader } : {}),
       apply: (state, delta) => this.applyFromController(state, delta),
       logger: this.log.child({ module: 'sync' }),
       onEvent: (event) => {
