@@ -31,6 +31,11 @@
  *   also sent to the controller), /metrics portcullis_agent_egress_enforcing and the mapped and
  *   unmapped task gauges. Without `egress` (or when the host cannot) the agent is host-level only
  *   and says so (`supported` true, `enforcing` false, `reason`).
+ * - Flow recording (`flows`): the dataplane renders it with every state, and the FlowReader
+ *   (flow-reader.ts) reads the kernel every `intervalSeconds`; it is the FlowSource the sync
+ *   client takes reports from (its `flows` option; also `this.flows`; undefined with
+ *   `--flow-interval off`). Flow sets about to be
+ *   destroyed (an app left the host) are read once more first. /status has `flows`.
  */
 import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -45,6 +50,9 @@ import { MesosAgentApi } from '../src/mesos/agent-api.js';
 import type { UnmappedPolicy } from '../src/render/render-egress.js';
 import { restoreCommand } from '../src/render/render-iptables.js';
 import { EgressMapper } from './egress-mapper.js';
+import { FlowReader } from './flow-reader.js';
+import type { FlowSource } from '../src/flows/flow-types.js';
+import type { FlowRecording } from '../src/render/render-flows.js';
 import { KernelDataplane } from './dataplane/kernel-dataplane.js';
 import { cleanStateDir, prepareStateDir, type StateDirCleanup } from './state-dir.js';
 import { loadState, saveState, statePath } from './state-store.js';
@@ -64,6 +72,13 @@ export interface AgentOptions {
   readonly logger: Logger;
   /** Per-app egress: the local Mesos agent to learn tasks from; absent: host-level only. */
   readonly egress?: AgentEgressOptions;
+  /** Flow recording (`--flow-interval`, `--flow-max-entries`, `--flow-timeout`); absent: off. */
+  readonly flows?: AgentFlowOptions;
+}
+
+export interface AgentFlowOptions {
+  readonly intervalSeconds: number;
+  readonly recording: FlowRecording;
 }
 
 export interface AgentEgressOptions {
@@ -87,10 +102,19 @@ export class Agent implements StatusSource {
   private driftCheckErrors = 0;
   private stopped = false;
   private egress: EgressMapper | undefined;
+  private readonly flowReader: FlowReader | undefined;
 
   constructor(private readonly options: AgentOptions) {
     this.log = options.logger;
-    this.dataplane = new KernelDataplane({ runner: options.runner, families: options.families, stateDir: options.stateDir, logger: options.logger.child({ module: 'dataplane' }) });
+    const f = options.flows;
+    const flows = f && { flows: f.recording, beforeFlowSetsDestroyed: (names: readonly string[]) => this.flowReader?.read(names) ?? Promise.resolve() };
+    this.dataplane = new KernelDataplane({ runner: options.runner, families: options.families, stateDir: options.stateDir, logger: options.logger.child({ module: 'dataplane' }), ...flows });
+    this.flowReader = f && new FlowReader({ runner: options.runner, layout: () => this.dataplane.flowLayout, refused: () => this.dataplane.flowsRefused, intervalSeconds: f.intervalSeconds, recording: f.recording, logger: options.logger.child({ module: 'flows' }) });
+  }
+
+  /** The recorded flows the sync client reports (undefined: `--flow-interval off`). */
+  get flows(): FlowSource | undefined {
+    return this.flowReader;
   }
 
   /** The EgressStatus now (sent in Hello, Ack, Pong; on /status). */
@@ -146,6 +170,7 @@ export class Agent implements StatusSource {
       agentVersion: this.options.agentVersion,
       held: () => this.dataplane.held?.state,
       egress: () => this.egressStatus(),
+      ...(this.flowReader ? { flows: this.flowReader } : {}),
       apply: (state, delta) => this.applyFromController(state, delta),
       logger: this.log.child({ module: 'sync' }),
       onEvent: (event) => {
@@ -155,6 +180,7 @@ export class Agent implements StatusSource {
       },
     });
     this.client.start();
+    this.flowReader?.start();
     this.log.info({ controller: this.options.controller, hostId: this.options.hostId, addresses: this.options.addresses, families }, 'agent started');
     this.scheduleDriftCheck();
   }
@@ -164,6 +190,7 @@ export class Agent implements StatusSource {
     this.stopped = true;
     if (this.driftTimer) clearTimeout(this.driftTimer);
     this.egress?.stop();
+    this.flowReader?.stop();
     await this.client?.close();
     await this.dataplane.idle();
   }
@@ -195,6 +222,7 @@ export class Agent implements StatusSource {
       driftChecks: this.driftChecks,
       driftCheckErrors: this.driftCheckErrors,
       egress: this.egressStatus(),
+      flows: this.flowReader ? { ...this.flowReader.status(), ...this.flowReader.counters } : null,
     };
   }
 

@@ -53,6 +53,13 @@
  * changes of the egress kinds stay set swaps or delta lines. A full write also removes what the
  * state no longer renders (write-plan.ts): chains, the OUTPUT jump, egress sets.
  *
+ * Flow recording (`flows`, src/render/render-flows.ts) is rendered with every state; a full write
+ * makes the rendered flow sets exist (flow-sets.ts: created when missing, kept with their entries,
+ * recreated when their parameters differ) and never swaps or flushes them; the flow sets it no
+ * longer renders are destroyed after `beforeFlowSetsDestroyed` saw them. `flowLayout` tells the
+ * flow reader which sets and overflow rules the kernel holds. Drift checks compare the recording
+ * chains like any other, never the flow sets' members.
+ *
  * `checkDrift()` reads the kernel and lists how it differs from `held` (drift.ts);
  * `checkAndRepair()` does that and, on drift, writes `held` again by the full path and counts the
  * repair; `uninstall()` removes our jumps, chains and sets, only names with our prefixes, and is
@@ -63,28 +70,27 @@
 import type { Logger } from 'pino';
 import type { DesiredState } from '../../src/compile/desired-state.js';
 import type { StateDelta } from '../../src/compile/state-delta.js';
-import { OUTPUT_HOOK_CHAIN, TABLE, ipsetName, isOwnedChainName, isOwnedSetName, setKindsOf } from '../../src/render/owned-names.js';
+import { TABLE, ipsetName, setKindsOf } from '../../src/render/owned-names.js';
 import type { Family } from '../../src/net/family.js';
 import { renderChains, rendersEgress, type RenderedChains } from '../../src/render/render-chains.js';
 import type { EgressMapping } from '../../src/render/render-egress.js';
-import { invalidMembers, renderIpsetRestore, renderIpsetUninstall, setMembers, validateMember } from '../../src/render/render-ipsets.js';
-import { renderIptablesRestore, renderUninstallIptables } from '../../src/render/render-iptables.js';
+import { auditPortSets, type FlowRecording, type RenderedFlows } from '../../src/render/render-flows.js';
+import { invalidMembers, renderIpsetRestore, setMembers, validateMember } from '../../src/render/render-ipsets.js';
+import { renderIptablesRestore } from '../../src/render/render-iptables.js';
 import type { CommandResult, CommandRunner } from './command-runner.js';
-import { findOurJumps, setDrift, tableDrift, type Drift, type DriftKind } from './drift.js';
+import { setDrift, tableDrift, type Drift, type DriftKind } from './drift.js';
+import { flowSetHeaders, flowSetLines, type SetHeader } from './flow-sets.js';
 import { KeptInputs, type Inputs } from './kept-inputs.js';
 import { kernelDifference, type Difference, type KernelView } from './kernel-difference.js';
 import { parseIpsetSave, parseIptablesSave } from './kernel-read.js';
 import { isSortedState, renderDeltaRestore } from './member-delta.js';
-import { planFullWrite, staleEgressSets } from './write-plan.js';
+import { planFullWrite } from './write-plan.js';
+import { TOOLS, destroyStaleSets, probeFamilies, uninstallKernel, type TidyContext } from './kernel-tools.js';
 import { DataplaneError, errorText, refusal } from './dataplane-error.js';
 
 export { DataplaneError, type DataplaneErrorDetails } from './dataplane-error.js';
 export { invalidMembers } from '../../src/render/render-ipsets.js';
 
-const TOOLS: Readonly<Record<Family, { save: string; restore: string }>> = {
-  4: { save: 'iptables-save', restore: 'iptables-restore' },
-  6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
-};
 /** Default `maxDeltaMembers`: far above a deploy's churn, far below a set rebuild's cost. */
 export const DEFAULT_MAX_DELTA_MEMBERS = 1000;
 
@@ -99,6 +105,10 @@ export interface KernelDataplaneOptions {
    * default DEFAULT_MAX_DELTA_MEMBERS. 0 turns the delta path off (every apply is full).
    */
   readonly maxDeltaMembers?: number;
+  /** Flow recording (`--flow-interval` not off): rendered with every state (flow-sets.ts). */
+  readonly flows?: FlowRecording;
+  /** Called with the flow sets a write is about to destroy (the flow reader reads them once more). */
+  readonly beforeFlowSetsDestroyed?: (names: readonly string[]) => Promise<void>;
   readonly logger: Logger;
 }
 
@@ -174,6 +184,11 @@ export class KernelDataplane {
   private heldSorted = false;
   private counts = { applies: 0, deltaApplies: 0, deltaFallbacks: 0, applyFailures: 0, lastApplyDurationMs: 0, repairs: 0 };
   private readonly repairKinds: Partial<Record<DriftKind, number>> = {};
+  private readonly flows: FlowRecording | undefined;
+  /** The flow sets and overflow rules of the last accepted write, per family (undefined: not recording). */
+  private heldFlows: readonly RenderedFlows[] | undefined;
+  private readonly tidy: TidyContext;
+  private readonly beforeFlowSetsDestroyed: ((names: readonly string[]) => Promise<void>) | undefined;
 
   constructor(options: KernelDataplaneOptions) {
     this.runner = options.runner;
@@ -181,6 +196,20 @@ export class KernelDataplane {
     this.log = options.logger;
     this.kept = new KeptInputs(options.stateDir, options.logger);
     this.maxDeltaMembers = Math.max(0, options.maxDeltaMembers ?? DEFAULT_MAX_DELTA_MEMBERS);
+    this.flows = options.flows;
+    this.beforeFlowSetsDestroyed = options.beforeFlowSetsDestroyed;
+    this.tidy = { runner: this.runner, log: this.log, must: (...a) => this.must(...a), families: () => this.families() };
+  }
+
+  /** Recording as rendered: off while the kernel refuses its rules (`flowsRefused` says why). */
+  private get recording(): FlowRecording | undefined {
+    return this.flowsRefused === undefined ? this.flows : undefined;
+  }
+  flowsRefused: string | undefined;
+
+  /** The flow sets and overflow rules the kernel holds now, per family (undefined: not recording, or nothing written). */
+  get flowLayout(): readonly RenderedFlows[] | undefined {
+    return this.heldFlows;
   }
 
   get counters(): DataplaneCounters {
@@ -194,7 +223,7 @@ export class KernelDataplane {
 
   /** Families whose tools exist (probed once). */
   families(): Promise<Family[]> {
-    this.active ??= this.probe();
+    this.active ??= probeFamilies(this.runner, this.wanted, this.log);
     return this.active;
   }
 
@@ -247,7 +276,8 @@ export class KernelDataplane {
   uninstall(): Promise<void> {
     return this.serial(() => {
       this.heldState = undefined;
-      return this.uninstallNow();
+      this.heldFlows = undefined;
+      return uninstallKernel(this.tidy);
     });
   }
 
@@ -260,18 +290,6 @@ export class KernelDataplane {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
     return run;
-  }
-
-  private async probe(): Promise<Family[]> {
-    const ipset = await this.runner.run(['ipset', '--version']);
-    const usable: Family[] = [];
-    for (const family of this.wanted) {
-      const restore = ipset.code === 0 ? await this.runner.run([TOOLS[family].restore, '--version']) : ipset;
-      const save = restore.code === 0 ? await this.runner.run([TOOLS[family].save, '--version']) : restore;
-      if (save.code === 0) usable.push(family);
-      else this.log.warn({ event: 'dataplane.family_skipped', family, stderr: save.stderr.trim() }, `IPv${family} tools missing; IPv${family} is not managed`);
-    }
-    return usable;
   }
 
   private async must(argv: readonly string[], what: string, family?: Family, input?: string): Promise<CommandResult> {
@@ -378,17 +396,21 @@ export class KernelDataplane {
       const families = await this.families();
       if (families.length === 0) throw new DataplaneError('no address family can be managed: ipset/iptables tools are missing');
       const reports: FamilyApplyReport[] = [];
-      const egressSets = new Set<string>();
+      const keptSets = new Set<string>();
+      const flows: RenderedFlows[] = [];
+      const present = this.recording ? await flowSetHeaders(this.runner) : new Map<string, SetHeader>();
       for (const family of families) {
-        const rendered = renderChains(state, family, this.egress?.mapping);
-        for (const set of rendered.egress?.sets ?? []) egressSets.add(set.name);
-        const ipsetText = renderIpsetRestore(state, family, { membersValidated: true, egress: rendered.egress !== undefined });
+        const rendered = renderChains(state, family, this.egress?.mapping, this.recording);
+        for (const set of [...auditPortSets(state, family), ...(rendered.egress?.sets ?? []), ...(rendered.flows?.sets ?? [])]) keptSets.add(set.name);
+        const ipsetText = renderIpsetRestore(state, family, { membersValidated: true, egress: rendered.egress !== undefined }) + flowSetLines(rendered.flows, present, this.recording, this.log);
+        if (rendered.flows) flows.push(rendered.flows);
         inputs[`ipset${family}`] = ipsetText;
         await this.must(['ipset', 'restore'], `IPv${family} ipset restore`, family, ipsetText);
 
         reports.push(await this.writeTables(state, family, rendered, inputs));
       }
-      await this.destroyStaleEgressSets(egressSets);
+      await destroyStaleSets(this.tidy, keptSets, this.beforeFlowSetsDestroyed);
+      this.heldFlows = this.recording ? flows : undefined;
       const durationMs = performance.now() - started;
       this.counts.applies++;
       this.counts.lastApplyDurationMs = durationMs;
@@ -399,7 +421,12 @@ export class KernelDataplane {
       return { version: state.version, families: reports, durationMs, path: 'full' };
     } catch (e) {
       const err = e instanceof DataplaneError ? e : new DataplaneError(`apply failed: ${(e as Error).message}`);
-      return this.failed(state, started, err, inputs);
+      if (this.recording === undefined || err.details.family === undefined) return this.failed(state, started, err, inputs);
+      // The kernel may lack what recording needs (the SET target): enforce without it rather than not at all.
+      this.flowsRefused = `the kernel refused the flow recording rules: ${err.message}`;
+      this.log.warn({ event: 'dataplane.flows_refused', err: err.message }, 'writing again without flow recording');
+      // A second failure is not recording's fault: the next write records again.
+      return this.writeFull(state, options, repair, started, reason).catch((again: unknown) => ((this.flowsRefused = undefined), Promise.reject(again)));
     }
   }
 
@@ -407,7 +434,7 @@ export class KernelDataplane {
   private async writeTables(state: DesiredState, family: Family, rendered: RenderedChains, inputs: Inputs): Promise<FamilyApplyReport> {
     const plan = planFullWrite(await this.readTable(family), rendered);
     const mapping = this.egress?.mapping;
-    const iptablesText = renderIptablesRestore(state, family, { ...plan, ...(mapping ? { egress: mapping } : {}) });
+    const iptablesText = renderIptablesRestore(state, family, { ...plan, ...(mapping ? { egress: mapping } : {}), ...(this.recording ? { flows: this.recording } : {}) });
     inputs[`iptables${family}`] = iptablesText;
     await this.must([TOOLS[family].restore, '--noflush', '--wait'], `IPv${family} ${TOOLS[family].restore}`, family, iptablesText);
     return { family, jumpInserted: plan.insertJump, jumpsDeleted: plan.deleteJumps.length };
@@ -419,7 +446,7 @@ export class KernelDataplane {
     this.markUnknown();
     try {
       const reports: FamilyApplyReport[] = [];
-      for (const family of await this.families()) reports.push(await this.writeTables(state, family, renderChains(state, family, this.egress?.mapping), inputs));
+      for (const family of await this.families()) reports.push(await this.writeTables(state, family, renderChains(state, family, this.egress?.mapping, this.recording), inputs));
       const durationMs = performance.now() - started;
       this.counts.applies++;
       this.counts.lastApplyDurationMs = durationMs;
@@ -430,14 +457,6 @@ export class KernelDataplane {
     } catch (e) {
       return this.failed(state, started, e instanceof DataplaneError ? e : new DataplaneError(`chain rewrite failed: ${(e as Error).message}`), inputs);
     }
-  }
-
-  /** Destroys the egress sets of ours no rule names any more (after the iptables-restore of every family). */
-  private async destroyStaleEgressSets(rendered: ReadonlySet<string>): Promise<void> {
-    const listed = await this.runner.run(['ipset', 'list', '-n']);
-    if (listed.code !== 0) return; // nothing to tidy is known; the next full write tries again
-    const stale = staleEgressSets(listed.stdout.split('\n').map((l) => l.trim()), rendered);
-    if (stale.length > 0) await this.must(['ipset', 'restore'], 'destroying egress sets no longer rendered', undefined, renderIpsetUninstall(stale));
   }
 
   /** Counts, keeps the inputs and logs a failed write, and throws `err`. The kernel's content is unknown. */
@@ -467,34 +486,14 @@ export class KernelDataplane {
   private async collectDrift(state: DesiredState, drifts: Drift[]): Promise<void> {
     for (const family of await this.families()) {
       const saved = await this.readTable(family);
-      const rendered = renderChains(state, family, this.egress?.mapping);
+      const rendered = renderChains(state, family, this.egress?.mapping, this.recording);
       drifts.push(...tableDrift(family, rendered.chains, saved, rendered.egress !== undefined));
       const sets = setKindsOf(family).map((kind) => ({ name: ipsetName(kind, family) as string, members: setMembers(kind, family, state.sets[kind] ?? []) }));
-      for (const { name, members } of [...sets, ...(rendered.egress?.sets ?? [])]) {
+      for (const { name, members } of [...sets, ...auditPortSets(state, family), ...(rendered.egress?.sets ?? [])]) {
         const result = await this.runner.run(['ipset', 'save', name]);
         const actual = result.code === 0 ? (parseIpsetSave(result.stdout).get(name) ?? []) : undefined;
         drifts.push(...setDrift(family, name, members, actual));
       }
     }
-  }
-
-  private async uninstallNow(): Promise<void> {
-    for (const family of await this.families()) {
-      const saved = await this.readTable(family);
-      const chains = saved.chains.filter(isOwnedChainName);
-      const jumps = findOurJumps(saved).map((tokens) => [...tokens]);
-      const outputJumps = findOurJumps(saved, OUTPUT_HOOK_CHAIN).map((tokens) => [...tokens]);
-      if (chains.length === 0 && jumps.length === 0 && outputJumps.length === 0) continue;
-      const text = renderUninstallIptables(family, { chains, jumps, outputJumps });
-      await this.must([TOOLS[family].restore, '--noflush', '--wait'], `IPv${family} uninstall`, family, text);
-    }
-    const listed = await this.runner.run(['ipset', 'list', '-n']);
-    if (listed.code !== 0) {
-      if ((await this.families()).length === 0) return; // no ipset at all: nothing of ours can exist
-      throw new DataplaneError('listing ipsets failed', { argv: ['ipset', 'list', '-n'], code: listed.code, stderr: listed.stderr });
-    }
-    const names = listed.stdout.split('\n').map((s) => s.trim()).filter((s) => s !== '' && isOwnedSetName(s));
-    if (names.length > 0) await this.must(['ipset', 'restore'], 'ipset uninstall', undefined, renderIpsetUninstall(names));
-    this.log.info({ event: 'dataplane.uninstalled', sets: names.length }, 'dataplane uninstalled');
   }
 }

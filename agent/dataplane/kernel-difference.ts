@@ -4,9 +4,11 @@
  * where that choice is made, by the rules of docs/architecture.md:
  *
  * - `full` (with the reason, logged): nothing written yet, or the kernel's content is not known
- *   exactly (a write failed, drift was found), a repair, a mode change (the chains change), the
- *   very state already held again (someone wants it rewritten), more than `limit` members added
- *   plus removed, or a held list that is not strictly ascending (it cannot be merged).
+ *   exactly (a write failed, drift was found), a repair, a mode change (the chains change), a
+ *   change of the group modes' shape of the rules (audit ports of a protocol appear or go,
+ *   egress-audit changes: render-flows.ts `groupModeLayout`), the very state already held again
+ *   (someone wants it rewritten), more than `limit` members added plus removed, or a held list
+ *   that is not strictly ascending (it cannot be merged).
  *   The full write renders the whole next state.
  *   Also full when the per-app egress layout changed (`layout`: the local apps of egress-task,
  *   the local task map with its cgroup inodes, whether egress is rendered at all) with the state.
@@ -25,6 +27,7 @@
 import { SET_KINDS, type DesiredState, type SetKind } from '../../src/compile/desired-state.js';
 import type { StateDelta } from '../../src/compile/state-delta.js';
 import { memberChanges, type KindChange } from './member-delta.js';
+import { groupModeLayout } from '../../src/render/render-flows.js';
 
 /** What the kernel holds, as far as the dataplane knows. */
 export interface KernelView {
@@ -69,6 +72,7 @@ export function kernelDifference(input: DifferenceInput): Difference {
   }
   if (limit === 0) return full('delta path off');
   if (held.state.mode !== next.mode) return full('mode changed');
+  if (groupModeLayout(held.state) !== groupModeLayout(next)) return full('group modes changed');
   if (held.state.version === next.version) return full('same state again');
   const tooMany = full(`more than ${limit} members changed`);
   if (delta !== undefined && delta.baseVersion === held.state.version && delta.version === next.version) {

@@ -4,6 +4,7 @@
  * form the kernel prints a member in is src/net/member.ts's normalizeMember, so desired and
  * actual compare as strings.
  */
+import { tableLines } from '../../src/render/flow-read.js';
 
 export interface SavedTable {
   /** Every chain declared in the table, built-in and user-defined, in save order. */
@@ -43,18 +44,8 @@ export function tokenizeRule(line: string): string[] {
 export function parseIptablesSave(text: string, table: string): SavedTable {
   const chains: string[] = [];
   const rules = new Map<string, string[][]>();
-  let inTable = false;
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line.startsWith('*')) {
-      inTable = line.slice(1) === table;
-      continue;
-    }
-    if (!inTable || line === '' || line.startsWith('#')) continue;
-    if (line === 'COMMIT') {
-      inTable = false;
-      continue;
-    }
+  for (const line of tableLines(text, table)) {
+    if (line === '' || line.startsWith('#')) continue;
     if (line.startsWith(':')) {
       const name = line.slice(1).split(/\s+/)[0] ?? '';
       chains.push(name);

@@ -25,6 +25,9 @@
  *   pcu?-eg-managed (an add lets less through), egress-ip4/6 changes to the app's pcu?-eg-<h> with
  *   the `<app>|` prefix removed (an add lets more through), ordered by the same rule. An
  *   egress-task change is a new set of local apps, so new chains: never a delta (kernel-difference.ts).
+ * - Group modes: audit-tcp / audit-udp changes go to pcu?-audit-tcp / -udp (an add lets more
+ *   through) while both states have audit ports of that protocol; whether a protocol has any, and
+ *   egress-audit, shape the rules: a change there is a full write (kernel-difference.ts).
  */
 import { SET_KINDS, type DesiredState, type SetKind } from '../../src/compile/desired-state.js';
 import { ipsetName, setKindsOf } from '../../src/render/owned-names.js';
@@ -32,6 +35,7 @@ import type { Family } from '../../src/net/family.js';
 import { expandMember } from '../../src/render/render-ipsets.js';
 import { normalizeMember } from '../../src/net/member.js';
 import { egressEntry } from '../../src/render/render-egress.js';
+import { auditPortSets } from '../../src/render/render-flows.js';
 
 const EGRESS_MEMBER_KINDS = ['egress-managed4', 'egress-managed6', 'egress-ip4', 'egress-ip6'] as const satisfies readonly SetKind[];
 
@@ -161,6 +165,15 @@ function egressDeltaLines(family: Family, changes: ReadonlyMap<SetKind, KindChan
   }
 }
 
+/** Audit port changes (group modes) into pcu?-audit-tcp/-udp, while `to` renders them (an add lets more through). */
+function auditDeltaLines(family: Family, changes: ReadonlyMap<SetKind, KindChange>, to: DesiredState, loosen: string[], tighten: string[]): void {
+  for (const set of auditPortSets(to, family)) {
+    const change = changes.get(set.name.endsWith('tcp') ? 'audit-tcp' : 'audit-udp');
+    for (const member of change?.adds ?? []) loosen.push(`add ${set.name} ${member} -exist`);
+    for (const member of change?.removes ?? []) tighten.push(`del ${set.name} ${member} -exist`);
+  }
+}
+
 /**
  * One family's `ipset restore` input for `changes`; '' when nothing of this family changed.
  * `egress`: the kernel holds the per-app egress sets of this state (their changes are written too).
@@ -180,6 +193,7 @@ export function renderDeltaRestore(family: Family, changes: ReadonlyMap<SetKind,
     for (const entry of entriesToDelete(kind, family, change, to)) delTo.push(`del ${name} ${entry} -exist`);
   }
   if (egress) egressDeltaLines(family, changes, loosen, tighten);
+  auditDeltaLines(family, changes, to, loosen, tighten);
   const lines = [...loosen, ...tighten];
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
 }

@@ -9,6 +9,12 @@
  * Per-app egress objects (render-egress.ts) are named from a hash of the app id, never from the
  * id itself (app ids are untrusted and up to 512 characters): `<h>` = the first 16 lowercase hex
  * digits of sha256(app id); set `pcu4-eg-<h>` / `pcu6-eg-<h>`, chain `PCU-EG-<H>` (upper case).
+ *
+ * Flow recording (render-flows.ts, issue 11): sets `pcu?-fl-allow|deny|audit` (ingress) and
+ * `pcu?-fa-<h>` / `pcu?-fd-<h>` / `pcu?-fw-<h>` (egress of local app <h>: allowed, denied,
+ * would-be-denied), chains PCU-FL-ALLOW / PCU-FL-DENY / PCU-FL-AUDIT and `PCU-EGD-<H>` (an app's
+ * recorded deny path). These sets are never swapped or flushed by an apply: their members are
+ * what the kernel saw, not what a state says.
  */
 import { createHash } from 'node:crypto';
 import { SET_KINDS, type SetKind } from '../compile/desired-state.js';
@@ -80,6 +86,55 @@ export function egressAppChainName(appId: string): string {
 /** True for an egress set of ours (the managed set or a per-app one), live or `-tmp`. */
 export function isEgressSetName(name: string): boolean {
   return /^pcu[46]-eg-[a-z0-9-]{1,23}$/.test(name);
+}
+
+/** A verdict class of flow recording: FlowVerdict of src/flows/flow-types.ts (a room of the same layer: not imported). */
+export type FlowVerdict = 'allowed' | 'denied' | 'audit';
+
+/** The ingress recording chains, by verdict class (render-flows.ts). */
+export const FLOW_CHAIN: Readonly<Record<FlowVerdict, string>> = { allowed: 'PCU-FL-ALLOW', denied: 'PCU-FL-DENY', audit: 'PCU-FL-AUDIT' };
+/** The unrecorded tail of the audit ports of a host that enforces (group modes): NFLOG + RETURN. */
+export const AUDIT_CHAIN = 'PCU-AUDIT';
+/** The unrecorded egress deny path of the local apps in audit while the state enforces. */
+export const EGRESS_AUDIT_CHAIN = 'PCU-EG-AUDIT';
+
+/** The set of the managed ports of `proto` in audit while the state enforces (group modes: audit-tcp / audit-udp). */
+export function auditPortSetName(proto: 'tcp' | 'udp', family: Family): string {
+  return `${SET_PREFIX[family]}audit-${proto}`;
+}
+
+const FLOW_SET_BASE: Readonly<Record<FlowVerdict, string>> = { allowed: 'fl-allow', denied: 'fl-deny', audit: 'fl-audit' };
+const EGRESS_FLOW_SET_BASE: Readonly<Record<FlowVerdict, string>> = { allowed: 'fa', denied: 'fd', audit: 'fw' };
+
+/** The ingress flow set of a verdict class: pcu4-fl-allow, pcu6-fl-deny, ... */
+export function flowSetName(verdict: FlowVerdict, family: Family): string {
+  return SET_PREFIX[family] + FLOW_SET_BASE[verdict];
+}
+
+/** The egress flow set of local app `appId` for a verdict class: pcu4-fa-<h>, pcu4-fd-<h>, pcu4-fw-<h>. */
+export function egressFlowSetName(appId: string, verdict: FlowVerdict, family: Family): string {
+  return `${SET_PREFIX[family]}${EGRESS_FLOW_SET_BASE[verdict]}-${appHash(appId)}`;
+}
+
+/** The chain of local app `appId`'s recorded deny path (egress recording only). */
+export function egressFlowDenyChainName(appId: string): string {
+  return `PCU-EGD-${appHash(appId).toUpperCase()}`;
+}
+
+const FLOW_SET = /^pcu([46])-(?:fl-(allow|deny|audit)|(fa|fd|fw)-([0-9a-f]{16}))$/;
+
+/** What a flow set name says (family, direction, verdict, app hash); undefined for any other name. */
+export function parseFlowSetName(name: string): { family: Family; verdict: FlowVerdict; appHash?: string } | undefined {
+  const m = FLOW_SET.exec(name);
+  if (m === null) return undefined;
+  const family: Family = m[1] === '4' ? 4 : 6;
+  if (m[2] !== undefined) return { family, verdict: m[2] === 'allow' ? 'allowed' : m[2] === 'deny' ? 'denied' : 'audit' };
+  return { family, verdict: m[3] === 'fa' ? 'allowed' : m[3] === 'fd' ? 'denied' : 'audit', appHash: m[4] as string };
+}
+
+/** True for a flow set of ours (ingress or egress), never swapped or flushed by an apply. */
+export function isFlowSetName(name: string): boolean {
+  return FLOW_SET.test(name);
 }
 
 const OWNED_SET = /^pcu[46]-[a-z0-9-]{1,26}$/;

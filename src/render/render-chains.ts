@@ -15,18 +15,21 @@
  * tasks + local apps) of them), PCU-PREROUTING gets one more rule (BRIDGE tasks, after
  * established/related) and a second jump goes into mangle OUTPUT. Without it the output is
  * exactly the host-level one above.
+ *
+ * Flow recording (render-flows.ts) is added only when the agent records (it passes its
+ * `FlowRecording`): PCU-MANAGED's verdicts go to the recording chains and the egress app chains
+ * record too; `flows` lists the sets and overflow counters the agent reads. Without it, and with
+ * no audit port (group modes), the output is exactly the one above.
  */
 import { hasEgressMembers, type DesiredState, type SetKind } from '../compile/desired-state.js';
-import type { Mode } from '../policy/policy-model.js';
 import { ENTRY_CHAIN, MANAGED_CHAIN, TABLE, ipsetName } from './owned-names.js';
 import type { Family } from '../net/family.js';
 import { makeRule, type Chain, type Rule } from './rule-model.js';
-import { renderEgress, type EgressMapping, type RenderedEgress } from './render-egress.js';
+import { localApps, renderEgress, type EgressMapping, type RenderedEgress } from './render-egress.js';
+import { auditPorts, egressAuditApps, managedChains, renderedFlows, type FlowRecording, type RenderedFlows } from './render-flows.js';
 
 export { ruleArgs } from './rule-model.js';
-
-/** NFLOG prefix of audit-mode would-be drops (group 0, the default, left implicit as iptables-save does). */
-export const AUDIT_LOG_PREFIX = 'pcu-audit';
+export { AUDIT_LOG_PREFIX } from './render-flows.js';
 
 export interface RenderedChains {
   readonly table: 'mangle';
@@ -35,6 +38,8 @@ export interface RenderedChains {
   readonly jump: Rule;
   /** Per-app egress, when rendered (its chains are in `chains` too). */
   readonly egress?: RenderedEgress;
+  /** Flow recording, when rendered: its sets and overflow counters. */
+  readonly flows?: RenderedFlows;
 }
 
 function setName(kind: SetKind, family: Family): string {
@@ -72,39 +77,26 @@ export function entryChain(family: Family, bridgeRule?: Rule): Chain {
   };
 }
 
-export function managedChain(mode: Mode, family: Family): Chain {
-  const ip: SetKind = family === 4 ? 'allow-ip4' : 'allow-ip6';
-  const net: SetKind = family === 4 ? 'allow-net4' : 'allow-net6';
-  const verdict =
-    mode === 'enforce'
-      ? [makeRule([], ['-j', 'DROP'])]
-      : [makeRule([], ['-j', 'NFLOG', '--nflog-prefix', AUDIT_LOG_PREFIX]), makeRule([], ['-j', 'RETURN'])];
-  return {
-    name: MANAGED_CHAIN,
-    rules: [
-      makeRule(matchSet(ip, family, 'src,dst'), ['-j', 'RETURN']),
-      makeRule(matchSet(net, family, 'src,dst'), ['-j', 'RETURN']),
-      ...verdict,
-    ],
-  };
-}
-
 /** True when `renderChains(state, family, egress)` renders per-app egress. */
 export function rendersEgress(state: DesiredState, egress: EgressMapping | undefined): egress is EgressMapping {
   return egress !== undefined && hasEgressMembers(state.sets);
 }
 
-export function renderChains(state: DesiredState, family: Family, egress?: EgressMapping): RenderedChains {
+export function renderChains(state: DesiredState, family: Family, egress?: EgressMapping, flows?: FlowRecording): RenderedChains {
   if (state.mode !== 'enforce' && state.mode !== 'audit') {
     throw new Error(`unknown mode ${JSON.stringify(state.mode)}`);
   }
   if (family !== 4 && family !== 6) throw new Error(`unknown family ${JSON.stringify(family)}`);
-  if (!rendersEgress(state, egress)) return { table: TABLE, chains: [entryChain(family), managedChain(state.mode, family)], jump: jumpRule() };
-  const rendered = renderEgress(state, family, egress);
+  const recording = flows !== undefined;
+  const managed = managedChains(state.mode, family, recording, auditPorts(state));
+  const withEgress = rendersEgress(state, egress);
+  const rendered = withEgress ? renderEgress(state, family, egress, recording) : undefined;
+  const audited = egressAuditApps(state);
   return {
     table: TABLE,
-    chains: [entryChain(family, rendered.bridgeRule), managedChain(state.mode, family), ...rendered.chains],
+    chains: [entryChain(family, rendered?.bridgeRule), ...managed, ...(rendered?.chains ?? [])],
     jump: jumpRule(),
-    egress: rendered,
+    ...(rendered ? { egress: rendered } : {}),
+    ...(recording ? { flows: renderedFlows(family, withEgress ? [...localApps(state).keys()] : [], (app) => state.mode === 'audit' || audited.has(app)) } : {}),
   };
 }

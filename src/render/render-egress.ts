@@ -17,8 +17,10 @@
  *                  Anything else (a process in no task cgroup) falls through: host-level.
  *   PCU-PREROUTING gets `dst,dst in eg-managed -j PCU-EG-BRIDGE` (render-chains.ts);
  *   PCU-EG-BRIDGE: one `-s <container address> -g PCU-EG-<H>` per mapped BRIDGE task.
- *   PCU-EG-<H>:    dst,dst in pcu?-eg-<h> RETURN; -j PCU-EG-DENY.
+ *   PCU-EG-<H>:    dst,dst in pcu?-eg-<h> RETURN; -j PCU-EG-DENY (-j PCU-EG-AUDIT: an app of
+ *                  egress-audit while the state enforces; render-flows.ts, also for recording).
  *   PCU-EG-DENY:   enforce DROP; audit NFLOG prefix pcu-egress, RETURN.
+ *   PCU-EG-AUDIT:  NFLOG prefix pcu-egress, RETURN (only when some app is of egress-audit).
  *
  * Rules are O(local tasks + local apps); a packet does at most two set lookups on the egress path.
  * App and task ids never reach a kernel name or a rule: names come from a hash of the app id
@@ -42,9 +44,9 @@ import {
   egressManagedSetName,
 } from './owned-names.js';
 import { makeRule, type Chain, type Rule } from './rule-model.js';
+import { EGRESS_LOG_PREFIX, egressAppChains, egressAuditApps, egressAuditChain } from './render-flows.js';
 
-/** NFLOG prefix of egress would-be drops in audit mode. */
-export const EGRESS_LOG_PREFIX = 'pcu-egress';
+export { EGRESS_LOG_PREFIX } from './render-flows.js';
 
 /** Where one task's connections come from. */
 export type TaskSource =
@@ -149,7 +151,8 @@ function byDepthThenPath(a: { path: string }, b: { path: string }): number {
   return depth !== 0 ? depth : a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
 }
 
-export function renderEgress(state: DesiredState, family: Family, mapping: EgressMapping): RenderedEgress {
+/** `recording`: flow recording is rendered too (render-flows.ts). */
+export function renderEgress(state: DesiredState, family: Family, mapping: EgressMapping, recording = false): RenderedEgress {
   const managedSet = egressManagedSetName(family);
   const hostRules: { path: string; chain: string }[] = [];
   const bridgeRules: { address: string; chain: string }[] = [];
@@ -158,12 +161,10 @@ export function renderEgress(state: DesiredState, family: Family, mapping: Egres
   const seenAddresses = new Set<string>();
   let mapped = 0;
   let unmapped = 0;
+  const audited = egressAuditApps(state);
   for (const [app, tasks] of localApps(state)) {
     const chain = egressAppChainName(app);
-    appChains.push({
-      name: chain,
-      rules: [makeRule(matchSet(egressAppSetName(app, family)), ['-j', 'RETURN']), makeRule([], ['-j', EGRESS_DENY_CHAIN])],
-    });
+    appChains.push(...egressAppChains(app, family, audited.has(app) ? 'audit-app' : state.mode, recording));
     for (const task of tasks) {
       const source = mapping.tasks.get(task);
       let ruled = false;
@@ -204,7 +205,7 @@ export function renderEgress(state: DesiredState, family: Family, mapping: Egres
   const bridge: Chain = { name: EGRESS_BRIDGE_CHAIN, rules: bridgeRules.map((r) => makeRule(['-s', r.address + prefix], ['-g', r.chain])) };
   return {
     sets: egressSets(state, family),
-    chains: [output, bridge, denyChain(state.mode), ...appChains],
+    chains: [output, bridge, denyChain(state.mode), ...(!recording && [...localApps(state).keys()].some((a) => audited.has(a)) ? [egressAuditChain()] : []), ...appChains],
     bridgeRule: makeRule(matchSet(managedSet), ['-j', EGRESS_BRIDGE_CHAIN]),
     outputJump: makeRule([], ['-j', EGRESS_OUTPUT_CHAIN]),
     mapped,

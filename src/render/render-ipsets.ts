@@ -17,6 +17,8 @@
  *   members are not checked twice per apply.
  *   `/0` CIDRs, which hash:net refuses, are written as the two `/1` halves (src/net/member.ts, the
  *   halves the compiler writes itself). Duplicates are dropped.
+ * - The audit port sets of group modes (pcu?-audit-tcp / -udp, bitmap:port; render-flows.ts
+ *   `auditPortSets`) follow the state's sets when it has audit ports; otherwise nothing of them.
  * - Per-app egress sets (render-egress.ts `egressSets`: pcu?-eg-managed and one pcu?-eg-<h> per
  *   local app, hash:ip,port) follow, written the same way, when asked (`egress`).
  * Output is deterministic: sets in SET_KINDS order, then the egress sets, members in the given (sorted) order.
@@ -26,6 +28,7 @@ import type { Family } from '../net/family.js';
 import { isZeroPrefixMember, netEntries } from '../net/member.js';
 import { ipsetName, isOwnedSetName, setKindsOf, tmpSetName } from './owned-names.js';
 import { egressSets } from './render-egress.js';
+import { auditPortSets } from './render-flows.js';
 import { validateMember } from './validate-member.js';
 
 export { validateMember } from './validate-member.js';
@@ -44,7 +47,7 @@ export function hashsizeFor(count: number): number {
 
 export function setTypeArgs(kind: SetKind, family: Family, count: number): string {
   const inet = family === 4 ? 'inet' : 'inet6';
-  if (kind.startsWith('managed-') || kind.startsWith('failsafe-')) return 'bitmap:port range 0-65535';
+  if (kind.startsWith('managed-') || kind.startsWith('failsafe-') || kind.startsWith('audit-')) return 'bitmap:port range 0-65535';
   const type = kind.startsWith('allow-ip') ? 'hash:ip,port' : 'hash:net,port';
   return `${type} family ${inet} hashsize ${hashsizeFor(count)} maxelem ${HASH_MAXELEM}`;
 }
@@ -117,6 +120,10 @@ export function renderIpsetRestore(state: DesiredState, family: Family, options:
   for (const kind of setKindsOf(family)) {
     const members = setMembers(kind, family, state.sets[kind] ?? [], options.membersValidated === true);
     replaceSetLines(parts, ipsetName(kind, family) as string, setTypeArgs(kind, family, members.length), members);
+  }
+  for (const set of auditPortSets(state, family)) {
+    const members = setMembers('audit-tcp', family, set.members, options.membersValidated === true);
+    replaceSetLines(parts, set.name, setTypeArgs('audit-tcp', family, members.length), members);
   }
   if (options.egress && hasEgressMembers(state.sets)) {
     if (options.membersValidated !== true) {

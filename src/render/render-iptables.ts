@@ -22,6 +22,7 @@ import { HOOK_CHAIN, OUTPUT_HOOK_CHAIN, TABLE, isOwnedChainName } from './owned-
 import type { Family } from '../net/family.js';
 import { renderChains } from './render-chains.js';
 import type { EgressMapping } from './render-egress.js';
+import type { FlowRecording } from './render-flows.js';
 import { appendLine, argsText } from './restore-text.js';
 import { ruleArgs } from './rule-model.js';
 
@@ -36,6 +37,8 @@ export interface IptablesRenderOptions {
   readonly deleteOutputJumps?: readonly (readonly string[])[];
   /** Our chains in the kernel this state does not render: deleted. */
   readonly removeChains?: readonly string[];
+  /** Flow recording (render-flows.ts), when the agent records. */
+  readonly flows?: FlowRecording;
 }
 
 /** The restore command for a family: iptables-restore or ip6tables-restore. */
@@ -65,7 +68,7 @@ function ownedChains(names: readonly string[]): string[] {
 }
 
 export function renderIptablesRestore(state: DesiredState, family: Family, opts: IptablesRenderOptions): string {
-  const { chains, jump, egress } = renderChains(state, family, opts.egress);
+  const { chains, jump, egress } = renderChains(state, family, opts.egress, opts.flows);
   const version = /^[0-9a-f]{16}$/.test(state.version) ? state.version : 'unversioned';
   const rendered = new Set(chains.map((c) => c.name));
   const remove = ownedChains((opts.removeChains ?? []).filter((c) => !rendered.has(c)));

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 
-export const SCENARIOS = ['compile', 'kernel', 'packet', 'egress', 'fanout', 'convergence'] as const;
+export const SCENARIOS = ['compile', 'kernel', 'packet', 'egress', 'flows', 'fanout', 'convergence'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 /** What one child process runs: a scenario, or the large-policy part of `compile`. */
 export type ChildName = ScenarioName | 'compile-policy';
@@ -45,9 +45,9 @@ const NUMERIC = {
   moves: { default: 10_000, help: 'compile: random task moves applied one at a time' },
   agents: { default: 1000, help: 'fanout: simulated agents (full run: 5000)' },
   workers: { default: 3, help: 'fanout: child processes hosting the agents' },
-  members: { default: 100_000, help: 'kernel: set members in the large state' },
+  members: { default: 100_000, help: 'kernel, flows: set members in the large state' },
   pairs: { default: 50_000, help: 'packet: allowed (source, port) pairs' },
-  'connect-seconds': { default: 3, help: 'packet: seconds per connection-rate run' },
+  'connect-seconds': { default: 3, help: 'packet, egress, flows: seconds per connection-rate run' },
   'conv-hosts': { default: 8, help: 'convergence: namespaced hosts with agents' },
   changes: { default: 40, help: 'convergence: controller state changes measured' },
   seed: { default: 1, help: 'generators: PRNG seed' },
@@ -56,7 +56,7 @@ const NUMERIC = {
 
 export function usage(): string {
   const lines = [
-    'usage: npm run bench -- [--only compile,kernel,packet,egress,fanout,convergence] [size flags]',
+    'usage: npm run bench -- [--only compile,kernel,packet,egress,flows,fanout,convergence] [size flags]',
     '',
     'Each scenario runs in a fresh child process; kernel, packet, egress and convergence need root',
     '(they work only inside network namespaces they create and delete).',

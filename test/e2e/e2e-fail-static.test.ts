@@ -5,13 +5,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leftoverNamespaces, startCluster, type Cluster } from '../support/cluster-harness.js';
-import { ipsetSave, saveTable } from '../support/kernel-state.js';
+import { ipsetStateSave, saveTable } from '../support/kernel-state.js';
 import { isRoot, probesEventually, runProbes } from './e2e-support.js';
 import { shopCases, shopInventory, shopPolicy, startShopWorkloads } from './shop-fixture.js';
 
 async function kernelSnapshot(c: Cluster): Promise<string[]> {
   return Promise.all(
-    c.hosts.map(async (h) => [await saveTable(c.net, h.ns, 4), await saveTable(c.net, h.ns, 6), (await ipsetSave(c.net, h.ns)).replace(/ initval 0x[0-9a-f]+/g, '')].join('\n')),
+    c.hosts.map(async (h) => [await saveTable(c.net, h.ns, 4), await saveTable(c.net, h.ns, 6), await ipsetStateSave(c.net, h.ns)].join('\n')),
   );
 }
 

@@ -28,7 +28,7 @@ import type { Family } from '../../src/net/family.js';
 import { setMembers } from '../../src/render/render-ipsets.js';
 import { loadPolicy } from '../../src/sources/policy-files.js';
 import { agentsOf, leftoverNamespaces, startCluster, waitFor, type Cluster } from '../support/cluster-harness.js';
-import { ipsetMembers, ipsetSave, saveTable } from '../support/kernel-state.js';
+import { ipsetMembers, ipsetStateSave, saveTable } from '../support/kernel-state.js';
 import type { MarathonDoubleProcess } from '../support/marathon-double-process.js';
 import type { TestHost } from '../support/netns.js';
 import { startListener, type ProbeVerdict } from '../support/probe.js';
@@ -88,7 +88,7 @@ function casesAt(c: Cluster, step: Step): ProbeCase[] {
 async function kernelSnapshot(c: Cluster): Promise<string[]> {
   return Promise.all(
     c.hosts.map(async (h) =>
-      [await saveTable(c.net, h.ns, 4), await saveTable(c.net, h.ns, 6), (await ipsetSave(c.net, h.ns)).replace(/ initval 0x[0-9a-f]+/g, '')].join('\n'),
+      [await saveTable(c.net, h.ns, 4), await saveTable(c.net, h.ns, 6), await ipsetStateSave(c.net, h.ns)].join('\n'),
     ),
   );
 }

@@ -39,6 +39,19 @@ export async function ipsetSave(net: TestNetwork, ns: string): Promise<string> {
   return r.stdout.split('\n').sort().join('\n');
 }
 
+/**
+ * `ipset save` as the enforced state: sorted, without `initval`, and without the members of the
+ * flow sets (what the kernel recorded, src/render/render-flows.ts: they change with every new
+ * connection and are no part of the state applied).
+ */
+export async function ipsetStateSave(net: TestNetwork, ns: string): Promise<string> {
+  return (await ipsetSave(net, ns))
+    .split('\n')
+    .filter((line) => !/^add pcu[46]-(fl-|fa-|fd-|fw-)/.test(line))
+    .join('\n')
+    .replace(/ initval 0x[0-9a-f]+/g, '');
+}
+
 export async function ipsetMembers(net: TestNetwork, ns: string, name: string): Promise<string[]> {
   const r = await net.exec(ns, ['ipset', 'list', name]);
   if (r.code !== 0) throw new Error(`ipset list ${name} failed: ${r.stderr}`);

@@ -7,7 +7,7 @@ import { hostname, networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { Agent, type AgentEgressOptions } from '../../../agent/agent-runner.js';
+import { Agent, type AgentEgressOptions, type AgentFlowOptions } from '../../../agent/agent-runner.js';
 import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
 import { DEFAULT_MESOS_POLL_MS } from '../../../agent/egress-mapper.js';
 import { StatusServer } from '../../status/status-server.js';
@@ -19,10 +19,12 @@ import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.
 import { UsageError } from '../../usage-error.js';
 import { parseFlags } from '../load-inputs.js';
 import { packageRoot } from '../../package-root.js';
+import { DEFAULT_FLOW_RECORDING } from '../../render/render-flows.js';
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/portcullis';
 export const DEFAULT_MESOS_AGENT = 'http://127.0.0.1:5051';
+export const DEFAULT_FLOW_INTERVAL = 10;
 
 const help = `Usage: portcullis agent --controller HOST:PORT (--ca FILE --cert FILE --key FILE | --insecure) [options]
        portcullis agent --uninstall [--state-dir DIR]
@@ -56,6 +58,17 @@ Options:
                       a local task the agent has not mapped to its cgroup or address yet:
                       'host' treats it host-level (default), 'deny' drops its new connections
                       to managed destinations until it is mapped (see the README)
+  --flow-interval SECONDS|off
+                      how often the flows recorded in the kernel (new connections to managed
+                      ports, and of local apps to managed destinations, by verdict) are read
+                      and what changed is sent to the controller (default ${DEFAULT_FLOW_INTERVAL}); 'off': no
+                      recording, the chains are exactly those of an agent without it
+  --flow-max-entries N
+                      entries per flow set (pcu4-fl-allow, ...; default ${DEFAULT_FLOW_RECORDING.maxEntries}); new
+                      connections a full set cannot record are counted, traffic is unaffected
+  --flow-timeout SECONDS
+                      how long a recorded entry stays in its set unless counted again
+                      (default ${DEFAULT_FLOW_RECORDING.timeoutSeconds}; at least --flow-interval)
 ${TLS_OPTION_HELP}
   --server-name NAME  the name to expect in the controller's certificate when it differs
                       from the HOST in --controller
@@ -95,6 +108,24 @@ function agentVersion(): string {
   } catch {
     return 'unknown';
   }
+}
+
+function integerOption(text: string | undefined, flag: string, fallback: number, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!/^[0-9]{1,10}$/.test(text) || n < min || n > max) throw new UsageError(`--${flag} must be a whole number in ${min}..${max}, got '${text}'`);
+  return n;
+}
+
+/** The flow recording flags; undefined with `--flow-interval off`. */
+export function flowOptions(values: Record<string, string | boolean | string[] | undefined>): AgentFlowOptions | undefined {
+  const intervalText = values['flow-interval'] as string | undefined;
+  const maxEntries = integerOption(values['flow-max-entries'] as string | undefined, 'flow-max-entries', DEFAULT_FLOW_RECORDING.maxEntries, 1, 4_194_304);
+  const timeoutSeconds = integerOption(values['flow-timeout'] as string | undefined, 'flow-timeout', DEFAULT_FLOW_RECORDING.timeoutSeconds, 1, 2_147_483);
+  if (intervalText === 'off') return undefined;
+  const intervalSeconds = intervalText === undefined ? DEFAULT_FLOW_INTERVAL : parseSeconds(intervalText, 'flow-interval', 0.1, 3600);
+  if (timeoutSeconds < intervalSeconds) throw new UsageError(`--flow-timeout (${timeoutSeconds}) must be at least --flow-interval (${intervalSeconds}): entries would expire unread`);
+  return { intervalSeconds, recording: { maxEntries, timeoutSeconds } };
 }
 
 /** The per-app egress flags; undefined with `--mesos-agent off`. */
@@ -141,8 +172,12 @@ export const agentCommand: Command = {
       'mesos-poll-interval': { type: 'string' },
       'cgroups-root': { type: 'string' },
       'egress-unmapped': { type: 'string' },
+      'flow-interval': { type: 'string' },
+      'flow-max-entries': { type: 'string' },
+      'flow-timeout': { type: 'string' },
     });
     const egress = egressOptions(values);
+    const flows = flowOptions(values);
     const families: Family[] = [];
     for (const f of values.family ?? []) {
       const family = Number(f) as Family;
@@ -174,6 +209,7 @@ export const agentCommand: Command = {
         agentVersion: agentVersion(),
         logger: log,
         ...(egress ? { egress } : {}),
+        ...(flows ? { flows } : {}),
       });
 
     if (values.uninstall) {
