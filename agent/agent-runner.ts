@@ -171,6 +171,8 @@ export class Agent implements StatusSource {
       held: () => this.dataplane.held?.state,
       egress: () => this.egressStatus(),
       ...(this.flowReader ? { flows: this.flowReader } : {}),
+      // The dataplane renders audit-tcp/audit-udp/egress-audit (render-chains.ts, render-egress.ts).
+      groupModes: true,
       apply: (state, delta) => this.applyFromController(state, delta),
       logger: this.log.child({ module: 'sync' }),
       onEvent: (event) => {
