@@ -41,8 +41,8 @@ export interface SuggestYamlOptions {
 export function suggestionYaml(s: Suggestion, options: SuggestYamlOptions = {}): string {
   const out: string[] = [];
   const total = s.rules.reduce((n, r) => n + r.evidence.connections, 0);
-  const against = options.policy !== undefined ? ` not allowed by ${options.policy}` : ' not allowed by the policy';
-  const verdicts = options.verdicts !== undefined ? ` (recorded ${options.verdicts.join(', ')})` : '';
+  const against = options.policy !== undefined ? ` not allowed by ${commentText(options.policy)}` : ' not allowed by the policy';
+  const verdicts = options.verdicts !== undefined ? ` (recorded ${commentText(options.verdicts.join(', '))})` : '';
   if (s.rules.length === 0) {
     out.push(`# portcullis suggest: nothing to suggest: no recorded flow${verdicts} is${against} and fixable by a rule`);
   } else {
