@@ -5,10 +5,12 @@
  * Contract:
  *  - Evidence: the flows of the asked verdicts (default denied and audit) that the policy in
  *    force still denies, re-judged by the reference evaluator (plan-judge.ts), and denied by the
- *    default tier only (no rule matched). A flow an explicit `deny` rule decides, or a `pass`
+ *    default tier only (no rule matched; egress from a host without an address of the family,
+ *    tier no-address, is reported: which rule decides it is not known). A flow an explicit `deny` rule decides, or a `pass`
  *    rule hands to the labels tier, cannot be fixed by a rule appended to the policy (first
  *    match wins): it is reported as skipped with that rule, never worked around. So is a flow
- *    the evaluator cannot judge (its app left the cluster), an unmanaged port, an app id a group
+ *    the evaluator cannot judge (its app left the cluster), an unmanaged port, a port conflict
+ *    (a claim of several task ports: each owner would need its own rule), an app id a group
  *    cannot name exactly. An ingress record whose connection an egress record of the evidence
  *    also names (same source host, destination claim) is left to the egress record, which names
  *    the exact source app.
@@ -31,6 +33,7 @@ import type { ClusterState } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
 import { PORT_NAME_RE } from '../policy/names.js';
 import { findApp, ipText, parseIp } from '../evaluate/policy-walk.js';
+import { claimOwners } from '../evaluate/egress-evaluator.js';
 import type { FlowVerdict } from './flow-types.js';
 import type { ObservedFlow } from './observed-flow.js';
 import { judgeFlow } from './plan-judge.js';
@@ -116,6 +119,7 @@ function unusable(policy: Policy, cluster: ClusterState, flow: ObservedFlow): st
       ? `denied by rule '${j.rule}' (${j.at ?? '?'}), an explicit deny: a rule appended after it cannot allow this`
       : `rule '${j.rule}' (${j.at ?? '?'}) passes it to developer labels: allow it with a portcullis.allow-from label, not a rule`;
   }
+  if (j.tier !== 'default') return `denied by tier ${j.tier}, not by the default: ${j.reason}`;
   return undefined;
 }
 
@@ -125,7 +129,13 @@ function itemOf(cluster: ClusterState, flow: ObservedFlow): Item | string {
   if (bad !== undefined) return `app id ${JSON.stringify(bad)} cannot be named exactly in a group (apps: takes '/'-absolute ids, '*' is a glob)`;
   const name = flow.destination.portName;
   // The port name must still be the app's (the rule names it), and a valid policy port name.
-  const named = name !== undefined && PORT_NAME_RE.test(name) && dest.every((id) => findApp(cluster, id)?.ports.some((p) => p.name === name));
+  // Every owner of the claim must have that name (else a rule by name leaves an owner closed).
+  const owners = claimOwners(cluster, flow.destination.hostId, flow.destination.protocol, flow.destination.port);
+  const named =
+    name !== undefined &&
+    PORT_NAME_RE.test(name) &&
+    dest.every((id) => findApp(cluster, id)?.ports.some((p) => p.name === name)) &&
+    owners.every((o) => o.app.ports[o.portIndex]?.name === name);
   const base = { flow, destApps: new Set(dest), port: named ? name! : flow.destination.port };
   if (flow.direction === 'egress') return { ...base, sourceApps: new Set(flow.source.apps.slice(0, 1)) };
   if (flow.source.kind === 'host' && flow.source.apps.length > 0) return { ...base, sourceApps: new Set(flow.source.apps) };
@@ -177,7 +187,9 @@ const setKey = (s: Iterable<string>) => [...s].sort().join('\u0000');
 export function suggestRules(policy: Policy, cluster: ClusterState, flows: readonly ObservedFlow[], options: SuggestOptions = {}): Suggestion {
   const verdicts = new Set(options.verdicts ?? ['denied', 'audit']);
   const asked = flows.filter((f) => verdicts.has(f.verdict) && (options.sinceMs === undefined || Date.parse(f.lastSeen) >= options.sinceMs));
-  const egressClaims = new Set(asked.filter((f) => f.direction === 'egress').map((f) => claimKey(f.reportedBy, f)));
+  // Egress records first: an ingress record is left to one only when that one is evidence.
+  asked.sort((a, b) => (a.direction === b.direction ? 0 : a.direction === 'egress' ? -1 : 1));
+  const egressClaims = new Set<string>();
   const skips = new Map<string, { flows: number; connections: number }>();
   const items: Item[] = [];
   let allowedNow = 0;
@@ -191,13 +203,22 @@ export function suggestRules(policy: Policy, cluster: ClusterState, flows: reado
       bump(skips, 'no task claims the port now (unmanaged): nothing to allow', f);
       continue;
     }
+    const owners = f.destination.apps.reduce((n, a) => n + Math.max(a.taskIds.length, 1), 0);
+    const now = claimOwners(cluster, f.destination.hostId, f.destination.protocol, f.destination.port).length;
+    if (Math.max(owners, now) > 1) {
+      bump(skips, `${f.destination.protocol} ${f.destination.port} on ${f.destination.hostId} is claimed by ${Math.max(owners, now)} task ports (a port conflict, see the compile reports): resolve it first`, f);
+      continue;
+    }
     const why = unusable(policy, cluster, f);
     if (why === 'allowed') allowedNow++;
     else if (why !== undefined) bump(skips, why, f);
     else {
       const item = itemOf(cluster, f);
       if (typeof item === 'string') bump(skips, item, f);
-      else items.push(item);
+      else {
+        items.push(item);
+        if (f.direction === 'egress') egressClaims.add(claimKey(f.reportedBy, f));
+      }
     }
   }
 
@@ -215,7 +236,8 @@ export function suggestRules(policy: Policy, cluster: ClusterState, flows: reado
     }
     return g.name;
   };
-  const portKey = (i: Item) => (typeof i.port === 'number' ? `#${i.port}` : i.port);
+  // Per protocol: a rule for both (tcp and udp of one port) is made only where both were seen.
+  const portKey = (i: Item) => `${typeof i.port === 'number' ? `#${i.port}` : i.port}/${i.flow.destination.protocol}`;
   const sourceKey = (i: Item) => (i.sourceApps ? `apps:${setKey(i.sourceApps)}` : `addr:${i.address!}`);
 
   // Destinations: per (source, port), the destination apps seen, as groups.
