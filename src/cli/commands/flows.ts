@@ -186,9 +186,9 @@ export const flowsCommand: Command = {
     const query = flowsQuery(values);
     const line = (flows: readonly ObservedFlow[]) => (format === 'json' ? flows.map((f) => `${JSON.stringify(f)}\n`).join('') : flowTable(flows, false));
 
+    // Ctrl-C ends --follow cleanly (exit 0); before it, SIGINT keeps its default (the process ends).
     const stop = new AbortController();
     const interrupt = (): void => stop.abort();
-    process.once('SIGINT', interrupt);
     try {
       const { answer } = await loadFlows(io, { controller: base.href }, query, timeout * 1000);
       if (format === 'json') io.stdout(values.follow ? line(answer.flows) : `${JSON.stringify(answer, null, 2)}\n`);
@@ -198,6 +198,7 @@ export const flowsCommand: Command = {
         for (const l of answer.lost) io.stderr(`${printable(l.reportedBy)}: ${l.packets} new ${l.direction} ${l.verdict} connections (IPv${l.family}) not recorded: its flow set was full\n`);
       }
       if (values.follow) {
+        process.once('SIGINT', interrupt);
         await followFlows(base, query, { signal: stop.signal, onFlows: (flows) => io.stdout(line(flows)), onNote: (text) => io.stderr(`portcullis flows: ${printable(text)}\n`) });
       }
       return EXIT_OK;
