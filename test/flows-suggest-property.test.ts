@@ -4,7 +4,8 @@
  * network and rule added to the policy (rules at the end), each connection the reference
  * evaluator allows now and did not allow before — the destination side for every source address
  * and task port, the egress side for every task and claim — is one the evidence names: the same
- * destination app, port (by name or host port) and protocol, from a source the evidence names
+ * destination app (for a port conflict: one owner of the claim), port (by name or host port)
+ * and protocol, from a source the evidence names
  * (an app seen, or a host running one, for app sources; the address seen, or the smallest
  * network of the policy holding it, for outside sources; a source host without an address of
  * the family passes such a network when it holds every address). And every evidence flow the policy
@@ -16,7 +17,7 @@ import { suggestRules } from '../src/flows/suggest.js';
 import { smallestNetwork } from '../src/flows/suggest-names.js';
 import { judgeFlow } from '../src/flows/plan-judge.js';
 import { evaluateConnection } from '../src/evaluate/reference-evaluator.js';
-import { egressVerdict } from '../src/evaluate/egress-evaluator.js';
+import { claimOwners, egressVerdict } from '../src/evaluate/egress-evaluator.js';
 import type { ClusterState } from '../src/inventory/cluster-state.js';
 import type { PeerRef, Policy, PortSpec, Protocol } from '../src/policy/policy-model.js';
 import type { ObservedFlow } from '../src/flows/observed-flow.js';
@@ -105,12 +106,16 @@ describe('suggest: never broader than the evidence', () => {
               if (sourceNamed(undefined, source.appId, e)) return true;
               const addresses = source.hostAddresses ?? [];
               // A host without an address of the family passes a network peer that holds them all.
-              if (addresses.length === 0) return e.direction === 'ingress' && e.source.kind !== 'host' && smallestNetwork(policy, e.source.address) !== undefined;
+              if (addresses.length === 0) return e.direction === 'ingress' && !(e.source.kind === 'host' && e.source.apps.length > 0) && smallestNetwork(policy, e.source.address) !== undefined;
               return addresses.some((a) => sourceNamed(a, undefined, e));
             }
             return sourceNamed(source.address, undefined, e);
           });
 
+        // A claim of several task ports (a port conflict) opens when every owner does: the
+        // connection is one of the evidence when it is for one of them.
+        const byOwner = (hostId: string, protocol: Protocol, hostPort: number, source: Parameters<typeof named>[4]) =>
+          claimOwners(cluster, hostId, protocol, hostPort).some((o) => named(o.app.id, o.portIndex, hostPort, protocol, source));
         const sources = [...new Set([...cluster.hosts.flatMap((h) => h.addresses), ...OUTSIDE])];
         for (const task of cluster.tasks) {
           const app = cluster.apps.find((a) => a.id === task.appId);
@@ -122,7 +127,7 @@ describe('suggest: never broader than the evidence', () => {
               for (const source of sources) {
                 const c = { source, task, portIndex, protocol };
                 if (evaluateConnection(policy, cluster, c).decision === 'allow' || evaluateConnection(after, cluster, c).decision === 'deny') continue;
-                expect(named(app.id, portIndex, hostPort, protocol, { address: source }), `${source} → ${app.id}#${portIndex} ${protocol}/${hostPort}`).toBe(true);
+                expect(byOwner(task.hostId, protocol, hostPort, { address: source }), `${source} → ${app.id}#${portIndex} ${protocol}/${hostPort}`).toBe(true);
               }
               for (const st of cluster.tasks) {
                 const from = cluster.hosts.find((h) => h.id === st.hostId);
@@ -131,7 +136,7 @@ describe('suggest: never broader than the evidence', () => {
                   const q = { appId: st.appId, sourceHostId: st.hostId, destHostId: task.hostId, protocol, hostPort, family };
                   if (egressVerdict(policy, cluster, q).decision === 'allow' || egressVerdict(after, cluster, q).decision === 'deny') continue;
                   const hostAddresses = from.addresses.filter((a) => a.includes(':') === (family === 6));
-                  expect(named(app.id, portIndex, hostPort, protocol, { appId: st.appId, hostAddresses }), `${st.appId} on ${st.hostId} → ${app.id}#${portIndex} ${protocol}/${hostPort}`).toBe(true);
+                  expect(byOwner(task.hostId, protocol, hostPort, { appId: st.appId, hostAddresses }), `${st.appId} on ${st.hostId} → ${app.id}#${portIndex} ${protocol}/${hostPort}`).toBe(true);
                 }
               }
             }

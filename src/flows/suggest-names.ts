@@ -8,8 +8,8 @@ import type { ClusterState } from '../inventory/cluster-state.js';
 import { appMatchesGroup } from '../policy/app-selector.js';
 import { ANY, NAME_RE } from '../policy/names.js';
 import type { Policy } from '../policy/policy-model.js';
-import { parseCidr } from '../net/cidr.js';
-import { inNetwork, parseIp } from '../evaluate/policy-walk.js';
+import { LENIENT, parseCidr } from '../net/cidr.js';
+import { tryParseAddress } from '../net/address.js';
 
 /** A group of the policy with the apps of the cluster it selects now. */
 export interface GroupMembers {
@@ -53,23 +53,50 @@ export function coverApps(apps: ReadonlySet<string>, groups: readonly GroupMembe
   return parts;
 }
 
-function networkSize(policy: Policy, name: string): bigint {
-  const net = policy.networks.find((n) => n.name === name)!;
-  const size = (cidrs: readonly string[]) =>
-    cidrs.reduce((sum, c) => {
-      const p = parseCidr(c);
-      return p.ok ? sum + (p.last - p.first + 1n) : sum;
-    }, 0n);
-  return size(net.cidrs) - size(net.except);
+interface Range {
+  readonly family: 4 | 6;
+  readonly first: bigint;
+  readonly last: bigint;
+}
+
+/** The policy's networks parsed once: which hold an address, and the smallest of them. */
+export class NetworkIndex {
+  private readonly nets: { readonly name: string; readonly size: bigint; readonly cidrs: Range[]; readonly except: Range[] }[];
+
+  constructor(policy: Policy) {
+    const ranges = (cidrs: readonly string[]): Range[] =>
+      cidrs.flatMap((c) => {
+        const p = parseCidr(c, LENIENT);
+        return p.ok ? [{ family: p.family, first: p.first, last: p.last }] : [];
+      });
+    const size = (list: readonly Range[]) => list.reduce((n, r) => n + (r.last - r.first + 1n), 0n);
+    this.nets = policy.networks.map((n) => {
+      const cidrs = ranges(n.cidrs);
+      const except = ranges(n.except);
+      return { name: n.name, size: size(cidrs) - size(except), cidrs, except };
+    });
+  }
+
+  /** The networks holding `address`, in policy order ([] for text that is not an address). */
+  networksOf(address: string): string[] {
+    const a = tryParseAddress(address);
+    if (!a) return [];
+    const inside = (r: Range) => r.family === a.family && r.first <= a.value && a.value <= r.last;
+    return this.nets.filter((n) => n.cidrs.some(inside) && !n.except.some(inside)).map((n) => n.name);
+  }
+
+  /** The smallest network holding `address` (ties: policy order), if any. */
+  smallest(address: string): string | undefined {
+    const holding = new Set(this.networksOf(address));
+    let best: { name: string; size: bigint } | undefined;
+    for (const n of this.nets) if (holding.has(n.name) && (best === undefined || n.size < best.size)) best = n;
+    return best?.name;
+  }
 }
 
 /** The smallest network of the policy that holds `address` (ties: policy order), if any. */
 export function smallestNetwork(policy: Policy, address: string): string | undefined {
-  const ip = parseIp(address);
-  if (!ip) return undefined;
-  const holding = policy.networks.filter((n) => inNetwork(policy, ip, n.name)).map((n) => ({ name: n.name, size: networkSize(policy, n.name) }));
-  holding.sort((a, b) => (a.size < b.size ? -1 : a.size > b.size ? 1 : 0));
-  return holding[0]?.name;
+  return new NetworkIndex(policy).smallest(address);
 }
 
 /** An app id a group's `apps:` can name exactly: absolute, and no glob character. */

@@ -29,15 +29,15 @@
  * `rules:` (or saving the YAML of suggest-yaml.ts as a policy file sorted after the others)
  * gives a policy `portcullis check` accepts.
  */
-import type { ClusterState } from '../inventory/cluster-state.js';
+import type { App, ClusterState } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
 import { PORT_NAME_RE } from '../policy/names.js';
-import { findApp, ipText, parseIp } from '../evaluate/policy-walk.js';
+import { ipText, parseIp } from '../evaluate/policy-walk.js';
 import { claimOwners } from '../evaluate/egress-evaluator.js';
 import type { FlowVerdict } from './flow-types.js';
 import type { ObservedFlow } from './observed-flow.js';
 import { judgeFlow } from './plan-judge.js';
-import { NameBook, coverApps, groupMembers, nameableAppId, slug, smallestNetwork, type CoverPart, type GroupMembers } from './suggest-names.js';
+import { NameBook, NetworkIndex, coverApps, groupMembers, nameableAppId, slug, type CoverPart, type GroupMembers } from './suggest-names.js';
 
 export interface SuggestOptions {
   /** The recorded verdicts taken as evidence (default denied and audit). */
@@ -108,8 +108,56 @@ interface Item {
 
 const claimKey = (sourceHost: string, f: ObservedFlow) => `${sourceHost}\u0000${f.destination.hostId}\u0000${f.destination.protocol}\u0000${f.destination.port}`;
 
-/** Why `flow` gives no evidence (undefined: it does), after judging it by `policy` now. */
-function unusable(policy: Policy, cluster: ClusterState, flow: ObservedFlow): string | 'allowed' | undefined {
+/**
+ * The judging of suggest, memoized: a verdict depends on the flow's class, not on its key. An
+ * outside address is judged by which networks hold it (it is no host's, so in no group), a host
+ * address, an egress record's app and host, by themselves; with the claim and its recorded
+ * owners. A million records from a few thousand addresses are judged a few hundred times.
+ */
+class Judging {
+  readonly nets: NetworkIndex;
+  private readonly hostAddresses: ReadonlySet<string>;
+  private readonly verdicts = new Map<string, string | 'allowed' | undefined>();
+  private readonly claims = new Map<string, ReturnType<typeof claimOwners>>();
+  readonly apps: ReadonlyMap<string, App>;
+
+  constructor(
+    private readonly policy: Policy,
+    private readonly cluster: ClusterState,
+  ) {
+    this.nets = new NetworkIndex(policy);
+    this.hostAddresses = new Set(cluster.hosts.flatMap((h) => h.addresses.map((a) => parseIp(a)).filter((ip) => ip !== undefined).map((ip) => ipText(ip))));
+    this.apps = new Map(cluster.apps.map((a) => [a.id, a]));
+  }
+
+  owners(f: ObservedFlow): ReturnType<typeof claimOwners> {
+    const key = `${f.destination.hostId}\u0000${f.destination.protocol}\u0000${f.destination.port}`;
+    let owners = this.claims.get(key);
+    if (!owners) this.claims.set(key, (owners = claimOwners(this.cluster, f.destination.hostId, f.destination.protocol, f.destination.port)));
+    return owners;
+  }
+
+  /** Why `flow` gives no evidence (undefined: it does), after judging it by the policy now. */
+  unusable(f: ObservedFlow): string | 'allowed' | undefined {
+    const d = f.destination;
+    const claim = `${d.hostId}\u0000${d.address}\u0000${d.protocol}\u0000${d.port}\u0000${d.apps.map((a) => `${a.appId}\u0001${a.taskIds.join('\u0001')}`).join('\u0000')}`;
+    const ip = parseIp(f.source.address);
+    const address = ip ? ipText(ip) : f.source.address;
+    const source =
+      f.direction === 'egress'
+        ? `e\u0000${f.reportedBy}\u0000${f.source.apps[0] ?? ''}`
+        : ip && !this.hostAddresses.has(address)
+          ? `n\u0000${address.includes(':') ? 6 : 4}\u0000${this.nets.networksOf(address).join('\u0000')}`
+          : `a\u0000${address}`;
+    const key = `${source}\u0002${claim}`;
+    if (this.verdicts.has(key)) return this.verdicts.get(key);
+    const why = judged(this.policy, this.cluster, f);
+    this.verdicts.set(key, why);
+    return why;
+  }
+}
+
+function judged(policy: Policy, cluster: ClusterState, flow: ObservedFlow): string | 'allowed' | undefined {
   const judged = judgeFlow(policy, cluster, flow);
   if (!judged.ok) return `cannot be judged now: ${judged.why}`;
   const j = judged.judgement;
@@ -119,22 +167,23 @@ function unusable(policy: Policy, cluster: ClusterState, flow: ObservedFlow): st
       ? `denied by rule '${j.rule}' (${j.at ?? '?'}), an explicit deny: a rule appended after it cannot allow this`
       : `rule '${j.rule}' (${j.at ?? '?'}) passes it to developer labels: allow it with a portcullis.allow-from label, not a rule`;
   }
+  // Only egress has other deny tiers (no-address: names the host and app, which are in the key).
   if (j.tier !== 'default') return `denied by tier ${j.tier}, not by the default: ${j.reason}`;
   return undefined;
 }
 
-function itemOf(cluster: ClusterState, flow: ObservedFlow): Item | string {
+function itemOf(judging: Judging, flow: ObservedFlow): Item | string {
   const dest = flow.destination.apps.map((a) => a.appId).filter((id) => id !== '');
   const bad = [...dest, ...(flow.direction === 'egress' || flow.source.kind === 'host' ? flow.source.apps : [])].find((id) => !nameableAppId(id));
   if (bad !== undefined) return `app id ${JSON.stringify(bad)} cannot be named exactly in a group (apps: takes '/'-absolute ids, '*' is a glob)`;
   const name = flow.destination.portName;
   // The port name must still be the app's (the rule names it), and a valid policy port name.
   // Every owner of the claim must have that name (else a rule by name leaves an owner closed).
-  const owners = claimOwners(cluster, flow.destination.hostId, flow.destination.protocol, flow.destination.port);
+  const owners = judging.owners(flow);
   const named =
     name !== undefined &&
     PORT_NAME_RE.test(name) &&
-    dest.every((id) => findApp(cluster, id)?.ports.some((p) => p.name === name)) &&
+    dest.every((id) => judging.apps.get(id)?.ports.some((p) => p.name === name)) &&
     owners.every((o) => o.app.ports[o.portIndex]?.name === name);
   const base = { flow, destApps: new Set(dest), port: named ? name! : flow.destination.port };
   if (flow.direction === 'egress') return { ...base, sourceApps: new Set(flow.source.apps.slice(0, 1)) };
@@ -190,6 +239,7 @@ export function suggestRules(policy: Policy, cluster: ClusterState, flows: reado
   // Egress records first: an ingress record is left to one only when that one is evidence.
   asked.sort((a, b) => (a.direction === b.direction ? 0 : a.direction === 'egress' ? -1 : 1));
   const egressClaims = new Set<string>();
+  const judging = new Judging(policy, cluster);
   const skips = new Map<string, { flows: number; connections: number }>();
   const items: Item[] = [];
   let allowedNow = 0;
@@ -204,16 +254,16 @@ export function suggestRules(policy: Policy, cluster: ClusterState, flows: reado
       continue;
     }
     const owners = f.destination.apps.reduce((n, a) => n + Math.max(a.taskIds.length, 1), 0);
-    const now = claimOwners(cluster, f.destination.hostId, f.destination.protocol, f.destination.port).length;
+    const now = judging.owners(f).length;
     if (Math.max(owners, now) > 1) {
       bump(skips, `${f.destination.protocol} ${f.destination.port} on ${f.destination.hostId} is claimed by ${Math.max(owners, now)} task ports (a port conflict, see the compile reports): resolve it first`, f);
       continue;
     }
-    const why = unusable(policy, cluster, f);
+    const why = judging.unusable(f);
     if (why === 'allowed') allowedNow++;
     else if (why !== undefined) bump(skips, why, f);
     else {
-      const item = itemOf(cluster, f);
+      const item = itemOf(judging, f);
       if (typeof item === 'string') bump(skips, item, f);
       else {
         items.push(item);
@@ -276,7 +326,7 @@ export function suggestRules(policy: Policy, cluster: ClusterState, flows: reado
     const outside: Item[] = [];
     for (const { item } of list) {
       if (item.address === undefined) continue;
-      const net = smallestNetwork(policy, item.address);
+      const net = judging.nets.smallest(item.address);
       if (net !== undefined) addRule(net, to, port, item.flow);
       else outside.push(item);
     }
