@@ -16,6 +16,7 @@ import { loadInventoryInput } from '../src/cli/load-inputs.js';
 import type { ClusterState } from '../src/inventory/cluster-state.js';
 import type { ObservedFlow } from '../src/flows/observed-flow.js';
 import { followFlows } from '../src/cli/commands/flows.js';
+import { fetchBounded } from '../src/cli/flows-input.js';
 import { BIN, ROOT, ensureBuilt } from './support/built-cli.js';
 import { egressFlow, flowsAnswer, ingressFlow } from './support/flow-records.js';
 import { runCli } from './support/run-cli.js';
@@ -133,6 +134,12 @@ describe('portcullis flows', () => {
     const gone = await runCli(['flows', '--controller', 'http://127.0.0.1:1']);
     expect(gone.code).toBe(1);
     expect(gone.err).toMatch(/cannot read http:\/\/127\.0\.0\.1:1\/flows/);
+  });
+
+  it('reads an answer up to its byte limit and no further', async () => {
+    const whole = await fetchBounded(new URL('/flows', url), 1_000_000, 5_000);
+    expect(JSON.parse(whole)).toEqual(flowsAnswer(flows));
+    await expect(fetchBounded(new URL('/flows', url), 100, 5_000)).rejects.toThrow(/\/flows: answer larger than the limit of 100 bytes$/);
   });
 
   it('--follow reads /flows/events and reconnects when the stream drops', async () => {

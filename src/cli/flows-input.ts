@@ -55,11 +55,17 @@ export async function fetchBounded(url: URL, maxBytes: number, timeoutMs: number
     throw new ControllerError(`cannot read ${url.href}: ${(err as Error).message}${cause ? ` (${cause})` : ''}; is the controller running, and is this its --status-listen address?`);
   }
   if (response.status !== 200) {
-    const body = await response.text().catch(() => '');
+    // An error answer is read up to 64 KiB only: its "error" is one line.
+    const body = await readBody(response, url, 64 * 1024).catch(() => '');
     const error = /"error"\s*:\s*"((?:[^"\\]|\\.){0,200})"/.exec(body)?.[1];
     const hint = response.status === 404 ? ' (a controller older than this CLI, or not a Portcullis controller?)' : '';
     throw new ControllerError(`${url.href} answered HTTP ${response.status} ${response.statusText}${error ? `: ${printable(error)}` : hint}`);
   }
+  return readBody(response, url, maxBytes);
+}
+
+/** A response body as text, at most `maxBytes` (more is an error, the rest is not read). */
+async function readBody(response: Response, url: URL, maxBytes: number): Promise<string> {
   const reader = response.body?.getReader();
   if (!reader) return '';
   const decoder = new TextDecoder();
