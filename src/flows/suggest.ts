@@ -32,7 +32,7 @@
 import type { App, ClusterState } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
 import { PORT_NAME_RE } from '../policy/names.js';
-import { ipText, parseIp } from '../evaluate/policy-walk.js';
+import { parseAddress } from '../net/address.js';
 import { claimOwners } from '../evaluate/egress-evaluator.js';
 import type { FlowVerdict } from './flow-types.js';
 import type { ObservedFlow } from './observed-flow.js';
@@ -106,6 +106,12 @@ interface Item {
   readonly port: string | number;
 }
 
+/** The canonical text (RFC 5952) of an address, or undefined. */
+function canonical(text: string): string | undefined {
+  const a = parseAddress(text, { mapped: 'accept' });
+  return a.ok ? a.canonical : undefined;
+}
+
 const claimKey = (sourceHost: string, f: ObservedFlow) => `${sourceHost}\u0000${f.destination.hostId}\u0000${f.destination.protocol}\u0000${f.destination.port}`;
 
 /**
@@ -126,7 +132,7 @@ class Judging {
     private readonly cluster: ClusterState,
   ) {
     this.nets = new NetworkIndex(policy);
-    this.hostAddresses = new Set(cluster.hosts.flatMap((h) => h.addresses.map((a) => parseIp(a)).filter((ip) => ip !== undefined).map((ip) => ipText(ip))));
+    this.hostAddresses = new Set(cluster.hosts.flatMap((h) => h.addresses.flatMap((a) => canonical(a) ?? [])));
     this.apps = new Map(cluster.apps.map((a) => [a.id, a]));
   }
 
@@ -141,8 +147,8 @@ class Judging {
   unusable(f: ObservedFlow): string | 'allowed' | undefined {
     const d = f.destination;
     const claim = `${d.hostId}\u0000${d.address}\u0000${d.protocol}\u0000${d.port}\u0000${d.apps.map((a) => `${a.appId}\u0001${a.taskIds.join('\u0001')}`).join('\u0000')}`;
-    const ip = parseIp(f.source.address);
-    const address = ip ? ipText(ip) : f.source.address;
+    const ip = canonical(f.source.address);
+    const address = ip ?? f.source.address;
     const source =
       f.direction === 'egress'
         ? `e\u0000${f.reportedBy}\u0000${f.source.apps[0] ?? ''}`
@@ -188,9 +194,9 @@ function itemOf(judging: Judging, flow: ObservedFlow): Item | string {
   const base = { flow, destApps: new Set(dest), port: named ? name! : flow.destination.port };
   if (flow.direction === 'egress') return { ...base, sourceApps: new Set(flow.source.apps.slice(0, 1)) };
   if (flow.source.kind === 'host' && flow.source.apps.length > 0) return { ...base, sourceApps: new Set(flow.source.apps) };
-  const ip = parseIp(flow.source.address);
+  const ip = canonical(flow.source.address);
   if (!ip) return `source address ${JSON.stringify(flow.source.address)} is not an address`;
-  return { ...base, address: ipText(ip) };
+  return { ...base, address: ip };
 }
 
 class Tally {
@@ -199,6 +205,8 @@ class Tally {
   flows = 0;
   first = '';
   last = '';
+  private firstMs = 0;
+  private lastMs = 0;
   readonly hosts = new Set<string>();
   readonly verdicts = new Set<FlowVerdict>();
   readonly protocols = new Set<'tcp' | 'udp'>();
@@ -210,8 +218,10 @@ class Tally {
     this.connections += f.packets;
     this.bytes += f.bytes;
     this.flows++;
-    if (this.first === '' || Date.parse(f.firstSeen) < Date.parse(this.first)) this.first = f.firstSeen;
-    if (this.last === '' || Date.parse(f.lastSeen) > Date.parse(this.last)) this.last = f.lastSeen;
+    const first = Date.parse(f.firstSeen);
+    const last = Date.parse(f.lastSeen);
+    if (this.first === '' || first < this.firstMs) [this.first, this.firstMs] = [f.firstSeen, first];
+    if (this.last === '' || last > this.lastMs) [this.last, this.lastMs] = [f.lastSeen, last];
     for (const h of [f.reportedBy, f.source.hostId, f.destination.hostId]) if (h !== undefined && h !== '') this.hosts.add(h);
     this.verdicts.add(f.verdict);
     this.protocols.add(f.destination.protocol);
