@@ -53,6 +53,9 @@ describe('what each CLI command loads', () => {
     [['explain', '--from', '/shop/web', '--to', '/shop/api', '--port', 'http']],
     [['diff', 'policies/shop', 'policies/shop']],
     [['status', '--controller-status', 'http://127.0.0.1:1', '--timeout', '1']],
+    [['flows', '--controller', 'http://127.0.0.1:1', '--timeout', '1']],
+    [['suggest', '--flows', 'no-such-file.json']],
+    [['plan', 'policies/shop', 'policies/shop', '--flows', 'no-such-file.json']],
     [['--help']],
   ])('portcullis %j loads no gRPC, protobuf or pino', async (argv) => {
     const loaded = await modulesLoadedBy(argv);

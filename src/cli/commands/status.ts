@@ -63,7 +63,8 @@ const neverConnected = (a: AgentRow): boolean => a.connected !== true && a.lastS
 
 const text = (v: unknown, fallback = '-'): string => (typeof v === 'string' && v !== '' ? printable(v) : typeof v === 'number' || typeof v === 'boolean' ? String(v) : fallback);
 
-function table(rows: readonly (readonly string[])[]): string {
+/** Rows as columns padded to their widest cell (the last column unpadded). */
+export function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
 }
