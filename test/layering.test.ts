@@ -17,6 +17,7 @@ const SAME_LAYER: readonly (readonly [string, string])[] = [
   ['src/inventory', 'src/policy'],
   ['src/grpc', 'src/tls'],
   ['src/tls', 'src/grpc'],
+  ['src/flows', 'src/evaluate'],
 ];
 
 /** The rooms of each layer, bottom first, as docs/architecture.md lists them. */

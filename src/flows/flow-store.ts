@@ -1,0 +1,327 @@
+/**
+ * The controller's flow store (flows design section 5): what agents report, resolved once at
+ * ingest, aggregated by key in time windows, bounded, queried with the /flows filters. Pure:
+ * every time is passed in, nothing is read or written outside; flow-persistence.ts saves it.
+ *
+ * Contract
+ * - Windows: an aggregate belongs to the window of the controller's clock when its record was
+ *   received (`floor(receivedAtMs / windowMs)`), so windows are created in order and the oldest
+ *   is always first. The record's own first/last seen (the agent's clock) are kept as reported.
+ * - Retention: a window ending `retentionMs` or more before now is dropped, at ingest and query.
+ * - Bound: at most `maxRecords` aggregates in all; beyond, whole windows go, oldest first, and
+ *   their aggregates count as dropped. When the current window alone is full, a record for a
+ *   new key is dropped (counted); known keys keep counting.
+ * - A record is resolved once, by the resolver of the policy and cluster in force (FlowResolver,
+ *   one per pair); with none yet (no policy or no cluster), it is dropped and counted.
+ * - Changes (for /flows/events) are the increases since the last `takeChanges`, merged by key,
+ *   bounded (`maxChanges`; the rest is counted as `changesTruncated`).
+ * - Memory: an aggregate is one small object (resolution reference, verdict index, four
+ *   numbers) in one Map per window under its 16-hex key, shared with the resolution.
+ */
+import type { FlowEntry, FlowOverflow, FlowSink, FlowVerdict } from './flow-types.js';
+import { FLOW_VERDICTS } from './flow-types.js';
+import type { ObservedFlow } from './observed-flow.js';
+import { resolutionMatcher, type FlowQuery } from './flow-query.js';
+import { keyOf, observedFlow, VERDICT_INDEX, type FlowResolution, type FlowResolver } from './resolve-flow.js';
+
+export const DEFAULT_FLOW_WINDOW_MS = 60_000;
+export const DEFAULT_FLOW_RETENTION_MS = 24 * 3_600_000;
+export const DEFAULT_FLOW_MAX_RECORDS = 1_000_000;
+
+export interface FlowStoreOptions {
+  readonly windowMs?: number;
+  readonly retentionMs?: number;
+  readonly maxRecords?: number;
+  /** Changed keys kept for /flows/events between two takes. Default 100,000. */
+  readonly maxChanges?: number;
+}
+
+/** One aggregate: counts of one key in one window. */
+export interface Aggregate {
+  r: FlowResolution;
+  readonly v: number;
+  p: number;
+  b: number;
+  f: number;
+  l: number;
+}
+
+export interface LostCount {
+  readonly reportedBy: string;
+  readonly direction: FlowOverflow['direction'];
+  readonly verdict: FlowVerdict;
+  readonly family: 4 | 6;
+  packets: number;
+}
+
+export interface FlowWindow {
+  readonly start: number;
+  readonly aggs: Map<string, Aggregate>;
+  readonly lost: Map<string, LostCount>;
+}
+
+export interface FlowAnswer {
+  readonly flows: ObservedFlow[];
+  readonly lost: { reportedBy: string; direction: string; verdict: string; family: number; packets: number }[];
+  readonly now: string;
+}
+
+export interface FlowSummary {
+  readonly records: number;
+  readonly windows: number;
+  readonly oldest: string | null;
+  readonly newest: string | null;
+  readonly lost: number;
+}
+
+export interface FlowCounters {
+  /** Records ingested (each a FlowEntry). */
+  records: number;
+  /** Aggregates evicted by the bound, records refused by it, and records with no resolver. */
+  dropped: number;
+  /** Records dropped because no policy and cluster were in force. */
+  unresolved: number;
+  changesTruncated: number;
+}
+
+/** The key of a lost count in its window: reporter, direction, verdict, family. */
+export function lostKey(hostId: string, o: Pick<FlowOverflow, 'direction' | 'verdict' | 'family'>): string {
+  return `${hostId}\u0000${o.direction}\u0000${o.verdict}\u0000${o.family}`;
+}
+
+function aggregateFlow(a: Aggregate): ObservedFlow {
+  return observedFlow(a.r, FLOW_VERDICTS[a.v]!, a.p, a.b, a.f, a.l);
+}
+
+function byPackets(a: ObservedFlow, b: ObservedFlow): number {
+  return b.packets - a.packets || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+}
+
+export class FlowStore implements FlowSink {
+  readonly windowMs: number;
+  readonly retentionMs: number;
+  readonly maxRecords: number;
+  private readonly maxChanges: number;
+  private windows: FlowWindow[] = [];
+  private total = 0;
+  private changes = new Map<string, Aggregate>();
+  private lastIngestMs: number | undefined;
+  readonly counters: FlowCounters = { records: 0, dropped: 0, unresolved: 0, changesTruncated: 0 };
+  /** New connections per `direction\0verdict\0app\0port` since start (portcullis_flows_total). */
+  readonly flowsTotal = new Map<string, number>();
+  /** Lost new connections per `verdict\0direction` since start (portcullis_flow_lost_total). */
+  readonly lostTotal = new Map<string, number>();
+  /** Increases with every ingest that changed something, and with a restore (persistence saves on change). */
+  revision = 0;
+  /** Called after an ingest that changed something (the SSE hub batches). */
+  onChange: (() => void) | undefined;
+
+  constructor(
+    private readonly resolver: () => FlowResolver | undefined,
+    options: FlowStoreOptions = {},
+  ) {
+    this.windowMs = Math.max(1000, options.windowMs ?? DEFAULT_FLOW_WINDOW_MS);
+    this.retentionMs = Math.max(this.windowMs, options.retentionMs ?? DEFAULT_FLOW_RETENTION_MS);
+    this.maxRecords = Math.max(1, options.maxRecords ?? DEFAULT_FLOW_MAX_RECORDS);
+    this.maxChanges = Math.max(1, options.maxChanges ?? 100_000);
+  }
+
+  ingest(hostId: string, entries: readonly FlowEntry[], lost: readonly FlowOverflow[], receivedAtMs: number): void {
+    this.prune(receivedAtMs);
+    const resolver = entries.length > 0 ? this.resolver() : undefined;
+    if (entries.length > 0 && resolver === undefined) {
+      this.counters.unresolved += entries.length;
+      this.counters.dropped += entries.length;
+    }
+    const w = entries.length + lost.length > 0 ? this.windowAt(receivedAtMs) : undefined;
+    if (w && resolver) for (const e of entries) this.add(w, resolver.resolve(hostId, e), e);
+    if (w) for (const o of lost) this.addLost(w, hostId, o);
+    if (w) {
+      this.lastIngestMs = receivedAtMs;
+      this.revision++;
+      this.onChange?.();
+    }
+  }
+
+  private add(w: FlowWindow, r: FlowResolution, e: FlowEntry): void {
+    const v = VERDICT_INDEX[e.verdict];
+    const key = keyOf(r, e.verdict);
+    let a = w.aggs.get(key);
+    if (a === undefined) {
+      if (this.total >= this.maxRecords) this.evictFor(w);
+      if (this.total >= this.maxRecords) {
+        this.counters.dropped++;
+        return;
+      }
+      a = { r, v, p: 0, b: 0, f: e.firstSeenMs, l: e.lastSeenMs };
+      w.aggs.set(key, a);
+      this.total++;
+    }
+    a.r = r;
+    a.p += e.packets;
+    a.b += e.bytes;
+    if (e.firstSeenMs < a.f) a.f = e.firstSeenMs;
+    if (e.lastSeenMs > a.l) a.l = e.lastSeenMs;
+    this.counters.records++;
+    this.countFlows(r, e);
+    this.noteChange(key, r, v, e);
+  }
+
+  private countFlows(r: FlowResolution, e: FlowEntry): void {
+    const port = r.destination.portName ?? String(r.destination.port);
+    for (const app of r.destination.apps) {
+      const k = `${r.direction}\u0000${e.verdict}\u0000${app.appId}\u0000${port}`;
+      this.flowsTotal.set(k, (this.flowsTotal.get(k) ?? 0) + e.packets);
+    }
+  }
+
+  private noteChange(key: string, r: FlowResolution, v: number, e: FlowEntry): void {
+    const c = this.changes.get(key);
+    if (c) {
+      c.r = r;
+      c.p += e.packets;
+      c.b += e.bytes;
+      c.f = Math.min(c.f, e.firstSeenMs);
+      c.l = Math.max(c.l, e.lastSeenMs);
+    } else if (this.changes.size < this.maxChanges) {
+      this.changes.set(key, { r, v, p: e.packets, b: e.bytes, f: e.firstSeenMs, l: e.lastSeenMs });
+    } else {
+      this.counters.changesTruncated++;
+    }
+  }
+
+  private addLost(w: FlowWindow, hostId: string, o: FlowOverflow): void {
+    const k = lostKey(hostId, o);
+    const known = w.lost.get(k);
+    if (known) known.packets += o.packets;
+    else w.lost.set(k, { reportedBy: hostId, direction: o.direction, verdict: o.verdict, family: o.family, packets: o.packets });
+    const t = `${o.verdict}\u0000${o.direction}`;
+    this.lostTotal.set(t, (this.lostTotal.get(t) ?? 0) + o.packets);
+  }
+
+  /** Evicts whole windows, oldest first, never `keep` (the one being written). */
+  private evictFor(keep: FlowWindow): void {
+    while (this.total >= this.maxRecords && this.windows.length > 1 && this.windows[0] !== keep) {
+      const old = this.windows.shift()!;
+      this.total -= old.aggs.size;
+      this.counters.dropped += old.aggs.size;
+    }
+  }
+
+  private windowAt(nowMs: number): FlowWindow {
+    const start = Math.floor(nowMs / this.windowMs) * this.windowMs;
+    const last = this.windows[this.windows.length - 1];
+    // A clock that went back writes into the newest window: windows stay in order.
+    if (last && last.start >= start) return last;
+    const w: FlowWindow = { start, aggs: new Map(), lost: new Map() };
+    this.windows.push(w);
+    return w;
+  }
+
+  /** Drops the windows that ended `retentionMs` or more before `nowMs`. */
+  prune(nowMs: number): void {
+    while (this.windows.length > 0 && this.windows[0]!.start + this.windowMs <= nowMs - this.retentionMs) {
+      this.total -= this.windows.shift()!.aggs.size;
+    }
+  }
+
+  /** `/flows`: aggregates merged by key over the windows in range, filtered, by packets then key. */
+  query(q: FlowQuery, nowMs: number): FlowAnswer {
+    this.prune(nowMs);
+    const since = q.sinceMs ?? -Infinity;
+    const until = q.untilMs ?? Infinity;
+    const verdicts = q.verdicts ? new Set(q.verdicts.map((v) => VERDICT_INDEX[v])) : undefined;
+    const matches = cached(resolutionMatcher(q));
+    const merged = new Map<string, Aggregate>();
+    const lost = new Map<string, LostCount>();
+    for (const w of this.windows) {
+      if (w.start + this.windowMs <= since || w.start > until) continue;
+      for (const [key, a] of w.aggs) {
+        if (a.l < since || a.f > until || (verdicts && !verdicts.has(a.v)) || !matches(a.r)) continue;
+        const m = merged.get(key);
+        if (m === undefined) merged.set(key, { ...a });
+        else {
+          m.r = a.r;
+          m.p += a.p;
+          m.b += a.b;
+          m.f = Math.min(m.f, a.f);
+          m.l = Math.max(m.l, a.l);
+        }
+      }
+      for (const [k, l] of w.lost) {
+        if (q.direction !== undefined && l.direction !== q.direction) continue;
+        if (q.verdicts && !q.verdicts.includes(l.verdict)) continue;
+        const m = lost.get(k);
+        if (m) m.packets += l.packets;
+        else lost.set(k, { ...l });
+      }
+    }
+    const flows = [...merged.values()].map(aggregateFlow).sort(byPackets).slice(0, q.limit);
+    const lostList = [...lost.values()].sort((a, b) => b.packets - a.packets || (a.reportedBy < b.reportedBy ? -1 : a.reportedBy > b.reportedBy ? 1 : 0));
+    return { flows, lost: lostList.map((l) => ({ ...l })), now: new Date(nowMs).toISOString() };
+  }
+
+  /** The increases since the previous call, merged by key, matching `q` (all when undefined). */
+  takeChanges(): Aggregate[] {
+    const out = [...this.changes.values()];
+    this.changes = new Map();
+    return out;
+  }
+
+  /** The ObservedFlows of `changes` that match `q` (verdict and filters; time ranges read last seen). */
+  static changedFlows(changes: readonly Aggregate[], q: FlowQuery): ObservedFlow[] {
+    const matches = cached(resolutionMatcher(q));
+    const since = q.sinceMs ?? -Infinity;
+    const until = q.untilMs ?? Infinity;
+    return changes
+      .filter((a) => (!q.verdicts || q.verdicts.includes(FLOW_VERDICTS[a.v]!)) && a.l >= since && a.f <= until && matches(a.r))
+      .map(aggregateFlow)
+      .sort(byPackets)
+      .slice(0, q.limit);
+  }
+
+  summary(nowMs: number): FlowSummary {
+    this.prune(nowMs);
+    let lost = 0;
+    for (const w of this.windows) for (const l of w.lost.values()) lost += l.packets;
+    return {
+      records: this.total,
+      windows: this.windows.length,
+      oldest: this.windows.length === 0 ? null : new Date(this.windows[0]!.start).toISOString(),
+      newest: this.lastIngestMs === undefined ? null : new Date(this.lastIngestMs).toISOString(),
+      lost,
+    };
+  }
+
+  /** The windows, oldest first (persistence reads them; do not modify). */
+  allWindows(): readonly FlowWindow[] {
+    return this.windows;
+  }
+
+  /** Replaces the content with `windows` (read back from disk), pruned and bounded. */
+  restore(windows: FlowWindow[], nowMs: number): void {
+    this.windows = [...windows].sort((a, b) => a.start - b.start);
+    this.total = this.windows.reduce((n, w) => n + w.aggs.size, 0);
+    this.prune(nowMs);
+    while (this.total > this.maxRecords && this.windows.length > 0) {
+      const old = this.windows.shift()!;
+      this.total -= old.aggs.size;
+      this.counters.dropped += old.aggs.size;
+    }
+    const last = this.windows[this.windows.length - 1];
+    if (last) this.lastIngestMs = last.start;
+  }
+}
+
+/** A matcher memoised per resolution object (aggregates of one flow share it). */
+function cached(match: (r: FlowResolution) => boolean): (r: FlowResolution) => boolean {
+  const seen = new Map<FlowResolution, boolean>();
+  return (r) => {
+    let hit = seen.get(r);
+    if (hit === undefined) {
+      hit = match(r);
+      seen.set(r, hit);
+    }
+    return hit;
+  };
+}
