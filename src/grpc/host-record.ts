@@ -4,6 +4,7 @@
  * agent has (its last ack, or the applied_version of its Hello after a reconnect).
  */
 import type { DesiredState } from '../compile/desired-state.js';
+import type { FlowStatusInfo } from '../flows/flow-types.js';
 import { agentView } from './agent-view.js';
 import type { EgressHolder, EgressReport } from './egress-status.js';
 
@@ -29,6 +30,8 @@ export interface AgentStatus {
   readonly lastSeen: number | undefined;
   /** What the agent last said about egress (Hello, Ack, Pong; egress-status.ts). */
   readonly egress: EgressReport | undefined;
+  /** What the agent last said about flow recording (Hello, Ack, Pong; cleaned); null when its release has none. */
+  readonly flows: FlowStatusInfo | null;
 }
 
 export class HostRecord implements EgressHolder {
@@ -43,6 +46,7 @@ export class HostRecord implements EgressHolder {
   egressWarned: string | undefined;
   /** The current (or last) stream's Hello announced egress support: it is sent the egress kinds. */
   egressWire = false;
+  flows: FlowStatusInfo | null = null;
   private readonly sent = new Map<string, DesiredState>();
 
   constructor(
@@ -81,6 +85,7 @@ export class HostRecord implements EgressHolder {
       lastError: this.lastError,
       lastSeen: this.lastSeen,
       egress: this.egress,
+      flows: this.flows,
     };
   }
 }

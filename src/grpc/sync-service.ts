@@ -10,6 +10,7 @@
  * Changes fan out in O(changed hosts); one interval timer serves pings of all streams.
  */
 import * as grpc from '@grpc/grpc-js';
+import type { FlowSink } from '../flows/flow-types.js';
 import { AgentSession, type SessionContext, type SyncCall } from './agent-session.js';
 import { HostRecord, type AgentStatus } from './host-record.js';
 import { loadSyncProto, type SyncHandlers } from './proto.js';
@@ -36,6 +37,11 @@ export interface SyncServiceOptions {
   readonly logger?: SyncLogger;
   /** Told of every Hello refused for its certificate (src/tls/tls-refusals.ts counts them). */
   readonly onCertificateRefused?: SessionContext['onCertificateRefused'];
+  /**
+   * Where the agents' recorded flows go (src/flows/flow-store.ts). Absent: agents are told not to
+   * send FlowReports (accepts_flow_reports false), and any that arrive are dropped.
+   */
+  readonly flowSink?: FlowSink;
 }
 
 export class SyncService {
