@@ -235,7 +235,9 @@ export class FlowStore implements FlowSink {
     const merged = new Map<string, Aggregate>();
     const lost = new Map<string, LostCount>();
     for (const w of this.windows) {
-      if (w.start + this.windowMs <= since || w.start > until) continue;
+      // Received before `since` means last seen before it; a later window may still hold records
+      // first seen before `until` (the agent reports after it counts), so only `since` skips windows.
+      if (w.start + this.windowMs <= since) continue;
       for (const [key, a] of w.aggs) {
         if (a.l < since || a.f > until || (verdicts && !verdicts.has(a.v)) || !matches(a.r)) continue;
         const m = merged.get(key);
