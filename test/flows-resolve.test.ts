@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { evaluateConnection } from '../src/evaluate/reference-evaluator.js';
 import { egressVerdict } from '../src/evaluate/egress-evaluator.js';
 import type { FlowEntry } from '../src/flows/flow-types.js';
-import { FlowResolver, flowKey, keyOf, observedFlow } from '../src/flows/resolve-flow.js';
+import { FlowResolver, decidedByOf, flowKey, keyOf, observedFlow, type FlowResolution } from '../src/flows/resolve-flow.js';
 import { app, cluster, group, host, network, policy, task } from './support/policy-builder.js';
 
 const HOSTILE = '/x/"><script>alert(1)</script>';
@@ -26,6 +26,8 @@ const pol = policy({
   ],
 });
 
+const decided = (r: FlowResolution) => decidedByOf(r);
+
 function entry(e: Partial<FlowEntry>): FlowEntry {
   return { direction: 'ingress', verdict: 'allowed', source: '10.0.1.1', destination: '', protocol: 'tcp', port: 31001, packets: 3, bytes: 180, firstSeenMs: 1_000, lastSeenMs: 2_000, ...e };
 }
@@ -38,17 +40,44 @@ describe('FlowResolver: ingress', () => {
     expect(res.source).toEqual({ address: '10.0.1.1', kind: 'host', hostId: 'h-web', apps: ['/shop/web'], networks: ['all-private'] });
     expect(res.destination).toEqual({ hostId: 'h-api', address: '', protocol: 'tcp', port: 31001, apps: [{ appId: '/shop/api', taskIds: ['api.1'] }], portName: 'http' });
     const v = evaluateConnection(pol, cl, { source: '10.0.1.1', task: cl.tasks[1]!, portIndex: 0, protocol: 'tcp' });
-    expect(res.decidedBy).toEqual({ tier: v.tier, rule: 'web-to-api', at: 'test.yaml:1:1', reason: v.reason });
+    expect(decided(res)).toEqual({ tier: v.tier, rule: 'web-to-api', at: 'test.yaml:1:1', reason: v.reason });
   });
 
   it('names a source in a network of the policy, and one outside every network', () => {
     const office = r.resolve('h-api', entry({ source: '192.168.4.5', verdict: 'allowed' }));
     expect(office.source).toEqual({ address: '192.168.4.5', kind: 'network', apps: [], networks: ['office', 'all-private'] });
-    expect(office.decidedBy).toMatchObject({ tier: 'policy', rule: 'office-to-api' });
+    expect(decided(office)).toMatchObject({ tier: 'policy', rule: 'office-to-api' });
     const outside = r.resolve('h-api', entry({ source: '8.8.8.8', verdict: 'denied' }));
     expect(outside.source).toEqual({ address: '8.8.8.8', kind: 'outside', apps: [], networks: [] });
-    expect(outside.decidedBy.tier).toBe('default');
-    expect(outside.decidedBy.reason).toContain('8.8.8.8');
+    expect(decided(outside).tier).toBe('default');
+    expect(decided(outside).reason).toContain('8.8.8.8');
+  });
+
+  it('shares one evaluation among outside addresses of the same networks, each sentence exactly the evaluator\'s for its own address', () => {
+    const exact = (source: string, port = 31001) => evaluateConnection(pol, cl, { source, task: cl.tasks[1]!, portIndex: port === 31001 ? 0 : 1, protocol: 'tcp' });
+    const a = r.resolve('h-api', entry({ source: '8.8.8.8', verdict: 'denied' }));
+    const b = r.resolve('h-api', entry({ source: '9.9.9.9', verdict: 'denied' }));
+    const c = r.resolve('h-api', entry({ source: '192.168.7.7' }));
+    expect(b.decided).toBe(a.decided);
+    expect(c.decided).not.toBe(a.decided);
+    for (const [res, addr] of [[a, '8.8.8.8'], [b, '9.9.9.9'], [c, '192.168.7.7']] as const) expect(decided(res).reason).toBe(exact(addr).reason);
+    // 8.8.8.88 holds '8.8.8.8' as text but is another token: the sentence names it whole.
+    expect(decided(r.resolve('h-api', entry({ source: '8.8.8.88', verdict: 'denied' }))).reason).toBe(exact('8.8.8.88').reason);
+  });
+
+  it('evaluates alone an address that some other text of the sentence holds (a host id, a rule name)', () => {
+    const odd = cluster([...cl.hosts, host('9.9.9.9', '10.0.9.9')], cl.apps, [...cl.tasks, task('api.9', '/shop/api', '9.9.9.9', [31001])]);
+    const named = policy({ ...{ groups: [group('api', ['/shop/api'])] }, rules: [{ name: 'deny-1.2.3.4', action: 'deny', from: ['any'], to: ['api'] }] });
+    const ro = new FlowResolver(pol, odd);
+    const x = ro.resolve('9.9.9.9', entry({ source: '9.9.9.9', verdict: 'denied' }));
+    const y = ro.resolve('9.9.9.9', entry({ source: '8.8.8.8', verdict: 'denied' }));
+    expect(decided(x).reason).toBe(evaluateConnection(pol, odd, { source: '9.9.9.9', task: odd.tasks[4]!, portIndex: 0, protocol: 'tcp' }).reason);
+    expect(decided(y).reason).toBe(evaluateConnection(pol, odd, { source: '8.8.8.8', task: odd.tasks[4]!, portIndex: 0, protocol: 'tcp' }).reason);
+    expect(x.decided).not.toBe(y.decided);
+    const rn = new FlowResolver(named, cl);
+    const p = rn.resolve('h-api', entry({ source: '1.2.3.4', verdict: 'denied' }));
+    expect(decided(p).reason).toBe(evaluateConnection(named, cl, { source: '1.2.3.4', task: cl.tasks[1]!, portIndex: 0, protocol: 'tcp' }).reason);
+    expect(decided(rn.resolve('h-api', entry({ source: '5.6.7.8', verdict: 'denied' }))).reason).toContain('5.6.7.8');
   });
 
   it('reads an IPv6 source of a cluster host', () => {
@@ -62,15 +91,15 @@ describe('FlowResolver: ingress', () => {
       { appId: '/shop/other', taskIds: ['other.1'] },
     ]);
     expect(res.destination.portName).toBe('dns');
-    expect(res.decidedBy.tier).toBe('default');
-    expect(res.decidedBy.reason).toMatch(/claimed by 2 task ports/);
+    expect(decided(res).tier).toBe('default');
+    expect(decided(res).reason).toMatch(/claimed by 2 task ports/);
   });
 
   it('says a port no task claims is unmanaged, with the empty app', () => {
     const res = r.resolve('h-api', entry({ port: 40000, verdict: 'denied' }));
     expect(res.destination.apps).toEqual([{ appId: '', taskIds: [] }]);
     expect(res.destination.portName).toBeUndefined();
-    expect(res.decidedBy).toEqual({ tier: 'unmanaged', reason: expect.stringMatching(/no task claims tcp 40000 on h-api/) });
+    expect(decided(res)).toEqual({ tier: 'unmanaged', reason: expect.stringMatching(/no task claims tcp 40000 on h-api/) });
   });
 
   it('carries a hostile app id as data, unchanged', () => {
@@ -101,13 +130,13 @@ describe('FlowResolver: egress', () => {
     expect(res.source).toEqual({ address: '10.0.1.1', kind: 'app', hostId: 'h-web', apps: ['/shop/web'], networks: ['all-private'] });
     expect(res.destination).toEqual({ hostId: 'h-api', address: '10.0.2.1', protocol: 'tcp', port: 31001, apps: [{ appId: '/shop/api', taskIds: ['api.1'] }], portName: 'http' });
     const v = egressVerdict(pol, cl, { appId: '/shop/web', sourceHostId: 'h-web', destHostId: 'h-api', protocol: 'tcp', hostPort: 31001, family: 4 });
-    expect(res.decidedBy).toEqual({ tier: v.tier, rule: v.rule, at: 'test.yaml:1:1', reason: v.reason });
+    expect(decided(res)).toEqual({ tier: v.tier, rule: v.rule, at: 'test.yaml:1:1', reason: v.reason });
   });
 
   it('says a destination outside the cluster is unmanaged, and an app gone from the cluster is unknown', () => {
-    expect(r.resolve('h-web', entry({ direction: 'egress', source: '/shop/web', destination: '1.1.1.1', port: 443 })).decidedBy.tier).toBe('unmanaged');
+    expect(decided(r.resolve('h-web', entry({ direction: 'egress', source: '/shop/web', destination: '1.1.1.1', port: 443 }))).tier).toBe('unmanaged');
     const gone = r.resolve('h-web', entry({ direction: 'egress', source: '/gone/app', destination: '10.0.2.1', port: 31001 }));
-    expect(gone.decidedBy.tier).toBe('unknown');
+    expect(decided(gone).tier).toBe('unknown');
     expect(gone.source.apps).toEqual(['/gone/app']);
   });
 

@@ -18,7 +18,8 @@
  * - Cluster changes are coalesced (`coalesceMs`) before a recompile; compiles are timed.
  * - `reload()` re-reads the policy and the feed (SIGHUP); `stop()` ends every agent stream,
  *   both listeners and every timer, so the process can exit on its own.
- * - Flows (issue 11): agents' records go to one FlowStore (the Sync service's `flowSink`),
+ * - Flows (issue 11): agents' records go to one FlowStore (through flow-intake-queue.ts, the Sync
+ *   service's `flowSink`, which ingests in slices between event-loop turns),
  *   resolved against the policy and cluster in force (one FlowResolver per pair, rebuilt when
  *   either changes), read back from `<stateDir>/flows.json` before the listeners open, saved
  *   every 30 s and once more by `stop()` (flow-persistence.ts).
@@ -44,6 +45,7 @@ import { StatusServer } from '../status/status-server.js';
 import { FlowStore, type FlowStoreOptions } from '../flows/flow-store.js';
 import { FlowResolver } from '../flows/resolve-flow.js';
 import { FlowEventHub } from './flow-events.js';
+import { FlowIntakeQueue } from './flow-intake-queue.js';
 import { DEFAULT_CONTROLLER_STATE_DIR, FlowPersistence } from './flow-persistence.js';
 
 export interface FeedContext {
@@ -106,6 +108,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     return resolver;
   }, options.flows);
   const flowEvents = new FlowEventHub(flowStore);
+  const flowIntake = new FlowIntakeQueue(flowStore);
   const flowFiles = new FlowPersistence({
     stateDir: options.stateDir ?? DEFAULT_CONTROLLER_STATE_DIR,
     store: flowStore,
@@ -121,7 +124,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     pingIntervalMs: options.pingIntervalMs ?? 10_000,
     logger: log.child({ module: 'sync' }),
     onCertificateRefused: (peer, reason, detail) => refusals?.record({ peer, reason, detail }, {}, false),
-    flowSink: flowStore,
+    flowSink: flowIntake,
   });
   const feed = await options.feed({ agents: () => sync.agents(), logger: log });
   const status = new ControllerStatus({
@@ -220,6 +223,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     await mtls?.close();
     flowEvents.close();
     await statusServer.close();
+    flowIntake.flush();
     await flowFiles.stop();
   };
 

@@ -3,18 +3,20 @@
  * src/controller/flow-persistence.ts). Pure: lines in, windows out, and back.
  *
  *   {"format":"portcullis-flows-v1","savedAt":"<ISO>","windowMs":60000}      first line
- *   {"r":<id>,"d":dir,"h":reporter,"s":source,"t":destination,"source":{…},"destination":{…},"decidedBy":{…}}
+ *   {"D":<id>,"destination":{…}}                                               a destination (shared)
+ *   {"E":<id>,"decided":{"tier","rule"?,"at"?,"parts":[…]}}                    a decision (shared)
+ *   {"r":<id>,"d":dir,"h":reporter,"s":source,"t":destination,"source":{…},"D":<id>,"E":<id>}
  *   {"w":<window start, ms>}                                                   then its lines:
  *   {"a":<resolution id>,"v":<verdict index>,"p":packets,"b":bytes,"f":first ms,"l":last ms}
  *   {"lost":{"reportedBy","direction","verdict","family","packets"}}
- * A resolution line comes before the first aggregate that names it; one line per JSON value, so
+ * Every line comes before the first line that names its id; one line per JSON value, so
  * a file of a million aggregates is written and read line by line, never as one string. Any
  * line that does not read as one of these makes the whole file corrupt (FlowFileError, with
  * its line number): the caller sets it aside and starts empty.
  */
 import { FLOW_VERDICTS } from './flow-types.js';
 import type { ObservedFlow } from './observed-flow.js';
-import { keyOf, type FlowResolution } from './resolve-flow.js';
+import { keyOf, type FlowResolution, type SharedDecision } from './resolve-flow.js';
 import { lostKey, type Aggregate, type FlowWindow, type LostCount } from './flow-store.js';
 
 export const FLOW_FILE_FORMAT = 'portcullis-flows-v1';
@@ -25,6 +27,8 @@ export class FlowFileError extends Error {}
 export function* flowFileLines(windows: readonly FlowWindow[], savedAtMs: number, windowMs: number): Generator<string> {
   yield JSON.stringify({ format: FLOW_FILE_FORMAT, savedAt: new Date(savedAtMs).toISOString(), windowMs });
   const ids = new Map<FlowResolution, number>();
+  const destinations = new Map<object, number>();
+  const decisions = new Map<object, number>();
   for (const w of windows) {
     yield JSON.stringify({ w: w.start });
     for (const a of w.aggs.values()) {
@@ -33,7 +37,19 @@ export function* flowFileLines(windows: readonly FlowWindow[], savedAtMs: number
         id = ids.size;
         ids.set(a.r, id);
         const r = a.r;
-        yield JSON.stringify({ r: id, d: r.direction, h: r.reportedBy, s: r.rawSource, t: r.rawDestination, source: r.source, destination: r.destination, decidedBy: r.decidedBy });
+        let D = destinations.get(r.destination);
+        if (D === undefined) {
+          D = destinations.size;
+          destinations.set(r.destination, D);
+          yield JSON.stringify({ D, destination: r.destination });
+        }
+        let E = decisions.get(r.decided);
+        if (E === undefined) {
+          E = decisions.size;
+          decisions.set(r.decided, E);
+          yield JSON.stringify({ E, decided: r.decided });
+        }
+        yield JSON.stringify({ r: id, d: r.direction, h: r.reportedBy, s: r.rawSource, t: r.rawDestination, source: r.source, D, E });
       }
       yield JSON.stringify({ a: id, v: a.v, p: a.p, b: a.b, f: a.f, l: a.l });
     }
@@ -59,14 +75,17 @@ function validDestination(v: unknown): v is ObservedFlow['destination'] {
   return Array.isArray(v['apps']) && v['apps'].every((a) => isObject(a) && isString(a['appId']) && isStrings(a['taskIds']));
 }
 
-function validDecidedBy(v: unknown): v is ObservedFlow['decidedBy'] {
-  return isObject(v) && isString(v['tier']) && isString(v['reason']) && (v['rule'] === undefined || isString(v['rule'])) && (v['at'] === undefined || isString(v['at']));
+function validDecision(v: unknown): v is SharedDecision {
+  const parts = isObject(v) ? v['parts'] : undefined;
+  return isObject(v) && isString(v['tier']) && isStrings(parts) && parts.length > 0 && (v['rule'] === undefined || isString(v['rule'])) && (v['at'] === undefined || isString(v['at']));
 }
 
 /** Reads the lines of a saved file one by one; `finish` gives the windows. */
 export class FlowFileReader {
   private lineNo = 0;
   private readonly resolutions: FlowResolution[] = [];
+  private readonly destinations: ObservedFlow['destination'][] = [];
+  private readonly decisions: SharedDecision[] = [];
   private readonly windows: FlowWindow[] = [];
   private current: FlowWindow | undefined;
 
@@ -86,6 +105,8 @@ export class FlowFileReader {
     }
     if ('w' in v) return this.window(v);
     if ('r' in v) return this.resolution(v);
+    if ('D' in v) return this.shared(v, 'D', 'destination', validDestination, this.destinations);
+    if ('E' in v) return this.shared(v, 'E', 'decided', validDecision, this.decisions);
     if ('a' in v) return this.aggregate(v);
     if ('lost' in v) return this.lost(v['lost']);
     return this.fail('is none of the line kinds');
@@ -110,8 +131,17 @@ export class FlowFileReader {
     if (v['r'] !== this.resolutions.length) return this.fail('has a resolution id out of sequence');
     if (v['d'] !== 'ingress' && v['d'] !== 'egress') return this.fail('has a direction that is not ingress or egress');
     if (!isString(v['h']) || !isString(v['s']) || !isString(v['t'])) return this.fail('has a reporter, source or destination that is not text');
-    if (!validSource(v['source']) || !validDestination(v['destination']) || !validDecidedBy(v['decidedBy'])) return this.fail('has a malformed source, destination or decidedBy');
-    this.resolutions.push({ direction: v['d'], reportedBy: v['h'], rawSource: v['s'], rawDestination: v['t'], source: v['source'], destination: v['destination'], decidedBy: v['decidedBy'], keys: [undefined, undefined, undefined] });
+    if (!validSource(v['source'])) return this.fail('has a malformed source');
+    const destination = typeof v['D'] === 'number' ? this.destinations[v['D']] : undefined;
+    const decided = typeof v['E'] === 'number' ? this.decisions[v['E']] : undefined;
+    if (!destination || !decided) return this.fail('names an unknown destination or decision');
+    this.resolutions.push({ direction: v['d'], reportedBy: v['h'], rawSource: v['s'], rawDestination: v['t'], source: v['source'], destination, decided, keys: [undefined, undefined, undefined] });
+  }
+
+  private shared<T>(v: Json, id: string, field: string, valid: (x: unknown) => x is T, into: T[]): void {
+    if (v[id] !== into.length) return this.fail(`has a ${field} id out of sequence`);
+    if (!valid(v[field])) return this.fail(`has a malformed ${field}`);
+    into.push(v[field]);
   }
 
   private aggregate(v: Json): void {

@@ -93,6 +93,12 @@ function aggregateFlow(a: Aggregate): ObservedFlow {
   return observedFlow(a.r, FLOW_VERDICTS[a.v]!, a.p, a.b, a.f, a.l);
 }
 
+/** Packets descending, then key: the order of /flows, on [key, aggregate] (materialised after the cut). */
+function byCount([ka, a]: readonly [string, Aggregate], [kb, b]: readonly [string, Aggregate]): number {
+  if (a.p !== b.p) return b.p - a.p;
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+}
+
 function byPackets(a: ObservedFlow, b: ObservedFlow): number {
   return b.packets - a.packets || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }
@@ -258,7 +264,7 @@ export class FlowStore implements FlowSink {
         else lost.set(k, { ...l });
       }
     }
-    const flows = [...merged.values()].map(aggregateFlow).sort(byPackets).slice(0, q.limit);
+    const flows = [...merged].sort(byCount).slice(0, q.limit).map(([, a]) => aggregateFlow(a));
     const lostList = [...lost.values()].sort((a, b) => b.packets - a.packets || (a.reportedBy < b.reportedBy ? -1 : a.reportedBy > b.reportedBy ? 1 : 0));
     return { flows, lost: lostList.map((l) => ({ ...l })), now: new Date(nowMs).toISOString() };
   }

@@ -16,7 +16,15 @@
  *   evaluator's own, at the cost of a small cluster.
  * - A resolution is shared: one object per (direction, reporter, source, destination,
  *   protocol, port), memoised (bounded) while the resolver lives, so every window and verdict of
- *   that flow points at the same source/destination/decidedBy objects (memory per aggregate).
+ *   that flow points at the same source/destination/decision objects (memory per aggregate).
+ * - Decisions are shared too. The destination-side verdict of a source address reads only which
+ *   networks contain it and which apps run on the hosts that own it, so one evaluation serves
+ *   every address with the same networks and source apps at the same claim: the evaluator's sentence is kept as the parts around the address it names
+ *   (`SharedDecision.parts`, joined with each flow's own address when served). That split is
+ *   exact because it is done only for an address that appears as no address-like token in any
+ *   other text the sentence can hold (policy names and files, the claim's app ids, port names,
+ *   labels and host id); any other address is evaluated on its own. Egress records are
+ *   evaluated per source app, source host and claim.
  * - App ids, task ids and host ids are untrusted text: they are carried as data, never parsed,
  *   interpreted or formatted into anything but JSON strings and the evaluator's sentences.
  */
@@ -33,6 +41,14 @@ import type { FlowEndpointApp, ObservedFlow } from './observed-flow.js';
 
 export type DecidedBy = ObservedFlow['decidedBy'];
 
+/** A decision with its sentence as the parts around the source address (one part: no address in it). */
+export interface SharedDecision {
+  readonly tier: string;
+  readonly rule?: string;
+  readonly at?: string;
+  readonly parts: readonly string[];
+}
+
 /** Everything of an ObservedFlow but its verdict and counts: shared by its windows and verdicts. */
 export interface FlowResolution {
   readonly direction: FlowDirection;
@@ -42,7 +58,7 @@ export interface FlowResolution {
   readonly rawDestination: string;
   readonly source: ObservedFlow['source'];
   readonly destination: ObservedFlow['destination'];
-  readonly decidedBy: DecidedBy;
+  readonly decided: SharedDecision;
   /** Key per verdict (FLOW_VERDICTS order), computed on first use. */
   readonly keys: (string | undefined)[];
 }
@@ -69,12 +85,49 @@ export function observedFlow(r: FlowResolution, verdict: FlowVerdict, packets: n
     reportedBy: r.reportedBy,
     source: r.source,
     destination: r.destination,
-    decidedBy: r.decidedBy,
+    decidedBy: decidedByOf(r),
     packets,
     bytes,
     firstSeen: new Date(firstSeenMs).toISOString(),
     lastSeen: new Date(lastSeenMs).toISOString(),
   };
+}
+
+/** The decision of `r` as served: its sentence with the flow's source address in it. */
+export function decidedByOf(r: FlowResolution): DecidedBy {
+  const d = r.decided;
+  const reason = d.parts.length === 1 ? d.parts[0]! : d.parts.join(r.source.address);
+  return { tier: d.tier, ...(d.rule !== undefined ? { rule: d.rule } : {}), ...(d.at !== undefined ? { at: d.at } : {}), reason };
+}
+
+function shared(d: DecidedBy, parts: readonly string[] = [d.reason]): SharedDecision {
+  return { tier: d.tier, ...(d.rule !== undefined ? { rule: d.rule } : {}), ...(d.at !== undefined ? { at: d.at } : {}), parts };
+}
+
+const ADDRESS_CHAR = /[0-9A-Za-z:.]/;
+const ADDRESS_TOKENS = /[0-9A-Fa-f:.]*[.:][0-9A-Fa-f:.]*/g;
+
+/** Address-like tokens of `texts` (anything of hex digits, dots and colons with a dot or colon). */
+function addressTokens(texts: Iterable<string>, into: Set<string>): Set<string> {
+  for (const t of texts) for (const m of t.matchAll(ADDRESS_TOKENS)) into.add(m[0]);
+  return into;
+}
+
+/** `text` split around every occurrence of `address` that stands alone (not part of a longer token). */
+function splitAround(text: string, address: string): string[] {
+  const parts: string[] = [];
+  let from = 0;
+  for (let i = text.indexOf(address); i >= 0; i = text.indexOf(address, i + 1)) {
+    const before = i === 0 ? '' : text[i - 1]!;
+    const after = text.slice(i + address.length, i + address.length + 2);
+    const joinedBefore = before !== '' && ADDRESS_CHAR.test(before);
+    const joinedAfter = after !== '' && (after[0] === '.' ? after.length > 1 && ADDRESS_CHAR.test(after[1]!) : ADDRESS_CHAR.test(after[0]!));
+    if (joinedBefore || joinedAfter) continue;
+    parts.push(text.slice(from, i));
+    from = i + address.length;
+  }
+  parts.push(text.slice(from));
+  return parts;
 }
 
 interface Owner {
@@ -135,7 +188,13 @@ export class FlowResolver {
   private readonly claims = new Map<string, Owner[]>();
   private readonly networks: readonly NetworkRanges[];
   private readonly memo = new Map<string, FlowResolution>();
-  private readonly egressMemo = new Map<string, DecidedBy>();
+  private readonly egressMemo = new Map<string, SharedDecision>();
+  /** Decisions for non-cluster sources per (networks, claim); see the header. */
+  private readonly classMemo = new Map<string, SharedDecision>();
+  /** Address-like tokens of the policy's names and files, and per claim of its own texts. */
+  private readonly policyTokens: ReadonlySet<string>;
+  private readonly claimTokens = new Map<string, ReadonlySet<string>>();
+  private readonly networkLists = new Map<string, readonly string[]>();
   private readonly destinations = new Map<string, ObservedFlow['destination']>();
 
   constructor(
@@ -177,6 +236,8 @@ export class FlowResolver {
     }
     for (const [hostId, ids] of hostApps) this.appsByHost.set(hostId, Object.freeze([...ids].sort(byText)));
     this.networks = policy.networks.map((n) => ({ name: n.name, cidrs: ranges(n.cidrs), except: ranges(n.except) }));
+    const names = [...policy.rules.flatMap((r) => [r.name, r.at.file]), ...policy.groups.map((g) => g.name), ...policy.networks.map((n) => n.name), policy.defaults.action];
+    this.policyTokens = addressTokens(names, new Set());
   }
 
   /** The shared resolution of `entry` as reported by `reporter`. */
@@ -195,7 +256,13 @@ export class FlowResolver {
     const p = tryParseAddress(address);
     if (!p) return NONE;
     const out = this.networks.filter((n) => rangeHas(n.cidrs, p.family, p.value) && !rangeHas(n.except, p.family, p.value)).map((n) => n.name);
-    return out.length === 0 ? NONE : out;
+    if (out.length === 0) return NONE;
+    const k = out.join('\u0000');
+    const known = this.networkLists.get(k);
+    if (known) return known;
+    const list = Object.freeze(out);
+    this.networkLists.set(k, list);
+    return list;
   }
 
   private ingress(reporter: string, e: FlowEntry): FlowResolution {
@@ -207,7 +274,36 @@ export class FlowResolver {
     const source = { address: e.source, kind, ...(hostIds.length > 0 ? { hostId: hostIds[0]! } : {}), apps, networks } as const;
     const owners = this.claims.get(claimKey(reporter, e.protocol, e.port)) ?? [];
     const destination = this.destination(reporter, '', reporter, e.protocol, e.port);
-    return this.resolution(e, reporter, source, destination, this.ingressDecision(e, hosts, reporter, owners));
+    // The verdict reads only the networks holding the address and the apps of its hosts (see the header).
+    const ck = claimKey(reporter, e.protocol, e.port);
+    const safe = !this.policyTokens.has(e.source) && !this.tokensOf(ck, reporter, owners).has(e.source);
+    const memoKey = `${networks.join('\u0000')}\u0001${apps.join('\u0000')}\u0001${ck}`;
+    let decided = safe ? this.classMemo.get(memoKey) : undefined;
+    if (decided === undefined) {
+      const d = this.ingressDecision(e, hosts, reporter, owners);
+      decided = safe ? shared(d, splitAround(d.reason, e.source)) : shared(d);
+      if (safe) {
+        if (this.classMemo.size >= MEMO_LIMIT) this.classMemo.clear();
+        this.classMemo.set(memoKey, decided);
+      }
+    }
+    return this.resolution(e, reporter, source, destination, decided);
+  }
+
+  /** Address-like tokens of what a sentence about claim `ck` can hold besides the policy's. */
+  private tokensOf(ck: string, reporter: string, owners: readonly Owner[]): ReadonlySet<string> {
+    const known = this.claimTokens.get(ck);
+    if (known) return known;
+    const texts = [reporter];
+    for (const o of owners) {
+      texts.push(o.app.id, o.task.id, ...Object.values(o.app.labels));
+      const port = o.app.ports[o.portIndex]!;
+      if (port.name !== undefined) texts.push(port.name);
+      texts.push(...Object.values(port.labels));
+    }
+    const tokens = addressTokens(texts, new Set());
+    this.claimTokens.set(ck, tokens);
+    return tokens;
   }
 
   private ingressDecision(e: FlowEntry, hosts: readonly Host[], reporter: string, owners: readonly Owner[]): DecidedBy {
@@ -234,11 +330,11 @@ export class FlowResolver {
     return this.resolution(e, reporter, source, destination, this.egressDecision(e, reporter, destHost, family));
   }
 
-  private egressDecision(e: FlowEntry, reporter: string, destHost: string | undefined, family: Family): DecidedBy {
+  private egressDecision(e: FlowEntry, reporter: string, destHost: string | undefined, family: Family): SharedDecision {
     const k = `${e.source}\u0000${reporter}\u0000${destHost ?? ''}\u0000${e.protocol}\u0000${e.port}\u0000${family}`;
     const known = this.egressMemo.get(k);
     if (known) return known;
-    const decided = this.egressDecide(e, reporter, destHost, family);
+    const decided = shared(this.egressDecide(e, reporter, destHost, family));
     if (this.egressMemo.size >= MEMO_LIMIT) this.egressMemo.clear();
     this.egressMemo.set(k, decided);
     return decided;
@@ -276,8 +372,8 @@ export class FlowResolver {
     return d;
   }
 
-  private resolution(e: FlowEntry, reporter: string, source: ObservedFlow['source'], destination: ObservedFlow['destination'], decidedBy: DecidedBy): FlowResolution {
-    return { direction: e.direction, reportedBy: reporter, rawSource: e.source, rawDestination: e.destination, source, destination, decidedBy, keys: [undefined, undefined, undefined] };
+  private resolution(e: FlowEntry, reporter: string, source: ObservedFlow['source'], destination: ObservedFlow['destination'], decided: SharedDecision): FlowResolution {
+    return { direction: e.direction, reportedBy: reporter, rawSource: e.source, rawDestination: e.destination, source, destination, decided, keys: [undefined, undefined, undefined] };
   }
 }
 
