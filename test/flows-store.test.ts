@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { FlowEntry } from '../src/flows/flow-types.js';
-import { FlowStore } from '../src/flows/flow-store.js';
+import { FlowStore, firstOf, type Aggregate } from '../src/flows/flow-store.js';
 import { FlowResolver } from '../src/flows/resolve-flow.js';
 import { globMatch, parseFlowQuery, type FlowQuery } from '../src/flows/flow-query.js';
 import { FlowFileError, FlowFileReader, flowFileLines } from '../src/flows/flow-file.js';
@@ -208,5 +208,15 @@ describe('flow file and metrics', () => {
     expect(text).toContain('portcullis_flow_lost_total{verdict="denied",direction="ingress"} 9');
     expect(text).toContain('portcullis_flow_records_dropped_total 0');
     for (const line of text.split('\n').filter((l) => l.startsWith('portcullis_flows_total'))) expect(line).toMatch(/^portcullis_flows_total\{app="(?:[^"\\\n]|\\.)*",port="[^"]*",verdict="\w+",direction="\w+"\} \d+$/);
+  });
+});
+
+describe('firstOf', () => {
+  it('gives the first k in packets-then-key order, as a full sort would', () => {
+    let seed = 7;
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const all = Array.from({ length: 2000 }, (_, i) => [`k${String(Math.floor(rnd() * 1e6)).padStart(7, '0')}-${i}`, { p: Math.floor(rnd() * 20) }] as [string, Aggregate]);
+    const sorted = [...all].sort((x, y) => y[1].p - x[1].p || (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+    for (const k of [0, 1, 7, 1000, 2000, 5000]) expect(firstOf(all, k).map((e) => e[0])).toEqual(sorted.slice(0, k).map((e) => e[0]));
   });
 });

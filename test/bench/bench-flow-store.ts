@@ -59,15 +59,15 @@ function world(): { cluster: ClusterState; policy: Policy } {
   return { cluster: { hosts, apps, tasks }, policy };
 }
 
+/** Record i: distinct for every i (cluster sources: (source host, port, verdict) per reporter; others: the address). */
 function record(i: number, now: number): { reporter: string; entry: FlowEntry } {
   const reporter = i % HOSTS;
   const j = Math.floor(i / HOSTS);
   const fromCluster = j % 4 === 0;
-  const port = 31000 + ((j >> 2) % 2) * 100 + ((j >> 3) % (PORTS_PER_HOST / 2));
-  // Cluster sources: (source host, port) pairs per reporter, then the verdict makes them distinct.
-  const n = j >> 4;
-  const source = fromCluster ? `10.9.0.${(n + reporter + 1) % HOSTS}` : `100.${64 + ((i >> 16) & 63)}.${(i >> 8) & 255}.${i & 255}`;
-  const verdict = fromCluster ? (['allowed', 'denied', 'audit'] as const)[Math.floor(n / HOSTS) % 3]! : i % 5 === 0 ? 'allowed' : 'denied';
+  const m = j >> 2;
+  const port = fromCluster ? 31000 + (Math.floor(m / HOSTS) % 2) * 100 + (Math.floor(m / (2 * HOSTS)) % (PORTS_PER_HOST / 2)) : 31000 + (j % (PORTS_PER_HOST / 2));
+  const source = fromCluster ? `10.9.0.${m % HOSTS}` : `100.${64 + ((i >> 16) & 63)}.${(i >> 8) & 255}.${i & 255}`;
+  const verdict = fromCluster ? (['allowed', 'denied', 'audit'] as const)[Math.floor(m / (HOSTS * PORTS_PER_HOST)) % 3]! : i % 5 === 0 ? 'allowed' : 'denied';
   return { reporter: `host-${reporter}`, entry: { direction: 'ingress', verdict, source, destination: '', protocol: 'tcp', port, packets: 1 + (i % 7), bytes: 60 * (1 + (i % 7)), firstSeenMs: now - 30_000, lastSeenMs: now } };
 }
 
