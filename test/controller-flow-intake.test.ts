@@ -3,6 +3,8 @@ import type { FlowEntry } from '../src/flows/flow-types.js';
 import { FlowStore } from '../src/flows/flow-store.js';
 import { FlowResolver } from '../src/flows/resolve-flow.js';
 import { FlowIntakeQueue } from '../src/controller/flow-intake-queue.js';
+import { parseControllerArgs } from '../src/cli/commands/controller.js';
+import { UsageError } from '../src/usage-error.js';
 import { waitFor } from './support/cluster-harness.js';
 import { app, cluster, host, policy, task } from './support/policy-builder.js';
 
@@ -34,5 +36,30 @@ describe('FlowIntakeQueue', () => {
     q.flush();
     expect(store.summary(T).records).toBe(800);
     q.close();
+  });
+});
+
+describe('controller flow flags', () => {
+  const io = { stdout: () => undefined, stderr: () => undefined, cwd: '/srv' };
+  const parse = (...args: string[]) => parseControllerArgs(['--insecure', ...args], io);
+
+  it('has the documented defaults', () => {
+    const a = parse();
+    expect(a.stateDir).toBe('/var/lib/portcullis/controller');
+    expect(a.flows).toEqual({ windowMs: 60_000, retentionMs: 86_400_000, maxRecords: 1_000_000 });
+  });
+
+  it('reads durations in seconds or with a unit, a relative state dir against the working directory', () => {
+    expect(parse('--flow-window', '30', '--flow-retention', '2d', '--flow-max-records', '5000', '--state-dir', 'state').flows).toEqual({ windowMs: 30_000, retentionMs: 172_800_000, maxRecords: 5000 });
+    expect(parse('--state-dir', 'state').stateDir).toBe('/srv/state');
+    expect(parse('--flow-window', '10m').flows.windowMs).toBe(600_000);
+  });
+
+  it('refuses bad values with a usage error naming the flag', () => {
+    expect(() => parse('--flow-window', 'soon')).toThrow(/--flow-window must be a duration/);
+    expect(() => parse('--flow-window', '0')).toThrow(UsageError);
+    expect(() => parse('--flow-retention', '1m', '--flow-window', '2m')).toThrow(/--flow-retention \(60s\) must be at least --flow-window \(120s\)/);
+    expect(() => parse('--flow-max-records', '0')).toThrow(/--flow-max-records must be a whole number/);
+    expect(() => parse('--flow-max-records', '1e6')).toThrow(UsageError);
   });
 });
