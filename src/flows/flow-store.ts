@@ -277,25 +277,14 @@ export class FlowStore implements FlowSink {
     const since = q.sinceMs ?? -Infinity;
     const until = q.untilMs ?? Infinity;
     const verdicts = q.verdicts ? new Set(q.verdicts.map((v) => VERDICT_INDEX[v])) : undefined;
-    const matches = cached(resolutionMatcher(q));
-    const merged = new Map<string, Aggregate>();
+    const filtered = q.from !== undefined || q.to !== undefined || q.port !== undefined || q.direction !== undefined;
+    const matches = filtered ? cached(resolutionMatcher(q)) : () => true;
+    const keep = (a: Aggregate): boolean => a.l >= since && a.f <= until && (!verdicts || verdicts.has(a.v)) && matches(a.r);
+    // Received before `since` means last seen before it; a later window may still hold records
+    // first seen before `until` (the agent reports after it counts), so only `since` skips windows.
+    const inRange = this.windows.filter((w) => w.start + this.windowMs > since);
     const lost = new Map<string, LostCount>();
-    for (const w of this.windows) {
-      // Received before `since` means last seen before it; a later window may still hold records
-      // first seen before `until` (the agent reports after it counts), so only `since` skips windows.
-      if (w.start + this.windowMs <= since) continue;
-      for (const [key, a] of w.aggs) {
-        if (a.l < since || a.f > until || (verdicts && !verdicts.has(a.v)) || !matches(a.r)) continue;
-        const m = merged.get(key);
-        if (m === undefined) merged.set(key, { ...a });
-        else {
-          m.r = a.r;
-          m.p += a.p;
-          m.b += a.b;
-          m.f = Math.min(m.f, a.f);
-          m.l = Math.max(m.l, a.l);
-        }
-      }
+    for (const w of inRange) {
       for (const [k, l] of w.lost) {
         if (q.direction !== undefined && l.direction !== q.direction) continue;
         if (q.verdicts && !q.verdicts.includes(l.verdict)) continue;
@@ -304,7 +293,7 @@ export class FlowStore implements FlowSink {
         else lost.set(k, { ...l });
       }
     }
-    const flows = firstOf(merged, q.limit).map(([, a]) => aggregateFlow(a));
+    const flows = firstOf(inRange.length === 1 ? only(inRange[0]!.aggs, keep) : mergeWindows(inRange, keep), q.limit).map(([, a]) => aggregateFlow(a));
     const lostList = [...lost.values()].sort((a, b) => b.packets - a.packets || (a.reportedBy < b.reportedBy ? -1 : a.reportedBy > b.reportedBy ? 1 : 0));
     return { flows, lost: lostList.map((l) => ({ ...l })), now: new Date(nowMs).toISOString() };
   }
@@ -359,6 +348,38 @@ export class FlowStore implements FlowSink {
     const last = this.windows[this.windows.length - 1];
     if (last) this.lastIngestMs = last.start;
   }
+}
+
+/** The aggregates of one window that `keep` keeps (no copies). */
+function* only(aggs: Map<string, Aggregate>, keep: (a: Aggregate) => boolean): Generator<[string, Aggregate]> {
+  for (const e of aggs) if (keep(e[1])) yield e;
+}
+
+/** The kept aggregates of `windows` merged by key; an aggregate seen in one window only is not copied. */
+function mergeWindows(windows: readonly FlowWindow[], keep: (a: Aggregate) => boolean): Map<string, Aggregate> {
+  const merged = new Map<string, Aggregate>();
+  const copies = new WeakSet<Aggregate>();
+  for (const w of windows) {
+    for (const [key, a] of w.aggs) {
+      if (!keep(a)) continue;
+      let m = merged.get(key);
+      if (m === undefined) {
+        merged.set(key, a);
+        continue;
+      }
+      if (!copies.has(m)) {
+        m = { ...m };
+        copies.add(m);
+        merged.set(key, m);
+      }
+      m.r = a.r;
+      m.p += a.p;
+      m.b += a.b;
+      m.f = Math.min(m.f, a.f);
+      m.l = Math.max(m.l, a.l);
+    }
+  }
+  return merged;
 }
 
 /** A matcher memoised per resolution object (aggregates of one flow share it). */
