@@ -134,7 +134,8 @@ describe('controller flows', () => {
       expect(body.flows.map((f) => [f.verdict, f.destination.port, f.packets])).toEqual([['denied', 31400, 2]]);
       c.flows.ingest('node-1', [entry({ source: '8.8.8.8', port: 31400, verdict: 'denied', packets: 3 })], [], Date.now());
       await readUntil(() => events.length > 1, 'a second event');
-      expect((JSON.parse(events[1]!.data) as { flows: ObservedFlow[] }).flows.map((f) => f.packets)).toEqual([3]);
+      // Each event carries the changed flows' totals (what /flows says of them now): 2 + 3.
+      expect((JSON.parse(events[1]!.data) as { flows: ObservedFlow[] }).flows.map((f) => f.packets)).toEqual([5]);
     } finally {
       abort.abort();
     }

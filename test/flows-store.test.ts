@@ -87,17 +87,20 @@ describe('FlowStore windows, retention and bound', () => {
     expect(s.summary(T0 + MIN).lost).toBe(13);
   });
 
-  it('gives the increases since the last take, merged by key', () => {
-    const s = new FlowStore(() => resolver);
+  it('gives the changed keys with their totals over the windows kept', () => {
+    const s = new FlowStore(() => resolver, { retentionMs: 2 * MIN });
     s.ingest('h-api', [entry({ packets: 2 })], [], T0);
     s.ingest('h-api', [entry({ packets: 3 })], [], T0 + 1);
-    const first = FlowStore.changedFlows(s.takeChanges(), query('', T0));
-    expect(first.map((f) => f.packets)).toEqual([5]);
+    expect(FlowStore.changedFlows(s.takeChanges(), query('', T0)).map((f) => f.packets)).toEqual([5]);
     expect(s.takeChanges()).toEqual([]);
-    s.ingest('h-api', [entry({ packets: 1 }), entry({ port: 31003, verdict: 'denied', packets: 4 })], [], T0 + 2);
+    s.ingest('h-api', [entry({ packets: 1 }), entry({ port: 31003, verdict: 'denied', packets: 4 })], [], T0 + MIN);
     const second = s.takeChanges();
-    expect(FlowStore.changedFlows(second, query('', T0)).map((f) => f.packets)).toEqual([4, 1]);
-    expect(FlowStore.changedFlows(second, query('verdict=allowed', T0)).map((f) => f.packets)).toEqual([1]);
+    expect(FlowStore.changedFlows(second, query('', T0)).map((f) => f.packets)).toEqual([6, 4]);
+    expect(FlowStore.changedFlows(second, query('verdict=allowed', T0)).map((f) => f.packets)).toEqual([6]);
+    // The first window goes: its 5 leave the total of the key.
+    s.ingest('h-api', [entry({ packets: 1 })], [], T0 + 3 * MIN);
+    expect(FlowStore.changedFlows(s.takeChanges(), query('', T0)).map((f) => f.packets)).toEqual([2]);
+    expect(s.query(query('', T0 + 3 * MIN), T0 + 3 * MIN).flows.find((f) => f.destination.port === 31001)!.packets).toBe(2);
   });
 });
 

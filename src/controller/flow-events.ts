@@ -4,9 +4,9 @@
  * filters match, as `event: flows` with `data: {"flows":[...]}`; every `keepAliveMs` (default
  * 15 s) a comment line keeps idle streams open through proxies.
  *
- * An event's `packets` and `bytes` are the INCREASE since the previous event of that key (what
- * happened in that second), its firstSeen/lastSeen those of the records that made it: add them
- * to a `/flows` answer to keep it current. At most `maxSubscribers` streams (default 64) at once.
+ * An event's flows are the changed aggregates with their totals over every window the store
+ * keeps (what `/flows` without since/until says of them now): a consumer replaces the flow of
+ * the same key. At most `maxSubscribers` streams (default 64) at once.
  */
 import type { FlowQuery } from '../flows/flow-query.js';
 import { FlowStore } from '../flows/flow-store.js';

@@ -13,8 +13,10 @@
  *   new key is dropped (counted); known keys keep counting.
  * - A record is resolved once, by the resolver of the policy and cluster in force (FlowResolver,
  *   one per pair); with none yet (no policy or no cluster), it is dropped and counted.
- * - Changes (for /flows/events) are the increases since the last `takeChanges`, merged by key,
- *   bounded (`maxChanges`; the rest is counted as `changesTruncated`).
+ * - Changes (for /flows/events): the keys changed since the last `takeChanges` (bounded by
+ *   `maxChanges`, the rest counted as `changesTruncated`), given as their totals over every window
+ *   kept: one running total per key, updated at ingest and when a window goes (its counts are
+ *   taken off; first/last seen stay those of the oldest and newest records it ever had).
  * - Memory: an aggregate is one small object (resolution reference, verdict index, four
  *   numbers) in one Map per window under its 16-hex key, shared with the resolution.
  */
@@ -150,7 +152,9 @@ export class FlowStore implements FlowSink {
   private readonly maxChanges: number;
   private windows: FlowWindow[] = [];
   private total = 0;
-  private changes = new Map<string, Aggregate>();
+  private changed = new Set<string>();
+  /** Per key, its counts over every window kept and how many windows hold it. */
+  private totals = new Map<string, Aggregate & { n: number }>();
   private lastIngestMs: number | undefined;
   readonly counters: FlowCounters = { records: 0, dropped: 0, unresolved: 0, changesTruncated: 0 };
   /** New connections per `direction\0verdict\0app\0port` since start (portcullis_flows_total). */
@@ -202,7 +206,14 @@ export class FlowStore implements FlowSink {
       a = { r, v, p: 0, b: 0, f: e.firstSeenMs, l: e.lastSeenMs };
       w.aggs.set(key, a);
       this.total++;
+      this.totalOf(key, a).n++;
     }
+    const t = this.totals.get(key)!;
+    t.r = r;
+    t.p += e.packets;
+    t.b += e.bytes;
+    if (e.firstSeenMs < t.f) t.f = e.firstSeenMs;
+    if (e.lastSeenMs > t.l) t.l = e.lastSeenMs;
     a.r = r;
     a.p += e.packets;
     a.b += e.bytes;
@@ -210,7 +221,31 @@ export class FlowStore implements FlowSink {
     if (e.lastSeenMs > a.l) a.l = e.lastSeenMs;
     this.counters.records++;
     this.countFlows(r, e);
-    this.noteChange(key, r, v, e);
+    if (this.changed.size < this.maxChanges || this.changed.has(key)) this.changed.add(key);
+    else this.counters.changesTruncated++;
+  }
+
+  private totalOf(key: string, a: Aggregate): Aggregate & { n: number } {
+    let t = this.totals.get(key);
+    if (t === undefined) {
+      t = { r: a.r, v: a.v, p: 0, b: 0, f: a.f, l: a.l, n: 0 };
+      this.totals.set(key, t);
+    }
+    return t;
+  }
+
+  /** Takes the oldest window out, and its counts off the totals. */
+  private dropOldest(): FlowWindow {
+    const old = this.windows.shift()!;
+    this.total -= old.aggs.size;
+    for (const [key, a] of old.aggs) {
+      const t = this.totals.get(key);
+      if (!t) continue;
+      t.p -= a.p;
+      t.b -= a.b;
+      if (--t.n <= 0) this.totals.delete(key);
+    }
+    return old;
   }
 
   private countFlows(r: FlowResolution, e: FlowEntry): void {
@@ -218,21 +253,6 @@ export class FlowStore implements FlowSink {
     for (const app of r.destination.apps) {
       const k = `${r.direction}\u0000${e.verdict}\u0000${app.appId}\u0000${port}`;
       this.flowsTotal.set(k, (this.flowsTotal.get(k) ?? 0) + e.packets);
-    }
-  }
-
-  private noteChange(key: string, r: FlowResolution, v: number, e: FlowEntry): void {
-    const c = this.changes.get(key);
-    if (c) {
-      c.r = r;
-      c.p += e.packets;
-      c.b += e.bytes;
-      c.f = Math.min(c.f, e.firstSeenMs);
-      c.l = Math.max(c.l, e.lastSeenMs);
-    } else if (this.changes.size < this.maxChanges) {
-      this.changes.set(key, { r, v, p: e.packets, b: e.bytes, f: e.firstSeenMs, l: e.lastSeenMs });
-    } else {
-      this.counters.changesTruncated++;
     }
   }
 
@@ -248,9 +268,7 @@ export class FlowStore implements FlowSink {
   /** Evicts whole windows, oldest first, never `keep` (the one being written). */
   private evictFor(keep: FlowWindow): void {
     while (this.total >= this.maxRecords && this.windows.length > 1 && this.windows[0] !== keep) {
-      const old = this.windows.shift()!;
-      this.total -= old.aggs.size;
-      this.counters.dropped += old.aggs.size;
+      this.counters.dropped += this.dropOldest().aggs.size;
     }
   }
 
@@ -266,9 +284,7 @@ export class FlowStore implements FlowSink {
 
   /** Drops the windows that ended `retentionMs` or more before `nowMs`. */
   prune(nowMs: number): void {
-    while (this.windows.length > 0 && this.windows[0]!.start + this.windowMs <= nowMs - this.retentionMs) {
-      this.total -= this.windows.shift()!.aggs.size;
-    }
+    while (this.windows.length > 0 && this.windows[0]!.start + this.windowMs <= nowMs - this.retentionMs) this.dropOldest();
   }
 
   /** `/flows`: aggregates merged by key over the windows in range, filtered, by packets then key. */
@@ -298,10 +314,14 @@ export class FlowStore implements FlowSink {
     return { flows, lost: lostList.map((l) => ({ ...l })), now: new Date(nowMs).toISOString() };
   }
 
-  /** The increases since the previous call, merged by key, matching `q` (all when undefined). */
+  /** The totals (over every window kept) of the keys changed since the previous call. */
   takeChanges(): Aggregate[] {
-    const out = [...this.changes.values()];
-    this.changes = new Map();
+    const out: Aggregate[] = [];
+    for (const key of this.changed) {
+      const t = this.totals.get(key);
+      if (t) out.push({ r: t.r, v: t.v, p: t.p, b: t.b, f: t.f, l: t.l });
+    }
+    this.changed = new Set();
     return out;
   }
 
@@ -339,12 +359,20 @@ export class FlowStore implements FlowSink {
   restore(windows: FlowWindow[], nowMs: number): void {
     this.windows = [...windows].sort((a, b) => a.start - b.start);
     this.total = this.windows.reduce((n, w) => n + w.aggs.size, 0);
-    this.prune(nowMs);
-    while (this.total > this.maxRecords && this.windows.length > 0) {
-      const old = this.windows.shift()!;
-      this.total -= old.aggs.size;
-      this.counters.dropped += old.aggs.size;
+    this.totals = new Map();
+    for (const w of this.windows) {
+      for (const [key, a] of w.aggs) {
+        const t = this.totalOf(key, a);
+        t.n++;
+        t.r = a.r;
+        t.p += a.p;
+        t.b += a.b;
+        t.f = Math.min(t.f, a.f);
+        t.l = Math.max(t.l, a.l);
+      }
     }
+    this.prune(nowMs);
+    while (this.total > this.maxRecords && this.windows.length > 0) this.counters.dropped += this.dropOldest().aggs.size;
     const last = this.windows[this.windows.length - 1];
     if (last) this.lastIngestMs = last.start;
   }
