@@ -113,7 +113,7 @@ export class Agent implements StatusSource {
   }
 
   /** The recorded flows the sync client reports (undefined: `--flow-interval off`). */
-  get flows(): FlowSource | undefined {
+  get flowSource(): FlowSource | undefined {
     return this.flowReader;
   }
 

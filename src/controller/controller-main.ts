@@ -18,6 +18,11 @@
  * - Cluster changes are coalesced (`coalesceMs`) before a recompile; compiles are timed.
  * - `reload()` re-reads the policy and the feed (SIGHUP); `stop()` ends every agent stream,
  *   both listeners and every timer, so the process can exit on its own.
+ * - Flows (issue 11): agents' records go to one FlowStore (through flow-intake-queue.ts, the Sync
+ *   service's `flowSink`, which ingests in slices between event-loop turns),
+ *   resolved against the policy and cluster in force (one FlowResolver per pair, rebuilt when
+ *   either changes), read back from `<stateDir>/flows.json` before the listeners open, saved
+ *   every 30 s and once more by `stop()` (flow-persistence.ts).
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -37,6 +42,11 @@ import { reportLoadFailure } from './load-errors.js';
 import { workerPolicyParser } from './policy-parser.js';
 import { formatHostPort, type HostPort } from './host-port.js';
 import { StatusServer } from '../status/status-server.js';
+import { FlowStore, type FlowStoreOptions } from '../flows/flow-store.js';
+import { FlowResolver } from '../flows/resolve-flow.js';
+import { FlowEventHub } from './flow-events.js';
+import { FlowIntakeQueue } from './flow-intake-queue.js';
+import { DEFAULT_CONTROLLER_STATE_DIR, FlowPersistence } from './flow-persistence.js';
 
 export interface FeedContext {
   /** What the Sync service knows of every agent (host ids, Hello addresses). */
@@ -58,6 +68,12 @@ export interface ControllerOptions {
   readonly pollMs?: number;
   /** What one policy load may cost. Default DEFAULT_POLICY_LIMITS. */
   readonly limits?: PolicyLimits;
+  /** Where the controller keeps what survives a restart (flows.json). Default /var/lib/portcullis/controller. */
+  readonly stateDir?: string;
+  /** Flow windows, retention and bound (`--flow-window`, `--flow-retention`, `--flow-max-records`). */
+  readonly flows?: FlowStoreOptions;
+  /** Period of the flows save. Default 30 s. */
+  readonly flowSaveIntervalMs?: number;
   readonly logger: Logger;
 }
 
@@ -67,6 +83,8 @@ export interface RunningController {
   /** `host:port` of the status listener, real port. */
   readonly statusAddress: string;
   readonly status: ControllerStatus;
+  /** The recorded flows (what `/flows` serves). */
+  readonly flows: FlowStore;
   reload(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -80,6 +98,25 @@ export async function startController(options: ControllerOptions): Promise<Runni
     log.info({ trigger: info.trigger, hosts: store.hostIds().length, changedHosts: changed.length, durationMs: info.durationMs, reports: store.reports().length }, 'states compiled');
   });
 
+  // Flows: resolved against the policy and cluster in force (a resolver per pair).
+  let policyInForce: Policy | undefined;
+  let resolver: FlowResolver | undefined;
+  const flowStore = new FlowStore(() => {
+    const cluster = store.currentCluster();
+    if (policyInForce === undefined || cluster === undefined) return undefined;
+    if (resolver?.policy !== policyInForce || resolver.cluster !== cluster) resolver = new FlowResolver(policyInForce, cluster);
+    return resolver;
+  }, options.flows);
+  const flowEvents = new FlowEventHub(flowStore);
+  const flowIntake = new FlowIntakeQueue(flowStore);
+  const flowFiles = new FlowPersistence({
+    stateDir: options.stateDir ?? DEFAULT_CONTROLLER_STATE_DIR,
+    store: flowStore,
+    logger: log.child({ module: 'flows' }),
+    ...(options.flowSaveIntervalMs !== undefined ? { intervalMs: options.flowSaveIntervalMs } : {}),
+  });
+  await flowFiles.load();
+
   // Refused agents (another CA, no certificate, another host's name): logged, /status, /metrics.
   const refusals = options.credentials ? new TlsRefusals({ logger: log.child({ module: 'tls' }) }) : undefined;
   const sync = new SyncService(store, {
@@ -87,6 +124,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     pingIntervalMs: options.pingIntervalMs ?? 10_000,
     logger: log.child({ module: 'sync' }),
     onCertificateRefused: (peer, reason, detail) => refusals?.record({ peer, reason, detail }, {}, false),
+    flowSink: flowIntake,
   });
   const feed = await options.feed({ agents: () => sync.agents(), logger: log });
   const status = new ControllerStatus({
@@ -95,6 +133,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     feed,
     policy: policyInfo,
     flowRecordsRejected: () => sync.flowRecordsRejected(),
+    flows: { store: flowStore, events: flowEvents },
     ...(refusals ? { tls: refusals } : {}),
   });
 
@@ -119,11 +158,13 @@ export async function startController(options: ControllerOptions): Promise<Runni
   // The first compile (the policy came before any cluster) was over a limit: no policy is in force.
   store.onPolicyRejected = (e) => {
     policyInfo.loadedAt = null;
+    policyInForce = undefined;
     watcher.refused();
     policyFailed([e.diagnostic(options.policyPath)]);
   };
   const policyAccepted = (policy: Policy, warnings: readonly Diagnostic[]): void => {
     const first = policyInfo.loadedAt === null;
+    policyInForce = policy;
     policyInfo.valid = true;
     policyInfo.loadedAt = new Date().toISOString();
     policyInfo.lastError = null;
@@ -181,11 +222,15 @@ export async function startController(options: ControllerOptions): Promise<Runni
       });
     });
     await mtls?.close();
+    flowEvents.close();
     await statusServer.close();
+    flowIntake.flush();
+    await flowFiles.stop();
   };
 
   try {
     sync.addToServer(server);
+    flowFiles.start();
     await watcher.start();
     await feed.start(onCluster);
     const listenText = formatHostPort(options.listen.host, options.listen.port);
@@ -216,6 +261,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
       grpcAddress,
       statusAddress,
       status,
+      flows: flowStore,
       reload: async () => {
         log.info('reload requested');
         await Promise.all([watcher.reload(), feed.reload?.()]);

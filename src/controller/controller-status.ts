@@ -12,6 +12,8 @@
  *     egress: { enforcing, hostLevel },
  *     groupModes: [{ group, mode, apps }]   groups with an explicit mode (groups.<name>.mode), apps = how many they select,
  *     tls: null (plaintext) | { refusals, byReason: {<reason>: n}, lastRefusal: {peer, reason, detail, at} | null } }
+ *     tls: null (plaintext) | { refusals, byReason: {<reason>: n}, lastRefusal: {peer, reason, detail, at} | null },
+ *     flows: null (no flow store) | { records, windows, oldest, newest, lost } }
  * `agents` lists every host that has a desired state or ever opened a stream, sorted by host id;
  * a host whose agent never connected has connected=false, agentVersion=null and appliedVersion=null.
  * `agentCounts` says how many of them are agents at all: `known` opened a stream at least once,
@@ -26,6 +28,8 @@
  *   /hosts/<id>/state the host's DesiredState, the JSON `portcullis compile --format json` prints
  *   /cluster          the ClusterState in force, the one the states are compiled from
  *                     (src/inventory/cluster-document.ts); served even while no policy is valid
+ *   /flows            { flows: ObservedFlow[], lost: [...], now } (src/flows/flow-store.ts query)
+ *   /flows/events     the changes of the flow store as Server-Sent Events (flow-events.ts)
  */
 import type { DesiredState } from '../compile/desired-state.js';
 import type { FlowStatusInfo } from '../flows/flow-types.js';
@@ -38,7 +42,11 @@ import { clusterDocument, type ClusterDocument } from '../inventory/cluster-docu
 import type { TlsRefusals } from '../tls/tls-refusals.js';
 import type { DesiredStateStore } from './desired-state-store.js';
 import type { ClusterFeed } from './cluster-feed.js';
-import type { Readiness, StatusSource } from '../status/status-server.js';
+import type { EventSubscription, JsonAnswer, Readiness, StatusSource } from '../status/status-server.js';
+import { parseFlowQuery } from '../flows/flow-query.js';
+import { flowMetrics } from '../flows/flow-metrics.js';
+import type { FlowStore } from '../flows/flow-store.js';
+import type { FlowEventHub } from './flow-events.js';
 
 export interface PolicyInfo {
   readonly path: string;
@@ -78,6 +86,15 @@ export interface ControllerStatusInputs {
   readonly tls?: TlsRefusals;
   /** Invalid flow records the agents sent, skipped (`portcullis_flow_records_rejected_total`; SyncService). */
   readonly flowRecordsRejected?: () => number;
+  /** Recorded flows (`/flows`, `/flows/events`, `/status` flows, the flow metrics). */
+  readonly flows?: FlowInputs;
+}
+
+/** The flow store and its event hub. */
+export interface FlowInputs {
+  readonly store: FlowStore;
+  readonly events: FlowEventHub;
+  readonly now?: () => number;
 }
 
 export class ControllerStatus implements StatusSource {
@@ -181,6 +198,7 @@ export class ControllerStatus implements StatusSource {
       groupModes: this.groupModes(),
       agents,
       tls: this.inputs.tls?.status() ?? null,
+      flows: this.inputs.flows ? this.inputs.flows.store.summary(this.flowNow()) : null,
     };
   }
 
@@ -193,6 +211,28 @@ export class ControllerStatus implements StatusSource {
       this.modesOf = { policy, cluster, info: groupModeInfo(policy, cluster?.apps ?? []) };
     }
     return this.modesOf.info;
+  }
+
+  private flowNow(): number {
+    return (this.inputs.flows?.now ?? Date.now)();
+  }
+
+  flows(params: URLSearchParams): JsonAnswer {
+    const f = this.inputs.flows;
+    if (!f) return { code: 404, body: { error: 'this controller keeps no flows' } };
+    const now = this.flowNow();
+    const q = parseFlowQuery(params, now);
+    if (!q.ok) return { code: 400, body: { error: q.error } };
+    return { code: 200, body: f.store.query(q.query, now) };
+  }
+
+  flowEvents(params: URLSearchParams, send: (chunk: string) => void): EventSubscription | JsonAnswer {
+    const f = this.inputs.flows;
+    if (!f) return { code: 404, body: { error: 'this controller keeps no flows' } };
+    const q = parseFlowQuery(params, this.flowNow());
+    if (!q.ok) return { code: 400, body: { error: q.error } };
+    if (f.events.full()) return { code: 503, body: { error: `already ${f.events.maxSubscribers} flow event streams open: try again later` } };
+    return f.events.subscribe(q.query, send);
   }
 
   metrics(): string {
@@ -225,7 +265,8 @@ export class ControllerStatus implements StatusSource {
     metric('portcullis_agents_egress_enforcing', 'gauge', 'Connected agents that enforce per-app egress.', egress.enforcing);
     metric('portcullis_agents_egress_host_level', 'gauge', 'Connected agents that do not enforce per-app egress (an earlier release, or no cgroup2, xt_cgroup or Mesos agent API: see /status).', egress.hostLevel);
     metric('portcullis_flow_records_rejected_total', 'counter', 'Flow records from agents that were invalid and skipped (logged as sync: flow records rejected).', this.inputs.flowRecordsRejected?.() ?? 0);
-    return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}`;
+    const flows = this.inputs.flows ? flowMetrics(this.inputs.flows.store, this.flowNow()) : '';
+    return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}${flows}`;
   }
 }
 

@@ -11,12 +11,17 @@
  *   GET /hosts/<id>/state  JSON: that host's DesiredState (404 when it has none)
  *   GET /cluster           JSON: the cluster the states were compiled from (503 before the first)
  *   GET /ui/               the dashboard, when the source sets `ui` (src/status/ui-assets.ts)
+ *   GET /flows             JSON: recorded flows with the filters of src/flows/flow-query.ts (400 on a bad one)
+ *   GET /flows/events      Server-Sent Events: `event: flows` with what changed (at most 1/s),
+ *                          the same filters, a comment line as keep-alive; a client that does not
+ *                          read is cut off once MAX_EVENT_BUFFER bytes wait for it
  *
  * It only reads through the `StatusSource` it is given; it owns no state of its own. Everything
  * it serves may hold text from Marathon (app ids, labels, host names): it is only ever sent as
- * JSON with `content-type: application/json` and `x-content-type-options: nosniff`, and no
- * answer repeats the request's text. It has no authentication: bind it to loopback (the
- * default) or a private interface.
+ * JSON with `content-type: application/json` (or JSON lines in an event stream) and
+ * `x-content-type-options: nosniff`, and no answer repeats more than 100 characters of the
+ * request's text (a bad /flows parameter is named, clipped). It has no authentication: bind it
+ * to loopback (the default) or a private interface.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,6 +30,17 @@ import { serveUi } from './ui-assets.js';
 export interface Readiness {
   readonly ready: boolean;
   readonly reason?: string;
+}
+
+/** An answer of the source: an HTTP status and a JSON body. */
+export interface JsonAnswer {
+  readonly code: number;
+  readonly body: unknown;
+}
+
+/** A live event stream: `send` writes raw text/event-stream chunks; `close` unsubscribes. */
+export interface EventSubscription {
+  close(): void;
 }
 
 export interface StatusSource {
@@ -36,7 +52,14 @@ export interface StatusSource {
   cluster?(): unknown;
   /** Serve the dashboard under /ui/ (the controller's). */
   readonly ui?: boolean;
+  /** `/flows`: the query string's parameters in, the answer out (400 for a bad parameter). */
+  flows?(params: URLSearchParams): JsonAnswer;
+  /** `/flows/events`: a subscription, or a JsonAnswer refusing it (bad parameter, too many streams). */
+  flowEvents?(params: URLSearchParams, send: (chunk: string) => void): EventSubscription | JsonAnswer;
 }
+
+/** Bytes an event-stream client may leave unread before it is disconnected. */
+export const MAX_EVENT_BUFFER = 8 << 20;
 
 const HOST_STATE_PATH = /^\/hosts\/([^/]+)\/state$/;
 
@@ -63,7 +86,7 @@ export class StatusServer {
       const json = (code: number, body: unknown) => send(code, 'application/json', `${JSON.stringify(body, null, 2)}\n`);
       if (req.method !== 'GET') return send(405, 'text/plain', 'method not allowed\n');
       if (this.source.ui && (url.pathname === '/ui' || url.pathname.startsWith('/ui/'))) return void serveUi(url.pathname, res);
-      const { hosts, hostState, cluster } = this.source;
+      const { hosts, hostState, cluster, flows, flowEvents } = this.source;
       const hostPath = HOST_STATE_PATH.exec(url.pathname);
       if (hostPath && hostState) {
         const hostId = decodeSegment(hostPath[1]!);
@@ -90,8 +113,33 @@ export class StatusServer {
           const body = cluster.call(this.source);
           return body === undefined ? json(503, { error: 'no cluster loaded yet: see /readyz' }) : json(200, body);
         }
+        case '/flows': {
+          if (!flows) break;
+          const answer = flows.call(this.source, url.searchParams);
+          return json(answer.code, answer.body);
+        }
+        case '/flows/events': {
+          if (!flowEvents) break;
+          let open = false;
+          const sub = flowEvents.call(this.source, url.searchParams, (chunk) => {
+            if (!open) return;
+            res.write(chunk);
+            if (res.writableLength > MAX_EVENT_BUFFER) res.destroy();
+          });
+          if ('code' in sub) return json(sub.code, sub.body);
+          open = true;
+          res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', connection: 'keep-alive' });
+          res.write(': portcullis flow events\n\n');
+          const end = (): void => {
+            if (!open) return;
+            open = false;
+            sub.close();
+          };
+          res.on('close', end);
+          return;
+        }
       }
-      return send(404, 'text/plain', `not found: try /healthz, /readyz, /status, /metrics${hosts ? ', /hosts, /hosts/<id>/state, /cluster' : ''}\n`);
+      return send(404, 'text/plain', `not found: try /healthz, /readyz, /status, /metrics${hosts ? ', /hosts, /hosts/<id>/state, /cluster' : ''}${flows ? ', /flows, /flows/events' : ''}\n`);
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {

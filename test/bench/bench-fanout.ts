@@ -112,7 +112,7 @@ interface Controller {
   readonly port: number;
 }
 
-function exposeGc(): () => void {
+export function exposeGc(): () => void {
   const existing = (globalThis as { gc?: () => void }).gc;
   if (existing) return existing;
   setFlagsFromString('--expose-gc');

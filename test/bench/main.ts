@@ -36,6 +36,8 @@ async function runScenario(name: ChildName, options: BenchOptions): Promise<void
       return (await import('./bench-fanout.js')).benchFanout(options);
     case 'convergence':
       return (await import('./bench-convergence.js')).benchConvergence(options);
+    case 'flow-store':
+      return (await import('./bench-flow-store.js')).benchFlowStore(options);
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 
-export const SCENARIOS = ['compile', 'kernel', 'packet', 'egress', 'flows', 'fanout', 'convergence'] as const;
+export const SCENARIOS = ['compile', 'kernel', 'packet', 'egress', 'flows', 'fanout', 'convergence', 'flow-store'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 /** What one child process runs: a scenario, or the large-policy part of `compile`. */
 export type ChildName = ScenarioName | 'compile-policy';
@@ -31,6 +31,7 @@ export interface BenchOptions {
   readonly seed: number;
   /** compile: 1 = the synthetic policy has defaults.egress on, 0 = off (the same-session A/B). */
   readonly egress: number;
+  readonly flowRecords: number;
 }
 
 const NUMERIC = {
@@ -52,11 +53,12 @@ const NUMERIC = {
   changes: { default: 40, help: 'convergence: controller state changes measured' },
   seed: { default: 1, help: 'generators: PRNG seed' },
   egress: { default: 1, help: 'compile: defaults.egress of the synthetic policy (1 on, 0 off: the A/B)' },
+  'flow-records': { default: 1_000_000, help: 'flow-store: distinct flow records ingested' },
 } as const;
 
 export function usage(): string {
   const lines = [
-    'usage: npm run bench -- [--only compile,kernel,packet,egress,flows,fanout,convergence] [size flags]',
+    'usage: npm run bench -- [--only compile,kernel,packet,egress,flows,fanout,convergence,flow-store] [size flags]',
     '',
     'Each scenario runs in a fresh child process; kernel, packet, egress and convergence need root',
     '(they work only inside network namespaces they create and delete).',
@@ -113,6 +115,7 @@ export function parseOptions(argv: readonly string[]): { options: BenchOptions; 
       changes: Math.max(1, n('changes')),
       seed: n('seed'),
       egress: n('egress'),
+      flowRecords: Math.max(1000, n('flow-records')),
     },
   };
 }

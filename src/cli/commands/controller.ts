@@ -18,7 +18,10 @@ import { MARATHON_OPTIONS, marathonFlagsFrom, resolveMarathonFlags, type Maratho
 import { INVENTORY_OPTION_HELP, POLICY_OPTION_HELP, parseFlags, resolveInventoryPath, resolvePolicyPath } from '../load-inputs.js';
 import type { PolicyLimits } from '../../policy/policy-limits.js';
 import { POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
-import { hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
+import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
+import { DEFAULT_CONTROLLER_STATE_DIR } from '../../controller/flow-persistence.js';
+import { parseDurationMs } from '../../flows/flow-query.js';
+import { DEFAULT_FLOW_MAX_RECORDS, type FlowStoreOptions } from '../../flows/flow-store.js';
 
 export const DEFAULT_CONTROLLER_LISTEN = '0.0.0.0:7443';
 
@@ -61,6 +64,16 @@ ${TLS_OPTION_HELP}
   --coalesce-ms MS    cluster changes within this window are compiled once (default 20)
 ${LOG_LEVEL_HELP}
 
+Flows (what agents record, served on /flows and /flows/events of the status listener):
+  --state-dir DIR     where the recorded flows are kept across restarts, as flows.json
+                      (default ${DEFAULT_CONTROLLER_STATE_DIR}; created 0700 at the first save)
+  --flow-window D     flows are aggregated per key in windows of this length (default 60s;
+                      D is seconds, or a number with s, m, h or d)
+  --flow-retention D  windows older than this are dropped (default 24h)
+  --flow-max-records N
+                      at most N aggregates are kept; beyond, the oldest windows go first
+                      (default ${DEFAULT_FLOW_MAX_RECORDS}; counted in portcullis_flow_records_dropped_total)
+
 Exit codes: 0 stopped by a signal, 1 cannot start (TLS files, listen address, Marathon
 flags), 2 usage error.
 
@@ -82,6 +95,18 @@ interface ControllerArgs {
   readonly coalesceMs: number;
   readonly limits: PolicyLimits;
   readonly logLevel: ReturnType<typeof parseLogLevel>;
+  readonly stateDir: string;
+  readonly flows: FlowStoreOptions;
+}
+
+/** A duration flag: seconds, or a number with s, m, h or d; within [min, max] ms. */
+function durationFlag(value: string | undefined, flag: string, fallbackMs: number, minMs: number, maxMs: number): number {
+  if (value === undefined) return fallbackMs;
+  const ms = /^[0-9]{1,9}$/.test(value) ? Number(value) * 1000 : parseDurationMs(value);
+  if (ms === undefined || ms < minMs || ms > maxMs) {
+    throw new UsageError(`--${flag} must be a duration of ${minMs / 1000}s to ${maxMs / 86_400_000}d (seconds, or with s, m, h or d: 60s, 10m, 24h), got '${value}'`);
+  }
+  return ms;
 }
 
 export function parseControllerArgs(args: readonly string[], io: CliIO): ControllerArgs {
@@ -99,11 +124,21 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     'coalesce-ms': { type: 'string' },
     'log-level': { type: 'string' },
     ...POLICY_LIMIT_OPTIONS,
+    'state-dir': { type: 'string' },
+    'flow-window': { type: 'string' },
+    'flow-retention': { type: 'string' },
+    'flow-max-records': { type: 'string' },
   });
   if ((values.marathon ?? []).length > 0 && values.inventory !== undefined) throw new UsageError('--inventory and --marathon exclude each other: tasks come from one source');
   const marathon = marathonFlagsFrom(values, io);
   const coalesce = values['coalesce-ms'] === undefined ? 20 : Number(values['coalesce-ms']);
   if (!Number.isInteger(coalesce) || coalesce < 0 || coalesce > 10_000) throw new UsageError(`--coalesce-ms must be 0..10000, got '${values['coalesce-ms']}'`);
+  const windowMs = durationFlag(values['flow-window'], 'flow-window', 60_000, 1000, 86_400_000);
+  const retentionMs = durationFlag(values['flow-retention'], 'flow-retention', 86_400_000, 60_000, 366 * 86_400_000);
+  if (retentionMs < windowMs) throw new UsageError(`--flow-retention (${retentionMs / 1000}s) must be at least --flow-window (${windowMs / 1000}s)`);
+  const maxText = values['flow-max-records'];
+  const maxRecords = maxText === undefined ? DEFAULT_FLOW_MAX_RECORDS : /^[0-9]{1,9}$/.test(maxText) && Number(maxText) >= 1 ? Number(maxText) : undefined;
+  if (maxRecords === undefined) throw new UsageError(`--flow-max-records must be a whole number from 1 to 999999999, got '${maxText}'`);
   return {
     policyPath: resolvePolicyPath(io, values.policy),
     inventoryPath: marathon ? undefined : resolveInventoryPath(io, values.inventory),
@@ -115,6 +150,8 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     coalesceMs: coalesce,
     limits: policyLimitsFrom(values),
     logLevel: parseLogLevel(values['log-level']),
+    stateDir: absolutePath(io, values['state-dir'] ?? DEFAULT_CONTROLLER_STATE_DIR),
+    flows: { windowMs, retentionMs, maxRecords },
   };
 }
 
@@ -140,6 +177,8 @@ export const controllerCommand: Command = {
         pingIntervalMs: options.pingIntervalMs,
         coalesceMs: options.coalesceMs,
         limits: options.limits,
+        stateDir: options.stateDir,
+        flows: options.flows,
         logger: log,
       });
     } catch (err) {
