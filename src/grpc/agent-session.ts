@@ -30,6 +30,9 @@
  *   kernel write. An agent whose Hello has no FlowStatus is never sent one (a release before
  *   flows would rewrite its kernel for it). An ApplyError for it means the agent does not hold
  *   that version after all: the next state is a Snapshot.
+ * - Cap: a Hello that passed the checks but finds the replica at `--max-agents` (ctx.admit) is
+ *   answered Rejected "at capacity ..." with RESOURCE_EXHAUSTED; the service counts and logs it
+ *   (agent-cap.ts), so it is not logged here as a refused stream.
  * Single-threaded (Node); the service calls `kick` and `tick`, grpc-js calls the handlers.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -60,6 +63,8 @@ export interface SessionContext {
   readonly flows: FlowIntake | undefined;
   /** A Hello refused for the client certificate (counted in /status and /metrics; logged here). */
   readonly onCertificateRefused: (peer: string, reason: 'no_client_certificate' | 'host_mismatch', detail: string) => void;
+  /** Undefined when `hostId` may open a stream on this replica, else the Rejected reason (the cap). */
+  admit(hostId: string): string | undefined;
   /** Makes `session` the host's current stream (superseding an older one) and returns its record. */
   attach(session: AgentSession, hostId: string): HostRecord;
   detach(session: AgentSession): void;
@@ -246,6 +251,11 @@ export class AgentSession {
         return;
       }
     }
+    const full = this.ctx.admit(hello.hostId);
+    if (full !== undefined) {
+      this.refuse(full, grpc.status.RESOURCE_EXHAUSTED);
+      return;
+    }
     this.phase = 'active';
     const host = this.ctx.attach(this, hello.hostId);
     this.host = host;
@@ -313,9 +323,14 @@ export class AgentSession {
     const peer = this.call.getPeer();
     this.ctx.logger.warn({ peer, reason, ...(refusal ? { refusal } : {}) }, 'sync: stream rejected');
     if (refusal) this.ctx.onCertificateRefused(peer, refusal, reason);
+    this.refuse(reason, grpc.status.PERMISSION_DENIED);
+  }
+
+  /** Rejected with `reason`, then the stream ends with `code`. */
+  private refuse(reason: string, code: grpc.status): void {
     this.write({ rejected: { reason } });
     this.close(reason);
-    this.call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: reason });
+    this.call.emit('error', { code, details: reason });
   }
 
   private write(message: ControllerMessage): void {
