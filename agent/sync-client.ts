@@ -212,8 +212,8 @@ export class SyncClient {
       stub = new (loadSyncProto().Client)(target, o.credentials, {
         'grpc.initial_reconnect_backoff_ms': o.backoff?.initialMs ?? 500,
         'grpc.max_reconnect_backoff_ms': o.backoff?.maxMs ?? 30_000,
-        ...o.channelOptions,
         ...o.channelOptionsFor?.(target),
+        ...o.channelOptions,
       });
       this.stubs.set(target, stub);
     }

@@ -59,6 +59,9 @@ ${TLS_OPTION_HELP}
   --ping-interval SECONDS
                       keepalive ping period on every stream (default 10)
   --coalesce-ms MS    cluster changes within this window are compiled once (default 20)
+  --max-agents N      open agent streams this replica serves; one more is refused 'at
+                      capacity' and that agent tries another replica (default 0: no cap;
+                      sizing in the README, "Controller replicas")
 ${LOG_LEVEL_HELP}
 
 Exit codes: 0 stopped by a signal, 1 cannot start (TLS files, listen address, Marathon
@@ -80,6 +83,8 @@ interface ControllerArgs {
   readonly tls: ReturnType<typeof tlsFilesFrom>;
   readonly pingIntervalMs: number;
   readonly coalesceMs: number;
+  /** `--max-agents`: open agent streams this replica serves (0: no cap). */
+  readonly maxAgents: number;
   readonly limits: PolicyLimits;
   readonly logLevel: ReturnType<typeof parseLogLevel>;
 }
@@ -97,6 +102,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     insecure: { type: 'boolean' },
     'ping-interval': { type: 'string' },
     'coalesce-ms': { type: 'string' },
+    'max-agents': { type: 'string' },
     'log-level': { type: 'string' },
     ...POLICY_LIMIT_OPTIONS,
   });
@@ -104,6 +110,8 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
   const marathon = marathonFlagsFrom(values, io);
   const coalesce = values['coalesce-ms'] === undefined ? 20 : Number(values['coalesce-ms']);
   if (!Number.isInteger(coalesce) || coalesce < 0 || coalesce > 10_000) throw new UsageError(`--coalesce-ms must be 0..10000, got '${values['coalesce-ms']}'`);
+  const maxAgents = values['max-agents'] === undefined ? 0 : Number(values['max-agents']);
+  if (!Number.isInteger(maxAgents) || maxAgents < 0 || maxAgents > 1_000_000) throw new UsageError(`--max-agents must be a whole number 0..1000000, got '${values['max-agents']}'`);
   return {
     policyPath: resolvePolicyPath(io, values.policy),
     inventoryPath: marathon ? undefined : resolveInventoryPath(io, values.inventory),
@@ -113,6 +121,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     tls: tlsFilesFrom(values, io),
     pingIntervalMs: Math.round(1000 * (values['ping-interval'] === undefined ? 10 : parseSeconds(values['ping-interval'], 'ping-interval', 0.1, 3600))),
     coalesceMs: coalesce,
+    maxAgents,
     limits: policyLimitsFrom(values),
     logLevel: parseLogLevel(values['log-level']),
   };
