@@ -30,6 +30,9 @@
  *   kernel write. An agent whose Hello has no FlowStatus is never sent one (a release before
  *   flows would rewrite its kernel for it). An ApplyError for it means the agent does not hold
  *   that version after all: the next state is a Snapshot.
+ * - Replicas: an agent whose Hello announces the version this replica would send it (it came
+ *   from another replica compiling the same bytes) is sent nothing, and that state becomes a
+ *   delta base here, so the next change reaches it as a Delta.
  * - Cap: a Hello that passed the checks but finds the replica at `--max-agents` (ctx.admit) is
  *   answered Rejected "at capacity ..." with RESOURCE_EXHAUSTED; the service counts and logs it
  *   (agent-cap.ts), so it is not logged here as a refused stream.
@@ -126,6 +129,9 @@ export class AgentSession {
     if (!full) return;
     const desired = agentView(full, this.features);
     if (desired.version === this.agentVersion) {
+      // The agent holds what this replica compiled (versions are content hashes): a base for
+      // the next Delta, also for an agent that came from another replica.
+      this.host.remember(desired);
       if (this.ctx.flows && this.agentKnowsFlows && !this.flowsTold) this.sendEmptyDelta(desired);
       return;
     }
