@@ -17,6 +17,8 @@ import type { DesiredState } from '../src/compile/desired-state.js';
 import type { StateDelta } from '../src/compile/state-delta.js';
 import { SyncService, type SyncServiceOptions } from '../src/grpc/sync-service.js';
 import { AgentCap, isAtCapacity } from '../src/grpc/agent-cap.js';
+import { ControllerStatus } from '../src/controller/controller-status.js';
+import { DesiredStateStore } from '../src/controller/desired-state-store.js';
 import { ConsulDouble } from './support/consul-double.js';
 import { startServer, stopServer, waitFor, type RunningServer } from './support/grpc-harness.js';
 import { logCapture } from './support/log-capture.js';
@@ -141,6 +143,14 @@ describe('agents over several controller replicas', () => {
     expect(full.service.agent('second')).toBeUndefined();
     expect(lines).toContainEqual(expect.objectContaining({ level: 30, msg: 'sync: replica at capacity, trying another', controller: full.target, next: other.target }));
     expect(lines.filter((l) => l['msg'] === 'sync: cannot connect to the controller')).toEqual([]);
+    const status = new ControllerStatus({
+      store: new DesiredStateStore(),
+      agents: () => full.service.agents(),
+      feed: { start: async () => undefined, stop: async () => undefined, status: () => ({ source: 'test', ready: true }) },
+      policy: { path: 'p', valid: true, loadedAt: null, lastError: null, reloadErrors: 0, warnings: [] },
+      agentsRefusedAtCapacity: () => full.service.agentsRefusedAtCapacity(),
+    });
+    expect(status.metrics()).toMatch(new RegExp(`^# TYPE portcullis_agents_refused_at_capacity_total counter\\nportcullis_agents_refused_at_capacity_total ${full.service.agentsRefusedAtCapacity()}$`, 'm'));
   }, 60_000);
 });
 
