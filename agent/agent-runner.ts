@@ -158,7 +158,7 @@ export class Agent implements StatusSource {
       onEvent: (event) => {
         if (event.type === 'applied') this.log.info({ version: event.version, seq: event.seq, source: 'controller' }, 'applied');
         else if (event.type === 'apply-failed') this.log.error({ version: event.version, seq: event.seq, err: event.message }, 'apply failed: the kernel keeps the previous state');
-        else if (event.type === 'connecting') this.log.debug({ controller: this.options.controller }, 'connecting');
+        else if (event.type === 'connecting') this.log.debug({ controller: this.client?.target ?? null }, 'connecting');
       },
     });
     this.client.start();
