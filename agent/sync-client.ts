@@ -186,6 +186,11 @@ export class SyncClient {
     return this.stream?.target ?? this.targets.current();
   }
 
+  /** The targets with a gRPC channel open now (dialled, and listed or in use). */
+  get channelTargets(): Target[] {
+    return [...this.stubs.keys()].sort();
+  }
+
   /**
    * A new list of replicas (Consul, DNS): kept order, the one in use stays (controller-targets.ts).
    * Channels of targets no longer listed are closed, the one in use when its stream ends.

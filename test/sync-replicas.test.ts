@@ -38,10 +38,10 @@ interface Replica {
   stop(): void;
 }
 
-async function replica(options: SyncServiceOptions = {}): Promise<Replica> {
+async function replica(options: SyncServiceOptions = {}, port = 0): Promise<Replica> {
   const source = new MemoryStateSource();
   const service = new SyncService(source, { insecure: true, pingIntervalMs: 200, ...options });
-  const running = await startServer((server) => service.addToServer(server));
+  const running = await startServer((server) => service.addToServer(server), undefined, port);
   let stopped = false;
   const stop = (): void => {
     if (stopped) return;
@@ -154,6 +154,40 @@ describe('agents over several controller replicas', () => {
   }, 60_000);
 });
 
+describe('a replica that comes back', () => {
+  it('takes the agents the capped replicas refuse, and those of a replica lost later', async () => {
+    const a = await replica({ maxAgents: 2 });
+    const b = await replica({ maxAgents: 2 });
+    const downC = await replica();
+    const port = downC.running.port;
+    downC.stop();
+    const hosts = ['h0', 'h1', 'h2', 'h3', 'h4'];
+    const all = [a.target, b.target, downC.target];
+    const agents = new Map<string, TestAgent>();
+    for (const [i, h] of hosts.slice(0, 4).entries()) agents.set(h, agent(h, new ControllerTargets(all, { random: seededRandom(50 + i) })));
+    const set = (r: Replica): void => {
+      for (const h of hosts) r.source.set(nthState(h, 1));
+    };
+    set(a);
+    set(b);
+    await waitFor('four agents fill the two capped replicas', () => a.service.openStreams() === 2 && b.service.openStreams() === 2, 30_000);
+
+    const c = await replica({}, port);
+    set(c);
+    expect(c.target).toBe(downC.target);
+    agents.set('h4', agent('h4', new ControllerTargets(all, { random: seededRandom(99) })));
+    await waitFor('the fifth agent lands on the returned replica', () => c.service.agent('h4')?.connected === true && agents.get('h4')!.held() !== undefined, 30_000);
+
+    const movedFromA = hosts.filter((h) => a.service.agent(h)?.connected === true);
+    expect(movedFromA).toHaveLength(2);
+    a.stop();
+    await waitFor('the lost replica\'s agents are on the returned one (the other is full)', () => movedFromA.every((h) => c.service.agent(h)?.connected === true), 30_000);
+    expect(b.service.openStreams()).toBe(2);
+    expect(c.service.openStreams()).toBe(3);
+    for (const h of hosts) expect(agents.get(h)!.held()?.version).toBe(nthState(h, 1).version);
+  }, 90_000);
+});
+
 describe('AgentCap (the per-replica connection cap)', () => {
   it('refuses beyond N open streams, lets a host already attached in again, logs once per 10 s with the count, counts every refusal', () => {
     const { logger, lines } = logCapture();
@@ -252,6 +286,8 @@ describe('where the replicas come from', () => {
     await waitFor('a failed round re-resolved the name', () => seen.length >= 1, 20_000);
     expect(seen[0]).toEqual(['127.0.0.1:1', '127.0.0.1:2']);
     await waitFor('the list has the new answer', () => targets.candidates.length === 2, 5_000);
+    await waitFor('the channel of the address that left is closed', () => !h.client.channelTargets.includes('[::1]:1'), 10_000);
+    expect(h.client.channelTargets.every((t) => targets.candidates.includes(t))).toBe(true);
 
     answers = new Error('SERVFAIL');
     const before = lookups;
