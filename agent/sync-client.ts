@@ -269,7 +269,7 @@ export class SyncClient {
     const target = this.targets.current();
     if (target === undefined) {
       // No replica known (an empty Consul list): wait for setCandidates, and ask the source.
-      if (!this.warnedNoTarget) this.logger.warn({ hostId: this.options.hostId }, 'sync: no controller known: waiting for a list of replicas');
+      if (!this.warnedNoTarget) this.logger.info({ hostId: this.options.hostId }, 'sync: no controller known yet: waiting for a list of replicas');
       this.warnedNoTarget = true;
       this.options.refreshTargets?.();
       return;
