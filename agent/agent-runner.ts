@@ -57,9 +57,14 @@ import { KernelDataplane } from './dataplane/kernel-dataplane.js';
 import { cleanStateDir, prepareStateDir, type StateDirCleanup } from './state-dir.js';
 import { loadState, saveState, statePath } from './state-store.js';
 import { SyncClient } from './sync-client.js';
+import { ControllerTargets } from './controller-targets.js';
+import { targetSource, type ControllerSource, type TargetSource } from './target-source.js';
 
 export interface AgentOptions {
+  /** The controller as given (`--controller`, or the Consul service), for logs and /status. */
   readonly controller: string;
+  /** Where the replicas come from (target-source.ts). Default: `controller` as the one name. */
+  readonly controllers?: ControllerSource;
   readonly credentials: grpc.ChannelCredentials;
   readonly channelOptions?: grpc.ChannelOptions;
   readonly hostId: string;
@@ -96,6 +101,7 @@ export class Agent implements StatusSource {
   private readonly dataplane: KernelDataplane;
   private readonly log: Logger;
   private client: SyncClient | undefined;
+  private targets: TargetSource | undefined;
   private bootedFromDisk: { version: string; savedAt: string | null; appliedAt: string } | undefined;
   private driftTimer: NodeJS.Timeout | undefined;
   private driftChecks = 0;
@@ -161,8 +167,9 @@ export class Agent implements StatusSource {
       this.log.info({ stateDir: this.options.stateDir }, 'no saved state: nothing is enforced until the controller answers');
     }
     if (this.stopped) return;
+    const targets = await this.controllerTargets();
     this.client = new SyncClient({
-      target: this.options.controller,
+      ...targets,
       credentials: this.options.credentials,
       ...(this.options.channelOptions ? { channelOptions: this.options.channelOptions } : {}),
       hostId: this.options.hostId,
@@ -178,13 +185,22 @@ export class Agent implements StatusSource {
       onEvent: (event) => {
         if (event.type === 'applied') this.log.info({ version: event.version, seq: event.seq, source: 'controller' }, 'applied');
         else if (event.type === 'apply-failed') this.log.error({ version: event.version, seq: event.seq, err: event.message }, 'apply failed: the kernel keeps the previous state');
-        else if (event.type === 'connecting') this.log.debug({ controller: this.options.controller }, 'connecting');
+        else if (event.type === 'connecting') this.log.debug({ controller: this.client?.target ?? null }, 'connecting');
       },
     });
     this.client.start();
     this.flowReader?.start();
+    this.targets?.start((list) => this.client?.setCandidates(list));
     this.log.info({ controller: this.options.controller, hostId: this.options.hostId, addresses: this.options.addresses, families }, 'agent started');
     this.scheduleDriftCheck();
+  }
+
+  /** The replicas to dial (several `--controller`, every address of a name, or Consul). */
+  private async controllerTargets(): Promise<Pick<ConstructorParameters<typeof SyncClient>[0], 'targets' | 'refreshTargets' | 'channelOptionsFor'>> {
+    const source = targetSource(this.options.controllers ?? { kind: 'list', controllers: [this.options.controller] }, { logger: this.log.child({ module: 'sync' }) });
+    this.targets = source;
+    const targets = new ControllerTargets(await source.initial());
+    return { targets, refreshTargets: () => source.refresh(), channelOptionsFor: (t) => source.channelOptionsFor(t) };
   }
 
   /** Stops syncing and the timer; the kernel keeps what it has (fail static). */
@@ -193,6 +209,7 @@ export class Agent implements StatusSource {
     if (this.driftTimer) clearTimeout(this.driftTimer);
     this.egress?.stop();
     this.flowReader?.stop();
+    await this.targets?.stop();
     await this.client?.close();
     await this.dataplane.idle();
   }
@@ -213,6 +230,7 @@ export class Agent implements StatusSource {
     return {
       hostId: this.options.hostId,
       controller: this.options.controller,
+      controllerTarget: this.client?.target ?? null,
       connected: this.client?.connected ?? false,
       appliedVersion: held?.state.version ?? null,
       appliedFrom: held?.source ?? null,

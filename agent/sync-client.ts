@@ -31,6 +31,16 @@
  *   and a controller busy with a mass reconnect) is replaced after an exponential backoff with
  *   full jitter; the backoff resets once the controller sends anything but Rejected.
  * - Fail static: losing the controller never changes what is applied.
+ * - Replicas (issue 12): the client dials the current target of its ControllerTargets (each
+ *   agent's own shuffled order of the candidates; agent/controller-targets.ts), one gRPC channel
+ *   per target, made when first dialled and closed when the target leaves the list (after its
+ *   stream ended, if it is the one in use) or the client closes. Every stream that ends (failed,
+ *   Rejected, silent past its deadline, or ended by the replica) moves the client to the next
+ *   target, after the backoff; when a whole round failed since the last good stream,
+ *   `refreshTargets` is called (re-resolve DNS). A Rejected "at capacity" (the replica is at
+ *   `--max-agents`) is logged at info `sync: replica at capacity, trying another`, not as a
+ *   connection problem. Versions are content hashes, so the next replica sends a Delta when it
+ *   still holds the version the agent announces in Hello, else a Snapshot.
  * - A stream that fails before the controller said anything, or that the controller rejected
  *   (a refused certificate, another host's name), is a connection problem: logged at warn
  *   `sync: cannot connect to the controller` with grpc-js's reason (timestamps stripped), once
@@ -48,6 +58,8 @@ import { FLOW_REPORT_MAX_RECORDS, flowReportMessages, flowStatusMessage } from '
 import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressStatus.js';
 import type { FlowStatus } from '../src/grpc/generated/portcullis/v1/FlowStatus.js';
 import { Backoff, type BackoffOptions } from '../src/retry/backoff.js';
+import { isAtCapacity } from '../src/grpc/agent-cap.js';
+import { ControllerTargets, type Target } from './controller-targets.js';
 
 export type SyncClientEvent =
   | { readonly type: 'connecting' }
@@ -57,8 +69,14 @@ export type SyncClientEvent =
   | { readonly type: 'apply-failed'; readonly version: string; readonly seq: number; readonly message: string };
 
 export interface SyncClientOptions {
-  /** `host:port` of the controller. */
-  readonly target: string;
+  /** `host:port` of the one controller; or `targets`. */
+  readonly target?: string;
+  /** The controller replicas to dial (kept up to date by the caller through `setCandidates`). */
+  readonly targets?: ControllerTargets;
+  /** Called when every target failed since the last good stream (the caller re-resolves DNS). */
+  readonly refreshTargets?: () => void;
+  /** Extra channel options for one target (e.g. the TLS name of a DNS name resolved to addresses). */
+  readonly channelOptionsFor?: (target: Target) => grpc.ChannelOptions | undefined;
   /** From src/tls (mTLS) or grpc.credentials.createInsecure(). */
   readonly credentials: grpc.ChannelCredentials;
   /** Extra channel options, e.g. `grpc.ssl_target_name_override`. */
@@ -114,6 +132,7 @@ export function connectProblem(details: string): string {
 }
 
 interface Stream {
+  readonly target: Target;
   readonly call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>;
   idleTimer: NodeJS.Timeout | undefined;
   /** The controller has sent something on this stream (the idle deadline applies from then). */
@@ -137,7 +156,10 @@ interface Job extends Received {
 }
 
 export class SyncClient {
-  private readonly stub: SyncStubClient;
+  private readonly targets: ControllerTargets;
+  /** One channel per target dialled and still listed (or still in use). */
+  private readonly stubs = new Map<Target, SyncStubClient>();
+  private warnedNoTarget = false;
   private readonly backoff: Backoff;
   private readonly logger: SyncLogger;
   private stream: Stream | undefined;
@@ -153,14 +175,54 @@ export class SyncClient {
   private flowTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: SyncClientOptions) {
-    const proto = loadSyncProto();
     this.backoff = new Backoff(options.backoff);
     this.logger = options.logger ?? silentLogger;
-    this.stub = new proto.Client(options.target, options.credentials, {
-      'grpc.initial_reconnect_backoff_ms': options.backoff?.initialMs ?? 500,
-      'grpc.max_reconnect_backoff_ms': options.backoff?.maxMs ?? 30_000,
-      ...options.channelOptions,
-    });
+    if (options.targets && options.target !== undefined) throw new Error('SyncClient: give target or targets, not both');
+    this.targets = options.targets ?? new ControllerTargets(options.target !== undefined ? [options.target] : []);
+  }
+
+  /** The target dialled now (or next), for logs and the agent's status. */
+  get target(): Target | undefined {
+    return this.stream?.target ?? this.targets.current();
+  }
+
+  /** The targets with a gRPC channel open now (dialled, and listed or in use). */
+  get channelTargets(): Target[] {
+    return [...this.stubs.keys()].sort();
+  }
+
+  /**
+   * A new list of replicas (Consul, DNS): kept order, the one in use stays (controller-targets.ts).
+   * Channels of targets no longer listed are closed, the one in use when its stream ends.
+   */
+  setCandidates(list: readonly Target[]): void {
+    this.targets.setCandidates(list);
+    this.closeUnlisted();
+    if (this.started && !this.closed && !this.stream && !this.reconnectTimer) this.connect();
+  }
+
+  private closeUnlisted(): void {
+    const listed = new Set(this.targets.candidates);
+    for (const [target, stub] of this.stubs) {
+      if (listed.has(target) || this.stream?.target === target) continue;
+      stub.close();
+      this.stubs.delete(target);
+    }
+  }
+
+  private stubFor(target: Target): SyncStubClient {
+    let stub = this.stubs.get(target);
+    if (!stub) {
+      const o = this.options;
+      stub = new (loadSyncProto().Client)(target, o.credentials, {
+        'grpc.initial_reconnect_backoff_ms': o.backoff?.initialMs ?? 500,
+        'grpc.max_reconnect_backoff_ms': o.backoff?.maxMs ?? 30_000,
+        ...o.channelOptionsFor?.(target),
+        ...o.channelOptions,
+      });
+      this.stubs.set(target, stub);
+    }
+    return stub;
   }
 
   /** Starts connecting; reconnects until `close()`. */
@@ -187,7 +249,8 @@ export class SyncClient {
     this.stream = undefined;
     if (stream) this.endStream(stream);
     await this.applyLoop;
-    this.stub.close();
+    for (const stub of this.stubs.values()) stub.close();
+    this.stubs.clear();
   }
 
   /** The controller has answered on the current stream (a Ping, a state) and not rejected it: not while connecting. */
@@ -203,9 +266,18 @@ export class SyncClient {
 
   private connect(): void {
     if (this.closed) return;
+    const target = this.targets.current();
+    if (target === undefined) {
+      // No replica known (an empty Consul list): wait for setCandidates, and ask the source.
+      if (!this.warnedNoTarget) this.logger.info({ hostId: this.options.hostId }, 'sync: no controller known yet: waiting for a list of replicas');
+      this.warnedNoTarget = true;
+      this.options.refreshTargets?.();
+      return;
+    }
+    this.warnedNoTarget = false;
     this.emit({ type: 'connecting' });
-    const call = this.stub.Sync();
-    const stream: Stream = { call, idleTimer: undefined, heard: false, rejectedReason: undefined, acceptsFlows: false, flowBlocked: false };
+    const call = this.stubFor(target).Sync();
+    const stream: Stream = { target, call, idleTimer: undefined, heard: false, rejectedReason: undefined, acceptsFlows: false, flowBlocked: false };
     this.stream = stream;
     this.armSilenceTimer(stream, this.options.firstMessageTimeoutMs ?? 120_000);
     call.on('data', (message: ControllerMessage__Output) => this.onMessage(stream, message));
@@ -238,6 +310,7 @@ export class SyncClient {
       this.emit({ type: 'rejected', reason });
       return;
     }
+    this.targets.connected();
     this.backoff.reset();
     this.lastProblem = undefined;
     this.warned = undefined;
@@ -361,11 +434,19 @@ export class SyncClient {
     if (this.closed) return;
     this.lastProblem = stream.rejectedReason ? `rejected by the controller: ${stream.rejectedReason}` : reason;
     const delay = this.backoff.next();
-    if (stream.heard && stream.rejectedReason === undefined) {
-      this.logger.info({ hostId: this.options.hostId, reason, retryInMs: delay }, 'sync: stream ended');
+    // A target no longer listed was already replaced in the order (setCandidates): dial that one.
+    const listed = this.targets.candidates.includes(stream.target);
+    const { target: next, roundDone } = listed ? this.targets.advance() : { target: this.targets.current(), roundDone: false };
+    const fields = { hostId: this.options.hostId, controller: stream.target, next: next ?? null, retryInMs: delay };
+    if (stream.rejectedReason !== undefined && isAtCapacity(stream.rejectedReason)) {
+      this.logger.info({ ...fields, reason: stream.rejectedReason }, 'sync: replica at capacity, trying another');
+    } else if (stream.heard && stream.rejectedReason === undefined) {
+      this.logger.info({ ...fields, reason }, 'sync: stream ended');
     } else {
-      this.logConnectProblem(connectProblem(this.lastProblem), delay);
+      this.logConnectProblem(connectProblem(this.lastProblem), fields);
     }
+    this.closeUnlisted();
+    if (roundDone) this.options.refreshTargets?.();
     this.emit({ type: 'disconnected', reason, retryInMs: delay });
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
@@ -374,10 +455,10 @@ export class SyncClient {
   }
 
   /** Warn once per distinct problem (and again every repeatWarnMs); debug for the retries between. */
-  private logConnectProblem(problem: string, retryInMs: number): void {
+  private logConnectProblem(problem: string, where: { hostId: string; controller: Target; next: Target | null; retryInMs: number }): void {
     this.failedAttempts += 1;
     const now = Date.now();
-    const fields = { hostId: this.options.hostId, controller: this.options.target, reason: problem, attempts: this.failedAttempts, retryInMs };
+    const fields = { ...where, reason: problem, attempts: this.failedAttempts };
     const warned = this.warned;
     if (warned && warned.problem === problem && now - warned.at < (this.options.repeatWarnMs ?? 300_000)) {
       this.logger.debug(fields, 'sync: still cannot connect to the controller');

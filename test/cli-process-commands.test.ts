@@ -25,6 +25,8 @@ describe('portcullis controller: flags', () => {
     [['controller', '--insecure', '--ping-interval', 'soon'], /--ping-interval must be a number of seconds/],
     [['controller', '--insecure', '--coalesce-ms=-1'], /--coalesce-ms must be 0..10000/],
     [['controller', '--insecure', '--bogus'], /Unknown option '--bogus'/],
+    [['controller', '--insecure', '--max-agents=-1'], /--max-agents must be a whole number 0\.\.1000000/],
+    [['controller', '--insecure', '--max-agents', '2.5'], /--max-agents must be a whole number 0\.\.1000000/],
   ])('%j exits 2 with a precise message', async (argv, message) => {
     const r = await cli(argv);
     expect(r.code).toBe(2);
@@ -63,6 +65,12 @@ describe('portcullis agent: flags', () => {
     [['agent', '--controller', 'c:7443'], /mTLS needs --ca, --cert and --key/],
     [['agent', '--insecure', '--controller', 'c'], /--controller expects HOST:PORT/],
     [['agent', '--insecure', '--controller', 'c:7443', '--server-name', 'x'], /--server-name needs TLS/],
+    [['agent', '--insecure', '--controller', 'c:7443', '--controller', 'd'], /--controller expects HOST:PORT/],
+    [['agent', '--insecure', '--controller', 'c:7443', '--consul', 'http://127.0.0.1:8500', '--consul-service', 'p'], /--controller and --consul exclude each other/],
+    [['agent', '--insecure', '--consul', 'http://127.0.0.1:8500'], /--consul needs --consul-service NAME/],
+    [['agent', '--insecure', '--consul-service', 'portcullis'], /--consul-service needs --consul URL/],
+    [['agent', '--insecure', '--consul', 'ftp://c', '--consul-service', 'portcullis'], /--consul must be an http:\/\/ or https:\/\/ URL/],
+    [['agent', '--insecure', '--consul', 'http://127.0.0.1:8500', '--consul-service', 'a b;x'], /--consul-service 'a b;x' must be letters/],
   ])('%j exits 2 with a precise message', async (argv, message) => {
     const r = await cli(argv);
     expect(r.code).toBe(2);

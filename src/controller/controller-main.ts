@@ -63,6 +63,8 @@ export interface ControllerOptions {
   /** mTLS: CA, certificate and key (src/tls/credentials.ts readTlsFiles); undefined = plaintext (`--insecure`). */
   readonly credentials: TlsMaterial | undefined;
   readonly pingIntervalMs?: number;
+  /** `--max-agents`: open agent streams this replica takes at most (0 = no cap; SyncService). */
+  readonly maxAgents?: number;
   readonly coalesceMs?: number;
   /** Policy poll period behind the file watch. Default 5 s. */
   readonly pollMs?: number;
@@ -125,6 +127,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     logger: log.child({ module: 'sync' }),
     onCertificateRefused: (peer, reason, detail) => refusals?.record({ peer, reason, detail }, {}, false),
     flowSink: flowIntake,
+    maxAgents: options.maxAgents ?? 0,
   });
   const feed = await options.feed({ agents: () => sync.agents(), logger: log });
   const status = new ControllerStatus({
@@ -133,6 +136,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     feed,
     policy: policyInfo,
     flowRecordsRejected: () => sync.flowRecordsRejected(),
+    agentsRefusedAtCapacity: () => sync.agentsRefusedAtCapacity(),
     flows: { store: flowStore, events: flowEvents },
     ...(refusals ? { tls: refusals } : {}),
   });

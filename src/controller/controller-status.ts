@@ -88,6 +88,8 @@ export interface ControllerStatusInputs {
   readonly flowRecordsRejected?: () => number;
   /** Recorded flows (`/flows`, `/flows/events`, `/status` flows, the flow metrics). */
   readonly flows?: FlowInputs;
+  /** Hellos refused at `--max-agents` (`portcullis_agents_refused_at_capacity_total`; SyncService). */
+  readonly agentsRefusedAtCapacity?: () => number;
 }
 
 /** The flow store and its event hub. */
@@ -265,6 +267,7 @@ export class ControllerStatus implements StatusSource {
     metric('portcullis_agents_egress_enforcing', 'gauge', 'Connected agents that enforce per-app egress.', egress.enforcing);
     metric('portcullis_agents_egress_host_level', 'gauge', 'Connected agents that do not enforce per-app egress (an earlier release, or no cgroup2, xt_cgroup or Mesos agent API: see /status).', egress.hostLevel);
     metric('portcullis_flow_records_rejected_total', 'counter', 'Flow records from agents that were invalid and skipped (logged as sync: flow records rejected).', this.inputs.flowRecordsRejected?.() ?? 0);
+    metric('portcullis_agents_refused_at_capacity_total', 'counter', 'Agents refused because this replica was at --max-agents (they try another replica).', this.inputs.agentsRefusedAtCapacity?.() ?? 0);
     const flows = this.inputs.flows ? flowMetrics(this.inputs.flows.store, this.flowNow()) : '';
     return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}${flows}`;
   }

@@ -30,6 +30,12 @@
  *   kernel write. An agent whose Hello has no FlowStatus is never sent one (a release before
  *   flows would rewrite its kernel for it). An ApplyError for it means the agent does not hold
  *   that version after all: the next state is a Snapshot.
+ * - Replicas: an agent whose Hello announces the version this replica would send it (it came
+ *   from another replica compiling the same bytes) is sent nothing, and that state becomes a
+ *   delta base here, so the next change reaches it as a Delta.
+ * - Cap: a Hello that passed the checks but finds the replica at `--max-agents` (ctx.admit) is
+ *   answered Rejected "at capacity ..." with RESOURCE_EXHAUSTED; the service counts and logs it
+ *   (agent-cap.ts), so it is not logged here as a refused stream.
  * Single-threaded (Node); the service calls `kick` and `tick`, grpc-js calls the handlers.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -60,6 +66,8 @@ export interface SessionContext {
   readonly flows: FlowIntake | undefined;
   /** A Hello refused for the client certificate (counted in /status and /metrics; logged here). */
   readonly onCertificateRefused: (peer: string, reason: 'no_client_certificate' | 'host_mismatch', detail: string) => void;
+  /** Undefined when `hostId` may open a stream on this replica, else the Rejected reason (the cap). */
+  admit(hostId: string): string | undefined;
   /** Makes `session` the host's current stream (superseding an older one) and returns its record. */
   attach(session: AgentSession, hostId: string): HostRecord;
   detach(session: AgentSession): void;
@@ -121,6 +129,9 @@ export class AgentSession {
     if (!full) return;
     const desired = agentView(full, this.features);
     if (desired.version === this.agentVersion) {
+      // The agent holds what this replica compiled (versions are content hashes): a base for
+      // the next Delta, also for an agent that came from another replica.
+      this.host.remember(desired);
       if (this.ctx.flows && this.agentKnowsFlows && !this.flowsTold) this.sendEmptyDelta(desired);
       return;
     }
@@ -246,6 +257,11 @@ export class AgentSession {
         return;
       }
     }
+    const full = this.ctx.admit(hello.hostId);
+    if (full !== undefined) {
+      this.refuse(full, grpc.status.RESOURCE_EXHAUSTED);
+      return;
+    }
     this.phase = 'active';
     const host = this.ctx.attach(this, hello.hostId);
     this.host = host;
@@ -313,9 +329,14 @@ export class AgentSession {
     const peer = this.call.getPeer();
     this.ctx.logger.warn({ peer, reason, ...(refusal ? { refusal } : {}) }, 'sync: stream rejected');
     if (refusal) this.ctx.onCertificateRefused(peer, refusal, reason);
+    this.refuse(reason, grpc.status.PERMISSION_DENIED);
+  }
+
+  /** Rejected with `reason`, then the stream ends with `code`. */
+  private refuse(reason: string, code: grpc.status): void {
     this.write({ rejected: { reason } });
     this.close(reason);
-    this.call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: reason });
+    this.call.emit('error', { code, details: reason });
   }
 
   private write(message: ControllerMessage): void {

@@ -11,6 +11,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { FlowSink } from '../flows/flow-types.js';
+import { AgentCap } from './agent-cap.js';
 import { AgentSession, type SessionContext, type SyncCall } from './agent-session.js';
 import { FlowIntake } from './flow-intake.js';
 import { HostRecord, type AgentStatus } from './host-record.js';
@@ -43,6 +44,11 @@ export interface SyncServiceOptions {
    * send FlowReports (accepts_flow_reports false), and any that arrive are dropped.
    */
   readonly flowSink?: FlowSink;
+  /**
+   * Open agent streams this replica serves (`--max-agents`); a Hello beyond it is answered
+   * Rejected "at capacity" and the agent tries another replica (agent-cap.ts). Default 0: no cap.
+   */
+  readonly maxAgents?: number;
 }
 
 export class SyncService {
@@ -54,6 +60,7 @@ export class SyncService {
   private readonly pingTimer: NodeJS.Timeout;
   private closed = false;
   private readonly flowIntake: FlowIntake | undefined;
+  private readonly cap: AgentCap;
 
   constructor(
     private readonly source: StateSource,
@@ -63,6 +70,7 @@ export class SyncService {
     const now = options.now ?? Date.now;
     const logger = options.logger ?? silentLogger;
     this.flowIntake = options.flowSink ? new FlowIntake(options.flowSink, logger, now) : undefined;
+    this.cap = new AgentCap(options.maxAgents ?? 0, logger, now);
     this.ctx = {
       source,
       insecure: options.insecure ?? false,
@@ -73,6 +81,7 @@ export class SyncService {
       logger,
       flows: this.flowIntake,
       onCertificateRefused: options.onCertificateRefused ?? (() => undefined),
+      admit: (hostId) => this.cap.admit(hostId, this.sessions.size, this.sessions.has(hostId)),
       attach: (session, hostId) => this.attach(session, hostId, retain),
       detach: (session) => this.detach(session),
     };
@@ -102,6 +111,16 @@ export class SyncService {
   /** Flow records the agents sent that were invalid and skipped (`portcullis_flow_records_rejected_total`). */
   flowRecordsRejected(): number {
     return this.flowIntake?.rejected ?? 0;
+  }
+
+  /** Hellos refused because this replica was at `maxAgents` (`portcullis_agents_refused_at_capacity_total`). */
+  agentsRefusedAtCapacity(): number {
+    return this.cap.refusedTotal;
+  }
+
+  /** Agent streams open now (attached after their Hello). */
+  openStreams(): number {
+    return this.sessions.size;
   }
 
   /** Stops pings and change notifications and ends every stream (agents will reconnect elsewhere). */

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Agent, type AgentEgressOptions, type AgentFlowOptions } from '../../../agent/agent-runner.js';
+import type { ControllerSource } from '../../../agent/target-source.js';
 import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
 import { DEFAULT_MESOS_POLL_MS } from '../../../agent/egress-mapper.js';
 import { StatusServer } from '../../status/status-server.js';
@@ -26,7 +27,8 @@ export const DEFAULT_STATE_DIR = '/var/lib/portcullis';
 export const DEFAULT_MESOS_AGENT = 'http://127.0.0.1:5051';
 export const DEFAULT_FLOW_INTERVAL = 10;
 
-const help = `Usage: portcullis agent --controller HOST:PORT (--ca FILE --cert FILE --key FILE | --insecure) [options]
+const help = `Usage: portcullis agent --controller HOST:PORT... (--ca FILE --cert FILE --key FILE | --insecure) [options]
+       portcullis agent --consul URL --consul-service NAME (--ca ... | --insecure) [options]
        portcullis agent --uninstall [--state-dir DIR]
 
 Runs on every Mesos host: receives this host's desired state from the controller and makes the
@@ -38,7 +40,15 @@ members removed) is repaired. Needs root (CAP_NET_ADMIN). Logs are JSON lines on
 
 Options:
   --controller HOST:PORT
-                      the controller's gRPC address (required unless --uninstall)
+                      a controller replica's gRPC address (repeatable: several replicas; a
+                      name with several addresses counts as each of them). Each agent tries
+                      them in its own random order and moves on when one fails or is full
+  --consul URL        instead of --controller: the local Consul agent (e.g.
+                      http://127.0.0.1:8500); the replicas are the passing instances of
+                      --consul-service, followed with blocking queries (a Consul outage
+                      keeps the last list)
+  --consul-service NAME
+                      the controllers' Consul service name (with --consul)
   --host-id ID        this host's id: Marathon's task 'host', and the name in this agent's
                       certificate (default: the system host name, ${JSON.stringify(hostname())})
   --address IP        an address of this host other hosts' traffic comes from (repeatable;
@@ -71,7 +81,8 @@ Options:
                       (default ${DEFAULT_FLOW_RECORDING.timeoutSeconds}; at least --flow-interval)
 ${TLS_OPTION_HELP}
   --server-name NAME  the name to expect in the controller's certificate when it differs
-                      from the HOST in --controller
+                      from the HOST in --controller (or with --consul, whose instances are
+                      addresses)
   --status-listen HOST:PORT
                       serve /healthz /readyz /status /metrics over HTTP (default: off)
   --uninstall         remove every chain, jump and set the agent owns (PCU-*, pcu4-*, pcu6-*)
@@ -149,12 +160,43 @@ function egressOptions(values: Record<string, string | boolean | string[] | unde
   return { mesosAgent: url, pollIntervalMs: Math.round(poll * 1000), cgroupsRoot: cgroupsRoot.replace(/^\/+|\/+$/g, ''), unmapped };
 }
 
+/** `--controller` (repeatable) or `--consul URL --consul-service NAME`; exactly one of the two. */
+export function controllerSourceFrom(values: Record<string, string | boolean | string[] | undefined>): ControllerSource {
+  const controllers = (values.controller as string[] | undefined) ?? [];
+  const consul = values.consul as string | undefined;
+  const service = values['consul-service'] as string | undefined;
+  if (controllers.length > 0 && (consul !== undefined || service !== undefined)) {
+    throw new UsageError('--controller and --consul exclude each other: the replicas come from one source');
+  }
+  if (consul === undefined && service !== undefined) throw new UsageError('--consul-service needs --consul URL');
+  if (consul !== undefined) {
+    if (service === undefined) throw new UsageError('--consul needs --consul-service NAME (the controllers\' Consul service)');
+    if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/.test(service)) throw new UsageError(`--consul-service '${service.slice(0, 100)}' must be letters, digits, '-' and '_'`);
+    try {
+      const parsed = new URL(consul);
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http: or https:');
+    } catch (err) {
+      throw new UsageError(`--consul must be an http:// or https:// URL, got '${consul.slice(0, 200)}' (${(err as Error).message})`);
+    }
+    return { kind: 'consul', url: consul, service };
+  }
+  if (controllers.length === 0) throw new UsageError('--controller HOST:PORT is required (repeatable: one per replica), or --consul URL --consul-service NAME');
+  for (const c of controllers) hostPortOption(c, undefined, '--controller');
+  return { kind: 'list', controllers: [...new Set(controllers)] };
+}
+
+function describeSource(source: ControllerSource): string {
+  return source.kind === 'list' ? source.controllers.join(',') : `consul:${source.service}`;
+}
+
 export const agentCommand: Command = {
   name: 'agent',
   help,
   async run(args: readonly string[], io: CliIO): Promise<number> {
     const values = parseFlags(args, {
-      controller: { type: 'string' },
+      controller: { type: 'string', multiple: true },
+      consul: { type: 'string' },
+      'consul-service': { type: 'string' },
       'host-id': { type: 'string' },
       address: { type: 'string', multiple: true },
       'state-dir': { type: 'string' },
@@ -195,9 +237,10 @@ export const agentCommand: Command = {
     const refresh = values['refresh-interval'] === undefined ? 30 : parseSeconds(values['refresh-interval'], 'refresh-interval', 0.2, 86_400);
     const statusListen = hostPortOption(values['status-listen'], undefined, '--status-listen');
     const log = createLogger({ component: 'agent', level: parseLogLevel(values['log-level']) });
-    const agentFor = (credentials: grpc.ChannelCredentials, controller: string): Agent =>
+    const agentFor = (credentials: grpc.ChannelCredentials, controllers?: ControllerSource): Agent =>
       new Agent({
-        controller,
+        controller: controllers ? describeSource(controllers) : 'none',
+        ...(controllers ? { controllers } : {}),
         credentials,
         ...(values['server-name'] !== undefined ? { channelOptions: { 'grpc.ssl_target_name_override': values['server-name'], 'grpc.default_authority': values['server-name'] } } : {}),
         hostId,
@@ -213,7 +256,7 @@ export const agentCommand: Command = {
       });
 
     if (values.uninstall) {
-      const agent = agentFor(grpc.credentials.createInsecure(), 'none');
+      const agent = agentFor(grpc.credentials.createInsecure());
       let cleanup;
       try {
         cleanup = await agent.uninstall();
@@ -227,8 +270,7 @@ export const agentCommand: Command = {
       );
       return EXIT_OK;
     }
-    if (values.controller === undefined) throw new UsageError('--controller HOST:PORT is required (the controller\'s gRPC address)');
-    hostPortOption(values.controller, undefined, '--controller');
+    const controllers = controllerSourceFrom(values);
     const tls = tlsFilesFrom(values, io);
     if (!tls && values['server-name'] !== undefined) throw new UsageError('--server-name needs TLS (--ca, --cert, --key)');
 
@@ -236,8 +278,8 @@ export const agentCommand: Command = {
     let statusServer: StatusServer | undefined;
     try {
       const credentials = tls ? await loadClientCredentials(tls) : grpc.credentials.createInsecure();
-      if (!tls) log.warn({ controller: values.controller }, 'gRPC is PLAINTEXT (--insecure): the controller is not authenticated');
-      agent = agentFor(credentials, values.controller);
+      if (!tls) log.warn({ controller: describeSource(controllers) }, 'gRPC is PLAINTEXT (--insecure): the controller is not authenticated');
+      agent = agentFor(credentials, controllers);
       await agent.start();
       if (statusListen) {
         statusServer = new StatusServer(agent);

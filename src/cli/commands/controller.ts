@@ -62,6 +62,9 @@ ${TLS_OPTION_HELP}
   --ping-interval SECONDS
                       keepalive ping period on every stream (default 10)
   --coalesce-ms MS    cluster changes within this window are compiled once (default 20)
+  --max-agents N      open agent streams this replica serves; one more is refused 'at
+                      capacity' and that agent tries another replica (default 0: no cap;
+                      sizing in the README, "Controller replicas")
 ${LOG_LEVEL_HELP}
 
 Flows (what agents record, served on /flows and /flows/events of the status listener):
@@ -93,6 +96,8 @@ interface ControllerArgs {
   readonly tls: ReturnType<typeof tlsFilesFrom>;
   readonly pingIntervalMs: number;
   readonly coalesceMs: number;
+  /** `--max-agents`: open agent streams this replica serves (0: no cap). */
+  readonly maxAgents: number;
   readonly limits: PolicyLimits;
   readonly logLevel: ReturnType<typeof parseLogLevel>;
   readonly stateDir: string;
@@ -122,6 +127,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     insecure: { type: 'boolean' },
     'ping-interval': { type: 'string' },
     'coalesce-ms': { type: 'string' },
+    'max-agents': { type: 'string' },
     'log-level': { type: 'string' },
     ...POLICY_LIMIT_OPTIONS,
     'state-dir': { type: 'string' },
@@ -139,6 +145,8 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
   const maxText = values['flow-max-records'];
   const maxRecords = maxText === undefined ? DEFAULT_FLOW_MAX_RECORDS : /^[0-9]{1,9}$/.test(maxText) && Number(maxText) >= 1 ? Number(maxText) : undefined;
   if (maxRecords === undefined) throw new UsageError(`--flow-max-records must be a whole number from 1 to 999999999, got '${maxText}'`);
+  const maxAgents = values['max-agents'] === undefined ? 0 : Number(values['max-agents']);
+  if (!Number.isInteger(maxAgents) || maxAgents < 0 || maxAgents > 1_000_000) throw new UsageError(`--max-agents must be a whole number 0..1000000, got '${values['max-agents']}'`);
   return {
     policyPath: resolvePolicyPath(io, values.policy),
     inventoryPath: marathon ? undefined : resolveInventoryPath(io, values.inventory),
@@ -148,6 +156,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     tls: tlsFilesFrom(values, io),
     pingIntervalMs: Math.round(1000 * (values['ping-interval'] === undefined ? 10 : parseSeconds(values['ping-interval'], 'ping-interval', 0.1, 3600))),
     coalesceMs: coalesce,
+    maxAgents,
     limits: policyLimitsFrom(values),
     logLevel: parseLogLevel(values['log-level']),
     stateDir: absolutePath(io, values['state-dir'] ?? DEFAULT_CONTROLLER_STATE_DIR),
@@ -175,6 +184,7 @@ export const controllerCommand: Command = {
         statusListen: options.statusListen,
         credentials,
         pingIntervalMs: options.pingIntervalMs,
+        maxAgents: options.maxAgents,
         coalesceMs: options.coalesceMs,
         limits: options.limits,
         stateDir: options.stateDir,
