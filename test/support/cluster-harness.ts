@@ -46,6 +46,8 @@ export interface ClusterOptions {
   readonly refreshIntervalS?: number;
   /** Wait for every agent to report its first apply. Default true. */
   readonly waitForAgents?: boolean;
+  /** Extra arguments of every agent (e.g. `--flow-interval 1`). */
+  readonly agentArgs?: readonly string[];
 }
 
 export interface ClusterMarathonOptions {
@@ -77,6 +79,10 @@ export interface Cluster {
   /** The Marathon double (only with `marathon`); it runs in the controller's namespace. */
   readonly marathon: MarathonDoubleProcess | undefined;
   setPolicy(text: string): Promise<void>;
+  /** Writes (atomically) one more file of the policy directory, e.g. `99-suggested.yaml`. */
+  writePolicyFile(name: string, text: string): Promise<void>;
+  /** `address:port` of the controller's status listener (in the controller's namespace). */
+  statusAddress(): string;
   setInventory(text: string): Promise<void>;
   /** Parsed GET /status of the running controller. */
   status(): Promise<unknown>;
@@ -233,7 +239,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         process.execPath, binPath(), 'controller',
         '--policy', policyDir, ...inventoryArgs(),
         '--listen', `${ctl.v4}:${grpcPort}`, '--status-listen', `${ctl.v4}:0`,
-        '--ping-interval', '1', '--log-level', 'debug',
+        '--ping-interval', '1', '--log-level', 'debug', '--state-dir', path.join(dir, 'controller-state'),
         ...tlsArgs('controller'),
       ];
       const proc = logged(theNet.spawnIn(ctl.ns, argv), 'controller');
@@ -268,6 +274,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         '--controller', controllerTarget(), '--host-id', h.id, '--address', h.v4, '--address', h.v6,
         '--state-dir', stateDir, '--refresh-interval', String(options.refreshIntervalS ?? 1),
         ...tlsArgs(h.id),
+        ...(options.agentArgs ?? []),
       ], `agent ${h.id}`);
       agents[i] = proc;
       return proc;
@@ -327,6 +334,13 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         await writeFile(tmp, text);
         await rename(tmp, policyFile);
       },
+      writePolicyFile: async (name, text) => {
+        if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*\.yaml$/.test(name)) throw new Error(`not a policy file name: ${name}`);
+        const tmp = path.join(policyDir, `.${name}.tmp`);
+        await writeFile(tmp, text);
+        await rename(tmp, path.join(policyDir, name));
+      },
+      statusAddress: () => statusAddress,
       setInventory: async (text) => {
         if (marathon) throw new Error('this cluster follows the Marathon double: change it through cluster.marathon');
         await writeFile(inventoryFile, text);
