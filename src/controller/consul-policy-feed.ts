@@ -81,6 +81,11 @@ export class ConsulPolicyFeed {
     return this.loads.hasGood;
   }
 
+  /** SIGHUP: nothing to re-read (the follower sees every change of Consul's as it happens). */
+  async reload(): Promise<void> {
+    await this.queue;
+  }
+
   /** The policy taken as in force was refused after all (see PolicyWatcher.refused). */
   refused(): void {
     this.loads.refused();

@@ -31,7 +31,10 @@ import { DEFAULT_POLICY_LIMITS, PolicyLimitError, type PolicyLimits } from '../p
 import type { Policy } from '../policy/policy-model.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import { SyncService, type AgentStatus } from '../grpc/sync-service.js';
-import { PolicyWatcher } from '../sources/policy-watcher.js';
+import { PolicyWatcher, type PolicyWatcherOptions } from '../sources/policy-watcher.js';
+import { ConsulPolicyFeed } from './consul-policy-feed.js';
+import { registerController, type ControllerConsulOptions } from './controller-consul.js';
+import type { ServiceRegistrar } from '../consul/service-registrar.js';
 import type { TlsMaterial } from '../tls/credentials.js';
 import { listenMtls, type MtlsListener } from '../tls/mtls-listener.js';
 import { TlsRefusals } from '../tls/tls-refusals.js';
@@ -65,6 +68,8 @@ export interface ControllerOptions {
   readonly pingIntervalMs?: number;
   /** `--max-agents`: open agent streams this replica takes at most (0 = no cap; SyncService). */
   readonly maxAgents?: number;
+  /** Consul (`--consul`): the policy from KV and/or a service registration (controller-consul.ts). */
+  readonly consul?: ControllerConsulOptions;
   readonly coalesceMs?: number;
   /** Policy poll period behind the file watch. Default 5 s. */
   readonly pollMs?: number;
@@ -95,7 +100,9 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const log = options.logger;
   const limits = options.limits ?? DEFAULT_POLICY_LIMITS;
   const store = new DesiredStateStore({ coalesceMs: options.coalesceMs ?? 20, maxMembers: limits.maxMembers });
-  const policyInfo: PolicyInfo = { path: options.policyPath, valid: false, loadedAt: null, lastError: null, reloadErrors: 0, warnings: [] };
+  // Where the policy comes from: the directory, or the pointer key of the policy in Consul KV.
+  const policySource = options.consul?.policyPrefix !== undefined ? `consul:${options.consul.policyPrefix}/current` : options.policyPath;
+  const policyInfo: PolicyInfo = { path: policySource, valid: false, loadedAt: null, lastError: null, reloadErrors: 0, warnings: [] };
   store.subscribe((changed, info) => {
     log.info({ trigger: info.trigger, hosts: store.hostIds().length, changedHosts: changed.length, durationMs: info.durationMs, reports: store.reports().length }, 'states compiled');
   });
@@ -152,7 +159,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     policyInfo.reloadErrors++;
     const lines = reportLoadFailure(log, {
       input: 'policy',
-      path: options.policyPath,
+      path: policySource,
       errors,
       fields: { servingLastGood: store.hasPolicy() },
       message: store.hasPolicy() ? 'policy reload failed: keeping the last good policy' : 'policy is invalid: no state is served until it is fixed',
@@ -164,7 +171,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     policyInfo.loadedAt = null;
     policyInForce = undefined;
     watcher.refused();
-    policyFailed([e.diagnostic(options.policyPath)]);
+    policyFailed([e.diagnostic(policySource)]);
   };
   const policyAccepted = (policy: Policy, warnings: readonly Diagnostic[]): void => {
     const first = policyInfo.loadedAt === null;
@@ -174,13 +181,11 @@ export async function startController(options: ControllerOptions): Promise<Runni
     policyInfo.lastError = null;
     policyInfo.warnings = warnings.map(formatDiagnostic);
     for (const line of policyInfo.warnings) log.warn({ diagnostic: line }, line);
-    log.info({ path: options.policyPath, groups: policy.groups.length, rules: policy.rules.length, mode: policy.defaults.mode }, first ? 'policy loaded' : 'policy reloaded');
+    log.info({ path: policySource, groups: policy.groups.length, rules: policy.rules.length, mode: policy.defaults.mode }, first ? 'policy loaded' : 'policy reloaded');
   };
 
-  const watcher = new PolicyWatcher({
-    path: options.policyPath,
-    ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}),
-    maxBytes: limits.maxBytes,
+  const policyPrefix = options.consul?.policyPrefix;
+  const loads: Pick<PolicyWatcherOptions, 'parse' | 'onPolicy' | 'onRestored' | 'onError'> = {
     parse: workerPolicyParser(options.policyPath, limits),
     onPolicy: async (policy, warnings) => {
       // Compiled in slices; applied (and reported valid) only once it fits the limits.
@@ -192,17 +197,23 @@ export async function startController(options: ControllerOptions): Promise<Runni
       } catch (e) {
         // Anything but a limit is unexpected: the watcher reports it like a load error.
         if (!(e instanceof PolicyLimitError)) throw e;
-        policyFailed([e.diagnostic(options.policyPath)]);
+        policyFailed([e.diagnostic(policySource)]);
         return false;
       }
     },
     onRestored: () => {
       policyInfo.valid = true;
       policyInfo.lastError = null;
-      log.info({ path: options.policyPath }, 'policy files valid again: they hold the policy in force, nothing to recompile');
+      log.info({ path: policySource }, 'policy files valid again: they hold the policy in force, nothing to recompile');
     },
     onError: policyFailed,
-  });
+  };
+  // The policy directory (hot-reloaded), or the policy pushed to Consul KV (followed).
+  const watcher =
+    options.consul && policyPrefix !== undefined
+      ? new ConsulPolicyFeed({ ...loads, client: options.consul.client, prefix: policyPrefix, logger: log.child({ module: 'policy-consul' }) })
+      : new PolicyWatcher({ ...loads, path: options.policyPath, ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}), maxBytes: limits.maxBytes });
+  let registrar: ServiceRegistrar | undefined;
 
   const server = new grpc.Server();
   const statusServer = new StatusServer(status);
@@ -211,6 +222,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
+    await registrar?.stop(); // deregistered first: agents stop picking this replica
     watcher.stop();
     sync.close();
     store.close();
@@ -260,7 +272,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const grpcAddress = formatHostPort(options.listen.host, grpcPort);
     const statusAddress = formatHostPort(options.statusListen.host, statusBound.port);
     if (options.credentials === undefined) log.warn({ grpc: grpcAddress }, 'gRPC is PLAINTEXT (--insecure): agents are not authenticated; use --ca/--cert/--key outside a local trial');
-    log.info({ grpc: grpcAddress, status: statusAddress, tls: options.credentials !== undefined, policy: options.policyPath, inventory: feed.status().source }, 'controller listening');
+    if (options.consul) registrar = registerController(options.consul, grpcPort, options.statusListen.host, statusBound.port, log.child({ module: 'consul' }));
+    log.info({ grpc: grpcAddress, status: statusAddress, tls: options.credentials !== undefined, policy: policySource, inventory: feed.status().source }, 'controller listening');
     return {
       grpcAddress,
       statusAddress,

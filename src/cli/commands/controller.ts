@@ -20,6 +20,8 @@ import type { PolicyLimits } from '../../policy/policy-limits.js';
 import { POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 import { DEFAULT_CONTROLLER_STATE_DIR } from '../../controller/flow-persistence.js';
+import { ConsulClient } from '../../consul/consul-client.js';
+import { DEFAULT_POLICY_PREFIX, prefixError } from '../../consul/policy-kv.js';
 import { parseDurationMs } from '../../flows/flow-query.js';
 import { DEFAULT_FLOW_MAX_RECORDS, type FlowStoreOptions } from '../../flows/flow-store.js';
 
@@ -67,6 +69,20 @@ ${TLS_OPTION_HELP}
                       sizing in the README, "Controller replicas")
 ${LOG_LEVEL_HELP}
 
+Consul (optional; replicas: README "Controller replicas"):
+  --consul URL        the local Consul agent's HTTP API, e.g. http://127.0.0.1:8500
+  --policy-consul     take the policy from Consul KV (what 'portcullis policy push' wrote)
+                      instead of --policy; a policy that does not check never replaces the
+                      one in force; Consul unreachable changes nothing in force
+  --consul-prefix P   KV prefix of the policy (default ${DEFAULT_POLICY_PREFIX})
+  --consul-service NAME
+                      register this replica as service NAME with an HTTP check on its
+                      /readyz (agents: --consul URL --consul-service NAME); deregistered on a
+                      clean stop, registered again when the local agent forgets it
+  --consul-address ADDR
+                      the address agents dial, registered with the service (default: the
+                      Consul node's address)
+
 Flows (what agents record, served on /flows and /flows/events of the status listener):
   --state-dir DIR     where the recorded flows are kept across restarts, as flows.json
                       (default ${DEFAULT_CONTROLLER_STATE_DIR}; created 0700 at the first save)
@@ -102,6 +118,44 @@ interface ControllerArgs {
   readonly logLevel: ReturnType<typeof parseLogLevel>;
   readonly stateDir: string;
   readonly flows: FlowStoreOptions;
+  readonly consul: ConsulArgs | undefined;
+}
+
+interface ConsulArgs {
+  readonly url: string;
+  readonly policyPrefix: string | undefined;
+  readonly service: { readonly name: string; readonly address?: string } | undefined;
+}
+
+const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/;
+
+function consulArgs(values: { consul?: string; 'policy-consul'?: boolean; 'consul-prefix'?: string; 'consul-service'?: string; 'consul-address'?: string; policy?: string }): ConsulArgs | undefined {
+  const given = (['policy-consul', 'consul-prefix', 'consul-service', 'consul-address'] as const).filter((k) => values[k] !== undefined);
+  if (values.consul === undefined) {
+    if (given.length > 0) throw new UsageError(`--${given[0]} needs --consul URL (the local Consul agent)`);
+    return undefined;
+  }
+  let url: URL;
+  try {
+    url = new URL(values.consul);
+  } catch {
+    url = new URL('invalid:');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--consul must be an http(s) URL, got '${values.consul.slice(0, 100)}'`);
+  if (values['policy-consul'] && values.policy !== undefined) throw new UsageError('--policy and --policy-consul exclude each other: the policy comes from one place');
+  if (values['consul-prefix'] !== undefined && !values['policy-consul']) throw new UsageError('--consul-prefix needs --policy-consul');
+  const prefix = values['consul-prefix'] ?? DEFAULT_POLICY_PREFIX;
+  const bad = prefixError(prefix);
+  if (bad !== undefined) throw new UsageError(`--consul-prefix: ${bad}`);
+  const name = values['consul-service'];
+  if (name !== undefined && !SERVICE_NAME.test(name)) throw new UsageError(`--consul-service must be a service name of letters, digits and '-' (at most 63), got '${name.slice(0, 100)}'`);
+  if (values['consul-address'] !== undefined && name === undefined) throw new UsageError('--consul-address needs --consul-service');
+  if (!values['policy-consul'] && name === undefined) throw new UsageError('--consul needs --policy-consul, --consul-service NAME or both (what to use Consul for)');
+  return {
+    url: url.href.replace(/\/$/, ''),
+    policyPrefix: values['policy-consul'] ? prefix : undefined,
+    service: name === undefined ? undefined : { name, ...(values['consul-address'] !== undefined ? { address: values['consul-address'] } : {}) },
+  };
 }
 
 /** A duration flag: seconds, or a number with s, m, h or d; within [min, max] ms. */
@@ -134,6 +188,11 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     'flow-window': { type: 'string' },
     'flow-retention': { type: 'string' },
     'flow-max-records': { type: 'string' },
+    consul: { type: 'string' },
+    'policy-consul': { type: 'boolean' },
+    'consul-prefix': { type: 'string' },
+    'consul-service': { type: 'string' },
+    'consul-address': { type: 'string' },
   });
   if ((values.marathon ?? []).length > 0 && values.inventory !== undefined) throw new UsageError('--inventory and --marathon exclude each other: tasks come from one source');
   const marathon = marathonFlagsFrom(values, io);
@@ -147,7 +206,9 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
   if (maxRecords === undefined) throw new UsageError(`--flow-max-records must be a whole number from 1 to 999999999, got '${maxText}'`);
   const maxAgents = values['max-agents'] === undefined ? 0 : Number(values['max-agents']);
   if (!Number.isInteger(maxAgents) || maxAgents < 0 || maxAgents > 1_000_000) throw new UsageError(`--max-agents must be a whole number 0..1000000, got '${values['max-agents']}'`);
+  const consul = consulArgs(values);
   return {
+    consul,
     policyPath: resolvePolicyPath(io, values.policy),
     inventoryPath: marathon ? undefined : resolveInventoryPath(io, values.inventory),
     marathon,
@@ -189,6 +250,15 @@ export const controllerCommand: Command = {
         limits: options.limits,
         stateDir: options.stateDir,
         flows: options.flows,
+        ...(options.consul
+          ? {
+              consul: {
+                client: new ConsulClient({ url: options.consul.url }),
+                ...(options.consul.policyPrefix !== undefined ? { policyPrefix: options.consul.policyPrefix } : {}),
+                ...(options.consul.service ? { service: options.consul.service } : {}),
+              },
+            }
+          : {}),
         logger: log,
       });
     } catch (err) {
