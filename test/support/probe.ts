@@ -147,7 +147,8 @@ export function probe(net: TestNetwork, fromNs: string, opts: ProbeOptions): Pro
       void stopChild(child);
       reject(new Error(`probe ${what} did not finish within ${timeoutMs + 15_000} ms`));
     }, timeoutMs + 15_000);
-    child.once('exit', (code) => {
+    // 'close', not 'exit': 'exit' may come before the last of stdout has been read.
+    child.once('close', (code) => {
       clearTimeout(hardStop);
       const verdict = stdout.trim();
       if (code === 0 && (verdict === 'open' || verdict === 'refused' || verdict === 'timeout')) resolve(verdict);
