@@ -36,7 +36,8 @@ import { parseAddress } from '../net/address.js';
 import { claimOwners } from '../evaluate/egress-evaluator.js';
 import type { FlowVerdict } from './flow-types.js';
 import type { ObservedFlow } from './observed-flow.js';
-import { judgeFlow } from './plan-judge.js';
+import { judgeFlow, recordedOwners } from './plan-judge.js';
+import { VerdictClasses } from './suggest-classes.js';
 import { NameBook, NetworkIndex, coverApps, groupMembers, nameableAppId, slug, type CoverPart, type GroupMembers } from './suggest-names.js';
 
 export interface SuggestOptions {
@@ -115,16 +116,20 @@ function canonical(text: string): string | undefined {
 const claimKey = (sourceHost: string, f: ObservedFlow) => `${sourceHost}\u0000${f.destination.hostId}\u0000${f.destination.protocol}\u0000${f.destination.port}`;
 
 /**
- * The judging of suggest, memoized: a verdict depends on the flow's class, not on its key. An
- * outside address is judged by which networks hold it (it is no host's, so in no group), a host
- * address, an egress record's app and host, by themselves; with the claim and its recorded
- * owners. A million records from a few thousand addresses are judged a few hundred times.
+ * The judging of suggest, memoized: a verdict depends on the flow's class, not on its key
+ * (suggest-classes.ts: the first rule of the destination's that contains the source). The
+ * recorded owners of each claim are resolved once; the reference evaluator judges the first flow
+ * of each class. A flow without a class is judged by its full key as before: an outside address
+ * by which networks hold it (it is no host's, so in no group), a host address, an egress
+ * record's app and host, by themselves; with the claim and its recorded owners.
  */
 class Judging {
   readonly nets: NetworkIndex;
   private readonly hostAddresses: ReadonlySet<string>;
   private readonly verdicts = new Map<string, string | 'allowed' | undefined>();
   private readonly claims = new Map<string, ReturnType<typeof claimOwners>>();
+  private readonly recorded = new Map<string, ReturnType<typeof recordedOwners>>();
+  private readonly classes: VerdictClasses;
   readonly apps: ReadonlyMap<string, App>;
 
   constructor(
@@ -134,6 +139,7 @@ class Judging {
     this.nets = new NetworkIndex(policy);
     this.hostAddresses = new Set(cluster.hosts.flatMap((h) => h.addresses.flatMap((a) => canonical(a) ?? [])));
     this.apps = new Map(cluster.apps.map((a) => [a.id, a]));
+    this.classes = new VerdictClasses(policy, cluster, this.nets);
   }
 
   owners(f: ObservedFlow): ReturnType<typeof claimOwners> {
@@ -146,16 +152,23 @@ class Judging {
   /** Why `flow` gives no evidence (undefined: it does), after judging it by the policy now. */
   unusable(f: ObservedFlow): string | 'allowed' | undefined {
     const d = f.destination;
-    const claim = `${d.hostId}\u0000${d.address}\u0000${d.protocol}\u0000${d.port}\u0000${d.apps.map((a) => `${a.appId}\u0001${a.taskIds.join('\u0001')}`).join('\u0000')}`;
-    const ip = canonical(f.source.address);
-    const address = ip ?? f.source.address;
-    const source =
-      f.direction === 'egress'
-        ? `e\u0000${f.reportedBy}\u0000${f.source.apps[0] ?? ''}`
-        : ip && !this.hostAddresses.has(address)
-          ? `n\u0000${address.includes(':') ? 6 : 4}\u0000${this.nets.networksOf(address).join('\u0000')}`
-          : `a\u0000${address}`;
-    const key = `${source}\u0002${claim}`;
+    const claim = `${d.hostId}\u0000${d.address}\u0000${d.protocol}\u0000${d.port}\u0000${d.portName ?? ''}\u0000${d.apps.map((a) => `${a.appId}\u0001${a.taskIds.join('\u0001')}`).join('\u0000')}`;
+    let recorded = this.recorded.get(claim);
+    if (!recorded) this.recorded.set(claim, (recorded = recordedOwners(this.cluster, f)));
+    const cls = typeof recorded === 'string' ? undefined : this.classes.classOf(f, recorded, this.owners(f));
+    let key: string;
+    if (cls !== undefined) key = `c\u0002${cls}`;
+    else {
+      const ip = canonical(f.source.address);
+      const address = ip ?? f.source.address;
+      const source =
+        f.direction === 'egress'
+          ? `e\u0000${f.reportedBy}\u0000${f.source.apps[0] ?? ''}`
+          : ip && !this.hostAddresses.has(address)
+            ? `n\u0000${address.includes(':') ? 6 : 4}\u0000${this.nets.networksOf(address).join('\u0000')}`
+            : `a\u0000${address}`;
+      key = `${source}\u0002${claim}`;
+    }
     if (this.verdicts.has(key)) return this.verdicts.get(key);
     const why = judged(this.policy, this.cluster, f);
     this.verdicts.set(key, why);
