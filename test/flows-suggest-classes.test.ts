@@ -20,7 +20,7 @@ import type { ClusterState } from '../src/inventory/cluster-state.js';
 import type { Policy } from '../src/policy/policy-model.js';
 import type { ObservedFlow } from '../src/flows/observed-flow.js';
 import { scenarioArb } from './support/random-cluster.js';
-import { egressFlow, ingressFlow } from './support/flow-records.js';
+import { randomFlows } from './support/random-flows.js';
 
 const OUTSIDE = ['203.0.113.1', '203.0.113.2', '10.0.0.200', '2001:db8::9', 'fd00::1:7'];
 
@@ -37,26 +37,6 @@ function addressesOf(policy: Policy, cluster: ClusterState): string[] {
   return [...cluster.hosts.flatMap((h) => h.addresses), ...OUTSIDE, ...edges];
 }
 
-function flowsOf(policy: Policy, cluster: ClusterState, picks: readonly (readonly [number, number, number])[]): ObservedFlow[] {
-  const claims = cluster.tasks.flatMap((t) => {
-    const app = cluster.apps.find((a) => a.id === t.appId);
-    if (!app || !cluster.hosts.some((h) => h.id === t.hostId && h.addresses.length > 0)) return [];
-    return t.hostPorts.flatMap((port, i) => (app.ports[i]?.protocols ?? []).map((protocol) => ({ hostId: t.hostId, protocol, port })));
-  });
-  const addresses = addressesOf(policy, cluster);
-  if (claims.length === 0) return [];
-  return picks.flatMap(([kind, c, s], n) => {
-    const claim = claims[c % claims.length]!;
-    const input = { packets: n + 1, verdict: 'denied' as const };
-    if (kind === 0) {
-      const task = cluster.tasks[s % Math.max(cluster.tasks.length, 1)];
-      if (!task || !cluster.hosts.some((h) => h.id === task.hostId)) return [];
-      return [egressFlow(cluster, task.appId, task.hostId, claim.hostId, claim.protocol, claim.port, input)];
-    }
-    return [ingressFlow(cluster, addresses[s % addresses.length]!, claim.hostId, claim.protocol, claim.port, input)];
-  });
-}
-
 const totals = { classed: 0, classes: 0 };
 
 describe('suggest: one judgement per verdict class', () => {
@@ -71,7 +51,7 @@ describe('suggest: one judgement per verdict class', () => {
       fc.property(scenarioArb, fc.array(fc.tuple(fc.integer({ min: 0, max: 1 }), fc.nat(8), fc.nat(60)), { minLength: 1, maxLength: 60 }), ({ policy, cluster }, picks) => {
         const classes = new VerdictClasses(policy, cluster, new NetworkIndex(policy));
         const seen = new Map<string, { flow: ObservedFlow; why: ReturnType<typeof judged> }>();
-        for (const f of flowsOf(policy, cluster, picks)) {
+        for (const f of randomFlows(cluster, addressesOf(policy, cluster), picks)) {
           const owners = recordedOwners(cluster, f);
           if (typeof owners === 'string') continue;
           const cls = classes.classOf(f, owners, claimOwners(cluster, f.destination.hostId, f.destination.protocol, f.destination.port));
