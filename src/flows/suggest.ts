@@ -274,9 +274,9 @@ const setKey = (s: Iterable<string>) => [...s].sort().join('\u0000');
 /** The rules that would allow the evidence in `flows` (see the contract above). */
 export function suggestRules(policy: Policy, cluster: ClusterState, flows: readonly ObservedFlow[], options: SuggestOptions = {}): Suggestion {
   const verdicts = new Set(options.verdicts ?? ['denied', 'audit']);
-  const asked = flows.filter((f) => verdicts.has(f.verdict) && (options.sinceMs === undefined || Date.parse(f.lastSeen) >= options.sinceMs));
+  const taken = flows.filter((f) => verdicts.has(f.verdict) && (options.sinceMs === undefined || Date.parse(f.lastSeen) >= options.sinceMs));
   // Egress records first (each in its order): an ingress record is left to one only when that one is evidence.
-  asked.splice(0, asked.length, ...asked.filter((f) => f.direction === 'egress'), ...asked.filter((f) => f.direction !== 'egress'));
+  const asked = [...taken.filter((f) => f.direction === 'egress'), ...taken.filter((f) => f.direction !== 'egress')];
   const egressClaims = new Set<string>();
   const judging = new Judging(policy, cluster);
   const skips = new Map<string, { flows: number; connections: number }>();
