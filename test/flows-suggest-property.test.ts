@@ -22,45 +22,14 @@ import type { ClusterState } from '../src/inventory/cluster-state.js';
 import type { PeerRef, Policy, PortSpec, Protocol } from '../src/policy/policy-model.js';
 import type { ObservedFlow } from '../src/flows/observed-flow.js';
 import { scenarioArb } from './support/random-cluster.js';
-import { egressFlow, ingressFlow } from './support/flow-records.js';
+import { randomFlows } from './support/random-flows.js';
 
 const AT = { file: 'suggested.yaml', line: 1, col: 1 };
 const OUTSIDE = ['203.0.113.1', '203.0.113.2', '10.0.0.200', '2001:db8::9', 'fd00::1:7'];
 
-interface Claim {
-  readonly hostId: string;
-  readonly protocol: Protocol;
-  readonly port: number;
-}
-
-function claimsOf(cluster: ClusterState): Claim[] {
-  const out = new Map<string, Claim>();
-  for (const t of cluster.tasks) {
-    const app = cluster.apps.find((a) => a.id === t.appId);
-    const host = cluster.hosts.find((h) => h.id === t.hostId);
-    if (!app || !host || host.addresses.length === 0) continue;
-    t.hostPorts.forEach((port, i) => {
-      for (const protocol of app.ports[i]?.protocols ?? []) out.set(`${t.hostId}/${protocol}/${port}`, { hostId: t.hostId, protocol, port });
-    });
-  }
-  return [...out.values()];
-}
-
 /** Flows of the picks: egress from a task, ingress from a host address or an outside one. */
 function flowsOf(cluster: ClusterState, picks: readonly (readonly [number, number, number])[]): ObservedFlow[] {
-  const claims = claimsOf(cluster);
-  const addresses = [...cluster.hosts.flatMap((h) => h.addresses), ...OUTSIDE];
-  if (claims.length === 0) return [];
-  return picks.flatMap(([kind, c, s], n) => {
-    const claim = claims[c % claims.length]!;
-    const input = { packets: n + 1, verdict: 'denied' as const };
-    if (kind === 0) {
-      const task = cluster.tasks[s % Math.max(cluster.tasks.length, 1)];
-      if (!task || !cluster.hosts.some((h) => h.id === task.hostId)) return [];
-      return [egressFlow(cluster, task.appId, task.hostId, claim.hostId, claim.protocol, claim.port, input)];
-    }
-    return [ingressFlow(cluster, addresses[s % addresses.length]!, claim.hostId, claim.protocol, claim.port, input)];
-  });
+  return randomFlows(cluster, [...cluster.hosts.flatMap((h) => h.addresses), ...OUTSIDE], picks);
 }
 
 /** The policy with the suggestion pasted: groups, networks, and the rules at the end. */

@@ -69,7 +69,7 @@ function ownerTask(cluster: ClusterState, flow: ObservedFlow, app: App, taskIds:
 }
 
 /** The claim's owners as recorded, each with its task: the apps must still be in the cluster. */
-function owners(cluster: ClusterState, flow: ObservedFlow): { app: App; task: Task; index: number }[] | string {
+export function recordedOwners(cluster: ClusterState, flow: ObservedFlow): { app: App; task: Task; index: number }[] | string {
   const out: { app: App; task: Task; index: number }[] = [];
   for (const owner of flow.destination.apps) {
     if (owner.appId === '') continue;
@@ -85,7 +85,7 @@ function owners(cluster: ClusterState, flow: ObservedFlow): { app: App; task: Ta
 
 function judgeIngress(policy: Policy, cluster: ClusterState, flow: ObservedFlow): JudgeResult {
   if (!parseIp(flow.source.address)) return { ok: false, why: `source address '${flow.source.address}' is not an address` };
-  const found = owners(cluster, flow);
+  const found = recordedOwners(cluster, flow);
   if (typeof found === 'string') return { ok: false, why: found };
   const verdicts = found.map((o) => evaluateConnection(policy, cluster, { source: flow.source.address, task: o.task, portIndex: o.index, protocol: flow.destination.protocol }));
   return { ok: true, judgement: judgementOf(verdicts.find((v) => v.decision === 'deny') ?? verdicts[0]!) };
@@ -98,7 +98,7 @@ function judgeEgress(policy: Policy, cluster: ClusterState, flow: ObservedFlow):
   for (const h of [flow.reportedBy, hostId]) if (!cluster.hosts.some((x) => x.id === h)) return { ok: false, why: `host ${h} is not in the cluster now` };
   const ip = parseIp(flow.destination.address) ?? parseIp(flow.source.address);
   if (!ip) return { ok: false, why: `destination address '${flow.destination.address}' is not an address` };
-  const found = owners(cluster, flow);
+  const found = recordedOwners(cluster, flow);
   if (typeof found === 'string') return { ok: false, why: found };
   // The claim as recorded: its stand-in tasks join the cluster when the recorded ones are gone.
   const current = new Set(claimOwners(cluster, hostId, protocol, port).map((o) => o.task));

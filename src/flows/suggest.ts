@@ -36,8 +36,9 @@ import { parseAddress } from '../net/address.js';
 import { claimOwners } from '../evaluate/egress-evaluator.js';
 import type { FlowVerdict } from './flow-types.js';
 import type { ObservedFlow } from './observed-flow.js';
-import { judgeFlow } from './plan-judge.js';
-import { NameBook, NetworkIndex, coverApps, groupMembers, nameableAppId, slug, type CoverPart, type GroupMembers } from './suggest-names.js';
+import { judgeFlow, recordedOwners } from './plan-judge.js';
+import { VerdictClasses } from './suggest-classes.js';
+import { NameBook, NetworkIndex, coverApps, groupMembers, nameableAppId, slug, type CoverPart } from './suggest-names.js';
 
 export interface SuggestOptions {
   /** The recorded verdicts taken as evidence (default denied and audit). */
@@ -115,16 +116,20 @@ function canonical(text: string): string | undefined {
 const claimKey = (sourceHost: string, f: ObservedFlow) => `${sourceHost}\u0000${f.destination.hostId}\u0000${f.destination.protocol}\u0000${f.destination.port}`;
 
 /**
- * The judging of suggest, memoized: a verdict depends on the flow's class, not on its key. An
- * outside address is judged by which networks hold it (it is no host's, so in no group), a host
- * address, an egress record's app and host, by themselves; with the claim and its recorded
- * owners. A million records from a few thousand addresses are judged a few hundred times.
+ * The judging of suggest, memoized: a verdict depends on the flow's class, not on its key
+ * (suggest-classes.ts: the first rule of the destination's that contains the source). The
+ * recorded owners of each claim are resolved once; the reference evaluator judges the first flow
+ * of each class. A flow without a class is judged by its full key as before: an outside address
+ * by which networks hold it (it is no host's, so in no group), a host address, an egress
+ * record's app and host, by themselves; with the claim and its recorded owners.
  */
 class Judging {
   readonly nets: NetworkIndex;
   private readonly hostAddresses: ReadonlySet<string>;
   private readonly verdicts = new Map<string, string | 'allowed' | undefined>();
   private readonly claims = new Map<string, ReturnType<typeof claimOwners>>();
+  private readonly recorded = new Map<string, ReturnType<typeof recordedOwners>>();
+  private readonly classes: VerdictClasses;
   readonly apps: ReadonlyMap<string, App>;
 
   constructor(
@@ -134,6 +139,22 @@ class Judging {
     this.nets = new NetworkIndex(policy);
     this.hostAddresses = new Set(cluster.hosts.flatMap((h) => h.addresses.flatMap((a) => canonical(a) ?? [])));
     this.apps = new Map(cluster.apps.map((a) => [a.id, a]));
+    this.classes = new VerdictClasses(policy, cluster, this.nets);
+  }
+
+  private readonly smallestOf = new Map<string, string | undefined>();
+  private readonly canonicalOf = new Map<string, string | undefined>();
+
+  /** The smallest network of the policy holding `address`, once per address. */
+  smallest(address: string): string | undefined {
+    if (!this.smallestOf.has(address)) this.smallestOf.set(address, this.nets.smallest(address));
+    return this.smallestOf.get(address);
+  }
+
+  /** canonical(), once per text. */
+  canonical(text: string): string | undefined {
+    if (!this.canonicalOf.has(text)) this.canonicalOf.set(text, canonical(text));
+    return this.canonicalOf.get(text);
   }
 
   owners(f: ObservedFlow): ReturnType<typeof claimOwners> {
@@ -146,16 +167,23 @@ class Judging {
   /** Why `flow` gives no evidence (undefined: it does), after judging it by the policy now. */
   unusable(f: ObservedFlow): string | 'allowed' | undefined {
     const d = f.destination;
-    const claim = `${d.hostId}\u0000${d.address}\u0000${d.protocol}\u0000${d.port}\u0000${d.apps.map((a) => `${a.appId}\u0001${a.taskIds.join('\u0001')}`).join('\u0000')}`;
-    const ip = canonical(f.source.address);
-    const address = ip ?? f.source.address;
-    const source =
-      f.direction === 'egress'
-        ? `e\u0000${f.reportedBy}\u0000${f.source.apps[0] ?? ''}`
-        : ip && !this.hostAddresses.has(address)
-          ? `n\u0000${address.includes(':') ? 6 : 4}\u0000${this.nets.networksOf(address).join('\u0000')}`
-          : `a\u0000${address}`;
-    const key = `${source}\u0002${claim}`;
+    const claim = `${d.hostId}\u0000${d.address}\u0000${d.protocol}\u0000${d.port}\u0000${d.portName ?? ''}\u0000${d.apps.map((a) => `${a.appId}\u0001${a.taskIds.join('\u0001')}`).join('\u0000')}`;
+    let recorded = this.recorded.get(claim);
+    if (!recorded) this.recorded.set(claim, (recorded = recordedOwners(this.cluster, f)));
+    const cls = typeof recorded === 'string' ? undefined : this.classes.classOf(f, recorded, this.owners(f));
+    let key: string;
+    if (cls !== undefined) key = `c\u0002${cls}`;
+    else {
+      const ip = this.canonical(f.source.address);
+      const address = ip ?? f.source.address;
+      const source =
+        f.direction === 'egress'
+          ? `e\u0000${f.reportedBy}\u0000${f.source.apps[0] ?? ''}`
+          : ip && !this.hostAddresses.has(address)
+            ? `n\u0000${address.includes(':') ? 6 : 4}\u0000${this.nets.networksOf(address).join('\u0000')}`
+            : `a\u0000${address}`;
+      key = `${source}\u0002${claim}`;
+    }
     if (this.verdicts.has(key)) return this.verdicts.get(key);
     const why = judged(this.policy, this.cluster, f);
     this.verdicts.set(key, why);
@@ -163,7 +191,8 @@ class Judging {
   }
 }
 
-function judged(policy: Policy, cluster: ClusterState, flow: ObservedFlow): string | 'allowed' | undefined {
+/** What suggest takes from the judgement of `flow` now: allowed, why it is no evidence, or undefined (evidence). */
+export function judged(policy: Policy, cluster: ClusterState, flow: ObservedFlow): string | 'allowed' | undefined {
   const judged = judgeFlow(policy, cluster, flow);
   if (!judged.ok) return `cannot be judged now: ${judged.why}`;
   const j = judged.judgement;
@@ -194,7 +223,7 @@ function itemOf(judging: Judging, flow: ObservedFlow): Item | string {
   const base = { flow, destApps: new Set(dest), port: named ? name! : flow.destination.port };
   if (flow.direction === 'egress') return { ...base, sourceApps: new Set(flow.source.apps.slice(0, 1)) };
   if (flow.source.kind === 'host' && flow.source.apps.length > 0) return { ...base, sourceApps: new Set(flow.source.apps) };
-  const ip = canonical(flow.source.address);
+  const ip = judging.canonical(flow.source.address);
   if (!ip) return `source address ${JSON.stringify(flow.source.address)} is not an address`;
   return { ...base, address: ip };
 }
@@ -245,9 +274,9 @@ const setKey = (s: Iterable<string>) => [...s].sort().join('\u0000');
 /** The rules that would allow the evidence in `flows` (see the contract above). */
 export function suggestRules(policy: Policy, cluster: ClusterState, flows: readonly ObservedFlow[], options: SuggestOptions = {}): Suggestion {
   const verdicts = new Set(options.verdicts ?? ['denied', 'audit']);
-  const asked = flows.filter((f) => verdicts.has(f.verdict) && (options.sinceMs === undefined || Date.parse(f.lastSeen) >= options.sinceMs));
-  // Egress records first: an ingress record is left to one only when that one is evidence.
-  asked.sort((a, b) => (a.direction === b.direction ? 0 : a.direction === 'egress' ? -1 : 1));
+  const taken = flows.filter((f) => verdicts.has(f.verdict) && (options.sinceMs === undefined || Date.parse(f.lastSeen) >= options.sinceMs));
+  // Egress records first (each in its order): an ingress record is left to one only when that one is evidence.
+  const asked = [...taken.filter((f) => f.direction === 'egress'), ...taken.filter((f) => f.direction !== 'egress')];
   const egressClaims = new Set<string>();
   const judging = new Judging(policy, cluster);
   const skips = new Map<string, { flows: number; connections: number }>();
@@ -336,7 +365,7 @@ export function suggestRules(policy: Policy, cluster: ClusterState, flows: reado
     const outside: Item[] = [];
     for (const { item } of list) {
       if (item.address === undefined) continue;
-      const net = judging.nets.smallest(item.address);
+      const net = judging.smallest(item.address);
       if (net !== undefined) addRule(net, to, port, item.flow);
       else outside.push(item);
     }
@@ -353,8 +382,15 @@ export function suggestRules(policy: Policy, cluster: ClusterState, flows: reado
     }
   }
 
+  // The protocol narrowing of a rule depends on its destination group and port only: once each.
+  const membersOf = new Map<string, ReadonlySet<string>>();
+  for (const g of groups) if (!membersOf.has(g.name)) membersOf.set(g.name, g.members);
+  for (const g of proposedGroups.values()) membersOf.set(g.name, new Set(g.apps));
+  const narrowed = new Map<string, 'tcp' | 'udp' | undefined>();
   const made: SuggestedRule[] = [...rules.values()].map((r) => {
-    const protocol = narrowProtocol(cluster, groups, r.to, proposedGroups, r.port, r.tally.protocols);
+    const key = `${r.to}\u0001${typeof r.port}\u0001${String(r.port)}\u0001${[...r.tally.protocols].sort().join()}`;
+    if (!narrowed.has(key)) narrowed.set(key, narrowProtocol(cluster, membersOf.get(r.to) ?? new Set(), r.port, r.tally.protocols));
+    const protocol = narrowed.get(key);
     return { name: '', from: r.from, to: r.to, port: r.port, ...(protocol ? { protocol } : {}), evidence: r.tally.evidence() };
   });
   made.sort((a, b) => b.evidence.connections - a.evidence.connections || cmp(a.from, b.from) || cmp(a.to, b.to) || cmp(String(a.port), String(b.port)));
@@ -391,17 +427,9 @@ function bucket<T>(list: readonly T[], key: (t: T) => string): T[][] {
  * protocol that was not seen (so the rule does not open it); undefined when the port takes
  * nothing else (or both were seen).
  */
-function narrowProtocol(
-  cluster: ClusterState,
-  groups: readonly GroupMembers[],
-  to: string,
-  proposed: ReadonlyMap<string, SuggestedGroup>,
-  port: string | number,
-  seen: ReadonlySet<'tcp' | 'udp'>,
-): 'tcp' | 'udp' | undefined {
+function narrowProtocol(cluster: ClusterState, members: ReadonlySet<string>, port: string | number, seen: ReadonlySet<'tcp' | 'udp'>): 'tcp' | 'udp' | undefined {
   if (seen.size !== 1) return undefined;
   const only = [...seen][0]!;
-  const members = new Set([...proposed.values()].find((g) => g.name === to)?.apps ?? groups.find((g) => g.name === to)?.members ?? []);
   const ports = cluster.apps.filter((a) => members.has(a.id)).flatMap((a) => {
     if (typeof port === 'string') return a.ports.filter((p) => p.name === port);
     const indexes = new Set(cluster.tasks.filter((t) => t.appId === a.id).flatMap((t) => t.hostPorts.flatMap((hp, i) => (hp === port ? [i] : []))));

@@ -32,6 +32,8 @@ async function runScenario(name: ChildName, options: BenchOptions): Promise<void
       return (await import('./bench-egress.js')).benchEgress(options);
     case 'flows':
       return (await import('./bench-flows.js')).benchFlows(options);
+    case 'suggest':
+      return (await import('./bench-suggest.js')).benchSuggest(options);
     case 'fanout':
       return (await import('./bench-fanout.js')).benchFanout(options);
     case 'convergence':

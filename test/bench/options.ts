@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 
-export const SCENARIOS = ['compile', 'kernel', 'packet', 'egress', 'flows', 'fanout', 'convergence', 'flow-store'] as const;
+export const SCENARIOS = ['compile', 'kernel', 'packet', 'egress', 'flows', 'suggest', 'fanout', 'convergence', 'flow-store'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 /** What one child process runs: a scenario, or the large-policy part of `compile`. */
 export type ChildName = ScenarioName | 'compile-policy';
@@ -42,7 +42,7 @@ const NUMERIC = {
   rules: { default: 1000, help: 'compile: rules' },
   'policy-rules': { default: 10_000, help: 'compile: rules of the large YAML policy (0 = skip that case)' },
   'policy-networks': { default: 10_000, help: 'compile: networks of the large YAML policy' },
-  runs: { default: 3, help: 'compile: full compiles timed (median reported)' },
+  runs: { default: 3, help: 'compile: full compiles timed, suggest: runs over 1M records (median reported)' },
   moves: { default: 10_000, help: 'compile: random task moves applied one at a time' },
   agents: { default: 1000, help: 'fanout: simulated agents (full run: 5000)' },
   workers: { default: 3, help: 'fanout: child processes hosting the agents' },
@@ -58,7 +58,7 @@ const NUMERIC = {
 
 export function usage(): string {
   const lines = [
-    'usage: npm run bench -- [--only compile,kernel,packet,egress,flows,fanout,convergence,flow-store] [size flags]',
+    'usage: npm run bench -- [--only compile,kernel,packet,egress,flows,suggest,fanout,convergence,flow-store] [size flags]',
     '',
     'Each scenario runs in a fresh child process; kernel, packet, egress and convergence need root',
     '(they work only inside network namespaces they create and delete).',
