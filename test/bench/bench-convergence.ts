@@ -35,9 +35,10 @@ import type { Policy } from '../../src/policy/policy-model.js';
 import { loadPolicy } from '../../src/sources/policy-files.js';
 import { agentsOf, startCluster, type Cluster } from '../support/cluster-harness.js';
 import type { MarathonDoubleProcess } from '../support/marathon-double-process.js';
-import { sweepStaleNamespaces, type TestHost } from '../support/netns.js';
+import type { TestHost } from '../support/netns.js';
 import type { LogLine } from '../support/process-log.js';
 import { log, report } from './figures.js';
+import { kernelBenchReady } from './kernel-bench.js';
 import type { BenchOptions } from './options.js';
 import { mean, percentile } from './stats.js';
 import { seededRandom } from '../support/seeded-random.js';
@@ -77,12 +78,7 @@ interface RunningTask {
 }
 
 export async function benchConvergence(o: BenchOptions): Promise<void> {
-  if (process.getuid?.() !== 0) {
-    log('skipped: needs root (network namespaces, iptables, ipset)');
-    return;
-  }
-  log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (other processes on the machine skew every timing)`);
-  await sweepStaleNamespaces();
+  if (!(await kernelBenchReady())) return;
   const rand = seededRandom(o.seed + 11);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
   const running: RunningTask[] = [];

@@ -24,8 +24,9 @@ import { FlowReader } from '../../agent/flow-reader.js';
 import { parseFlowEntries } from '../../src/render/flow-read.js';
 import { flowSetName } from '../../src/render/owned-names.js';
 import { DEFAULT_FLOW_RECORDING } from '../../src/render/render-flows.js';
-import { createTestNetwork, sweepStaleNamespaces, type TestNetwork } from '../support/netns.js';
+import { createTestNetwork, type TestNetwork } from '../support/netns.js';
 import { log, report } from './figures.js';
+import { kernelBenchReady } from './kernel-bench.js';
 import { syntheticHostState } from './kernel-synthetic-state.js';
 import type { BenchOptions } from './options.js';
 import { runRate, startServer, type TcpServer } from './packet-procs.js';
@@ -41,12 +42,7 @@ const ORDER: readonly Config[] = [...CYCLE, ...CYCLE];
 const logger = pino({ level: 'silent' });
 
 export async function benchFlows(o: BenchOptions): Promise<void> {
-  if (process.getuid?.() !== 0) {
-    log('skipped: needs root (network namespaces, iptables, ipset)');
-    return;
-  }
-  log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (other processes on the machine skew every timing)`);
-  await sweepStaleNamespaces();
+  if (!(await kernelBenchReady())) return;
   let net: TestNetwork | undefined;
   try {
     net = await createTestNetwork({ hosts: 2, ipv6: false });

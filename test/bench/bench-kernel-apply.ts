@@ -25,7 +25,7 @@
  *    connect, or a denied one that does, is a wrong verdict.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { ExecCommandRunner } from '../../agent/dataplane/command-runner.js';
@@ -36,8 +36,9 @@ import { diffStates } from '../../src/compile/state-delta.js';
 import type { Family } from '../../src/net/family.js';
 import { renderIpsetRestore } from '../../src/render/render-ipsets.js';
 import { renderIptablesRestore } from '../../src/render/render-iptables.js';
-import { createTestNetwork, sweepStaleNamespaces, type TestNetwork } from '../support/netns.js';
+import { createTestNetwork, type TestNetwork } from '../support/netns.js';
 import { log, report } from './figures.js';
+import { kernelBenchReady } from './kernel-bench.js';
 import { memberCount, syntheticHostState, withAllowIp4 } from './kernel-synthetic-state.js';
 import type { BenchOptions } from './options.js';
 import { startProber, startServer, type ProbeRecord, type Prober, type TcpServer } from './packet-procs.js';
@@ -56,12 +57,7 @@ const PROBE_TIMEOUT_MS = 800;
 const RESTORE: Readonly<Record<Family, string>> = { 4: 'iptables-restore', 6: 'ip6tables-restore' };
 
 export async function benchKernelApply(o: BenchOptions): Promise<void> {
-  if (process.getuid?.() !== 0) {
-    log('skipped: needs root (network namespaces, iptables, ipset)');
-    return;
-  }
-  log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (other processes on the machine skew every timing)`);
-  await sweepStaleNamespaces();
+  if (!(await kernelBenchReady())) return;
   let net: TestNetwork | undefined;
   let stateDir: string | undefined;
   try {

@@ -26,8 +26,9 @@ import pino from 'pino';
 import { ExecCommandRunner } from '../../agent/dataplane/command-runner.js';
 import { KernelDataplane } from '../../agent/dataplane/kernel-dataplane.js';
 import type { DesiredState } from '../../src/compile/desired-state.js';
-import { createTestNetwork, sweepStaleNamespaces, type TestNetwork } from '../support/netns.js';
+import { createTestNetwork, type TestNetwork } from '../support/netns.js';
 import { log, report } from './figures.js';
+import { kernelBenchReady } from './kernel-bench.js';
 import { memberCount, syntheticHostState } from './kernel-synthetic-state.js';
 import type { BenchOptions } from './options.js';
 import { runRate, startServer, type RateResult, type TcpServer } from './packet-procs.js';
@@ -48,12 +49,7 @@ const CYCLE: readonly Config[] = ['none', 'portcullis', 'naive', 'naive', 'portc
 const ORDER: readonly Config[] = [...CYCLE, ...CYCLE];
 
 export async function benchPacketPath(o: BenchOptions): Promise<void> {
-  if (process.getuid?.() !== 0) {
-    log('skipped: needs root (network namespaces, iptables, ipset)');
-    return;
-  }
-  log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (other processes on the machine skew every timing)`);
-  await sweepStaleNamespaces();
+  if (!(await kernelBenchReady())) return;
   let net: TestNetwork | undefined;
   try {
     net = await createTestNetwork({ hosts: 2, ipv6: true });
