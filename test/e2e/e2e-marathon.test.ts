@@ -274,6 +274,8 @@ describe.skipIf(!isRoot)('e2e: live inventory from a Marathon double', () => {
     expect(Date.parse(stale.since ?? '')).toBeGreaterThan(0);
     // The controller keeps trying (lists with backoff) and nothing moves meanwhile.
     await waitFor(async () => (await double.info()).requests >= requests + 4, 20_000, 'the controller to retry Marathon');
+    // The feed logs what /status shows on its next check (every 500 ms), and the line crosses a pipe: wait for it.
+    await waitFor(() => logCount(c, /inventory is stale/) >= staleLines + 1, 5000, 'the stale log line');
     expect(logCount(c, /inventory is stale/)).toBe(staleLines + 1);
     expect(await c.waitConverged(10_000)).toEqual(versions);
     expect(await kernelSnapshot(c)).toEqual(kernelBefore);
