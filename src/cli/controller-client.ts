@@ -42,16 +42,20 @@ export function controllerBase(option: string, given: string | undefined): URL {
   return url;
 }
 
-/** GET `path` below `base` as JSON; `accept` lists the HTTP codes whose body is returned. */
-export async function getJson(base: URL, path: string, accept: readonly number[] = [200], timeoutMs = TIMEOUT_MS): Promise<{ status: number; body: unknown; url: URL }> {
-  const url = new URL(path, base);
-  let response: Response;
+/** GET `url` of the status listener; a ControllerError saying what to check when it cannot be reached. */
+export async function fetchController(url: URL, timeoutMs = TIMEOUT_MS): Promise<Response> {
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    return await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
     const cause = (err as { cause?: { message?: string } }).cause?.message;
     throw new ControllerError(`cannot read ${url.href}: ${(err as Error).message}${cause ? ` (${cause})` : ''}; is the controller running, and is this its --status-listen address?`);
   }
+}
+
+/** GET `path` below `base` as JSON; `accept` lists the HTTP codes whose body is returned. */
+export async function getJson(base: URL, path: string, accept: readonly number[] = [200], timeoutMs = TIMEOUT_MS): Promise<{ status: number; body: unknown; url: URL }> {
+  const url = new URL(path, base);
+  const response = await fetchController(url, timeoutMs);
   if (!accept.includes(response.status)) {
     const hint = response.status === 404 ? ' (a controller older than this CLI, or not a Portcullis controller?)' : '';
     throw new ControllerError(`${url.href} answered HTTP ${response.status} ${response.statusText}${hint}`);

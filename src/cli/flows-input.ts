@@ -12,7 +12,8 @@ import { FLOWS_ANSWER_MAX_BYTES, readFlowsAnswer, type FlowsAnswer } from '../fl
 import { FLOW_VERDICTS, type FlowVerdict } from '../flows/flow-types.js';
 import { UsageError } from '../usage-error.js';
 import type { CliIO } from './command.js';
-import { ControllerError, controllerBase, loadClusterInput, printable } from './controller-client.js';
+import { ControllerError, controllerBase, fetchController, loadClusterInput, printable } from './controller-client.js';
+import { parseTimeParam } from '../flows/flow-query.js';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import type { Diagnostic } from '../diagnostic.js';
 
@@ -20,20 +21,16 @@ export const FLOWS_FILE_HELP =
   '  --flows FILE        read the flows from a saved /flows answer instead of a controller\n' +
   "                      (e.g. curl -o flows.json 'http://10.0.0.5:7444/flows?limit=100000')";
 
-/** `--since` / `--until`: a duration back from now (30s, 10m, 1h, 2d) or an ISO 8601 time. */
-const DURATION = /^(\d{1,9})([smhd])$/;
-const UNIT_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
+/** `--since` / `--until`: a duration back from now (30s, 10m, 1h, 2d) or an ISO 8601 time, as /flows takes them (flow-query.ts). */
 export function checkTime(option: string, value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
-  if (DURATION.test(value) || (/^\d{4}-\d\d-\d\d/.test(value) && Number.isFinite(Date.parse(value)))) return value;
+  if (parseTimeParam(value, Date.now()) !== undefined) return value;
   throw new UsageError(`--${option} must be a duration back from now (30s, 10m, 1h, 2d) or an ISO 8601 time; got '${printable(value.slice(0, 100))}'`);
 }
 
 /** The time (ms since the epoch) a `--since` value names, durations counted back from `nowMs`. */
 export function timeMs(value: string, nowMs: number): number {
-  const m = DURATION.exec(value);
-  return m ? nowMs - Number(m[1]) * UNIT_MS[m[2]!]! : Date.parse(value);
+  return parseTimeParam(value, nowMs) ?? Number.NaN;
 }
 
 /** `--verdict a,b`: each one of the three verdict classes. */
@@ -46,14 +43,7 @@ export function checkVerdicts(value: string | undefined, fallback: readonly Flow
 
 /** The body of `url` as text, at most `maxBytes` (more is an error), within `timeoutMs`. */
 export async function fetchBounded(url: URL, maxBytes: number, timeoutMs: number): Promise<string> {
-  let response: Response;
-  const signal = AbortSignal.timeout(timeoutMs);
-  try {
-    response = await fetch(url, { signal });
-  } catch (err) {
-    const cause = (err as { cause?: { message?: string } }).cause?.message;
-    throw new ControllerError(`cannot read ${url.href}: ${(err as Error).message}${cause ? ` (${cause})` : ''}; is the controller running, and is this its --status-listen address?`);
-  }
+  const response = await fetchController(url, timeoutMs);
   if (response.status !== 200) {
     // An error answer is read up to 64 KiB only: its "error" is one line.
     const body = await readBody(response, url, 64 * 1024).catch(() => '');
