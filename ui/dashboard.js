@@ -13,7 +13,7 @@
 import { el, replace, shortTime } from './dom.js';
 import { mergeFlows } from './flow-graph.js';
 import { FlowMap } from './flow-map.js';
-import { FIELD_FILTERS, filterQuery, setFilter, showFlowTable, showLost } from './flow-table.js';
+import { FIELD_FILTERS, filterQuery, partialViewWarning, setFilter, showFlowTable, showLost } from './flow-table.js';
 import { showAgents, showOverview, showReports } from './status-view.js';
 
 /** @typedef {import('./flow-graph.js').ObservedFlow} ObservedFlow */
@@ -59,6 +59,7 @@ class Dashboard {
     this.form = /** @type {HTMLFormElement} */ (byId('filters'));
     this.connection = byId('connection');
     this.filterError = byId('filter-error');
+    this.replicasWarning = byId('replicas-warning');
     this.flowCount = byId('flow-count');
     /** @type {ObservedFlow[]} */
     this.flows = [];
@@ -160,6 +161,7 @@ class Dashboard {
       }
       if (!res.ok) return false;
       this.filterError.textContent = '';
+      this.replicasWarning.textContent = partialViewWarning(body.replicas);
       this.flows = flowsOf(body);
       this.showFlows();
       showLost(byId('lost'), Array.isArray(body.lost) ? body.lost : []);

@@ -82,3 +82,16 @@ export function showLost(container, lost) {
       : el('div', {}, el('p', {}, 'New connections that could not be recorded because a flow set was full (traffic was not affected):'), table(['Host', 'Direction', 'Verdict', 'Family', 'Conns'], rows, '')),
   );
 }
+
+/**
+ * The partial-view warning of a /flows answer merged over controller replicas (its `replicas`),
+ * or '' when every replica answered. Names come from peers: untrusted text, shown as text only.
+ * @param {unknown} replicas
+ */
+export function partialViewWarning(replicas) {
+  if (!Array.isArray(replicas)) return '';
+  const missing = replicas.filter((r) => r !== null && typeof r === 'object' && r.ok === false);
+  if (missing.length === 0) return '';
+  const names = missing.slice(0, 10).map((r) => String(r.name).slice(0, 100)).join(', ');
+  return `Partial view: ${missing.length} of ${replicas.length} controller replicas did not answer (${names}${missing.length > 10 ? ', …' : ''}); the flows their agents reported are missing.`;
+}

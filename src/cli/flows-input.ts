@@ -112,6 +112,9 @@ export async function loadFlows(io: CliIO, values: { flows?: string | undefined;
   const read = readFlowsAnswer(text);
   if (!read.ok) throw new ControllerError(`${where}: ${read.error}`);
   for (const p of read.problems) io.stderr(`${printable(where)}: ${printable(p)}\n`);
+  for (const r of read.answer.replicas ?? []) {
+    if (!r.ok) io.stderr(`${printable(where)}: partial view: controller replica ${printable(r.name)} did not answer (${printable(r.error ?? 'no reason given')}); the flows its agents reported are missing\n`);
+  }
   return { answer: read.answer, where, fromController };
 }
 

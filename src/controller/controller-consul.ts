@@ -30,10 +30,15 @@ export function readyzUrl(statusHost: string, statusPort: number): string {
   return `http://${formatHostPort(host, statusPort)}/readyz`;
 }
 
+/** The service ID this replica registers under (its peers are the instances with another ID). */
+export function controllerServiceId(name: string, grpcPort: number): string {
+  return `${name}-${hostname()}-${grpcPort}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 128);
+}
+
 /** Registers this replica (gRPC on `grpcPort`, status on `statusHost:statusPort`); the registrar, started. */
 export function registerController(o: ControllerConsulOptions, grpcPort: number, statusHost: string, statusPort: number, log: Logger): ServiceRegistrar | undefined {
   if (!o.service) return undefined;
-  const id = `${o.service.name}-${hostname()}-${grpcPort}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 128);
+  const id = controllerServiceId(o.service.name, grpcPort);
   const registrar = new ServiceRegistrar({
     client: o.client,
     registration: {

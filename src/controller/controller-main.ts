@@ -23,6 +23,9 @@
  *   resolved against the policy and cluster in force (one FlowResolver per pair, rebuilt when
  *   either changes), read back from `<stateDir>/flows.json` before the listeners open, saved
  *   every 30 s and once more by `stop()` (flow-persistence.ts).
+ * - Flow peers (issue 12): with `flowPeers` targets or a Consul service, `/flows` merges the
+ *   records of every peer replica (flow-peers.ts) and this replica serves the Peers service to
+ *   them on its gRPC listener (src/grpc/peers-service.ts); without either it serves no Peers.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -50,6 +53,9 @@ import { FlowResolver } from '../flows/resolve-flow.js';
 import { FlowEventHub } from './flow-events.js';
 import { FlowIntakeQueue } from './flow-intake-queue.js';
 import { DEFAULT_CONTROLLER_STATE_DIR, FlowPersistence } from './flow-persistence.js';
+import { FlowPeers } from './flow-peers.js';
+import { controllerServiceId } from './controller-consul.js';
+import { PeersService } from '../grpc/peers-service.js';
 
 export interface FeedContext {
   /** What the Sync service knows of every agent (host ids, Hello addresses). */
@@ -81,6 +87,8 @@ export interface ControllerOptions {
   readonly flows?: FlowStoreOptions;
   /** Period of the flows save. Default 30 s. */
   readonly flowSaveIntervalMs?: number;
+  /** Peer replicas whose flows /flows merges (`--flow-peer`, `--peer-name`; Consul peers come with `consul.service`). */
+  readonly flowPeers?: { readonly targets?: readonly HostPort[]; readonly peerNames?: readonly string[]; readonly deadlineMs?: number };
   readonly logger: Logger;
 }
 
@@ -126,6 +134,24 @@ export async function startController(options: ControllerOptions): Promise<Runni
   });
   await flowFiles.load();
 
+  // Flow peers: /flows merges every peer replica's records; this one answers theirs (Peers service).
+  let selfAddress = formatHostPort(options.listen.host, options.listen.port);
+  let selfId: string | undefined;
+  const consulService = options.consul?.service;
+  const peerOptions = options.flowPeers;
+  const flowPeers =
+    (peerOptions?.targets?.length ?? 0) > 0 || (peerOptions?.peerNames?.length ?? 0) > 0 || consulService
+      ? new FlowPeers({
+          credentials: options.credentials,
+          targets: peerOptions?.targets ?? [],
+          peerNames: peerOptions?.peerNames ?? [],
+          ...(options.consul && consulService ? { consul: { client: options.consul.client, service: consulService.name, selfId: () => selfId } } : {}),
+          selfName: () => selfAddress,
+          ...(peerOptions?.deadlineMs !== undefined ? { deadlineMs: peerOptions.deadlineMs } : {}),
+          logger: log.child({ module: 'flow-peers' }),
+        })
+      : undefined;
+
   // Refused agents (another CA, no certificate, another host's name): logged, /status, /metrics.
   const refusals = options.credentials ? new TlsRefusals({ logger: log.child({ module: 'tls' }) }) : undefined;
   const sync = new SyncService(store, {
@@ -144,7 +170,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     policy: policyInfo,
     flowRecordsRejected: () => sync.flowRecordsRejected(),
     agentsRefusedAtCapacity: () => sync.agentsRefusedAtCapacity(),
-    flows: { store: flowStore, events: flowEvents },
+    flows: { store: flowStore, events: flowEvents, ...(flowPeers ? { peers: flowPeers } : {}) },
     ...(refusals ? { tls: refusals } : {}),
   });
 
@@ -238,6 +264,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
       });
     });
     await mtls?.close();
+    await flowPeers?.stop();
     flowEvents.close();
     await statusServer.close();
     flowIntake.flush();
@@ -246,6 +273,15 @@ export async function startController(options: ControllerOptions): Promise<Runni
 
   try {
     sync.addToServer(server);
+    if (flowPeers) {
+      new PeersService({
+        query: (q, now) => flowStore.query(q, now),
+        insecure: options.credentials === undefined,
+        isPeerName: (names) => flowPeers.isPeerName(names),
+        logger: log.child({ module: 'peers' }),
+        onRefused: (peer, detail) => refusals?.record({ peer, reason: 'not_a_peer', detail }, {}, false),
+      }).addToServer(server);
+    }
     flowFiles.start();
     await watcher.start();
     await feed.start(onCluster);
@@ -273,6 +309,9 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const statusAddress = formatHostPort(options.statusListen.host, statusBound.port);
     if (options.credentials === undefined) log.warn({ grpc: grpcAddress }, 'gRPC is PLAINTEXT (--insecure): agents are not authenticated; use --ca/--cert/--key outside a local trial');
     if (options.consul) registrar = registerController(options.consul, grpcPort, options.statusListen.host, statusBound.port, log.child({ module: 'consul' }));
+    selfAddress = grpcAddress;
+    if (consulService) selfId = controllerServiceId(consulService.name, grpcPort);
+    flowPeers?.start();
     log.info({ grpc: grpcAddress, status: statusAddress, tls: options.credentials !== undefined, policy: policySource, inventory: feed.status().source }, 'controller listening');
     return {
       grpcAddress,

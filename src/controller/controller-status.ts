@@ -28,7 +28,8 @@
  *   /hosts/<id>/state the host's DesiredState, the JSON `portcullis compile --format json` prints
  *   /cluster          the ClusterState in force, the one the states are compiled from
  *                     (src/inventory/cluster-document.ts); served even while no policy is valid
- *   /flows            { flows: ObservedFlow[], lost: [...], now } (src/flows/flow-store.ts query)
+ *   /flows            { flows: ObservedFlow[], lost: [...], now } (src/flows/flow-store.ts query),
+ *                     with peer replicas merged with theirs, plus replicas: [{ name, self?, ok, error?, flows? }]
  *   /flows/events     the changes of the flow store as Server-Sent Events (flow-events.ts)
  */
 import type { DesiredState } from '../compile/desired-state.js';
@@ -43,9 +44,9 @@ import type { TlsRefusals } from '../tls/tls-refusals.js';
 import type { DesiredStateStore } from './desired-state-store.js';
 import type { ClusterFeed } from './cluster-feed.js';
 import type { EventSubscription, JsonAnswer, Readiness, StatusSource } from '../status/status-server.js';
-import { parseFlowQuery } from '../flows/flow-query.js';
+import { parseFlowQuery, type FlowQuery } from '../flows/flow-query.js';
 import { flowMetrics } from '../flows/flow-metrics.js';
-import type { FlowStore } from '../flows/flow-store.js';
+import type { FlowAnswer, FlowStore } from '../flows/flow-store.js';
 import type { FlowEventHub } from './flow-events.js';
 
 export interface PolicyInfo {
@@ -97,6 +98,8 @@ export interface FlowInputs {
   readonly store: FlowStore;
   readonly events: FlowEventHub;
   readonly now?: () => number;
+  /** Peer replicas (flow-peers.ts): /flows answers their records merged with this one's, and `replicas`. */
+  readonly peers?: { answer(q: FlowQuery, local: FlowAnswer): Promise<unknown> };
 }
 
 export class ControllerStatus implements StatusSource {
@@ -219,13 +222,15 @@ export class ControllerStatus implements StatusSource {
     return (this.inputs.flows?.now ?? Date.now)();
   }
 
-  flows(params: URLSearchParams): JsonAnswer {
+  flows(params: URLSearchParams): JsonAnswer | Promise<JsonAnswer> {
     const f = this.inputs.flows;
     if (!f) return { code: 404, body: { error: 'this controller keeps no flows' } };
     const now = this.flowNow();
     const q = parseFlowQuery(params, now);
     if (!q.ok) return { code: 400, body: { error: q.error } };
-    return { code: 200, body: f.store.query(q.query, now) };
+    const local = f.store.query(q.query, now);
+    if (!f.peers) return { code: 200, body: local };
+    return f.peers.answer(q.query, local).then((body) => ({ code: 200, body }));
   }
 
   flowEvents(params: URLSearchParams, send: (chunk: string) => void): EventSubscription | JsonAnswer {

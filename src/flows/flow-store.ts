@@ -141,8 +141,14 @@ export function firstOf(all: Iterable<[string, Aggregate]>, k: number): [string,
   return heap.sort(byCount);
 }
 
-function byPackets(a: ObservedFlow, b: ObservedFlow): number {
+/** The order of /flows on ObservedFlows: packets descending, then key. */
+export function byPackets(a: ObservedFlow, b: ObservedFlow): number {
   return b.packets - a.packets || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+}
+
+/** The order of the lost rows of /flows: packets descending, then reporter. */
+export function byLostPackets(a: { packets: number; reportedBy: string }, b: { packets: number; reportedBy: string }): number {
+  return b.packets - a.packets || (a.reportedBy < b.reportedBy ? -1 : a.reportedBy > b.reportedBy ? 1 : 0);
 }
 
 export class FlowStore implements FlowSink {
@@ -310,7 +316,7 @@ export class FlowStore implements FlowSink {
       }
     }
     const flows = firstOf(inRange.length === 1 ? only(inRange[0]!.aggs, keep) : mergeWindows(inRange, keep), q.limit).map(([, a]) => aggregateFlow(a));
-    const lostList = [...lost.values()].sort((a, b) => b.packets - a.packets || (a.reportedBy < b.reportedBy ? -1 : a.reportedBy > b.reportedBy ? 1 : 0));
+    const lostList = [...lost.values()].sort(byLostPackets);
     return { flows, lost: lostList.map((l) => ({ ...l })), now: new Date(nowMs).toISOString() };
   }
 

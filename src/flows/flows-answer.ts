@@ -25,9 +25,18 @@ export interface FlowLostRow {
   readonly packets: number;
 }
 
+/** A controller replica of a merged /flows answer, and whether it answered (flow-peers.ts). */
+export interface FlowsReplicaRow {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly error?: string;
+}
+
 export interface FlowsAnswer {
   readonly flows: readonly ObservedFlow[];
   readonly lost: readonly FlowLostRow[];
+  /** Present when the controller merged its peer replicas' records. */
+  readonly replicas?: readonly FlowsReplicaRow[];
   /** The answer's `now` (ISO 8601); the time the answer was made. */
   readonly now: string;
 }
@@ -149,6 +158,13 @@ function lostOf(v: unknown, what: string): FlowLostRow {
   return { reportedBy: text(o, 'reportedBy', what), direction: oneOf(o, 'direction', DIRECTIONS, what), verdict: oneOf(o, 'verdict', VERDICTS, what), family, packets: count(o, 'packets', what) };
 }
 
+function replicaOf(v: unknown, what: string): FlowsReplicaRow {
+  const o = obj(v, what);
+  if (typeof o['ok'] !== 'boolean') throw new Bad(`${what}.ok is not true or false`);
+  const error = optionalText(o, 'error', what);
+  return { name: text(o, 'name', what), ok: o['ok'], ...(error !== undefined ? { error } : {}) };
+}
+
 /** Every item of `list` read by `read`; a bad one is skipped with a message in `problems`. */
 function readList<T>(list: readonly unknown[], name: string, read: (v: unknown, what: string) => T, problems: string[], skipped: { n: number }): T[] {
   const out: T[] = [];
@@ -175,8 +191,9 @@ export function readFlowsDocument(value: unknown, options: { requireNow?: boolea
   const skipped = { n: 0 };
   const flows = readList(doc['flows'], 'flows', flowOf, problems, skipped);
   const lost = Array.isArray(doc['lost']) ? readList(doc['lost'], 'lost', lostOf, problems, skipped) : [];
+  const replicas = Array.isArray(doc['replicas']) ? readList(doc['replicas'], 'replicas', replicaOf, problems, skipped) : undefined;
   if (skipped.n > problems.length) problems.push(`... ${skipped.n - problems.length} more bad records skipped`);
-  return { ok: true, answer: { flows, lost, now: typeof now === 'string' ? now : new Date(0).toISOString() }, problems };
+  return { ok: true, answer: { flows, lost, ...(replicas ? { replicas } : {}), now: typeof now === 'string' ? now : new Date(0).toISOString() }, problems };
 }
 
 /** A /flows answer from JSON text (bounded before parsing). */

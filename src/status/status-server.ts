@@ -11,7 +11,8 @@
  *   GET /hosts/<id>/state  JSON: that host's DesiredState (404 when it has none)
  *   GET /cluster           JSON: the cluster the states were compiled from (503 before the first)
  *   GET /ui/               the dashboard, when the source sets `ui` (src/status/ui-assets.ts)
- *   GET /flows             JSON: recorded flows with the filters of src/flows/flow-query.ts (400 on a bad one)
+ *   GET /flows             JSON: recorded flows with the filters of src/flows/flow-query.ts (400 on a bad one);
+ *                          the source may answer later (a controller asking its peer replicas)
  *   GET /flows/events      Server-Sent Events: `event: flows` with what changed (at most 1/s),
  *                          the same filters, a comment line as keep-alive; a client that does not
  *                          read is cut off once MAX_EVENT_BUFFER bytes wait for it
@@ -52,8 +53,8 @@ export interface StatusSource {
   cluster?(): unknown;
   /** Serve the dashboard under /ui/ (the controller's). */
   readonly ui?: boolean;
-  /** `/flows`: the query string's parameters in, the answer out (400 for a bad parameter). */
-  flows?(params: URLSearchParams): JsonAnswer;
+  /** `/flows`: the query string's parameters in, the answer out (400 for a bad parameter); a promise when peers are asked. */
+  flows?(params: URLSearchParams): JsonAnswer | Promise<JsonAnswer>;
   /** `/flows/events`: a subscription, or a JsonAnswer refusing it (bad parameter, too many streams). */
   flowEvents?(params: URLSearchParams, send: (chunk: string) => void): EventSubscription | JsonAnswer;
 }
@@ -116,7 +117,11 @@ export class StatusServer {
         case '/flows': {
           if (!flows) break;
           const answer = flows.call(this.source, url.searchParams);
-          return json(answer.code, answer.body);
+          if (!(answer instanceof Promise)) return json(answer.code, answer.body);
+          return void answer.then(
+            (a) => json(a.code, a.body),
+            (e: unknown) => json(500, { error: `flows could not be read: ${String(e).slice(0, 200)}` }),
+          );
         }
         case '/flows/events': {
           if (!flowEvents) break;

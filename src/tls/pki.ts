@@ -7,7 +7,9 @@
  * written here with mode 0600 (`wx`, so an existing key is never silently replaced).
  * Layout of a PKI directory: ca.key, ca.crt, and <name>.key / <name>.crt per issued certificate.
  * Host (agent) certificates: CN = SAN = host id, extendedKeyUsage clientAuth. `server`
- * (controller) certificates: extendedKeyUsage serverAuth, SANs as given.
+ * (controller) certificates: extendedKeyUsage serverAuth and clientAuth (a replica presents it
+ * as a client to its peers' Peers.QueryFlows, proto/portcullis/v1/sync.proto), SANs as given;
+ * `clientAuth: false` makes the serverAuth-only certificate of releases before peer queries.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -36,6 +38,11 @@ export interface IssueOptions {
   readonly name: string;
   /** A controller (TLS server) certificate rather than an agent (client) one. */
   readonly server?: boolean;
+  /**
+   * A server certificate also usable as a TLS client (to query peer replicas). Default true;
+   * false: serverAuth only (as controller certificates were before peer queries).
+   */
+  readonly clientAuth?: boolean;
   /** Extra subjectAltNames: `DNS:name`, `IP:addr`, or a bare name/address. */
   readonly sans?: readonly string[];
   readonly days?: number;
@@ -110,7 +117,7 @@ export async function issueCert(dir: string, options: IssueOptions): Promise<Iss
     await writeFile(reqConfig, ['[req]', 'distinguished_name = dn', 'prompt = no', '[dn]', `CN = ${options.name}`, ''].join('\n'));
     await writeFile(extConfig, [
       '[leaf]', 'basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature, keyEncipherment',
-      `extendedKeyUsage = ${options.server ? 'serverAuth' : 'clientAuth'}`,
+      `extendedKeyUsage = ${extendedKeyUsage(options)}`,
       `subjectAltName = ${sans.join(', ')}`, 'subjectKeyIdentifier = hash', 'authorityKeyIdentifier = keyid', '',
     ].join('\n'));
     await openssl(['req', '-new', '-config', reqConfig, '-key', files.keyFile, '-sha256', '-out', csr]);
@@ -118,6 +125,11 @@ export async function issueCert(dir: string, options: IssueOptions): Promise<Iss
       '-sha256', '-days', String(options.days ?? 825), '-extfile', extConfig, '-extensions', 'leaf', '-out', files.certFile]);
   }));
   return files;
+}
+
+function extendedKeyUsage(options: IssueOptions): string {
+  if (!options.server) return 'clientAuth';
+  return options.clientAuth === false ? 'serverAuth' : 'serverAuth, clientAuth';
 }
 
 /** `openssl verify` of a certificate against the directory's CA, for a TLS role. */
@@ -134,18 +146,20 @@ export interface TestPki {
 
 /**
  * A CA, a client certificate per host and a server certificate per controller name (valid for
- * that name, localhost, 127.0.0.1 and ::1), for tests.
+ * that name, localhost, 127.0.0.1 and ::1), for tests. `controllerNames` get serverAuth only
+ * (a controller certificate made before peer queries: it cannot act as a client at all);
+ * `peerControllerNames` get serverAuth and clientAuth, as `portcullis certs issue --server` issues.
  */
 export async function makeTestPki(
   dir: string,
-  spec: { readonly hosts: readonly string[]; readonly controllerNames: readonly string[] },
+  spec: { readonly hosts: readonly string[]; readonly controllerNames: readonly string[]; readonly peerControllerNames?: readonly string[] },
 ): Promise<TestPki> {
   await initCa(dir, { commonName: 'Portcullis test CA', days: 2 });
+  const controller = (name: string, clientAuth: boolean) => issueCert(dir, { name, server: true, clientAuth, sans: ['localhost', '127.0.0.1', '::1'], days: 2 });
   await Promise.all([
     ...spec.hosts.map((name) => issueCert(dir, { name, days: 2 })),
-    ...spec.controllerNames.map((name) =>
-      issueCert(dir, { name, server: true, sans: ['localhost', '127.0.0.1', '::1'], days: 2 }),
-    ),
+    ...spec.controllerNames.map((name) => controller(name, false)),
+    ...(spec.peerControllerNames ?? []).map((name) => controller(name, true)),
   ]);
   const caFile = caFiles(dir).certFile;
   return {

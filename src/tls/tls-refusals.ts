@@ -6,7 +6,9 @@
  *
  * Refusals come from two places: the TLS handshake (src/tls/mtls-listener.ts: another CA, no
  * certificate, expired, wrong key usage, not TLS) and the Hello of a verified certificate that
- * names another host (src/grpc/agent-session.ts, reason `host_mismatch`, logged there).
+ * names another host (src/grpc/agent-session.ts, reason `host_mismatch`, logged there), and the
+ * peer flow query of a verified certificate that is not a peer replica's (src/grpc/peers-service.ts,
+ * reason `not_a_peer`, logged there).
  */
 import type { SyncLogger } from '../grpc/sync-logger.js';
 
@@ -18,6 +20,7 @@ export const REFUSAL_REASONS = [
   'invalid_certificate',
   'handshake_failed',
   'host_mismatch',
+  'not_a_peer',
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
@@ -86,7 +89,7 @@ export class TlsRefusals {
   metrics(): string {
     const name = 'portcullis_tls_refusals_total';
     const lines = [
-      `# HELP ${name} Agent connections refused for their certificate, at the TLS handshake or (host_mismatch) at Hello.`,
+      `# HELP ${name} Agent connections refused for their certificate, at the TLS handshake, (host_mismatch) at Hello, or (not_a_peer) at a peer flow query.`,
       `# TYPE ${name} counter`,
       ...REFUSAL_REASONS.map((r) => `${name}{reason="${r}"} ${this.counts[r]}`),
     ];

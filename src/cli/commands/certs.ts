@@ -24,11 +24,15 @@ Makes the certificates of the controller <-> agent mTLS with the openssl binary.
           agent says Hello with (the controller checks it against the certificate).
           With --server: a controller certificate; add every name and address
           agents connect to with --san (DNS:name, IP:address, or a bare value).
+          It is also a client certificate (extendedKeyUsage serverAuth, clientAuth):
+          a replica presents it to its peers to read their flows. A controller
+          certificate made by an earlier release (serverAuth only) serves agents
+          but cannot query peers: issue it again.
 
 Options:
   --dir DIR     PKI directory (created if missing)
   --name NAME   host id or controller name; also the file name
-  --server      controller (TLS server) certificate
+  --server      controller certificate (TLS server, and client of peer replicas)
   --san SAN     extra subjectAltName, repeatable
   --cn NAME     CA common name (default "Portcullis CA")
   --days N      validity (default 3650 for the CA, 825 for certificates)

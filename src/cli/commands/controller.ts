@@ -8,7 +8,7 @@
 import { StaticInventoryFeed } from '../../controller/static-inventory-feed.js';
 import { createMarathonFeed } from '../../controller/marathon-feed.js';
 import { startController, type RunningController } from '../../controller/controller-main.js';
-import type { HostPort } from '../../controller/host-port.js';
+import { formatHostPort, type HostPort } from '../../controller/host-port.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { readTlsFiles, type TlsMaterial } from '../../tls/credentials.js';
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
@@ -81,7 +81,8 @@ Consul (optional; replicas: README "Controller replicas"):
                       clean stop, registered again when the local agent forgets it
   --consul-address ADDR
                       the address agents dial, registered with the service (default: the
-                      Consul node's address)
+                      Consul node's address); with --consul-service the other passing
+                      instances are also this replica's flow peers (below)
 
 Flows (what agents record, served on /flows and /flows/events of the status listener):
   --state-dir DIR     where the recorded flows are kept across restarts, as flows.json
@@ -92,6 +93,14 @@ Flows (what agents record, served on /flows and /flows/events of the status list
   --flow-max-records N
                       at most N aggregates are kept; beyond, the oldest windows go first
                       (default ${DEFAULT_FLOW_MAX_RECORDS}; counted in portcullis_flow_records_dropped_total)
+  --flow-peer HOST:PORT
+                      another replica's gRPC listener (repeatable): /flows merges its records
+                      with this one's and says which replicas answered (each within 2 s)
+  --peer-name NAME    a certificate name (CN or subjectAltName) of a peer replica allowed to
+                      read this one's flows (repeatable; default: the hosts of the peers of
+                      --flow-peer and Consul). Peers present their controller certificate,
+                      which needs extendedKeyUsage clientAuth too ('portcullis certs issue
+                      --server' of this release; an older one must be issued again)
 
 Exit codes: 0 stopped by a signal, 1 cannot start (TLS files, listen address, Marathon
 flags), 2 usage error.
@@ -119,6 +128,7 @@ interface ControllerArgs {
   readonly stateDir: string;
   readonly flows: FlowStoreOptions;
   readonly consul: ConsulArgs | undefined;
+  readonly flowPeers: { readonly targets: readonly HostPort[]; readonly peerNames: readonly string[] };
 }
 
 interface ConsulArgs {
@@ -193,6 +203,8 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     'consul-prefix': { type: 'string' },
     'consul-service': { type: 'string' },
     'consul-address': { type: 'string' },
+    'flow-peer': { type: 'string', multiple: true },
+    'peer-name': { type: 'string', multiple: true },
   });
   if ((values.marathon ?? []).length > 0 && values.inventory !== undefined) throw new UsageError('--inventory and --marathon exclude each other: tasks come from one source');
   const marathon = marathonFlagsFrom(values, io);
@@ -207,7 +219,12 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
   const maxAgents = values['max-agents'] === undefined ? 0 : Number(values['max-agents']);
   if (!Number.isInteger(maxAgents) || maxAgents < 0 || maxAgents > 1_000_000) throw new UsageError(`--max-agents must be a whole number 0..1000000, got '${values['max-agents']}'`);
   const consul = consulArgs(values);
+  const targets = (values['flow-peer'] ?? []).map((t) => hostPortOption(t, undefined, '--flow-peer') as HostPort);
+  for (const t of targets) if (t.port === 0 || t.host === '0.0.0.0' || t.host === '::') throw new UsageError(`--flow-peer needs the address and port another replica listens on, got '${formatHostPort(t.host, t.port)}'`);
+  const peerNames = values['peer-name'] ?? [];
+  for (const n of peerNames) if (n === '' || n.length > 253 || /[\s,]/.test(n)) throw new UsageError(`--peer-name must be one certificate name, got '${n.slice(0, 100)}'`);
   return {
+    flowPeers: { targets, peerNames },
     consul,
     policyPath: resolvePolicyPath(io, values.policy),
     inventoryPath: marathon ? undefined : resolveInventoryPath(io, values.inventory),
@@ -250,6 +267,7 @@ export const controllerCommand: Command = {
         limits: options.limits,
         stateDir: options.stateDir,
         flows: options.flows,
+        flowPeers: options.flowPeers,
         ...(options.consul
           ? {
               consul: {

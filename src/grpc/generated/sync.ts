@@ -12,6 +12,9 @@ import type { FlowRecord as _portcullis_v1_FlowRecord, FlowRecord__Output as _po
 import type { FlowReport as _portcullis_v1_FlowReport, FlowReport__Output as _portcullis_v1_FlowReport__Output } from './portcullis/v1/FlowReport.js';
 import type { FlowStatus as _portcullis_v1_FlowStatus, FlowStatus__Output as _portcullis_v1_FlowStatus__Output } from './portcullis/v1/FlowStatus.js';
 import type { Hello as _portcullis_v1_Hello, Hello__Output as _portcullis_v1_Hello__Output } from './portcullis/v1/Hello.js';
+import type { PeerFlowQuery as _portcullis_v1_PeerFlowQuery, PeerFlowQuery__Output as _portcullis_v1_PeerFlowQuery__Output } from './portcullis/v1/PeerFlowQuery.js';
+import type { PeerFlows as _portcullis_v1_PeerFlows, PeerFlows__Output as _portcullis_v1_PeerFlows__Output } from './portcullis/v1/PeerFlows.js';
+import type { PeersClient as _portcullis_v1_PeersClient, PeersDefinition as _portcullis_v1_PeersDefinition } from './portcullis/v1/Peers.js';
 import type { Ping as _portcullis_v1_Ping, Ping__Output as _portcullis_v1_Ping__Output } from './portcullis/v1/Ping.js';
 import type { Pong as _portcullis_v1_Pong, Pong__Output as _portcullis_v1_Pong__Output } from './portcullis/v1/Pong.js';
 import type { Rejected as _portcullis_v1_Rejected, Rejected__Output as _portcullis_v1_Rejected__Output } from './portcullis/v1/Rejected.js';
@@ -37,6 +40,9 @@ export interface ProtoGrpcType {
       FlowReport: MessageTypeDefinition<_portcullis_v1_FlowReport, _portcullis_v1_FlowReport__Output>
       FlowStatus: MessageTypeDefinition<_portcullis_v1_FlowStatus, _portcullis_v1_FlowStatus__Output>
       Hello: MessageTypeDefinition<_portcullis_v1_Hello, _portcullis_v1_Hello__Output>
+      PeerFlowQuery: MessageTypeDefinition<_portcullis_v1_PeerFlowQuery, _portcullis_v1_PeerFlowQuery__Output>
+      PeerFlows: MessageTypeDefinition<_portcullis_v1_PeerFlows, _portcullis_v1_PeerFlows__Output>
+      Peers: SubtypeConstructor<typeof grpc.Client, _portcullis_v1_PeersClient> & { service: _portcullis_v1_PeersDefinition }
       Ping: MessageTypeDefinition<_portcullis_v1_Ping, _portcullis_v1_Ping__Output>
       Pong: MessageTypeDefinition<_portcullis_v1_Pong, _portcullis_v1_Pong__Output>
       Rejected: MessageTypeDefinition<_portcullis_v1_Rejected, _portcullis_v1_Rejected__Output>

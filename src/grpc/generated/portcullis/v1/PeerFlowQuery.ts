@@ -1,0 +1,25 @@
+// Original file: proto/portcullis/v1/sync.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface PeerFlowQuery {
+  'from'?: (string);
+  'to'?: (string);
+  'port'?: (string);
+  'verdicts'?: (string)[];
+  'direction'?: (string);
+  'sinceMs'?: (number | string | Long);
+  'untilMs'?: (number | string | Long);
+  'limit'?: (number);
+}
+
+export interface PeerFlowQuery__Output {
+  'from': (string);
+  'to': (string);
+  'port': (string);
+  'verdicts': (string)[];
+  'direction': (string);
+  'sinceMs': (number);
+  'untilMs': (number);
+  'limit': (number);
+}

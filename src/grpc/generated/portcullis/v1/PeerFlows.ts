@@ -1,0 +1,10 @@
+// Original file: proto/portcullis/v1/sync.proto
+
+
+export interface PeerFlows {
+  'answerJson'?: (string);
+}
+
+export interface PeerFlows__Output {
+  'answerJson': (string);
+}
