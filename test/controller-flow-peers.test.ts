@@ -28,6 +28,7 @@ import type { TlsRefusalsStatus } from '../src/tls/tls-refusals.js';
 import { waitFor } from './support/cluster-harness.js';
 import { ConsulDouble } from './support/consul-double.js';
 import { logCapture } from './support/log-capture.js';
+import { runCli } from './support/run-cli.js';
 
 let dir = '';
 let pki: TestPki;
@@ -201,6 +202,11 @@ describe('flows from every replica', () => {
     expect(byName.get(silentAddress)).toMatchObject({ ok: false, error: expect.stringMatching(/DEADLINE_EXCEEDED|no answer within/) });
     expect(partial.flows.map((f) => [f.reportedBy, f.packets])).toEqual([['node-1', 7]]);
     expect(log.lines.filter((l) => l['event'] === 'flow_peers.unanswered').map((l) => l['peer']).sort()).toEqual([c.grpcAddress, silentAddress].sort());
+    // The CLI reads /flows through the same answer and says the view is partial.
+    const cli = await runCli(['flows', '--controller', `http://${a.statusAddress}`]);
+    expect(cli.code).toBe(0);
+    expect(cli.err).toContain(`partial view: controller replica ${c.grpcAddress} did not answer`);
+    expect(cli.err).toContain(`partial view: controller replica ${silentAddress} did not answer`);
   });
 
   it('refuses QueryFlows to an agent certificate and to a controller that is not a peer: PERMISSION_DENIED, logged, counted', async () => {

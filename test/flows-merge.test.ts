@@ -2,12 +2,14 @@
  * The pure parts of flows from every replica (issue 12 item 4): the merge of several replicas'
  * /flows answers (src/flows/flows-merge.ts), the peer answer's messages and query on the wire
  * (src/grpc/peers-service.ts), the `replicas` field as the CLI reads it (flows-answer.ts) and the
- * dashboard's partial-view warning (ui/flow-table.js).
+ * dashboard's partial-view warning (ui/flow-table.js), and the controller's peer flags.
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../src/package-root.js';
+import { parseControllerArgs } from '../src/cli/commands/controller.js';
+import { UsageError } from '../src/usage-error.js';
 import { readFlowsAnswer, readFlowsDocument } from '../src/flows/flows-answer.js';
 import { mergeFlowsParts } from '../src/flows/flows-merge.js';
 import { parseFlowQuery } from '../src/flows/flow-query.js';
@@ -84,5 +86,26 @@ describe('replicas of a merged answer', () => {
     expect(partialViewWarning([{ name: 'a', ok: true }])).toBe('');
     expect(partialViewWarning(undefined)).toBe('');
     expect(partialViewWarning([{ name: '<img src=x onerror=alert(1)>', ok: false }])).toContain('<img src=x onerror=alert(1)>');
+  });
+});
+
+describe('controller flow peer flags', () => {
+  const io = { stdout: () => undefined, stderr: () => undefined, cwd: '/srv' };
+  const parse = (...args: string[]) => parseControllerArgs(['--insecure', ...args], io);
+
+  it('reads --flow-peer and --peer-name, repeatable; none by default', () => {
+    expect(parse().flowPeers).toEqual({ targets: [], peerNames: [] });
+    expect(parse('--flow-peer', '10.0.0.6:7443', '--flow-peer', '[fd00::7]:7443', '--peer-name', 'ctl-b.example', '--peer-name', '10.0.0.6').flowPeers).toEqual({
+      targets: [{ host: '10.0.0.6', port: 7443 }, { host: 'fd00::7', port: 7443 }],
+      peerNames: ['ctl-b.example', '10.0.0.6'],
+    });
+  });
+
+  it('refuses a peer address that is no replica to dial, and a name that is not one name', () => {
+    expect(() => parse('--flow-peer', 'ctl-b')).toThrow(UsageError);
+    expect(() => parse('--flow-peer', '0.0.0.0:7443')).toThrow(/--flow-peer needs the address and port another replica listens on/);
+    expect(() => parse('--flow-peer', '10.0.0.6:0')).toThrow(/--flow-peer needs/);
+    expect(() => parse('--peer-name', 'a b')).toThrow(/--peer-name must be one certificate name/);
+    expect(() => parse('--peer-name', 'a,b')).toThrow(UsageError);
   });
 });
