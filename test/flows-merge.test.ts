@@ -48,7 +48,7 @@ describe('mergeFlowsParts', () => {
 
 describe('peer answers on the wire', () => {
   const flows = Array.from({ length: 50 }, (_, i) => ingressFlow(cluster, `203.0.113.${i + 1}`, 'n2', 'tcp', 31000, { packets: 100 - i }));
-  const answer = { flows, lost: [{ reportedBy: 'n2', direction: 'ingress', verdict: 'denied', family: 4, packets: 2 }], now: t(0) };
+  const answer = { flows, lost: [{ reportedBy: 'n2', direction: 'ingress' as const, verdict: 'denied' as const, family: 4 as const, packets: 2 }], now: t(0) };
 
   it('splits an answer into /flows documents of about the byte bound, lost and now in the first only', () => {
     const size = JSON.stringify(flows[0]).length;

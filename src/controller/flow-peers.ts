@@ -13,7 +13,8 @@
  *   and read like any /flows answer (src/flows/flows-answer.ts: a bad record skipped and counted).
  *   The merge (src/flows/flows-merge.ts) of this replica's records and every answer, plus
  *   `replicas`: this one (`self: true`) first, then each peer by name with `ok`, and `error` (a
- *   cleaned, bounded text) when it did not answer, so a partial view is never silent.
+ *   cleaned, bounded text) when it did not answer, so a partial view is never silent (logged at
+ *   warn once a minute per peer and error, the repeats at debug).
  * - Who counts as a peer when one asks this replica (`isPeerName`): a certificate name in
  *   `--peer-name` when that list is given, else the host of a known peer (a --flow-peer host, a
  *   Consul instance's address or node name).
@@ -39,6 +40,7 @@ import { formatHostPort, type HostPort } from './host-port.js';
 export const DEFAULT_PEER_DEADLINE_MS = 2000;
 /** The largest PeerFlows message taken (the peer sends about 1 MiB each). */
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+const WARN_EVERY_MS = 60_000;
 
 export interface FlowPeersOptions {
   /** mTLS material of this replica (its controller certificate presented as a client); undefined: plaintext. */
@@ -88,6 +90,7 @@ export class FlowPeers {
   private readonly clients = new Map<string, PeersClient>();
   private proto: PeersProto | undefined;
   private readonly deadlineMs: number;
+  private readonly warned = new Map<string, { at: number; error: string }>();
 
   constructor(private readonly o: FlowPeersOptions) {
     this.staticPeers = (o.targets ?? []).map((t) => ({ name: formatHostPort(t.host, t.port), hosts: [t.host] }));
@@ -133,7 +136,7 @@ export class FlowPeers {
     const peers = this.peers();
     this.closeGone(peers);
     const asked = await Promise.all(peers.map((p) => this.ask(p.name, q)));
-    const parts: FlowsPart[] = [local as unknown as FlowsPart];
+    const parts: FlowsPart[] = [local];
     const replicas: ReplicaAnswer[] = [{ name: this.o.selfName(), self: true, ok: true, flows: local.flows.length }];
     asked.forEach((a, i) => {
       const name = peers[i]!.name;
@@ -143,11 +146,25 @@ export class FlowPeers {
         if (a.skipped > 0) this.o.logger.warn({ event: 'flow_peers.bad_records', peer: name, skipped: a.skipped }, 'flow peer answered records that are not valid: skipped');
       } else {
         replicas.push({ name, ok: false, error: a.error });
-        this.o.logger.warn({ event: 'flow_peers.unanswered', peer: name, error: a.error }, 'flow peer did not answer: /flows shows the other replicas only');
+        this.logUnanswered(name, a.error);
       }
     });
     const merged = mergeFlowsParts(parts, q.limit);
     return { ...merged, now: local.now, replicas };
+  }
+
+  /** Warn once per peer and error text a minute (the dashboard reads /flows every few seconds); the repeats at debug. */
+  private logUnanswered(peer: string, error: string): void {
+    const now = Date.now();
+    const last = this.warned.get(peer);
+    const line = { event: 'flow_peers.unanswered', peer, error };
+    if (last && last.error === error && now - last.at < WARN_EVERY_MS) {
+      this.o.logger.debug(line, 'flow peer did not answer (repeat)');
+      return;
+    }
+    if (this.warned.size >= 1024) this.warned.clear();
+    this.warned.set(peer, { at: now, error });
+    this.o.logger.warn(line, 'flow peer did not answer: /flows shows the other replicas only');
   }
 
   private client(name: string): PeersClient {
@@ -173,8 +190,13 @@ export class FlowPeers {
   /** One peer's records for `q`, read within the deadline and the byte bound. */
   private ask(name: string, q: FlowQuery): Promise<Asked> {
     const maxBytes = this.o.maxAnswerBytes ?? FLOWS_ANSWER_MAX_BYTES;
+    let call: ReturnType<PeersClient['QueryFlows']>;
+    try {
+      call = this.client(name).QueryFlows(peerQueryMessage(q), { deadline: Date.now() + this.deadlineMs });
+    } catch (e) {
+      return Promise.resolve({ ok: false, error: `cannot ask it: ${cleanAgentText(String(e), 200)}` });
+    }
     return new Promise<Asked>((resolve) => {
-      const call = this.client(name).QueryFlows(peerQueryMessage(q), { deadline: Date.now() + this.deadlineMs });
       const flows: ObservedFlow[] = [];
       const lost: FlowLostRow[] = [];
       let bytes = 0;

@@ -64,7 +64,7 @@ export interface FlowWindow {
 
 export interface FlowAnswer {
   readonly flows: ObservedFlow[];
-  readonly lost: { reportedBy: string; direction: string; verdict: string; family: number; packets: number }[];
+  readonly lost: LostCount[];
   readonly now: string;
 }
 
