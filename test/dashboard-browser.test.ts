@@ -199,6 +199,22 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
     expect(existsSync(SCREENSHOT)).toBe(true);
   });
 
+  it('warns of a partial view when a controller replica did not answer, its name as text', async () => {
+    const warning = page.locator('#replicas-warning');
+    expect(await warning.innerText()).toBe('');
+    fixture.replicas = [{ name: '10.0.0.5:7443', self: true, ok: true, flows: 5 }, { name: HOSTILE_HOST, ok: false, error: 'UNAVAILABLE: down' }];
+    const asked = fixture.flowQueries.length;
+    await page.locator('#filters button[type="submit"]').click();
+    await expect.poll(() => fixture.flowQueries.length, { timeout: 10_000 }).toBeGreaterThan(asked);
+    await expect.poll(() => warning.innerText(), { timeout: 10_000 }).toBe(`Partial view: 1 of 2 controller replicas did not answer (${HOSTILE_HOST}); the flows their agents reported are missing.`);
+    expect(await page.locator('#replicas-warning *').count()).toBe(0);
+    fixture.replicas = [{ name: '10.0.0.5:7443', self: true, ok: true, flows: 5 }, { name: '10.0.0.6:7443', ok: true, flows: 0 }];
+    await page.locator('#filters button[type="submit"]').click();
+    await expect.poll(() => warning.innerText(), { timeout: 10_000 }).toBe('');
+    fixture.replicas = undefined;
+    expect(dialogs).toEqual([]);
+  });
+
   it('says "connection lost" when the controller goes away, and is live again when it is back', async () => {
     await fixture.close();
     await page.locator('#connection[data-state="lost"]').waitFor({ timeout: 15_000 });

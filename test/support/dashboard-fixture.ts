@@ -158,6 +158,8 @@ function filtered(flows: readonly FixtureFlow[], q: URLSearchParams): FixtureFlo
 
 export class DashboardFixture {
   flows: FixtureFlow[] = fixtureFlows();
+  /** `replicas` of the /flows answer (a controller merging its peers'), when set. */
+  replicas: unknown[] | undefined;
   /** The query strings of the /flows and /flows/events requests received, in order. */
   readonly flowQueries: string[] = [];
   readonly eventQueries: string[] = [];
@@ -212,7 +214,7 @@ export class DashboardFixture {
     if (url.pathname === '/flows') {
       this.flowQueries.push(url.search);
       const flows = filtered(this.flows, url.searchParams);
-      const body = typeof flows === 'string' ? { error: flows } : { flows: [...flows].sort((a, b) => b.packets - a.packets), lost: [{ reportedBy: 'node-3', direction: 'ingress', verdict: 'denied', family: 4, packets: 5 }], now: T1 };
+      const body = typeof flows === 'string' ? { error: flows } : { flows: [...flows].sort((a, b) => b.packets - a.packets), lost: [{ reportedBy: 'node-3', direction: 'ingress', verdict: 'denied', family: 4, packets: 5 }], now: T1, ...(this.replicas ? { replicas: this.replicas } : {}) };
       res.writeHead(typeof flows === 'string' ? 400 : 200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
       return;
