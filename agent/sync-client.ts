@@ -29,7 +29,11 @@
  * - Answers Ping with Pong. A stream that fails, is rejected, or stays silent longer than
  *   `idleTimeoutMs` (before its first message: `firstMessageTimeoutMs`, which covers connecting
  *   and a controller busy with a mass reconnect) is replaced after an exponential backoff with
- *   full jitter; the backoff resets once the controller sends anything but Rejected.
+ *   full jitter; the backoff resets once the controller sends anything but Rejected. Before
+ *   that, the channel must be connected (TCP and TLS done) within `connectTimeoutMs` (default
+ *   5 s): a replica that drops packets or never finishes the handshake is left within seconds.
+ *   The idle deadline (45 s: 4.5 of the controller's default 10 s pings) gives up a stream on
+ *   which nothing arrives, as from a replica frozen or cut off after the stream opened.
  * - Fail static: losing the controller never changes what is applied.
  * - Replicas (issue 12): the client dials the current target of its ControllerTargets (each
  *   agent's own shuffled order of the candidates; agent/controller-targets.ts), one gRPC channel
@@ -60,6 +64,9 @@ import type { FlowStatus } from '../src/grpc/generated/portcullis/v1/FlowStatus.
 import { Backoff, type BackoffOptions } from '../src/retry/backoff.js';
 import { isAtCapacity } from '../src/grpc/agent-cap.js';
 import { ControllerTargets, type Target } from './controller-targets.js';
+
+/** `--connect-timeout` default: a few seconds, well above a TLS handshake across a data centre. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 
 export type SyncClientEvent =
   | { readonly type: 'connecting' }
@@ -117,6 +124,12 @@ export interface SyncClientOptions {
    * new streams after a mass reconnect) the stream may stay silent this long. Default 120 s.
    */
   readonly firstMessageTimeoutMs?: number;
+  /**
+   * The channel to a target must be connected (TCP and TLS handshake done) within this long, else
+   * the stream is given up and the next target dialled (`--connect-timeout`): a replica whose
+   * packets are dropped costs seconds, not `firstMessageTimeoutMs`. 0: no connect deadline. Default 5 s.
+   */
+  readonly connectTimeoutMs?: number;
   /** A connection problem that persists is logged at warn again after this long. Default 5 min. */
   readonly repeatWarnMs?: number;
   readonly logger?: SyncLogger;
@@ -280,6 +293,7 @@ export class SyncClient {
     const stream: Stream = { target, call, idleTimer: undefined, heard: false, rejectedReason: undefined, acceptsFlows: false, flowBlocked: false };
     this.stream = stream;
     this.armSilenceTimer(stream, this.options.firstMessageTimeoutMs ?? 120_000);
+    this.armConnectDeadline(stream, this.stubFor(target));
     call.on('data', (message: ControllerMessage__Output) => this.onMessage(stream, message));
     call.on('error', (err: grpc.ServiceError) => this.streamEnded(stream, err.details || err.message));
     call.on('end', () => this.streamEnded(stream, 'controller ended the stream'));
@@ -466,6 +480,20 @@ export class SyncClient {
     }
     this.warned = { problem, at: now };
     this.logger.warn(fields, 'sync: cannot connect to the controller');
+  }
+
+  /**
+   * Ends `stream` when its channel is not connected within `connectTimeoutMs` (a target that
+   * drops packets, or accepts TCP and never finishes TLS): the stream fails as any connection
+   * problem does, so the next target is dialled after the backoff. Once connected, the
+   * first-message and idle deadlines apply (a busy controller is given its time).
+   */
+  private armConnectDeadline(stream: Stream, stub: SyncStubClient): void {
+    const ms = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    if (ms <= 0) return;
+    stub.waitForReady(Date.now() + ms, (err) => {
+      if (err && this.stream === stream && !stream.heard) this.streamEnded(stream, `not connected within ${ms} ms (${err.message})`);
+    });
   }
 
   /** Ends `stream` when the controller stays silent for `ms` (see idleTimeoutMs, firstMessageTimeoutMs). */
