@@ -20,6 +20,7 @@ import type { PolicyLimits } from '../../policy/policy-limits.js';
 import { POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 import { DEFAULT_CONTROLLER_STATE_DIR } from '../../controller/flow-persistence.js';
+import { DEFAULT_REBALANCE_INTERVAL_MS } from '../../grpc/agent-rebalance.js';
 import { ConsulClient } from '../../consul/consul-client.js';
 import { DEFAULT_POLICY_PREFIX, prefixError } from '../../consul/policy-kv.js';
 import { parseDurationMs } from '../../flows/flow-query.js';
@@ -67,6 +68,12 @@ ${TLS_OPTION_HELP}
   --max-agents N      open agent streams this replica serves; one more is refused 'at
                       capacity' and that agent tries another replica (default 0: no cap;
                       sizing in the README, "Controller replicas")
+  --rebalance-interval SECONDS|off
+                      how often this replica checks whether it holds more than its share
+                      of the agents, ceil(ceil(agents / replicas) x 1.2), and then asks ONE
+                      agent to move to another replica (with jitter; default ${DEFAULT_REBALANCE_INTERVAL_MS / 1000}); 'off': never
+  --replicas N        how many replicas serve, for rebalancing (default: the passing
+                      instances of --consul-service; without either nothing is shed)
 ${LOG_LEVEL_HELP}
 
 Consul (optional; replicas: README "Controller replicas"):
@@ -119,12 +126,28 @@ interface ControllerArgs {
   readonly stateDir: string;
   readonly flows: FlowStoreOptions;
   readonly consul: ConsulArgs | undefined;
+  /** `--rebalance-interval`, `--replicas`; undefined: rebalancing off. */
+  readonly rebalance: { readonly intervalMs: number; readonly replicas?: number } | undefined;
 }
 
 interface ConsulArgs {
   readonly url: string;
   readonly policyPrefix: string | undefined;
   readonly service: { readonly name: string; readonly address?: string } | undefined;
+}
+
+/** `--rebalance-interval SECONDS|off` and `--replicas N` (which excludes the Consul count). */
+function rebalanceArgs(interval: string | undefined, replicas: string | undefined, consul: ConsulArgs | undefined): ControllerArgs['rebalance'] {
+  if (replicas !== undefined && !/^[0-9]{1,4}$/.test(replicas)) throw new UsageError(`--replicas must be a whole number 1..1000, got '${replicas}'`);
+  const n = replicas === undefined ? undefined : Number(replicas);
+  if (n !== undefined && (n < 1 || n > 1000)) throw new UsageError(`--replicas must be a whole number 1..1000, got '${replicas}'`);
+  if (n !== undefined && consul?.service) throw new UsageError('--replicas and --consul-service exclude each other: the replica count comes from one source');
+  if (interval === 'off') {
+    if (n !== undefined) throw new UsageError('--replicas is for rebalancing, which --rebalance-interval off turns off');
+    return undefined;
+  }
+  const intervalMs = interval === undefined ? DEFAULT_REBALANCE_INTERVAL_MS : Math.round(1000 * parseSeconds(interval, 'rebalance-interval', 0.1, 3600));
+  return { intervalMs, ...(n !== undefined ? { replicas: n } : {}) };
 }
 
 const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/;
@@ -182,6 +205,8 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     'ping-interval': { type: 'string' },
     'coalesce-ms': { type: 'string' },
     'max-agents': { type: 'string' },
+    'rebalance-interval': { type: 'string' },
+    replicas: { type: 'string' },
     'log-level': { type: 'string' },
     ...POLICY_LIMIT_OPTIONS,
     'state-dir': { type: 'string' },
@@ -209,6 +234,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
   const consul = consulArgs(values);
   return {
     consul,
+    rebalance: rebalanceArgs(values['rebalance-interval'], values.replicas, consul),
     policyPath: resolvePolicyPath(io, values.policy),
     inventoryPath: marathon ? undefined : resolveInventoryPath(io, values.inventory),
     marathon,
@@ -246,6 +272,7 @@ export const controllerCommand: Command = {
         credentials,
         pingIntervalMs: options.pingIntervalMs,
         maxAgents: options.maxAgents,
+        ...(options.rebalance ? { rebalance: options.rebalance } : {}),
         coalesceMs: options.coalesceMs,
         limits: options.limits,
         stateDir: options.stateDir,
