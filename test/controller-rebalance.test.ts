@@ -88,7 +88,8 @@ describe('controller rebalancing', () => {
     expect(parseControllerArgs(['--insecure'], io).rebalance).toEqual({ intervalMs: 5_000 });
     expect(parseControllerArgs(['--insecure', '--rebalance-interval', '2.5', '--replicas', '3'], io).rebalance).toEqual({ intervalMs: 2_500, replicas: 3 });
     expect(parseControllerArgs(['--insecure', '--rebalance-interval', 'off'], io).rebalance).toBeUndefined();
-    for (const bad of [['--replicas', '0'], ['--replicas', 'two'], ['--rebalance-interval', '0'], ['--rebalance-interval', 'off', '--replicas', '2'], ['--replicas', '2', '--consul', 'http://127.0.0.1:8500', '--consul-service', 'portcullis']]) {
+    expect(parseControllerArgs(['--insecure', '--rebalance-slack', '1'], io).rebalance).toEqual({ intervalMs: 5_000, slack: 1 });
+    for (const bad of [['--replicas', '0'], ['--replicas', 'two'], ['--rebalance-interval', '0'], ['--rebalance-interval', 'off', '--replicas', '2'], ['--rebalance-slack', '0.9'], ['--rebalance-slack', ''], ['--replicas', '2', '--consul', 'http://127.0.0.1:8500', '--consul-service', 'portcullis']]) {
       expect(() => parseControllerArgs(['--insecure', ...bad], io)).toThrow(UsageError);
     }
   });

@@ -73,7 +73,7 @@ export interface ControllerOptions {
    * Active rebalancing (`--rebalance-interval`, `--replicas`; src/grpc/agent-rebalance.ts): the
    * replica count is `replicas`, else its Consul service's passing instances. Absent: off.
    */
-  readonly rebalance?: { readonly intervalMs: number; readonly replicas?: number };
+  readonly rebalance?: { readonly intervalMs: number; readonly replicas?: number; readonly slack?: number };
   /** Consul (`--consul`): the policy from KV and/or a service registration (controller-consul.ts). */
   readonly consul?: ControllerConsulOptions;
   readonly coalesceMs?: number;
@@ -142,7 +142,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     onCertificateRefused: (peer, reason, detail) => refusals?.record({ peer, reason, detail }, {}, false),
     flowSink: flowIntake,
     maxAgents: options.maxAgents ?? 0,
-    ...(replicas && options.rebalance ? { rebalance: { replicas: () => replicas.current(), agents: () => store.hostIds().length, intervalMs: options.rebalance.intervalMs } } : {}),
+    ...(replicas && options.rebalance ? { rebalance: { replicas: () => replicas.current(), agents: () => store.hostIds().length, intervalMs: options.rebalance.intervalMs, ...(options.rebalance.slack !== undefined ? { slack: options.rebalance.slack } : {}) } } : {}),
   });
   const feed = await options.feed({ agents: () => sync.agents(), logger: log });
   const status = new ControllerStatus({
