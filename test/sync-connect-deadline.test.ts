@@ -18,7 +18,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ControllerTargets, type Target } from '../agent/controller-targets.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, SyncClient } from '../agent/sync-client.js';
 import type { DesiredState } from '../src/compile/desired-state.js';
+import { connectTimeoutOption } from '../src/cli/commands/agent.js';
 import { loadSyncProto, type SyncHandlers } from '../src/grpc/proto.js';
+import { UsageError } from '../src/usage-error.js';
 import { SyncService } from '../src/grpc/sync-service.js';
 import { loadClientCredentials, readTlsFiles, serverCredentialsFrom } from '../src/tls/credentials.js';
 import { makeTestPki, type TestPki } from '../src/tls/pki.js';
@@ -154,4 +156,13 @@ describe('idle deadline', () => {
     expect(Date.now() - openedAt).toBeGreaterThanOrEqual(900);
     expect(a.lines).toContainEqual(expect.objectContaining({ level: 30, msg: 'sync: stream ended', controller: silent.target, reason: 'no message from the controller for 1000 ms' }));
   }, 30_000);
+});
+
+describe('--connect-timeout', () => {
+  it('defaults to 5 s, takes seconds or off, refuses anything else', () => {
+    expect(connectTimeoutOption(undefined)).toBe(DEFAULT_CONNECT_TIMEOUT_MS);
+    expect(connectTimeoutOption('2.5')).toBe(2_500);
+    expect(connectTimeoutOption('off')).toBe(0);
+    for (const bad of ['0', 'soon', '', '4000']) expect(() => connectTimeoutOption(bad)).toThrow(UsageError);
+  });
 });
