@@ -79,6 +79,8 @@ export interface AgentOptions {
   readonly egress?: AgentEgressOptions;
   /** Flow recording (`--flow-interval`, `--flow-max-entries`, `--flow-timeout`); absent: off. */
   readonly flows?: AgentFlowOptions;
+  /** `--connect-timeout`: a replica not connected within this long is left (SyncClient). Default 5 s. */
+  readonly connectTimeoutMs?: number;
 }
 
 export interface AgentFlowOptions {
@@ -175,6 +177,7 @@ export class Agent implements StatusSource {
       hostId: this.options.hostId,
       addresses: this.options.addresses,
       agentVersion: this.options.agentVersion,
+      ...(this.options.connectTimeoutMs !== undefined ? { connectTimeoutMs: this.options.connectTimeoutMs } : {}),
       held: () => this.dataplane.held?.state,
       egress: () => this.egressStatus(),
       ...(this.flowReader ? { flows: this.flowReader } : {}),

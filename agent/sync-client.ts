@@ -29,7 +29,11 @@
  * - Answers Ping with Pong. A stream that fails, is rejected, or stays silent longer than
  *   `idleTimeoutMs` (before its first message: `firstMessageTimeoutMs`, which covers connecting
  *   and a controller busy with a mass reconnect) is replaced after an exponential backoff with
- *   full jitter; the backoff resets once the controller sends anything but Rejected.
+ *   full jitter; the backoff resets once the controller sends anything but Rejected. Before
+ *   that, the channel must be connected (TCP and TLS done) within `connectTimeoutMs` (default
+ *   5 s): a replica that drops packets or never finishes the handshake is left within seconds.
+ *   The idle deadline (45 s: 4.5 of the controller's default 10 s pings) gives up a stream on
+ *   which nothing arrives, as from a replica frozen or cut off after the stream opened.
  * - Fail static: losing the controller never changes what is applied.
  * - Replicas (issue 12): the client dials the current target of its ControllerTargets (each
  *   agent's own shuffled order of the candidates; agent/controller-targets.ts), one gRPC channel
@@ -39,13 +43,15 @@
  *   target, after the backoff; when a whole round failed since the last good stream,
  *   `refreshTargets` is called (re-resolve DNS). A Rejected "at capacity" (the replica is at
  *   `--max-agents`) is logged at info `sync: replica at capacity, trying another`, not as a
- *   connection problem. Versions are content hashes, so the next replica sends a Delta when it
- *   still holds the version the agent announces in Hello, else a Snapshot.
+ *   connection problem. A Rejected "rebalancing" (the replica holds more than its share of the
+ *   agents; src/grpc/agent-rebalance.ts) is logged at info `sync: replica rebalancing, moving to
+ *   another` and leaves no error in the agent's health. Versions are content hashes, so the
+ *   next replica sends a Delta when it still holds the version the agent announces in Hello,
+ *   else a Snapshot.
  * - A stream that fails before the controller said anything, or that the controller rejected
  *   (a refused certificate, another host's name), is a connection problem: logged at warn
- *   `sync: cannot connect to the controller` with grpc-js's reason (timestamps stripped), once
- *   per distinct reason and then at most every `repeatWarnMs` with the attempt count; the
- *   retries in between log at debug. A stream that worked and then ended logs at info.
+ *   `sync: cannot connect to the controller` as connect-warnings.ts says (once per reason, then
+ *   every `repeatWarnMs`). A stream that worked and then ended logs at info.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { DesiredState } from '../src/compile/desired-state.js';
@@ -59,7 +65,12 @@ import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressSta
 import type { FlowStatus } from '../src/grpc/generated/portcullis/v1/FlowStatus.js';
 import { Backoff, type BackoffOptions } from '../src/retry/backoff.js';
 import { isAtCapacity } from '../src/grpc/agent-cap.js';
+import { isRebalancing } from '../src/grpc/agent-rebalance.js';
 import { ControllerTargets, type Target } from './controller-targets.js';
+import { ConnectWarnings } from './connect-warnings.js';
+
+/** `--connect-timeout` default: a few seconds, well above a TLS handshake across a data centre. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 
 export type SyncClientEvent =
   | { readonly type: 'connecting' }
@@ -117,18 +128,12 @@ export interface SyncClientOptions {
    * new streams after a mass reconnect) the stream may stay silent this long. Default 120 s.
    */
   readonly firstMessageTimeoutMs?: number;
+  /** The channel (TCP, TLS) must be up within this long, else the next target is dialled (`--connect-timeout`; 0: no deadline). Default 5 s. */
+  readonly connectTimeoutMs?: number;
   /** A connection problem that persists is logged at warn again after this long. Default 5 min. */
   readonly repeatWarnMs?: number;
   readonly logger?: SyncLogger;
   readonly onEvent?: (event: SyncClientEvent) => void;
-}
-
-/** grpc-js's error details without the parts that change on every attempt (timestamps). */
-export function connectProblem(details: string): string {
-  return details
-    .replace(/\s*\(\d{4}-\d\d-\d\dT[\d:.]+Z\)/g, '')
-    .replace(/\.?\s*Resolution note:\s*$/, '')
-    .trim();
 }
 
 interface Stream {
@@ -169,14 +174,13 @@ export class SyncClient {
   private pending: Job | undefined;
   private applyLoop: Promise<void> | undefined;
   private lastProblem: string | undefined;
-  /** The connection problem last logged at warn, when, and the failed attempts since the last good stream. */
-  private warned: { problem: string; at: number } | undefined;
-  private failedAttempts = 0;
+  private readonly warnings: ConnectWarnings;
   private flowTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: SyncClientOptions) {
     this.backoff = new Backoff(options.backoff);
     this.logger = options.logger ?? silentLogger;
+    this.warnings = new ConnectWarnings(this.logger, options.repeatWarnMs ?? 300_000);
     if (options.targets && options.target !== undefined) throw new Error('SyncClient: give target or targets, not both');
     this.targets = options.targets ?? new ControllerTargets(options.target !== undefined ? [options.target] : []);
   }
@@ -280,6 +284,7 @@ export class SyncClient {
     const stream: Stream = { target, call, idleTimer: undefined, heard: false, rejectedReason: undefined, acceptsFlows: false, flowBlocked: false };
     this.stream = stream;
     this.armSilenceTimer(stream, this.options.firstMessageTimeoutMs ?? 120_000);
+    this.armConnectDeadline(stream, this.stubFor(target));
     call.on('data', (message: ControllerMessage__Output) => this.onMessage(stream, message));
     call.on('error', (err: grpc.ServiceError) => this.streamEnded(stream, err.details || err.message));
     call.on('end', () => this.streamEnded(stream, 'controller ended the stream'));
@@ -313,8 +318,7 @@ export class SyncClient {
     this.targets.connected();
     this.backoff.reset();
     this.lastProblem = undefined;
-    this.warned = undefined;
-    this.failedAttempts = 0;
+    this.warnings.reset();
     switch (message.msg) {
       case 'ping':
         this.send(stream, { pong: { nonce: message.ping?.nonce ?? 0, ...this.egressField(), ...this.flowsField() } });
@@ -440,10 +444,13 @@ export class SyncClient {
     const fields = { hostId: this.options.hostId, controller: stream.target, next: next ?? null, retryInMs: delay };
     if (stream.rejectedReason !== undefined && isAtCapacity(stream.rejectedReason)) {
       this.logger.info({ ...fields, reason: stream.rejectedReason }, 'sync: replica at capacity, trying another');
+    } else if (this.askedToMove(stream)) {
+      this.lastProblem = undefined;
+      this.logger.info({ ...fields, reason: stream.rejectedReason }, 'sync: replica rebalancing, moving to another');
     } else if (stream.heard && stream.rejectedReason === undefined) {
       this.logger.info({ ...fields, reason }, 'sync: stream ended');
     } else {
-      this.logConnectProblem(connectProblem(this.lastProblem), fields);
+      this.warnings.problem(this.lastProblem, fields);
     }
     this.closeUnlisted();
     if (roundDone) this.options.refreshTargets?.();
@@ -454,18 +461,18 @@ export class SyncClient {
     }, delay);
   }
 
-  /** Warn once per distinct problem (and again every repeatWarnMs); debug for the retries between. */
-  private logConnectProblem(problem: string, where: { hostId: string; controller: Target; next: Target | null; retryInMs: number }): void {
-    this.failedAttempts += 1;
-    const now = Date.now();
-    const fields = { ...where, reason: problem, attempts: this.failedAttempts };
-    const warned = this.warned;
-    if (warned && warned.problem === problem && now - warned.at < (this.options.repeatWarnMs ?? 300_000)) {
-      this.logger.debug(fields, 'sync: still cannot connect to the controller');
-      return;
-    }
-    this.warned = { problem, at: now };
-    this.logger.warn(fields, 'sync: cannot connect to the controller');
+  /** The replica asked this agent to move (rebalancing): nothing is wrong, the applied state stays. */
+  private askedToMove(stream: Stream): boolean {
+    return stream.rejectedReason !== undefined && isRebalancing(stream.rejectedReason);
+  }
+
+  /** Fails `stream` as a connection problem when its channel is not up within `connectTimeoutMs` (see the header). */
+  private armConnectDeadline(stream: Stream, stub: SyncStubClient): void {
+    const ms = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    if (ms <= 0) return;
+    stub.waitForReady(Date.now() + ms, (err) => {
+      if (err && this.stream === stream && !stream.heard) this.streamEnded(stream, `not connected within ${ms} ms (${err.message})`);
+    });
   }
 
   /** Ends `stream` when the controller stays silent for `ms` (see idleTimeoutMs, firstMessageTimeoutMs). */

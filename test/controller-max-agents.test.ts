@@ -4,40 +4,17 @@
  * agent to try another replica, and counts it on /metrics (the admission itself is
  * src/grpc/agent-cap.ts, tested with real agents in sync-replicas.test.ts).
  */
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { defaultInventoryPath, defaultPolicyPath } from '../src/package-root.js';
-import { startController, type RunningController } from '../src/controller/controller-main.js';
-import { StaticInventoryFeed } from '../src/controller/static-inventory-feed.js';
-import { createLogger } from '../src/logging.js';
+import type { RunningController } from '../src/controller/controller-main.js';
 import { openRawStream, waitFor, type RawStream } from './support/grpc-harness.js';
+import { shippedController } from './support/shipped-controller.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function controller(maxAgents: number): Promise<RunningController> {
-  const dir = mkdtempSync(join(tmpdir(), 'pcut-cap-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  cpSync(defaultPolicyPath(), join(dir, 'policy'), { recursive: true });
-  cpSync(defaultInventoryPath(), join(dir, 'inventory.yaml'));
-  const c = await startController({
-    policyPath: join(dir, 'policy'),
-    feed: () => new StaticInventoryFeed({ path: join(dir, 'inventory.yaml'), pollMs: 60_000 }),
-    listen: { host: '127.0.0.1', port: 0 },
-    statusListen: { host: '127.0.0.1', port: 0 },
-    credentials: undefined,
-    pollMs: 60_000,
-    stateDir: join(dir, 'state'),
-    maxAgents,
-    logger: createLogger({ component: 'controller', level: 'silent' }),
-  });
-  cleanups.push(() => c.stop());
-  return c;
-}
+const controller = (maxAgents: number): Promise<RunningController> => shippedController(cleanups, { maxAgents });
 
 function agent(c: RunningController, hostId: string): RawStream {
   const s = openRawStream(c.grpcAddress);

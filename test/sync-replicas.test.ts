@@ -8,21 +8,19 @@
  * targets (the Consul API double, an injected lookup). Every wait is a condition with a
  * deadline; everything started is stopped in afterEach.
  */
-import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControllerTargets, type Target } from '../agent/controller-targets.js';
-import { SyncClient, type SyncClientEvent } from '../agent/sync-client.js';
+import type { SyncClient } from '../agent/sync-client.js';
 import { targetSource } from '../agent/target-source.js';
-import type { DesiredState } from '../src/compile/desired-state.js';
-import type { StateDelta } from '../src/compile/state-delta.js';
-import { SyncService, type SyncServiceOptions } from '../src/grpc/sync-service.js';
+import type { SyncServiceOptions } from '../src/grpc/sync-service.js';
 import { AgentCap, isAtCapacity } from '../src/grpc/agent-cap.js';
 import { ControllerStatus } from '../src/controller/controller-status.js';
 import { DesiredStateStore } from '../src/controller/desired-state-store.js';
 import { ConsulDouble } from './support/consul-double.js';
-import { startServer, stopServer, waitFor, type RunningServer } from './support/grpc-harness.js';
+import { waitFor } from './support/grpc-harness.js';
 import { logCapture } from './support/log-capture.js';
-import { MemoryStateSource, nthState } from './support/memory-state-source.js';
+import { nthState } from './support/memory-state-source.js';
+import { agent as harnessAgent, replica as harnessReplica, servingReplica, type Replica, type TestAgent } from './support/sync-replicas-harness.js';
 import { seededRandom } from './support/seeded-random.js';
 
 const cleanups: (() => unknown)[] = [];
@@ -30,66 +28,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-interface Replica {
-  readonly source: MemoryStateSource;
-  readonly service: SyncService;
-  readonly running: RunningServer;
-  readonly target: Target;
-  stop(): void;
-}
-
-async function replica(options: SyncServiceOptions = {}, port = 0): Promise<Replica> {
-  const source = new MemoryStateSource();
-  const service = new SyncService(source, { insecure: true, pingIntervalMs: 200, ...options });
-  const running = await startServer((server) => service.addToServer(server), undefined, port);
-  let stopped = false;
-  const stop = (): void => {
-    if (stopped) return;
-    stopped = true;
-    service.close();
-    stopServer(running);
-  };
-  cleanups.push(stop);
-  return { source, service, running, target: running.target, stop };
-}
-
-interface TestAgent {
-  readonly client: SyncClient;
-  readonly targets: ControllerTargets;
-  readonly events: SyncClientEvent[];
-  /** Every apply: the version and whether it came as a Delta. */
-  readonly applies: { version: string; delta: boolean }[];
-  held(): DesiredState | undefined;
-}
-
-function agent(hostId: string, targets: ControllerTargets, extra: Partial<ConstructorParameters<typeof SyncClient>[0]> = {}): TestAgent {
-  const events: SyncClientEvent[] = [];
-  const applies: { version: string; delta: boolean }[] = [];
-  let held: DesiredState | undefined;
-  const client = new SyncClient({
-    targets,
-    credentials: grpc.credentials.createInsecure(),
-    hostId,
-    agentVersion: 'test',
-    held: () => held,
-    apply: async (s: DesiredState, d?: StateDelta) => {
-      applies.push({ version: s.version, delta: d !== undefined });
-      held = s;
-    },
-    backoff: { initialMs: 20, maxMs: 200 },
-    firstMessageTimeoutMs: 5_000,
-    onEvent: (e) => events.push(e),
-    ...extra,
-  });
-  cleanups.push(() => client.close());
-  client.start();
-  return { client, targets, events, applies, held: () => held };
-}
-
-/** The replica serving `hostId` now (an open stream there). */
-function servingReplica(replicas: readonly Replica[], hostId: string): Replica | undefined {
-  return replicas.find((r) => r.service.agent(hostId)?.connected === true);
-}
+const replica = (options: SyncServiceOptions = {}, port = 0): Promise<Replica> => harnessReplica(cleanups, options, port);
+const agent = (hostId: string, targets: ControllerTargets, extra: Partial<ConstructorParameters<typeof SyncClient>[0]> = {}): TestAgent => harnessAgent(cleanups, hostId, targets, extra);
 
 describe('agents over several controller replicas', () => {
   it('spread over 3 replicas; one closed: its agents reach another, resume without a resend, and the next change arrives as a Delta', async () => {

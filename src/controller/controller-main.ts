@@ -37,6 +37,7 @@ import { SyncService, type AgentStatus } from '../grpc/sync-service.js';
 import { PolicyWatcher, type PolicyWatcherOptions } from '../sources/policy-watcher.js';
 import { ConsulPolicyFeed } from './consul-policy-feed.js';
 import { registerController, type ControllerConsulOptions } from './controller-consul.js';
+import { replicaCount, type ReplicaCount } from './replica-count.js';
 import type { ServiceRegistrar } from '../consul/service-registrar.js';
 import type { TlsMaterial } from '../tls/credentials.js';
 import { listenMtls, type MtlsListener } from '../tls/mtls-listener.js';
@@ -74,6 +75,11 @@ export interface ControllerOptions {
   readonly pingIntervalMs?: number;
   /** `--max-agents`: open agent streams this replica takes at most (0 = no cap; SyncService). */
   readonly maxAgents?: number;
+  /**
+   * Active rebalancing (`--rebalance-interval`, `--replicas`; src/grpc/agent-rebalance.ts): the
+   * replica count is `replicas`, else its Consul service's passing instances. Absent: off.
+   */
+  readonly rebalance?: { readonly intervalMs: number; readonly replicas?: number; readonly slack?: number };
   /** Consul (`--consul`): the policy from KV and/or a service registration (controller-consul.ts). */
   readonly consul?: ControllerConsulOptions;
   readonly coalesceMs?: number;
@@ -154,6 +160,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
 
   // Refused agents (another CA, no certificate, another host's name): logged, /status, /metrics.
   const refusals = options.credentials ? new TlsRefusals({ logger: log.child({ module: 'tls' }) }) : undefined;
+  const replicas = rebalanceReplicas(options, log);
   const sync = new SyncService(store, {
     insecure: options.credentials === undefined,
     pingIntervalMs: options.pingIntervalMs ?? 10_000,
@@ -161,6 +168,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     onCertificateRefused: (peer, reason, detail) => refusals?.record({ peer, reason, detail }, {}, false),
     flowSink: flowIntake,
     maxAgents: options.maxAgents ?? 0,
+    ...(replicas && options.rebalance ? { rebalance: { replicas: () => replicas.current(), agents: () => store.hostIds().length, intervalMs: options.rebalance.intervalMs, ...(options.rebalance.slack !== undefined ? { slack: options.rebalance.slack } : {}) } } : {}),
   });
   const feed = await options.feed({ agents: () => sync.agents(), logger: log });
   const status = new ControllerStatus({
@@ -170,6 +178,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     policy: policyInfo,
     flowRecordsRejected: () => sync.flowRecordsRejected(),
     agentsRefusedAtCapacity: () => sync.agentsRefusedAtCapacity(),
+    agentsRebalanced: () => sync.agentsRebalanced(),
     flows: { store: flowStore, events: flowEvents, ...(flowPeers ? { peers: flowPeers } : {}) },
     ...(refusals ? { tls: refusals } : {}),
   });
@@ -251,6 +260,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     await registrar?.stop(); // deregistered first: agents stop picking this replica
     watcher.stop();
     sync.close();
+    await replicas?.stop();
     store.close();
     await feed.stop().catch((e: unknown) => log.warn({ err: String(e) }, 'cluster feed did not stop cleanly'));
     await new Promise<void>((resolve) => {
@@ -328,4 +338,17 @@ export async function startController(options: ControllerOptions): Promise<Runni
     await stop();
     throw e;
   }
+}
+
+/** The replica count rebalancing reads (replica-count.ts); undefined when rebalancing is off. */
+function rebalanceReplicas(options: ControllerOptions, log: Logger): ReplicaCount | undefined {
+  const r = options.rebalance;
+  if (!r) return undefined;
+  const service = options.consul?.service?.name;
+  if (r.replicas === undefined && service === undefined) log.debug({ event: 'rebalance.off' }, 'rebalancing needs --replicas N or --consul-service NAME: no agent is shed');
+  return replicaCount({
+    ...(r.replicas !== undefined ? { fixed: r.replicas } : {}),
+    ...(service !== undefined && options.consul ? { consul: { client: options.consul.client, service } } : {}),
+    logger: log.child({ module: 'rebalance' }),
+  });
 }

@@ -91,6 +91,8 @@ export interface ControllerStatusInputs {
   readonly flows?: FlowInputs;
   /** Hellos refused at `--max-agents` (`portcullis_agents_refused_at_capacity_total`; SyncService). */
   readonly agentsRefusedAtCapacity?: () => number;
+  /** Agents asked to move by rebalancing (`portcullis_agents_rebalanced_total`; SyncService). */
+  readonly agentsRebalanced?: () => number;
 }
 
 /** The flow store and its event hub. */
@@ -273,6 +275,7 @@ export class ControllerStatus implements StatusSource {
     metric('portcullis_agents_egress_host_level', 'gauge', 'Connected agents that do not enforce per-app egress (an earlier release, or no cgroup2, xt_cgroup or Mesos agent API: see /status).', egress.hostLevel);
     metric('portcullis_flow_records_rejected_total', 'counter', 'Flow records from agents that were invalid and skipped (logged as sync: flow records rejected).', this.inputs.flowRecordsRejected?.() ?? 0);
     metric('portcullis_agents_refused_at_capacity_total', 'counter', 'Agents refused because this replica was at --max-agents (they try another replica).', this.inputs.agentsRefusedAtCapacity?.() ?? 0);
+    metric('portcullis_agents_rebalanced_total', 'counter', 'Agents this replica asked to move to another replica because it held more than its share (rebalancing).', this.inputs.agentsRebalanced?.() ?? 0);
     const flows = this.inputs.flows ? flowMetrics(this.inputs.flows.store, this.flowNow()) : '';
     return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}${flows}`;
   }

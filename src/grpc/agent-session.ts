@@ -36,6 +36,8 @@
  * - Cap: a Hello that passed the checks but finds the replica at `--max-agents` (ctx.admit) is
  *   answered Rejected "at capacity ..." with RESOURCE_EXHAUSTED; the service counts and logs it
  *   (agent-cap.ts), so it is not logged here as a refused stream.
+ * - Rebalancing: a settled stream (in sync, nothing in flight) may be shed by the service
+ *   (agent-rebalance.ts): Rejected "rebalancing: ..." with UNAVAILABLE.
  * Single-threaded (Node); the service calls `kick` and `tick`, grpc-js calls the handlers.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -195,6 +197,19 @@ export class AgentSession {
     this.pingNonce += 1;
     this.unansweredPings += 1;
     this.write({ ping: { nonce: this.pingNonce } });
+  }
+
+  /** Attached, nothing in flight and the agent holds what this replica would send: may be asked to move. */
+  get settled(): boolean {
+    if (this.phase !== 'active' || !this.host || this.inflight || this.writeBlocked) return false;
+    const full = this.ctx.source.current(this.host.hostId);
+    return full === undefined || agentView(full, this.features).version === this.agentVersion;
+  }
+
+  /** Rebalancing (agent-rebalance.ts): Rejected with `reason` and UNAVAILABLE; the agent moves on keeping its state. */
+  shed(reason: string): void {
+    if (this.phase !== 'active') return;
+    this.refuse(reason, grpc.status.UNAVAILABLE);
   }
 
   /** Ends the stream with `code`; the agent reconnects with backoff. */

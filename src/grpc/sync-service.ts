@@ -12,6 +12,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { FlowSink } from '../flows/flow-types.js';
 import { AgentCap } from './agent-cap.js';
+import { Rebalancer, type RebalanceOptions } from './agent-rebalance.js';
 import { AgentSession, type SessionContext, type SyncCall } from './agent-session.js';
 import { FlowIntake } from './flow-intake.js';
 import { HostRecord, type AgentStatus } from './host-record.js';
@@ -49,6 +50,11 @@ export interface SyncServiceOptions {
    * Rejected "at capacity" and the agent tries another replica (agent-cap.ts). Default 0: no cap.
    */
   readonly maxAgents?: number;
+  /**
+   * Active rebalancing (agent-rebalance.ts): above its share of the agents this replica asks one
+   * agent at a time to move to another replica. Absent: never.
+   */
+  readonly rebalance?: RebalanceOptions;
 }
 
 export class SyncService {
@@ -61,6 +67,7 @@ export class SyncService {
   private closed = false;
   private readonly flowIntake: FlowIntake | undefined;
   private readonly cap: AgentCap;
+  private readonly rebalancer: Rebalancer | undefined;
 
   constructor(
     private readonly source: StateSource,
@@ -90,6 +97,28 @@ export class SyncService {
     });
     this.pingTimer = setInterval(() => this.tick(), options.pingIntervalMs ?? 10_000);
     this.pingTimer.unref();
+    this.rebalancer = this.startRebalancer(options.rebalance, logger);
+  }
+
+  private startRebalancer(options: RebalanceOptions | undefined, logger: SyncLogger): Rebalancer | undefined {
+    if (!options) return undefined;
+    const rebalancer = new Rebalancer(options, { open: () => this.sessions.size, shedOne: (reason, pick) => this.shedOne(reason, pick) }, logger);
+    rebalancer.start();
+    return rebalancer;
+  }
+
+  /** Asks one settled agent (picked by `pick` among them, in host id order) to move; its host id. */
+  private shedOne(reason: string, pick: (n: number) => number): string | undefined {
+    const settled = [...this.sessions.entries()].filter(([, s]) => s.settled).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    if (settled.length === 0) return undefined;
+    const [hostId, session] = settled[Math.min(settled.length - 1, pick(settled.length))]!;
+    session.shed(reason);
+    return hostId;
+  }
+
+  /** Agents asked to move to another replica by rebalancing (`portcullis_agents_rebalanced_total`). */
+  agentsRebalanced(): number {
+    return this.rebalancer?.shedTotal ?? 0;
   }
 
   addToServer(server: grpc.Server): void {
@@ -129,6 +158,7 @@ export class SyncService {
     this.closed = true;
     this.unsubscribe();
     clearInterval(this.pingTimer);
+    this.rebalancer?.stop();
     for (const session of [...this.pending, ...this.sessions.values()]) {
       session.drop(grpc.status.UNAVAILABLE, 'controller shutting down');
     }

@@ -19,6 +19,13 @@
  *   `--marathon http://127.0.0.1:PORT` (so nothing leaves the test network). Marathon's task
  *   `host` must be the agent host ids (h1..hN); host addresses come from the agents' Hello.
  *   `cluster.marathon` drives the double (marathon-double-process.ts).
+ * - With `replicas: N` (issue 12) N controllers run in that namespace, each on its own ports
+ *   (0 the first time, kept on restart); every agent gets `--controller` once per replica;
+ *   `controller(i)`, `status(i)`, `killController(i)`, `startController(i)` name replica i
+ *   (default 0). With `consul`, the Consul API double runs as a child process there too
+ *   (consul-double-main.ts, on 127.0.0.1): the policy is pushed to its KV (`policy push`, again
+ *   by `pushPolicy`) and followed by every replica (`--policy-consul`), and each replica
+ *   registers as service `portcullis` (`--consul-service`, `--consul-address` its v4).
  * - `destroy()` stops every process, deletes every namespace of the run (container namespaces of
  *   bridge-task.ts included) and the temp dir; it is idempotent and safe after a failed start.
  */
@@ -27,8 +34,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../../src/package-root.js';
 import { issueCert, makeTestPki, type TestPki } from '../../src/tls/pki.js';
+import { ConsulDoubleProcess } from './consul-double-process.js';
 import { MarathonDoubleProcess, type DoubleFormat } from './marathon-double-process.js';
-import { createTestNetwork, listNamespaces, run, type TestHost, type TestNetwork } from './netns.js';
+import { createTestNetwork, listNamespaces, run, type ExecResult, type TestHost, type TestNetwork } from './netns.js';
 import { logged, type LoggedProcess, type LogLine } from './process-log.js';
 
 export interface ClusterOptions {
@@ -48,6 +56,12 @@ export interface ClusterOptions {
   readonly waitForAgents?: boolean;
   /** Extra arguments of every agent (e.g. `--flow-interval 1`). */
   readonly agentArgs?: readonly string[];
+  /** Controller replicas (see the header). Default 1. */
+  readonly replicas?: number;
+  /** The Consul API double for the policy (KV) and the replicas' registration (see the header). */
+  readonly consul?: boolean;
+  /** Extra arguments of every controller (e.g. `--rebalance-interval 0.5`). */
+  readonly controllerArgs?: readonly string[];
 }
 
 export interface ClusterMarathonOptions {
@@ -78,23 +92,29 @@ export interface Cluster {
   readonly pki: TestPki | undefined;
   /** The Marathon double (only with `marathon`); it runs in the controller's namespace. */
   readonly marathon: MarathonDoubleProcess | undefined;
+  /** The Consul double (only with `consul`); it runs in the controller's namespace. */
+  readonly consul: ConsulDoubleProcess | undefined;
+  /** `address:port` of every replica's gRPC listener. */
+  readonly replicaTargets: () => string[];
+  /** With `consul`: `portcullis policy push` of the policy directory (inside the controller's namespace). */
+  pushPolicy(): Promise<ExecResult>;
   setPolicy(text: string): Promise<void>;
   /** Writes (atomically) one more file of the policy directory, e.g. `99-suggested.yaml`. */
   writePolicyFile(name: string, text: string): Promise<void>;
   /** `address:port` of the controller's status listener (in the controller's namespace). */
   statusAddress(): string;
   setInventory(text: string): Promise<void>;
-  /** Parsed GET /status of the running controller. */
-  status(): Promise<unknown>;
+  /** Parsed GET /status of the running controller (replica i, default 0). */
+  status(i?: number): Promise<unknown>;
   agentReports(): Promise<AgentReport[]>;
   /**
    * Waits until every agent host is connected with applied == desired; with `changedFrom`, also
    * until some host's desired version differs from it. Returns hostId → version.
    */
   waitConverged(deadlineMs: number, changedFrom?: ReadonlyMap<string, string>): Promise<Map<string, string>>;
-  controller(): LoggedProcess;
-  killController(): Promise<void>;
-  startController(): Promise<void>;
+  controller(i?: number): LoggedProcess;
+  killController(i?: number): Promise<void>;
+  startController(i?: number): Promise<void>;
   agent(i: number): LoggedProcess;
   agentLog(i: number): string;
   startAgent(i: number): Promise<LoggedProcess>;
@@ -174,6 +194,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   let net: TestNetwork | undefined;
   const processes = new Set<LoggedProcess>();
   let marathon: MarathonDoubleProcess | undefined;
+  let consul: ConsulDoubleProcess | undefined;
   let destroyed = false;
 
   const destroy = async (): Promise<void> => {
@@ -181,6 +202,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     destroyed = true;
     await Promise.all([...processes].map((p) => p.stop('SIGKILL', 2000)));
     await marathon?.stop(1000);
+    await consul?.stop(1000);
     const errors: string[] = [];
     if (net) {
       const prefix = net.prefix;
@@ -214,6 +236,17 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       });
       await options.marathon.setup?.(marathon, hosts, extraHosts);
     }
+    const pushPolicy = (): Promise<ExecResult> => {
+      if (!consul) throw new Error('pushPolicy needs a cluster with `consul`');
+      return theNet.exec(ctl.ns, [process.execPath, binPath(), 'policy', 'push', '--policy', policyDir, ...(options.inventory ? ['--inventory', inventoryFile] : []), '--consul', consul.url], { timeoutMs: 30_000 });
+    };
+    if (options.consul) {
+      consul = await ConsulDoubleProcess.start({ spawn: (argv) => theNet.spawnIn(ctl.ns, argv) });
+      const pushed = await pushPolicy();
+      if (pushed.code !== 0) throw new Error(`policy push failed (${pushed.code}): ${pushed.stderr}${pushed.stdout}`);
+    }
+    const policyArgs = (): string[] =>
+      consul ? ['--policy-consul', '--consul', consul.url, '--consul-service', 'portcullis', '--consul-address', ctl.v4] : ['--policy', policyDir];
     const inventoryArgs = (): string[] => {
       if (!marathon) return ['--inventory', inventoryFile];
       const relist = options.marathon?.relistIntervalS;
@@ -231,28 +264,36 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       return ['--ca', f.caFile, '--cert', f.certFile, '--key', f.keyFile];
     };
 
-    let grpcPort = 0;
-    let statusAddress = '';
-    let controllerProc: LoggedProcess | undefined;
-    const startController = async (): Promise<void> => {
+    const replicas = options.replicas ?? 1;
+    const grpcPorts: number[] = Array.from({ length: replicas }, () => 0);
+    const statusAddresses: string[] = Array.from({ length: replicas }, () => '');
+    const controllerProcs: (LoggedProcess | undefined)[] = Array.from({ length: replicas }, () => undefined);
+    const replicaAt = (i: number): number => {
+      if (!Number.isInteger(i) || i < 0 || i >= replicas) throw new Error(`no controller replica #${i} (${replicas} replicas)`);
+      return i;
+    };
+    const startController = async (i = 0): Promise<void> => {
+      replicaAt(i);
       const argv = [
         process.execPath, binPath(), 'controller',
-        '--policy', policyDir, ...inventoryArgs(),
-        '--listen', `${ctl.v4}:${grpcPort}`, '--status-listen', `${ctl.v4}:0`,
-        '--ping-interval', '1', '--log-level', 'debug', '--state-dir', path.join(dir, 'controller-state'),
+        ...policyArgs(), ...inventoryArgs(),
+        '--listen', `${ctl.v4}:${grpcPorts[i]}`, '--status-listen', `${ctl.v4}:0`,
+        '--ping-interval', '1', '--log-level', 'debug', '--state-dir', path.join(dir, i === 0 ? 'controller-state' : `controller-state-${i}`),
         ...tlsArgs('controller'),
+        ...(options.controllerArgs ?? []),
       ];
-      const proc = logged(theNet.spawnIn(ctl.ns, argv), 'controller');
+      const proc = logged(theNet.spawnIn(ctl.ns, argv), replicas === 1 ? 'controller' : `controller ${i}`);
       processes.add(proc);
       proc.child.once('exit', () => processes.delete(proc));
-      controllerProc = proc;
+      controllerProcs[i] = proc;
       const line = await proc.waitFor((l) => l['msg'] === 'controller listening', 20_000, '"controller listening"');
       const grpcText = String(line['grpc'] ?? '');
-      grpcPort = Number(grpcText.slice(grpcText.lastIndexOf(':') + 1));
-      statusAddress = String(line['status'] ?? '');
-      if (!(grpcPort > 0) || statusAddress === '') throw new Error(`bad "controller listening" line: ${JSON.stringify(line)}`);
+      grpcPorts[i] = Number(grpcText.slice(grpcText.lastIndexOf(':') + 1));
+      statusAddresses[i] = String(line['status'] ?? '');
+      if (!(grpcPorts[i]! > 0) || statusAddresses[i] === '') throw new Error(`bad "controller listening" line: ${JSON.stringify(line)}`);
     };
-    const controllerTarget = (): string => `${ctl.v4}:${grpcPort}`;
+    const replicaTargets = (): string[] => grpcPorts.map((port) => `${ctl.v4}:${port}`);
+    const controllerTarget = (): string => replicaTargets()[0]!;
 
     const agents: (LoggedProcess | undefined)[] = hosts.map(() => undefined);
     const spawnAgent = (ns: string, args: readonly string[], label: string): LoggedProcess => {
@@ -271,7 +312,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       const stateDir = path.join(dir, 'state', h.id);
       await mkdir(stateDir, { recursive: true });
       const proc = spawnAgent(h.ns, [
-        '--controller', controllerTarget(), '--host-id', h.id, '--address', h.v4, '--address', h.v6,
+        ...replicaTargets().flatMap((t) => ['--controller', t]), '--host-id', h.id, '--address', h.v4, '--address', h.v6,
         '--state-dir', stateDir, '--refresh-interval', String(options.refreshIntervalS ?? 1),
         ...tlsArgs(h.id),
         ...(options.agentArgs ?? []),
@@ -288,8 +329,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       await agents[i]?.stop('SIGTERM');
     };
 
-    const status = async (): Promise<unknown> => {
-      const r = await theNet.exec(ctl.ns, ['curl', '-sS', '--max-time', '3', `http://${statusAddress}/status`], { timeoutMs: 10_000 });
+    const status = async (i = 0): Promise<unknown> => {
+      const r = await theNet.exec(ctl.ns, ['curl', '-sS', '--max-time', '3', `http://${statusAddresses[replicaAt(i)]}/status`], { timeoutMs: 10_000 });
       if (r.code !== 0) throw new Error(`GET /status failed (${r.code}): ${r.stderr.trim()}`);
       return JSON.parse(r.stdout) as unknown;
     };
@@ -313,7 +354,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       }
     };
 
-    await startController();
+    for (let i = 0; i < replicas; i++) await startController(i);
     for (let i = 0; i < n; i++) await startAgent(i);
     if (options.waitForAgents ?? true) {
       await Promise.all(hosts.map((_, i) => agent(i).waitFor((l: LogLine) => l['msg'] === 'applied', 30_000, 'first "applied"')));
@@ -329,6 +370,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       dir,
       pki,
       marathon,
+      consul,
+      replicaTargets,
+      pushPolicy,
       setPolicy: async (text) => {
         const tmp = path.join(policyDir, '.policy.yaml.tmp');
         await writeFile(tmp, text);
@@ -340,7 +384,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         await writeFile(tmp, text);
         await rename(tmp, path.join(policyDir, name));
       },
-      statusAddress: () => statusAddress,
+      statusAddress: () => statusAddresses[0]!,
       setInventory: async (text) => {
         if (marathon) throw new Error('this cluster follows the Marathon double: change it through cluster.marathon');
         await writeFile(inventoryFile, text);
@@ -348,12 +392,13 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       status,
       agentReports,
       waitConverged,
-      controller: () => {
-        if (!controllerProc) throw new Error('controller never started');
-        return controllerProc;
+      controller: (i = 0) => {
+        const proc = controllerProcs[replicaAt(i)];
+        if (!proc) throw new Error('controller never started');
+        return proc;
       },
-      killController: async () => {
-        await controllerProc?.stop('SIGKILL');
+      killController: async (i = 0) => {
+        await controllerProcs[replicaAt(i)]?.stop('SIGKILL');
       },
       startController,
       agent,

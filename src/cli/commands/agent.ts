@@ -9,6 +9,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Agent, type AgentEgressOptions, type AgentFlowOptions } from '../../../agent/agent-runner.js';
 import type { ControllerSource } from '../../../agent/target-source.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../../../agent/sync-client.js';
 import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
 import { DEFAULT_MESOS_POLL_MS } from '../../../agent/egress-mapper.js';
 import { StatusServer } from '../../status/status-server.js';
@@ -49,6 +50,10 @@ Options:
                       keeps the last list)
   --consul-service NAME
                       the controllers' Consul service name (with --consul)
+  --connect-timeout SECONDS
+                      a replica whose connection (TCP and TLS handshake) is not up within
+                      this long is left for the next one (default ${DEFAULT_CONNECT_TIMEOUT_MS / 1000}); 'off': wait for
+                      the controller's first message (120 s)
   --host-id ID        this host's id: Marathon's task 'host', and the name in this agent's
                       certificate (default: the system host name, ${JSON.stringify(hostname())})
   --address IP        an address of this host other hosts' traffic comes from (repeatable;
@@ -160,6 +165,13 @@ function egressOptions(values: Record<string, string | boolean | string[] | unde
   return { mesosAgent: url, pollIntervalMs: Math.round(poll * 1000), cgroupsRoot: cgroupsRoot.replace(/^\/+|\/+$/g, ''), unmapped };
 }
 
+/** `--connect-timeout SECONDS|off` in ms (0: off). */
+export function connectTimeoutOption(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_CONNECT_TIMEOUT_MS;
+  if (text === 'off') return 0;
+  return Math.round(1000 * parseSeconds(text, 'connect-timeout', 0.1, 3600));
+}
+
 /** `--controller` (repeatable) or `--consul URL --consul-service NAME`; exactly one of the two. */
 export function controllerSourceFrom(values: Record<string, string | boolean | string[] | undefined>): ControllerSource {
   const controllers = (values.controller as string[] | undefined) ?? [];
@@ -197,6 +209,7 @@ export const agentCommand: Command = {
       controller: { type: 'string', multiple: true },
       consul: { type: 'string' },
       'consul-service': { type: 'string' },
+      'connect-timeout': { type: 'string' },
       'host-id': { type: 'string' },
       address: { type: 'string', multiple: true },
       'state-dir': { type: 'string' },
@@ -236,6 +249,7 @@ export const agentCommand: Command = {
     const stateDir = absolutePath(io, values['state-dir'] ?? DEFAULT_STATE_DIR);
     const refresh = values['refresh-interval'] === undefined ? 30 : parseSeconds(values['refresh-interval'], 'refresh-interval', 0.2, 86_400);
     const statusListen = hostPortOption(values['status-listen'], undefined, '--status-listen');
+    const connectTimeoutMs = connectTimeoutOption(values['connect-timeout']);
     const log = createLogger({ component: 'agent', level: parseLogLevel(values['log-level']) });
     const agentFor = (credentials: grpc.ChannelCredentials, controllers?: ControllerSource): Agent =>
       new Agent({
@@ -253,6 +267,7 @@ export const agentCommand: Command = {
         logger: log,
         ...(egress ? { egress } : {}),
         ...(flows ? { flows } : {}),
+        connectTimeoutMs,
       });
 
     if (values.uninstall) {

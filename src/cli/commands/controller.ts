@@ -20,6 +20,7 @@ import type { PolicyLimits } from '../../policy/policy-limits.js';
 import { POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../policy-limit-options.js';
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 import { DEFAULT_CONTROLLER_STATE_DIR } from '../../controller/flow-persistence.js';
+import { DEFAULT_REBALANCE_INTERVAL_MS } from '../../grpc/agent-rebalance.js';
 import { ConsulClient } from '../../consul/consul-client.js';
 import { DEFAULT_POLICY_PREFIX, prefixError } from '../../consul/policy-kv.js';
 import { parseDurationMs } from '../../flows/flow-query.js';
@@ -67,6 +68,13 @@ ${TLS_OPTION_HELP}
   --max-agents N      open agent streams this replica serves; one more is refused 'at
                       capacity' and that agent tries another replica (default 0: no cap;
                       sizing in the README, "Controller replicas")
+  --rebalance-interval SECONDS|off
+                      how often this replica checks whether it holds more than its share
+                      of the agents, ceil(ceil(agents / replicas) x 1.2), and then asks ONE
+                      agent to move to another replica (with jitter; default ${DEFAULT_REBALANCE_INTERVAL_MS / 1000}); 'off': never
+  --rebalance-slack X the 1.2 above: how far above its fair share a replica may be (1..10)
+  --replicas N        how many replicas serve, for rebalancing (default: the passing
+                      instances of --consul-service; without either nothing is shed)
 ${LOG_LEVEL_HELP}
 
 Consul (optional; replicas: README "Controller replicas"):
@@ -129,12 +137,30 @@ interface ControllerArgs {
   readonly flows: FlowStoreOptions;
   readonly consul: ConsulArgs | undefined;
   readonly flowPeers: { readonly targets: readonly HostPort[]; readonly peerNames: readonly string[] };
+  /** `--rebalance-interval`, `--replicas`; undefined: rebalancing off. */
+  readonly rebalance: { readonly intervalMs: number; readonly replicas?: number; readonly slack?: number } | undefined;
 }
 
 interface ConsulArgs {
   readonly url: string;
   readonly policyPrefix: string | undefined;
   readonly service: { readonly name: string; readonly address?: string } | undefined;
+}
+
+/** `--rebalance-interval SECONDS|off`, `--rebalance-slack X` and `--replicas N` (which excludes the Consul count). */
+function rebalanceArgs(interval: string | undefined, slackText: string | undefined, replicas: string | undefined, consul: ConsulArgs | undefined): ControllerArgs['rebalance'] {
+  if (replicas !== undefined && !/^[0-9]{1,4}$/.test(replicas)) throw new UsageError(`--replicas must be a whole number 1..1000, got '${replicas}'`);
+  const n = replicas === undefined ? undefined : Number(replicas);
+  if (n !== undefined && (n < 1 || n > 1000)) throw new UsageError(`--replicas must be a whole number 1..1000, got '${replicas}'`);
+  if (n !== undefined && consul?.service) throw new UsageError('--replicas and --consul-service exclude each other: the replica count comes from one source');
+  const slack = slackText === undefined ? undefined : Number(slackText);
+  if (slack !== undefined && (slackText!.trim() === '' || !(slack >= 1 && slack <= 10))) throw new UsageError(`--rebalance-slack must be a number in 1..10, got '${slackText}'`);
+  if (interval === 'off') {
+    if (n !== undefined || slack !== undefined) throw new UsageError('--replicas and --rebalance-slack are for rebalancing, which --rebalance-interval off turns off');
+    return undefined;
+  }
+  const intervalMs = interval === undefined ? DEFAULT_REBALANCE_INTERVAL_MS : Math.round(1000 * parseSeconds(interval, 'rebalance-interval', 0.1, 3600));
+  return { intervalMs, ...(n !== undefined ? { replicas: n } : {}), ...(slack !== undefined ? { slack } : {}) };
 }
 
 const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/;
@@ -192,6 +218,9 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     'ping-interval': { type: 'string' },
     'coalesce-ms': { type: 'string' },
     'max-agents': { type: 'string' },
+    'rebalance-interval': { type: 'string' },
+    'rebalance-slack': { type: 'string' },
+    replicas: { type: 'string' },
     'log-level': { type: 'string' },
     ...POLICY_LIMIT_OPTIONS,
     'state-dir': { type: 'string' },
@@ -226,6 +255,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
   return {
     flowPeers: { targets, peerNames },
     consul,
+    rebalance: rebalanceArgs(values['rebalance-interval'], values['rebalance-slack'], values.replicas, consul),
     policyPath: resolvePolicyPath(io, values.policy),
     inventoryPath: marathon ? undefined : resolveInventoryPath(io, values.inventory),
     marathon,
@@ -263,6 +293,7 @@ export const controllerCommand: Command = {
         credentials,
         pingIntervalMs: options.pingIntervalMs,
         maxAgents: options.maxAgents,
+        ...(options.rebalance ? { rebalance: options.rebalance } : {}),
         coalesceMs: options.coalesceMs,
         limits: options.limits,
         stateDir: options.stateDir,
