@@ -234,6 +234,8 @@ export function followKvPolicy(client: ConsulClient, prefix: string, o: PolicyFo
   return followBlocking<KvPolicy | undefined>({
     ...o,
     fingerprint: (p) => (p ? `${p.pointer.bundle}` : 'none'),
+    // After a restore the same policy is named by a lower ModifyIndex: its input stamp changes.
+    redeliverAfterReset: true,
     read: async (b) => {
       const got = await client.kvGet(pointerKey(prefix), b);
       return { index: got.index, skipped: got.skipped, value: got.value ? await loadPointed(client, prefix, got.value, b.signal) : undefined };

@@ -144,6 +144,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     policy: policyInfo,
     flowRecordsRejected: () => sync.flowRecordsRejected(),
     agentsRefusedAtCapacity: () => sync.agentsRefusedAtCapacity(),
+    agentsHeldBehind: () => sync.agentsHeldBehind(),
     flows: { store: flowStore, events: flowEvents },
     ...(refusals ? { tls: refusals } : {}),
   });
@@ -185,14 +186,17 @@ export async function startController(options: ControllerOptions): Promise<Runni
   };
 
   const policyPrefix = options.consul?.policyPrefix;
+  // A Consul policy is stamped with the ModifyIndex of the pointer that named it; a directory: 0.
+  const policyStamp = (): number => (watcher instanceof ConsulPolicyFeed ? watcher.loadingIndex : 0);
   const loads: Pick<PolicyWatcherOptions, 'parse' | 'onPolicy' | 'onRestored' | 'onError'> = {
     parse: workerPolicyParser(options.policyPath, limits),
     onPolicy: async (policy, warnings) => {
       // Compiled in slices; applied (and reported valid) only once it fits the limits.
       try {
-        const changed = await store.loadPolicy(policy);
+        const changed = await store.loadPolicy(policy, policyStamp());
         if (changed === undefined) return false; // a newer load replaced it
         policyAccepted(policy, warnings);
+        sync.restamped();
         return true;
       } catch (e) {
         // Anything but a limit is unexpected: the watcher reports it like a load error.
@@ -202,6 +206,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
       }
     },
     onRestored: () => {
+      store.setPolicyStamp(policyStamp());
+      sync.restamped();
       policyInfo.valid = true;
       policyInfo.lastError = null;
       log.info({ path: policySource }, 'policy files valid again: they hold the policy in force, nothing to recompile');
@@ -213,6 +219,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
     options.consul && policyPrefix !== undefined
       ? new ConsulPolicyFeed({ ...loads, client: options.consul.client, prefix: policyPrefix, logger: log.child({ module: 'policy-consul' }) })
       : new PolicyWatcher({ ...loads, path: options.policyPath, ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}), maxBytes: limits.maxBytes });
+  // Input stamp (src/grpc/input-stamp.ts): the policy pointer's ModifyIndex, the feed's freshness.
+  store.stampInputs = { cluster: () => feed.freshAsOf?.() ?? 0, consulRead: () => (watcher instanceof ConsulPolicyFeed ? watcher.lastRead() : undefined) };
   let registrar: ServiceRegistrar | undefined;
 
   const server = new grpc.Server();
