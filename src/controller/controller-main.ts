@@ -33,7 +33,8 @@ import type { ClusterState } from '../inventory/cluster-state.js';
 import { SyncService, type AgentStatus } from '../grpc/sync-service.js';
 import { PolicyWatcher, type PolicyWatcherOptions } from '../sources/policy-watcher.js';
 import { ConsulPolicyFeed } from './consul-policy-feed.js';
-import { registerController, type ControllerConsulOptions } from './controller-consul.js';
+import { registerController, startHousekeeping, type ControllerConsulOptions } from './controller-consul.js';
+import type { PolicyHousekeeping } from './policy-housekeeping.js';
 import type { ServiceRegistrar } from '../consul/service-registrar.js';
 import type { TlsMaterial } from '../tls/credentials.js';
 import { listenMtls, type MtlsListener } from '../tls/mtls-listener.js';
@@ -222,6 +223,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
   // Input stamp (src/grpc/input-stamp.ts): the policy pointer's ModifyIndex, the feed's freshness.
   store.stampInputs = { cluster: () => feed.freshAsOf?.() ?? 0, consulRead: () => (watcher instanceof ConsulPolicyFeed ? watcher.lastRead() : undefined) };
   let registrar: ServiceRegistrar | undefined;
+  let housekeeping: PolicyHousekeeping | undefined;
 
   const server = new grpc.Server();
   const statusServer = new StatusServer(status);
@@ -231,6 +233,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     if (stopped) return;
     stopped = true;
     await registrar?.stop(); // deregistered first: agents stop picking this replica
+    await housekeeping?.stop(); // the lock released: another replica takes over at once
     watcher.stop();
     sync.close();
     store.close();
@@ -281,6 +284,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const statusAddress = formatHostPort(options.statusListen.host, statusBound.port);
     if (options.credentials === undefined) log.warn({ grpc: grpcAddress }, 'gRPC is PLAINTEXT (--insecure): agents are not authenticated; use --ca/--cert/--key outside a local trial');
     if (options.consul) registrar = registerController(options.consul, grpcPort, options.statusListen.host, statusBound.port, log.child({ module: 'consul' }));
+    if (options.consul) housekeeping = startHousekeeping(options.consul, log.child({ module: 'housekeeping' }));
     log.info({ grpc: grpcAddress, status: statusAddress, tls: options.credentials !== undefined, policy: policySource, inventory: feed.status().source }, 'controller listening');
     return {
       grpcAddress,
