@@ -118,6 +118,36 @@ describe('the controller’s input stamp', () => {
     expect(fresh.of('delta')[0]!.delta!.policyStamp).toBe(second);
   }, 30_000);
 
+  it('Consul restored to an older snapshot (its index went backwards): the held agent is released with policy stamp 0, then follows the new history', async () => {
+    const consul = new ConsulDouble();
+    const client = new ConsulClient({ url: await consul.start(), timeoutMs: 2_000 });
+    cleanups.push(() => consul.close(), () => client.close());
+    const older = await push(client, shopFiles('audit'));
+    const snapshot = consul.snapshot();
+    const newer = await push(client, shopFiles());
+    expect(newer).toBeGreaterThan(older);
+    const c = await controller(tempDir(), { client });
+    const raw = agentStream(c.grpcAddress);
+    raw.send({ hello: { hostId: 'node-1', agentVersion: 't' } });
+    await waitFor('a snapshot', () => raw.of('snapshot').length === 1);
+    const first = raw.of('snapshot')[0]!.snapshot!;
+    expect(first.policyStamp).toBe(newer);
+    raw.send({ ack: { version: first.version, seq: first.seq } });
+    await waitFor('acked', () => c.status.agentReports().find((a) => a.hostId === 'node-1')?.appliedVersion === first.version);
+
+    consul.restore(snapshot); // the pointer is back at `older`, at a lower index
+    await waitFor('the state of the restored policy arrives', () => raw.of('snapshot').length + raw.of('delta').length === 2);
+    const next = raw.of('delta')[0]?.delta ?? raw.of('snapshot')[1]!.snapshot!;
+    expect(next.mode).toBe('audit');
+    expect(next.policyStamp).toBe(0); // the agent's stamp is of a history that no longer exists
+    raw.send({ ack: { version: next.version, seq: next.seq } });
+    await waitFor('acked', () => c.status.agentReports().find((a) => a.hostId === 'node-1')?.appliedVersion === next.version);
+    const after = await push(client, shopFiles()); // a push in the new history
+    await waitFor('its state arrives', () => raw.of('snapshot').length + raw.of('delta').length === 3);
+    const last = [...raw.messages].reverse().find((m) => m.msg === 'delta' || m.msg === 'snapshot')!;
+    expect((last.delta ?? last.snapshot)!.policyStamp).toBe(after);
+  }, 30_000);
+
   it('a policy directory and a static inventory: stamp 0 on both components (not comparable), nobody is held', async () => {
     const c = await controller(tempDir());
     const raw = agentStream(c.grpcAddress);

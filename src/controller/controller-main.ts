@@ -23,6 +23,11 @@
  *   resolved against the policy and cluster in force (one FlowResolver per pair, rebuilt when
  *   either changes), read back from `<stateDir>/flows.json` before the listeners open, saved
  *   every 30 s and once more by `stop()` (flow-persistence.ts).
+ * - Input stamp (src/grpc/input-stamp.ts): the store is told the policy's stamp (the Consul
+ *   pointer's ModifyIndex, 0 for a directory) with each policy it takes, and reads the feed's
+ *   freshness and the last Consul read; the Sync service re-checks held agents when it moves.
+ * - With `consul.housekeeping`, old policy bundles are collected under the housekeeping lock
+ *   (controller-consul.ts, policy-housekeeping.ts); `stop()` releases it.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
