@@ -66,6 +66,22 @@ function agentStream(target: string): RawStream {
   return raw;
 }
 
+/** A new agent on `node-1`: its first Snapshot, acked. */
+async function firstSnapshotAcked(raw: RawStream): Promise<NonNullable<RawStream['messages'][number]['snapshot']>> {
+  raw.send({ hello: { hostId: 'node-1', agentVersion: 't' } });
+  await waitFor('a snapshot', () => raw.of('snapshot').length === 1);
+  const snap = raw.of('snapshot')[0]!.snapshot!;
+  raw.send({ ack: { version: snap.version, seq: snap.seq } });
+  return snap;
+}
+
+async function consulPair(): Promise<{ consul: ConsulDouble; client: ConsulClient }> {
+  const consul = new ConsulDouble();
+  const client = new ConsulClient({ url: await consul.start(), timeoutMs: 2_000 });
+  cleanups.push(() => consul.close(), () => client.close());
+  return { consul, client };
+}
+
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'pcut-stamp-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -75,20 +91,15 @@ function tempDir(): string {
 
 describe('the controller’s input stamp', () => {
   it('--policy-consul: states carry the ModifyIndex of P/current; an agent ahead of it is held until a push takes the controller past it', async () => {
-    const consul = new ConsulDouble();
-    const client = new ConsulClient({ url: await consul.start(), timeoutMs: 2_000 });
-    cleanups.push(() => consul.close(), () => client.close());
+    const { client } = await consulPair();
     const first = await push(client, shopFiles());
     const c = await controller(tempDir(), { client });
 
     // An agent with no state: a Snapshot stamped with the pointer's index.
     const fresh = agentStream(c.grpcAddress);
-    fresh.send({ hello: { hostId: 'node-1', agentVersion: 't' } });
-    await waitFor('a snapshot', () => fresh.of('snapshot').length === 1);
-    const snap = fresh.of('snapshot')[0]!.snapshot!;
+    const snap = await firstSnapshotAcked(fresh);
     expect(snap.policyStamp).toBe(first);
     expect(snap.clusterStampMs).toBe(0); // a static inventory file: not comparable
-    fresh.send({ ack: { version: snap.version, seq: snap.seq } });
 
     // An agent that applied a state from a replica that read a newer pointer (index first+1).
     const ahead = agentStream(c.grpcAddress);
@@ -119,20 +130,15 @@ describe('the controller’s input stamp', () => {
   }, 30_000);
 
   it('Consul restored to an older snapshot (its index went backwards): the held agent is released with policy stamp 0, then follows the new history', async () => {
-    const consul = new ConsulDouble();
-    const client = new ConsulClient({ url: await consul.start(), timeoutMs: 2_000 });
-    cleanups.push(() => consul.close(), () => client.close());
+    const { consul, client } = await consulPair();
     const older = await push(client, shopFiles('audit'));
     const snapshot = consul.snapshot();
     const newer = await push(client, shopFiles());
     expect(newer).toBeGreaterThan(older);
     const c = await controller(tempDir(), { client });
     const raw = agentStream(c.grpcAddress);
-    raw.send({ hello: { hostId: 'node-1', agentVersion: 't' } });
-    await waitFor('a snapshot', () => raw.of('snapshot').length === 1);
-    const first = raw.of('snapshot')[0]!.snapshot!;
+    const first = await firstSnapshotAcked(raw);
     expect(first.policyStamp).toBe(newer);
-    raw.send({ ack: { version: first.version, seq: first.seq } });
     await waitFor('acked', () => c.status.agentReports().find((a) => a.hostId === 'node-1')?.appliedVersion === first.version);
 
     consul.restore(snapshot); // the pointer is back at `older`, at a lower index
