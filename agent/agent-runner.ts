@@ -56,7 +56,7 @@ import type { FlowRecording } from '../src/render/render-flows.js';
 import { KernelDataplane } from './dataplane/kernel-dataplane.js';
 import { cleanStateDir, prepareStateDir, type StateDirCleanup } from './state-dir.js';
 import { loadSavedState, saveState, statePath } from './state-store.js';
-import { NO_STAMP, type InputStamp } from '../src/grpc/input-stamp.js';
+import { NO_STAMP, stampInfo, type InputStamp } from '../src/grpc/input-stamp.js';
 import { SyncClient } from './sync-client.js';
 import { ControllerTargets } from './controller-targets.js';
 import { targetSource, type ControllerSource, type TargetSource } from './target-source.js';
@@ -241,6 +241,7 @@ export class Agent implements StatusSource {
       appliedVersion: held?.state.version ?? null,
       appliedFrom: held?.source ?? null,
       appliedAt: held?.at ?? null,
+      appliedStamp: held ? stampInfo(this.appliedStamp) : null,
       bootedFromDisk: this.bootedFromDisk ?? null,
       mode: held?.state.mode ?? null,
       lastError: this.client?.lastError ?? null,

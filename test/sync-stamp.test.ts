@@ -15,7 +15,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Agent } from '../agent/agent-runner.js';
 import { ControllerTargets } from '../agent/controller-targets.js';
+import { RecordingRunner } from './support/recording-runner.js';
 import { loadSavedState, loadState, saveState, statePath } from '../agent/state-store.js';
 import { SyncClient, type SyncClientEvent } from '../agent/sync-client.js';
 import type { DesiredState } from '../src/compile/desired-state.js';
@@ -274,6 +276,28 @@ describe('the stamp rule', () => {
     expect(behindReason({ policy: 6, cluster: 10_000 }, { policy: 6, cluster: 11_999 })).toBeUndefined();
     expect(behindReason({ policy: 6, cluster: 10_000 }, { policy: 6, cluster: 12_001 })).toContain('Marathon view');
     expect(behindReason({ policy: 7, cluster: 10_000 }, { policy: 6, cluster: 12_001 })).not.toContain('policy');
+  });
+});
+
+describe('the agent process (agent-runner.ts) carries the stamp', () => {
+  it('boots from a saved state with its stamp, announces it (held by a replica behind it), then saves the stamp of the state it applies', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'portcullis-stamp-agent-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await saveState(dir, nthState('h1', 1), { policy: 30, cluster: 0 });
+    const b = await replica({ policy: 20, cluster: 0 });
+    b.source.set(nthState('h1', 2));
+    const { logger } = logCapture();
+    const agent = new Agent({ controller: b.running.target, credentials: grpc.credentials.createInsecure(), hostId: 'h1', addresses: ['10.0.0.1'], stateDir: dir, refreshIntervalMs: 60_000, families: [4], runner: new RecordingRunner(), agentVersion: 'test', logger });
+    cleanups.push(() => agent.stop());
+    await agent.start();
+    await waitFor('held on its saved stamp', () => b.service.agent('h1')?.heldBehind === 'policy index 20 < 30');
+    expect(agent.status()).toMatchObject({ appliedVersion: nthState('h1', 1).version, appliedFrom: 'disk', appliedStamp: { policyIndex: 30, clusterAsOf: null } });
+
+    b.source.stampNow = { policy: 31, cluster: 0 };
+    b.service.restamped();
+    await waitFor('applied and saved with the new stamp', () => loadSavedState(dir)?.stamp.policy === 31);
+    expect(loadSavedState(dir)?.state.version).toBe(nthState('h1', 2).version);
+    expect(agent.status()).toMatchObject({ appliedFrom: 'controller', appliedStamp: { policyIndex: 31, clusterAsOf: null } });
   });
 });
 
