@@ -55,7 +55,8 @@ import type { FlowSource } from '../src/flows/flow-types.js';
 import type { FlowRecording } from '../src/render/render-flows.js';
 import { KernelDataplane } from './dataplane/kernel-dataplane.js';
 import { cleanStateDir, prepareStateDir, type StateDirCleanup } from './state-dir.js';
-import { loadState, saveState, statePath } from './state-store.js';
+import { loadSavedState, saveState, statePath } from './state-store.js';
+import { NO_STAMP, stampInfo, type InputStamp } from '../src/grpc/input-stamp.js';
 import { SyncClient } from './sync-client.js';
 import { ControllerTargets } from './controller-targets.js';
 import { targetSource, type ControllerSource, type TargetSource } from './target-source.js';
@@ -105,6 +106,8 @@ export class Agent implements StatusSource {
   private client: SyncClient | undefined;
   private targets: TargetSource | undefined;
   private bootedFromDisk: { version: string; savedAt: string | null; appliedAt: string } | undefined;
+  /** Input stamp of the state held (src/grpc/input-stamp.ts): saved with it, sent in Hello. */
+  private appliedStamp: InputStamp = NO_STAMP;
   private driftTimer: NodeJS.Timeout | undefined;
   private driftChecks = 0;
   private driftCheckErrors = 0;
@@ -154,12 +157,14 @@ export class Agent implements StatusSource {
     if (families.length === 0) throw new Error(`none of the address families ${this.options.families.join(', ')} has working iptables/ipset tools`);
     await this.startEgress(families);
     await prepareStateDir(this.options.stateDir).catch((err: Error) => this.log.warn({ stateDir: this.options.stateDir, err: err.message }, 'cannot create the state directory: applied states will not survive a restart'));
-    const saved = loadState(this.options.stateDir, this.log);
+    const stored = loadSavedState(this.options.stateDir, this.log);
+    const saved = stored?.state;
     if (saved && saved.hostId !== this.options.hostId) {
       this.log.warn({ file: statePath(this.options.stateDir), savedHostId: saved.hostId }, 'saved state belongs to another host id: ignored');
     } else if (saved) {
       try {
         await this.dataplane.apply(saved, { source: 'disk' });
+        this.appliedStamp = stored?.stamp ?? NO_STAMP;
         this.bootedFromDisk = { version: saved.version, savedAt: savedAt(this.options.stateDir), appliedAt: this.dataplane.held?.at ?? new Date().toISOString() };
         this.log.info({ version: saved.version, source: 'disk', savedAt: this.bootedFromDisk.savedAt, file: statePath(this.options.stateDir) }, 'applied');
       } catch (err) {
@@ -179,11 +184,12 @@ export class Agent implements StatusSource {
       agentVersion: this.options.agentVersion,
       ...(this.options.connectTimeoutMs !== undefined ? { connectTimeoutMs: this.options.connectTimeoutMs } : {}),
       held: () => this.dataplane.held?.state,
+      heldStamp: () => this.appliedStamp,
       egress: () => this.egressStatus(),
       ...(this.flowReader ? { flows: this.flowReader } : {}),
       // The dataplane renders audit-tcp/audit-udp/egress-audit (render-chains.ts, render-egress.ts).
       groupModes: true,
-      apply: (state, delta) => this.applyFromController(state, delta),
+      apply: (state, delta, stamp) => this.applyFromController(state, delta, stamp),
       logger: this.log.child({ module: 'sync' }),
       onEvent: (event) => {
         if (event.type === 'applied') this.log.info({ version: event.version, seq: event.seq, source: 'controller' }, 'applied');
@@ -238,6 +244,7 @@ export class Agent implements StatusSource {
       appliedVersion: held?.state.version ?? null,
       appliedFrom: held?.source ?? null,
       appliedAt: held?.at ?? null,
+      appliedStamp: held ? stampInfo(this.appliedStamp) : null,
       bootedFromDisk: this.bootedFromDisk ?? null,
       mode: held?.state.mode ?? null,
       lastError: this.client?.lastError ?? null,
@@ -275,9 +282,10 @@ export class Agent implements StatusSource {
     return `${lines.join('\n')}\n`;
   }
 
-  private async applyFromController(state: DesiredState, delta: StateDelta | undefined): Promise<void> {
+  private async applyFromController(state: DesiredState, delta: StateDelta | undefined, stamp: InputStamp = NO_STAMP): Promise<void> {
     await this.dataplane.apply(state, { source: 'controller', ...(delta ? { delta } : {}) });
-    await saveState(this.options.stateDir, state);
+    this.appliedStamp = stamp;
+    await saveState(this.options.stateDir, state, stamp);
   }
 
   private scheduleDriftCheck(): void {

@@ -12,7 +12,10 @@
  * release before the v2 version (state-version.ts stateVersionV1) is trusted when its version is
  * that release's hash of its content, and re-versioned as it is read (logged once,
  * `state_store.upgraded`), so an agent upgraded while its controller is away still boots into
- * the rules it had.
+ * the rules it had. The input stamp of the state (src/grpc/input-stamp.ts, sent in Hello) is saved
+ * beside it (`stamp`, optional in format 1: a file of an earlier release loads with stamp 0, not
+ * comparable, and an earlier release reads a file with a stamp as before); a stamp that is not
+ * two non-negative integers is read as 0.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -21,6 +24,7 @@ import { SET_KINDS, type DesiredState, type SetContents } from '../src/compile/d
 import { checkDesiredState, withEveryKind } from '../src/compile/desired-state-check.js';
 import { stateVersion } from '../src/compile/state-version.js';
 import { writeFileAtomic } from './dataplane/atomic-write.js';
+import { NO_STAMP, stampFromWire, type InputStamp } from '../src/grpc/input-stamp.js';
 
 export const STATE_FILE = 'desired-state.json';
 const FORMAT = 1;
@@ -28,14 +32,21 @@ const FORMAT = 1;
 interface StoredState {
   readonly format: number;
   readonly state: DesiredState;
+  readonly stamp?: InputStamp;
+}
+
+/** A state read back from disk, with the input stamp it was applied with. */
+export interface SavedState {
+  readonly state: DesiredState;
+  readonly stamp: InputStamp;
 }
 
 export function statePath(dir: string): string {
   return path.join(dir, STATE_FILE);
 }
 
-export async function saveState(dir: string, state: DesiredState): Promise<void> {
-  const stored: StoredState = { format: FORMAT, state };
+export async function saveState(dir: string, state: DesiredState, stamp: InputStamp = NO_STAMP): Promise<void> {
+  const stored: StoredState = { format: FORMAT, state, stamp: { policy: stamp.policy, cluster: stamp.cluster } };
   await writeFileAtomic(statePath(dir), `${JSON.stringify(stored)}\n`, 0o600);
 }
 
@@ -49,6 +60,11 @@ export function checkStoredState(value: unknown): string | undefined {
 }
 
 export function loadState(dir: string, logger?: Logger): DesiredState | undefined {
+  return loadSavedState(dir, logger)?.state;
+}
+
+/** As loadState, with the saved input stamp (0 when the file has none). */
+export function loadSavedState(dir: string, logger?: Logger): SavedState | undefined {
   const file = statePath(dir);
   let text: string;
   try {
@@ -70,12 +86,13 @@ export function loadState(dir: string, logger?: Logger): DesiredState | undefine
     logger?.warn({ event: 'state_store.corrupt', file, err: problem }, 'saved state is invalid; ignored');
     return undefined;
   }
-  const { state } = value as StoredState;
+  const { state, stamp } = value as StoredState;
   const given = withEveryKind(state.sets);
   const sets = Object.fromEntries(SET_KINDS.map((kind) => [kind, [...given[kind]]])) as unknown as SetContents;
   const version = stateVersion(state.mode, sets);
   if (version !== state.version) {
     logger?.info({ event: 'state_store.upgraded', file, savedVersion: state.version, version }, 'saved state of an earlier release: trusted by its old version and re-versioned');
   }
-  return { hostId: state.hostId, mode: state.mode, sets, version };
+  const saved = typeof stamp === 'object' && stamp !== null ? stampFromWire(stamp.policy, stamp.cluster) : NO_STAMP;
+  return { state: { hostId: state.hostId, mode: state.mode, sets, version }, stamp: saved };
 }

@@ -35,6 +35,9 @@
  *   The idle deadline (45 s: 4.5 of the controller's default 10 s pings) gives up a stream on
  *   which nothing arrives, as from a replica frozen or cut off after the stream opened.
  * - Fail static: losing the controller never changes what is applied.
+ * - Never backwards (issue 12, src/grpc/input-stamp.ts): Hello carries `heldStamp`, the input
+ *   stamp of the state held; a Snapshot/Delta of another version whose stamp is behind it is
+ *   answered ApplyError and not applied; `apply` gets the stamp of the state it applies.
  * - Replicas (issue 12): the client dials the current target of its ControllerTargets (each
  *   agent's own shuffled order of the candidates; agent/controller-targets.ts), one gRPC channel
  *   per target, made when first dialled and closed when the target leaves the list (after its
@@ -60,7 +63,7 @@ import { loadSyncProto, type AgentMessage, type ControllerMessage__Output, type 
 import { silentLogger, type SyncLogger } from '../src/grpc/sync-logger.js';
 import { deltaFromMessage, stateFromSnapshot } from '../src/grpc/wire-state.js';
 import type { FlowSource } from '../src/flows/flow-types.js';
-import { FLOW_REPORT_MAX_RECORDS, flowReportMessages, flowStatusMessage } from '../src/grpc/flow-wire.js';
+import { flowStatusMessage } from '../src/grpc/flow-wire.js';
 import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressStatus.js';
 import type { FlowStatus } from '../src/grpc/generated/portcullis/v1/FlowStatus.js';
 import { Backoff, type BackoffOptions } from '../src/retry/backoff.js';
@@ -68,9 +71,11 @@ import { isAtCapacity } from '../src/grpc/agent-cap.js';
 import { isRebalancing } from '../src/grpc/agent-rebalance.js';
 import { ControllerTargets, type Target } from './controller-targets.js';
 import { ConnectWarnings } from './connect-warnings.js';
+import { sendFlowReport } from './flow-report-sender.js';
 
 /** `--connect-timeout` default: a few seconds, well above a TLS handshake across a data centre. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+import { checkedStamp, helloStampFields, NO_STAMP, type InputStamp } from '../src/grpc/input-stamp.js';
 
 export type SyncClientEvent =
   | { readonly type: 'connecting' }
@@ -104,7 +109,9 @@ export interface SyncClientOptions {
    * Puts a state into the kernel; `delta` is the wire Delta it was built from (its base is the
    * state `held` returned). A rejection is reported to the controller.
    */
-  readonly apply: (state: DesiredState, delta?: StateDelta) => Promise<void>;
+  readonly apply: (state: DesiredState, delta?: StateDelta, stamp?: InputStamp) => Promise<void>;
+  /** The input stamp of the state `held` returns (saved with it). Default: none (0, not comparable). */
+  readonly heldStamp?: () => InputStamp;
   /**
    * The agent's per-app egress status now, sent in Hello, every Ack and every Pong (the
    * controller sends egress set kinds only to an agent that says `supported`). Default: absent.
@@ -153,6 +160,7 @@ interface Stream {
 interface Received {
   readonly state: DesiredState;
   readonly delta: StateDelta | undefined;
+  readonly stamp?: InputStamp;
 }
 
 interface Job extends Received {
@@ -294,6 +302,7 @@ export class SyncClient {
         addresses: [...(this.options.addresses ?? [])],
         agentVersion: this.options.agentVersion,
         appliedVersion: this.held()?.version ?? '',
+        ...helloStampFields(this.held() ? this.options.heldStamp?.() : undefined),
         ...this.egressField(),
         ...this.flowsField(),
         groupModes: this.options.groupModes ?? false,
@@ -327,14 +336,14 @@ export class SyncClient {
         if (message.snapshot) {
           const snapshot = message.snapshot;
           stream.acceptsFlows = snapshot.acceptsFlowReports === true;
-          this.receive(stream, snapshot.seq, snapshot.version, () => ({ state: stateFromSnapshot(this.options.hostId, snapshot), delta: undefined }));
+          this.receive(stream, snapshot.seq, snapshot.version, snapshot, () => ({ state: stateFromSnapshot(this.options.hostId, snapshot), delta: undefined }));
         }
         return;
       case 'delta':
         if (message.delta) {
           const delta = message.delta;
           stream.acceptsFlows = delta.acceptsFlowReports === true;
-          this.receive(stream, delta.seq, delta.version, () => {
+          this.receive(stream, delta.seq, delta.version, delta, () => {
             const decoded = deltaFromMessage(this.options.hostId, delta);
             const base = this.held();
             if (!base) throw new Error(`delta on base '${decoded.baseVersion}' but this agent has no state`);
@@ -348,10 +357,11 @@ export class SyncClient {
   }
 
   /** Record → apply once: decode now (cheap, pure), apply in the loop. */
-  private receive(stream: Stream, seq: number, version: string, decode: () => Received): void {
+  private receive(stream: Stream, seq: number, version: string, stamped: Parameters<typeof checkedStamp>[0], decode: () => Received): void {
     let decoded: Received;
     try {
       decoded = decode();
+      decoded = { ...decoded, stamp: checkedStamp(stamped, decoded.state.version, this.options.heldStamp?.() ?? NO_STAMP, this.held()?.version) };
     } catch (err) {
       const text = err instanceof Error ? err.message : String(err);
       this.logger.warn({ hostId: this.options.hostId, seq, version, error: text }, 'sync: cannot use controller message');
@@ -373,7 +383,7 @@ export class SyncClient {
         // A Delta onto the version held that leaves it as it is (the controller's way of saying
         // accepts_flow_reports to an agent already in sync) needs no kernel write.
         const unchanged = job.delta !== undefined && job.delta.baseVersion === job.delta.version && this.held()?.version === job.state.version;
-        if (!unchanged) await this.options.apply(job.state, job.delta);
+        if (!unchanged) await this.options.apply(job.state, job.delta, job.stamp);
         this.send(job.stream, { ack: { version: job.state.version, seq: job.seq, ...this.egressField(), ...this.flowsField() } });
         if (!unchanged) this.emit({ type: 'applied', version: job.state.version, seq: job.seq });
       } catch (err) {
@@ -404,22 +414,7 @@ export class SyncClient {
   /** One interval's FlowReport, when the current stream may take one (see the header). */
   private reportFlows(source: FlowSource): void {
     const stream = this.stream;
-    if (this.closed || !stream || !stream.acceptsFlows || stream.flowBlocked || stream.rejectedReason !== undefined) return;
-    let taken: ReturnType<FlowSource['take']>;
-    try {
-      taken = source.take(FLOW_REPORT_MAX_RECORDS);
-    } catch (err) {
-      this.logger.warn({ hostId: this.options.hostId, error: err instanceof Error ? err.message : String(err) }, 'sync: cannot read the recorded flows');
-      return;
-    }
-    const { entries, overflow } = taken;
-    let full = false;
-    for (const flowReport of flowReportMessages(entries, overflow)) full = !stream.call.write({ flowReport }) || full;
-    if (!full) return;
-    stream.flowBlocked = true;
-    stream.call.once('drain', () => {
-      stream.flowBlocked = false;
-    });
+    if (!this.closed && stream) sendFlowReport(stream, source, this.logger, this.options.hostId);
   }
 
   private held(): DesiredState | undefined {

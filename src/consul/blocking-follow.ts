@@ -8,8 +8,10 @@
  *    its fingerprint differs from the last one delivered (a wait that ran out, or an index bump
  *    without a change, delivers nothing);
  *  - **the index going backwards resets it to 0**: the answer that came with the lower index is
- *    dropped and the loop re-reads everything at once (counted in `resets`), so a snapshot
- *    restore or a removed highest key can never leave the follower blocked on a stale index;
+ *    dropped and the loop re-reads everything at once (counted in `resets`; with
+ *    `redeliverAfterReset` that read is delivered even when its value equals the last one: its
+ *    index is of a new history), so a snapshot restore or a removed highest key can never leave
+ *    the follower blocked on a stale index;
  *  - **an index below 1 is taken as 1**, so the loop blocks instead of spinning;
  *  - **rate limit**: a token bucket with a burst of 2 refilled every `minIntervalMs`, so the happy
  *    case never waits and a churning value degrades into polling at that rate;
@@ -33,6 +35,8 @@ export interface FollowOptions<T> {
   readonly onError?: (error: Error, info: { readonly attempt: number; readonly delayMs: number }) => void;
   /** The index went backwards: the follower reset it and re-reads everything. */
   readonly onReset?: (info: { readonly from: number; readonly to: number }) => void;
+  /** After a reset, deliver the re-read value even when its fingerprint is the last one's. Default false. */
+  readonly redeliverAfterReset?: boolean;
   /** Identity of a value: equal fingerprints are not delivered twice. Default JSON text. */
   readonly fingerprint?: (value: T) => string;
   /** Blocking wait of each read. Default 60 s. */
@@ -49,6 +53,13 @@ export interface FollowStats {
   errors: number;
   /** The index the next read blocks on (0: the next read answers at once). */
   index: number;
+  /**
+   * The last read that answered: when it was started (epoch ms) and the index it answered, even
+   * one that went backwards. A read started after some moment answering an index below one seen
+   * before that moment shows Consul's index went backwards (used by the input stamp's reset rule,
+   * src/grpc/input-stamp.ts).
+   */
+  lastAnswer: { readonly startedAt: number; readonly index: number } | undefined;
 }
 
 export interface Follower {
@@ -62,7 +73,7 @@ const BURST = 2;
 
 export function followBlocking<T>(o: FollowOptions<T>): Follower {
   const stop = new AbortController();
-  const stats: FollowStats = { reads: 0, changes: 0, resets: 0, errors: 0, index: 0 };
+  const stats: FollowStats = { reads: 0, changes: 0, resets: 0, errors: 0, index: 0, lastAnswer: undefined };
   const backoff = new Backoff({ initialMs: 250, maxMs: 30_000, ...o.backoff });
   const fingerprint = o.fingerprint ?? ((v: T) => JSON.stringify(v));
   const minInterval = o.minIntervalMs ?? 1_000;
@@ -94,6 +105,7 @@ export function followBlocking<T>(o: FollowOptions<T>): Follower {
       await takeToken();
       if (stop.signal.aborted) break;
       let r: IndexedResult<T>;
+      const startedAt = Date.now();
       try {
         stats.reads += 1;
         r = await o.read({ index: stats.index, waitMs: o.waitMs ?? 60_000, signal: stop.signal });
@@ -107,11 +119,13 @@ export function followBlocking<T>(o: FollowOptions<T>): Follower {
         continue;
       }
       backoff.reset();
+      stats.lastAnswer = { startedAt, index: r.index };
       const index = Math.max(r.index, 1);
       if (index < stats.index) {
         stats.resets += 1;
         o.onReset?.({ from: stats.index, to: index });
         stats.index = 0;
+        if (o.redeliverAfterReset) last = undefined;
         continue;
       }
       stats.index = index;

@@ -16,7 +16,9 @@
  * ModifyIndex it read before checking (0: the key must not exist yet). So two pushes at once
  * cannot both land: the second `cas` fails and its author is told that the policy changed since
  * it was read, with nothing of the losing push in force. After a switch, bundles other than the
- * current and the previous one are deleted (best effort: a failed delete only leaves garbage).
+ * current and the previous one are deleted (best effort: a failed delete only leaves garbage,
+ * which the controllers' housekeeping collects), fenced as bundle-gc.ts says, so a push's prune
+ * never deletes the bundle of another push that is about to land.
  *
  * Names: a file name must be what a policy directory holds (`[A-Za-z0-9._-]`, ending in .yaml or
  * .yml, not hidden), so a key never gets a '/' or anything Consul would read differently. The
@@ -29,13 +31,16 @@ import { parseBoundedJson } from '../json/bounded-json.js';
 import { followBlocking, type Follower, type FollowOptions } from './blocking-follow.js';
 import type { ConsulClient } from './consul-client.js';
 import type { ConsulKvEntry } from './consul-payloads.js';
+import { collectBundles } from './bundle-gc.js';
+import { BUNDLE_ID, bundlePrefix, policyPointerKey } from './policy-layout.js';
+
+export { policyPointerKey } from './policy-layout.js';
 
 export const DEFAULT_POLICY_PREFIX = 'portcullis/policy';
 export const CHUNK_BYTES = 256 * 1024;
 const FORMAT = 1;
 const FILE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}\.ya?ml$/;
 const PREFIX = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9._-]+)*$/;
-const BUNDLE = /^[0-9a-f]{16}$/;
 
 /** One policy file as it is kept in KV: its name in the policy directory and its text. */
 export interface KvPolicyFile {
@@ -82,10 +87,7 @@ function byName(a: KvPolicyFile, b: KvPolicyFile): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-/** The key that names the policy in force. */
-export const policyPointerKey = (prefix: string): string => `${prefix}/current`;
 const pointerKey = policyPointerKey;
-const bundlePrefix = (prefix: string, bundle: string): string => `${prefix}/bundles/${bundle}/`;
 
 /** The chunks of one text, each at most CHUNK_BYTES bytes, never splitting a character. */
 export function chunks(text: string): string[] {
@@ -106,7 +108,7 @@ function parsePointer(value: Buffer): PolicyPointer | string {
   if (!parsed.ok) return `not JSON: ${parsed.error}`;
   const p = parsed.value as Record<string, unknown> | null;
   if (typeof p !== 'object' || p === null || p.format !== FORMAT) return `not a format ${FORMAT} pointer`;
-  if (typeof p.bundle !== 'string' || !BUNDLE.test(p.bundle)) return 'bundle is not 16 hex digits';
+  if (typeof p.bundle !== 'string' || !BUNDLE_ID.test(p.bundle)) return 'bundle is not 16 hex digits';
   if (!Array.isArray(p.files) || p.files.length === 0 || !p.files.every((f) => typeof f === 'string' && fileNameError(f) === undefined)) return 'files is not a list of policy file names';
   return { bundle: p.bundle, files: p.files as string[], pushedAt: typeof p.pushedAt === 'string' ? p.pushedAt : '', pushedBy: typeof p.pushedBy === 'string' ? p.pushedBy : '' };
 }
@@ -209,11 +211,10 @@ async function dropUnlessCurrent(client: ConsulClient, prefix: string, bundle: s
   }
 }
 
+/** Fenced (bundle-gc.ts): never a bundle a concurrent push wrote after this switch, nor one it rewrote. */
 async function pruneBundles(client: ConsulClient, prefix: string, keep: ReadonlySet<string>): Promise<void> {
   try {
-    const listed = await client.kvList(`${prefix}/bundles/`);
-    const bundles = new Set(listed.value.map((e) => e.key.slice(`${prefix}/bundles/`.length).split('/')[0]!).filter((b) => BUNDLE.test(b)));
-    for (const b of bundles) if (!keep.has(b)) await client.kvDelete(bundlePrefix(prefix, b), { recurse: true });
+    await collectBundles(client, prefix, { keepNewest: 0, keepAlso: keep });
   } catch {
     // Best effort: an old bundle left behind is garbage, never in force.
   }
@@ -234,6 +235,8 @@ export function followKvPolicy(client: ConsulClient, prefix: string, o: PolicyFo
   return followBlocking<KvPolicy | undefined>({
     ...o,
     fingerprint: (p) => (p ? `${p.pointer.bundle}` : 'none'),
+    // After a restore the same policy is named by a lower ModifyIndex: its input stamp changes.
+    redeliverAfterReset: true,
     read: async (b) => {
       const got = await client.kvGet(pointerKey(prefix), b);
       return { index: got.index, skipped: got.skipped, value: got.value ? await loadPointed(client, prefix, got.value, b.signal) : undefined };

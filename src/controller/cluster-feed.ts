@@ -5,7 +5,8 @@
  * Contract: `start(onCluster)` resolves once the first load was attempted; `onCluster` is called
  * only with whole, valid ClusterStates (a broken source keeps the last good one upstream, so the
  * controller never sees it). `status()` is plain JSON for /status; `ready` says whether one good
- * cluster was had. `reload()` (SIGHUP) re-reads at once where that means something.
+ * cluster was had. `reload()` (SIGHUP) re-reads at once where that means something. `freshAsOf()`
+ * is the cluster side of the input stamp, where a source has one (Marathon).
  */
 import type { ClusterState } from '../inventory/cluster-state.js';
 
@@ -21,4 +22,9 @@ export interface ClusterFeed {
   stop(): Promise<void>;
   status(): ClusterFeedStatus;
   reload?(): Promise<void>;
+  /**
+   * The cluster side of the input stamp (src/grpc/input-stamp.ts): epoch ms as of which the
+   * delivered cluster is known complete. Absent or 0: not comparable across replicas (a file).
+   */
+  freshAsOf?(): number;
 }

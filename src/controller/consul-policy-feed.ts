@@ -13,6 +13,10 @@
  *   it is logged (warn, rate-limited by the follower's backoff) and counted, and /status keeps
  *   the policy valid; the follower retries with backoff and resumes on the next good read;
  * - no policy pushed yet: reported once as an error (nothing to serve until one is pushed).
+ *
+ * Input stamp (src/grpc/input-stamp.ts): `loadingIndex` is the ModifyIndex of the pointer whose
+ * policy is being loaded (the controller stamps the policy it accepts, or restores, with it), and
+ * `lastRead()` is the follower's last answered read (for the rule on Consul's index going backwards).
  */
 import type { Logger } from 'pino';
 import type { Diagnostic } from '../diagnostic.js';
@@ -41,10 +45,21 @@ export class ConsulPolicyFeed {
   private follower: Follower | undefined;
   private queue: Promise<void> = Promise.resolve();
   private first: (() => void) | undefined;
+  private loading = 0;
   readonly stats: ConsulPolicyFeedStats = { consulErrors: 0 };
 
   constructor(private readonly options: ConsulPolicyFeedOptions) {
     this.loads = new PolicyLoads({ ...options, path: this.where });
+  }
+
+  /** The ModifyIndex of P/current of the policy being loaded now (0: none). */
+  get loadingIndex(): number {
+    return this.loading;
+  }
+
+  /** The follower's last answered read (when it started, the index it answered). */
+  lastRead(): { readonly startedAt: number; readonly index: number } | undefined {
+    return this.follower?.stats.lastAnswer;
   }
 
   /** Where a policy error is reported: the pointer key. */
@@ -59,13 +74,14 @@ export class ConsulPolicyFeed {
       ...(this.options.waitMs !== undefined ? { waitMs: this.options.waitMs } : {}),
       ...(this.options.backoff ? { backoff: this.options.backoff } : {}),
       onPolicy: (kv) => {
-        this.enqueue(() =>
-          this.loads.load(
+        this.enqueue(() => {
+          this.loading = kv?.modifyIndex ?? 0;
+          return this.loads.load(
             kv
               ? { files: kv.files, errors: [], warnings: [] }
               : { files: [], errors: [this.error(`no policy under ${this.options.prefix} in Consul yet: push one with portcullis policy push`)], warnings: [] },
-          ),
-        );
+          );
+        });
       },
       onError: (e, info) => {
         if (e instanceof ConsulCallError) {

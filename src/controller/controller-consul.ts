@@ -4,13 +4,16 @@
  * its registration as a service the agents find (`--consul-service NAME`, passing instances
  * only): an HTTP check on its own /readyz, registered again when the local Consul agent forgets
  * it, deregistered on a clean stop (src/consul/service-registrar.ts). Consul down changes nothing
- * in force: the last good policy stays, and agents keep the replicas they know.
+ * in force: the last good policy stays, and agents keep the replicas they know. With the policy in
+ * KV, the one job that must happen once, collecting old policy bundles, runs on the replica that
+ * holds the housekeeping lock (`--policy-bundles-keep`, policy-housekeeping.ts).
  */
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { ConsulClient } from '../consul/consul-client.js';
 import { ServiceRegistrar } from '../consul/service-registrar.js';
 import { formatHostPort } from './host-port.js';
+import { PolicyHousekeeping, type HousekeepingOptions } from './policy-housekeeping.js';
 
 export interface ControllerConsulOptions {
   readonly client: ConsulClient;
@@ -22,6 +25,16 @@ export interface ControllerConsulOptions {
     /** The address agents dial (`--consul-address`); absent: the Consul node's address. */
     readonly address?: string;
   };
+  /** With `policyPrefix`: collect old bundles under the housekeeping lock (absent: not here). */
+  readonly housekeeping?: Pick<HousekeepingOptions, 'keep' | 'intervalMs' | 'ttl' | 'lockDelay'>;
+}
+
+/** Starts the housekeeping of the policy in KV when asked for; stopped by the caller. */
+export function startHousekeeping(o: ControllerConsulOptions, log: Logger): PolicyHousekeeping | undefined {
+  if (o.policyPrefix === undefined || !o.housekeeping) return undefined;
+  const housekeeping = new PolicyHousekeeping({ ...o.housekeeping, client: o.client, prefix: o.policyPrefix, logger: log });
+  housekeeping.start();
+  return housekeeping;
 }
 
 /** The check URL of a status listener: a wildcard host is reached on loopback by the local agent. */

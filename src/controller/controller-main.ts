@@ -26,6 +26,11 @@
  * - Flow peers (issue 12): with `flowPeers` targets or a Consul service, `/flows` merges the
  *   records of every peer replica (flow-peers.ts) and this replica serves the Peers service to
  *   them on its gRPC listener (src/grpc/peers-service.ts); without either it serves no Peers.
+ * - Input stamp (src/grpc/input-stamp.ts): the store is told the policy's stamp (the Consul
+ *   pointer's ModifyIndex, 0 for a directory) with each policy it takes, and reads the feed's
+ *   freshness and the last Consul read; the Sync service re-checks held agents when it moves.
+ * - With `consul.housekeeping`, old policy bundles are collected under the housekeeping lock
+ *   (controller-consul.ts, policy-housekeeping.ts); `stop()` releases it.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -36,8 +41,9 @@ import type { ClusterState } from '../inventory/cluster-state.js';
 import { SyncService, type AgentStatus } from '../grpc/sync-service.js';
 import { PolicyWatcher, type PolicyWatcherOptions } from '../sources/policy-watcher.js';
 import { ConsulPolicyFeed } from './consul-policy-feed.js';
-import { registerController, type ControllerConsulOptions } from './controller-consul.js';
 import { replicaCount, type ReplicaCount } from './replica-count.js';
+import { controllerServiceId, registerController, startHousekeeping, type ControllerConsulOptions } from './controller-consul.js';
+import type { PolicyHousekeeping } from './policy-housekeeping.js';
 import type { ServiceRegistrar } from '../consul/service-registrar.js';
 import type { TlsMaterial } from '../tls/credentials.js';
 import { listenMtls, type MtlsListener } from '../tls/mtls-listener.js';
@@ -55,7 +61,6 @@ import { FlowEventHub } from './flow-events.js';
 import { FlowIntakeQueue } from './flow-intake-queue.js';
 import { DEFAULT_CONTROLLER_STATE_DIR, FlowPersistence } from './flow-persistence.js';
 import { FlowPeers } from './flow-peers.js';
-import { controllerServiceId } from './controller-consul.js';
 import { PeersService } from '../grpc/peers-service.js';
 
 export interface FeedContext {
@@ -180,6 +185,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     agentsRefusedAtCapacity: () => sync.agentsRefusedAtCapacity(),
     agentsRebalanced: () => sync.agentsRebalanced(),
     flows: { store: flowStore, events: flowEvents, ...(flowPeers ? { peers: flowPeers } : {}) },
+    agentsHeldBehind: () => sync.agentsHeldBehind(),
     ...(refusals ? { tls: refusals } : {}),
   });
 
@@ -220,14 +226,17 @@ export async function startController(options: ControllerOptions): Promise<Runni
   };
 
   const policyPrefix = options.consul?.policyPrefix;
+  // A Consul policy is stamped with the ModifyIndex of the pointer that named it; a directory: 0.
+  const policyStamp = (): number => (watcher instanceof ConsulPolicyFeed ? watcher.loadingIndex : 0);
   const loads: Pick<PolicyWatcherOptions, 'parse' | 'onPolicy' | 'onRestored' | 'onError'> = {
     parse: workerPolicyParser(options.policyPath, limits),
     onPolicy: async (policy, warnings) => {
       // Compiled in slices; applied (and reported valid) only once it fits the limits.
       try {
-        const changed = await store.loadPolicy(policy);
+        const changed = await store.loadPolicy(policy, policyStamp());
         if (changed === undefined) return false; // a newer load replaced it
         policyAccepted(policy, warnings);
+        sync.restamped();
         return true;
       } catch (e) {
         // Anything but a limit is unexpected: the watcher reports it like a load error.
@@ -237,6 +246,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
       }
     },
     onRestored: () => {
+      store.setPolicyStamp(policyStamp());
+      sync.restamped();
       policyInfo.valid = true;
       policyInfo.lastError = null;
       log.info({ path: policySource }, 'policy files valid again: they hold the policy in force, nothing to recompile');
@@ -248,7 +259,10 @@ export async function startController(options: ControllerOptions): Promise<Runni
     options.consul && policyPrefix !== undefined
       ? new ConsulPolicyFeed({ ...loads, client: options.consul.client, prefix: policyPrefix, logger: log.child({ module: 'policy-consul' }) })
       : new PolicyWatcher({ ...loads, path: options.policyPath, ...(options.pollMs !== undefined ? { pollMs: options.pollMs } : {}), maxBytes: limits.maxBytes });
+  // Input stamp (src/grpc/input-stamp.ts): the policy pointer's ModifyIndex, the feed's freshness.
+  store.stampInputs = { cluster: () => feed.freshAsOf?.() ?? 0, consulRead: () => (watcher instanceof ConsulPolicyFeed ? watcher.lastRead() : undefined) };
   let registrar: ServiceRegistrar | undefined;
+  let housekeeping: PolicyHousekeeping | undefined;
 
   const server = new grpc.Server();
   const statusServer = new StatusServer(status);
@@ -258,6 +272,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     if (stopped) return;
     stopped = true;
     await registrar?.stop(); // deregistered first: agents stop picking this replica
+    await housekeeping?.stop(); // the lock released: another replica takes over at once
     watcher.stop();
     sync.close();
     await replicas?.stop();
@@ -322,6 +337,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     selfAddress = grpcAddress;
     if (consulService) selfId = controllerServiceId(consulService.name, grpcPort);
     flowPeers?.start();
+    if (options.consul) housekeeping = startHousekeeping(options.consul, log.child({ module: 'housekeeping' }));
     log.info({ grpc: grpcAddress, status: statusAddress, tls: options.credentials !== undefined, policy: policySource, inventory: feed.status().source }, 'controller listening');
     return {
       grpcAddress,

@@ -76,6 +76,10 @@ export interface AgentReport {
   readonly egress: EgressReport | null;
   /** What the agent last said about flow recording (src/grpc/flow-wire.ts); null if it never connected or its release has none. */
   readonly flows: FlowStatusInfo | null;
+  /** Input stamp of the agent's applied state (src/grpc/input-stamp.ts); null when none is comparable. */
+  readonly appliedStamp?: AgentStatus['appliedStamp'];
+  /** Why this replica holds the agent (behind the state it applied); null when not held. */
+  readonly heldBehind?: string | null;
 }
 
 export interface ControllerStatusInputs {
@@ -93,6 +97,8 @@ export interface ControllerStatusInputs {
   readonly agentsRefusedAtCapacity?: () => number;
   /** Agents asked to move by rebalancing (`portcullis_agents_rebalanced_total`; SyncService). */
   readonly agentsRebalanced?: () => number;
+  /** Holds of an agent because this replica was behind it (`portcullis_agents_held_behind_total`; SyncService). */
+  readonly agentsHeldBehind?: () => number;
 }
 
 /** The flow store and its event hub. */
@@ -136,6 +142,8 @@ export class ControllerStatus implements StatusSource {
         lastSeen: a.lastSeen === undefined ? null : new Date(a.lastSeen).toISOString(),
         egress: a.egress ?? null,
         flows: a.flows,
+        appliedStamp: a.appliedStamp,
+        heldBehind: a.heldBehind,
       });
     }
     for (const hostId of store.hostIds()) {
@@ -276,6 +284,8 @@ export class ControllerStatus implements StatusSource {
     metric('portcullis_flow_records_rejected_total', 'counter', 'Flow records from agents that were invalid and skipped (logged as sync: flow records rejected).', this.inputs.flowRecordsRejected?.() ?? 0);
     metric('portcullis_agents_refused_at_capacity_total', 'counter', 'Agents refused because this replica was at --max-agents (they try another replica).', this.inputs.agentsRefusedAtCapacity?.() ?? 0);
     metric('portcullis_agents_rebalanced_total', 'counter', 'Agents this replica asked to move to another replica because it held more than its share (rebalancing).', this.inputs.agentsRebalanced?.() ?? 0);
+    metric('portcullis_agents_held_behind_total', 'counter', 'Times this replica held an agent (sent it nothing new) because its policy or Marathon view was behind the state the agent applied.', this.inputs.agentsHeldBehind?.() ?? 0);
+    metric('portcullis_agents_held_behind', 'gauge', 'Connected agents this replica holds now (behind the state they applied).', agents.filter((a) => a.connected && a.heldBehind !== null).length);
     const flows = this.inputs.flows ? flowMetrics(this.inputs.flows.store, this.flowNow()) : '';
     return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}${flows}`;
   }

@@ -20,6 +20,13 @@
  * gRPC streams, pings and the status endpoint keep being served during a large recompile; cluster
  * changes arriving meanwhile go to the live compiler and are applied to the new one before the
  * swap. Only the newest of overlapping loads is applied. `setPolicy` is the same in one go.
+ *
+ * Input stamp (src/grpc/input-stamp.ts; `stamp()`, read by the Sync service): the policy side is
+ * the stamp given with the policy (the Consul ModifyIndex of its pointer; 0 for a directory),
+ * taken in the same step as the policy's compiler is swapped in, so a state is never sent with
+ * the stamp of a policy it was not compiled from; `setPolicyStamp` moves it for a policy named
+ * again without a recompile. The cluster side and the last Consul read come from `stampInputs`
+ * (the controller wires its feeds in).
  */
 import type { ClusterState } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
@@ -28,6 +35,7 @@ import type { DesiredState } from '../compile/desired-state.js';
 import type { StateDelta } from '../compile/state-delta.js';
 import { IncrementalCompiler, type IncrementalResult } from '../compile/incremental-compiler.js';
 import { PolicyLimitError } from '../policy/policy-limits.js';
+import type { SourceStamp } from '../grpc/state-source.js';
 
 export type StatesListener = (changedHostIds: readonly string[], info: RecomputeInfo) => void;
 
@@ -76,6 +84,9 @@ export class DesiredStateStore {
   private loads = 0;
   /** Called when the first compile (policy before cluster) hits a limit and the policy is dropped. */
   onPolicyRejected: ((error: PolicyLimitError) => void) | undefined;
+  private policyStamp = 0;
+  /** Where the cluster side of the stamp and the last Consul policy read come from (0 / none: not comparable). */
+  stampInputs: { readonly cluster?: () => number; readonly consulRead?: () => SourceStamp['consulRead'] } = {};
   private counters = { recomputes: 0, hostsRecomputed: 0, coalesced: 0, lastDurationMs: null as number | null, totalDurationMs: 0 };
 
   constructor(options: DesiredStateStoreOptions = {}) {
@@ -85,13 +96,13 @@ export class DesiredStateStore {
   }
 
   /** Compiles and applies `policy` now; throws PolicyLimitError, keeping the last good policy. */
-  setPolicy(policy: Policy): readonly string[] {
+  setPolicy(policy: Policy, policyStamp = 0): readonly string[] {
     this.loads++;
-    if (!this.cluster) return this.remember(policy);
+    if (!this.cluster) return this.remember(policy, policyStamp);
     const cluster = this.cluster;
     const started = performance.now();
     const next = new IncrementalCompiler(policy, cluster, this.options());
-    return this.swap(policy, next, cluster, started);
+    return this.swap(policy, policyStamp, next, cluster, started);
   }
 
   /**
@@ -99,16 +110,16 @@ export class DesiredStateStore {
    * Resolves to the changed hosts, or undefined when a newer load superseded this one (then
    * nothing of it was applied); rejects with PolicyLimitError, keeping the last good policy.
    */
-  async loadPolicy(policy: Policy): Promise<readonly string[] | undefined> {
+  async loadPolicy(policy: Policy, policyStamp = 0): Promise<readonly string[] | undefined> {
     const load = ++this.loads;
-    if (!this.cluster) return this.remember(policy);
+    if (!this.cluster) return this.remember(policy, policyStamp);
     const cluster = this.cluster;
     const started = performance.now();
     const steps = IncrementalCompiler.building(policy, cluster, this.options());
     let sliceStart = performance.now();
     for (;;) {
       const r = steps.next();
-      if (r.done) return load === this.loads ? this.swap(policy, r.value, cluster, started) : undefined;
+      if (r.done) return load === this.loads ? this.swap(policy, policyStamp, r.value, cluster, started) : undefined;
       if (performance.now() - sliceStart >= this.sliceMs) {
         await turn();
         if (load !== this.loads) return undefined;
@@ -179,6 +190,17 @@ export class DesiredStateStore {
     return this.compiler?.reports() ?? [];
   }
 
+  /** What the current states were compiled from (src/grpc/input-stamp.ts; see the header). */
+  stamp(): SourceStamp {
+    const cluster = this.cluster === undefined ? 0 : (this.stampInputs.cluster?.() ?? 0);
+    return { policy: this.policy === undefined ? 0 : this.policyStamp, cluster, consulRead: this.stampInputs.consulRead?.() };
+  }
+
+  /** The policy in force was named again (same content) with this stamp: no recompile. */
+  setPolicyStamp(policyStamp: number): void {
+    this.policyStamp = policyStamp;
+  }
+
   /** Increases on every recompile that changed at least one host. */
   revision(): number {
     return this.generation;
@@ -219,16 +241,18 @@ export class DesiredStateStore {
   }
 
   /** A policy before any cluster: compiled (and checked) when the first cluster arrives. */
-  private remember(policy: Policy): readonly string[] {
+  private remember(policy: Policy, policyStamp: number): readonly string[] {
     this.policy = policy;
+    this.policyStamp = policyStamp;
     return [];
   }
 
   /** Makes `next` (built from `builtFrom`) the live compiler and notifies the hosts that changed. */
-  private swap(policy: Policy, next: IncrementalCompiler, builtFrom: ClusterState, started: number): readonly string[] {
+  private swap(policy: Policy, policyStamp: number, next: IncrementalCompiler, builtFrom: ClusterState, started: number): readonly string[] {
     if (this.cluster !== builtFrom) next.applyClusterChange(this.cluster!);
     const old = this.compiler;
     this.policy = policy;
+    this.policyStamp = policyStamp;
     this.compiler = next;
     return this.timed('policy', () => {
       this.counters.hostsRecomputed += next.hostIds().length;

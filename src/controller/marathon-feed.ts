@@ -34,6 +34,8 @@ export interface MarathonLike {
   cluster(): ClusterState;
   status(): MarathonSourceStatus;
   onChange(fn: (cluster: ClusterState, changedAppIds: string[]) => void): () => void;
+  /** As MarathonSource.freshAsOf; absent: the view has no comparable time (stamp 0). */
+  freshAsOf?(): number;
 }
 
 export interface MarathonFeedStatus {
@@ -106,6 +108,11 @@ export class MarathonFeed {
   /** The last cluster delivered (addresses filled), if any. */
   cluster(): ClusterState | undefined {
     return this.delivered;
+  }
+
+  /** The cluster side of the input stamp: 0 until a good list was delivered (ClusterFeed.freshAsOf). */
+  freshAsOf(): number {
+    return this.delivered ? (this.opts.source.freshAsOf?.() ?? 0) : 0;
   }
 
   status(): MarathonFeedStatus {

@@ -33,6 +33,16 @@
  * - Replicas: an agent whose Hello announces the version this replica would send it (it came
  *   from another replica compiling the same bytes) is sent nothing, and that state becomes a
  *   delta base here, so the next change reaches it as a Delta.
+ * - Never backwards (issue 12, input-stamp.ts): every Snapshot/Delta carries this replica's input
+ *   stamp; the agent's applied stamp comes from its Hello and then from each ack. While the
+ *   replica's stamp is behind the agent's on a component both know, the agent is HELD: no state of
+ *   another version is sent (the stream and the pings go on); it is logged at info once per hold,
+ *   counted (ctx.onHeldBehind) and shown on the host record. A held stream is re-checked on every
+ *   change of its host, on `recheck()` (the source's stamp moved) and on every tick. Two ways out
+ *   of a hold that would never end: a Consul read started after this stream opened that answered
+ *   an index below the agent's policy stamp (Consul's index went backwards: a restore or a new
+ *   cluster), and a cluster time more than CLUSTER_FUTURE_MS ahead of this clock (a wrong clock);
+ *   that component is then sent as 0 (not comparable, which the agent accepts) until the next ack.
  * - Cap: a Hello that passed the checks but finds the replica at `--max-agents` (ctx.admit) is
  *   answered Rejected "at capacity ..." with RESOURCE_EXHAUSTED; the service counts and logs it
  *   (agent-cap.ts), so it is not logged here as a refused stream.
@@ -49,9 +59,10 @@ import { egressReport, recordEgress } from './egress-status.js';
 import type { FlowIntake } from './flow-intake.js';
 import { flowStatusInfo } from './flow-wire.js';
 import type { HostRecord } from './host-record.js';
+import { behindReason, CLUSTER_FUTURE_MS, NO_STAMP, stampFields, stampFromWire, type InputStamp } from './input-stamp.js';
 import type { AgentMessage__Output, ControllerMessage } from './proto.js';
 import type { SyncLogger } from './sync-logger.js';
-import type { StateSource } from './state-source.js';
+import type { SourceStamp, StateSource } from './state-source.js';
 import { deltaMessage, snapshotMessage } from './wire-state.js';
 
 export type SyncCall = grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>;
@@ -64,6 +75,10 @@ export interface SessionContext {
   readonly errorRetryMs: number;
   readonly now: () => number;
   readonly logger: SyncLogger;
+  /** Clock skew allowed between replicas when comparing cluster stamps (input-stamp.ts). */
+  readonly clusterSkewMs: number;
+  /** A stream started holding its agent (its replica is behind the agent's applied state). */
+  readonly onHeldBehind: () => void;
   /** Where FlowReports go; undefined: none are asked for, and any that arrive are dropped. */
   readonly flows: FlowIntake | undefined;
   /** A Hello refused for the client certificate (counted in /status and /metrics; logged here). */
@@ -79,6 +94,8 @@ interface InFlight {
   readonly seq: number;
   readonly version: string;
   readonly kind: 'snapshot' | 'delta';
+  /** The stamp sent with it; undefined for an empty Delta (the agent keeps its stamp). */
+  readonly stamp: InputStamp | undefined;
 }
 
 export class AgentSession {
@@ -100,6 +117,12 @@ export class AgentSession {
   private pingNonce = 0;
   private unansweredPings = 0;
   private readonly openedAt: number;
+  /** Never backwards (see the header): the agent's applied stamp, as far as this stream knows. */
+  private agentStamp: InputStamp = NO_STAMP;
+  /** Components of the agent's stamp found not comparable: sent as 0 until the next ack. */
+  private blank = { policy: false, cluster: false };
+  /** Why this stream holds its agent now; undefined: not held. */
+  private heldBehind: string | undefined;
 
   constructor(
     private readonly call: SyncCall,
@@ -137,17 +160,19 @@ export class AgentSession {
       if (this.ctx.flows && this.agentKnowsFlows && !this.flowsTold) this.sendEmptyDelta(desired);
       return;
     }
+    const stamp = this.stampToSend();
+    if (stamp === undefined) return;
     this.clearRetry();
     this.seq += 1;
     const kinds = wireKinds(this.features);
     const base = this.deltaBase();
-    const acceptsFlowReports = this.ctx.flows !== undefined;
+    const extra = { acceptsFlowReports: this.ctx.flows !== undefined, ...stampFields(stamp) };
     const message: ControllerMessage = base
-      ? { delta: { ...deltaMessage(this.deltaTo(base, full, desired), this.seq, kinds), acceptsFlowReports } }
-      : { snapshot: { ...snapshotMessage(desired, this.seq, kinds), acceptsFlowReports } };
+      ? { delta: { ...deltaMessage(this.deltaTo(base, full, desired), this.seq, kinds), ...extra } }
+      : { snapshot: { ...snapshotMessage(desired, this.seq, kinds), ...extra } };
     this.host.remember(desired);
     if (base) this.host.remember(base);
-    this.inflight = { seq: this.seq, version: desired.version, kind: base ? 'delta' : 'snapshot' };
+    this.inflight = { seq: this.seq, version: desired.version, kind: base ? 'delta' : 'snapshot', stamp };
     this.ctx.logger.debug(
       { hostId: this.host.hostId, seq: this.seq, version: desired.version, kind: this.inflight.kind, egress: this.features.egress, groupModes: this.features.groupModes },
       'sync: sending state',
@@ -159,12 +184,55 @@ export class AgentSession {
   /** Tells an agent that holds `desired` already that reports are taken (see the header). */
   private sendEmptyDelta(desired: DesiredState): void {
     this.seq += 1;
-    this.inflight = { seq: this.seq, version: desired.version, kind: 'delta' };
+    this.inflight = { seq: this.seq, version: desired.version, kind: 'delta', stamp: undefined };
     this.flowsTold = true;
     this.host?.remember(desired);
     this.ctx.logger.debug({ hostId: desired.hostId, seq: this.seq, version: desired.version }, 'sync: sending an empty delta (flow reports are taken)');
     const { version, mode } = desired;
     this.write({ delta: { seq: this.seq, baseVersion: version, version, mode, adds: [], removes: [], acceptsFlowReports: true } });
+  }
+
+  /** The stamp of a state this stream may send now, or undefined while the agent is held (see the header). */
+  private stampToSend(): InputStamp | undefined {
+    const own = this.ctx.source.stamp?.();
+    if (!own) return NO_STAMP;
+    this.findNotComparable(own);
+    const applied = { policy: this.blank.policy ? 0 : this.agentStamp.policy, cluster: this.blank.cluster ? 0 : this.agentStamp.cluster };
+    const reason = behindReason(own, applied, this.ctx.clusterSkewMs);
+    const fields = { hostId: this.host?.hostId, agentStamp: this.agentStamp, replicaStamp: { policy: own.policy, cluster: own.cluster } };
+    if (reason !== undefined) {
+      if (this.heldBehind === undefined) {
+        this.ctx.onHeldBehind();
+        this.ctx.logger.info({ ...fields, reason }, 'sync: holding the agent: this replica is behind the state it applied');
+      }
+      this.heldBehind = reason;
+      if (this.host) this.host.heldBehind = reason;
+      return undefined;
+    }
+    if (this.heldBehind !== undefined) this.ctx.logger.info(fields, 'sync: caught up with the agent: sending');
+    this.heldBehind = undefined;
+    if (this.host) this.host.heldBehind = undefined;
+    return { policy: this.blank.policy ? 0 : own.policy, cluster: this.blank.cluster ? 0 : own.cluster };
+  }
+
+  /** The ways out of a hold that would never end (see the header); logged at warn once each. */
+  private findNotComparable(own: SourceStamp): void {
+    const agent = this.agentStamp;
+    const read = own.consulRead;
+    const hostId = this.host?.hostId;
+    if (!this.blank.policy && agent.policy > own.policy && read !== undefined && read.startedAt >= this.openedAt && read.index < agent.policy) {
+      this.blank.policy = true;
+      this.ctx.logger.warn({ hostId, agentPolicyStamp: agent.policy, consulIndex: read.index }, "sync: the agent's policy stamp is from a Consul history that no longer exists (the index went backwards): not compared");
+    }
+    if (!this.blank.cluster && agent.cluster > this.ctx.now() + CLUSTER_FUTURE_MS) {
+      this.blank.cluster = true;
+      this.ctx.logger.warn({ hostId, agentClusterStamp: agent.cluster }, "sync: the agent's Marathon stamp is far ahead of this clock (a wrong clock where it was compiled): not compared");
+    }
+  }
+
+  /** The source's stamp moved: a held stream checks again. */
+  recheck(): void {
+    if (this.heldBehind !== undefined) this.kick();
   }
 
   /** The state the agent has, when this service still holds it and may send a delta on it. */
@@ -197,6 +265,7 @@ export class AgentSession {
     this.pingNonce += 1;
     this.unansweredPings += 1;
     this.write({ ping: { nonce: this.pingNonce } });
+    this.recheck();
   }
 
   /** Attached, nothing in flight and the agent holds what this replica would send: may be asked to move. */
@@ -287,6 +356,9 @@ export class AgentSession {
     host.lastSeen = this.ctx.now();
     this.agentVersion = hello.appliedVersion === '' ? undefined : hello.appliedVersion;
     host.appliedVersion = this.agentVersion;
+    this.agentStamp = this.agentVersion === undefined ? NO_STAMP : stampFromWire(hello.appliedPolicyStamp, hello.appliedClusterStampMs);
+    host.appliedStamp = this.agentStamp;
+    host.heldBehind = undefined;
     const egress = egressReport(hello.egress);
     this.features = { egress: egress.supported, groupModes: hello.groupModes === true };
     host.features = this.features;
@@ -305,8 +377,14 @@ export class AgentSession {
       this.ctx.logger.warn({ hostId: host.hostId, seq, version }, 'sync: ack for a message not in flight');
       return;
     }
+    const acked = this.inflight;
     this.inflight = undefined;
     this.forceSnapshot = false;
+    if (acked.stamp !== undefined) {
+      this.agentStamp = acked.stamp;
+      host.appliedStamp = acked.stamp;
+      this.blank = { policy: false, cluster: false };
+    }
     this.agentVersion = version;
     host.appliedVersion = version;
     host.lastError = undefined;

@@ -7,6 +7,7 @@ import { hasAuditMembers, type DesiredState } from '../compile/desired-state.js'
 import type { FlowStatusInfo } from '../flows/flow-types.js';
 import { agentView, type WireFeatures } from './agent-view.js';
 import type { EgressHolder, EgressReport } from './egress-status.js';
+import { NO_STAMP, stampInfo, type InputStamp } from './input-stamp.js';
 
 export interface AgentStatus {
   readonly hostId: string;
@@ -39,6 +40,10 @@ export interface AgentStatus {
    */
   readonly groupModes: boolean;
   readonly groupModesAllAudit: boolean;
+  /** Input stamp of the state the agent applied (input-stamp.ts); null when it has none comparable. */
+  readonly appliedStamp: ReturnType<typeof stampInfo>;
+  /** Why this replica holds the agent (it is behind the agent's applied state); null when not held. */
+  readonly heldBehind: string | null;
 }
 
 export class HostRecord implements EgressHolder {
@@ -54,6 +59,8 @@ export class HostRecord implements EgressHolder {
   /** What the current (or last) stream's Hello announced it understands: it is sent those kinds (agent-view.ts). */
   features: WireFeatures = { egress: false, groupModes: false };
   flows: FlowStatusInfo | null = null;
+  appliedStamp: InputStamp = NO_STAMP;
+  heldBehind: string | undefined;
   private readonly sent = new Map<string, DesiredState>();
 
   constructor(
@@ -95,6 +102,8 @@ export class HostRecord implements EgressHolder {
       flows: this.flows,
       groupModes: this.features.groupModes,
       groupModesAllAudit: desired !== undefined && !this.features.groupModes && hasAuditMembers(desired.sets),
+      appliedStamp: stampInfo(this.appliedStamp),
+      heldBehind: this.heldBehind ?? null,
     };
   }
 }

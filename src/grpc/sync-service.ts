@@ -16,6 +16,7 @@ import { Rebalancer, type RebalanceOptions } from './agent-rebalance.js';
 import { AgentSession, type SessionContext, type SyncCall } from './agent-session.js';
 import { FlowIntake } from './flow-intake.js';
 import { HostRecord, type AgentStatus } from './host-record.js';
+import { CLUSTER_SKEW_MS } from './input-stamp.js';
 import { loadSyncProto, type SyncHandlers } from './proto.js';
 import { silentLogger, type SyncLogger } from './sync-logger.js';
 import type { StateSource } from './state-source.js';
@@ -55,6 +56,8 @@ export interface SyncServiceOptions {
    * agent at a time to move to another replica. Absent: never.
    */
   readonly rebalance?: RebalanceOptions;
+  /** Clock skew allowed between replicas when comparing Marathon stamps (input-stamp.ts). Default 2 s. */
+  readonly clusterSkewMs?: number;
 }
 
 export class SyncService {
@@ -68,6 +71,7 @@ export class SyncService {
   private readonly flowIntake: FlowIntake | undefined;
   private readonly cap: AgentCap;
   private readonly rebalancer: Rebalancer | undefined;
+  private heldBehindTotal = 0;
 
   constructor(
     private readonly source: StateSource,
@@ -86,6 +90,8 @@ export class SyncService {
       errorRetryMs: options.errorRetryMs ?? 15_000,
       now,
       logger,
+      clusterSkewMs: options.clusterSkewMs ?? CLUSTER_SKEW_MS,
+      onHeldBehind: () => void this.heldBehindTotal++,
       flows: this.flowIntake,
       onCertificateRefused: options.onCertificateRefused ?? (() => undefined),
       admit: (hostId) => this.cap.admit(hostId, this.sessions.size, this.sessions.has(hostId)),
@@ -145,6 +151,16 @@ export class SyncService {
   /** Hellos refused because this replica was at `maxAgents` (`portcullis_agents_refused_at_capacity_total`). */
   agentsRefusedAtCapacity(): number {
     return this.cap.refusedTotal;
+  }
+
+  /** Times a stream started holding its agent because this replica was behind (`portcullis_agents_held_behind_total`). */
+  agentsHeldBehind(): number {
+    return this.heldBehindTotal;
+  }
+
+  /** The source's input stamp moved (a policy accepted or restored): held streams check again. */
+  restamped(): void {
+    for (const session of this.sessions.values()) session.recheck();
   }
 
   /** Agent streams open now (attached after their Hello). */

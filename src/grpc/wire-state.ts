@@ -44,8 +44,11 @@ export function deltaMessage(delta: StateDelta, seq: number, kinds: readonly Set
   };
 }
 
-/** `accepts_flow_reports` is not part of the state (the sync client reads it). */
-export function stateFromSnapshot(hostId: string, message: Omit<Snapshot__Output, 'acceptsFlowReports'>): DesiredState {
+/** Fields of a Snapshot/Delta that are not part of the state (the sync client reads them). */
+type NotState = 'acceptsFlowReports' | 'policyStamp' | 'clusterStampMs';
+
+/** `accepts_flow_reports` and the input stamp (input-stamp.ts) are not part of the state. */
+export function stateFromSnapshot(hostId: string, message: Omit<Snapshot__Output, NotState>): DesiredState {
   const state: DesiredState = {
     hostId,
     mode: decodeMode(message.mode),
@@ -57,7 +60,7 @@ export function stateFromSnapshot(hostId: string, message: Omit<Snapshot__Output
   return state;
 }
 
-export function deltaFromMessage(hostId: string, message: Omit<Delta__Output, 'acceptsFlowReports'>): StateDelta {
+export function deltaFromMessage(hostId: string, message: Omit<Delta__Output, NotState>): StateDelta {
   return {
     hostId,
     baseVersion: decodeVersion(message.baseVersion, 'base_version'),

@@ -113,6 +113,9 @@ export class MarathonSource {
   private streamDown: { reason: string; since: number } | null = null;
   private streamConnected = false;
   private lastSync: number | undefined;
+  /** When the last accepted full list was started, and when the event stream last attached. */
+  private lastListStartedAt = 0;
+  private attachedAt = 0;
   private lastProblems: string[] = [];
   private empty: { since: number; count: number } | null = null;
   private pendingFull = false;
@@ -151,6 +154,18 @@ export class MarathonSource {
     const why = [this.problem, this.streamDown].filter((p) => p !== null);
     if (why.length === 0) return { stale: false, ...base };
     return { stale: true, reason: why.map((p) => p.reason).join('; '), since: Math.min(...why.map((p) => p.since)), ...base };
+  }
+
+  /**
+   * Epoch ms as of which the cluster is known complete (the input stamp of issue 12, see
+   * src/grpc/input-stamp.ts), 0 before the first good list: the clock now while the event stream
+   * is attached, a full list started after that attach was accepted and no read failed since
+   * (every change reaches us as an event); otherwise the start of the last accepted full list.
+   */
+  freshAsOf(): number {
+    if (this.lastSync === undefined) return 0;
+    const following = this.streamConnected && this.problem === null && this.lastListStartedAt >= this.attachedAt;
+    return following ? this.now() : this.lastListStartedAt;
   }
 
   /** First list, then the event stream and the periodic re-list run in the background. */
@@ -212,6 +227,7 @@ export class MarathonSource {
 
   private async readAll(): Promise<boolean> {
     this.journal = [];
+    const startedAt = this.now();
     try {
       const path = '/v2/apps?embed=apps.tasks';
       const got = await this.getJson(path);
@@ -244,6 +260,7 @@ export class MarathonSource {
       this.lastProblems = problems.slice(0, 50);
       this.problem = null;
       this.lastSync = this.now();
+      this.lastListStartedAt = startedAt;
       this.emit([...changed, ...replayed]);
       return true;
     } finally {
@@ -391,6 +408,7 @@ export class MarathonSource {
         return;
       case 'stream_attached':
         this.streamConnected = true;
+        this.attachedAt = this.now();
         this.streamDown = null;
         onAttached();
         this.schedule({ full: true });

@@ -79,3 +79,18 @@ export function openRawStream(
   call.on('error', () => undefined);
   return raw;
 }
+
+/** A SyncService-like thing served on loopback port 0, and a stop that may be called more than once. */
+export async function serveOnce(service: { addToServer(server: grpc.Server): void; close(): void }): Promise<{ running: RunningServer; stop: () => void }> {
+  const running = await startServer((server) => service.addToServer(server));
+  let stopped = false;
+  return {
+    running,
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      service.close();
+      stopServer(running);
+    },
+  };
+}

@@ -83,6 +83,10 @@ Consul (optional; replicas: README "Controller replicas"):
                       instead of --policy; a policy that does not check never replaces the
                       one in force; Consul unreachable changes nothing in force
   --consul-prefix P   KV prefix of the policy (default ${DEFAULT_POLICY_PREFIX})
+  --policy-bundles-keep N|off
+                      the replica holding the lock P/lock/housekeeping deletes old policy
+                      bundles, keeping the current one and the N newest others (default 1;
+                      off: this replica never collects); needs --policy-consul
   --consul-service NAME
                       register this replica as service NAME with an HTTP check on its
                       /readyz (agents: --consul URL --consul-service NAME); deregistered on a
@@ -145,6 +149,8 @@ interface ConsulArgs {
   readonly url: string;
   readonly policyPrefix: string | undefined;
   readonly service: { readonly name: string; readonly address?: string } | undefined;
+  /** `--policy-bundles-keep`: old bundles kept by the housekeeping; undefined: off. */
+  readonly bundlesKeep: number | undefined;
 }
 
 /** `--rebalance-interval SECONDS|off`, `--rebalance-slack X` and `--replicas N` (which excludes the Consul count). */
@@ -165,8 +171,8 @@ function rebalanceArgs(interval: string | undefined, slackText: string | undefin
 
 const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/;
 
-function consulArgs(values: { consul?: string; 'policy-consul'?: boolean; 'consul-prefix'?: string; 'consul-service'?: string; 'consul-address'?: string; policy?: string }): ConsulArgs | undefined {
-  const given = (['policy-consul', 'consul-prefix', 'consul-service', 'consul-address'] as const).filter((k) => values[k] !== undefined);
+function consulArgs(values: { consul?: string; 'policy-consul'?: boolean; 'consul-prefix'?: string; 'consul-service'?: string; 'consul-address'?: string; 'policy-bundles-keep'?: string; policy?: string }): ConsulArgs | undefined {
+  const given = (['policy-consul', 'consul-prefix', 'consul-service', 'consul-address', 'policy-bundles-keep'] as const).filter((k) => values[k] !== undefined);
   if (values.consul === undefined) {
     if (given.length > 0) throw new UsageError(`--${given[0]} needs --consul URL (the local Consul agent)`);
     return undefined;
@@ -180,6 +186,9 @@ function consulArgs(values: { consul?: string; 'policy-consul'?: boolean; 'consu
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--consul must be an http(s) URL, got '${values.consul.slice(0, 100)}'`);
   if (values['policy-consul'] && values.policy !== undefined) throw new UsageError('--policy and --policy-consul exclude each other: the policy comes from one place');
   if (values['consul-prefix'] !== undefined && !values['policy-consul']) throw new UsageError('--consul-prefix needs --policy-consul');
+  const keepText = values['policy-bundles-keep'];
+  if (keepText !== undefined && !values['policy-consul']) throw new UsageError('--policy-bundles-keep needs --policy-consul');
+  if (keepText !== undefined && keepText !== 'off' && !/^[0-9]{1,4}$/.test(keepText)) throw new UsageError(`--policy-bundles-keep must be a whole number 0..9999 or off, got '${keepText.slice(0, 100)}'`);
   const prefix = values['consul-prefix'] ?? DEFAULT_POLICY_PREFIX;
   const bad = prefixError(prefix);
   if (bad !== undefined) throw new UsageError(`--consul-prefix: ${bad}`);
@@ -190,6 +199,7 @@ function consulArgs(values: { consul?: string; 'policy-consul'?: boolean; 'consu
   return {
     url: url.href.replace(/\/$/, ''),
     policyPrefix: values['policy-consul'] ? prefix : undefined,
+    bundlesKeep: !values['policy-consul'] || keepText === 'off' ? undefined : Number(keepText ?? 1),
     service: name === undefined ? undefined : { name, ...(values['consul-address'] !== undefined ? { address: values['consul-address'] } : {}) },
   };
 }
@@ -234,6 +244,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     'consul-address': { type: 'string' },
     'flow-peer': { type: 'string', multiple: true },
     'peer-name': { type: 'string', multiple: true },
+    'policy-bundles-keep': { type: 'string' },
   });
   if ((values.marathon ?? []).length > 0 && values.inventory !== undefined) throw new UsageError('--inventory and --marathon exclude each other: tasks come from one source');
   const marathon = marathonFlagsFrom(values, io);
@@ -305,6 +316,7 @@ export const controllerCommand: Command = {
                 client: new ConsulClient({ url: options.consul.url }),
                 ...(options.consul.policyPrefix !== undefined ? { policyPrefix: options.consul.policyPrefix } : {}),
                 ...(options.consul.service ? { service: options.consul.service } : {}),
+                ...(options.consul.bundlesKeep !== undefined ? { housekeeping: { keep: options.consul.bundlesKeep } } : {}),
               },
             }
           : {}),

@@ -11,6 +11,8 @@ export interface Delta {
   'adds'?: (_portcullis_v1_SetMembers)[];
   'removes'?: (_portcullis_v1_SetMembers)[];
   'acceptsFlowReports'?: (boolean);
+  'policyStamp'?: (number | string | Long);
+  'clusterStampMs'?: (number | string | Long);
 }
 
 export interface Delta__Output {
@@ -21,4 +23,6 @@ export interface Delta__Output {
   'adds': (_portcullis_v1_SetMembers__Output)[];
   'removes': (_portcullis_v1_SetMembers__Output)[];
   'acceptsFlowReports': (boolean);
+  'policyStamp': (number);
+  'clusterStampMs': (number);
 }

@@ -9,6 +9,8 @@ export interface Snapshot {
   'mode'?: (string);
   'sets'?: (_portcullis_v1_SetMembers)[];
   'acceptsFlowReports'?: (boolean);
+  'policyStamp'?: (number | string | Long);
+  'clusterStampMs'?: (number | string | Long);
 }
 
 export interface Snapshot__Output {
@@ -17,4 +19,6 @@ export interface Snapshot__Output {
   'mode': (string);
   'sets': (_portcullis_v1_SetMembers__Output)[];
   'acceptsFlowReports': (boolean);
+  'policyStamp': (number);
+  'clusterStampMs': (number);
 }
