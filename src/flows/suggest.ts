@@ -28,6 +28,11 @@
  * Pasting the groups and networks under `groups:` / `networks:` and the rules at the end of
  * `rules:` (or saving the YAML of suggest-yaml.ts as a policy file sorted after the others)
  * gives a policy `portcullis check` accepts.
+ *
+ * How: suggest-aggregate.ts interns the records' claims and sources and judges once per (claim,
+ * source class) (suggest-judging.ts, suggest-classes.ts); suggest-lists.ts makes the rules and
+ * their tallies; `suggestion` below narrows protocols, orders and names them. The result is the
+ * per-record walk's (test/support/suggest-oracle.ts, test/flows-suggest-fast.test.ts).
  */
 import type { App, ClusterState } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
@@ -38,62 +43,9 @@ import { slug, type GroupMembers, type NameBook } from './suggest-names.js';
 
 export { judged } from './suggest-judging.js';
 
-export interface SuggestOptions {
-  /** The recorded verdicts taken as evidence (default denied and audit). */
-  readonly verdicts?: readonly FlowVerdict[];
-  /** Only flows last seen at or after this time (ms since the epoch). */
-  readonly sinceMs?: number;
-}
+import type { Evidence, SuggestOptions, SuggestedGroup, SuggestedNetwork, SuggestedRule, Suggestion } from './suggest-types.js';
 
-export interface SuggestedGroup {
-  readonly name: string;
-  readonly apps: readonly string[];
-}
-
-export interface SuggestedNetwork {
-  readonly name: string;
-  readonly cidrs: readonly string[];
-}
-
-export interface Evidence {
-  /** New connections seen (the flows' packets). */
-  readonly connections: number;
-  readonly bytes: number;
-  readonly flows: number;
-  readonly firstSeen: string;
-  readonly lastSeen: string;
-  /** The hosts involved (reporters, source and destination hosts), sorted. */
-  readonly hosts: readonly string[];
-  readonly verdicts: readonly FlowVerdict[];
-}
-
-export interface SuggestedRule {
-  readonly name: string;
-  readonly from: string;
-  readonly to: string;
-  /** A port name, or a host port number. */
-  readonly port: string | number;
-  readonly protocol?: 'tcp' | 'udp';
-  readonly evidence: Evidence;
-}
-
-export interface SkippedFlows {
-  readonly reason: string;
-  readonly flows: number;
-  readonly connections: number;
-}
-
-export interface Suggestion {
-  readonly groups: readonly SuggestedGroup[];
-  readonly networks: readonly SuggestedNetwork[];
-  readonly rules: readonly SuggestedRule[];
-  /** Evidence flows no rule is suggested for, by reason (most connections first). */
-  readonly skipped: readonly SkippedFlows[];
-  /** Flows of the asked verdicts that the policy allows now (nothing to suggest). */
-  readonly allowedNow: number;
-  /** Ingress flows left to the egress flow of the same connection. */
-  readonly coveredByEgress: number;
-}
+export type { Evidence, SkippedFlows, SuggestOptions, SuggestedGroup, SuggestedNetwork, SuggestedRule, Suggestion } from './suggest-types.js';
 
 /** A rule's peers, port, evidence and the protocols seen, before it is named. */
 export interface TalliedRule {
