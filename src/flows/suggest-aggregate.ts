@@ -33,6 +33,8 @@ import { tallyRules, type Aggregate, type Skip } from './suggest-lists.js';
 
 export type { Aggregate, RuleTally } from './suggest-lists.js';
 
+const NONE: readonly string[] = [];
+
 const verdictBit = (v: string) => (v === 'allowed' ? 1 : v === 'denied' ? 2 : v === 'audit' ? 4 : 0);
 
 
@@ -168,7 +170,8 @@ export function aggregate(policy: Policy, cluster: ClusterState, flows: readonly
     else {
       const classed = parsed.canonical === text && !(text.includes(':') && text.includes('.'));
       networks = judging.nets.networksOfParsed(parsed);
-      sig = `n\u0000${classed ? 1 : 0}\u0000${parsed.family}\u0000${networks.join('\u0000')}`;
+      if (networks.length === 0) networks = NONE;
+      sig = networks === NONE ? (classed ? (parsed.family === 4 ? 'n4' : 'n6') : parsed.family === 4 ? 'm4' : 'm6') : `n\u0000${classed ? 1 : 0}\u0000${parsed.family}\u0000${networks.join('\u0000')}`;
     }
     let addressKey = -1;
     if (ip !== undefined && ip !== text) addressKey = addressOf(ip).addressKey;
@@ -243,14 +246,16 @@ export function aggregate(policy: Policy, cluster: ClusterState, flows: readonly
   // Phase 1: every asked record, egress first (an ingress record is left to an egress one only when that one is evidence).
   const egressClaims = new Map<number, Set<number>>();
   const items: ObservedFlow[] = [];
-  const itemDest: number[] = [];
-  const itemBucket: number[] = [];
-  const itemNext: number[] = [];
-  const itemFirst: number[] = [];
-  const itemLast: number[] = [];
-  const itemHosts: number[] = [];
-  const itemBits: number[] = [];
-  const buckets = { source: [] as number[], portKey: [] as number[], head: [] as number[], tail: [] as number[], dest: [] as number[], more: [] as (number[] | undefined)[] };
+  // Per item and per bucket, numbers in typed arrays sized for every record: no growth, nothing for the GC to copy.
+  const n = flows.length;
+  const itemDest = new Int32Array(n);
+  const itemBucket = new Int32Array(n);
+  const itemNext = new Int32Array(n);
+  const itemFirst = new Float64Array(n);
+  const itemLast = new Float64Array(n);
+  const itemHosts = new Int32Array(3 * n);
+  const itemBits = new Uint8Array(n);
+  const buckets = { count: 0, source: new Int32Array(n), portKey: new Int32Array(n), head: new Int32Array(n), tail: new Int32Array(n), dest: new Int32Array(n), more: [] as (number[] | undefined)[] };
   const bucketIndex: Map<number, number>[] = [];
   let allowedNow = 0;
   let coveredByEgress = 0;
@@ -284,13 +289,12 @@ export function aggregate(policy: Policy, cluster: ClusterState, flows: readonly
         const index = (bucketIndex[o.portKey] ??= new Map());
         let b = index.get(source);
         if (b === undefined) {
-          index.set(source, (b = buckets.source.length));
-          buckets.source.push(source);
-          buckets.portKey.push(o.portKey);
-          buckets.head.push(j);
-          buckets.tail.push(j);
-          buckets.dest.push(o.destSet);
-          buckets.more.push(undefined);
+          index.set(source, (b = buckets.count++));
+          buckets.source[b] = source;
+          buckets.portKey[b] = o.portKey;
+          buckets.head[b] = j;
+          buckets.tail[b] = j;
+          buckets.dest[b] = o.destSet;
         } else {
           itemNext[buckets.tail[b]!] = j;
           buckets.tail[b] = j;
@@ -299,14 +303,16 @@ export function aggregate(policy: Policy, cluster: ClusterState, flows: readonly
             if (!more.includes(o.destSet)) more.push(o.destSet);
           }
         }
-        itemNext.push(-1);
-        itemBucket.push(b);
-        itemDest.push(o.destSet);
-        itemFirst.push(isoMs(f.firstSeen));
-        itemLast.push(isoMs(f.lastSeen));
+        itemNext[j] = -1;
+        itemBucket[j] = b;
+        itemDest[j] = o.destSet;
+        itemFirst[j] = isoMs(f.firstSeen);
+        itemLast[j] = isoMs(f.lastSeen);
         const rep = hostNum(f.reportedBy);
-        itemHosts.push(rep, s.host, c.host);
-        itemBits.push(vbit | (c.protocolBit << 3));
+        itemHosts[3 * j] = rep;
+        itemHosts[3 * j + 1] = s.host;
+        itemHosts[3 * j + 2] = c.host;
+        itemBits[j] = vbit | (c.protocolBit << 3);
         if (f.direction === 'egress') {
           let set = egressClaims.get(c.claimPort);
           if (!set) egressClaims.set(c.claimPort, (set = new Set()));

@@ -95,14 +95,17 @@ export interface Collected {
   readonly judging: Judging;
   readonly addressNetworks: readonly (readonly string[] | undefined)[];
   readonly items: readonly ObservedFlow[];
-  readonly itemDest: readonly number[];
-  readonly itemBucket: readonly number[];
-  readonly itemNext: readonly number[];
-  readonly itemFirst: readonly number[];
-  readonly itemLast: readonly number[];
-  readonly itemHosts: readonly number[];
-  readonly itemBits: readonly number[];
-  readonly buckets: { readonly source: readonly number[]; readonly portKey: readonly number[]; readonly head: readonly number[]; readonly dest: readonly number[]; readonly more: readonly (number[] | undefined)[] };
+  readonly itemDest: Int32Array;
+  readonly itemBucket: Int32Array;
+  /** The next item of the same bucket (-1: none). */
+  readonly itemNext: Int32Array;
+  readonly itemFirst: Float64Array;
+  readonly itemLast: Float64Array;
+  readonly itemHosts: Int32Array;
+  /** Verdict bit (1, 2, 4) | protocol bits (1 tcp, 2 udp) << 3. */
+  readonly itemBits: Uint8Array;
+  /** `count` buckets: source key (apps: 2 * set id, address: 2 * key + 1), port key, first item, destination set, other destination sets. */
+  readonly buckets: { readonly count: number; readonly source: Int32Array; readonly portKey: Int32Array; readonly head: Int32Array; readonly dest: Int32Array; readonly more: readonly (number[] | undefined)[] };
   readonly setApps: readonly (readonly string[])[];
   readonly portOf: readonly (string | number)[];
   readonly addressTexts: readonly string[];
@@ -160,7 +163,7 @@ export function tallyRules(c: Collected): Aggregate {
   const listIndex = new Map<string, Map<number, number>>();
   /** For a bucket of several destination sets: the lists of each. */
   const listsOfDest = new Map<number, Map<number, Set<number>>>();
-  for (let b = 0; b < buckets.source.length; b++) {
+  for (let b = 0; b < buckets.count; b++) {
     const more = buckets.more[b];
     const dests = more ? [buckets.dest[b]!, ...more] : [buckets.dest[b]!];
     const cover = more ? coverOf(union(dests)) : coverOfSet(dests[0]!);
@@ -239,11 +242,12 @@ export function tallyRules(c: Collected): Aggregate {
     r.verdicts |= bits & 7;
     r.protocols |= bits >> 3;
   };
-  const tally = (l: number, b: number, into: readonly RuleTally[]) => {
+  const tally = (l: number, b: number, into: readonly RuleTally[] | RuleTally) => {
     const perDest = listsOfDest.get(b);
-    for (let j = buckets.head[b]!; j !== -1 && j !== undefined; j = itemNext[j]!) {
+    for (let j = buckets.head[b]!; j !== -1; j = itemNext[j]!) {
       if (perDest && perDest.get(itemDest[j]!)?.has(l) !== true) continue;
-      for (const r of into) add(r, j);
+      if (!Array.isArray(into)) add(into as RuleTally, j);
+      else for (const r of into) add(r, j);
     }
   };
   for (let l = 0; l < lists.length; l++) {
@@ -253,14 +257,14 @@ export function tallyRules(c: Collected): Aggregate {
       const cover = sourceSets.length === 1 ? coverOfSet(sourceSets[0]!) : coverOf(union(sourceSets));
       list.appBuckets.forEach((b, i) => {
         const apps = setApps[sourceSets[i]!]!;
-        const into = [...new Set(cover.filter((p) => meets(p, apps)).map((p) => ruleOf(list, nameOf(p))))];
+        const into = cover.length === 1 && apps.length > 0 ? ruleOf(list, nameOf(cover[0]!)) : [...new Set(cover.filter((p) => meets(p, apps)).map((p) => ruleOf(list, nameOf(p))))];
         tally(l, b, into);
       });
     }
     const outside: number[] = [];
     for (const b of list.addressBuckets) {
       const net = smallestOf((buckets.source[b]! - 1) / 2);
-      if (net !== undefined) tally(l, b, [ruleOf(list, net)]);
+      if (net !== undefined) tally(l, b, ruleOf(list, net));
       else outside.push(b);
     }
     if (outside.length > 0) {
@@ -273,7 +277,7 @@ export function tallyRules(c: Collected): Aggregate {
         proposedNetworks.set(key, net);
       }
       const rule = ruleOf(list, net.name);
-      for (const b of outside) tally(l, b, [rule]);
+      for (const b of outside) tally(l, b, rule);
     }
   }
   return { rules: [...rules.values()], hostIds: c.hostTexts, groups, book, proposedGroups, proposedNetworks, skips: c.skips, allowedNow: c.allowedNow, coveredByEgress: c.coveredByEgress };

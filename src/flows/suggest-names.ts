@@ -85,8 +85,13 @@ export class NetworkIndex {
 
   /** networksOf for an address parsed already. */
   networksOfParsed(a: ParsedAddress): string[] {
-    const inside = (r: Range) => r.family === a.family && r.first <= a.value && a.value <= r.last;
-    return this.nets.filter((n) => n.cidrs.some(inside) && !n.except.some(inside)).map((n) => n.name);
+    const inside = (list: readonly Range[]) => {
+      for (const r of list) if (r.family === a.family && r.first <= a.value && a.value <= r.last) return true;
+      return false;
+    };
+    const out: string[] = [];
+    for (const n of this.nets) if (inside(n.cidrs) && !inside(n.except)) out.push(n.name);
+    return out;
   }
 
   /** The smallest network holding `address` (ties: policy order), if any. */
