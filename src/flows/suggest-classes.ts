@@ -102,6 +102,17 @@ export class VerdictClasses {
     }
   }
 
+  /** Whether `text` is an address of a cluster host (as hostIps spells it). */
+  isHostAddress(text: string): boolean {
+    if (!this.addressSet) {
+      this.addressSet = new Set();
+      for (const list of this.hostAddresses.values()) for (const a of list) this.addressSet.add(a);
+    }
+    return this.addressSet.has(text);
+  }
+
+  private addressSet: Set<string> | undefined;
+
   private destination(app: App, index: number, protocol: Protocol, hostPort: number): Destination {
     const id = `${app.id}\u0001${index}\u0001${protocol}\u0001${hostPort}`;
     let d = this.destinations.get(id);
@@ -136,6 +147,18 @@ export class VerdictClasses {
     return set;
   }
 
+  private readonly spellings = new Map<string, boolean>();
+
+  /** Whether `text` is an address in canonical spelling and not IPv4-mapped, once per text. */
+  private classedSpelling(text: string): boolean {
+    let ok = this.spellings.get(text);
+    if (ok === undefined) {
+      const a = parseAddress(text, { mapped: 'accept' });
+      this.spellings.set(text, (ok = a.ok && a.canonical === text && !(text.includes(':') && text.includes('.'))));
+    }
+    return ok;
+  }
+
   private family(text: string): 4 | 6 | undefined {
     if (!this.families.has(text)) {
       const ip = parseIp(text);
@@ -151,10 +174,9 @@ export class VerdictClasses {
   classOf(f: ObservedFlow, owners: readonly JudgedOwner[], current: readonly ClaimOwner[]): string | undefined {
     const { protocol, port } = f.destination;
     if (f.direction === 'ingress') {
-      const a = parseAddress(f.source.address, { mapped: 'accept' });
       // A spelling both readers agree on: canonical, and no IPv4-mapped IPv6 form.
-      if (!a.ok || a.canonical !== f.source.address || (a.canonical.includes(':') && a.canonical.includes('.'))) return undefined;
-      const address = a.canonical;
+      if (!this.classedSpelling(f.source.address)) return undefined;
+      const address = f.source.address;
       const groups = this.groupsAtAddress.get(address);
       const nets = this.networks(address);
       const matches = (p: PeerRef) => (p.kind === 'any' ? true : p.kind === 'group' ? groups?.has(p.name) === true : nets.has(p.name));

@@ -3,13 +3,13 @@
  * smallest named network holding an address, and fresh names for proposed groups, networks and
  * rules that follow the policy's name rules and collide with nothing the policy defines.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ClusterState } from '../inventory/cluster-state.js';
 import { appMatchesGroup } from '../policy/app-selector.js';
 import { ANY, NAME_RE } from '../policy/names.js';
 import type { Policy } from '../policy/policy-model.js';
 import { LENIENT, parseCidr } from '../net/cidr.js';
-import { tryParseAddress } from '../net/address.js';
+import { tryParseAddress, type ParsedAddress } from '../net/address.js';
 
 /** A group of the policy with the apps of the cluster it selects now. */
 export interface GroupMembers {
@@ -80,14 +80,29 @@ export class NetworkIndex {
   /** The networks holding `address`, in policy order ([] for text that is not an address). */
   networksOf(address: string): string[] {
     const a = tryParseAddress(address);
-    if (!a) return [];
-    const inside = (r: Range) => r.family === a.family && r.first <= a.value && a.value <= r.last;
-    return this.nets.filter((n) => n.cidrs.some(inside) && !n.except.some(inside)).map((n) => n.name);
+    return a ? this.networksOfParsed(a) : [];
+  }
+
+  /** networksOf for an address parsed already. */
+  networksOfParsed(a: ParsedAddress): string[] {
+    const inside = (list: readonly Range[]) => {
+      for (const r of list) if (r.family === a.family && r.first <= a.value && a.value <= r.last) return true;
+      return false;
+    };
+    const out: string[] = [];
+    for (const n of this.nets) if (inside(n.cidrs) && !inside(n.except)) out.push(n.name);
+    return out;
   }
 
   /** The smallest network holding `address` (ties: policy order), if any. */
   smallest(address: string): string | undefined {
-    const holding = new Set(this.networksOf(address));
+    return this.smallestOf(this.networksOf(address));
+  }
+
+  /** The smallest of `networks` (names of networks holding an address; ties: policy order). */
+  smallestOf(networks: readonly string[]): string | undefined {
+    if (networks.length === 0) return undefined;
+    const holding = new Set(networks);
     let best: { name: string; size: bigint } | undefined;
     for (const n of this.nets) if (holding.has(n.name) && (best === undefined || n.size < best.size)) best = n;
     return best?.name;
@@ -135,7 +150,7 @@ export function slug(text: string): string {
 
 function fresh(words: string, taken: Set<string>): string {
   let base = slug(words);
-  if (base.length > 50 || base === '') base = `${base.slice(0, 40).replace(/-+$/, '')}-${createHash('sha256').update(words).digest('hex').slice(0, 8)}`.replace(/^-+/, '');
+  if (base.length > 50 || base === '') base = `${base.slice(0, 40).replace(/-+$/, '')}-${hash('sha256', words, 'hex').slice(0, 8)}`.replace(/^-+/, '');
   for (let n = 1; ; n++) {
     const name = n === 1 ? base : `${base}-${n}`;
     if (!taken.has(name) && NAME_RE.test(name)) {

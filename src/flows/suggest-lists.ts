@@ -1,0 +1,284 @@
+/**
+ * The second half of suggest's aggregation (suggest-aggregate.ts collects; this tallies): from
+ * the evidence records, bucketed per (source, port and protocol) in the order they came, to the
+ * rules and their tallies.
+ *
+ * Design. Per bucket, the destination apps seen become groups (one cover per distinct set of
+ * apps, suggest-names `coverApps`), each giving a LIST per (destination group, port and
+ * protocol); per list, the source apps become groups and the addresses networks (the smallest
+ * of the policy holding each, else one proposed network of the addresses left), each giving a
+ * rule. Tallies are added list by list, bucket by bucket, record by record, which is the order
+ * of the per-record walk (test/support/suggest-oracle.ts): which first- or last-seen text is kept
+ * on a tie, which of two records of one key counts, and the names of proposed groups and
+ * networks come out the same. Text and Sets are built per bucket, list or rule, not per record.
+ */
+import type { ClusterState } from '../inventory/cluster-state.js';
+import type { Policy } from '../policy/policy-model.js';
+import type { ObservedFlow } from './observed-flow.js';
+import type { Judging } from './suggest-judging.js';
+import { NameBook, coverApps, groupMembers, type CoverPart, type GroupMembers } from './suggest-names.js';
+import type { SuggestedGroup, SuggestedNetwork } from './suggest-types.js';
+
+/** The tally of one rule (Evidence once finished). */
+export interface RuleTally {
+  readonly from: string;
+  readonly to: string;
+  readonly port: string | number;
+  connections: number;
+  bytes: number;
+  flows: number;
+  first: string;
+  firstMs: number;
+  last: string;
+  lastMs: number;
+  /** Host ids (interned). */
+  readonly hosts: Set<number>;
+  /** Bits: 1 allowed, 2 denied, 4 audit. */
+  verdicts: number;
+  /** Bits: 1 tcp, 2 udp. */
+  protocols: number;
+  seen?: Set<string>;
+}
+
+export interface Aggregate {
+  readonly rules: readonly RuleTally[];
+  /** The host ids of RuleTally.hosts. */
+  readonly hostIds: readonly string[];
+  readonly groups: readonly GroupMembers[];
+  readonly book: NameBook;
+  readonly proposedGroups: ReadonlyMap<string, SuggestedGroup>;
+  readonly proposedNetworks: ReadonlyMap<string, SuggestedNetwork>;
+  readonly skips: ReadonlyMap<string, { flows: number; connections: number }>;
+  readonly allowedNow: number;
+  readonly coveredByEgress: number;
+}
+
+export interface Skip {
+  flows: number;
+  connections: number;
+}
+
+/** Which keys occur more than once among `records` (open addressing on a string hash; exact). */
+function duplicatedKeys(records: readonly ObservedFlow[]): Uint8Array | undefined {
+  let size = 16;
+  while (size < records.length * 2) size *= 2;
+  const mask = size - 1;
+  const table = new Int32Array(size).fill(-1);
+  let dup: Uint8Array | undefined;
+  for (let j = 0; j < records.length; j++) {
+    const key = records[j]!.key;
+    let h = 0x811c9dc5;
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
+    h &= mask;
+    for (;;) {
+      const at = table[h]!;
+      if (at === -1) {
+        table[h] = j;
+        break;
+      }
+      if (records[at]!.key === key) {
+        dup ??= new Uint8Array(records.length);
+        dup[at] = 1;
+        dup[j] = 1;
+        break;
+      }
+      h = (h + 1) & mask;
+    }
+  }
+  return dup;
+}
+
+/** What suggest-aggregate.ts collected of the records (items: the evidence records, in order). */
+export interface Collected {
+  readonly policy: Policy;
+  readonly cluster: ClusterState;
+  readonly judging: Judging;
+  readonly addressNetworks: readonly (readonly string[] | undefined)[];
+  readonly items: readonly ObservedFlow[];
+  readonly itemDest: Int32Array;
+  readonly itemBucket: Int32Array;
+  /** The next item of the same bucket (-1: none). */
+  readonly itemNext: Int32Array;
+  readonly itemFirst: Float64Array;
+  readonly itemLast: Float64Array;
+  readonly itemHosts: Int32Array;
+  /** Verdict bit (1, 2, 4) | protocol bits (1 tcp, 2 udp) << 3. */
+  readonly itemBits: Uint8Array;
+  /** `count` buckets: source key (apps: 2 * set id, address: 2 * key + 1), port key, first item, destination set, other destination sets. */
+  readonly buckets: { readonly count: number; readonly source: Int32Array; readonly portKey: Int32Array; readonly head: Int32Array; readonly dest: Int32Array; readonly more: readonly (number[] | undefined)[] };
+  readonly setApps: readonly (readonly string[])[];
+  readonly portOf: readonly (string | number)[];
+  readonly addressTexts: readonly string[];
+  /** Host ids by number (itemHosts: three per item, -1 for none). */
+  readonly hostTexts: readonly string[];
+  readonly skips: ReadonlyMap<string, Skip>;
+  readonly allowedNow: number;
+  readonly coveredByEgress: number;
+}
+
+/** A part of a cover with its name once given (in the order of the per-record walk). */
+interface Part {
+  readonly part: CoverPart;
+  name?: string;
+}
+
+/** A list: the buckets going to one destination group on one port and protocol. */
+interface List {
+  readonly to: string;
+  readonly port: string | number;
+  readonly appBuckets: number[];
+  readonly addressBuckets: number[];
+  readonly rules: Map<string, RuleTally>;
+}
+
+export function tallyRules(c: Collected): Aggregate {
+  const { judging, items, buckets, setApps, itemNext, itemDest } = c;
+  const groups = groupMembers(c.policy, c.cluster);
+  const book = new NameBook(c.policy);
+  const proposedGroups = new Map<string, SuggestedGroup>();
+  const proposedNetworks = new Map<string, SuggestedNetwork>();
+  const nameOf = (p: Part): string => {
+    if (p.name !== undefined) return p.name;
+    const part = p.part;
+    if ('group' in part) return (p.name = part.group);
+    const key = part.proposed.join('\u0000');
+    let g = proposedGroups.get(key);
+    if (!g) proposedGroups.set(key, (g = { name: book.peer(part.proposed.map((a) => a.slice(1)).join('-')), apps: part.proposed }));
+    return (p.name = g.name);
+  };
+  const covers = new Map<string, Part[]>();
+  const coverOf = (apps: readonly string[]): Part[] => {
+    const key = JSON.stringify(apps);
+    let parts = covers.get(key);
+    if (!parts) covers.set(key, (parts = coverApps(new Set(apps), groups).map((part) => ({ part }))));
+    return parts;
+  };
+  const coverBySet: Part[][] = [];
+  const coverOfSet = (id: number): Part[] => (coverBySet[id] ??= coverOf(setApps[id]!));
+  const meets = (p: Part, apps: readonly string[]) => apps.some((a) => p.part.apps.has(a));
+  const union = (ids: Iterable<number>) => [...new Set([...ids].flatMap((id) => setApps[id]!))].sort();
+
+  // Phase 2: per bucket (source, port), the destination apps as groups: its lists.
+  const lists: List[] = [];
+  const listIndex = new Map<string, Map<number, number>>();
+  /** For a bucket of several destination sets: the lists of each. */
+  const listsOfDest = new Map<number, Map<number, Set<number>>>();
+  for (let b = 0; b < buckets.count; b++) {
+    const more = buckets.more[b];
+    const dests = more ? [buckets.dest[b]!, ...more] : [buckets.dest[b]!];
+    const cover = more ? coverOf(union(dests)) : coverOfSet(dests[0]!);
+    const portKey = buckets.portKey[b]!;
+    const perDest = more ? new Map<number, Set<number>>() : undefined;
+    if (perDest) listsOfDest.set(b, perDest);
+    for (const d of dests) {
+      for (const p of cover) {
+        if (more && !meets(p, setApps[d]!)) continue;
+        const to = nameOf(p);
+        let byPort = listIndex.get(to);
+        if (!byPort) listIndex.set(to, (byPort = new Map()));
+        let l = byPort.get(portKey);
+        if (l === undefined) {
+          byPort.set(portKey, (l = lists.length));
+          lists.push({ to, port: c.portOf[portKey]!, appBuckets: [], addressBuckets: [], rules: new Map() });
+        }
+        const list = lists[l]!;
+        const into = buckets.source[b]! % 2 === 0 ? list.appBuckets : list.addressBuckets;
+        if (into[into.length - 1] !== b) into.push(b);
+        if (perDest) {
+          let s = perDest.get(d);
+          if (!s) perDest.set(d, (s = new Set()));
+          s.add(l);
+        }
+      }
+    }
+  }
+
+  // Phase 3: per list, the sources as groups and networks: its rules, and the tallies in order.
+  const rules = new Map<string, RuleTally>();
+  const ruleOf = (list: List, from: string): RuleTally => {
+    let r = list.rules.get(from);
+    if (r) return r;
+    const key = `${from}\u0001${list.to}\u0001${String(list.port)}`;
+    r = rules.get(key);
+    if (!r) rules.set(key, (r = { from, to: list.to, port: list.port, connections: 0, bytes: 0, flows: 0, first: '', firstMs: 0, last: '', lastMs: 0, hosts: new Set(), verdicts: 0, protocols: 0 }));
+    list.rules.set(from, r);
+    return r;
+  };
+  const smallest: (string | null)[] = [];
+  const smallestOf = (k: number): string | undefined => {
+    let net = smallest[k];
+    if (net === undefined) {
+      const networks = c.addressNetworks[k];
+      smallest[k] = net = (networks ? judging.nets.smallestOf(networks) : judging.smallest(c.addressTexts[k]!)) ?? null;
+    }
+    return net ?? undefined;
+  };
+  const dup = duplicatedKeys(items);
+  const add = (r: RuleTally, j: number) => {
+    const f = items[j]!;
+    if (dup?.[j] === 1) {
+      r.seen ??= new Set();
+      if (r.seen.has(f.key)) return;
+      r.seen.add(f.key);
+    }
+    r.connections += f.packets;
+    r.bytes += f.bytes;
+    r.flows++;
+    const first = c.itemFirst[j]!;
+    const last = c.itemLast[j]!;
+    if (r.first === '' || first < r.firstMs) {
+      r.first = f.firstSeen;
+      r.firstMs = first;
+    }
+    if (r.last === '' || last > r.lastMs) {
+      r.last = f.lastSeen;
+      r.lastMs = last;
+    }
+    for (let k = 3 * j; k < 3 * j + 3; k++) {
+      const h = c.itemHosts[k]!;
+      if (h >= 0) r.hosts.add(h);
+    }
+    const bits = c.itemBits[j]!;
+    r.verdicts |= bits & 7;
+    r.protocols |= bits >> 3;
+  };
+  const tally = (l: number, b: number, into: readonly RuleTally[] | RuleTally) => {
+    const perDest = listsOfDest.get(b);
+    for (let j = buckets.head[b]!; j !== -1; j = itemNext[j]!) {
+      if (perDest && perDest.get(itemDest[j]!)?.has(l) !== true) continue;
+      if (!Array.isArray(into)) add(into as RuleTally, j);
+      else for (const r of into) add(r, j);
+    }
+  };
+  for (let l = 0; l < lists.length; l++) {
+    const list = lists[l]!;
+    if (list.appBuckets.length > 0) {
+      const sourceSets = list.appBuckets.map((b) => buckets.source[b]! / 2);
+      const cover = sourceSets.length === 1 ? coverOfSet(sourceSets[0]!) : coverOf(union(sourceSets));
+      list.appBuckets.forEach((b, i) => {
+        const apps = setApps[sourceSets[i]!]!;
+        const into = cover.length === 1 && apps.length > 0 ? ruleOf(list, nameOf(cover[0]!)) : [...new Set(cover.filter((p) => meets(p, apps)).map((p) => ruleOf(list, nameOf(p))))];
+        tally(l, b, into);
+      });
+    }
+    const outside: number[] = [];
+    for (const b of list.addressBuckets) {
+      const net = smallestOf((buckets.source[b]! - 1) / 2);
+      if (net !== undefined) tally(l, b, ruleOf(list, net));
+      else outside.push(b);
+    }
+    if (outside.length > 0) {
+      const addresses = outside.map((b) => c.addressTexts[(buckets.source[b]! - 1) / 2]!).sort();
+      const key = addresses.join('\u0000');
+      let net = proposedNetworks.get(key);
+      if (!net) {
+        const more = addresses.length > 1 ? `-and-${addresses.length - 1}-more` : '';
+        net = { name: book.peer(`seen-${addresses[0]}${more}`), cidrs: addresses.map((a) => `${a}/${a.includes(':') ? 128 : 32}`) };
+        proposedNetworks.set(key, net);
+      }
+      const rule = ruleOf(list, net.name);
+      for (const b of outside) tally(l, b, rule);
+    }
+  }
+  return { rules: [...rules.values()], hostIds: c.hostTexts, groups, book, proposedGroups, proposedNetworks, skips: c.skips, allowedNow: c.allowedNow, coveredByEgress: c.coveredByEgress };
+}
