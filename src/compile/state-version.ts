@@ -207,16 +207,24 @@ function auditLines(sets: SetContents): string {
   return text;
 }
 
-/** The version from the listed part of the header, the allow sum (as 64 hex), the egress lists and the audit lists. */
-function versionOf(listed: string, sets: SetContents, sumHex: string): string {
+/** The member counts of the allow kinds (ALLOW_KINDS order). */
+function allowCounts(sets: SetContents): number[] {
+  return ALLOW_KINDS.map((kind) => sets[kind].length);
+}
+
+/**
+ * The version from the listed part of the header, the allow kinds' counts, the allow sum (as 64
+ * hex), the egress lists and the audit lists (the allow lists themselves are not read).
+ */
+function versionOf(listed: string, counts: readonly number[], sets: SetContents, sumHex: string): string {
   let text = listed;
-  for (const kind of ALLOW_KINDS) text += `#${kind} ${sets[kind].length}\n`;
+  ALLOW_KINDS.forEach((kind, k) => (text += `#${kind} ${counts[k]!}\n`));
   return sha256Hex(`${text}#allow ${sumHex}\n${egressLine(sets)}${auditLines(sets)}`).slice(0, 16);
 }
 
 /** The version of {mode, sets}, from the members alone (the definition; see the header). */
 export function stateVersion(mode: Mode, sets: SetContents): string {
-  return versionOf(listedText(mode, sets), sets, allowSum(sets));
+  return versionOf(listedText(mode, sets), allowCounts(sets), sets, allowSum(sets));
 }
 
 /** One claim as the version sees it: its member suffix (",<proto>:<port>") and its source set. */
@@ -284,14 +292,17 @@ export class HostVersions<S extends object> {
       const term = this.term(c.set, c.suffix);
       if (term) addInto(sum, term, 1);
     }
-    return this.record(hostId, mode, sets, sum, undefined);
+    return this.record(hostId, mode, sets, sum, undefined, allowCounts(sets));
   }
 
   /**
    * The version of a host's state after `changes` (in the order made) to the claims it was last
-   * versioned with (fresh or patched); `sets` is the new state's lists. O(changes) plus the header.
+   * versioned with (fresh or patched); `sets` is the new state's lists, `counts` its allow kinds'
+   * member counts (ALLOW_KINDS order; by default read from `sets`: a patching caller passes them,
+   * its allow lists may be pending,
+   * pending-list.ts). O(changes) plus the header.
    */
-  patched(hostId: string, mode: Mode, sets: SetContents, changes: readonly ClaimChange<S>[]): string {
+  patched(hostId: string, mode: Mode, sets: SetContents, changes: readonly ClaimChange<S>[], counts: readonly number[] = allowCounts(sets)): string {
     const old = this.hosts.get(hostId);
     if (!old) throw new Error(`state version: host ${hostId} has no version sum to patch`);
     const sum = old.sum.slice();
@@ -302,14 +313,14 @@ export class HostVersions<S extends object> {
       if (minus) addInto(sum, minus, -1);
       if (plus) addInto(sum, plus, 1);
     }
-    return this.record(hostId, mode, sets, sum, old);
+    return this.record(hostId, mode, sets, sum, old, counts);
   }
 
-  /** The version of a host's state whose allow lists did not change since it was last versioned (only egress lists did). */
-  reversioned(hostId: string, mode: Mode, sets: SetContents): string {
+  /** The version of a host's state whose allow lists did not change since it was last versioned (only egress lists did); `counts` as `patched`. */
+  reversioned(hostId: string, mode: Mode, sets: SetContents, counts: readonly number[] = allowCounts(sets)): string {
     const old = this.hosts.get(hostId);
     if (!old) throw new Error(`state version: host ${hostId} has no version sum to reuse`);
-    return this.record(hostId, mode, sets, old.sum, old);
+    return this.record(hostId, mode, sets, old.sum, old, counts);
   }
 
   /** The host left: its sum is dropped. */
@@ -317,12 +328,12 @@ export class HostVersions<S extends object> {
     this.hosts.delete(hostId);
   }
 
-  private record(hostId: string, mode: Mode, sets: SetContents, sum: Uint32Array, old: HostSum | undefined): string {
+  private record(hostId: string, mode: Mode, sets: SetContents, sum: Uint32Array, old: HostSum | undefined, counts: readonly number[]): string {
     const lists = LISTED_KINDS.map((kind) => sets[kind]);
     const listed = old && old.mode === mode && lists.every((l, i) => l === old.lists[i]) ? old.listed : listedText(mode, sets);
     const hex = old && old.sum === sum ? old.hex : toHex(sum);
     this.hosts.set(hostId, { sum, hex, lists, mode, listed });
-    return versionOf(listed, sets, hex);
+    return versionOf(listed, counts, sets, hex);
   }
 
   /** G of a claim with `set` and `suffix`; undefined when the set has no source (the claim has no member). */
