@@ -75,23 +75,19 @@ const LISTED_KINDS: readonly SetKind[] = INGRESS_KINDS.filter((k) => !(ALLOW_KIN
 const LIMBS = 8;
 const BASE = 2 ** 32;
 
-function fromHex(hex: string): Uint32Array {
+/** sha256 of `text` read as a big-endian 256-bit number. */
+function sha256Number(text: string): Uint32Array {
+  const digest = hash('sha256', text, 'buffer');
   const v = new Uint32Array(LIMBS);
-  for (let i = 0; i < LIMBS; i++) {
-    let x = 0;
-    for (let j = 8 * i; j < 8 * i + 8; j++) {
-      const c = hex.charCodeAt(j);
-      x = x * 16 + (c <= 57 ? c - 48 : c - 87);
-    }
-    v[i] = x;
-  }
+  for (let i = 0; i < LIMBS; i++) v[i] = digest.readUInt32BE(4 * i);
   return v;
 }
 
+/** 64 lowercase hex of a 256-bit number (big-endian limbs written into a Buffer: one native hex encoding). */
 function toHex(v: Uint32Array): string {
-  let text = '';
-  for (let i = 0; i < LIMBS; i++) text += v[i]!.toString(16).padStart(8, '0');
-  return text;
+  const bytes = Buffer.allocUnsafe(4 * LIMBS);
+  for (let i = 0; i < LIMBS; i++) bytes.writeUInt32BE(v[i]!, 4 * i);
+  return bytes.toString('hex');
 }
 
 /** sum += sign * t (mod 2^256), in place. */
@@ -115,7 +111,7 @@ function sourcesDigest(sources: readonly string[]): string {
 
 /** G of a group: its suffix and the S of each allow kind. */
 function groupTerm(suffix: string, digests: readonly string[]): Uint32Array {
-  return fromHex(sha256Hex(`${suffix}\n${digests.join('\n')}`));
+  return sha256Number(`${suffix}\n${digests.join('\n')}`);
 }
 
 const EMPTY_DIGEST = sourcesDigest([]);
@@ -150,7 +146,7 @@ function listedText(mode: Mode, sets: SetContents): string {
 
 /** The term of one egress member of `kind`. */
 function egressTerm(kind: SetKind, m: string): Uint32Array {
-  return fromHex(sha256Hex(`${kind}\n${m}`));
+  return sha256Number(`${kind}\n${m}`);
 }
 
 const egressSums = new WeakMap<readonly string[], Uint32Array>();
