@@ -19,7 +19,7 @@ import { ALLOW_KINDS, AUDIT_KINDS, EGRESS_KINDS, SET_KINDS, type DesiredState, t
 import { sourceTextDiff, type SourceTexts } from './emit-members.js';
 import { managedPorts, type HostClaim, type PortMatch } from './host-claims.js';
 import type { ListEdits } from './egress.js';
-import { patchMemberList } from './member-lists.js';
+import { PendingList, stateSets, type ListOrPending } from './pending-list.js';
 import { diffMemberLists, type StateDelta } from './state-delta.js';
 import type { ClaimChange, HostVersions } from './state-version.js';
 
@@ -105,6 +105,8 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 export class HostPatches {
   /** Per patched host: the delta from the state it was patched from (see IncrementalCompiler.deltaFrom). */
   private deltaOf = new Map<string, StateDelta>();
+  /** Per patched host whose allow lists are pending (pending-list.ts): the state and its lists. */
+  private listsOf = new Map<string, { readonly state: DesiredState; readonly lists: Readonly<Record<SetKind, ListOrPending>> }>();
 
   /** `versions`: the sums the compiler's full emissions (hostStates) start and patches update. */
   constructor(readonly versions: HostVersions<AddressSet>) {}
@@ -112,11 +114,12 @@ export class HostPatches {
   /** The host's state was replaced other than by a patch (its new emission set its version sum). */
   forget(hostId: string): void {
     this.deltaOf.delete(hostId);
+    this.listsOf.delete(hostId);
   }
 
   /** The host left the cluster. */
   remove(hostId: string): void {
-    this.deltaOf.delete(hostId);
+    this.forget(hostId);
     this.versions.forget(hostId);
   }
 
@@ -126,12 +129,15 @@ export class HostPatches {
   }
 
   /**
-   * A patched host's new state (lists of untouched kinds are shared with the old state); its
-   * version is updated from the claims the patch changed (O(change), state-version.ts). `modes`:
-   * the host's mode and audit lists now (group-modes.ts; undefined = no group modes, the mode stays).
+   * A patched host's new state (lists of untouched kinds are shared with the old state, patched
+   * allow lists are pending: built when read, pending-list.ts); its version is updated from the
+   * claims the patch changed (O(change), state-version.ts). `modes`: the host's mode and audit
+   * lists now (group-modes.ts; undefined = no group modes, the mode stays).
    */
   patchState(hostId: string, old: DesiredState, patch: Patch, egress?: EgressView, modes?: HostMode): DesiredState {
-    const sets = { ...old.sets } as Record<SetKind, readonly string[]>;
+    const known = this.listsOf.get(hostId);
+    // The old state's lists without reading (building) its pending ones.
+    const sets = (known?.state === old ? { ...known.lists } : { ...old.sets }) as Record<SetKind, ListOrPending>;
     let touched = false;
     if (patch.managed) {
       if (!sameList(old.sets['managed-tcp'], patch.managed.tcp)) sets['managed-tcp'] = patch.managed.tcp;
@@ -142,7 +148,7 @@ export class HostPatches {
       const removes = patch.removes[k]!;
       const adds = patch.adds[k]!;
       if (removes.length === 0 && adds.length === 0) return;
-      sets[kind] = patchMemberList(old.sets[kind], removes, adds);
+      sets[kind] = PendingList.patched(sets[kind], removes, adds);
       touched = true;
     });
     for (const kind of egress ? EGRESS_KINDS : []) {
@@ -151,16 +157,20 @@ export class HostPatches {
       touched = true;
     }
     for (const kind of modes ? AUDIT_KINDS : []) {
-      if (sameList(sets[kind], modes!.sets[kind])) continue;
+      if (sameList(sets[kind] as readonly string[], modes!.sets[kind])) continue;
       sets[kind] = modes!.sets[kind];
       touched = true;
     }
     const mode = modes?.mode ?? old.mode;
     // Claims whose members did not change (equal texts) change no term either.
     if (!touched && mode === old.mode) return old;
-    const version = patch.claims.length === 0 ? this.versions.reversioned(hostId, mode, sets) : this.versions.patched(hostId, mode, sets, patch.claims);
-    const state = { hostId: old.hostId, mode, sets, version };
+    const counts = ALLOW_KINDS.map((kind) => sets[kind].length);
+    const contents = stateSets(sets);
+    const version = patch.claims.length === 0 ? this.versions.reversioned(hostId, mode, contents, counts) : this.versions.patched(hostId, mode, contents, patch.claims, counts);
+    const state = { hostId: old.hostId, mode, sets: contents, version };
     this.deltaOf.set(hostId, this.patchDelta(old, state, patch, egress));
+    if (ALLOW_KINDS.some((kind) => sets[kind] instanceof PendingList)) this.listsOf.set(hostId, { state, lists: sets });
+    else this.listsOf.delete(hostId);
     return state;
   }
 
@@ -170,12 +180,16 @@ export class HostPatches {
     const removes = {} as Record<SetKind, readonly string[]>;
     for (const kind of SET_KINDS) {
       const k = (ALLOW_KINDS as readonly string[]).indexOf(kind);
+      if (k >= 0) {
+        // The patch's own edits (the lists, maybe pending, are not read).
+        [adds[kind], removes[kind]] = [[...patch.adds[k]!].sort(), [...patch.removes[k]!].sort()];
+        continue;
+      }
       const same = old.sets[kind] === state.sets[kind];
       const edits = same ? undefined : egress?.editsFrom(old.sets[kind], state.sets[kind]);
-      if (same && k < 0) [adds[kind], removes[kind]] = [NONE, NONE];
+      if (same) [adds[kind], removes[kind]] = [NONE, NONE];
       else if (edits) [adds[kind], removes[kind]] = [edits.adds, edits.removes];
-      else if (k < 0) ({ adds: adds[kind], removes: removes[kind] } = diffMemberLists(old.sets[kind], state.sets[kind]));
-      else [adds[kind], removes[kind]] = [[...patch.adds[k]!].sort(), [...patch.removes[k]!].sort()];
+      else ({ adds: adds[kind], removes: removes[kind] } = diffMemberLists(old.sets[kind], state.sets[kind]));
     }
     return { hostId: old.hostId, baseVersion: old.version, version: state.version, mode: state.mode, adds, removes };
   }

@@ -75,23 +75,19 @@ const LISTED_KINDS: readonly SetKind[] = INGRESS_KINDS.filter((k) => !(ALLOW_KIN
 const LIMBS = 8;
 const BASE = 2 ** 32;
 
-function fromHex(hex: string): Uint32Array {
+/** sha256 of `text` read as a big-endian 256-bit number. */
+function sha256Number(text: string): Uint32Array {
+  const digest = hash('sha256', text, 'buffer');
   const v = new Uint32Array(LIMBS);
-  for (let i = 0; i < LIMBS; i++) {
-    let x = 0;
-    for (let j = 8 * i; j < 8 * i + 8; j++) {
-      const c = hex.charCodeAt(j);
-      x = x * 16 + (c <= 57 ? c - 48 : c - 87);
-    }
-    v[i] = x;
-  }
+  for (let i = 0; i < LIMBS; i++) v[i] = digest.readUInt32BE(4 * i);
   return v;
 }
 
+/** 64 lowercase hex of a 256-bit number (big-endian limbs written into a Buffer: one native hex encoding). */
 function toHex(v: Uint32Array): string {
-  let text = '';
-  for (let i = 0; i < LIMBS; i++) text += v[i]!.toString(16).padStart(8, '0');
-  return text;
+  const bytes = Buffer.allocUnsafe(4 * LIMBS);
+  for (let i = 0; i < LIMBS; i++) bytes.writeUInt32BE(v[i]!, 4 * i);
+  return bytes.toString('hex');
 }
 
 /** sum += sign * t (mod 2^256), in place. */
@@ -115,7 +111,7 @@ function sourcesDigest(sources: readonly string[]): string {
 
 /** G of a group: its suffix and the S of each allow kind. */
 function groupTerm(suffix: string, digests: readonly string[]): Uint32Array {
-  return fromHex(sha256Hex(`${suffix}\n${digests.join('\n')}`));
+  return sha256Number(`${suffix}\n${digests.join('\n')}`);
 }
 
 const EMPTY_DIGEST = sourcesDigest([]);
@@ -150,7 +146,7 @@ function listedText(mode: Mode, sets: SetContents): string {
 
 /** The term of one egress member of `kind`. */
 function egressTerm(kind: SetKind, m: string): Uint32Array {
-  return fromHex(sha256Hex(`${kind}\n${m}`));
+  return sha256Number(`${kind}\n${m}`);
 }
 
 const egressSums = new WeakMap<readonly string[], Uint32Array>();
@@ -207,16 +203,24 @@ function auditLines(sets: SetContents): string {
   return text;
 }
 
-/** The version from the listed part of the header, the allow sum (as 64 hex), the egress lists and the audit lists. */
-function versionOf(listed: string, sets: SetContents, sumHex: string): string {
+/** The member counts of the allow kinds (ALLOW_KINDS order). */
+function allowCounts(sets: SetContents): number[] {
+  return ALLOW_KINDS.map((kind) => sets[kind].length);
+}
+
+/**
+ * The version from the listed part of the header, the allow kinds' counts, the allow sum (as 64
+ * hex), the egress lists and the audit lists (the allow lists themselves are not read).
+ */
+function versionOf(listed: string, counts: readonly number[], sets: SetContents, sumHex: string): string {
   let text = listed;
-  for (const kind of ALLOW_KINDS) text += `#${kind} ${sets[kind].length}\n`;
+  ALLOW_KINDS.forEach((kind, k) => (text += `#${kind} ${counts[k]!}\n`));
   return sha256Hex(`${text}#allow ${sumHex}\n${egressLine(sets)}${auditLines(sets)}`).slice(0, 16);
 }
 
 /** The version of {mode, sets}, from the members alone (the definition; see the header). */
 export function stateVersion(mode: Mode, sets: SetContents): string {
-  return versionOf(listedText(mode, sets), sets, allowSum(sets));
+  return versionOf(listedText(mode, sets), allowCounts(sets), sets, allowSum(sets));
 }
 
 /** One claim as the version sees it: its member suffix (",<proto>:<port>") and its source set. */
@@ -284,14 +288,17 @@ export class HostVersions<S extends object> {
       const term = this.term(c.set, c.suffix);
       if (term) addInto(sum, term, 1);
     }
-    return this.record(hostId, mode, sets, sum, undefined);
+    return this.record(hostId, mode, sets, sum, undefined, allowCounts(sets));
   }
 
   /**
    * The version of a host's state after `changes` (in the order made) to the claims it was last
-   * versioned with (fresh or patched); `sets` is the new state's lists. O(changes) plus the header.
+   * versioned with (fresh or patched); `sets` is the new state's lists, `counts` its allow kinds'
+   * member counts (ALLOW_KINDS order; by default read from `sets`: a patching caller passes them,
+   * its allow lists may be pending,
+   * pending-list.ts). O(changes) plus the header.
    */
-  patched(hostId: string, mode: Mode, sets: SetContents, changes: readonly ClaimChange<S>[]): string {
+  patched(hostId: string, mode: Mode, sets: SetContents, changes: readonly ClaimChange<S>[], counts: readonly number[] = allowCounts(sets)): string {
     const old = this.hosts.get(hostId);
     if (!old) throw new Error(`state version: host ${hostId} has no version sum to patch`);
     const sum = old.sum.slice();
@@ -302,14 +309,14 @@ export class HostVersions<S extends object> {
       if (minus) addInto(sum, minus, -1);
       if (plus) addInto(sum, plus, 1);
     }
-    return this.record(hostId, mode, sets, sum, old);
+    return this.record(hostId, mode, sets, sum, old, counts);
   }
 
-  /** The version of a host's state whose allow lists did not change since it was last versioned (only egress lists did). */
-  reversioned(hostId: string, mode: Mode, sets: SetContents): string {
+  /** The version of a host's state whose allow lists did not change since it was last versioned (only egress lists did); `counts` as `patched`. */
+  reversioned(hostId: string, mode: Mode, sets: SetContents, counts: readonly number[] = allowCounts(sets)): string {
     const old = this.hosts.get(hostId);
     if (!old) throw new Error(`state version: host ${hostId} has no version sum to reuse`);
-    return this.record(hostId, mode, sets, old.sum, old);
+    return this.record(hostId, mode, sets, old.sum, old, counts);
   }
 
   /** The host left: its sum is dropped. */
@@ -317,12 +324,12 @@ export class HostVersions<S extends object> {
     this.hosts.delete(hostId);
   }
 
-  private record(hostId: string, mode: Mode, sets: SetContents, sum: Uint32Array, old: HostSum | undefined): string {
+  private record(hostId: string, mode: Mode, sets: SetContents, sum: Uint32Array, old: HostSum | undefined, counts: readonly number[]): string {
     const lists = LISTED_KINDS.map((kind) => sets[kind]);
     const listed = old && old.mode === mode && lists.every((l, i) => l === old.lists[i]) ? old.listed : listedText(mode, sets);
     const hex = old && old.sum === sum ? old.hex : toHex(sum);
     this.hosts.set(hostId, { sum, hex, lists, mode, listed });
-    return versionOf(listed, sets, hex);
+    return versionOf(listed, counts, sets, hex);
   }
 
   /** G of a claim with `set` and `suffix`; undefined when the set has no source (the claim has no member). */
