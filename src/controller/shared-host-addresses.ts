@@ -169,6 +169,8 @@ export class SharedHostAddresses {
 
   private take(entries: readonly ConsulKvEntry[]): void {
     const next = new Map<string, readonly string[]>();
+    const present = new Set(entries.map((e) => e.key));
+    for (const key of this.badLogged.keys()) if (!present.has(key)) this.badLogged.delete(key);
     for (const e of entries) {
       const r = parseHostEntry(this.base, e);
       if (typeof r === 'string') {
