@@ -78,7 +78,6 @@ async function systemLookup(name: string): Promise<readonly string[]> {
   return answers.map((a) => a.address);
 }
 
-
 export class HostAddresses {
   private readonly hello = new Map<string, readonly string[]>();
   /** Per host, the Hello addresses last refused (logged once per distinct list). */
@@ -155,8 +154,9 @@ export class HostAddresses {
     }
     // With shared addresses, an agent that connects here or leaves changes which list wins.
     if (this.opts.shared) {
-      for (const id of connected) if (!this.connected.has(id) && !changed.includes(id)) changed.push(id);
-      for (const id of this.connected) if (!connected.has(id) && !changed.includes(id)) changed.push(id);
+      const listed = new Set(changed);
+      for (const id of connected) if (!this.connected.has(id) && !listed.has(id)) changed.push(id);
+      for (const id of this.connected) if (!connected.has(id) && !listed.has(id)) changed.push(id);
     }
     this.connected = connected;
     if (changed.length > 0) this.fire(changed);
