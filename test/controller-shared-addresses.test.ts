@@ -3,7 +3,7 @@
  * agents' Hello addresses through Consul KV (src/controller/shared-host-addresses.ts): agent h1
  * is connected only to replica A, h2 only to B, and still both replicas compile the same bytes
  * (the same version for every host in /hosts), with h1's state on B admitting h1's and h2's
- * addresses where the policy says so. A malformed KV entry is skipped and logged; a Consul outage
+ * addresses where the policy says so, and h2 moving to A gets no Snapshot. A malformed KV entry is skipped and logged; a Consul outage
  * changes nothing in force. Real gRPC and HTTP on port 0, the Marathon and Consul API doubles.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { ConsulClient } from '../src/consul/consul-client.js';
 import { startController, type RunningController } from '../src/controller/controller-main.js';
 import { createMarathonFeed } from '../src/controller/marathon-feed.js';
 import { defaultPolicyPath } from '../src/package-root.js';
-import { waitFor } from './support/cluster-harness.js';
+import { agentsOf, waitFor } from './support/cluster-harness.js';
 import { ConsulDouble } from './support/consul-double.js';
 import { openRawStream, type RawStream } from './support/grpc-harness.js';
 import { logCapture } from './support/log-capture.js';
@@ -58,15 +58,15 @@ async function replica(name: string, consulUrl: string, marathonUrl: string, dir
   return { c, lines };
 }
 
-function hello(c: RunningController, hostId: string): RawStream {
+function hello(c: RunningController, hostId: string, appliedVersion = ''): RawStream {
   const s = openRawStream(c.grpcAddress);
   cleanups.push(() => s.close());
-  s.send({ hello: { hostId, addresses: [ADDRESS[hostId]!], agentVersion: 'played', appliedVersion: '' } });
+  s.send({ hello: { hostId, addresses: [ADDRESS[hostId]!], agentVersion: 'played', appliedVersion } });
   return s;
 }
 
 describe('controller replicas share Hello addresses in Consul KV', () => {
-  it('compile the same bytes when h1 is on A and h2 on B; a bad entry is skipped and logged; an outage changes nothing', async () => {
+  it('compile the same bytes when h1 is on A and h2 on B, h2 moves to A with no Snapshot; bad entries are skipped and logged; an outage changes nothing', async () => {
     const consul = new ConsulDouble();
     const consulUrl = await consul.start();
     cleanups.push(() => consul.close());
@@ -84,7 +84,7 @@ describe('controller replicas share Hello addresses in Consul KV', () => {
     const a = await replica('a', consulUrl, marathon.url, dir);
     const b = await replica('b', consulUrl, marathon.url, dir);
     hello(a.c, 'h1');
-    hello(b.c, 'h2');
+    const h2OnB = hello(b.c, 'h2');
 
     const stateOn = async (c: RunningController, h: string): Promise<string> => JSON.stringify(await getJson(`http://${c.statusAddress}/hosts/${h}/state`));
     // Both replicas: every host's state names both hosts' addresses (web on h1 and h2 → api).
@@ -101,6 +101,20 @@ describe('controller replicas share Hello addresses in Consul KV', () => {
     expect(h1OnB).toContain(ADDRESS.h2);
     expect(await stateOn(b.c, 'h1')).toBe(await stateOn(a.c, 'h1'));
 
+    // h2's agent moves from B to A, announcing the version B sent it: A compiled the same one, so
+    // it sends no Snapshot (the next change would come as a Delta), and nothing changes anywhere.
+    // (The version as this played agent is sent it: agent-view.ts drops what its release lacks.)
+    const sentByB = await waitFor(async () => agentsOf(await getJson(`http://${b.c.statusAddress}/status`)).find((r) => r.hostId === 'h2')?.desiredVersion, 10_000, 'B sending h2 its state');
+    expect(h2OnB.of('snapshot').length).toBeGreaterThan(0);
+    h2OnB.close();
+    await waitFor(async () => agentsOf(await getJson(`http://${b.c.statusAddress}/status`)).find((r) => r.hostId === 'h2')?.connected === false || undefined, 10_000, 'h2 gone from B');
+    const h2OnA = hello(a.c, 'h2', sentByB);
+    const onA = await waitFor(async () => agentsOf(await getJson(`http://${a.c.statusAddress}/status`)).find((r) => r.hostId === 'h2' && r.connected), 10_000, 'h2 on A');
+    expect(onA).toMatchObject({ appliedVersion: sentByB, desiredVersion: sentByB });
+    expect(h2OnA.of('snapshot')).toHaveLength(0);
+    expect(JSON.stringify(await versions(a.c))).toBe(JSON.stringify(same));
+    expect(JSON.stringify(await versions(b.c))).toBe(JSON.stringify(same));
+
     // What KV holds: one entry per host, written by the replica its agent is on.
     const probe = new ConsulClient({ url: consulUrl, timeoutMs: 2_000 });
     cleanups.push(() => probe.close());
@@ -110,22 +124,23 @@ describe('controller replicas share Hello addresses in Consul KV', () => {
       ['portcullis/policy/hosts/h2', [ADDRESS.h2]],
     ]);
 
-    // A malformed entry (hand-written, or by a broken writer): skipped and logged, nothing changes.
+    // Malformed entries (hand-written, or by a broken writer): skipped and logged, nothing changes.
     await probe.kvPut('portcullis/policy/hosts/h3', '{"addresses":["not-an-ip"]}');
-    await probe.kvPut('portcullis/policy/hosts/h2', 'not json');
+    await probe.kvPut('portcullis/policy/hosts/x_2f', '{"addresses":["10.0.0.9"]}'); // not a canonical key
     for (const r of [a, b]) {
       await waitFor(() => r.lines.filter((l) => l.event === 'hosts_kv.entry_skipped').length >= 2, 10_000, 'the bad entries logged');
     }
     const skipped = b.lines.filter((l) => l.event === 'hosts_kv.entry_skipped').map((l) => l.key);
-    expect(skipped).toEqual(expect.arrayContaining(['portcullis/policy/hosts/h3', 'portcullis/policy/hosts/h2']));
-    // KV's h2 entry is broken now, so it no longer holds h2's addresses: B, which has h2's Hello,
-    // writes them again (KV differs from its Hello), and A is back on the same versions.
-    await waitFor(async () => (JSON.stringify(await versions(a.c)) === JSON.stringify(same) ? true : undefined), 10_000, 'A back on the same versions (B rewrote h2)');
-    expect((await probe.kvGet('portcullis/policy/hosts/h2')).value?.value.toString('utf8')).toContain(ADDRESS.h2);
+    expect(skipped).toEqual(expect.arrayContaining(['portcullis/policy/hosts/h3', 'portcullis/policy/hosts/x_2f']));
+    expect(JSON.stringify(await versions(a.c))).toBe(JSON.stringify(same));
     expect(JSON.stringify(await versions(b.c))).toBe(JSON.stringify(same));
-    // Logged once per distinct bad content, not on every read.
-    const count = b.lines.filter((l) => l.event === 'hosts_kv.entry_skipped' && l.key === 'portcullis/policy/hosts/h3').length;
-    expect(count).toBe(1);
+    // KV's h2 entry broken: it no longer holds h2's addresses, so A, which holds h2's agent now,
+    // writes them again (KV differs from its Hello), and both replicas end on the same versions.
+    await probe.kvPut('portcullis/policy/hosts/h2', 'not json');
+    await waitFor(async () => (await probe.kvGet('portcullis/policy/hosts/h2')).value?.value.toString('utf8').includes(ADDRESS.h2!), 10_000, 'A rewrote h2');
+    await waitFor(async () => (JSON.stringify(await versions(b.c)) === JSON.stringify(same) && JSON.stringify(await versions(a.c)) === JSON.stringify(same)) || undefined, 10_000, 'both on the same versions');
+    // Logged once per distinct bad content, not on every read (reads happened since: h2's changes).
+    expect(b.lines.filter((l) => l.event === 'hosts_kv.entry_skipped' && l.key === 'portcullis/policy/hosts/h3')).toHaveLength(1);
 
     // Consul down: every read fails, nothing in force changes on either replica.
     consul.setOutage('error');
