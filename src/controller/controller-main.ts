@@ -62,11 +62,15 @@ import { FlowIntakeQueue } from './flow-intake-queue.js';
 import { DEFAULT_CONTROLLER_STATE_DIR, FlowPersistence } from './flow-persistence.js';
 import { FlowPeers } from './flow-peers.js';
 import { PeersService } from '../grpc/peers-service.js';
+import { SharedHostAddresses } from './shared-host-addresses.js';
+import { DEFAULT_POLICY_PREFIX } from '../consul/policy-kv.js';
 
 export interface FeedContext {
   /** What the Sync service knows of every agent (host ids, Hello addresses). */
   readonly agents: () => AgentStatus[];
   readonly logger: Logger;
+  /** With Consul and a service: the agents' Hello addresses shared between replicas (shared-host-addresses.ts). */
+  readonly sharedAddresses?: SharedHostAddresses;
 }
 
 export interface ControllerOptions {
@@ -175,7 +179,19 @@ export async function startController(options: ControllerOptions): Promise<Runni
     maxAgents: options.maxAgents ?? 0,
     ...(replicas && options.rebalance ? { rebalance: { replicas: () => replicas.current(), agents: () => store.hostIds().length, intervalMs: options.rebalance.intervalMs, ...(options.rebalance.slack !== undefined ? { slack: options.rebalance.slack } : {}) } } : {}),
   });
-  const feed = await options.feed({ agents: () => sync.agents(), logger: log });
+  // Shared host addresses (issue 12 item 1): replicas publish their agents' Hello addresses in KV
+  // and follow the others', so every replica compiles the same bytes. Needs Consul and a service.
+  const sharedAddresses =
+    options.consul?.service !== undefined
+      ? new SharedHostAddresses({ client: options.consul.client, prefix: options.consul.policyPrefix ?? DEFAULT_POLICY_PREFIX, logger: log })
+      : undefined;
+  sharedAddresses?.start();
+  const feed = await Promise.resolve()
+    .then(() => options.feed({ agents: () => sync.agents(), logger: log, ...(sharedAddresses ? { sharedAddresses } : {}) }))
+    .catch(async (e: unknown) => {
+      await sharedAddresses?.stop();
+      throw e;
+    });
   const status = new ControllerStatus({
     store,
     agents: () => sync.agents(),
@@ -278,6 +294,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     await replicas?.stop();
     store.close();
     await feed.stop().catch((e: unknown) => log.warn({ err: String(e) }, 'cluster feed did not stop cleanly'));
+    await sharedAddresses?.stop();
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         server.forceShutdown();

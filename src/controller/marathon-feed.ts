@@ -25,7 +25,7 @@ import type { ClusterState } from '../inventory/cluster-state.js';
 import type { MarathonAuth, MarathonTls } from '../marathon/http-client.js';
 import { MarathonSource, type MarathonSourceStatus } from '../marathon/marathon-source.js';
 import { isoTime } from '../logging.js';
-import { HostAddresses, type AgentAddressSource } from './host-addresses.js';
+import { HostAddresses, type AgentAddressSource, type SharedAddressSource } from './host-addresses.js';
 
 /** What the feed needs of a MarathonSource (the real one fits). */
 export interface MarathonLike {
@@ -166,9 +166,10 @@ export interface MarathonFeedConfig {
 
 /**
  * The feed the controller runs with `--marathon`: Marathon source + address book over the
- * agents' Hellos (e.g. `() => syncService.agents()`).
+ * agents' Hellos (e.g. `() => syncService.agents()`), and the Hellos other replicas shared
+ * (FeedContext.sharedAddresses, with Consul).
  */
-export function createMarathonFeed(r: MarathonFeedConfig, agents: AgentAddressSource, logger?: Logger): MarathonFeed {
+export function createMarathonFeed(r: MarathonFeedConfig, agents: AgentAddressSource, logger?: Logger, shared?: SharedAddressSource): MarathonFeed {
   if (r.tls?.insecureSkipVerify) logger?.warn('Marathon certificates are NOT verified (--marathon-insecure-skip-verify)');
   const source = new MarathonSource({
     url: [...r.urls],
@@ -177,6 +178,6 @@ export function createMarathonFeed(r: MarathonFeedConfig, agents: AgentAddressSo
     relistIntervalMs: r.relistIntervalMs,
     ...(logger ? { logger } : {}),
   });
-  const addresses = new HostAddresses({ agents, dns: r.dns, ...(logger ? { logger } : {}) });
+  const addresses = new HostAddresses({ agents, dns: r.dns, ...(logger ? { logger } : {}), ...(shared ? { shared } : {}) });
   return new MarathonFeed({ source, addresses, ...(logger ? { logger } : {}) });
 }

@@ -295,8 +295,8 @@ export const controllerCommand: Command = {
       credentials = options.tls ? await readTlsFiles(options.tls) : undefined;
       controller = await startController({
         policyPath: options.policyPath,
-        feed: async ({ agents, logger }) => {
-          if (options.marathon) return createMarathonFeed(await resolveMarathonFlags(options.marathon), agents, logger.child({ module: 'marathon' }));
+        feed: async ({ agents, logger, sharedAddresses }) => {
+          if (options.marathon) return createMarathonFeed(await resolveMarathonFlags(options.marathon), agents, logger.child({ module: 'marathon' }), sharedAddresses);
           return new StaticInventoryFeed({ path: options.inventoryPath as string, logger: logger.child({ module: 'inventory' }) });
         },
         listen: options.listen,

@@ -1,0 +1,226 @@
+/**
+ * Host addresses shared between controller replicas through Consul KV (issue 12 item 1: "each
+ * replica compiles the same bytes"). A host's addresses come first from its agent's Hello
+ * (host-addresses.ts), but a replica only sees the Hellos of the agents connected to it; without
+ * this, a replica that does not serve h2 compiles h2's tasks with no address, and the replicas'
+ * versions disagree. So:
+ *
+ *  - **Publish**: a replica that holds a connected agent's Hello writes
+ *    `<prefix>/hosts/<segment>` = `{"addresses":[...],"at":"<ISO 8601>"}` when the (canonical,
+ *    sorted) list differs from what KV holds for that host, never on every poll. Writes go one at
+ *    a time, at most one per `minWriteIntervalMs` (default 100 ms), the latest list per host
+ *    wins, a failed write is retried with backoff; nothing is written before the first KV read
+ *    (so a restart does not rewrite what KV already holds).
+ *  - **Follow**: every replica follows `<prefix>/hosts/` (recurse, blocking queries,
+ *    consul-follow.ts: the index going backwards resets it). Entries are validated like Hello
+ *    addresses (src/net/address.ts; IPv4-mapped IPv6 refused); a bad entry is logged once per
+ *    distinct content and skipped. A failed read keeps the last list (nothing applied changes).
+ *    A change calls the listeners with the hosts whose list changed.
+ *  - **Keys**: host ids are untrusted text. A segment keeps [A-Za-z0-9.-] and writes every other
+ *    UTF-8 byte (and `_`, and a leading `.`) as `_XX` (hex), so it never holds '/', '%', '..' or
+ *    anything a URL or Consul would read differently; ids over MAX_HOST_ID_BYTES are not shared.
+ *  - **Stale entries**: an entry is replaced by the host's next Hello on any replica (when its
+ *    addresses differ); entries are never deleted automatically (a host that left for good keeps
+ *    its entry until an operator deletes the key; the entry only ever adds that host's own
+ *    addresses).
+ */
+import type { Logger } from 'pino';
+import pino from 'pino';
+import { parseBoundedJson } from '../json/bounded-json.js';
+import { parseAddress } from '../net/address.js';
+import { Backoff, sleep } from '../retry/backoff.js';
+import type { Follower } from '../consul/blocking-follow.js';
+import type { ConsulClient } from '../consul/consul-client.js';
+import { followKvPrefix } from '../consul/consul-follow.js';
+import type { ConsulKvEntry } from '../consul/consul-payloads.js';
+
+export const MAX_HOST_ID_BYTES = 255;
+const MAX_ADDRESSES = 64;
+const MAX_ENTRY_BYTES = 16 * 1024;
+const SAFE = /^[A-Za-z0-9.-]$/;
+
+/** The KV key segment of a host id, or undefined when the id is empty or too long to share. */
+export function hostKeySegment(hostId: string): string | undefined {
+  const bytes = Buffer.from(hostId, 'utf8');
+  if (bytes.length === 0 || bytes.length > MAX_HOST_ID_BYTES) return undefined;
+  let out = '';
+  for (let i = 0; i < bytes.length; i++) {
+    const c = String.fromCharCode(bytes[i]!);
+    out += bytes[i]! < 0x80 && SAFE.test(c) && !(i === 0 && c === '.') ? c : `_${bytes[i]!.toString(16).padStart(2, '0').toUpperCase()}`;
+  }
+  return out;
+}
+
+/** The host id of a key segment, or undefined when it is not one hostKeySegment makes. */
+export function hostIdOfSegment(segment: string): string | undefined {
+  if (!/^(?:[A-Za-z0-9.-]|_[0-9A-F]{2})+$/.test(segment)) return undefined;
+  const bytes: number[] = [];
+  for (let i = 0; i < segment.length; i++) {
+    if (segment[i] === '_') {
+      bytes.push(parseInt(segment.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else bytes.push(segment.charCodeAt(i));
+  }
+  const id = Buffer.from(bytes).toString('utf8');
+  return hostKeySegment(id) === segment ? id : undefined; // canonical form only (one key per host)
+}
+
+/** The usable addresses of `texts`, canonical, sorted, distinct; and why the others are not. */
+export function canonicalAddresses(texts: readonly string[]): { list: string[]; refused: string[] } {
+  const out = new Set<string>();
+  const refused: string[] = [];
+  for (const t of texts) {
+    const a = parseAddress(t);
+    if (a.ok) out.add(a.canonical);
+    else refused.push(a.message);
+  }
+  return { list: [...out].sort(), refused };
+}
+
+/** One KV entry under `<prefix>/hosts/`: the host and its addresses, or why it is not usable. */
+export function parseHostEntry(base: string, e: ConsulKvEntry): { hostId: string; addresses: string[] } | string {
+  const hostId = e.key.startsWith(base) ? hostIdOfSegment(e.key.slice(base.length)) : undefined;
+  if (hostId === undefined) return 'the key is not an encoded host id';
+  const parsed = parseBoundedJson(e.value.toString('utf8'), { maxBytes: MAX_ENTRY_BYTES, maxDepth: 3 });
+  if (!parsed.ok) return `not JSON: ${parsed.error}`;
+  const v = parsed.value as { addresses?: unknown } | null;
+  if (typeof v !== 'object' || v === null || !Array.isArray(v.addresses) || v.addresses.length === 0 || v.addresses.length > MAX_ADDRESSES || !v.addresses.every((a) => typeof a === 'string')) {
+    return `addresses is not a list of 1 to ${MAX_ADDRESSES} strings`;
+  }
+  const { list, refused } = canonicalAddresses(v.addresses as string[]);
+  if (refused.length > 0) return `addresses not usable: ${refused.join('; ')}`;
+  return { hostId, addresses: list };
+}
+
+const same = (a: readonly string[] | undefined, b: readonly string[] | undefined): boolean => a !== undefined && b !== undefined && a.join(' ') === b.join(' ');
+
+export interface SharedHostAddressesOptions {
+  readonly client: ConsulClient;
+  /** The KV prefix; entries live under `<prefix>/hosts/`. */
+  readonly prefix: string;
+  readonly minWriteIntervalMs?: number;
+  /** Blocking wait of each follow read. Default 60 s. */
+  readonly waitMs?: number;
+  readonly now?: () => Date;
+  readonly logger?: Logger;
+}
+
+export class SharedHostAddresses {
+  private readonly base: string;
+  private readonly kv = new Map<string, readonly string[]>();
+  private readonly pending = new Map<string, readonly string[]>();
+  private readonly listeners = new Set<(hostIds: readonly string[]) => void>();
+  private readonly badLogged = new Map<string, string>();
+  private readonly tooLong = new Set<string>();
+  private readonly log: Logger;
+  private readonly stopSignal = new AbortController();
+  private follower: Follower | undefined;
+  private known = false;
+  private writing: Promise<void> | undefined;
+  /** Successful writes (tests and /metrics-style counters). */
+  writes = 0;
+
+  constructor(private readonly opts: SharedHostAddressesOptions) {
+    this.base = `${opts.prefix}/hosts/`;
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ module: 'shared-host-addresses' });
+  }
+
+  start(): void {
+    if (this.follower) return;
+    this.follower = followKvPrefix(this.opts.client, this.base, {
+      ...(this.opts.waitMs !== undefined ? { waitMs: this.opts.waitMs } : {}),
+      onChange: (entries) => this.take(entries),
+      onError: (e, { delayMs }) => this.log.warn({ event: 'hosts_kv.read_failed', err: e.message, retryInMs: delayMs }, 'cannot read the shared host addresses from Consul; keeping the last ones'),
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopSignal.abort();
+    await this.follower?.stop();
+    await this.writing;
+  }
+
+  onChange(listener: (hostIds: readonly string[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** A host's addresses as KV holds them (canonical, sorted), or undefined. */
+  lookup(hostId: string): readonly string[] | undefined {
+    return this.kv.get(hostId);
+  }
+
+  /** Every host KV holds addresses for. */
+  hosts(): IterableIterator<[string, readonly string[]]> {
+    return this.kv.entries();
+  }
+
+  /** This replica holds `hostId`'s Hello with `addresses` (canonical, sorted): written when KV differs. */
+  publish(hostId: string, addresses: readonly string[]): void {
+    if (same(this.kv.get(hostId), addresses) || same(this.pending.get(hostId), addresses)) return;
+    if (hostKeySegment(hostId) === undefined) {
+      if (!this.tooLong.has(hostId)) this.log.warn({ event: 'hosts_kv.not_shared', host: hostId.slice(0, 100) }, `host id over ${MAX_HOST_ID_BYTES} bytes: its addresses are not shared with other replicas`);
+      this.tooLong.add(hostId);
+      return;
+    }
+    this.pending.set(hostId, addresses);
+    this.pump();
+  }
+
+  private take(entries: readonly ConsulKvEntry[]): void {
+    const next = new Map<string, readonly string[]>();
+    const present = new Set(entries.map((e) => e.key));
+    for (const key of this.badLogged.keys()) if (!present.has(key)) this.badLogged.delete(key);
+    for (const e of entries) {
+      const r = parseHostEntry(this.base, e);
+      if (typeof r === 'string') {
+        const seen = e.value.toString('base64');
+        if (this.badLogged.get(e.key) !== seen) this.log.warn({ event: 'hosts_kv.entry_skipped', key: e.key.slice(0, 300), error: r }, 'a shared host address entry in Consul is not usable: skipped');
+        this.badLogged.set(e.key, seen);
+        continue;
+      }
+      next.set(r.hostId, r.addresses);
+    }
+    const changed: string[] = [];
+    for (const [id, list] of next) if (!same(this.kv.get(id), list)) changed.push(id);
+    for (const id of this.kv.keys()) if (!next.has(id)) changed.push(id);
+    this.kv.clear();
+    for (const [id, list] of next) this.kv.set(id, list);
+    this.known = true;
+    for (const [id, list] of [...this.pending]) if (same(this.kv.get(id), list)) this.pending.delete(id);
+    this.pump();
+    if (changed.length > 0) for (const fn of [...this.listeners]) fn(changed);
+  }
+
+  /** Writes the pending lists one at a time, rate bounded, retrying failures with backoff. */
+  private pump(): void {
+    if (this.writing || !this.known || this.pending.size === 0 || this.stopSignal.signal.aborted) return;
+    this.writing = this.drain().finally(() => {
+      this.writing = undefined;
+      this.pump();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    const backoff = new Backoff({ initialMs: 250, maxMs: 30_000 });
+    const signal = this.stopSignal.signal;
+    while (this.pending.size > 0 && !signal.aborted) {
+      const [hostId, addresses] = this.pending.entries().next().value as [string, readonly string[]];
+      const at = (this.opts.now ?? (() => new Date()))().toISOString();
+      try {
+        await this.opts.client.kvPut(`${this.base}${hostKeySegment(hostId)!}`, JSON.stringify({ addresses, at }), { signal });
+        this.writes += 1;
+        backoff.reset();
+        if (same(this.pending.get(hostId), addresses)) this.pending.delete(hostId);
+        this.kv.set(hostId, addresses); // what KV holds now (the follower confirms)
+        this.log.debug({ event: 'hosts_kv.written', host: hostId, addresses }, 'host addresses shared in Consul');
+        await sleep(this.opts.minWriteIntervalMs ?? 100, signal);
+      } catch (e) {
+        if (signal.aborted) return;
+        const delayMs = backoff.next();
+        this.log.warn({ event: 'hosts_kv.write_failed', host: hostId, err: (e as Error).message, retryInMs: delayMs }, 'cannot share host addresses in Consul; will retry');
+        await sleep(delayMs, signal);
+      }
+    }
+  }
+}
