@@ -39,7 +39,7 @@ import { benchPki } from './fanout-certs.js';
 import { fanoutWorld } from './fanout-cluster.js';
 import { checkOpenFileLimit, listenOverflows, overflowText, SERVER_NAME } from './fanout-controller.js';
 import { measureTlsFloor } from './fanout-floor.js';
-import { agentVersion, ApplyTracker, topReasons, WorkerPool } from './fanout-pool.js';
+import { agentVersion, ApplyTracker, topReasons, WorkerPool, type PoolTotals } from './fanout-pool.js';
 import { wallNow, type FromReplica, type FromWorker, type ReplicaInit, type ReplicaStats, type ToReplica } from './fanout-protocol.js';
 import { log, report } from './figures.js';
 import type { BenchOptions } from './options.js';
@@ -213,11 +213,11 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     const spread = async (): Promise<string> => (await allStats()).map((s, k) => `r${alive()[k]!.index} ${s.open}`).join(', ');
     /**
      * Waits until `done()` like waitUntil, logging every 30 s how many agents the tracker still
-     * waits for and why streams ended since the wait began; a timeout says both too.
+     * waits for and why streams ended since `base` (totals taken before); a timeout says both too.
+     * Nothing is asked of the workers before the first 30 s (they are busy dialling).
      */
-    const waitForAgents = async (what: string, done: () => boolean, timeoutMs: number): Promise<void> => {
-      const base = await pool!.totals();
-      const state = async (): Promise<string> => `${tracker.remaining} of ${n} agents not there yet, ${load()}; stream losses ${topReasons(base.reasons, (await pool!.totals()).reasons)}`;
+    const waitForAgents = async (what: string, done: () => boolean, timeoutMs: number, base: PoolTotals | undefined): Promise<void> => {
+      const state = async (): Promise<string> => `${tracker.remaining} of ${n} agents not there yet, ${load()}; stream losses ${topReasons(base?.reasons ?? {}, (await pool!.totals()).reasons)}`;
       const timer = setInterval(() => void state().then((x) => log(`  … ${what}: ${x}`), () => undefined), 30_000);
       try {
         await waitUntil(what, () => (healthy(), done()), timeoutMs, 5);
@@ -243,7 +243,7 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     let cpu0 = await cpuOf();
     let t0 = wallNow();
     pool.broadcast({ type: 'connect' });
-    await waitForAgents('every agent to apply its first state', () => tracker.remaining === 0, 120_000 + 100 * n);
+    await waitForAgents('every agent to apply its first state', () => tracker.remaining === 0, 120_000 + 100 * n, undefined);
     const cold = tracker.latencies(t0);
     await waitFor('every replica to see every ack', everyAgentInSync, 60_000);
     log(`cold start: ${n} agents over ${r} replicas applied their first state in ${seconds(Math.max(...cold))} s (p50 ${seconds(percentile(cold, 50))} s); agents per replica ${await spread()}; replica CPU ${((await cpuSince(cpu0)) / n).toFixed(2)} ms per agent; ${load()}`);
@@ -302,7 +302,7 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     victim.child.kill('SIGKILL');
     for (const x of alive()) x.send({ type: 'change', prometheusOn });
     const orphansDone = (): boolean => [...orphans].every((i) => tracker.appliedAt[i]! > 0);
-    await waitForAgents('the killed replica\'s agents to apply the change elsewhere', orphansDone, 60_000 + 50 * n);
+    await waitForAgents('the killed replica\'s agents to apply the change elsewhere', orphansDone, 60_000 + 50 * n, agents1);
     const failover = [...orphans].map((i) => tracker.appliedAt[i]! - t0);
     const killCpu = await cpuSince(cpu0);
     let agents2 = await pool.totals();
@@ -326,7 +326,7 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     cpu0 = await cpuOf();
     t0 = wallNow();
     const restarted = await Promise.all(replicas.map((x) => x.ask('restarted', { type: 'restart', prometheusOn }, 60_000)));
-    await waitForAgents('every agent to resync after every stream dropped', () => tracker.remaining === 0, 120_000 + 100 * n);
+    await waitForAgents('every agent to resync after every stream dropped', () => tracker.remaining === 0, 120_000 + 100 * n, agents1);
     const storm = tracker.latencies(t0);
     const stormCpu = await cpuSince(cpu0);
     agents2 = await pool.totals();
