@@ -325,7 +325,7 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     overflows0 = await listenOverflows();
     cpu0 = await cpuOf();
     t0 = wallNow();
-    const restarted = await Promise.all(replicas.map((x) => x.ask('restarted', { type: 'restart', prometheusOn }, 60_000)));
+    const restarted = await Promise.all(replicas.map((x) => x.ask('restarted', { type: 'restart', prometheusOn }, 60_000 + 20 * n)));
     await waitForAgents('every agent to resync after every stream dropped', () => tracker.remaining === 0, 120_000 + 100 * n, agents1);
     const storm = tracker.latencies(t0);
     const stormCpu = await cpuSince(cpu0);
