@@ -27,195 +27,46 @@
  *    bare node:http2 mTLS server's RSS per idle connection).
  * Defaults take about a minute for 1,000 agents; `--agents 5000` takes several minutes.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
-import * as grpc from '@grpc/grpc-js';
 import { DesiredStateStore } from '../../src/controller/desired-state-store.js';
-import { SyncService } from '../../src/grpc/sync-service.js';
-import { readTlsFiles, type TlsMaterial } from '../../src/tls/credentials.js';
-import { listenMtls, type MtlsListener } from '../../src/tls/mtls-listener.js';
-import { TlsRefusals } from '../../src/tls/tls-refusals.js';
-import { caFiles, makeTestPki, verifyCert } from '../../src/tls/pki.js';
-import { AgentCertIssuer } from './fanout-certs.js';
+import { readTlsFiles } from '../../src/tls/credentials.js';
 import { fanoutWorld } from './fanout-cluster.js';
+import { benchPki } from './fanout-certs.js';
+import { checkOpenFileLimit, cpuMs, exposeGc, listenOverflows, memoryAfterGc, overflowText, SERVER_NAME, startController, stopController, type Controller } from './fanout-controller.js';
 import { measureTlsFloor } from './fanout-floor.js';
-import { wallNow, type FromWorker, type ToWorker, type WorkerStats } from './fanout-protocol.js';
+import { agentVersion, ApplyTracker, topReasons, WorkerPool } from './fanout-pool.js';
+import { wallNow } from './fanout-protocol.js';
 import { log, report } from './figures.js';
 import type { BenchOptions } from './options.js';
 import { mb, percentile, waitUntil } from './stats.js';
 import { hostId } from './synthetic-cluster.js';
 
+export { exposeGc } from './fanout-controller.js';
+
 const S = 'fanout';
 const CHANGES = 10;
 const CHANGES_BUDGET_MS = 120_000;
-const SERVER_NAME = 'localhost';
-const PING_INTERVAL_MS = 10_000;
 const FLOOR_SESSIONS = 1000;
-
-/** Which agents have applied the version expected of them, and when. */
-class ApplyTracker {
-  private expected: (string | undefined)[];
-  readonly appliedAt: Float64Array;
-  remaining = 0;
-
-  constructor(readonly size: number) {
-    this.expected = new Array<string | undefined>(size).fill(undefined);
-    this.appliedAt = new Float64Array(size);
-  }
-
-  /** From now on, host i is done once it applies `version(i)` (undefined: not waited for). */
-  expect(version: (i: number) => string | undefined): void {
-    this.remaining = 0;
-    this.appliedAt.fill(0);
-    for (let i = 0; i < this.size; i++) {
-      this.expected[i] = version(i);
-      if (this.expected[i] !== undefined) this.remaining++;
-    }
-  }
-
-  onApplied(hosts: readonly number[], versions: readonly string[], at: readonly number[]): void {
-    for (let k = 0; k < hosts.length; k++) {
-      const i = hosts[k]!;
-      if (this.expected[i] !== undefined && this.expected[i] === versions[k] && this.appliedAt[i] === 0) {
-        this.appliedAt[i] = at[k]!;
-        this.remaining--;
-      }
-    }
-  }
-
-  /** Apply times minus `t0`, of the hosts that were waited for. */
-  latencies(t0: number): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < this.size; i++) if (this.expected[i] !== undefined) out.push(this.appliedAt[i]! - t0);
-    return out;
-  }
-}
-
-interface Worker {
-  readonly index: number;
-  readonly child: ChildProcess;
-  ready: { issueMs: number; clientsMs: number } | undefined;
-  stats: WorkerStats | undefined;
-  stopped: WorkerStats | undefined;
-  exited: boolean;
-}
-
-interface Controller {
-  readonly server: grpc.Server;
-  readonly sync: SyncService;
-  readonly listener: MtlsListener;
-  readonly port: number;
-}
-
-export function exposeGc(): () => void {
-  const existing = (globalThis as { gc?: () => void }).gc;
-  if (existing) return existing;
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as (() => void) | undefined;
-  return gc ?? (() => undefined);
-}
-
-/** Soft RLIMIT_NOFILE of this process (Node cannot change it), undefined when unknown. */
-async function openFileLimit(): Promise<number | undefined> {
-  const text = await readFile('/proc/self/limits', 'utf8').catch(() => '');
-  const soft = text.split('\n').find((l) => l.startsWith('Max open files'))?.split(/\s{2,}/)[1];
-  return soft === undefined || soft === 'unlimited' ? undefined : Number(soft);
-}
-
-async function startController(store: DesiredStateStore, port: number, material: TlsMaterial): Promise<Controller> {
-  // As src/controller/controller-main.ts wires it: the SyncService on a grpc.Server behind the
-  // controller's mTLS listener.
-  const deadline = Date.now() + 15_000;
-  for (let attempt = 0; attempt < 1000; attempt++) {
-    const server = new grpc.Server();
-    const sync = new SyncService(store, { pingIntervalMs: PING_INTERVAL_MS });
-    sync.addToServer(server);
-    try {
-      const listener = await listenMtls(server, '127.0.0.1', port, { material, refusals: new TlsRefusals() });
-      return { server, sync, listener, port: listener.port };
-    } catch (e) {
-      sync.close();
-      server.forceShutdown();
-      // The old listener of a restart may still hold the port for a moment: retry, bounded.
-      if (port === 0 || Date.now() > deadline) throw e;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-  throw new Error(`could not bind 127.0.0.1:${port}`);
-}
-
-/**
- * The kernel's count of connections dropped because a listen queue was full (TcpExt
- * ListenOverflows, system-wide; undefined off Linux). The mTLS listener uses Node's default backlog
- * (511), so a connection storm larger than that overflows it and the kernel drops SYNs, which
- * clients retransmit after 1 s, 3 s, 7 s...
- */
-async function listenOverflows(): Promise<number | undefined> {
-  const text = await readFile('/proc/net/netstat', 'utf8').catch(() => '');
-  const lines = text.split('\n').filter((l) => l.startsWith('TcpExt:'));
-  if (lines.length < 2) return undefined;
-  const names = lines[0]!.split(/\s+/);
-  const values = lines[1]!.split(/\s+/);
-  const i = names.indexOf('ListenOverflows');
-  return i < 0 ? undefined : Number(values[i]);
-}
-
-function overflowText(before: number | undefined, after: number | undefined): string {
-  return before === undefined || after === undefined ? 'listen-queue overflows unknown' : `${after - before} listen-queue overflows (system-wide)`;
-}
-
-/** The most frequent stream-end reasons over the workers, `count× reason`. */
-function topReasons(before: Readonly<Record<string, number>>, after: Readonly<Record<string, number>>, limit = 3): string {
-  const rows = Object.entries(after)
-    .map(([reason, count]) => [reason, count - (before[reason] ?? 0)] as const)
-    .filter(([, count]) => count > 0)
-    .sort((a, b) => b[1] - a[1]);
-  return rows.length === 0 ? 'none' : rows.slice(0, limit).map(([reason, count]) => `${count}× ${reason}`).join('; ');
-}
-
-const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
-
-async function stopController(c: Controller | undefined): Promise<void> {
-  if (!c) return;
-  c.sync.close();
-  c.server.forceShutdown();
-  await c.listener.close();
-}
 
 export async function benchFanout(o: BenchOptions): Promise<void> {
   // At least 4 agents: each change moves Prometheus to a host it has not been on yet.
   const n = Math.max(4, Math.floor(o.agents));
   const workerCount = Math.max(1, Math.min(Math.floor(o.workers), n));
-  const perWorker = Math.ceil(n / workerCount);
-  const fdLimit = await openFileLimit();
-  if (fdLimit !== undefined && fdLimit < n + 256) {
-    throw new Error(`the open-file limit (ulimit -n ${fdLimit}) is too low for ${n} agent connections in one controller process: raise it to at least ${n + 256} (e.g. ulimit -n 65536)`);
-  }
+  await checkOpenFileLimit(n, 'one controller process');
   const gc = exposeGc();
   const tmp = await mkdtemp(path.join(tmpdir(), 'pcu-bench-fanout-'));
-  const workers: Worker[] = [];
+  let pool: WorkerPool | undefined;
   const store = new DesiredStateStore();
   let controller: Controller | undefined;
   try {
     // ---- controller: PKI, states, server ----
-    let t = performance.now();
-    const pki = await makeTestPki(path.join(tmp, 'pki'), { hosts: [], controllerNames: ['controller'] });
+    const { pki, caKeyFile } = await benchPki(tmp);
     const credentials = await readTlsFiles(pki.files('controller'));
-    log(`CA and controller certificate (openssl): ${(performance.now() - t).toFixed(0)} ms`);
-    // The agents' certificates come from fanout-certs.ts (node:crypto): check that openssl agrees
-    // one of them is a client certificate of this CA, as pki.ts's own are.
-    const sample = new AgentCertIssuer(await readFile(pki.caFile), await readFile(caFiles(pki.dir).keyFile)).issue('sample-host');
-    const sampleFile = path.join(tmp, 'sample-host.crt');
-    await writeFile(sampleFile, sample.certPem);
-    await verifyCert(pki.dir, sampleFile, 'client');
 
     const world = fanoutWorld(n, o.seed);
-    t = performance.now();
+    const t = performance.now();
     store.setPolicy(world.policy);
     store.setCluster(world.cluster);
     log(`fanout cluster: ${n} hosts, ${world.cluster.tasks.length} tasks, ${world.policy.rules.length} rules; first compile ${(performance.now() - t).toFixed(0)} ms`);
@@ -228,82 +79,22 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
     controller = await startController(store, 0, credentials);
     const target = `127.0.0.1:${controller.port}`;
     const tracker = new ApplyTracker(n);
-    const rejections: string[] = [];
     const hostIds = Array.from({ length: n }, (_, i) => hostId(i));
 
     // ---- workers ----
-    const workerScript = fileURLToPath(new URL('./fanout-worker.js', import.meta.url));
-    for (let w = 0; w < workerCount; w++) {
-      const first = w * perWorker;
-      const count = Math.max(0, Math.min(perWorker, n - first));
-      const child = fork(workerScript, [], { execArgv: ['--max-old-space-size=4096'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      const worker: Worker = { index: w, child, ready: undefined, stats: undefined, stopped: undefined, exited: false };
-      workers.push(worker);
-      child.on('exit', () => {
-        worker.exited = true;
-      });
-      child.on('error', () => {
-        worker.exited = true;
-      });
-      child.on('message', (m: FromWorker) => {
-        switch (m.type) {
-          case 'ready':
-            worker.ready = { issueMs: m.issueMs, clientsMs: m.clientsMs };
-            return;
-          case 'applied':
-            tracker.onApplied(m.hosts, m.versions, m.at);
-            return;
-          case 'rejected':
-            if (rejections.length < 20) rejections.push(`${hostId(m.host)}: ${m.reason}`);
-            return;
-          case 'stats':
-            worker.stats = m.stats;
-            return;
-          case 'stopped':
-            worker.stopped = m.stats;
-            return;
-          case 'error':
-            rejections.push(`worker ${w}: ${m.message}`);
-            return;
-        }
-      });
-      const init: ToWorker = { type: 'init', target, serverName: SERVER_NAME, caCertFile: pki.caFile, caKeyFile: caFiles(pki.dir).keyFile, first, count };
-      child.send(init);
-    }
-    /** Fails fast when a worker died or the controller rejected an agent. */
-    const healthy = (): void => {
-      const dead = workers.find((w) => w.exited && !w.stopped);
-      if (dead) throw new Error(`worker ${dead.index} exited unexpectedly`);
-      if (rejections.length > 0) throw new Error(`agents rejected or worker errors: ${rejections.slice(0, 3).join('; ')}`);
-    };
-    const broadcast = (m: ToWorker): void => {
-      for (const w of workers) if (!w.exited && w.child.connected) w.child.send(m);
-    };
-    await waitUntil('workers to issue certificates and build clients', () => (healthy(), workers.every((w) => w.ready)), 60_000 + 20 * n, 10);
-    const issueMs = Math.max(...workers.map((w) => w.ready!.issueMs));
-    log(`${workerCount} workers ready: ${n} host certificates issued in ${issueMs.toFixed(0)} ms (slowest worker, in parallel), clients built in ${Math.max(...workers.map((w) => w.ready!.clientsMs)).toFixed(0)} ms`);
+    pool = new WorkerPool(n, workerCount, { target, serverName: SERVER_NAME, caCertFile: pki.caFile, caKeyFile: caKeyFile }, tracker);
+    const healthy = (): void => pool!.healthy();
+    const broadcast = pool.broadcast.bind(pool);
+    const workerTotals = pool.totals.bind(pool);
+    const ready = await pool.ready(60_000 + 20 * n);
+    log(`${workerCount} workers ready: ${n} host certificates issued in ${ready.issueMs.toFixed(0)} ms (slowest worker, in parallel), clients built in ${ready.clientsMs.toFixed(0)} ms`);
 
-    /** Totals over the workers, asked for now: CPU ms, stream losses, RSS. */
-    const workerTotals = async (): Promise<{ cpuMs: number; disconnects: number; rss: number; reasons: Record<string, number> }> => {
-      for (const w of workers) w.stats = undefined;
-      broadcast({ type: 'stats' });
-      await waitUntil('worker stats', () => (healthy(), workers.every((w) => w.stats)), 30_000, 5);
-      const all = workers.map((w) => w.stats!);
-      const reasons: Record<string, number> = {};
-      for (const x of all) for (const [reason, count] of Object.entries(x.reasons)) reasons[reason] = (reasons[reason] ?? 0) + count;
-      return { cpuMs: all.reduce((a, x) => a + x.cpuMs, 0), disconnects: all.reduce((a, x) => a + x.disconnects, 0), rss: all.reduce((a, x) => a + x.rssBytes, 0), reasons };
-    };
     const allInSync = (): boolean => hostIds.every((id) => controller!.sync.agent(id)?.inSync === true);
-    const memory = () => {
-      gc();
-      gc();
-      const m = process.memoryUsage();
-      return { rss: m.rss, heap: m.heapUsed + m.external };
-    };
+    const memory = () => memoryAfterGc(gc);
     const before = memory();
 
     // ---- cold start ----
-    tracker.expect((i) => store.current(hostIds[i]!)?.version);
+    tracker.expect((i) => agentVersion(store, hostIds[i]!));
     let agents0 = await workerTotals();
     let overflows0 = await listenOverflows();
     let cpu0 = process.cpuUsage();
@@ -346,7 +137,7 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
       const changed = store.setCluster(next);
       const returned = wallNow();
       const changedSet = new Set(changed);
-      tracker.expect((i) => (changedSet.has(hostIds[i]!) ? store.current(hostIds[i]!)?.version : undefined));
+      tracker.expect((i) => (changedSet.has(hostIds[i]!) ? agentVersion(store, hostIds[i]!) : undefined));
       await waitUntil(`change ${k} to reach every agent`, () => (healthy(), tracker.remaining === 0), 60_000 + 20 * n, 5);
       const cpu = cpuMs(process.cpuUsage(cpu0));
       const lat = tracker.latencies(t0);
@@ -380,7 +171,7 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
     const stopped = wallNow();
     // A change while the controller is down: every agent needs a state it has not got yet.
     const changed = new Set(store.setCluster(world.withPrometheusOn(changes + 2)));
-    tracker.expect((i) => (changed.has(hostIds[i]!) ? store.current(hostIds[i]!)?.version : undefined));
+    tracker.expect((i) => (changed.has(hostIds[i]!) ? agentVersion(store, hostIds[i]!) : undefined));
     const compiled = wallNow();
     controller = await startController(store, port, credentials);
     const rebound = wallNow() - t0;
@@ -397,30 +188,17 @@ export async function benchFanout(o: BenchOptions): Promise<void> {
     unsubscribe();
 
     // ---- the platform's floor for the memory figure ----
-    await stopWorkers(workers);
+    await pool?.stop();
     await stopController(controller);
     controller = undefined;
     const floorCount = Math.min(n, FLOOR_SESSIONS);
-    const floor = await measureTlsFloor({ ...pki.files('controller'), caKeyFile: caFiles(pki.dir).keyFile }, floorCount, SERVER_NAME);
+    const floor = await measureTlsFloor({ ...pki.files('controller'), caKeyFile: caKeyFile }, floorCount, SERVER_NAME);
     log(`bare node:http2 mTLS server, ${floor.sessions} idle sessions: RSS ${floor.rssPerConnKB.toFixed(1)} KB, heap+external ${floor.heapPerConnKB.toFixed(1)} KB per connection`);
     report({ scenario: S, name: 'floor: bare node:http2 mTLS RSS per connection', value: floor.rssPerConnKB, unit: 'KB', note: `context for the RSS figure: node:http2 server without grpc-js or Portcullis, ${floor.sessions} idle sessions` });
   } finally {
-    await stopWorkers(workers);
+    await pool?.stop();
     await stopController(controller);
     store.close();
     await rm(tmp, { recursive: true, force: true });
-  }
-}
-
-/** Asks every worker to close its clients and exit; kills (by its own pid) one that does not. */
-async function stopWorkers(workers: readonly Worker[]): Promise<void> {
-  for (const w of workers) {
-    if (!w.exited && w.child.connected) w.child.send({ type: 'stop' } satisfies ToWorker);
-  }
-  try {
-    await waitUntil('workers to exit', () => workers.every((w) => w.exited), 15_000, 20);
-  } catch {
-    for (const w of workers) if (!w.exited) w.child.kill('SIGKILL');
-    await waitUntil('killed workers to exit', () => workers.every((w) => w.exited), 5_000, 20).catch(() => undefined);
   }
 }

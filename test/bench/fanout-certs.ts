@@ -13,6 +13,10 @@
  * controller's TLS stack verifies every one of them on connect.
  */
 import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { caFiles, makeTestPki, verifyCert, type TestPki } from '../../src/tls/pki.js';
+import { log } from './figures.js';
 
 // ---- minimal DER ----
 
@@ -164,4 +168,21 @@ export class AgentCertIssuer {
       keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
     };
   }
+}
+
+/**
+ * The benchmark's PKI under `dir`: CA and controller certificate (names `localhost`, made by
+ * pki.ts with openssl), and one agent certificate of this file checked by `openssl verify
+ * -purpose sslclient`, as pki.ts's own host certificates are.
+ */
+export async function benchPki(dir: string): Promise<{ pki: TestPki; caKeyFile: string }> {
+  const t = performance.now();
+  const pki = await makeTestPki(path.join(dir, 'pki'), { hosts: [], controllerNames: ['controller'] });
+  log(`CA and controller certificate (openssl): ${(performance.now() - t).toFixed(0)} ms`);
+  const caKeyFile = caFiles(pki.dir).keyFile;
+  const sample = new AgentCertIssuer(await readFile(pki.caFile), await readFile(caKeyFile)).issue('sample-host');
+  const sampleFile = path.join(dir, 'sample-host.crt');
+  await writeFile(sampleFile, sample.certPem);
+  await verifyCert(pki.dir, sampleFile, 'client');
+  return { pki, caKeyFile };
 }

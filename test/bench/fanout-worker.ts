@@ -1,7 +1,7 @@
 /**
  * A fanout benchmark worker: a child process (node:child_process fork, IPC channel) hosting a
  * slice of the simulated agents. Each agent is the real agent/sync-client.ts SyncClient with its
- * own channel, its own TLS connection and its own host certificate (issued here, in process, by
+ * own channel (one per controller replica it dials), its own TLS connection and its own host certificate (issued here, in process, by
  * fanout-certs.ts with the benchmark CA), and a recording dataplane: `apply` only notes the
  * version and the wall time, and the client then acks as a real agent does.
  *
@@ -11,6 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { ControllerTargets } from '../../agent/controller-targets.js';
 import { SyncClient } from '../../agent/sync-client.js';
 import type { DesiredState } from '../../src/compile/desired-state.js';
 import { AgentCertIssuer } from './fanout-certs.js';
@@ -20,7 +21,7 @@ import { hostAddress, hostId } from './synthetic-cluster.js';
 const clients: SyncClient[] = [];
 const counters = { applied: 0, rejected: 0, applyFailed: 0, disconnects: 0 };
 const reasons = new Map<string, number>();
-let batch: { hosts: number[]; versions: string[]; at: number[] } = { hosts: [], versions: [], at: [] };
+let batch: { hosts: number[]; versions: string[]; at: number[]; deltas: number[] } = { hosts: [], versions: [], at: [], deltas: [] };
 let flushTimer: NodeJS.Timeout | undefined;
 
 function send(message: FromWorker): void {
@@ -31,14 +32,15 @@ function flush(): void {
   flushTimer = undefined;
   if (batch.hosts.length === 0) return;
   const out = batch;
-  batch = { hosts: [], versions: [], at: [] };
+  batch = { hosts: [], versions: [], at: [], deltas: [] };
   send({ type: 'applied', ...out });
 }
 
-function recordApply(host: number, version: string): void {
+function recordApply(host: number, version: string, delta: boolean): void {
   batch.hosts.push(host);
   batch.versions.push(version);
   batch.at.push(wallNow());
+  batch.deltas.push(delta ? 1 : 0);
   counters.applied++;
   flushTimer ??= setTimeout(flush, 10);
 }
@@ -61,7 +63,7 @@ function init(m: WorkerInit): void {
     const { certPem, keyPem } = certs[k]!;
     let held: DesiredState | undefined;
     clients.push(new SyncClient({
-      target: m.target,
+      ...(m.targets ? { targets: new ControllerTargets(m.targets) } : { target: m.target }),
       credentials: grpc.credentials.createSsl(ca, Buffer.from(keyPem), Buffer.from(certPem)),
       channelOptions: { 'grpc.ssl_target_name_override': m.serverName, 'grpc.default_authority': m.serverName },
       hostId: hostId(index),
@@ -70,8 +72,8 @@ function init(m: WorkerInit): void {
       // The recording dataplane: the agent's apply is where the state "reaches" the host, and
       // what it last accepted is what the "kernel" holds (the base of the next Delta).
       held: () => held,
-      apply: async (state) => {
-        recordApply(index, state.version);
+      apply: async (state, delta) => {
+        recordApply(index, state.version, delta !== undefined);
         held = state;
       },
       onEvent: (e) => {

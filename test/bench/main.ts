@@ -40,6 +40,8 @@ async function runScenario(name: ChildName, options: BenchOptions): Promise<void
       return (await import('./bench-convergence.js')).benchConvergence(options);
     case 'flow-store':
       return (await import('./bench-flow-store.js')).benchFlowStore(options);
+    case 'replicas':
+      return (await import('./bench-replicas.js')).benchReplicas(options);
   }
 }
 

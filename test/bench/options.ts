@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 
-export const SCENARIOS = ['compile', 'kernel', 'packet', 'egress', 'flows', 'suggest', 'fanout', 'convergence', 'flow-store'] as const;
+export const SCENARIOS = ['compile', 'kernel', 'packet', 'egress', 'flows', 'suggest', 'fanout', 'convergence', 'flow-store', 'replicas'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 /** What one child process runs: a scenario, or the large-policy part of `compile`. */
 export type ChildName = ScenarioName | 'compile-policy';
@@ -23,6 +23,7 @@ export interface BenchOptions {
   readonly moves: number;
   readonly agents: number;
   readonly workers: number;
+  readonly replicas: number;
   readonly members: number;
   readonly pairs: number;
   readonly connectSeconds: number;
@@ -44,8 +45,9 @@ const NUMERIC = {
   'policy-networks': { default: 10_000, help: 'compile: networks of the large YAML policy' },
   runs: { default: 3, help: 'compile: full compiles timed, suggest: runs over 1M records (median reported)' },
   moves: { default: 10_000, help: 'compile: random task moves applied one at a time' },
-  agents: { default: 1000, help: 'fanout: simulated agents (full run: 5000)' },
-  workers: { default: 3, help: 'fanout: child processes hosting the agents' },
+  agents: { default: 1000, help: 'fanout, replicas: simulated agents (full run: 5000)' },
+  workers: { default: 3, help: 'fanout, replicas: child processes hosting the agents' },
+  replicas: { default: 3, help: 'replicas: controller replica processes (at least 2)' },
   members: { default: 100_000, help: 'kernel, flows: set members in the large state' },
   pairs: { default: 50_000, help: 'packet: allowed (source, port) pairs' },
   'connect-seconds': { default: 3, help: 'packet, egress, flows: seconds per connection-rate run' },
@@ -58,7 +60,7 @@ const NUMERIC = {
 
 export function usage(): string {
   const lines = [
-    'usage: npm run bench -- [--only compile,kernel,packet,egress,flows,suggest,fanout,convergence,flow-store] [size flags]',
+    'usage: npm run bench -- [--only compile,kernel,packet,egress,flows,suggest,fanout,convergence,flow-store,replicas] [size flags]',
     '',
     'Each scenario runs in a fresh child process; kernel, packet, egress and convergence need root',
     '(they work only inside network namespaces they create and delete).',
@@ -108,6 +110,7 @@ export function parseOptions(argv: readonly string[]): { options: BenchOptions; 
       moves: n('moves'),
       agents: Math.max(1, n('agents')),
       workers: Math.max(1, n('workers')),
+      replicas: Math.max(2, n('replicas')),
       members: n('members'),
       pairs: n('pairs'),
       connectSeconds: n('connect-seconds'),
