@@ -27,21 +27,21 @@
  * - A Delta whose base_version is its version, onto the state held, is acked without calling
  *   `apply` (the controller sends one to say accepts_flow_reports to an agent already in sync).
  * - Answers Ping with Pong. A stream that fails, is rejected, or stays silent longer than
- *   `idleTimeoutMs` (before its first message: `firstMessageTimeoutMs`, which covers connecting
- *   and a controller busy with a mass reconnect) is replaced after an exponential backoff with
- *   full jitter; the backoff resets once the controller sends anything but Rejected. Before
- *   that, the channel must be connected (TCP and TLS done) within `connectTimeoutMs` (default
- *   5 s): a replica that drops packets or never finishes the handshake is left within seconds.
- *   The idle deadline (45 s: 4.5 of the controller's default 10 s pings) gives up a stream on
- *   which nothing arrives, as from a replica frozen or cut off after the stream opened.
+ *   `idleTimeoutMs` (45 s: 4.5 of the controller's default 10 s pings; before its first message
+ *   `firstMessageTimeoutMs`, which covers a controller busy with a mass reconnect) is replaced
+ *   after an exponential backoff with full jitter, reset once the controller sends anything but
+ *   Rejected. The channel must be connected (TCP and TLS) within `connectTimeoutMs` (default 5 s,
+ *   doubled after each one missed in a row: connect-deadline.ts): a replica that drops packets
+ *   or never finishes the handshake is left within seconds.
  * - Fail static: losing the controller never changes what is applied.
  * - Never backwards (issue 12, src/grpc/input-stamp.ts): Hello carries `heldStamp`, the input
  *   stamp of the state held; a Snapshot/Delta of another version whose stamp is behind it is
  *   answered ApplyError and not applied; `apply` gets the stamp of the state it applies.
  * - Replicas (issue 12): the client dials the current target of its ControllerTargets (each
  *   agent's own shuffled order of the candidates; agent/controller-targets.ts), one gRPC channel
- *   per target, made when first dialled and closed when the target leaves the list (after its
- *   stream ended, if it is the one in use) or the client closes. Every stream that ends (failed,
+ *   at a time: made when a target is dialled, closed when its stream ended and the next dial
+ *   goes elsewhere, when the target leaves the list, or when the client closes (so an agent holds
+ *   one connection, also after a storm of connect deadlines). Every stream that ends (failed,
  *   Rejected, silent past its deadline, or ended by the replica) moves the client to the next
  *   target, after the backoff; when a whole round failed since the last good stream,
  *   `refreshTargets` is called (re-resolve DNS). A Rejected "at capacity" (the replica is at
@@ -72,6 +72,7 @@ import { isRebalancing } from '../src/grpc/agent-rebalance.js';
 import { ControllerTargets, type Target } from './controller-targets.js';
 import { ConnectWarnings } from './connect-warnings.js';
 import { sendFlowReport } from './flow-report-sender.js';
+import { ConnectDeadline } from './connect-deadline.js';
 
 /** `--connect-timeout` default: a few seconds, well above a TLS handshake across a data centre. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
@@ -100,15 +101,9 @@ export interface SyncClientOptions {
   readonly hostId: string;
   readonly addresses?: readonly string[];
   readonly agentVersion: string;
-  /**
-   * What the kernel holds now (the agent's dataplane knows): announced in Hello, and the base a
-   * Delta applies onto. Default: nothing, so every Delta is refused and answered by a Snapshot.
-   */
+  /** What the kernel holds (the dataplane knows): announced in Hello, the base of a Delta. Default: nothing (every Delta refused, a Snapshot follows). */
   readonly held?: () => DesiredState | undefined;
-  /**
-   * Puts a state into the kernel; `delta` is the wire Delta it was built from (its base is the
-   * state `held` returned). A rejection is reported to the controller.
-   */
+  /** Puts a state into the kernel; `delta`: the wire Delta it was built from (onto `held`). A rejection is reported. */
   readonly apply: (state: DesiredState, delta?: StateDelta, stamp?: InputStamp) => Promise<void>;
   /** The input stamp of the state `held` returns (saved with it). Default: none (0, not comparable). */
   readonly heldStamp?: () => InputStamp;
@@ -130,12 +125,9 @@ export interface SyncClientOptions {
   readonly backoff?: BackoffOptions;
   /** Reconnect when the controller sends nothing (not even a Ping) for this long. Default 45 s. */
   readonly idleTimeoutMs?: number;
-  /**
-   * Before the controller's first message (connection, TLS handshake, the controller's queue of
-   * new streams after a mass reconnect) the stream may stay silent this long. Default 120 s.
-   */
+  /** Silence allowed before the controller's first message (connecting, a mass reconnect's queue). Default 120 s. */
   readonly firstMessageTimeoutMs?: number;
-  /** The channel (TCP, TLS) must be up within this long, else the next target is dialled (`--connect-timeout`; 0: no deadline). Default 5 s. */
+  /** The channel (TCP, TLS) must be up within this long (doubling, see the header), else the next target is dialled (`--connect-timeout`; 0: none). Default 5 s. */
   readonly connectTimeoutMs?: number;
   /** A connection problem that persists is logged at warn again after this long. Default 5 min. */
   readonly repeatWarnMs?: number;
@@ -170,7 +162,7 @@ interface Job extends Received {
 
 export class SyncClient {
   private readonly targets: ControllerTargets;
-  /** One channel per target dialled and still listed (or still in use). */
+  /** The channel of the target dialled (closeAllBut, closeUnlisted). */
   private readonly stubs = new Map<Target, SyncStubClient>();
   private warnedNoTarget = false;
   private readonly backoff: Backoff;
@@ -184,11 +176,13 @@ export class SyncClient {
   private lastProblem: string | undefined;
   private readonly warnings: ConnectWarnings;
   private flowTimer: NodeJS.Timeout | undefined;
+  private readonly connectDeadline: ConnectDeadline;
 
   constructor(private readonly options: SyncClientOptions) {
     this.backoff = new Backoff(options.backoff);
     this.logger = options.logger ?? silentLogger;
     this.warnings = new ConnectWarnings(this.logger, options.repeatWarnMs ?? 300_000);
+    this.connectDeadline = new ConnectDeadline(options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, options.firstMessageTimeoutMs ?? 120_000);
     if (options.targets && options.target !== undefined) throw new Error('SyncClient: give target or targets, not both');
     this.targets = options.targets ?? new ControllerTargets(options.target !== undefined ? [options.target] : []);
   }
@@ -217,6 +211,16 @@ export class SyncClient {
     const listed = new Set(this.targets.candidates);
     for (const [target, stub] of this.stubs) {
       if (listed.has(target) || this.stream?.target === target) continue;
+      stub.close();
+      this.stubs.delete(target);
+    }
+  }
+
+  /** After a stream ended only the next target's channel stays: one left open keeps (or, past its
+   *  connect deadline, goes on making) a TLS connection the replica pays for (see the header). */
+  private closeAllBut(next: Target | undefined): void {
+    for (const [target, stub] of this.stubs) {
+      if (target === next) continue;
       stub.close();
       this.stubs.delete(target);
     }
@@ -326,6 +330,7 @@ export class SyncClient {
     }
     this.targets.connected();
     this.backoff.reset();
+    this.connectDeadline.reset();
     this.lastProblem = undefined;
     this.warnings.reset();
     switch (message.msg) {
@@ -447,7 +452,7 @@ export class SyncClient {
     } else {
       this.warnings.problem(this.lastProblem, fields);
     }
-    this.closeUnlisted();
+    this.closeAllBut(next);
     if (roundDone) this.options.refreshTargets?.();
     this.emit({ type: 'disconnected', reason, retryInMs: delay });
     this.reconnectTimer = setTimeout(() => {
@@ -463,10 +468,12 @@ export class SyncClient {
 
   /** Fails `stream` as a connection problem when its channel is not up within `connectTimeoutMs` (see the header). */
   private armConnectDeadline(stream: Stream, stub: SyncStubClient): void {
-    const ms = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const ms = this.connectDeadline.next();
     if (ms <= 0) return;
     stub.waitForReady(Date.now() + ms, (err) => {
-      if (err && this.stream === stream && !stream.heard) this.streamEnded(stream, `not connected within ${ms} ms (${err.message})`);
+      if (!err || this.stream !== stream || stream.heard) return;
+      this.connectDeadline.missedOne();
+      this.streamEnded(stream, `not connected within ${ms} ms (${err.message})`);
     });
   }
 

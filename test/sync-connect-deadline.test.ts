@@ -15,6 +15,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ConnectDeadline } from '../agent/connect-deadline.js';
 import { ControllerTargets, type Target } from '../agent/controller-targets.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, SyncClient } from '../agent/sync-client.js';
 import type { DesiredState } from '../src/compile/desired-state.js';
@@ -120,6 +121,8 @@ describe('connect deadline', () => {
     expect(took).toBeLessThan(8_000);
     expect(good.service!.agent('host-a')?.connected).toBe(true);
     expect(a.lines).toContainEqual(expect.objectContaining({ level: 40, msg: 'sync: cannot connect to the controller', controller: hole.target, next: good.target, reason: expect.stringMatching(/^not connected within 1000 ms/) }));
+    // The channel left behind is closed: the agent keeps one channel, not one per replica tried.
+    expect(a.client.channelTargets).toEqual([good.target]);
     expect(DEFAULT_CONNECT_TIMEOUT_MS).toBe(5_000);
   }, 30_000);
 
@@ -134,6 +137,32 @@ describe('connect deadline', () => {
     expect(a.held()).toBeUndefined();
     expect(a.client.target).toBe(hole.target);
     expect(good.service!.agent('host-a')).toBeUndefined();
+  }, 30_000);
+});
+
+describe('connect deadline doubling', () => {
+  it('doubles after each deadline missed in a row, up to the cap, and is back at the base once a controller answered', () => {
+    const d = new ConnectDeadline(5_000, 120_000);
+    const seen = [d.next()];
+    for (let i = 0; i < 7; i++) {
+      d.missedOne();
+      seen.push(d.next());
+    }
+    expect(seen).toEqual([5_000, 10_000, 20_000, 40_000, 80_000, 120_000, 120_000, 120_000]);
+    d.reset();
+    expect(d.next()).toBe(5_000);
+    expect(new ConnectDeadline(0, 120_000).next()).toBe(0);
+    expect(new ConnectDeadline(200_000, 120_000).next()).toBe(200_000);
+  });
+
+  it('over real gRPC: the second replica that never answers TLS is given twice as long as the first', async () => {
+    const holes = [await blackHole(), await blackHole()];
+    const good = await tlsReplica();
+    const a = await agent([holes[0]!.target, holes[1]!.target, good.target], { connectTimeoutMs: 500 });
+    a.client.start();
+    await waitFor('the agent applied its state from the answering replica', () => a.held()?.version === nthState('host-a', 1).version, 15_000);
+    const reasons = a.lines.filter((l) => l.msg === 'sync: cannot connect to the controller').map((l) => [l.controller, String(l.reason).slice(0, 26)]);
+    expect(reasons).toEqual([[holes[0]!.target, 'not connected within 500 m'], [holes[1]!.target, 'not connected within 1000 ']]);
   }, 30_000);
 });
 
