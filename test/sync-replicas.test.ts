@@ -19,7 +19,7 @@ import { DesiredStateStore } from '../src/controller/desired-state-store.js';
 import { ConsulDouble } from './support/consul-double.js';
 import { waitFor } from './support/grpc-harness.js';
 import { logCapture } from './support/log-capture.js';
-import { nthState } from './support/memory-state-source.js';
+import { nthState, PatchingSource } from './support/memory-state-source.js';
 import { agent as harnessAgent, replica as harnessReplica, servingReplica, type Replica, type TestAgent } from './support/sync-replicas-harness.js';
 import { seededRandom } from './support/seeded-random.js';
 
@@ -32,6 +32,24 @@ const replica = (options: SyncServiceOptions = {}, port = 0): Promise<Replica> =
 const agent = (hostId: string, targets: ControllerTargets, extra: Partial<ConstructorParameters<typeof SyncClient>[0]> = {}): TestAgent => harnessAgent(cleanups, hostId, targets, extra);
 
 describe('agents over several controller replicas', () => {
+  it('an agent that comes from a replica killed during a change gets the new replica\'s own patch from the version it announces as a Delta', async () => {
+    const a = await replica();
+    const patching = new PatchingSource();
+    const b = await harnessReplica(cleanups, {}, 0, patching);
+    a.source.set(nthState('host-m', 1));
+    b.source.set(nthState('host-m', 1));
+    const targets = new ControllerTargets([a.target]);
+    const m = agent('host-m', targets);
+    await waitFor('the agent applied state 1 from A', () => m.held()?.version === nthState('host-m', 1).version, 20_000);
+    // The change reaches B; A dies before it sends it, and the agent moves to B announcing state 1.
+    b.source.set(nthState('host-m', 2));
+    m.client.setCandidates([a.target, b.target]);
+    a.stop();
+    await waitFor('the agent applied state 2 from B', () => m.held()?.version === nthState('host-m', 2).version, 20_000);
+    expect(m.applies).toEqual([{ version: nthState('host-m', 1).version, delta: false }, { version: nthState('host-m', 2).version, delta: true }]);
+    expect(patching.patches).toBeGreaterThanOrEqual(1);
+  }, 40_000);
+
   it('spread over 3 replicas; one closed: its agents reach another, resume without a resend, and the next change arrives as a Delta', async () => {
     const replicas = [await replica(), await replica(), await replica()];
     const hosts = Array.from({ length: 12 }, (_, i) => `host-${i}`);

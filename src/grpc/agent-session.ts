@@ -32,7 +32,8 @@
  *   that version after all: the next state is a Snapshot.
  * - Replicas: an agent whose Hello announces the version this replica would send it (it came
  *   from another replica compiling the same bytes) is sent nothing, and that state becomes a
- *   delta base here, so the next change reaches it as a Delta.
+ *   delta base here, so the next change reaches it as a Delta. One that announces the version
+ *   this replica's source last patched the host from gets that patch as a Delta.
  * - Never backwards (issue 12, input-stamp.ts): every Snapshot/Delta carries this replica's input
  *   stamp; the agent's applied stamp comes from its Hello and then from each ack. While the
  *   replica's stamp is behind the agent's on a component both know, the agent is HELD: no state of
@@ -166,13 +167,14 @@ export class AgentSession {
     this.seq += 1;
     const kinds = wireKinds(this.features);
     const base = this.deltaBase();
+    const patch = base ? undefined : this.patchFromAnnounced(full, desired);
     const extra = { acceptsFlowReports: this.ctx.flows !== undefined, ...stampFields(stamp) };
-    const message: ControllerMessage = base
-      ? { delta: { ...deltaMessage(this.deltaTo(base, full, desired), this.seq, kinds), ...extra } }
+    const message: ControllerMessage = base || patch
+      ? { delta: { ...deltaMessage(patch ?? this.deltaTo(base!, full, desired), this.seq, kinds), ...extra } }
       : { snapshot: { ...snapshotMessage(desired, this.seq, kinds), ...extra } };
     this.host.remember(desired);
     if (base) this.host.remember(base);
-    this.inflight = { seq: this.seq, version: desired.version, kind: base ? 'delta' : 'snapshot', stamp };
+    this.inflight = { seq: this.seq, version: desired.version, kind: base || patch ? 'delta' : 'snapshot', stamp };
     this.ctx.logger.debug(
       { hostId: this.host.hostId, seq: this.seq, version: desired.version, kind: this.inflight.kind, egress: this.features.egress, groupModes: this.features.groupModes },
       'sync: sending state',
@@ -242,6 +244,17 @@ export class AgentSession {
     // An agent cannot hold members of kinds it does not know (it refuses them), and a delta
     // removing them would name those kinds.
     return base && !isOwnView(base, this.features) ? undefined : base;
+  }
+
+  /**
+   * No state of the announced version here (e.g. the agent came from a replica that was killed
+   * during a change): the source's own last patch of the host, when it starts at that version and
+   * the agent is sent the full state (a view's version is not the patch's base).
+   */
+  private patchFromAnnounced(full: DesiredState, desired: DesiredState): StateDelta | undefined {
+    if (this.forceSnapshot || desired !== full || this.agentVersion === undefined) return undefined;
+    const patch = this.ctx.source.deltaFrom?.(full.hostId, this.agentVersion);
+    return patch && patch.version === full.version ? patch : undefined;
   }
 
   /** base → desired (the agent's view of `full`): the source's own patch when it has one, else a diff. */

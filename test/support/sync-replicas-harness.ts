@@ -22,8 +22,7 @@ export interface Replica {
   stop(): void;
 }
 
-export async function replica(cleanups: (() => unknown)[], options: SyncServiceOptions = {}, port = 0): Promise<Replica> {
-  const source = new MemoryStateSource();
+export async function replica(cleanups: (() => unknown)[], options: SyncServiceOptions = {}, port = 0, source = new MemoryStateSource()): Promise<Replica> {
   const service = new SyncService(source, { insecure: true, pingIntervalMs: 200, ...options });
   const running = await startServer((server) => service.addToServer(server), undefined, port);
   let stopped = false;
