@@ -209,18 +209,18 @@ export class SyncClient {
 
   private closeUnlisted(): void {
     const listed = new Set(this.targets.candidates);
-    for (const [target, stub] of this.stubs) {
-      if (listed.has(target) || this.stream?.target === target) continue;
-      stub.close();
-      this.stubs.delete(target);
-    }
+    this.closeChannels((target) => listed.has(target) || this.stream?.target === target);
   }
 
-  /** After a stream ended only the next target's channel stays: one left open keeps (or, past its
-   *  connect deadline, goes on making) a TLS connection the replica pays for (see the header). */
+  /** After a stream ended only the next target's channel stays: one left open keeps its TLS
+   *  connection, which the replica pays for (see the header). */
   private closeAllBut(next: Target | undefined): void {
+    this.closeChannels((target) => target === next);
+  }
+
+  private closeChannels(keep: (target: Target) => boolean): void {
     for (const [target, stub] of this.stubs) {
-      if (target === next) continue;
+      if (keep(target)) continue;
       stub.close();
       this.stubs.delete(target);
     }

@@ -167,14 +167,14 @@ export class AgentSession {
     this.seq += 1;
     const kinds = wireKinds(this.features);
     const base = this.deltaBase();
-    const patch = base ? undefined : this.patchFromAnnounced(full, desired);
+    const delta = base ? this.deltaTo(base, full, desired) : this.patchFromAnnounced(full, desired);
     const extra = { acceptsFlowReports: this.ctx.flows !== undefined, ...stampFields(stamp) };
-    const message: ControllerMessage = base || patch
-      ? { delta: { ...deltaMessage(patch ?? this.deltaTo(base!, full, desired), this.seq, kinds), ...extra } }
+    const message: ControllerMessage = delta
+      ? { delta: { ...deltaMessage(delta, this.seq, kinds), ...extra } }
       : { snapshot: { ...snapshotMessage(desired, this.seq, kinds), ...extra } };
     this.host.remember(desired);
     if (base) this.host.remember(base);
-    this.inflight = { seq: this.seq, version: desired.version, kind: base || patch ? 'delta' : 'snapshot', stamp };
+    this.inflight = { seq: this.seq, version: desired.version, kind: delta ? 'delta' : 'snapshot', stamp };
     this.ctx.logger.debug(
       { hostId: this.host.hostId, seq: this.seq, version: desired.version, kind: this.inflight.kind, egress: this.features.egress, groupModes: this.features.groupModes },
       'sync: sending state',
