@@ -89,10 +89,14 @@ describe('the dashboard files on the status listener', () => {
     for (const name of uiFileNames()) expect(readFileSync(path.join(UI_DIR, name), 'utf8'), name).not.toMatch(/https?:\/\//);
   });
 
-  it('redirects /ui to /ui/', async () => {
-    const a = await get(ui.port, '/ui');
-    expect(a.status).toBe(308);
-    expect(a.headers['location']).toBe('ui/');
+  it('redirects /ui and / to /ui/', async () => {
+    for (const url of ['/ui', '/']) {
+      const a = await get(ui.port, url);
+      expect(a.status, url).toBe(308);
+      // Relative: from /ui and from / alike it names /ui/.
+      expect(a.headers['location'], url).toBe('ui/');
+      expect(new URL(a.headers['location'] as string, `http://status${url}`).pathname).toBe('/ui/');
+    }
   });
 
   it('answers 404 for anything not on the allow-list, however the path is spelled', async () => {

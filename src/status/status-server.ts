@@ -10,7 +10,8 @@
  *   GET /hosts             JSON: every host with a desired state and its version
  *   GET /hosts/<id>/state  JSON: that host's DesiredState (404 when it has none)
  *   GET /cluster           JSON: the cluster the states were compiled from (503 before the first)
- *   GET /ui/               the dashboard, when the source sets `ui` (src/status/ui-assets.ts)
+ *   GET /ui/               the dashboard, when the source sets `ui` (src/status/ui-assets.ts); `/` and
+ *                          `/ui` then redirect to it
  *   GET /flows             JSON: recorded flows with the filters of src/flows/flow-query.ts (400 on a bad one);
  *                          the source may answer later (a controller asking its peer replicas)
  *   GET /flows/events      Server-Sent Events: `event: flows` with what changed (at most 1/s),
@@ -86,7 +87,7 @@ export class StatusServer {
       };
       const json = (code: number, body: unknown) => send(code, 'application/json', `${JSON.stringify(body, null, 2)}\n`);
       if (req.method !== 'GET') return send(405, 'text/plain', 'method not allowed\n');
-      if (this.source.ui && (url.pathname === '/ui' || url.pathname.startsWith('/ui/'))) return void serveUi(url.pathname, res);
+      if (this.source.ui && (url.pathname === '/' || url.pathname === '/ui' || url.pathname.startsWith('/ui/'))) return void serveUi(url.pathname, res);
       const { hosts, hostState, cluster, flows, flowEvents } = this.source;
       const hostPath = HOST_STATE_PATH.exec(url.pathname);
       if (hostPath && hostState) {
@@ -144,7 +145,7 @@ export class StatusServer {
           return;
         }
       }
-      return send(404, 'text/plain', `not found: try /healthz, /readyz, /status, /metrics${hosts ? ', /hosts, /hosts/<id>/state, /cluster' : ''}${flows ? ', /flows, /flows/events' : ''}\n`);
+      return send(404, 'text/plain', `not found: try /healthz, /readyz, /status, /metrics${hosts ? ', /hosts, /hosts/<id>/state, /cluster' : ''}${flows ? ', /flows, /flows/events' : ''}${this.source.ui ? ', /ui/' : ''}\n`);
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {

@@ -65,9 +65,9 @@ function head(type: string): Record<string, string> {
   };
 }
 
-/** Answers a GET of `/ui` or a path below it. */
+/** Answers a GET of `/`, `/ui` or a path below `/ui/` (the first two redirect to the page). */
 export async function serveUi(pathname: string, res: ServerResponse): Promise<void> {
-  if (pathname === '/ui') {
+  if (pathname === '/ui' || pathname === '/') {
     res.writeHead(308, { ...head('text/plain; charset=utf-8'), location: 'ui/' });
     res.end('the dashboard is at /ui/\n');
     return;
