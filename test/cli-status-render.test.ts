@@ -25,6 +25,24 @@ describe('portcullis status: the agents line', () => {
     expect(out).toMatch(new RegExp(`^hosts with a state: ${agents.length}; `, 'm'));
   });
 
+  it('names the agents a replica holds because it is behind them, escaped', () => {
+    const out = renderStatus({
+      ready: true,
+      agents: [
+        row('a', { connected: true, heldBehind: 'policy index 7 < 8' }),
+        row('b\u001b[2J', { connected: true, heldBehind: 'cluster as of 1000 < 5000' }),
+        row('c', { connected: true, heldBehind: null }),
+        row('d', { connected: false, heldBehind: 'policy index 1 < 2' }),
+      ],
+    }, 'http://c');
+    const lines = out.split('\n').filter((l) => l.includes(': held: '));
+    expect(lines).toEqual([
+      'a: held: this replica is behind the state the agent applied (policy index 7 < 8); nothing is sent until it catches up',
+      expect.stringMatching(/^b.*: held: .*\(cluster as of 1000 < 5000\)/),
+    ]);
+    expect(out).not.toContain('\u001b');
+  });
+
   it('agentCounts of the controller win over counting rows', () => {
     const out = renderStatus({ ready: true, agentCounts: { known: 7, connected: 6, inSync: 5 }, agents: [row('a')] }, 'http://c');
     expect(out.split('\n')).toContain('agents: 7 known, 6 connected, 5 in sync');

@@ -2,7 +2,8 @@
  * `portcullis status`: asks a running controller (its HTTP status listener) how things stand and
  * prints it for a person: readiness, the policy and inventory in force (with the last error of a
  * broken edit), and one line per agent with its applied vs desired version and its last error,
- * then one line per agent that cannot enforce per-app egress, with its reason.
+ * then one line per agent that cannot enforce per-app egress, with its reason, and one per agent
+ * this replica holds because it is behind the state the agent applied (issue 12).
  */
 import { EXIT_INPUT_ERROR, EXIT_OK, type CliIO, type Command } from '../command.js';
 import { UsageError } from '../../usage-error.js';
@@ -14,6 +15,8 @@ const help = `Usage: portcullis status [--controller-status URL] [--format table
 Shows a running controller's state: ready or not (and why), the policy and inventory in force
 and the last error of a broken edit, every agent with its applied and desired version, and
 every agent that cannot enforce per-app egress (host-level only on its host) with its reason,
+every agent this controller holds because it is behind what the agent applied (a replica
+whose policy or Marathon view is older: it sends nothing until it catches up),
 and the groups with an explicit mode (groups.<name>.mode: audit or enforce) with their app counts.
 
 Options:
@@ -43,6 +46,7 @@ interface AgentRow {
   inSync?: unknown;
   lastError?: unknown;
   peer?: unknown;
+  heldBehind?: unknown;
 }
 
 interface StatusDoc {
@@ -121,6 +125,9 @@ export function renderStatus(doc: StatusDoc, url: string): string {
     out.push(table(rows));
   }
   for (const s of egressShortfalls(agents)) out.push(`${printable(s.hostId)}: egress: ${egressShortfallText(s)}`);
+  for (const a of agents) {
+    if (a.connected === true && typeof a.heldBehind === 'string') out.push(`${text(a.hostId)}: held: this replica is behind the state the agent applied (${text(a.heldBehind)}); nothing is sent until it catches up`);
+  }
   return `${out.join('\n')}\n`;
 }
 
