@@ -202,6 +202,13 @@ describe('flows from every replica', () => {
     expect(byName.get(silentAddress)).toMatchObject({ ok: false, error: expect.stringMatching(/DEADLINE_EXCEEDED|no answer within/) });
     expect(partial.flows.map((f) => [f.reportedBy, f.packets])).toEqual([['node-1', 7]]);
     expect(log.lines.filter((l) => l['event'] === 'flow_peers.unanswered').map((l) => l['peer']).sort()).toEqual([c.grpcAddress, silentAddress].sort());
+    // The operator sees it in the metrics too: 3 peers, one question each, 1 answered and 2 not.
+    const metrics = await (await fetch(`http://${a.statusAddress}/metrics`)).text();
+    expect(metrics.split('\n')).toEqual(expect.arrayContaining([
+      'portcullis_flow_peers 3',
+      'portcullis_flow_peer_queries_total{result="answered"} 1',
+      'portcullis_flow_peer_queries_total{result="unanswered"} 2',
+    ]));
     // The CLI reads /flows through the same answer and says the view is partial.
     const cli = await runCli(['flows', '--controller', `http://${a.statusAddress}`]);
     expect(cli.code).toBe(0);

@@ -107,7 +107,7 @@ export interface FlowInputs {
   readonly events: FlowEventHub;
   readonly now?: () => number;
   /** Peer replicas (flow-peers.ts): /flows answers their records merged with this one's, and `replicas`. */
-  readonly peers?: { answer(q: FlowQuery, local: FlowAnswer): Promise<unknown> };
+  readonly peers?: { answer(q: FlowQuery, local: FlowAnswer): Promise<unknown>; counts(): { readonly peers: number; readonly answered: number; readonly unanswered: number } };
 }
 
 export class ControllerStatus implements StatusSource {
@@ -286,6 +286,16 @@ export class ControllerStatus implements StatusSource {
     metric('portcullis_agents_rebalanced_total', 'counter', 'Agents this replica asked to move to another replica because it held more than its share (rebalancing).', this.inputs.agentsRebalanced?.() ?? 0);
     metric('portcullis_agents_held_behind_total', 'counter', 'Times this replica held an agent (sent it nothing new) because its policy or Marathon view was behind the state the agent applied.', this.inputs.agentsHeldBehind?.() ?? 0);
     metric('portcullis_agents_held_behind', 'gauge', 'Connected agents this replica holds now (behind the state they applied).', agents.filter((a) => a.connected && a.heldBehind !== null).length);
+    const peers = this.inputs.flows?.peers?.counts();
+    if (peers) {
+      metric('portcullis_flow_peers', 'gauge', 'Peer replicas /flows asks for their records (--flow-peer and Consul).', peers.peers);
+      out.push(
+        '# HELP portcullis_flow_peer_queries_total Questions to peer replicas for their flow records, by outcome (unanswered: an error or past the deadline; logged as flow_peers.unanswered).',
+        '# TYPE portcullis_flow_peer_queries_total counter',
+        `portcullis_flow_peer_queries_total{result="answered"} ${peers.answered}`,
+        `portcullis_flow_peer_queries_total{result="unanswered"} ${peers.unanswered}`,
+      );
+    }
     const flows = this.inputs.flows ? flowMetrics(this.inputs.flows.store, this.flowNow()) : '';
     return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}${flows}`;
   }

@@ -18,6 +18,8 @@
  * - Who counts as a peer when one asks this replica (`isPeerName`): a certificate name in
  *   `--peer-name` when that list is given, else the host of a known peer (a --flow-peer host, a
  *   Consul instance's address or node name).
+ * - `counts()`: peers known and questions answered / unanswered since start (the metrics
+ *   `portcullis_flow_peers`, `portcullis_flow_peer_queries_total{result}`).
  * - `stop()` ends the Consul follower and closes every peer channel.
  */
 import * as grpc from '@grpc/grpc-js';
@@ -91,6 +93,9 @@ export class FlowPeers {
   private proto: PeersProto | undefined;
   private readonly deadlineMs: number;
   private readonly warned = new Map<string, { at: number; error: string }>();
+  /** Peer questions since start by outcome (the metrics, `counts`). */
+  private answered = 0;
+  private unanswered = 0;
 
   constructor(private readonly o: FlowPeersOptions) {
     this.staticPeers = (o.targets ?? []).map((t) => ({ name: formatHostPort(t.host, t.port), hosts: [t.host] }));
@@ -131,6 +136,11 @@ export class FlowPeers {
     return names.some((n) => allowed.has(n));
   }
 
+  /** Peers known now, and questions to peers since start: answered, and not (an error or past the deadline). */
+  counts(): { readonly peers: number; readonly answered: number; readonly unanswered: number } {
+    return { peers: this.peers().length, answered: this.answered, unanswered: this.unanswered };
+  }
+
   /** This replica's `local` answer to `q` merged with every peer's (see the header). */
   async answer(q: FlowQuery, local: FlowAnswer): Promise<MergedFlowsAnswer> {
     const peers = this.peers();
@@ -141,10 +151,12 @@ export class FlowPeers {
     asked.forEach((a, i) => {
       const name = peers[i]!.name;
       if (a.ok) {
+        this.answered += 1;
         parts.push(a.part);
         replicas.push({ name, ok: true, flows: a.part.flows.length });
         if (a.skipped > 0) this.o.logger.warn({ event: 'flow_peers.bad_records', peer: name, skipped: a.skipped }, 'flow peer answered records that are not valid: skipped');
       } else {
+        this.unanswered += 1;
         replicas.push({ name, ok: false, error: a.error });
         this.logUnanswered(name, a.error);
       }
