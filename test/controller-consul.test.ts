@@ -47,6 +47,11 @@ describe('controller --consul', () => {
   it('serves the policy pushed to KV, keeps it over a broken push, registers with a /readyz check and deregisters on stop', async () => {
     const { consul, client, dir } = await setup();
     await push(client, shopFiles());
+    // Which KV prefixes the controller follows: a static inventory names every address, so the
+    // agents' shared Hello addresses (<prefix>/hosts/) are not followed.
+    const listed = new Set<string>();
+    const kvList = client.kvList.bind(client);
+    client.kvList = (prefix, b) => (listed.add(prefix), kvList(prefix, b));
     const c: RunningController = await startController({
       policyPath: join(dir, 'unused-policy'),
       feed: () => new StaticInventoryFeed({ path: join(dir, 'inventory.yaml'), pollMs: 60_000 }),
@@ -63,6 +68,7 @@ describe('controller --consul', () => {
     const versions = JSON.stringify((await (await fetch(`http://${c.statusAddress}/hosts`)).json()));
 
     await waitFor(() => consul.localServices().length === 1, 10_000, 'registered');
+    expect([...listed].filter((p) => p.startsWith(`${PREFIX}/hosts`))).toEqual([]);
     const [registered] = consul.localServices();
     expect(registered).toMatchObject({ name: 'portcullis', port: Number(c.grpcAddress.split(':').pop()), address: '127.0.0.1' });
     expect(JSON.stringify(registered)).toContain(`http://${c.statusAddress}/readyz`);

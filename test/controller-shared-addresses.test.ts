@@ -46,7 +46,7 @@ async function replica(name: string, consulUrl: string, marathonUrl: string, dir
   const { logger, lines } = logCapture();
   const c = await startController({
     policyPath: defaultPolicyPath(),
-    feed: ({ agents, logger: l, sharedAddresses }) => createMarathonFeed({ urls: [marathonUrl], relistIntervalMs: 60_000, dns: false }, agents, l, sharedAddresses),
+    feed: ({ agents, logger: l, sharedAddresses }) => createMarathonFeed({ urls: [marathonUrl], relistIntervalMs: 60_000, dns: false }, agents, l, sharedAddresses?.()),
     listen: { host: '127.0.0.1', port: 0 },
     statusListen: { host: '127.0.0.1', port: 0 },
     credentials: undefined,

@@ -69,8 +69,12 @@ export interface FeedContext {
   /** What the Sync service knows of every agent (host ids, Hello addresses). */
   readonly agents: () => AgentStatus[];
   readonly logger: Logger;
-  /** With Consul and a service: the agents' Hello addresses shared between replicas (shared-host-addresses.ts). */
-  readonly sharedAddresses?: SharedHostAddresses;
+  /**
+   * With Consul and a service: the agents' Hello addresses shared between replicas
+   * (shared-host-addresses.ts), made and followed on the first call (a feed that does not take
+   * addresses from agents never calls it).
+   */
+  readonly sharedAddresses?: () => SharedHostAddresses;
 }
 
 export interface ControllerOptions {
@@ -180,14 +184,23 @@ export async function startController(options: ControllerOptions): Promise<Runni
     ...(replicas && options.rebalance ? { rebalance: { replicas: () => replicas.current(), agents: () => store.hostIds().length, intervalMs: options.rebalance.intervalMs, ...(options.rebalance.slack !== undefined ? { slack: options.rebalance.slack } : {}) } } : {}),
   });
   // Shared host addresses (issue 12 item 1): replicas publish their agents' Hello addresses in KV
-  // and follow the others', so every replica compiles the same bytes. Needs Consul and a service.
-  const sharedAddresses =
-    options.consul?.service !== undefined
-      ? new SharedHostAddresses({ client: options.consul.client, prefix: options.consul.policyPrefix ?? DEFAULT_POLICY_PREFIX, logger: log })
+  // and follow the others', so every replica compiles the same bytes. Needs Consul and a service,
+  // and a feed that takes host addresses from agents (Marathon's): made when the feed asks for it,
+  // so a static inventory (whose file names every address) follows nothing in KV.
+  let sharedAddresses: SharedHostAddresses | undefined;
+  const consul = options.consul;
+  const shareAddresses =
+    consul?.service !== undefined
+      ? (): SharedHostAddresses => {
+          if (!sharedAddresses) {
+            sharedAddresses = new SharedHostAddresses({ client: consul.client, prefix: consul.policyPrefix ?? DEFAULT_POLICY_PREFIX, logger: log });
+            sharedAddresses.start();
+          }
+          return sharedAddresses;
+        }
       : undefined;
-  sharedAddresses?.start();
   const feed = await Promise.resolve()
-    .then(() => options.feed({ agents: () => sync.agents(), logger: log, ...(sharedAddresses ? { sharedAddresses } : {}) }))
+    .then(() => options.feed({ agents: () => sync.agents(), logger: log, ...(shareAddresses ? { sharedAddresses: shareAddresses } : {}) }))
     .catch(async (e: unknown) => {
       await sharedAddresses?.stop();
       throw e;

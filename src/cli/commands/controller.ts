@@ -296,7 +296,7 @@ export const controllerCommand: Command = {
       controller = await startController({
         policyPath: options.policyPath,
         feed: async ({ agents, logger, sharedAddresses }) => {
-          if (options.marathon) return createMarathonFeed(await resolveMarathonFlags(options.marathon), agents, logger.child({ module: 'marathon' }), sharedAddresses);
+          if (options.marathon) return createMarathonFeed(await resolveMarathonFlags(options.marathon), agents, logger.child({ module: 'marathon' }), sharedAddresses?.());
           return new StaticInventoryFeed({ path: options.inventoryPath as string, logger: logger.child({ module: 'inventory' }) });
         },
         listen: options.listen,
