@@ -120,7 +120,7 @@ class FakeService implements Shedder {
 }
 
 describe('Rebalancer (the rule)', () => {
-  it('sheds one agent per step above ceil(ceil(A/R) × slack), none at or below it, none when alone or the count is unknown', () => {
+  it('sheds an eighth of the excess (at least one) per step above ceil(ceil(A/R) × slack), none at or below it, none when alone or the count is unknown', () => {
     const { logger } = logCapture();
     expect(shedLimit(30, 3)).toEqual({ fairShare: 10, limit: 12 });
     expect(shedLimit(5000, 3)).toEqual({ fairShare: 1667, limit: 2001 });
@@ -128,28 +128,48 @@ describe('Rebalancer (the rule)', () => {
     let replicas: number | undefined = 3;
     const service = new FakeService(15);
     const r = new Rebalancer({ replicas: () => replicas, agents: () => 30 }, service, logger);
-    expect(r.step()).toBe('h14');
+    expect(r.step()).toEqual(['h14']);
     expect(service.shed).toEqual([rebalancingReason(15, 10, 3)]);
-    expect(r.step()).toBe('h13');
-    expect(r.step()).toBe('h12');
-    expect(r.step()).toBeUndefined();
+    expect(r.step()).toEqual(['h13']);
+    expect(r.step()).toEqual(['h12']);
+    expect(r.step()).toEqual([]);
     expect(service.streams).toBe(12);
     expect(r.shedTotal).toBe(3);
     replicas = 1;
     service.streams = 30;
-    expect(r.step()).toBeUndefined();
+    expect(r.step()).toEqual([]);
     replicas = undefined;
-    expect(r.step()).toBeUndefined();
+    expect(r.step()).toEqual([]);
     replicas = 3;
     service.settled = false;
-    expect(r.step()).toBeUndefined();
+    expect(r.step()).toEqual([]);
     expect(r.shedTotal).toBe(3);
     // Agents counted below the streams held: the streams count (10 over 2: share 5, limit 6).
     const lone = new FakeService(10);
-    expect(new Rebalancer({ replicas: () => 2, agents: () => 0 }, lone, logger).step()).toBe('h9');
+    expect(new Rebalancer({ replicas: () => 2, agents: () => 0 }, lone, logger).step()).toEqual(['h9']);
     expect(lone.shed).toEqual([rebalancingReason(10, 5, 2)]);
     expect(isRebalancing(rebalancingReason(1, 1, 2))).toBe(true);
     expect(isRebalancing('at capacity (2 agents): try another replica')).toBe(false);
     expect(() => new Rebalancer({ replicas: () => 2, agents: () => 1, slack: 0.9 }, lone, logger)).toThrow(/slack/);
+  });
+
+  it('a large excess falls geometrically: a replica back among 3 with 5,000 agents is refilled in tens of steps, never shedding below the limit', () => {
+    const { logger } = logCapture();
+    const service = new FakeService(2500);
+    const r = new Rebalancer({ replicas: () => 3, agents: () => 5000 }, service, logger);
+    const { limit } = shedLimit(5000, 3);
+    const batches: number[] = [];
+    for (let moved = r.step(); moved.length > 0 && batches.length < 1000; moved = r.step()) batches.push(moved.length);
+    expect(service.streams).toBe(limit);
+    expect(batches[0]).toBe(Math.ceil((2500 - limit) / 8));
+    // Never more than an eighth of what was above the limit before the step.
+    let open = 2500;
+    for (const b of batches) {
+      expect(b).toBeLessThanOrEqual(Math.max(1, Math.ceil((open - limit) / 8)));
+      open -= b;
+    }
+    expect(batches.length).toBeGreaterThan(8);
+    expect(batches.length).toBeLessThan(60);
+    expect(r.shedTotal).toBe(2500 - limit);
   });
 });
