@@ -54,9 +54,32 @@ export interface EgressView {
 
 const NONE: readonly string[] = Object.freeze([]);
 
+/** The members a delta adds to and removes from one list. */
+interface Edits {
+  readonly adds: readonly string[];
+  readonly removes: readonly string[];
+}
+
+const UNCHANGED: Edits = Object.freeze({ adds: NONE, removes: NONE });
+
+/** The kinds other than the allow kinds, in SET_KINDS order (patchDelta's literal relies on it). */
+const OTHER_KINDS = SET_KINDS.filter((kind) => !(ALLOW_KINDS as readonly SetKind[]).includes(kind));
+
+/** A patch's edits of one kind, sorted (a copy: the patch's arrays are also a pending list's). */
+function sortedEdits(edits: readonly string[]): readonly string[] {
+  return edits.length === 0 ? NONE : edits.slice().sort();
+}
+
 export function newPatch(): Patch {
   return { removes: ALLOW_KINDS.map(() => []), adds: ALLOW_KINDS.map(() => []), claims: [] };
 }
+
+/** The patch of a host whose only change is outside its claims (egress lists, mode): shared, frozen. */
+export const NO_EDITS: Patch = Object.freeze({
+  removes: Object.freeze(ALLOW_KINDS.map(() => Object.freeze([]) as unknown as string[])) as string[][],
+  adds: Object.freeze(ALLOW_KINDS.map(() => Object.freeze([]) as unknown as string[])) as string[][],
+  claims: Object.freeze([]) as unknown as ClaimChange<AddressSet>[],
+});
 
 /** Adds `texts` (per allow kind) with `suffix` to the patch's removes or adds. */
 function patchTexts(into: string[][], texts: readonly (readonly string[])[], suffix: string): void {
@@ -105,7 +128,7 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 export class HostPatches {
   /** Per patched host: the delta from the state it was patched from (see IncrementalCompiler.deltaFrom). */
   private deltaOf = new Map<string, StateDelta>();
-  /** Per patched host whose allow lists are pending (pending-list.ts): the state and its lists. */
+  /** Per patched host: the state and its lists, some maybe pending (pending-list.ts). */
   private listsOf = new Map<string, { readonly state: DesiredState; readonly lists: Readonly<Record<SetKind, ListOrPending>> }>();
 
   /** `versions`: the sums the compiler's full emissions (hostStates) start and patches update. */
@@ -136,61 +159,80 @@ export class HostPatches {
    */
   patchState(hostId: string, old: DesiredState, patch: Patch, egress?: EgressView, modes?: HostMode): DesiredState {
     const known = this.listsOf.get(hostId);
-    // The old state's lists without reading (building) its pending ones.
-    const sets = (known?.state === old ? { ...known.lists } : { ...old.sets }) as Record<SetKind, ListOrPending>;
+    // The old state's lists without reading (building) its pending ones: a patched state's lists
+    // are kept (listsOf), an emitted state's sets are plain arrays.
+    const sets: Record<SetKind, ListOrPending> = { ...(known?.state === old ? known.lists : old.sets) };
     let touched = false;
     if (patch.managed) {
       if (!sameList(old.sets['managed-tcp'], patch.managed.tcp)) sets['managed-tcp'] = patch.managed.tcp;
       if (!sameList(old.sets['managed-udp'], patch.managed.udp)) sets['managed-udp'] = patch.managed.udp;
       touched = sets['managed-tcp'] !== old.sets['managed-tcp'] || sets['managed-udp'] !== old.sets['managed-udp'];
     }
-    ALLOW_KINDS.forEach((kind, k) => {
+    for (let k = 0; k < ALLOW_KINDS.length; k++) {
       const removes = patch.removes[k]!;
       const adds = patch.adds[k]!;
-      if (removes.length === 0 && adds.length === 0) return;
+      if (removes.length === 0 && adds.length === 0) continue;
+      const kind = ALLOW_KINDS[k]!;
       sets[kind] = PendingList.patched(sets[kind], removes, adds);
       touched = true;
-    });
-    for (const kind of egress ? EGRESS_KINDS : []) {
-      if (sets[kind] === egress!.sets[kind]) continue;
-      sets[kind] = egress!.sets[kind];
-      touched = true;
     }
-    for (const kind of modes ? AUDIT_KINDS : []) {
-      if (sameList(sets[kind] as readonly string[], modes!.sets[kind])) continue;
-      sets[kind] = modes!.sets[kind];
-      touched = true;
+    if (egress) {
+      for (const kind of EGRESS_KINDS) {
+        if (sets[kind] === egress.sets[kind]) continue;
+        sets[kind] = egress.sets[kind];
+        touched = true;
+      }
+    }
+    if (modes) {
+      for (const kind of AUDIT_KINDS) {
+        if (sameList(sets[kind] as readonly string[], modes.sets[kind])) continue;
+        sets[kind] = modes.sets[kind];
+        touched = true;
+      }
     }
     const mode = modes?.mode ?? old.mode;
     // Claims whose members did not change (equal texts) change no term either.
     if (!touched && mode === old.mode) return old;
-    const counts = ALLOW_KINDS.map((kind) => sets[kind].length);
+    const counts = [sets['allow-ip4'].length, sets['allow-net4'].length, sets['allow-ip6'].length, sets['allow-net6'].length];
     const contents = stateSets(sets);
     const version = patch.claims.length === 0 ? this.versions.reversioned(hostId, mode, contents, counts) : this.versions.patched(hostId, mode, contents, patch.claims, counts);
     const state = { hostId: old.hostId, mode, sets: contents, version };
     this.deltaOf.set(hostId, this.patchDelta(old, state, patch, egress));
-    if (ALLOW_KINDS.some((kind) => sets[kind] instanceof PendingList)) this.listsOf.set(hostId, { state, lists: sets });
-    else this.listsOf.delete(hostId);
+    this.listsOf.set(hostId, { state, lists: sets });
     return state;
   }
 
   /** The delta a patch made: the allow kinds' edits sorted, the (short) managed lists merged. */
   private patchDelta(old: DesiredState, state: DesiredState, patch: Patch, egress: EgressView | undefined): StateDelta {
-    const adds = {} as Record<SetKind, readonly string[]>;
-    const removes = {} as Record<SetKind, readonly string[]>;
-    for (const kind of SET_KINDS) {
-      const k = (ALLOW_KINDS as readonly string[]).indexOf(kind);
-      if (k >= 0) {
-        // The patch's own edits (the lists, maybe pending, are not read).
-        [adds[kind], removes[kind]] = [[...patch.adds[k]!].sort(), [...patch.removes[k]!].sort()];
-        continue;
-      }
-      const same = old.sets[kind] === state.sets[kind];
-      const edits = same ? undefined : egress?.editsFrom(old.sets[kind], state.sets[kind]);
-      if (same) [adds[kind], removes[kind]] = [NONE, NONE];
-      else if (edits) [adds[kind], removes[kind]] = [edits.adds, edits.removes];
-      else ({ adds: adds[kind], removes: removes[kind] } = diffMemberLists(old.sets[kind], state.sets[kind]));
-    }
-    return { hostId: old.hostId, baseVersion: old.version, version: state.version, mode: state.mode, adds, removes };
+    const edits = (kind: SetKind): Edits => {
+      const before = old.sets[kind];
+      const after = state.sets[kind];
+      if (before === after) return UNCHANGED;
+      return egress?.editsFrom(before, after) ?? diffMemberLists(before, after);
+    };
+    // The patch's own edits for the allow kinds (their lists, maybe pending, are not read).
+    const allow = (edits: readonly string[][]) => edits.map(sortedEdits);
+    const [mtcp, mudp, ftcp, fudp, task, m4, m6, ip4, ip6, atcp, audp, eaudit] = OTHER_KINDS.map(edits);
+    const [addsOf, removesOf] = [allow(patch.adds), allow(patch.removes)];
+    // One object literal per side (SET_KINDS order): cheaper than 16 keyed stores per host.
+    const record = (side: 'adds' | 'removes', a: readonly (readonly string[])[]): Record<SetKind, readonly string[]> => ({
+      'managed-tcp': mtcp![side],
+      'managed-udp': mudp![side],
+      'failsafe-tcp': ftcp![side],
+      'failsafe-udp': fudp![side],
+      'allow-ip4': a[0]!,
+      'allow-net4': a[1]!,
+      'allow-ip6': a[2]!,
+      'allow-net6': a[3]!,
+      'egress-task': task![side],
+      'egress-managed4': m4![side],
+      'egress-managed6': m6![side],
+      'egress-ip4': ip4![side],
+      'egress-ip6': ip6![side],
+      'audit-tcp': atcp![side],
+      'audit-udp': audp![side],
+      'egress-audit': eaudit![side],
+    });
+    return { hostId: old.hostId, baseVersion: old.version, version: state.version, mode: state.mode, adds: record('adds', addsOf), removes: record('removes', removesOf) };
   }
 }

@@ -41,7 +41,7 @@ import { EgressIndex, egressInput } from './egress.js';
 import { sourceTextDiff, SourceTexts } from './emit-members.js';
 import { MemberBudget } from '../policy/policy-limits.js';
 import { hostClaims, hostMode, hostStates, hostVersions, policyConstants, type HostClaim, type PolicyConstants, type PortMatch } from './host-claims.js';
-import { claimsPatch, claimUse, HostPatches, newPatch, patchClaim, type ClaimUse, type Patch } from './host-patch.js';
+import { claimsPatch, claimUse, HostPatches, newPatch, NO_EDITS, patchClaim, type ClaimUse, type Patch } from './host-patch.js';
 import { ResolutionIndex } from './resolution-index.js';
 import type { StateDelta } from './state-delta.js';
 
@@ -77,7 +77,7 @@ const DEFERRED: ClusterState = { hosts: [], apps: [], tasks: [] };
 export class IncrementalCompiler {
   private index: ClusterIndex;
   private constants: PolicyConstants;
-  private resolutions = new ResolutionIndex();
+  private resolutions = new ResolutionIndex<ClaimUse>();
   private claimsOf = new Map<string, readonly ClaimUse[]>();
   private stateOf = new Map<string, DesiredState>();
   private readonly sourceTexts = new SourceTexts();
@@ -177,7 +177,7 @@ export class IncrementalCompiler {
       this.conflictReports.delete(id);
     }
     if (full) {
-      this.resolutions = new ResolutionIndex();
+      this.resolutions = new ResolutionIndex<ClaimUse>();
       this.claimsOf = new Map();
     }
 
@@ -219,7 +219,7 @@ export class IncrementalCompiler {
     };
     for (const [hostId, patch] of patches) patchHost(hostId, patch);
     // Hosts whose only change is egress (egress-managed changes on every host).
-    for (const hostId of egressChanged) if (!fresh.has(hostId) && !patches.has(hostId)) patchHost(hostId, newPatch());
+    for (const hostId of egressChanged) if (!fresh.has(hostId) && !patches.has(hostId)) patchHost(hostId, NO_EDITS);
     const recomputed = dirty.size + [...patches.keys()].filter((h) => !dirty.has(h)).length;
     return { changed, removed, recomputed };
   }
@@ -237,15 +237,15 @@ export class IncrementalCompiler {
   /**
    * Member patches for the claims (of hosts not dirty) that use a changed key: each claim's new
    * set (its key's set, or the intersection of its owners' keys for a port conflict) is diffed
-   * against the set it last emitted. Diffs are shared between claims with the same old and new set.
+   * against the set it last emitted. The claims come from the resolution index (the claims per
+   * key), not from a scan of their hosts. Diffs are shared between claims with the same old and new set.
    */
   private patchUsers(changedKeys: readonly string[], dirty: ReadonlySet<string>, patches: Map<string, Patch>): void {
     const diffs = new Map<AddressSet, { to: AddressSet; diff: ReturnType<typeof sourceTextDiff> }>();
     for (const key of changedKeys) {
-      for (const hostId of this.resolutions.users(key)) {
+      for (const [hostId, claims] of this.resolutions.users(key)) {
         if (dirty.has(hostId)) continue;
-        for (const claim of this.claimsOf.get(hostId)!) {
-          if (!claim.keys.includes(key)) continue;
+        for (const claim of claims) {
           let set = this.resolutions.get(claim.keys[0]!)!;
           for (let i = 1; i < claim.keys.length; i++) set = set.intersect(this.resolutions.get(claim.keys[i]!)!);
           if (set === claim.set || set.equals(claim.set)) continue;
@@ -277,8 +277,9 @@ export class IncrementalCompiler {
       budget?.add(this.sourceTexts.claimsCount(r.claims));
       const uses: ClaimUse[] = [];
       for (const c of r.claims) {
-        uses.push(claimUse(c));
-        for (const m of c.matches) this.resolutions.acquire(hostId, m, resolve(m));
+        const use = claimUse(c);
+        uses.push(use);
+        for (const m of c.matches) this.resolutions.acquire(hostId, m, resolve(m), use);
       }
       const old = this.claimsOf.get(hostId);
       if (full || !old || !this.stateOf.has(hostId)) fresh.set(hostId, r.claims);
@@ -292,7 +293,7 @@ export class IncrementalCompiler {
   }
 
   private releaseClaims(hostId: string): void {
-    for (const c of this.claimsOf.get(hostId) ?? []) for (const key of c.keys) this.resolutions.release(hostId, key);
+    for (const c of this.claimsOf.get(hostId) ?? []) for (const key of c.keys) this.resolutions.release(hostId, key, c);
     this.claimsOf.delete(hostId);
   }
 }

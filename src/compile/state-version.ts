@@ -208,19 +208,21 @@ function allowCounts(sets: SetContents): number[] {
   return ALLOW_KINDS.map((kind) => sets[kind].length);
 }
 
-/**
- * The version from the listed part of the header, the allow kinds' counts, the allow sum (as 64
- * hex), the egress lists and the audit lists (the allow lists themselves are not read).
- */
-function versionOf(listed: string, counts: readonly number[], sets: SetContents, sumHex: string): string {
+/** The header up to and including the "#allow" line: the listed part, the allow kinds' counts and the allow sum (64 hex). */
+function allowHeader(listed: string, counts: readonly number[], sumHex: string): string {
   let text = listed;
-  ALLOW_KINDS.forEach((kind, k) => (text += `#${kind} ${counts[k]!}\n`));
-  return sha256Hex(`${text}#allow ${sumHex}\n${egressLine(sets)}${auditLines(sets)}`).slice(0, 16);
+  for (let k = 0; k < ALLOW_KINDS.length; k++) text += `#${ALLOW_KINDS[k]!} ${counts[k]!}\n`;
+  return `${text}#allow ${sumHex}\n`;
+}
+
+/** The version from the header up to the "#allow" line, the egress lists and the audit lists (the allow lists are not read). */
+function versionOf(prefix: string, sets: SetContents): string {
+  return sha256Hex(`${prefix}${egressLine(sets)}${auditLines(sets)}`).slice(0, 16);
 }
 
 /** The version of {mode, sets}, from the members alone (the definition; see the header). */
 export function stateVersion(mode: Mode, sets: SetContents): string {
-  return versionOf(listedText(mode, sets), allowCounts(sets), sets, allowSum(sets));
+  return versionOf(allowHeader(listedText(mode, sets), allowCounts(sets), allowSum(sets)), sets);
 }
 
 /** One claim as the version sees it: its member suffix (",<proto>:<port>") and its source set. */
@@ -262,6 +264,9 @@ interface HostSum {
   readonly lists: readonly (readonly string[])[];
   readonly mode: Mode;
   readonly listed: string;
+  /** The allow kinds' counts and the header up to the "#allow" line made of `listed`, them and `hex`. */
+  readonly counts: readonly number[];
+  readonly prefix: string;
 }
 
 function isSorted(list: readonly string[]): boolean {
@@ -328,8 +333,11 @@ export class HostVersions<S extends object> {
     const lists = LISTED_KINDS.map((kind) => sets[kind]);
     const listed = old && old.mode === mode && lists.every((l, i) => l === old.lists[i]) ? old.listed : listedText(mode, sets);
     const hex = old && old.sum === sum ? old.hex : toHex(sum);
-    this.hosts.set(hostId, { sum, hex, lists, mode, listed });
-    return versionOf(listed, counts, sets, hex);
+    // A host whose allow lists did not change (only its egress lists did) reuses its header prefix.
+    const same = old !== undefined && old.listed === listed && old.hex === hex && counts.every((n, k) => n === old.counts[k]);
+    const prefix = same ? old.prefix : allowHeader(listed, counts, hex);
+    this.hosts.set(hostId, { sum, hex, lists, mode, listed, counts, prefix });
+    return versionOf(prefix, sets);
   }
 
   /** G of a claim with `set` and `suffix`; undefined when the set has no source (the claim has no member). */

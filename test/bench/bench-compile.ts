@@ -9,6 +9,9 @@
  * compiler builds a patched host's lists only when they are read (src/compile/pending-list.ts),
  * as the controller does only for a snapshot, a render or /hosts, not on every move).
  * Building the next ClusterState (one task replaced in a copied array) is outside the timing.
+ * The p99 figure's note also gives the CPU time of the timed part (process.cpuUsage, user +
+ * system; process-wide, so GC helper threads count too), which a loaded machine inflates less
+ * than the wall clock.
  */
 import { compile } from '../../src/compile/compile.js';
 import { emptySets, SET_KINDS, type DesiredState } from '../../src/compile/desired-state.js';
@@ -107,6 +110,7 @@ async function benchMoves(o: BenchOptions, cluster: ClusterState, policy: Parame
   }
   let tasks: Task[] = [...cluster.tasks];
   const latencies: number[] = [];
+  const cpuMs: number[] = [];
   let deltaBytes = 0;
   let snapshotBytes = 0;
   let sampledDeltaBytes = 0;
@@ -128,6 +132,7 @@ async function benchMoves(o: BenchOptions, cluster: ClusterState, policy: Parame
     tasks[k] = moved;
     const next: ClusterState = { hosts: cluster.hosts, apps: cluster.apps, tasks };
 
+    const cpu = process.cpuUsage();
     t = performance.now();
     const res = inc.applyClusterChange(next);
     const payloads: string[] = [];
@@ -137,6 +142,8 @@ async function benchMoves(o: BenchOptions, cluster: ClusterState, policy: Parame
       payloads.push(JSON.stringify(deltaMessage(delta, 1)));
     }
     latencies.push(performance.now() - t);
+    const used = process.cpuUsage(cpu);
+    cpuMs.push((used.user + used.system) / 1000);
 
     const sized = done % SNAPSHOT_EVERY === 0;
     for (const p of payloads) {
@@ -153,6 +160,6 @@ async function benchMoves(o: BenchOptions, cluster: ClusterState, policy: Parame
   const note = done < o.moves ? `stopped after ${done} moves (time budget ${budgetMs / 1000} s)` : `${done} moves`;
   log(`moves: ${note}; ${(changedHosts / done).toFixed(2)} changed hosts and ${(recomputed / done).toFixed(2)} recomputed hosts per move`);
   report({ scenario: S, name: 'task move → updates ready p50', value: percentile(latencies, 50), unit: 'ms', note });
-  report({ scenario: S, name: 'task move → updates ready p99', value: percentile(latencies, 99), unit: 'ms', target: { op: '<=', value: 2 }, note: `max ${Math.max(...latencies).toFixed(2)} ms` });
+  report({ scenario: S, name: 'task move → updates ready p99', value: percentile(latencies, 99), unit: 'ms', target: { op: '<=', value: 2 }, note: `max ${Math.max(...latencies).toFixed(2)} ms; CPU per move p50 ${percentile(cpuMs, 50).toFixed(2)} ms, p99 ${percentile(cpuMs, 99).toFixed(2)} ms` });
   report({ scenario: S, name: 'delta bytes per move', value: deltaBytes / done, unit: 'B', note: `full snapshots of the same hosts (every ${SNAPSHOT_EVERY}th move): ${(snapshotBytes / Math.ceil(done / SNAPSHOT_EVERY)).toFixed(0)} B per move, ${(snapshotBytes / Math.max(1, sampledDeltaBytes)).toFixed(0)}x its deltas` });
 }
