@@ -37,7 +37,7 @@ import { addTo, byString, countIn, removeFrom, sortedEdits, sortedUnique, type E
 import { EgressVerdicts, type SourceClass } from './egress-verdict.js';
 import type { PortMatch } from './host-claims.js';
 import { patchMemberList } from './member-lists.js';
-import { egressListSum, patchEgressList, seedEgressListSum } from './state-version.js';
+import { egressListSum, patchEgressList, prefixedEgressList, seedEgressListSum } from './state-version.js';
 
 export { egressClaims, egressInput, type EgressClaim, type EgressInput, type ListEdits } from './egress-input.js';
 
@@ -103,11 +103,10 @@ export class EgressIndex {
   private readonly hosts = new Map<string, HostEgress>();
   private readonly editsOf = new WeakMap<readonly string[], ListEdits>();
 
-  constructor(policy: Policy, networkSet: (name: string) => AddressSet) {
-    this.newVerdicts = () => EgressVerdicts.create(policy, networkSet);
-  }
-
-  private readonly newVerdicts: () => Generator<void, EgressVerdicts>;
+  constructor(
+    private readonly policy: Policy,
+    private readonly networkSet: (name: string) => AddressSet,
+  ) {}
 
   /** Only read inside `steps`, after it has built them. */
   private get verdicts(): EgressVerdicts {
@@ -149,7 +148,7 @@ export class EgressIndex {
   /** `update` in steps: yields between batches of hosts (IncrementalCompiler.building spreads a large build over event-loop turns). */
   *steps(input: EgressInput, changed: Iterable<string>, removed: Iterable<string>, allHosts: Iterable<string>): Generator<void, Set<string>> {
     let n = 0;
-    this.verdictsOf ??= yield* this.newVerdicts();
+    this.verdictsOf ??= yield* EgressVerdicts.create(this.policy, this.networkSet);
     const touched = [new Map<string, Map<string, number> | undefined>(), new Map<string, Map<string, number> | undefined>()];
     const rebuild = new Set<string>();
     for (const id of removed) {
@@ -225,17 +224,19 @@ export class EgressIndex {
   private destsOf(input: EgressInput, hostId: string): Dest[] {
     const claims = input.claims(hostId);
     if (claims.length === 0) return [];
+    const keys = claims.map((c) => {
+      const claimKey = c.matches.map((m) => m.key).join('\u0001');
+      if (!this.matchesOf.has(claimKey)) this.matchesOf.set(claimKey, c.matches);
+      return claimKey;
+    });
     const out: Dest[] = [];
     const seen = new Set<string>();
     for (const a of input.addresses(hostId)) {
       const address = formatAddress(a.family, a.value);
       if (seen.has(address)) continue;
       seen.add(address);
-      for (const c of claims) {
-        const claimKey = c.matches.map((m) => m.key).join('\u0001');
-        if (!this.matchesOf.has(claimKey)) this.matchesOf.set(claimKey, c.matches);
-        out.push({ text: address + c.suffix, fi: a.family === 4 ? 0 : 1, claimKey });
-      }
+      const fi = a.family === 4 ? 0 : 1;
+      claims.forEach((c, i) => out.push({ text: address + c.suffix, fi, claimKey: keys[i]! }));
     }
     return out;
   }
@@ -286,7 +287,7 @@ export class EgressIndex {
   /** Patches every live allowed list and app list for the touched texts; the hosts using a patched app list. */
   private patchLists(touched: readonly Map<string, Map<string, number> | undefined>[]): Set<string> {
     const hosts = new Set<string>();
-    if (touched.every((t) => t.size === 0)) return hosts;
+    if (this.allowedLists.size === 0 || touched.every((t) => t.size === 0)) return hosts; // a full build: no list yet
     // Per touched text, only the lists whose groups its claims' resolutions read are judged one
     // by one; every other list of a class gets the verdict of an app in no group (egress-verdict.ts).
     const edits = new Map<string, { removes: string[]; adds: string[] }>();
@@ -384,8 +385,8 @@ export class EgressIndex {
         for (const g of groups) addTo(this.listsOfGroup, g, allowedKey);
       }
       al.refs++;
-      const prefix = `${appId}|`;
-      this.appLists.set(key, (app = { appId, allowedKey, list: al.list.map((t) => prefix + t), users: new Set() }));
+      const list = prefixedEgressList(IP_KIND[cls.family === 4 ? 0 : 1]!, `${appId}|`, al.list);
+      this.appLists.set(key, (app = { appId, allowedKey, list, users: new Set() }));
     }
     app.users.add(hostId);
     return key;
@@ -417,34 +418,35 @@ export class EgressIndex {
    */
   private buildAllowed(groups: readonly string[], cls: SourceClass): readonly string[] {
     const fi = cls.family === 4 ? 0 : 1;
-    const base = this.baseline(cls);
+    const base = runSteps(this.baselineSteps(cls));
     const probe = { groups, cls };
     const none = { groups: NONE, cls };
     const removes: string[] = [];
     const adds: string[] = [];
+    const keys = new Set<string>();
+    for (const g of groups) for (const claimKey of this.keysReading[fi]!.get(g) ?? []) keys.add(claimKey);
     const seen = new Set<string>();
-    for (const g of groups) {
-      for (const claimKey of this.keysReading[fi]!.get(g) ?? []) {
-        for (const text of this.textsOfClaim[fi]!.get(claimKey)!.keys()) {
-          if (seen.has(text)) continue;
+    for (const claimKey of keys) {
+      // One verdict pair per claim. A claim whose verdict `groups` leave alone changes none of its
+      // texts: a text with another owner whose verdict changes is reached through that owner.
+      const matches = this.matchesOf.get(claimKey)!;
+      const was = this.verdicts.allowed(NONE, cls, claimKey, matches);
+      const is = this.verdicts.allowed(groups, cls, claimKey, matches);
+      if (was === is) continue;
+      for (const [text] of this.textsOfClaim[fi]!.get(claimKey)!) {
+        const owners = this.owners[fi]!.get(text)!;
+        if (owners.size > 1) {
+          if (seen.has(text)) continue; // judged once, with all its owners
           seen.add(text);
-          const owners = this.owners[fi]!.get(text);
-          const was = this.admits(none, owners);
-          const is = this.admits(probe, owners);
-          if (was && !is) removes.push(text);
-          else if (is && !was) adds.push(text);
         }
+        const admitted = owners.size === 1 ? was : this.admits(none, owners);
+        if (owners.size === 1 || admitted !== this.admits(probe, owners)) (admitted ? removes : adds).push(text);
       }
     }
     return removes.length + adds.length === 0 ? base : patchMemberList(base, removes, adds);
   }
 
-  /** The allowed list of an app in no group on a host of `cls` (a text with several claims, an address on two hosts, when all allow). */
-  private baseline(cls: SourceClass): readonly string[] {
-    return runSteps(this.baselineSteps(cls));
-  }
-
-  /** `baseline` in steps (yields between batches of claims). */
+  /** The allowed list of an app in no group on a host of `cls` (a text with several claims, an address on two hosts, when all allow), in steps. */
   private *baselineSteps(cls: SourceClass): Generator<void, readonly string[]> {
     const fi = cls.family === 4 ? 0 : 1;
     let list = this.baselines[fi]!.get(cls.key);
