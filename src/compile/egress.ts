@@ -27,13 +27,12 @@
  * Lists are never mutated once built. Pure; no I/O.
  */
 import { formatAddress } from '../net/address.js';
-import { isMemberAppId, isMemberTaskId } from '../net/member-syntax.js';
 import type { Policy } from '../policy/policy-model.js';
 import type { AddressSet } from './address-set.js';
 import { runSteps } from './cluster-index.js';
 import type { CompileReport } from './compile-report.js';
 import type { EgressKind, EgressSets } from './desired-state.js';
-import { addTo, byString, countIn, removeFrom, sortedEdits, sortedUnique, type EgressInput, type ListEdits } from './egress-input.js';
+import { addTo, byString, countIn, hostTasks, removeFrom, sortedEdits, sortedUnique, type EgressInput, type ListEdits } from './egress-input.js';
 import { EgressVerdicts, type SourceClass } from './egress-verdict.js';
 import type { PortMatch } from './host-claims.js';
 import { patchMemberList } from './member-lists.js';
@@ -64,10 +63,17 @@ interface AllowedList {
 }
 
 interface AppList {
-  readonly appId: string;
+  /** "<app id>|". */
+  readonly prefix: string;
   readonly allowedKey: string;
   list: readonly string[];
   readonly users: Set<string>;
+}
+
+/** An app's groups, sorted, and their text in allowed-list keys. */
+interface GroupList {
+  readonly groups: readonly string[];
+  readonly text: string;
 }
 
 interface HostEgress {
@@ -102,6 +108,8 @@ export class EgressIndex {
   private readonly appLists = new Map<string, AppList>();
   private readonly hosts = new Map<string, HostEgress>();
   private readonly editsOf = new WeakMap<readonly string[], ListEdits>();
+  /** Per groups array of the cluster index (the same object while its app is unchanged). */
+  private readonly groupLists = new WeakMap<readonly string[], GroupList>();
 
   constructor(
     private readonly policy: Policy,
@@ -325,7 +333,7 @@ export class EgressIndex {
     for (const app of this.appLists.values()) {
       const e = edits.get(app.allowedKey);
       if (!e) continue;
-      const prefix = `${app.appId}|`;
+      const prefix = app.prefix;
       const removes = e.removes.map((t) => prefix + t);
       const adds = e.adds.map((t) => prefix + t);
       const list = app.list;
@@ -338,28 +346,12 @@ export class EgressIndex {
 
   /** A host's tasks, local apps and classes read again; its app lists acquired anew; its lists rebuilt. */
   private rebuildHost(input: EgressInput, hostId: string): void {
-    const members: string[] = [];
-    const reports: CompileReport[] = [];
-    const local = new Set<string>();
-    for (const t of input.tasksOn(hostId)) {
-      if (isMemberAppId(t.appId) && isMemberTaskId(t.id)) {
-        members.push(`${t.appId}|${t.id}`);
-        local.add(t.appId);
-      } else {
-        reports.push({
-          kind: 'egress-unsafe-id',
-          hostId,
-          appId: t.appId,
-          taskId: t.id,
-          message: `task ${JSON.stringify(t.id)} of app ${JSON.stringify(t.appId)} on host ${hostId}: ${isMemberAppId(t.appId) ? 'a task id must be 1-255 of [A-Za-z0-9_.-]' : "an app id must be '/' and 1-512 of [A-Za-z0-9._/-]"} to be named in egress sets; the agent treats the task as unmapped (host-level)`,
-        });
-      }
-    }
-    const apps = [...local].sort((a, b) => byString(`${a}|`, `${b}|`));
+    const { members, local, reports } = hostTasks(hostId, input.tasksOn(hostId));
+    const apps = [...local].map((appId) => ({ prefix: `${appId}|`, groups: this.sortedGroups(input.groupsOf(appId)) })).sort((a, b) => byString(a.prefix, b.prefix));
     const addresses = input.addresses(hostId);
     const appKeys = FAMILIES.map((family) => {
       const cls = this.verdicts.sourceClass(addresses, family);
-      return apps.map((appId) => this.acquire(hostId, appId, [...input.groupsOf(appId)].sort(byString), cls));
+      return apps.map((a) => this.acquire(hostId, a.prefix, a.groups, cls));
     });
     this.releaseHost(hostId, new Set(appKeys.flat()));
     const old = this.hosts.get(hostId);
@@ -370,10 +362,19 @@ export class EgressIndex {
     this.concatHost(hostId, old?.appKeys ?? [[], []]);
   }
 
-  /** The app list of (app, class, groups) with one more user, built when new. */
-  private acquire(hostId: string, appId: string, groups: readonly string[], cls: SourceClass): string {
-    const allowedKey = `${cls.key}\0${groups.join('\n')}`;
-    const key = `${appId}\0${allowedKey}`;
+  private sortedGroups(groups: readonly string[]): GroupList {
+    let g = this.groupLists.get(groups);
+    if (!g) {
+      const sorted = [...groups].sort(byString);
+      this.groupLists.set(groups, (g = { groups: sorted, text: sorted.join('\n') }));
+    }
+    return g;
+  }
+
+  /** The app list of (app, class, groups) with one more user, built when new ("<app id>|" is `prefix`). */
+  private acquire(hostId: string, prefix: string, { groups, text }: GroupList, cls: SourceClass): string {
+    const allowedKey = `${cls.key}\0${text}`;
+    const key = `${prefix}\0${allowedKey}`;
     let app = this.appLists.get(key);
     if (!app) {
       let al = this.allowedLists.get(allowedKey);
@@ -385,8 +386,8 @@ export class EgressIndex {
         for (const g of groups) addTo(this.listsOfGroup, g, allowedKey);
       }
       al.refs++;
-      const list = prefixedEgressList(IP_KIND[cls.family === 4 ? 0 : 1]!, `${appId}|`, al.list);
-      this.appLists.set(key, (app = { appId, allowedKey, list, users: new Set() }));
+      const list = prefixedEgressList(IP_KIND[cls.family === 4 ? 0 : 1]!, prefix, al.list);
+      this.appLists.set(key, (app = { prefix, allowedKey, list, users: new Set() }));
     }
     app.users.add(hostId);
     return key;
