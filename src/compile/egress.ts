@@ -434,7 +434,7 @@ export class EgressIndex {
       const was = this.verdicts.allowed(NONE, cls, claimKey, matches);
       const is = this.verdicts.allowed(groups, cls, claimKey, matches);
       if (was === is) continue;
-      for (const [text] of this.textsOfClaim[fi]!.get(claimKey)!) {
+      for (const text of this.textsOfClaim[fi]!.get(claimKey)!.keys()) {
         const owners = this.owners[fi]!.get(text)!;
         if (owners.size > 1) {
           if (seen.has(text)) continue; // judged once, with all its owners
