@@ -1,12 +1,14 @@
 /**
  * What per-app egress (egress.ts) reads of the cluster: the cluster index and each host's claims,
- * for both compile paths (compile.ts: HostClaims; the incremental compiler: its ClaimUses), and
- * the small list helpers egress.ts is built with.
+ * for both compile paths (compile.ts: HostClaims; the incremental compiler: its ClaimUses), a
+ * host's tasks as egress names them, and the small list helpers egress.ts is built with.
  */
 import { memberSuffix } from '../net/member.js';
+import { isMemberAppId, isMemberTaskId } from '../net/member-syntax.js';
 import type { ParsedAddress } from '../net/address.js';
 import type { Task } from '../inventory/cluster-state.js';
 import type { ClusterIndex } from './cluster-index.js';
+import type { CompileReport } from './compile-report.js';
 import type { HostClaim, PortMatch } from './host-claims.js';
 
 /** One managed claim of a host as egress sees it: its member suffix and its owners' PortMatches. */
@@ -36,6 +38,32 @@ export function egressInput(index: ClusterIndex, claims: (hostId: string) => rea
     groupsOf: (appId) => index.app(appId).groups,
     claims,
   };
+}
+
+/**
+ * What egress reads of a host's tasks: the egress-task members "<app>|<task>" of the tasks whose
+ * ids are member-safe (src/net/member-syntax.ts), their apps (the local apps), and an
+ * `egress-unsafe-id` report for each other task (left out: the agent treats it as unmapped).
+ */
+export function hostTasks(hostId: string, tasks: readonly Task[]): { members: string[]; local: Set<string>; reports: CompileReport[] } {
+  const members: string[] = [];
+  const reports: CompileReport[] = [];
+  const local = new Set<string>();
+  for (const t of tasks) {
+    if (isMemberAppId(t.appId) && isMemberTaskId(t.id)) {
+      members.push(`${t.appId}|${t.id}`);
+      local.add(t.appId);
+    } else {
+      reports.push({
+        kind: 'egress-unsafe-id',
+        hostId,
+        appId: t.appId,
+        taskId: t.id,
+        message: `task ${JSON.stringify(t.id)} of app ${JSON.stringify(t.appId)} on host ${hostId}: ${isMemberAppId(t.appId) ? 'a task id must be 1-255 of [A-Za-z0-9_.-]' : "an app id must be '/' and 1-512 of [A-Za-z0-9._/-]"} to be named in egress sets; the agent treats the task as unmapped (host-level)`,
+      });
+    }
+  }
+  return { members, local, reports };
 }
 
 /** Members removed from `from` and added (each sorted), giving the list they are recorded for. */

@@ -27,17 +27,16 @@
  * Lists are never mutated once built. Pure; no I/O.
  */
 import { formatAddress } from '../net/address.js';
-import { isMemberAppId, isMemberTaskId } from '../net/member-syntax.js';
 import type { Policy } from '../policy/policy-model.js';
 import type { AddressSet } from './address-set.js';
 import { runSteps } from './cluster-index.js';
 import type { CompileReport } from './compile-report.js';
 import type { EgressKind, EgressSets } from './desired-state.js';
-import { addTo, byString, countIn, removeFrom, sortedEdits, sortedUnique, type EgressInput, type ListEdits } from './egress-input.js';
+import { addTo, byString, countIn, hostTasks, removeFrom, sortedEdits, sortedUnique, type EgressInput, type ListEdits } from './egress-input.js';
 import { EgressVerdicts, type SourceClass } from './egress-verdict.js';
 import type { PortMatch } from './host-claims.js';
 import { patchMemberList } from './member-lists.js';
-import { egressListSum, patchEgressList, seedEgressListSum } from './state-version.js';
+import { egressListSum, patchEgressList, prefixedEgressList, seedEgressListSum } from './state-version.js';
 
 export { egressClaims, egressInput, type EgressClaim, type EgressInput, type ListEdits } from './egress-input.js';
 
@@ -64,10 +63,17 @@ interface AllowedList {
 }
 
 interface AppList {
-  readonly appId: string;
+  /** "<app id>|". */
+  readonly prefix: string;
   readonly allowedKey: string;
   list: readonly string[];
   readonly users: Set<string>;
+}
+
+/** An app's groups, sorted, and their text in allowed-list keys. */
+interface GroupList {
+  readonly groups: readonly string[];
+  readonly text: string;
 }
 
 interface HostEgress {
@@ -102,12 +108,13 @@ export class EgressIndex {
   private readonly appLists = new Map<string, AppList>();
   private readonly hosts = new Map<string, HostEgress>();
   private readonly editsOf = new WeakMap<readonly string[], ListEdits>();
+  /** Per groups array of the cluster index (the same object while its app is unchanged). */
+  private readonly groupLists = new WeakMap<readonly string[], GroupList>();
 
-  constructor(policy: Policy, networkSet: (name: string) => AddressSet) {
-    this.newVerdicts = () => EgressVerdicts.create(policy, networkSet);
-  }
-
-  private readonly newVerdicts: () => Generator<void, EgressVerdicts>;
+  constructor(
+    private readonly policy: Policy,
+    private readonly networkSet: (name: string) => AddressSet,
+  ) {}
 
   /** Only read inside `steps`, after it has built them. */
   private get verdicts(): EgressVerdicts {
@@ -160,7 +167,7 @@ export class EgressIndex {
   /** `update` in steps: yields between batches of hosts (IncrementalCompiler.building spreads a large build over event-loop turns). */
   *steps(input: EgressInput, changed: Iterable<string>, removed: Iterable<string>, allHosts: Iterable<string>): Generator<void, Set<string>> {
     let n = 0;
-    this.verdictsOf ??= yield* this.newVerdicts();
+    this.verdictsOf ??= yield* EgressVerdicts.create(this.policy, this.networkSet);
     const touched = [new Map<string, Map<string, number> | undefined>(), new Map<string, Map<string, number> | undefined>()];
     const rebuild = new Set<string>();
     for (const id of removed) {
@@ -236,17 +243,19 @@ export class EgressIndex {
   private destsOf(input: EgressInput, hostId: string): Dest[] {
     const claims = input.claims(hostId);
     if (claims.length === 0) return [];
+    const keys = claims.map((c) => {
+      const claimKey = c.matches.map((m) => m.key).join('\u0001');
+      if (!this.matchesOf.has(claimKey)) this.matchesOf.set(claimKey, c.matches);
+      return claimKey;
+    });
     const out: Dest[] = [];
     const seen = new Set<string>();
     for (const a of input.addresses(hostId)) {
       const address = formatAddress(a.family, a.value);
       if (seen.has(address)) continue;
       seen.add(address);
-      for (const c of claims) {
-        const claimKey = c.matches.map((m) => m.key).join('\u0001');
-        if (!this.matchesOf.has(claimKey)) this.matchesOf.set(claimKey, c.matches);
-        out.push({ text: address + c.suffix, fi: a.family === 4 ? 0 : 1, claimKey });
-      }
+      const fi = a.family === 4 ? 0 : 1;
+      claims.forEach((c, i) => out.push({ text: address + c.suffix, fi, claimKey: keys[i]! }));
     }
     return out;
   }
@@ -297,7 +306,7 @@ export class EgressIndex {
   /** Patches every live allowed list and app list for the touched texts; the hosts using a patched app list. */
   private patchLists(touched: readonly Map<string, Map<string, number> | undefined>[]): Set<string> {
     const hosts = new Set<string>();
-    if (touched.every((t) => t.size === 0)) return hosts;
+    if (this.allowedLists.size === 0 || touched.every((t) => t.size === 0)) return hosts; // a full build: no list yet
     // Per touched text, only the lists whose groups its claims' resolutions read are judged one
     // by one; every other list of a class gets the verdict of an app in no group (egress-verdict.ts).
     const edits = new Map<string, { removes: string[]; adds: string[] }>();
@@ -335,7 +344,7 @@ export class EgressIndex {
     for (const app of this.appLists.values()) {
       const e = edits.get(app.allowedKey);
       if (!e) continue;
-      const prefix = `${app.appId}|`;
+      const prefix = app.prefix;
       const removes = e.removes.map((t) => prefix + t);
       const adds = e.adds.map((t) => prefix + t);
       const list = app.list;
@@ -348,28 +357,12 @@ export class EgressIndex {
 
   /** A host's tasks, local apps and classes read again; its app lists acquired anew; its lists rebuilt. */
   private rebuildHost(input: EgressInput, hostId: string): void {
-    const members: string[] = [];
-    const reports: CompileReport[] = [];
-    const local = new Set<string>();
-    for (const t of input.tasksOn(hostId)) {
-      if (isMemberAppId(t.appId) && isMemberTaskId(t.id)) {
-        members.push(`${t.appId}|${t.id}`);
-        local.add(t.appId);
-      } else {
-        reports.push({
-          kind: 'egress-unsafe-id',
-          hostId,
-          appId: t.appId,
-          taskId: t.id,
-          message: `task ${JSON.stringify(t.id)} of app ${JSON.stringify(t.appId)} on host ${hostId}: ${isMemberAppId(t.appId) ? 'a task id must be 1-255 of [A-Za-z0-9_.-]' : "an app id must be '/' and 1-512 of [A-Za-z0-9._/-]"} to be named in egress sets; the agent treats the task as unmapped (host-level)`,
-        });
-      }
-    }
-    const apps = [...local].sort((a, b) => byString(`${a}|`, `${b}|`));
+    const { members, local, reports } = hostTasks(hostId, input.tasksOn(hostId));
+    const apps = [...local].map((appId) => ({ prefix: `${appId}|`, groups: this.sortedGroups(input.groupsOf(appId)) })).sort((a, b) => byString(a.prefix, b.prefix));
     const addresses = input.addresses(hostId);
     const appKeys = FAMILIES.map((family) => {
       const cls = this.verdicts.sourceClass(addresses, family);
-      return apps.map((appId) => this.acquire(hostId, appId, [...input.groupsOf(appId)].sort(byString), cls));
+      return apps.map((a) => this.acquire(hostId, a.prefix, a.groups, cls));
     });
     this.releaseHost(hostId, new Set(appKeys.flat()));
     const old = this.hosts.get(hostId);
@@ -380,10 +373,19 @@ export class EgressIndex {
     this.concatHost(hostId, old?.appKeys ?? [[], []]);
   }
 
-  /** The app list of (app, class, groups) with one more user, built when new. */
-  private acquire(hostId: string, appId: string, groups: readonly string[], cls: SourceClass): string {
-    const allowedKey = `${cls.key}\0${groups.join('\n')}`;
-    const key = `${appId}\0${allowedKey}`;
+  private sortedGroups(groups: readonly string[]): GroupList {
+    let g = this.groupLists.get(groups);
+    if (!g) {
+      const sorted = [...groups].sort(byString);
+      this.groupLists.set(groups, (g = { groups: sorted, text: sorted.join('\n') }));
+    }
+    return g;
+  }
+
+  /** The app list of (app, class, groups) with one more user, built when new ("<app id>|" is `prefix`). */
+  private acquire(hostId: string, prefix: string, { groups, text }: GroupList, cls: SourceClass): string {
+    const allowedKey = `${cls.key}\0${text}`;
+    const key = `${prefix}\0${allowedKey}`;
     let app = this.appLists.get(key);
     if (!app) {
       let al = this.allowedLists.get(allowedKey);
@@ -395,8 +397,8 @@ export class EgressIndex {
         for (const g of groups) addTo(this.listsOfGroup, g, allowedKey);
       }
       al.refs++;
-      const prefix = `${appId}|`;
-      this.appLists.set(key, (app = { appId, allowedKey, list: al.list.map((t) => prefix + t), users: new Set() }));
+      const list = prefixedEgressList(IP_KIND[cls.family === 4 ? 0 : 1]!, prefix, al.list);
+      this.appLists.set(key, (app = { prefix, allowedKey, list, users: new Set() }));
     }
     app.users.add(hostId);
     return key;
@@ -428,34 +430,35 @@ export class EgressIndex {
    */
   private buildAllowed(groups: readonly string[], cls: SourceClass): readonly string[] {
     const fi = cls.family === 4 ? 0 : 1;
-    const base = this.baseline(cls);
+    const base = runSteps(this.baselineSteps(cls));
     const probe = { groups, cls };
     const none = { groups: NONE, cls };
     const removes: string[] = [];
     const adds: string[] = [];
+    const keys = new Set<string>();
+    for (const g of groups) for (const claimKey of this.keysReading[fi]!.get(g) ?? []) keys.add(claimKey);
     const seen = new Set<string>();
-    for (const g of groups) {
-      for (const claimKey of this.keysReading[fi]!.get(g) ?? []) {
-        for (const text of this.textsOfClaim[fi]!.get(claimKey)!.keys()) {
-          if (seen.has(text)) continue;
+    for (const claimKey of keys) {
+      // One verdict pair per claim. A claim whose verdict `groups` leave alone changes none of its
+      // texts: a text with another owner whose verdict changes is reached through that owner.
+      const matches = this.matchesOf.get(claimKey)!;
+      const was = this.verdicts.allowed(NONE, cls, claimKey, matches);
+      const is = this.verdicts.allowed(groups, cls, claimKey, matches);
+      if (was === is) continue;
+      for (const text of this.textsOfClaim[fi]!.get(claimKey)!.keys()) {
+        const owners = this.owners[fi]!.get(text)!;
+        if (owners.size > 1) {
+          if (seen.has(text)) continue; // judged once, with all its owners
           seen.add(text);
-          const owners = this.owners[fi]!.get(text);
-          const was = this.admits(none, owners);
-          const is = this.admits(probe, owners);
-          if (was && !is) removes.push(text);
-          else if (is && !was) adds.push(text);
         }
+        const admitted = owners.size === 1 ? was : this.admits(none, owners);
+        if (owners.size === 1 || admitted !== this.admits(probe, owners)) (admitted ? removes : adds).push(text);
       }
     }
     return removes.length + adds.length === 0 ? base : patchMemberList(base, removes, adds);
   }
 
-  /** The allowed list of an app in no group on a host of `cls` (a text with several claims, an address on two hosts, when all allow). */
-  private baseline(cls: SourceClass): readonly string[] {
-    return runSteps(this.baselineSteps(cls));
-  }
-
-  /** `baseline` in steps (yields between batches of claims). */
+  /** The allowed list of an app in no group on a host of `cls` (a text with several claims, an address on two hosts, when all allow), in steps. */
   private *baselineSteps(cls: SourceClass): Generator<void, readonly string[]> {
     const fi = cls.family === 4 ? 0 : 1;
     let list = this.baselines[fi]!.get(cls.key);

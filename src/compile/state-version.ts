@@ -64,6 +64,7 @@ import { hash } from 'node:crypto';
 import type { Mode } from '../policy/policy-model.js';
 import { ALLOW_KINDS, AUDIT_KINDS, EGRESS_KINDS, INGRESS_KINDS, hasAuditMembers, hasEgressMembers, type SetContents, type SetKind } from './desired-state.js';
 import { patchMemberList } from './member-lists.js';
+import { sha256Words } from './sha256-words.js';
 
 /** The short kinds, whose members the header lists (SET_KINDS order; they precede the allow kinds). */
 const LISTED_KINDS: readonly SetKind[] = INGRESS_KINDS.filter((k) => !(ALLOW_KINDS as readonly SetKind[]).includes(k));
@@ -144,9 +145,16 @@ function listedText(mode: Mode, sets: SetContents): string {
   return text;
 }
 
-/** The term of one egress member of `kind`. */
-function egressTerm(kind: SetKind, m: string): Uint32Array {
-  return sha256Number(`${kind}\n${m}`);
+const egressTerm = new Uint32Array(LIMBS);
+
+/**
+ * sum += sign * the term of the egress member `prefix + m` of a kind whose "<kind>\n" is
+ * `kindLine`: sha256(<kind> "\n" <prefix> <m>), hashed from the parts (sha256-words.ts; no
+ * text is joined).
+ */
+function addEgressTerm(sum: Uint32Array, kindLine: string, prefix: string, m: string, sign: 1 | -1): void {
+  sha256Words(egressTerm, kindLine, prefix, m);
+  addInto(sum, egressTerm, sign);
 }
 
 const egressSums = new WeakMap<readonly string[], Uint32Array>();
@@ -156,9 +164,23 @@ export function egressListSum(kind: SetKind, list: readonly string[]): Uint32Arr
   let sum = egressSums.get(list);
   if (sum) return sum;
   sum = new Uint32Array(LIMBS);
-  for (const m of list) addInto(sum, egressTerm(kind, m), 1);
+  const kindLine = `${kind}\n`;
+  for (const m of list) addEgressTerm(sum, kindLine, '', m, 1);
   egressSums.set(list, sum);
   return sum;
+}
+
+/**
+ * A list of `kind`: `prefix` before each of `texts` (a local app's egress-ip list from its
+ * allowed destinations, egress.ts), with its sum cached, hashed from the prefix and each text.
+ */
+export function prefixedEgressList(kind: SetKind, prefix: string, texts: readonly string[]): string[] {
+  const list = texts.map((t) => prefix + t);
+  const sum = new Uint32Array(LIMBS);
+  const kindLine = `${kind}\n`;
+  for (const t of texts) addEgressTerm(sum, kindLine, prefix, t, 1);
+  egressSums.set(list, sum);
+  return list;
 }
 
 /**
@@ -177,8 +199,9 @@ export function seedEgressListSum(kind: SetKind, list: readonly string[], parts:
 export function patchEgressList(kind: SetKind, list: readonly string[], removes: readonly string[], adds: readonly string[]): string[] {
   const next = patchMemberList(list, removes, adds);
   const sum = egressListSum(kind, list).slice();
-  for (const m of removes) addInto(sum, egressTerm(kind, m), -1);
-  for (const m of adds) addInto(sum, egressTerm(kind, m), 1);
+  const kindLine = `${kind}\n`;
+  for (const m of removes) addEgressTerm(sum, kindLine, '', m, -1);
+  for (const m of adds) addEgressTerm(sum, kindLine, '', m, 1);
   egressSums.set(next, sum);
   return next;
 }
