@@ -32,7 +32,7 @@ import type { AddressSet } from './address-set.js';
 import { runSteps } from './cluster-index.js';
 import type { CompileReport } from './compile-report.js';
 import type { EgressKind, EgressSets } from './desired-state.js';
-import { addTo, byString, countIn, hostTasks, removeFrom, sortedEdits, sortedUnique, type EgressInput, type ListEdits } from './egress-input.js';
+import { addTo, byString, countIn, hostTasks, ListEditLog, removeFrom, sortedEdits, sortedUnique, type EgressInput, type ListEdits } from './egress-input.js';
 import { EgressVerdicts, type SourceClass } from './egress-verdict.js';
 import type { PortMatch } from './host-claims.js';
 import { patchMemberList } from './member-lists.js';
@@ -107,7 +107,7 @@ export class EgressIndex {
   private readonly groupsRead = new Map<string, readonly string[]>();
   private readonly appLists = new Map<string, AppList>();
   private readonly hosts = new Map<string, HostEgress>();
-  private readonly editsOf = new WeakMap<readonly string[], ListEdits>();
+  private readonly edits = new ListEditLog();
   /** Per groups array of the cluster index (the same object while its app is unchanged). */
   private readonly groupLists = new WeakMap<readonly string[], GroupList>();
 
@@ -138,21 +138,9 @@ export class EgressIndex {
     return this.hosts.get(hostId)?.reports ?? [];
   }
 
-  /**
-   * Keeps the edits that made `next` (read by `editsFrom` for its hosts' deltas) and drops those
-   * that made their base: only one step is ever read, and a chain of them (each entry holds its
-   * base list) would keep every earlier list alive, ~0.5 MB a move with 55,000 managed
-   * destinations (test/compile-egress-memory.test.ts).
-   */
-  private keepEdits(next: readonly string[], edits: ListEdits): void {
-    this.editsOf.delete(edits.from);
-    this.editsOf.set(next, edits);
-  }
-
   /** The edits that made `after` from `before`, when this index patched one into the other. */
   editsFrom(before: readonly string[], after: readonly string[]): ListEdits | undefined {
-    const e = this.editsOf.get(after);
-    return e && e.from === before ? e : undefined;
+    return this.edits.from(before, after);
   }
 
   /**
@@ -198,7 +186,7 @@ export class EgressIndex {
       if (list.length === 0) fromEmpty.push(fi);
       const next = list.length === 0 ? adds.sort(byString) : patchEgressList(MANAGED_KIND[fi]!, list, removes, adds);
       if (big) yield;
-      this.keepEdits(next, sortedEdits(list, removes, adds));
+      this.edits.keep(next, sortedEdits(list, removes, adds));
       this.managed = fi === 0 ? [next, this.managed[1]!] : [this.managed[0]!, next];
       managedChanged = true;
     }
@@ -349,7 +337,7 @@ export class EgressIndex {
       const adds = e.adds.map((t) => prefix + t);
       const list = app.list;
       app.list = patchEgressList(IP_KIND[this.allowedLists.get(app.allowedKey)!.cls.family === 4 ? 0 : 1]!, list, removes, adds);
-      this.keepEdits(app.list, sortedEdits(list, removes, adds));
+      this.edits.keep(app.list, sortedEdits(list, removes, adds));
       for (const h of app.users) hosts.add(h);
     }
     return hosts;
@@ -501,7 +489,7 @@ export class EgressIndex {
           if (e) removes.push(...e.removes), adds.push(...e.adds);
           return e !== undefined;
         });
-        if (complete) this.keepEdits(list, sortedEdits(before, removes, adds));
+        if (complete) this.edits.keep(list, sortedEdits(before, removes, adds));
       }
       sets[kind] = list;
       return parts;
