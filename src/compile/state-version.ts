@@ -64,7 +64,6 @@ import { hash } from 'node:crypto';
 import type { Mode } from '../policy/policy-model.js';
 import { ALLOW_KINDS, AUDIT_KINDS, EGRESS_KINDS, INGRESS_KINDS, hasAuditMembers, hasEgressMembers, type SetContents, type SetKind } from './desired-state.js';
 import { patchMemberList } from './member-lists.js';
-import { sha256Words } from './sha256-words.js';
 
 /** The short kinds, whose members the header lists (SET_KINDS order; they precede the allow kinds). */
 const LISTED_KINDS: readonly SetKind[] = INGRESS_KINDS.filter((k) => !(ALLOW_KINDS as readonly SetKind[]).includes(k));
@@ -145,16 +144,12 @@ function listedText(mode: Mode, sets: SetContents): string {
   return text;
 }
 
-const egressTerm = new Uint32Array(LIMBS);
-
 /**
  * sum += sign * the term of the egress member `prefix + m` of a kind whose "<kind>\n" is
- * `kindLine`: sha256(<kind> "\n" <prefix> <m>), hashed from the parts (sha256-words.ts; no
- * text is joined).
+ * `kindLine`: sha256(<kind> "\n" <prefix> <m>).
  */
 function addEgressTerm(sum: Uint32Array, kindLine: string, prefix: string, m: string, sign: 1 | -1): void {
-  sha256Words(egressTerm, kindLine, prefix, m);
-  addInto(sum, egressTerm, sign);
+  addInto(sum, sha256Number(kindLine + prefix + m), sign);
 }
 
 const egressSums = new WeakMap<readonly string[], Uint32Array>();
