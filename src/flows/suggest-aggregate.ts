@@ -48,18 +48,17 @@ const verdictBit = (v: string) => (v === 'allowed' ? 1 : v === 'denied' ? 2 : v 
 /** What the records of one (claim, source class) give: allowed now, a skip, or evidence. */
 type Outcome = { readonly kind: 'allowed' } | { readonly kind: 'skip'; readonly skip: Skip } | { readonly kind: 'item'; readonly portKey: number; readonly destSet: number; readonly sourceApps: number };
 
-/** The claims recorded on one (host, protocol, port): its key (of egressClaims) and the claims by value. */
+/** The claims recorded on one (host, protocol, port): the reporters of its egress evidence, and the claims by value. */
 interface Slot {
   readonly protocol: string;
-  readonly claimPort: number;
+  /** Shared by the slots of one (host, protocol, port) text. */
+  readonly egressFrom: Set<number>;
   readonly claims: Claim[];
 }
 
 interface Claim {
   readonly d: ObservedFlow['destination'];
   readonly host: number;
-  /** (host, protocol, port) interned: the claim of egressClaims. */
-  readonly claimPort: number;
   readonly protocolBit: number;
   /** Unmanaged, or a port conflict: the skip reason of every record. */
   readonly skipReason?: string;
@@ -149,13 +148,15 @@ function collect(policy: Policy, cluster: ClusterState, flows: readonly Observed
   const hostNum = (h: string | undefined) => (h === undefined || h === '' ? -1 : hosts.id(h));
   const claimPorts = new Interner();
   const slots = new Map<string, Map<number, Slot[]>>();
+  /** Per (host, protocol, port) text: the reporters of its egress evidence. */
+  const egressFrom: Set<number>[] = [];
   const slotOf = (d: ObservedFlow['destination']): Slot => {
     let byPort = slots.get(d.hostId);
     if (!byPort) slots.set(d.hostId, (byPort = new Map()));
     let list = byPort.get(d.port);
     if (!list) byPort.set(d.port, (list = []));
     for (const s of list) if (s.protocol === d.protocol) return s;
-    const s: Slot = { protocol: d.protocol, claimPort: claimPorts.id(`${d.hostId}\u0000${d.protocol}\u0000${d.port}`), claims: [] };
+    const s: Slot = { protocol: d.protocol, egressFrom: (egressFrom[claimPorts.id(`${d.hostId}\u0000${d.protocol}\u0000${d.port}`)] ??= new Set()), claims: [] };
     list.push(s);
     return s;
   };
@@ -169,7 +170,7 @@ function collect(policy: Policy, cluster: ClusterState, flows: readonly Observed
       const n = Math.max(owners, judging.owners(f).length);
       if (n > 1) skipReason = `${d.protocol} ${d.port} on ${d.hostId} is claimed by ${n} task ports (a port conflict, see the compile reports): resolve it first`;
     }
-    const c: Claim = { d, host: hostNum(d.hostId), claimPort: slot.claimPort, protocolBit: d.protocol === 'tcp' ? 1 : d.protocol === 'udp' ? 2 : 0, ...(skipReason !== undefined ? { skipReason } : {}), outcomes: new Map() };
+    const c: Claim = { d, host: hostNum(d.hostId), protocolBit: d.protocol === 'tcp' ? 1 : d.protocol === 'udp' ? 2 : 0, ...(skipReason !== undefined ? { skipReason } : {}), outcomes: new Map() };
     slot.claims.push(c);
     return c;
   };
@@ -267,7 +268,6 @@ function collect(policy: Policy, cluster: ClusterState, flows: readonly Observed
   };
 
   // Phase 1: every asked record, egress first (an ingress record is left to an egress one only when that one is evidence).
-  const egressClaims = new Map<number, Set<number>>();
   const buckets = { count: 0, source: [] as number[], portKey: [] as number[], dest: [] as number[], more: [] as (number[] | undefined)[] };
   const bucketIndex: Map<number, number>[] = [];
   let allowedNow = 0;
@@ -277,8 +277,7 @@ function collect(policy: Policy, cluster: ClusterState, flows: readonly Observed
     const slot = slotOf(f.destination);
     const src = f.source;
     if (f.direction === 'ingress' && src.kind === 'host' && src.hostId !== undefined) {
-      const from = egressClaims.get(slot.claimPort);
-      if (from !== undefined && from.has(src.hostId === '' ? -1 : (hosts.get(src.hostId) ?? -2))) {
+      if (slot.egressFrom.size > 0 && slot.egressFrom.has(src.hostId === '' ? -1 : (hosts.get(src.hostId) ?? -2))) {
         coveredByEgress++;
         return true;
       }
@@ -313,11 +312,7 @@ function collect(policy: Policy, cluster: ClusterState, flows: readonly Observed
       }
       const rep = hostNum(f.reportedBy);
       if (!evidence.add(f, b, o.destSet, isoMs(f.firstSeen), Number.isNaN(lastMs) ? isoMs(f.lastSeen) : lastMs, rep, s.host, c.host, vbit | (c.protocolBit << 3))) return false;
-      if (f.direction === 'egress') {
-        let set = egressClaims.get(c.claimPort);
-        if (!set) egressClaims.set(c.claimPort, (set = new Set()));
-        set.add(rep);
-      }
+      if (f.direction === 'egress') slot.egressFrom.add(rep);
     }
     return true;
   };

@@ -59,31 +59,24 @@ interface Sum {
   last: string;
   lastMs: number;
   lastAt: number;
-  readonly hosts: Set<number>;
+  /** The hosts seen: a few in a list, more in a Set (one object per sum, not a Set each). */
+  readonly hosts: number[];
+  many?: Set<number>;
   bits: number;
 }
 
-const each = (into: readonly RuleTally[] | RuleTally, add: (r: RuleTally) => void) => (Array.isArray(into) ? into.forEach(add) : add(into as RuleTally));
+const HOSTS_LISTED = 8;
 
-/** Two sums as one: the earlier record wins a tie of times. */
-function both(a: Sum, b: Sum): Sum {
-  const first = b.firstMs < a.firstMs || (b.firstMs === a.firstMs && b.firstAt < a.firstAt) ? b : a;
-  const last = b.lastMs > a.lastMs || (b.lastMs === a.lastMs && b.lastAt < a.lastAt) ? b : a;
-  return {
-    dest: a.dest,
-    connections: a.connections + b.connections,
-    bytes: a.bytes + b.bytes,
-    flows: a.flows + b.flows,
-    first: first.first,
-    firstMs: first.firstMs,
-    firstAt: first.firstAt,
-    last: last.last,
-    lastMs: last.lastMs,
-    lastAt: last.lastAt,
-    hosts: new Set([...a.hosts, ...b.hosts]),
-    bits: a.bits | b.bits,
-  };
+function addHost(s: Sum, h: number): void {
+  if (h < 0) return;
+  if (s.many) s.many.add(h);
+  else if (!s.hosts.includes(h)) {
+    s.hosts.push(h);
+    if (s.hosts.length > HOSTS_LISTED) s.many = new Set(s.hosts);
+  }
 }
+
+const each = (into: readonly RuleTally[] | RuleTally, add: (r: RuleTally) => void) => (Array.isArray(into) ? into.forEach(add) : add(into as RuleTally));
 
 export class SummedEvidence implements EvidenceStore {
   private readonly sums: Sum[][] = [];
@@ -124,7 +117,7 @@ export class SummedEvidence implements EvidenceStore {
     const list = (this.sums[b] ??= []);
     let s: Sum | undefined;
     for (const x of list) if (x.dest === dest) s = x;
-    if (!s) list.push((s = { dest, connections: 0, bytes: 0, flows: 0, first: f.firstSeen, firstMs, firstAt: at, last: f.lastSeen, lastMs, lastAt: at, hosts: new Set(), bits: 0 }));
+    if (!s) list.push((s = { dest, connections: 0, bytes: 0, flows: 0, first: f.firstSeen, firstMs, firstAt: at, last: f.lastSeen, lastMs, lastAt: at, hosts: [], bits: 0 }));
     if (firstMs < s.firstMs) {
       s.first = f.firstSeen;
       s.firstMs = firstMs;
@@ -138,33 +131,47 @@ export class SummedEvidence implements EvidenceStore {
     s.connections += packets;
     s.bytes += bytes;
     s.flows++;
-    if (rep >= 0) s.hosts.add(rep);
-    if (src >= 0) s.hosts.add(src);
-    if (dst >= 0) s.hosts.add(dst);
+    addHost(s, rep);
+    addHost(s, src);
+    addHost(s, dst);
     s.bits |= bits;
     return true;
   }
 
   tally(b: number, takes: ((dest: number) => boolean) | undefined, into: readonly RuleTally[] | RuleTally): void {
-    let m: Sum | undefined;
-    for (const s of this.sums[b] ?? []) if (!takes || takes(s.dest)) m = m ? both(m, s) : s;
-    if (!m) return;
-    const s = m;
+    const all = this.sums[b] ?? [];
+    const sums = takes ? all.filter((s) => takes(s.dest)) : all;
+    if (sums.length === 0) return;
+    // The bucket's sums as one: the earlier record wins a tie of times.
+    let first = sums[0]!;
+    let last = first;
+    let connections = 0;
+    let bytes = 0;
+    let flows = 0;
+    let bits = 0;
+    for (const s of sums) {
+      if (s.firstMs < first.firstMs || (s.firstMs === first.firstMs && s.firstAt < first.firstAt)) first = s;
+      if (s.lastMs > last.lastMs || (s.lastMs === last.lastMs && s.lastAt < last.lastAt)) last = s;
+      connections += s.connections;
+      bytes += s.bytes;
+      flows += s.flows;
+      bits |= s.bits;
+    }
     each(into, (r) => {
-      r.connections += s.connections;
-      r.bytes += s.bytes;
-      r.flows += s.flows;
-      if (r.first === '' || s.firstMs < r.firstMs) {
-        r.first = s.first;
-        r.firstMs = s.firstMs;
+      r.connections += connections;
+      r.bytes += bytes;
+      r.flows += flows;
+      if (r.first === '' || first.firstMs < r.firstMs) {
+        r.first = first.first;
+        r.firstMs = first.firstMs;
       }
-      if (r.last === '' || s.lastMs > r.lastMs) {
-        r.last = s.last;
-        r.lastMs = s.lastMs;
+      if (r.last === '' || last.lastMs > r.lastMs) {
+        r.last = last.last;
+        r.lastMs = last.lastMs;
       }
-      for (const h of s.hosts) r.hosts.add(h);
-      r.verdicts |= s.bits & 7;
-      r.protocols |= s.bits >> 3;
+      for (const s of sums) for (const h of s.many ?? s.hosts) r.hosts.add(h);
+      r.verdicts |= bits & 7;
+      r.protocols |= bits >> 3;
     });
   }
 }
