@@ -18,9 +18,15 @@
  *    and pairs are judged in the order of their first records, so each judging key is judged
  *    on the same record as by a walk over every record (test/flows-suggest-fast.test.ts
  *    compares with that walk, test/support/suggest-oracle.ts).
- * Evidence records then go, as numbers in arrays (no object per record), into BUCKETS per
- * (source, port and protocol) in the order they come; suggest-lists.ts makes the rules of them
- * and adds the tallies in the order of the per-record walk.
+ * Records are read in one pass: egress records are taken, the others' indexes kept and taken
+ * after (an ingress record whose connection an egress record of the evidence names is then
+ * counted from its (host, protocol, port) alone, before its claim and source are interned).
+ * Evidence records then go into BUCKETS per (source, port and protocol) in the order they come,
+ * summed per bucket and destination set as they come (suggest-evidence.ts; nothing per record is
+ * kept but its key); a record the sums cannot take exactly (a repeated key, an unreadable time,
+ * a count that is no safe integer) starts the aggregation again with every record's numbers
+ * kept. suggest-lists.ts makes the rules of the buckets and adds the tallies in the order of the
+ * per-record walk.
  */
 import type { ClusterState } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
@@ -30,6 +36,7 @@ import { isoMs } from './iso-time.js';
 import { Judging, claimPart, claimText, sourcePart, unnameable } from './suggest-judging.js';
 import type { SuggestOptions } from './suggest-types.js';
 import { tallyRules, type Aggregate, type Skip } from './suggest-lists.js';
+import { ItemEvidence, SummedEvidence, type EvidenceStore } from './suggest-evidence.js';
 
 export type { Aggregate, RuleTally } from './suggest-lists.js';
 
@@ -41,11 +48,17 @@ const verdictBit = (v: string) => (v === 'allowed' ? 1 : v === 'denied' ? 2 : v 
 /** What the records of one (claim, source class) give: allowed now, a skip, or evidence. */
 type Outcome = { readonly kind: 'allowed' } | { readonly kind: 'skip'; readonly skip: Skip } | { readonly kind: 'item'; readonly portKey: number; readonly destSet: number; readonly sourceApps: number };
 
+/** The claims recorded on one (host, protocol, port): the reporters of its egress evidence, and the claims by value. */
+interface Slot {
+  readonly protocol: string;
+  /** Shared by the slots of one (host, protocol, port) text. */
+  readonly egressFrom: Set<number>;
+  readonly claims: Claim[];
+}
+
 interface Claim {
   readonly d: ObservedFlow['destination'];
   readonly host: number;
-  /** (host, protocol, port) interned: the claim of egressClaims. */
-  readonly claimPort: number;
   readonly protocolBit: number;
   /** Unmanaged, or a port conflict: the skip reason of every record. */
   readonly skipReason?: string;
@@ -116,6 +129,11 @@ class Interner {
 }
 
 export function aggregate(policy: Policy, cluster: ClusterState, flows: readonly ObservedFlow[], options: SuggestOptions): Aggregate {
+  return collect(policy, cluster, flows, options, new SummedEvidence(flows.length)) ?? collect(policy, cluster, flows, options, new ItemEvidence(flows.length))!;
+}
+
+/** The aggregate of `flows`, the evidence kept in `evidence`; undefined when that cannot take a record. */
+function collect(policy: Policy, cluster: ClusterState, flows: readonly ObservedFlow[], options: SuggestOptions, evidence: EvidenceStore): Aggregate | undefined {
   let mask = 0;
   for (const v of options.verdicts ?? ['denied', 'audit']) mask |= verdictBit(v);
   const since = options.sinceMs;
@@ -129,15 +147,22 @@ export function aggregate(policy: Policy, cluster: ClusterState, flows: readonly
   const hosts = new Interner();
   const hostNum = (h: string | undefined) => (h === undefined || h === '' ? -1 : hosts.id(h));
   const claimPorts = new Interner();
-  const claims = new Map<string, Map<number, Claim[]>>();
-  const claimOf = (f: ObservedFlow): Claim => {
+  const slots = new Map<string, Map<number, Slot[]>>();
+  /** Per (host, protocol, port) text: the reporters of its egress evidence. */
+  const egressFrom: Set<number>[] = [];
+  const slotOf = (d: ObservedFlow['destination']): Slot => {
+    let byPort = slots.get(d.hostId);
+    if (!byPort) slots.set(d.hostId, (byPort = new Map()));
+    let list = byPort.get(d.port);
+    if (!list) byPort.set(d.port, (list = []));
+    for (const s of list) if (s.protocol === d.protocol) return s;
+    const s: Slot = { protocol: d.protocol, egressFrom: (egressFrom[claimPorts.id(`${d.hostId}\u0000${d.protocol}\u0000${d.port}`)] ??= new Set()), claims: [] };
+    list.push(s);
+    return s;
+  };
+  const claimOf = (f: ObservedFlow, slot: Slot): Claim => {
     const d = f.destination;
-    let byPort = claims.get(d.hostId);
-    if (!byPort) claims.set(d.hostId, (byPort = new Map()));
-    const pp = d.port * 2 + (d.protocol === 'udp' ? 1 : 0);
-    let list = byPort.get(pp);
-    if (!list) byPort.set(pp, (list = []));
-    for (const c of list) if (c.d.protocol === d.protocol && c.d.address === d.address && c.d.portName === d.portName && sameOwners(c.d.apps, d.apps)) return c;
+    for (const c of slot.claims) if (c.d.address === d.address && c.d.portName === d.portName && sameOwners(c.d.apps, d.apps)) return c;
     let skipReason: string | undefined;
     if (d.apps.every((a) => a.appId === '')) skipReason = 'no task claims the port now (unmanaged): nothing to allow';
     else {
@@ -145,9 +170,8 @@ export function aggregate(policy: Policy, cluster: ClusterState, flows: readonly
       const n = Math.max(owners, judging.owners(f).length);
       if (n > 1) skipReason = `${d.protocol} ${d.port} on ${d.hostId} is claimed by ${n} task ports (a port conflict, see the compile reports): resolve it first`;
     }
-    const claimPort = claimPorts.id(`${d.hostId}\u0000${d.protocol}\u0000${d.port}`);
-    const c: Claim = { d, host: hostNum(d.hostId), claimPort, protocolBit: d.protocol === 'tcp' ? 1 : d.protocol === 'udp' ? 2 : 0, ...(skipReason !== undefined ? { skipReason } : {}), outcomes: new Map() };
-    list.push(c);
+    const c: Claim = { d, host: hostNum(d.hostId), protocolBit: d.protocol === 'tcp' ? 1 : d.protocol === 'udp' ? 2 : 0, ...(skipReason !== undefined ? { skipReason } : {}), outcomes: new Map() };
+    slot.claims.push(c);
     return c;
   };
 
@@ -244,82 +268,69 @@ export function aggregate(policy: Policy, cluster: ClusterState, flows: readonly
   };
 
   // Phase 1: every asked record, egress first (an ingress record is left to an egress one only when that one is evidence).
-  const egressClaims = new Map<number, Set<number>>();
-  const items: ObservedFlow[] = [];
-  // Per item and per bucket, numbers in typed arrays sized for every record: no growth, nothing for the GC to copy.
-  const n = flows.length;
-  const itemDest = new Int32Array(n);
-  const itemBucket = new Int32Array(n);
-  const itemNext = new Int32Array(n);
-  const itemFirst = new Float64Array(n);
-  const itemLast = new Float64Array(n);
-  const itemHosts = new Int32Array(3 * n);
-  const itemBits = new Uint8Array(n);
-  const buckets = { count: 0, source: new Int32Array(n), portKey: new Int32Array(n), head: new Int32Array(n), tail: new Int32Array(n), dest: new Int32Array(n), more: [] as (number[] | undefined)[] };
+  const buckets = { count: 0, source: [] as number[], portKey: [] as number[], dest: [] as number[], more: [] as (number[] | undefined)[] };
   const bucketIndex: Map<number, number>[] = [];
   let allowedNow = 0;
   let coveredByEgress = 0;
-  for (const egressPass of [true, false]) {
-    for (const f of flows) {
-      if ((f.direction === 'egress') !== egressPass) continue;
-      const vbit = verdictBit(f.verdict);
-      if ((vbit & mask) === 0 || (since !== undefined && !(isoMs(f.lastSeen) >= since))) continue;
-      const c = claimOf(f);
-      const s = sourceOf(f);
-      if (f.direction === 'ingress' && s.kindHost && s.hostId !== undefined && egressClaims.get(c.claimPort)?.has(s.host) === true) {
+  /** Takes one asked record; false: `evidence` cannot take it. */
+  const take = (f: ObservedFlow, vbit: number, lastMs: number): boolean => {
+    const slot = slotOf(f.destination);
+    const src = f.source;
+    if (f.direction === 'ingress' && src.kind === 'host' && src.hostId !== undefined) {
+      if (slot.egressFrom.size > 0 && slot.egressFrom.has(src.hostId === '' ? -1 : (hosts.get(src.hostId) ?? -2))) {
         coveredByEgress++;
-        continue;
-      }
-      if (c.skipReason !== undefined) {
-        const skip = (c.skip ??= skipOf(c.skipReason));
-        skip.flows++;
-        skip.connections += f.packets;
-        continue;
-      }
-      let o = c.outcomes.get(s.cls);
-      if (!o) c.outcomes.set(s.cls, (o = outcomeOf(f, c, s)));
-      if (o.kind === 'allowed') allowedNow++;
-      else if (o.kind === 'skip') {
-        o.skip.flows++;
-        o.skip.connections += f.packets;
-      } else {
-        const j = items.length;
-        items.push(f);
-        const source = o.sourceApps >= 0 ? o.sourceApps : s.addressKey;
-        const index = (bucketIndex[o.portKey] ??= new Map());
-        let b = index.get(source);
-        if (b === undefined) {
-          index.set(source, (b = buckets.count++));
-          buckets.source[b] = source;
-          buckets.portKey[b] = o.portKey;
-          buckets.head[b] = j;
-          buckets.tail[b] = j;
-          buckets.dest[b] = o.destSet;
-        } else {
-          itemNext[buckets.tail[b]!] = j;
-          buckets.tail[b] = j;
-          if (buckets.dest[b] !== o.destSet) {
-            const more = (buckets.more[b] ??= []);
-            if (!more.includes(o.destSet)) more.push(o.destSet);
-          }
-        }
-        itemNext[j] = -1;
-        itemBucket[j] = b;
-        itemDest[j] = o.destSet;
-        itemFirst[j] = isoMs(f.firstSeen);
-        itemLast[j] = isoMs(f.lastSeen);
-        const rep = hostNum(f.reportedBy);
-        itemHosts[3 * j] = rep;
-        itemHosts[3 * j + 1] = s.host;
-        itemHosts[3 * j + 2] = c.host;
-        itemBits[j] = vbit | (c.protocolBit << 3);
-        if (f.direction === 'egress') {
-          let set = egressClaims.get(c.claimPort);
-          if (!set) egressClaims.set(c.claimPort, (set = new Set()));
-          set.add(rep);
-        }
+        return true;
       }
     }
+    const c = claimOf(f, slot);
+    if (c.skipReason !== undefined) {
+      const skip = (c.skip ??= skipOf(c.skipReason));
+      skip.flows++;
+      skip.connections += f.packets;
+      return true;
+    }
+    const s = sourceOf(f);
+    let o = c.outcomes.get(s.cls);
+    if (!o) c.outcomes.set(s.cls, (o = outcomeOf(f, c, s)));
+    if (o.kind === 'allowed') allowedNow++;
+    else if (o.kind === 'skip') {
+      o.skip.flows++;
+      o.skip.connections += f.packets;
+    } else {
+      const source = o.sourceApps >= 0 ? o.sourceApps : s.addressKey;
+      const index = (bucketIndex[o.portKey] ??= new Map());
+      let b = index.get(source);
+      if (b === undefined) {
+        index.set(source, (b = buckets.count++));
+        buckets.source.push(source);
+        buckets.portKey.push(o.portKey);
+        buckets.dest.push(o.destSet);
+        buckets.more.push(undefined);
+      } else if (buckets.dest[b] !== o.destSet) {
+        const more = (buckets.more[b] ??= []);
+        if (!more.includes(o.destSet)) more.push(o.destSet);
+      }
+      const rep = hostNum(f.reportedBy);
+      if (!evidence.add(f, b, o.destSet, isoMs(f.firstSeen), Number.isNaN(lastMs) ? isoMs(f.lastSeen) : lastMs, rep, s.host, c.host, vbit | (c.protocolBit << 3))) return false;
+      if (f.direction === 'egress') slot.egressFrom.add(rep);
+    }
+    return true;
+  };
+  // One pass over the records: egress taken, the others' indexes kept for a second pass over them only.
+  const later = new Int32Array(flows.length);
+  let laterCount = 0;
+  for (let i = 0; i < flows.length; i++) {
+    const f = flows[i]!;
+    const vbit = verdictBit(f.verdict);
+    if ((vbit & mask) === 0) continue;
+    const lastMs = since !== undefined ? isoMs(f.lastSeen) : NaN;
+    if (since !== undefined && !(lastMs >= since)) continue;
+    if (f.direction !== 'egress') later[laterCount++] = i;
+    else if (!take(f, vbit, lastMs)) return undefined;
   }
-  return tallyRules({ policy, cluster, judging, addressTexts, addressNetworks, items, itemDest, itemBucket, itemNext, itemFirst, itemLast, itemHosts, itemBits, buckets, setApps, portOf, hostTexts: hosts.texts, skips, allowedNow, coveredByEgress });
+  for (let k = 0; k < laterCount; k++) {
+    const f = flows[later[k]!]!;
+    if (!take(f, verdictBit(f.verdict), since !== undefined ? isoMs(f.lastSeen) : NaN)) return undefined;
+  }
+  return tallyRules({ policy, cluster, judging, addressTexts, addressNetworks, evidence, buckets, setApps, portOf, hostTexts: hosts.texts, skips, allowedNow, coveredByEgress });
 }

@@ -7,38 +7,20 @@
  * apps, suggest-names `coverApps`), each giving a LIST per (destination group, port and
  * protocol); per list, the source apps become groups and the addresses networks (the smallest
  * of the policy holding each, else one proposed network of the addresses left), each giving a
- * rule. Tallies are added list by list, bucket by bucket, record by record, which is the order
+ * rule. Tallies are added list by list, bucket by bucket, record by record (or a bucket's sums at
+ * once, suggest-evidence.ts, which adds up to the same), which is the order
  * of the per-record walk (test/support/suggest-oracle.ts): which first- or last-seen text is kept
  * on a tie, which of two records of one key counts, and the names of proposed groups and
  * networks come out the same. Text and Sets are built per bucket, list or rule, not per record.
  */
 import type { ClusterState } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
-import type { ObservedFlow } from './observed-flow.js';
+import type { EvidenceStore, RuleTally } from './suggest-evidence.js';
+
+export type { RuleTally } from './suggest-evidence.js';
 import type { Judging } from './suggest-judging.js';
 import { NameBook, coverApps, groupMembers, type CoverPart, type GroupMembers } from './suggest-names.js';
 import type { SuggestedGroup, SuggestedNetwork } from './suggest-types.js';
-
-/** The tally of one rule (Evidence once finished). */
-export interface RuleTally {
-  readonly from: string;
-  readonly to: string;
-  readonly port: string | number;
-  connections: number;
-  bytes: number;
-  flows: number;
-  first: string;
-  firstMs: number;
-  last: string;
-  lastMs: number;
-  /** Host ids (interned). */
-  readonly hosts: Set<number>;
-  /** Bits: 1 allowed, 2 denied, 4 audit. */
-  verdicts: number;
-  /** Bits: 1 tcp, 2 udp. */
-  protocols: number;
-  seen?: Set<string>;
-}
 
 export interface Aggregate {
   readonly rules: readonly RuleTally[];
@@ -58,58 +40,20 @@ export interface Skip {
   connections: number;
 }
 
-/** Which keys occur more than once among `records` (open addressing on a string hash; exact). */
-function duplicatedKeys(records: readonly ObservedFlow[]): Uint8Array | undefined {
-  let size = 16;
-  while (size < records.length * 2) size *= 2;
-  const mask = size - 1;
-  const table = new Int32Array(size).fill(-1);
-  let dup: Uint8Array | undefined;
-  for (let j = 0; j < records.length; j++) {
-    const key = records[j]!.key;
-    let h = 0x811c9dc5;
-    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
-    h &= mask;
-    for (;;) {
-      const at = table[h]!;
-      if (at === -1) {
-        table[h] = j;
-        break;
-      }
-      if (records[at]!.key === key) {
-        dup ??= new Uint8Array(records.length);
-        dup[at] = 1;
-        dup[j] = 1;
-        break;
-      }
-      h = (h + 1) & mask;
-    }
-  }
-  return dup;
-}
-
 /** What suggest-aggregate.ts collected of the records (items: the evidence records, in order). */
 export interface Collected {
   readonly policy: Policy;
   readonly cluster: ClusterState;
   readonly judging: Judging;
   readonly addressNetworks: readonly (readonly string[] | undefined)[];
-  readonly items: readonly ObservedFlow[];
-  readonly itemDest: Int32Array;
-  readonly itemBucket: Int32Array;
-  /** The next item of the same bucket (-1: none). */
-  readonly itemNext: Int32Array;
-  readonly itemFirst: Float64Array;
-  readonly itemLast: Float64Array;
-  readonly itemHosts: Int32Array;
-  /** Verdict bit (1, 2, 4) | protocol bits (1 tcp, 2 udp) << 3. */
-  readonly itemBits: Uint8Array;
-  /** `count` buckets: source key (apps: 2 * set id, address: 2 * key + 1), port key, first item, destination set, other destination sets. */
-  readonly buckets: { readonly count: number; readonly source: Int32Array; readonly portKey: Int32Array; readonly head: Int32Array; readonly dest: Int32Array; readonly more: readonly (number[] | undefined)[] };
+  /** The evidence records, per bucket. */
+  readonly evidence: EvidenceStore;
+  /** `count` buckets: source key (apps: 2 * set id, address: 2 * key + 1), port key, destination set, other destination sets. */
+  readonly buckets: { readonly count: number; readonly source: readonly number[]; readonly portKey: readonly number[]; readonly dest: readonly number[]; readonly more: readonly (number[] | undefined)[] };
   readonly setApps: readonly (readonly string[])[];
   readonly portOf: readonly (string | number)[];
   readonly addressTexts: readonly string[];
-  /** Host ids by number (itemHosts: three per item, -1 for none). */
+  /** Host ids by number (the evidence's hosts). */
   readonly hostTexts: readonly string[];
   readonly skips: ReadonlyMap<string, Skip>;
   readonly allowedNow: number;
@@ -132,7 +76,7 @@ interface List {
 }
 
 export function tallyRules(c: Collected): Aggregate {
-  const { judging, items, buckets, setApps, itemNext, itemDest } = c;
+  const { judging, buckets, setApps, evidence } = c;
   const groups = groupMembers(c.policy, c.cluster);
   const book = new NameBook(c.policy);
   const proposedGroups = new Map<string, SuggestedGroup>();
@@ -213,42 +157,9 @@ export function tallyRules(c: Collected): Aggregate {
     }
     return net ?? undefined;
   };
-  const dup = duplicatedKeys(items);
-  const add = (r: RuleTally, j: number) => {
-    const f = items[j]!;
-    if (dup?.[j] === 1) {
-      r.seen ??= new Set();
-      if (r.seen.has(f.key)) return;
-      r.seen.add(f.key);
-    }
-    r.connections += f.packets;
-    r.bytes += f.bytes;
-    r.flows++;
-    const first = c.itemFirst[j]!;
-    const last = c.itemLast[j]!;
-    if (r.first === '' || first < r.firstMs) {
-      r.first = f.firstSeen;
-      r.firstMs = first;
-    }
-    if (r.last === '' || last > r.lastMs) {
-      r.last = f.lastSeen;
-      r.lastMs = last;
-    }
-    for (let k = 3 * j; k < 3 * j + 3; k++) {
-      const h = c.itemHosts[k]!;
-      if (h >= 0) r.hosts.add(h);
-    }
-    const bits = c.itemBits[j]!;
-    r.verdicts |= bits & 7;
-    r.protocols |= bits >> 3;
-  };
   const tally = (l: number, b: number, into: readonly RuleTally[] | RuleTally) => {
     const perDest = listsOfDest.get(b);
-    for (let j = buckets.head[b]!; j !== -1; j = itemNext[j]!) {
-      if (perDest && perDest.get(itemDest[j]!)?.has(l) !== true) continue;
-      if (!Array.isArray(into)) add(into as RuleTally, j);
-      else for (const r of into) add(r, j);
-    }
+    evidence.tally(b, perDest ? (d) => perDest.get(d)?.has(l) === true : undefined, into);
   };
   for (let l = 0; l < lists.length; l++) {
     const list = lists[l]!;

@@ -1,13 +1,16 @@
 /**
- * Scenario "suggest": `portcullis suggest` (src/flows/suggest.ts, pure) over 1M recorded flows
- * of a realistic mix (suggest-records.ts: outside addresses, cluster hosts' addresses, egress
- * records; ~100 hosts, 300 apps, a policy with groups and networks). The records are generated
+ * Scenario "suggest": `portcullis suggest` (src/flows/suggest.ts, pure) over 1M recorded flows,
+ * of two mixes (suggest-records.ts; ~100 hosts, 300 apps, a policy with groups and networks):
+ * the dependency-graph mix (a few thousand (source, destination, port) pairs repeated over a
+ * day of time windows: an answer of hundreds of rules) and the random mix (outside addresses,
+ * cluster hosts' addresses, egress records, nearly every record its own pair: an answer of
+ * 100,000s of rules). Each mix is measured alone (the other's records are not in the heap). The records are generated
  * once (seeded, not timed) and passed through JSON (in slices), so that every record is its own
  * objects and strings, as the CLI gets them from /flows or a file: nothing is shared between
  * records that the parser would not share. Timed, `runs` times in this process: suggestRules
  * and the YAML of its answer (suggest-yaml.ts), records in to YAML out; not timed: reading the
  * JSON (the CLI takes at most 100,000 records per answer). Reported: the median (target ≤ 2 s,
- * issue 11) with the minimum and the machine's load average in the note (other processes on the
+ * issue 11) with the minimum, the answer's size and the machine's load average in the note (other processes on the
  * machine skew every timing); and, same run, the per-record walk suggest was before
  * (test/support/suggest-oracle.ts) against the aggregation on the first 100,000 records, once
  * each, with the ratio. No root needed.
@@ -21,11 +24,13 @@ import { suggestRulesPerRecord } from '../support/suggest-oracle.js';
 import { log, report } from './figures.js';
 import type { BenchOptions } from './options.js';
 import { median } from './stats.js';
-import { suggestInput } from './suggest-records.js';
+import { suggestGraphInput, suggestInput, type SuggestInput } from './suggest-records.js';
 
 const S = 'suggest';
 const RECORDS = 1_000_000;
 const BEFORE = 100_000;
+/** The mix of the first figure (its name is kept as it was). */
+const RANDOM = 'random mix';
 
 /** The records as JSON.parse gives them back: each its own objects (slices: one string stays small). */
 function asParsed(flows: readonly ObservedFlow[]): ObservedFlow[] {
@@ -36,35 +41,49 @@ function asParsed(flows: readonly ObservedFlow[]): ObservedFlow[] {
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-export function benchSuggest(o: BenchOptions): void {
+/** Times suggestRules plus the YAML of its answer over `input` (records through JSON), `runs` times (at least 3), and reports the median. */
+function timed(o: BenchOptions, mix: string, make: () => SuggestInput): { input: SuggestInput; flows: ObservedFlow[] } {
   const t0 = performance.now();
-  const input = suggestInput(RECORDS, o.seed);
+  const input = make();
   const { policy, cluster } = input;
   const flows = asParsed(input.flows);
-  log(`generated ${flows.length} records in ${((performance.now() - t0) / 1000).toFixed(1)} s (${cluster.hosts.length} hosts, ${cluster.apps.length} apps, ${cluster.tasks.length} tasks; policy: ${policy.groups.length} groups, ${policy.networks.length} networks, ${policy.rules.length} rules)`);
+  input.flows.length = 0;
+  log(`${mix}: generated ${flows.length} records in ${((performance.now() - t0) / 1000).toFixed(1)} s (${cluster.hosts.length} hosts, ${cluster.apps.length} apps, ${cluster.tasks.length} tasks; policy: ${policy.groups.length} groups, ${policy.networks.length} networks, ${policy.rules.length} rules)`);
   const load = loadavg().map((x) => x.toFixed(2)).join(' ');
   const times: number[] = [];
+  const cpu: number[] = [];
   let last: Suggestion | undefined;
   let bytes = 0;
   for (let i = 0; i < Math.max(3, o.runs); i++) {
     const start = performance.now();
+    const c0 = process.cpuUsage();
     last = suggestRules(policy, cluster, flows);
     bytes = suggestionYaml(last).length;
     times.push(performance.now() - start);
-    log(`run ${i + 1}: ${seconds(times[i]!)}`);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
+    log(`${mix} run ${i + 1}: ${seconds(times[i]!)} (CPU ${seconds(cpu[i]!)})`);
   }
   const s = last!;
   const skipped = s.skipped.reduce((n, k) => n + k.flows, 0);
-  log(`suggestion: ${s.rules.length} rules, ${s.groups.length} proposed groups, ${s.networks.length} proposed networks (${s.networks.reduce((n, x) => n + x.cidrs.length, 0)} cidrs), ${(bytes / 1e6).toFixed(1)} MB of YAML; ${s.allowedNow} allowed now, ${skipped} skipped, ${s.coveredByEgress} left to egress`);
+  const answer = `${s.rules.length} rules, ${s.groups.length} proposed groups, ${s.networks.length} proposed networks (${s.networks.reduce((n, x) => n + x.cidrs.length, 0)} cidrs), ${(bytes / 1e6).toFixed(2)} MB of YAML; ${s.allowedNow} allowed now, ${skipped} skipped, ${s.coveredByEgress} left to egress`;
+  log(`${mix} suggestion: ${answer}`);
   const loadAfter = loadavg().map((x) => x.toFixed(2)).join(' ');
   report({
     scenario: S,
-    name: `suggest over ${RECORDS.toLocaleString('en')} records, records in to YAML out (median)`,
+    name: `suggest over ${RECORDS.toLocaleString('en')} records${mix === RANDOM ? '' : ` (${mix})`}, records in to YAML out (median)`,
     value: median(times) / 1000,
     unit: 's',
     target: { op: '<=', value: 2 },
-    note: `min ${seconds(Math.min(...times))} of ${times.length} runs; load average ${load} at start, ${loadAfter} after (the machine is shared with other sessions)`,
+    note: `min ${seconds(Math.min(...times))} of ${times.length} runs, CPU median ${seconds(median(cpu))}; answer: ${answer}; load average ${load} at start, ${loadAfter} after (the machine is shared with other sessions)`,
   });
+  return { input, flows };
+}
+
+export function benchSuggest(o: BenchOptions): void {
+  timed(o, 'dependency-graph mix', () => suggestGraphInput(RECORDS, o.seed));
+  const { input, flows } = timed(o, RANDOM, () => suggestInput(RECORDS, o.seed));
+  const { policy, cluster } = input;
 
   // Before and after, same run, same records: the first 100,000, once each.
   const some = flows.slice(0, BEFORE);
@@ -77,7 +96,7 @@ export function benchSuggest(o: BenchOptions): void {
   log(`first ${BEFORE.toLocaleString('en')} records: per-record walk ${seconds(before)}, aggregation ${seconds(after)}`);
   report({
     scenario: S,
-    name: `suggest over ${BEFORE.toLocaleString('en')} records: the per-record walk (before) / the aggregation`,
+    name: `suggest over ${BEFORE.toLocaleString('en')} records (random mix): the per-record walk (before) / the aggregation`,
     value: before / after,
     unit: 'x',
     note: `before ${seconds(before)}, after ${seconds(after)}, once each, same process, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
