@@ -48,6 +48,7 @@ import type { ServiceRegistrar } from '../consul/service-registrar.js';
 import type { TlsMaterial } from '../tls/credentials.js';
 import { listenMtls, type MtlsListener } from '../tls/mtls-listener.js';
 import { TlsRefusals } from '../tls/tls-refusals.js';
+import { handshakeAdmission } from '../tls/handshake-queue.js';
 import type { ClusterFeed } from './cluster-feed.js';
 import { ControllerStatus, type PolicyInfo } from './controller-status.js';
 import { DesiredStateStore } from './desired-state-store.js';
@@ -88,6 +89,9 @@ export interface ControllerOptions {
   readonly pingIntervalMs?: number;
   /** `--max-agents`: open agent streams this replica takes at most (0 = no cap; SyncService). */
   readonly maxAgents?: number;
+  /** `--max-handshakes` / `--handshake-queue-wait` (mTLS only; src/tls/handshake-queue.ts). Default 64 / 10 s. */
+  readonly maxHandshakes?: number;
+  readonly handshakeQueueWaitMs?: number;
   /**
    * Active rebalancing (`--rebalance-interval`, `--replicas`; src/grpc/agent-rebalance.ts): the
    * replica count is `replicas`, else its Consul service's passing instances. Absent: off.
@@ -173,6 +177,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
 
   // Refused agents (another CA, no certificate, another host's name): logged, /status, /metrics.
   const refusals = options.credentials ? new TlsRefusals({ logger: log.child({ module: 'tls' }) }) : undefined;
+  const handshakes = options.credentials ? handshakeAdmission(options.maxHandshakes, options.maxAgents, options.handshakeQueueWaitMs, log.child({ module: 'tls' })) : undefined;
   const replicas = rebalanceReplicas(options, log);
   const sync = new SyncService(store, {
     insecure: options.credentials === undefined,
@@ -216,6 +221,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     flows: { store: flowStore, events: flowEvents, ...(flowPeers ? { peers: flowPeers } : {}) },
     agentsHeldBehind: () => sync.agentsHeldBehind(),
     ...(refusals ? { tls: refusals } : {}),
+    ...(handshakes ? { handshakes } : {}),
   });
 
   // Cluster changes: the first applies at once, later ones coalesce into one recompute.
@@ -344,7 +350,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     let grpcPort: number;
     try {
       if (options.credentials && refusals) {
-        mtls = await listenMtls(server, options.listen.host, options.listen.port, { material: options.credentials, refusals, logger: log.child({ module: 'tls' }) });
+        mtls = await listenMtls(server, options.listen.host, options.listen.port, { material: options.credentials, refusals, logger: log.child({ module: 'tls' }), ...(handshakes ? { admission: handshakes } : {}) });
         grpcPort = mtls.port;
       } else {
         grpcPort = await new Promise<number>((resolve, reject) => {

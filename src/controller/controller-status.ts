@@ -41,6 +41,7 @@ import type { EgressReport } from '../grpc/egress-status.js';
 import type { AgentStatus } from '../grpc/host-record.js';
 import { clusterDocument, type ClusterDocument } from '../inventory/cluster-document.js';
 import type { TlsRefusals } from '../tls/tls-refusals.js';
+import type { HandshakeAdmission } from '../tls/handshake-queue.js';
 import type { DesiredStateStore } from './desired-state-store.js';
 import type { ClusterFeed } from './cluster-feed.js';
 import type { EventSubscription, JsonAnswer, Readiness, StatusSource } from '../status/status-server.js';
@@ -89,6 +90,8 @@ export interface ControllerStatusInputs {
   readonly policy: PolicyInfo;
   /** Agents refused for their certificate (mTLS only): `/status` `tls`, `portcullis_tls_refusals_total`. */
   readonly tls?: TlsRefusals;
+  /** Handshake admission (mTLS only): `portcullis_tls_handshakes_*`, `portcullis_tls_busy_total`. */
+  readonly handshakes?: HandshakeAdmission;
   /** Invalid flow records the agents sent, skipped (`portcullis_flow_records_rejected_total`; SyncService). */
   readonly flowRecordsRejected?: () => number;
   /** Recorded flows (`/flows`, `/flows/events`, `/status` flows, the flow metrics). */
@@ -297,7 +300,7 @@ export class ControllerStatus implements StatusSource {
       );
     }
     const flows = this.inputs.flows ? flowMetrics(this.inputs.flows.store, this.flowNow()) : '';
-    return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}${flows}`;
+    return `${out.join('\n')}\n${this.inputs.tls?.metrics() ?? ''}${this.inputs.handshakes?.metrics() ?? ''}${flows}`;
   }
 }
 

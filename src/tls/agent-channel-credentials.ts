@@ -12,6 +12,13 @@
  * - ALPN `h2`, and the client certificate is presented from the same secure context.
  * The connector is grpc-js's `SecureConnector` contract (grpc.experimental), the one its own
  * credentials implement.
+ *
+ * Abandoned handshakes: grpc-js does not stop a TLS handshake in progress when its channel is
+ * closed (it finishes it, then drops the connection), so a replica would complete the handshake
+ * of every agent that gave up on it. It does destroy the connector of a subchannel no channel
+ * uses any more (at once when the sync client closes the channel it leaves), and that destroys
+ * the connector's handshakes in progress: a replica that queues handshakes
+ * (src/tls/handshake-queue.ts) then drops the connection at no cost.
  */
 import { isIP } from 'node:net';
 import tls from 'node:tls';
@@ -56,6 +63,8 @@ export class AgentChannelCredentials extends grpc.ChannelCredentials {
     const { name, sni } = serverIdentity(targetPath, options['grpc.ssl_target_name_override']);
     const context = this.context;
     const calls = callCredentials ?? grpc.CallCredentials.createEmpty();
+    /** This connector's TLS handshakes in progress (destroyed with it). */
+    const handshaking = new Set<tls.TLSSocket>();
     return {
       connect: (socket) =>
         new Promise<SecureConnectResult>((resolve, reject) => {
@@ -69,6 +78,7 @@ export class AgentChannelCredentials extends grpc.ChannelCredentials {
               checkServerIdentity: (_host, cert) => tls.checkServerIdentity(name, cert),
             },
             () => {
+              handshaking.delete(secured);
               if (!secured.authorized) {
                 reject(secured.authorizationError);
                 return;
@@ -76,11 +86,18 @@ export class AgentChannelCredentials extends grpc.ChannelCredentials {
               resolve({ socket: secured, secure: true });
             },
           );
+          handshaking.add(secured);
           secured.on('error', reject);
+          secured.once('close', () => {
+            handshaking.delete(secured);
+            reject(new Error('TLS handshake abandoned'));
+          });
         }),
       waitForReady: () => Promise.resolve(),
       getCallCredentials: () => calls,
-      destroy: () => undefined,
+      destroy: () => {
+        for (const socket of handshaking) socket.destroy();
+      },
     };
   }
 }

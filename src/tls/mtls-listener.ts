@@ -16,15 +16,23 @@
  *   cluster CA", ...), so the agent's log says why; the session is closed after the first
  *   answer and the socket destroyed after `refusedLingerMs` whatever the peer does.
  * - Every refusal is recorded in `TlsRefusals` with a bounded reason label; handshakes that
- *   fail before TLS completes (a plaintext client, no common protocol) are `handshake_failed`;
- *   a peer that connects and closes without a word (a TCP health check) is not a refusal.
+ *   fail before TLS completes (a plaintext client, no common protocol, no ClientHello within
+ *   `handshakeTimeoutMs`) are `handshake_failed`; a peer that connects and closes without a word
+ *   (a TCP health check) is not a refusal.
+ * - Admission (handshake-queue.ts, `--max-handshakes`): TCP connections are accepted by a plain
+ *   net server and handed to the TLS server (`'connection'`) when the admission gives them a
+ *   handshake slot; a slot is freed by the socket's `secureConnection` or `tlsClientError`,
+ *   whichever comes first (one of them always does, the handshake timeout included).
+ * - `close()` destroys every connection it accepted, the ones still waiting or in a handshake
+ *   included, so a restart on the same port does not wait for agents' half-made connections.
  */
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { SyncLogger } from '../grpc/sync-logger.js';
 import type { TlsMaterial } from './credentials.js';
+import { HandshakeAdmission } from './handshake-queue.js';
 import type { RefusalReason, TlsRefusals } from './tls-refusals.js';
 
 export interface MtlsListenerOptions {
@@ -33,6 +41,10 @@ export interface MtlsListenerOptions {
   readonly logger?: SyncLogger;
   /** How long a refused client's socket may stay open for its answer. Default 5 s. */
   readonly refusedLingerMs?: number;
+  /** How many handshakes run at once and how many wait (`--max-handshakes`). Default: no limit. */
+  readonly admission?: HandshakeAdmission;
+  /** A TLS handshake not done within this long fails (`handshake_failed`) and frees its slot. Default 10 s. */
+  readonly handshakeTimeoutMs?: number;
 }
 
 export interface MtlsListener {
@@ -113,7 +125,9 @@ export async function listenMtls(server: grpc.Server, host: string, port: number
   const linger = options.refusedLingerMs ?? 5000;
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const answerer = refusalAnswerer();
-  const listener = tls.createServer({
+  const admission = options.admission ?? new HandshakeAdmission({ maxInFlight: 0, maxQueued: 0 });
+  const tlsServer = tls.createServer({
+    handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
     ca: material.ca,
     cert: material.cert,
     key: material.key,
@@ -123,7 +137,22 @@ export async function listenMtls(server: grpc.Server, host: string, port: number
     ALPNProtocols: ['h2'],
   });
   const open = new Set<tls.TLSSocket>();
-  listener.on('secureConnection', (socket: tls.TLSSocket) => {
+  const accepted = new Set<net.Socket>();
+  /** Handshakes over (their slot freed): one of secureConnection / tlsClientError per socket. */
+  const ended = new WeakSet<tls.TLSSocket>();
+  const handshakeEnded = (socket: tls.TLSSocket): void => {
+    if (ended.has(socket)) return;
+    ended.add(socket);
+    admission.handshakeEnded();
+  };
+  admission.attach((socket) => tlsServer.emit('connection', socket));
+  const listener = net.createServer((socket) => {
+    accepted.add(socket);
+    socket.once('close', () => accepted.delete(socket));
+    admission.offer(socket);
+  });
+  tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
+    handshakeEnded(socket);
     open.add(socket);
     socket.once('close', () => open.delete(socket));
     if (socket.authorized) {
@@ -138,7 +167,8 @@ export async function listenMtls(server: grpc.Server, host: string, port: number
     socket.once('close', () => clearTimeout(timer));
     answerer.emit('connection', socket);
   });
-  listener.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+  tlsServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+    handshakeEnded(socket);
     const peer = peerOf(socket);
     if (isSilentClose(err)) {
       logger?.debug({ peer, error: err.message }, 'tls: client closed before the handshake completed');
@@ -160,8 +190,10 @@ export async function listenMtls(server: grpc.Server, host: string, port: number
       new Promise<void>((resolve) => {
         injector.destroy();
         answerer.close();
+        admission.close();
         listener.close(() => resolve());
         for (const socket of open) socket.destroy();
+        for (const socket of accepted) socket.destroy();
       }),
   };
 }

@@ -2,8 +2,9 @@
  * Scenario "replicas" (issue 12): N agents over R controller replicas, each replica a process of
  * its own (fanout-replica.ts: a DesiredStateStore compiling the fanout world, a SyncService on its
  * own grpc.Server with mTLS on 127.0.0.1:0, a connection cap of ⌈1.2 N / (R − 1)⌉ so that
- * R − 1 replicas can carry every agent, as README.md sizes `--max-agents`), so that `SIGKILL`
- * kills one for real. The agents are the fanout scenario's (fanout-pool.ts, fanout-worker.ts):
+ * R − 1 replicas can carry every agent, as README.md sizes `--max-agents`, and the controller's
+ * default handshake admission, `--max-handshakes` 32 with as many waiting as the cap), so that
+ * `SIGKILL` kills one for real. The agents are the fanout scenario's (fanout-pool.ts, fanout-worker.ts):
  * the real SyncClient in `--workers` child processes, one channel per replica, one TLS
  * connection and host certificate per agent, every agent given all R targets in its own shuffled
  * order (agent/controller-targets.ts).
@@ -35,6 +36,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DesiredStateStore } from '../../src/controller/desired-state-store.js';
+import { DEFAULT_MAX_HANDSHAKES } from '../../src/tls/handshake-queue.js';
 import { benchPki } from './fanout-certs.js';
 import { fanoutWorld } from './fanout-cluster.js';
 import { checkOpenFileLimit, listenOverflows, overflowText, SERVER_NAME } from './fanout-controller.js';
@@ -189,7 +191,7 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
       });
       return moved;
     };
-    const replicaInit = (port: number): Omit<ReplicaInit, 'type'> => ({ hosts: n, seed: o.seed, ...files, port, prometheusOn, maxAgents: cap });
+    const replicaInit = (port: number): Omit<ReplicaInit, 'type'> => ({ hosts: n, seed: o.seed, ...files, port, prometheusOn, maxAgents: cap, maxHandshakes: DEFAULT_MAX_HANDSHAKES });
 
     // ---- replicas ----
     for (let i = 0; i < r; i++) replicas.push(new Replica(i, replicaInit(0)));
@@ -210,6 +212,14 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
       for (const [x, ms] of now) total += ms - (before.get(x) ?? 0);
       return total;
     };
+    /** Connections the replicas closed unhandshaked (busy) and that their peers closed while waiting, since `before`. */
+    const admissionSince = async (before: { busy: number; abandoned: number }, except?: Replica): Promise<{ busy: number; abandoned: number; text: string }> => {
+      const s = (await allStats()).filter((_, k) => alive()[k] !== except);
+      const busy = s.reduce((a, x) => a + x.busy, 0) - before.busy;
+      const abandoned = s.reduce((a, x) => a + x.abandoned, 0) - before.abandoned;
+      return { busy, abandoned, text: `${busy} connections closed busy before their handshake, ${abandoned} left while waiting` };
+    };
+    const admissionNow = async (except?: Replica): Promise<{ busy: number; abandoned: number }> => admissionSince({ busy: 0, abandoned: 0 }, except);
     const spread = async (): Promise<string> => (await allStats()).map((s, k) => `r${alive()[k]!.index} ${s.open}`).join(', ');
     /**
      * Waits until `done()` like waitUntil, logging every 30 s how many agents the tracker still
@@ -246,8 +256,9 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     await waitForAgents('every agent to apply its first state', () => tracker.remaining === 0, 120_000 + 100 * n, undefined);
     const cold = tracker.latencies(t0);
     await waitFor('every replica to see every ack', everyAgentInSync, 60_000);
-    log(`cold start: ${n} agents over ${r} replicas applied their first state in ${seconds(Math.max(...cold))} s (p50 ${seconds(percentile(cold, 50))} s); agents per replica ${await spread()}; replica CPU ${((await cpuSince(cpu0)) / n).toFixed(2)} ms per agent; ${load()}`);
-    report({ scenario: S, name: 'cold start: all agents synced', value: Math.max(...cold) / 1000, unit: 's', note: `${n} agents connecting at once over ${r} replicas, ${pool.atCapacity} refusals at the cap` });
+    const coldAdmission = await admissionNow();
+    log(`cold start: ${n} agents over ${r} replicas applied their first state in ${seconds(Math.max(...cold))} s (p50 ${seconds(percentile(cold, 50))} s); agents per replica ${await spread()}; replica CPU ${((await cpuSince(cpu0)) / n).toFixed(2)} ms per agent; ${coldAdmission.busy} connections closed busy, ${coldAdmission.abandoned} left while waiting; ${load()}`);
+    report({ scenario: S, name: 'cold start: all agents synced', value: Math.max(...cold) / 1000, unit: 's', note: `${n} agents connecting at once over ${r} replicas, ${pool.atCapacity} refusals at the cap, ${coldAdmission.busy} connections closed busy (max ${DEFAULT_MAX_HANDSHAKES} handshakes per replica)` });
 
     // ---- memory per agent, per replica ----
     const memory = await Promise.all(replicas.map((x) => x.ask('memory', { type: 'memory' }, 30_000)));
@@ -296,6 +307,7 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     counter = new KindCounter(version, orphans);
     agents1 = await pool.totals();
     let overflows0 = await listenOverflows();
+    let admission0 = await admissionNow(victim);
     cpu0 = await cpuOf();
     victim.killed = true;
     t0 = wallNow();
@@ -308,10 +320,11 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     let agents2 = await pool.totals();
     let overflows1 = await listenOverflows();
     const kinds = counter.text();
+    const killAdmission = await admissionSince(admission0);
     const killWork = `${cpuBound(killCpu + agents2.cpuMs - agents1.cpuMs)} (replicas ${killCpu.toFixed(0)} ms, workers ${(agents2.cpuMs - agents1.cpuMs).toFixed(0)} ms)`;
     await waitUntil('every agent to apply the change', () => (healthy(), tracker.remaining === 0), 60_000 + 20 * n, 5);
     await waitFor('the other replicas to see every ack', everyAgentInSync, 60_000);
-    log(`replica 0 SIGKILLed with ${orphans.size} agents, a change sent to the others at once: they applied it elsewhere after ${seconds(Math.max(...failover))} s (p50 ${seconds(percentile(failover, 50))} s; ${kinds}); agents per replica now ${await spread()}; ${pool.atCapacity} refusals at the cap so far; stream losses ${topReasons(agents1.reasons, agents2.reasons)}; ${overflowText(overflows0, overflows1)}; until then ${killWork}; ${load()}`);
+    log(`replica 0 SIGKILLed with ${orphans.size} agents, a change sent to the others at once: they applied it elsewhere after ${seconds(Math.max(...failover))} s (p50 ${seconds(percentile(failover, 50))} s; ${kinds}); agents per replica now ${await spread()}; ${pool.atCapacity} refusals at the cap so far; stream losses ${topReasons(agents1.reasons, agents2.reasons)}; ${overflowText(overflows0, overflows1)}; ${killAdmission.text} (survivors; the killed replica's not counted); until then ${killWork}; ${load()}`);
     report({ scenario: S, name: 'replica killed → its agents applied elsewhere', value: Math.max(...failover) / 1000, unit: 's', target: { op: '<=', value: 10 }, note: `SIGKILL of 1 of ${r} replicas (${orphans.size} agents) during a change; p50 ${seconds(percentile(failover, 50))} s; ${kinds}; ${killWork}; agent backoff defaults` });
 
     // ---- the killed replica returns, then every stream drops at once ----
@@ -323,6 +336,7 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     agents1 = await pool.totals();
     const atCap0 = pool.atCapacity;
     overflows0 = await listenOverflows();
+    admission0 = await admissionNow();
     cpu0 = await cpuOf();
     t0 = wallNow();
     const restarted = await Promise.all(replicas.map((x) => x.ask('restarted', { type: 'restart', prometheusOn }, 60_000 + 20 * n)));
@@ -334,8 +348,9 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     const stormWork = `${cpuBound(stormCpu + agents2.cpuMs - agents1.cpuMs)} (replicas ${(stormCpu / n).toFixed(2)} ms per agent, workers ${((agents2.cpuMs - agents1.cpuMs) / n).toFixed(2)} ms)`;
     await waitFor('every replica to see every ack', everyAgentInSync, 60_000);
     const reconnects = agents2.disconnects - agents1.disconnects;
-    log(`every stream dropped (replica 0 back on :${ready[0]!.port}; every replica restarted its server, down ${restarted.map((x) => x.downMs.toFixed(0)).join(', ')} ms) with a change: every agent applied it after ${seconds(Math.max(...storm))} s (p50 ${seconds(percentile(storm, 50))} s; ${counter.text()}); agents per replica ${await spread()}; ${pool.atCapacity - atCap0} refusals at the cap; ${reconnects} stream losses (${topReasons(agents1.reasons, agents2.reasons)}); ${overflowText(overflows0, overflows1)}; ${stormWork}; ${load()}`);
-    report({ scenario: S, name: 'every agent reconnecting at once: all resynced', value: Math.max(...storm) / 1000, unit: 's', target: { op: '<=', value: 20 }, note: `every replica dropped every stream, a change meanwhile; p50 ${seconds(percentile(storm, 50))} s; ${counter.text()}; ${stormWork}; agent backoff defaults` });
+    const stormAdmission = await admissionSince(admission0);
+    log(`every stream dropped (replica 0 back on :${ready[0]!.port}; every replica restarted its server, down ${restarted.map((x) => x.downMs.toFixed(0)).join(', ')} ms) with a change: every agent applied it after ${seconds(Math.max(...storm))} s (p50 ${seconds(percentile(storm, 50))} s; ${counter.text()}); agents per replica ${await spread()}; ${pool.atCapacity - atCap0} refusals at the cap; ${reconnects} stream losses (${topReasons(agents1.reasons, agents2.reasons)}); ${overflowText(overflows0, overflows1)}; ${stormAdmission.text}; ${stormWork}; ${load()}`);
+    report({ scenario: S, name: 'every agent reconnecting at once: all resynced', value: Math.max(...storm) / 1000, unit: 's', target: { op: '<=', value: 20 }, note: `every replica dropped every stream, a change meanwhile; p50 ${seconds(percentile(storm, 50))} s; ${counter.text()}; ${stormAdmission.busy} closed busy; ${stormWork}; agent backoff defaults` });
     counter = undefined;
 
     // ---- the floor of the memory figure ----

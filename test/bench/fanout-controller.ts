@@ -13,6 +13,8 @@ import type { DesiredStateStore } from '../../src/controller/desired-state-store
 import { SyncService } from '../../src/grpc/sync-service.js';
 import type { TlsMaterial } from '../../src/tls/credentials.js';
 import { listenMtls, type MtlsListener } from '../../src/tls/mtls-listener.js';
+import { handshakeAdmission, type HandshakeAdmission } from '../../src/tls/handshake-queue.js';
+import { silentLogger } from '../../src/grpc/sync-logger.js';
 import { TlsRefusals } from '../../src/tls/tls-refusals.js';
 
 /** The name the controller's certificate carries and the agents check. */
@@ -24,6 +26,7 @@ export interface Controller {
   readonly sync: SyncService;
   readonly listener: MtlsListener;
   readonly port: number;
+  readonly admission: HandshakeAdmission | undefined;
 }
 
 export function exposeGc(): () => void {
@@ -57,16 +60,17 @@ export async function checkOpenFileLimit(connections: number, holder: string): P
   }
 }
 
-/** `maxAgents`: the replica's connection cap (SyncServiceOptions.maxAgents), 0 none. */
-export async function startController(store: DesiredStateStore, port: number, material: TlsMaterial, maxAgents = 0): Promise<Controller> {
+/** `maxAgents`: the replica's connection cap (SyncServiceOptions.maxAgents), 0 none; `maxHandshakes` as the controller's flag, 0 none. */
+export async function startController(store: DesiredStateStore, port: number, material: TlsMaterial, maxAgents = 0, maxHandshakes = 0): Promise<Controller> {
   const deadline = Date.now() + 15_000;
   for (let attempt = 0; attempt < 1000; attempt++) {
     const server = new grpc.Server();
     const sync = new SyncService(store, { pingIntervalMs: PING_INTERVAL_MS, maxAgents });
     sync.addToServer(server);
+    const admission = maxHandshakes > 0 ? handshakeAdmission(maxHandshakes, maxAgents, undefined, silentLogger) : undefined;
     try {
-      const listener = await listenMtls(server, '127.0.0.1', port, { material, refusals: new TlsRefusals() });
-      return { server, sync, listener, port: listener.port };
+      const listener = await listenMtls(server, '127.0.0.1', port, { material, refusals: new TlsRefusals(), ...(admission ? { admission } : {}) });
+      return { server, sync, listener, port: listener.port, admission };
     } catch (e) {
       sync.close();
       server.forceShutdown();

@@ -70,6 +70,8 @@ export interface ReplicaInit {
   readonly prometheusOn: number;
   /** The replica's connection cap (SyncServiceOptions.maxAgents). */
   readonly maxAgents: number;
+  /** Handshakes at once (`--max-handshakes`, src/tls/handshake-queue.ts); 0: no limit. */
+  readonly maxHandshakes: number;
 }
 
 export type ToReplica =
@@ -91,6 +93,9 @@ export interface ReplicaStats {
   /** Connected host ids, when asked for. */
   readonly hosts?: string[];
   readonly refusedAtCapacity: number;
+  /** Connections closed unhandshaked because the replica was busy, and closed by their peer while waiting. */
+  readonly busy: number;
+  readonly abandoned: number;
   readonly cpuMs: number;
   readonly rssBytes: number;
 }

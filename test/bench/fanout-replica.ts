@@ -22,6 +22,9 @@ let world: FanoutWorld | undefined;
 let controller: Controller | undefined;
 let material: TlsMaterial | undefined;
 let maxAgents = 0;
+let maxHandshakes = 0;
+/** Busy / abandoned connections of the listeners stopped by restarts, so the stats count since start. */
+let pastAdmission = { busy: 0, abandoned: 0 };
 /** When the last change was published: subscribed before any SyncService, so it runs first. */
 let publishedAt = 0;
 store.subscribe(() => {
@@ -35,12 +38,13 @@ function send(message: FromReplica): void {
 async function init(m: ReplicaInit): Promise<void> {
   material = await readTlsFiles({ certFile: m.certFile, keyFile: m.keyFile, caFile: m.caFile });
   maxAgents = m.maxAgents;
+  maxHandshakes = m.maxHandshakes;
   world = fanoutWorld(m.hosts, m.seed);
   const t = performance.now();
   store.setPolicy(world.policy);
   store.setCluster(world.withPrometheusOn(m.prometheusOn));
   const compileMs = performance.now() - t;
-  controller = await startController(store, m.port, material, maxAgents);
+  controller = await startController(store, m.port, material, maxAgents, maxHandshakes);
   const mem = memoryAfterGc(gc);
   send({ type: 'ready', port: controller.port, compileMs, ...mem });
 }
@@ -57,11 +61,17 @@ function change(prometheusOn: number): { changed: number; compileMs: number; sen
 async function restart(prometheusOn: number): Promise<void> {
   const t0 = performance.now();
   const port = controller!.port;
+  pastAdmission = admissionCounts();
   await stopController(controller);
   controller = undefined;
   change(prometheusOn);
-  controller = await startController(store, port, material!, maxAgents);
+  controller = await startController(store, port, material!, maxAgents, maxHandshakes);
   send({ type: 'restarted', downMs: performance.now() - t0 });
+}
+
+function admissionCounts(): { busy: number; abandoned: number } {
+  const s = controller?.admission?.status();
+  return { busy: pastAdmission.busy + (s ? s.busy.queue_full + s.busy.waited_too_long : 0), abandoned: pastAdmission.abandoned + (s?.abandoned ?? 0) };
 }
 
 function stats(withHosts: boolean): ReplicaStats {
@@ -71,6 +81,7 @@ function stats(withHosts: boolean): ReplicaStats {
     inSync: agents.filter((a) => a.inSync).length,
     ...(withHosts ? { hosts: agents.map((a) => a.hostId) } : {}),
     refusedAtCapacity: controller?.sync.agentsRefusedAtCapacity() ?? 0,
+    ...admissionCounts(),
     cpuMs: cpuMs(process.cpuUsage()),
     rssBytes: process.memoryUsage().rss,
   };

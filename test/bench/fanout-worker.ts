@@ -10,10 +10,10 @@
  * exit. The worker exits on its own when the parent goes away (IPC disconnect).
  */
 import { readFileSync } from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
 import { ControllerTargets } from '../../agent/controller-targets.js';
 import { SyncClient } from '../../agent/sync-client.js';
 import type { DesiredState } from '../../src/compile/desired-state.js';
+import { clientCredentialsFrom } from '../../src/tls/credentials.js';
 import { AgentCertIssuer } from './fanout-certs.js';
 import { wallNow, type FromWorker, type ToWorker, type WorkerInit, type WorkerStats } from './fanout-protocol.js';
 import { hostAddress, hostId } from './synthetic-cluster.js';
@@ -64,7 +64,9 @@ function init(m: WorkerInit): void {
     let held: DesiredState | undefined;
     clients.push(new SyncClient({
       ...(m.targets ? { targets: new ControllerTargets(m.targets) } : { target: m.target }),
-      credentials: grpc.credentials.createSsl(ca, Buffer.from(keyPem), Buffer.from(certPem)),
+      // The agent's own credentials (src/cli/commands/agent.ts: loadClientCredentials), which also
+      // close a handshake the agent gave up on (src/tls/agent-channel-credentials.ts).
+      credentials: clientCredentialsFrom({ ca, key: Buffer.from(keyPem), cert: Buffer.from(certPem) }),
       channelOptions: { 'grpc.ssl_target_name_override': m.serverName, 'grpc.default_authority': m.serverName },
       hostId: hostId(index),
       addresses: [hostAddress(index + 256)],

@@ -25,6 +25,7 @@ import { ConsulClient } from '../../consul/consul-client.js';
 import { DEFAULT_POLICY_PREFIX, prefixError } from '../../consul/policy-kv.js';
 import { parseDurationMs } from '../../flows/flow-query.js';
 import { DEFAULT_FLOW_MAX_RECORDS, type FlowStoreOptions } from '../../flows/flow-store.js';
+import { DEFAULT_HANDSHAKE_QUEUE_WAIT_MS, DEFAULT_MAX_HANDSHAKES } from '../../tls/handshake-queue.js';
 
 export const DEFAULT_CONTROLLER_LISTEN = '0.0.0.0:7443';
 
@@ -68,6 +69,13 @@ ${TLS_OPTION_HELP}
   --max-agents N      open agent streams this replica serves; one more is refused 'at
                       capacity' and that agent tries another replica (default 0: no cap;
                       sizing in the README, "Controller replicas")
+  --max-handshakes N  TLS handshakes run at once (default ${DEFAULT_MAX_HANDSHAKES}; 0: no limit); more
+                      connections wait un-handshaked, as many as --max-agents (or 64 x N),
+                      and one beyond, or one that waited --handshake-queue-wait, is closed
+                      at once ('busy': the agent retries later or at another replica)
+  --handshake-queue-wait SECONDS
+                      how long a connection may wait for a handshake (default ${DEFAULT_HANDSHAKE_QUEUE_WAIT_MS / 1000}; agents
+                      close a connection they give up on before that themselves)
   --rebalance-interval SECONDS|off
                       how often this replica checks whether it holds more than its share
                       of the agents, ceil(ceil(agents / replicas) x 1.2), and then asks ONE
@@ -135,6 +143,9 @@ interface ControllerArgs {
   readonly coalesceMs: number;
   /** `--max-agents`: open agent streams this replica serves (0: no cap). */
   readonly maxAgents: number;
+  /** `--max-handshakes`, `--handshake-queue-wait` (src/tls/handshake-queue.ts). */
+  readonly maxHandshakes: number;
+  readonly handshakeQueueWaitMs: number;
   readonly limits: PolicyLimits;
   readonly logLevel: ReturnType<typeof parseLogLevel>;
   readonly stateDir: string;
@@ -228,6 +239,8 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     'ping-interval': { type: 'string' },
     'coalesce-ms': { type: 'string' },
     'max-agents': { type: 'string' },
+    'max-handshakes': { type: 'string' },
+    'handshake-queue-wait': { type: 'string' },
     'rebalance-interval': { type: 'string' },
     'rebalance-slack': { type: 'string' },
     replicas: { type: 'string' },
@@ -258,6 +271,10 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
   if (maxRecords === undefined) throw new UsageError(`--flow-max-records must be a whole number from 1 to 999999999, got '${maxText}'`);
   const maxAgents = values['max-agents'] === undefined ? 0 : Number(values['max-agents']);
   if (!Number.isInteger(maxAgents) || maxAgents < 0 || maxAgents > 1_000_000) throw new UsageError(`--max-agents must be a whole number 0..1000000, got '${values['max-agents']}'`);
+  const maxHandshakes = values['max-handshakes'] === undefined ? DEFAULT_MAX_HANDSHAKES : Number(values['max-handshakes']);
+  if (!Number.isInteger(maxHandshakes) || maxHandshakes < 0 || maxHandshakes > 100_000) throw new UsageError(`--max-handshakes must be a whole number 0..100000, got '${values['max-handshakes']}'`);
+  const waitText = values['handshake-queue-wait'];
+  const handshakeQueueWaitMs = waitText === undefined ? DEFAULT_HANDSHAKE_QUEUE_WAIT_MS : Math.round(1000 * parseSeconds(waitText, 'handshake-queue-wait', 0.01, 600));
   const consul = consulArgs(values);
   const targets = (values['flow-peer'] ?? []).map((t) => hostPortOption(t, undefined, '--flow-peer') as HostPort);
   for (const t of targets) if (t.port === 0 || t.host === '0.0.0.0' || t.host === '::') throw new UsageError(`--flow-peer needs the address and port another replica listens on, got '${formatHostPort(t.host, t.port)}'`);
@@ -276,6 +293,8 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     pingIntervalMs: Math.round(1000 * (values['ping-interval'] === undefined ? 10 : parseSeconds(values['ping-interval'], 'ping-interval', 0.1, 3600))),
     coalesceMs: coalesce,
     maxAgents,
+    maxHandshakes,
+    handshakeQueueWaitMs,
     limits: policyLimitsFrom(values),
     logLevel: parseLogLevel(values['log-level']),
     stateDir: absolutePath(io, values['state-dir'] ?? DEFAULT_CONTROLLER_STATE_DIR),
@@ -304,6 +323,8 @@ export const controllerCommand: Command = {
         credentials,
         pingIntervalMs: options.pingIntervalMs,
         maxAgents: options.maxAgents,
+        maxHandshakes: options.maxHandshakes,
+        handshakeQueueWaitMs: options.handshakeQueueWaitMs,
         ...(options.rebalance ? { rebalance: options.rebalance } : {}),
         coalesceMs: options.coalesceMs,
         limits: options.limits,
