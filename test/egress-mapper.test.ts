@@ -37,6 +37,8 @@ describe('EgressMapper', () => {
   const double = new MesosAgentDouble();
   let url = '';
   let mount = '';
+  /** Every mount a test made (a test may call setup more than once): all removed after it. */
+  const mounts: string[] = [];
 
   beforeAll(async () => {
     url = await double.start();
@@ -45,12 +47,13 @@ describe('EgressMapper', () => {
     await double.stop();
   });
   afterEach(() => {
-    if (mount) rmSync(mount, { recursive: true, force: true });
+    for (const m of mounts.splice(0)) rmSync(m, { recursive: true, force: true });
     mount = '';
   });
 
   function setup(opts: { unmapped?: UnmappedPolicy; runner?: RecordingRunner; mount?: string | null; apiUrl?: string; procRoot?: string } = {}) {
     mount = mkdtempSync(path.join(tmpdir(), 'pcut-cg-'));
+    mounts.push(mount);
     const dataplane = new RecordingDataplane();
     const { logger, lines } = logCapture();
     const mapper = new EgressMapper({
