@@ -112,8 +112,9 @@ describe('controller replicas share Hello addresses in Consul KV', () => {
     const onA = await waitFor(async () => agentsOf(await getJson(`http://${a.c.statusAddress}/status`)).find((r) => r.hostId === 'h2' && r.connected), 10_000, 'h2 on A');
     expect(onA).toMatchObject({ appliedVersion: sentByB, desiredVersion: sentByB });
     expect(h2OnA.of('snapshot')).toHaveLength(0);
-    expect(JSON.stringify(await versions(a.c))).toBe(JSON.stringify(same));
-    expect(JSON.stringify(await versions(b.c))).toBe(JSON.stringify(same));
+    // Both replicas end on the same versions. (Waited for, not read once: a CI run under load saw
+    // A on other versions for both hosts at this point, once in three runs; not reproduced since.)
+    await waitFor(async () => (JSON.stringify(await versions(a.c)) === JSON.stringify(same) && JSON.stringify(await versions(b.c)) === JSON.stringify(same)) || undefined, 10_000, 'both replicas on the same versions after h2 moved');
 
     // What KV holds: one entry per host, written by the replica its agent is on.
     const probe = new ConsulClient({ url: consulUrl, timeoutMs: 2_000 });
