@@ -62,9 +62,6 @@ interface Edits {
 
 const UNCHANGED: Edits = Object.freeze({ adds: NONE, removes: NONE });
 
-/** The kinds other than the allow kinds, in SET_KINDS order (patchDelta's literal relies on it). */
-const OTHER_KINDS = SET_KINDS.filter((kind) => !(ALLOW_KINDS as readonly SetKind[]).includes(kind));
-
 /** A patch's edits of one kind, sorted (a copy: the patch's arrays are also a pending list's). */
 function sortedEdits(edits: readonly string[]): readonly string[] {
   return edits.length === 0 ? NONE : edits.slice().sort();
@@ -193,7 +190,7 @@ export class HostPatches {
     const mode = modes?.mode ?? old.mode;
     // Claims whose members did not change (equal texts) change no term either.
     if (!touched && mode === old.mode) return old;
-    const counts = [sets['allow-ip4'].length, sets['allow-net4'].length, sets['allow-ip6'].length, sets['allow-net6'].length];
+    const counts = ALLOW_KINDS.map((kind) => sets[kind].length);
     const contents = stateSets(sets);
     const version = patch.claims.length === 0 ? this.versions.reversioned(hostId, mode, contents, counts) : this.versions.patched(hostId, mode, contents, patch.claims, counts);
     const state = { hostId: old.hostId, mode, sets: contents, version };
@@ -204,35 +201,20 @@ export class HostPatches {
 
   /** The delta a patch made: the allow kinds' edits sorted, the (short) managed lists merged. */
   private patchDelta(old: DesiredState, state: DesiredState, patch: Patch, egress: EgressView | undefined): StateDelta {
-    const edits = (kind: SetKind): Edits => {
+    const adds = {} as Record<SetKind, readonly string[]>;
+    const removes = {} as Record<SetKind, readonly string[]>;
+    for (const kind of SET_KINDS) {
+      const k = (ALLOW_KINDS as readonly string[]).indexOf(kind);
+      if (k >= 0) {
+        // The patch's own edits (the lists, maybe pending, are not read).
+        [adds[kind], removes[kind]] = [sortedEdits(patch.adds[k]!), sortedEdits(patch.removes[k]!)];
+        continue;
+      }
       const before = old.sets[kind];
       const after = state.sets[kind];
-      if (before === after) return UNCHANGED;
-      return egress?.editsFrom(before, after) ?? diffMemberLists(before, after);
-    };
-    // The patch's own edits for the allow kinds (their lists, maybe pending, are not read).
-    const allow = (edits: readonly string[][]) => edits.map(sortedEdits);
-    const [mtcp, mudp, ftcp, fudp, task, m4, m6, ip4, ip6, atcp, audp, eaudit] = OTHER_KINDS.map(edits);
-    const [addsOf, removesOf] = [allow(patch.adds), allow(patch.removes)];
-    // One object literal per side (SET_KINDS order): cheaper than 16 keyed stores per host.
-    const record = (side: 'adds' | 'removes', a: readonly (readonly string[])[]): Record<SetKind, readonly string[]> => ({
-      'managed-tcp': mtcp![side],
-      'managed-udp': mudp![side],
-      'failsafe-tcp': ftcp![side],
-      'failsafe-udp': fudp![side],
-      'allow-ip4': a[0]!,
-      'allow-net4': a[1]!,
-      'allow-ip6': a[2]!,
-      'allow-net6': a[3]!,
-      'egress-task': task![side],
-      'egress-managed4': m4![side],
-      'egress-managed6': m6![side],
-      'egress-ip4': ip4![side],
-      'egress-ip6': ip6![side],
-      'audit-tcp': atcp![side],
-      'audit-udp': audp![side],
-      'egress-audit': eaudit![side],
-    });
-    return { hostId: old.hostId, baseVersion: old.version, version: state.version, mode: state.mode, adds: record('adds', addsOf), removes: record('removes', removesOf) };
+      const edits = before === after ? UNCHANGED : (egress?.editsFrom(before, after) ?? diffMemberLists(before, after));
+      [adds[kind], removes[kind]] = [edits.adds, edits.removes];
+    }
+    return { hostId: old.hostId, baseVersion: old.version, version: state.version, mode: state.mode, adds, removes };
   }
 }
