@@ -3,10 +3,8 @@
  * controller), loaded like Sync (proto.ts, the same options) and typed with the generated types.
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import type { ProtoGrpcType } from './generated/sync.js';
 import type { PeersClient, PeersDefinition } from './generated/portcullis/v1/Peers.js';
-import { PROTO_LOADER_OPTIONS, syncProtoPath } from './proto.js';
+import { loadedSyncPackage } from './proto.js';
 
 export type { PeersClient, PeersHandlers } from './generated/portcullis/v1/Peers.js';
 export type { PeerFlowQuery, PeerFlowQuery__Output } from './generated/portcullis/v1/PeerFlowQuery.js';
@@ -17,9 +15,8 @@ export interface PeersProto {
   readonly Client: new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => PeersClient;
 }
 
-/** Parses the .proto file; callers keep the result. */
+/** The Peers service and its client stub constructor (the same parse as Sync's). */
 export function loadPeersProto(): PeersProto {
-  const definition = protoLoader.loadSync(syncProtoPath(), PROTO_LOADER_OPTIONS);
-  const Peers = (grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType).portcullis.v1.Peers;
+  const Peers = loadedSyncPackage().portcullis.v1.Peers;
   return { service: Peers.service, Client: Peers };
 }
