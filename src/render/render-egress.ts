@@ -22,7 +22,10 @@
  *   PCU-EG-DENY:   enforce DROP; audit NFLOG prefix pcu-egress, RETURN.
  *   PCU-EG-AUDIT:  NFLOG prefix pcu-egress, RETURN (only when some app is of egress-audit).
  *
- * Rules are O(local tasks + local apps); a packet does at most two set lookups on the egress path.
+ * Rules are O(local tasks + local apps); a packet does at most two set lookups on the egress path,
+ * and a new connection to a managed destination from a HOST task also crosses the cgroup rules in
+ * order until its task's (O(local tasks) matches, once per connection: iptables has no lookup keyed
+ * on a cgroup; BENCHMARKS.md, "Egress connection rate").
  * App and task ids never reach a kernel name or a rule: names come from a hash of the app id
  * (owned-names.ts), rules carry only cgroup paths and container addresses, which are checked
  * again here (a path of safe segments, an address of the family; anything else throws: the agent

@@ -13,14 +13,23 @@
  *    it); the time until the dataplane's write of the map with that task has returned (the rule
  *    is in the kernel; checked with iptables-save) is one sample. `samples` containers in turn,
  *    at random phases of the poll. p50 and p99 reported, target p99 ≤ 1 s.
- * 2. New-connection rate from the last app's cgroup on h1 to h2, egress on (the state above,
- *    applied by KernelDataplane with the local task map) against no firewall on h1, and the same
- *    state without the map (host-level rules only, to tell egress's own cost from the source
- *    host's ingress rules), measured in the same run in the order none, host, egress, egress,
- *    host, none, twice; the mean of each configuration's four runs. The counter of that app's
- *    cgroup rule shows the SYNs went through it.
+ * 2. New-connection rate from the last app's cgroup on h1 to h2 (a Node client, 64 connections in
+ *    flight, each reset once established) in four configurations of h1: no firewall; one
+ *    conntrack match only (the floor of any stateful rule set: with it loaded the kernel tracks
+ *    every connection of the namespace); the state without the local task map (host-level rules
+ *    only, to tell egress's own cost from the source host's ingress rules); the state applied by
+ *    KernelDataplane with the map (egress on). CYCLES cycles, each running every configuration
+ *    twice in mirrored order (none, conntrack, host, egress, egress, host, conntrack, none), so a
+ *    linear drift of the machine's speed cancels within a cycle. The target figure is the median
+ *    over cycles of (egress runs' rates / no-firewall runs' rates) in that cycle; the means of all
+ *    runs are reported too. The CPU time of the client and the server (their cgroups' cpu.stat)
+ *    per connection is reported beside it, a second view of the same cost (it moves with the
+ *    machine's load too: caches). The counter of that app's cgroup rule shows the SYNs went
+ *    through it.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { ExecCommandRunner } from '../../agent/dataplane/command-runner.js';
 import { KernelDataplane } from '../../agent/dataplane/kernel-dataplane.js';
@@ -88,12 +97,13 @@ export async function benchEgress(o: BenchOptions): Promise<void> {
     });
     double.cgroupsRoot = root.path;
     double.tasks = apps.map((_, i): ScriptedTask => ({ taskId: `t-${i}`, containerId: `c-${String(i).padStart(2, '0')}`, executorPid: null }));
+    const serverCgroup = createTestCgroup('rate-server');
+    cgroups.push(serverCgroup);
     const url = await double.start();
     const state = egressState(h2.v4, o.members);
     // One local task map for the rate runs (what the mapper finds for the 50 apps).
     const mapping: EgressMapping = { tasks: new Map(apps.map((c, i) => [`t-${i}`, { kind: 'host', cgroupPath: c.path }])), unmapped: 'host', cgroupsRoot: root.path };
-    await connectionRates(o, net, dp, state, mapping, apps.at(-1)!);
-    await dp.uninstall();
+    await connectionRates(o, net, dp, state, mapping, apps.at(-1)!, serverCgroup);
 
     mapper = new EgressMapper({ api: new MesosAgentApi({ url }), dataplane: dp, runner, hostAddresses: [h1.v4], unmapped: 'host', restoreCommand: 'iptables-restore', logger: pino({ level: 'silent' }) });
     await mapper.start();
@@ -140,15 +150,70 @@ async function newContainerLatency(dp: KernelDataplane, double: MesosAgentDouble
   report({ scenario: S, name: 'new container → egress rule in kernel p99', value: percentile(samples, 99), unit: 'ms', target: { op: '<=', value: 1000 }, note: `max ${Math.max(...samples).toFixed(0)} ms; a chain rewrite (no set written) after the poll that lists it` });
 }
 
-/** none: no firewall on h1; host: the state without the local task map (host-level rules only); egress: with it. */
-type Config = 'none' | 'host' | 'egress';
-const CYCLE: readonly Config[] = ['none', 'host', 'egress', 'egress', 'host', 'none'];
-const ORDER: readonly Config[] = [...CYCLE, ...CYCLE];
+/**
+ * none: no firewall on h1; conntrack: one `--ctstate RELATED,ESTABLISHED -j RETURN` rule in
+ * mangle PREROUTING and nothing else (the floor of any stateful firewall: with one conntrack match
+ * loaded the kernel tracks every connection of the namespace); host: the state without the local
+ * task map (host-level rules only); egress: with it.
+ */
+type Config = 'none' | 'conntrack' | 'host' | 'egress';
+const CONFIGS: readonly Config[] = ['none', 'conntrack', 'host', 'egress'];
+/** One cycle runs each configuration twice, mirrored (ABBA): a linear drift of the machine's speed cancels within it. */
+const CYCLE: readonly Config[] = [...CONFIGS, ...[...CONFIGS].reverse()];
+/** Cycles per scenario (odd: the median of the per-cycle ratios is one of them). */
+const CYCLES = 5;
+const CONNTRACK_RULE = ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-m', 'comment', '--comment', 'pcut-bench-conntrack', '-j', 'RETURN'];
 
-async function connectionRates(o: BenchOptions, net: TestNetwork, dp: KernelDataplane, state: DesiredState, mapping: EgressMapping, client: TestCgroup): Promise<void> {
+/** CPU time used by the processes of a cgroup so far (cgroup2 `cpu.stat`, no controller needed), µs. */
+function cpuUsec(c: TestCgroup): number {
+  const m = /^usage_usec (\d+)$/m.exec(readFileSync(join(c.dir, 'cpu.stat'), 'utf8'));
+  if (!m) throw new Error(`no usage_usec in ${c.dir}/cpu.stat`);
+  return Number(m[1]);
+}
+
+/** The middle value (samples odd in number: one of them); NaN for none. */
+function middle(samples: readonly number[]): number {
+  const s = [...samples].sort((a, b) => a - b);
+  return s.length === 0 ? Number.NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+interface Run {
+  readonly cycle: number;
+  readonly config: Config;
+  readonly perSecond: number;
+  /** CPU of the rate client and the server (their cgroups) over the run, per connection counted, µs. */
+  readonly cpuPerConnection: number;
+}
+
+/** One ratio per cycle: `of` summed over the cycle's two runs of `config`, over the same for its two runs of no firewall. */
+function cycleRatios(runs: readonly Run[], config: Config, of: (r: Run) => number): number[] {
+  return Array.from({ length: CYCLES }, (_, k) => {
+    const sum = (c: Config) => runs.filter((r) => r.cycle === k && r.config === c).reduce((a, r) => a + of(r), 0);
+    return sum(config) / sum('none');
+  });
+}
+
+async function switchTo(config: Config, active: Config, net: TestNetwork, dp: KernelDataplane, state: DesiredState, mapping: EgressMapping): Promise<void> {
+  if (config === active) return;
+  const ns = net.hosts[0]!.ns;
+  if (active === 'conntrack') await runOk(net, ns, ['iptables', '-t', 'mangle', '-D', 'PREROUTING', ...CONNTRACK_RULE]);
+  if (active === 'host' || active === 'egress') await dp.uninstall();
+  if (config === 'conntrack') await runOk(net, ns, ['iptables', '-t', 'mangle', '-I', 'PREROUTING', '1', ...CONNTRACK_RULE]);
+  if (config === 'host' || config === 'egress') {
+    await dp.setEgress(config === 'egress' ? mapping : undefined, 'bench');
+    await dp.apply(state);
+  }
+}
+
+async function runOk(net: TestNetwork, ns: string, argv: string[]): Promise<void> {
+  const r = await net.exec(ns, argv);
+  if (r.code !== 0) throw new Error(`${argv.join(' ')} in ${ns} exited ${r.code}: ${r.stderr.trim()}`);
+}
+
+async function connectionRates(o: BenchOptions, net: TestNetwork, dp: KernelDataplane, state: DesiredState, mapping: EgressMapping, client: TestCgroup, serverCgroup: TestCgroup): Promise<void> {
   const [h1, h2] = net.hosts as [(typeof net.hosts)[0], (typeof net.hosts)[0]];
   let server: TcpServer | undefined;
-  const rates: Record<Config, number[]> = { none: [], host: [], egress: [] };
+  const runs: Run[] = [];
   const needle = `--path "${client.path}"`;
   const counter = async (): Promise<number> => {
     const r = await net.exec(h1.ns, ['iptables-save', '-c', '-t', 'mangle']);
@@ -157,35 +222,47 @@ async function connectionRates(o: BenchOptions, net: TestNetwork, dp: KernelData
     return Number(m[1]);
   };
   try {
-    server = await startServer(net, h2.ns, RATE_PORT);
-    log(`client: the last of ${APPS} apps' cgroups on h1, ${CONCURRENCY} connections in flight, ${o.connectSeconds} s per run`);
     let active: Config = 'none';
-    for (const config of ORDER) {
-      if (config !== active) {
-        await dp.uninstall();
-        if (config !== 'none') {
-          await dp.setEgress(config === 'egress' ? mapping : undefined, 'bench');
-          await dp.apply(state);
-        }
+    server = await startServer(net, h2.ns, RATE_PORT);
+    if (server.pid === undefined) throw new Error('the rate server has no pid');
+    writeFileSync(serverCgroup.procsFile, String(server.pid));
+    log(`client: the last of ${APPS} apps' cgroups on h1, ${CONCURRENCY} connections in flight, ${o.connectSeconds} s per run, ${CYCLES} cycles of ${CYCLE.join(', ')}`);
+    for (let cycle = 0; cycle < CYCLES; cycle++) {
+      for (const config of CYCLE) {
+        await switchTo(config, active, net, dp, state, mapping);
         active = config;
+        const before = config === 'egress' ? await counter() : 0;
+        const cpu0 = cpuUsec(client) + cpuUsec(serverCgroup);
+        const result = await runRate(net, h1.ns, h2.v4, RATE_PORT, o.connectSeconds, CONCURRENCY, client.procsFile);
+        const cpu = cpuUsec(client) + cpuUsec(serverCgroup) - cpu0;
+        const matched = config === 'egress' ? (await counter()) - before : undefined;
+        if (result.connections === 0) throw new Error(`no connection succeeded with ${config}`);
+        const run: Run = { cycle, config, perSecond: result.perSecond, cpuPerConnection: cpu / result.connections };
+        log(`${config.padEnd(9)} ${result.perSecond.toFixed(0)} conn/s (${result.connections} in ${result.seconds} s), CPU ${run.cpuPerConnection.toFixed(0)} µs/conn${matched === undefined ? '' : `; the app's cgroup rule matched ${matched} packets`}; load ${loadavg()[0]!.toFixed(2)}`);
+        if (matched !== undefined && matched < result.connections) throw new Error(`the app's rule matched ${matched} packets for ${result.connections} connections`);
+        runs.push(run);
       }
-      const before = config === 'egress' ? await counter() : 0;
-      const result = await runRate(net, h1.ns, h2.v4, RATE_PORT, o.connectSeconds, CONCURRENCY, client.procsFile);
-      const matched = config === 'egress' ? (await counter()) - before : undefined;
-      log(`${config.padEnd(7)} ${result.perSecond.toFixed(0)} conn/s (${result.connections} in ${result.seconds} s)${matched === undefined ? '' : `; the app's cgroup rule matched ${matched} packets`}; load ${loadavg()[0]!.toFixed(2)}`);
-      if (result.connections === 0) throw new Error(`no connection succeeded with ${config}`);
-      if (matched !== undefined && matched < result.connections) throw new Error(`the app's rule matched ${matched} packets for ${result.connections} connections`);
-      rates[config].push(result.perSecond);
     }
-    if (active !== 'none') await dp.uninstall();
+    await switchTo('none', active, net, dp, state, mapping);
   } finally {
     await server?.stop();
   }
-  const none = mean(rates.none);
-  const host = mean(rates.host);
-  const eg = mean(rates.egress);
-  report({ scenario: S, name: 'conn rate from a task, host-level rules only', value: host, unit: 'conn/s', note: `runs ${rates.host.map((x) => x.toFixed(0)).join(', ')}; ${(host / none).toFixed(2)}x of no firewall: the source host's own ingress rules (the SYN-ACKs pass PCU-PREROUTING)` });
-  report({ scenario: S, name: 'conn rate from a task, no firewall', value: none, unit: 'conn/s', note: `runs ${rates.none.map((x) => x.toFixed(0)).join(', ')}` });
-  report({ scenario: S, name: `conn rate from a task, egress on (${APPS} local apps)`, value: eg, unit: 'conn/s', note: `runs ${rates.egress.map((x) => x.toFixed(0)).join(', ')}; ${MANAGED} managed destinations, ${o.members} allow members on the host` });
-  report({ scenario: S, name: 'conn rate egress on / no firewall', value: eg / none, unit: 'x', target: { op: '>=', value: 0.9 }, note: 'the client app\'s rule is the last of 50 cgroup rules; same run, interleaved' });
+  reportRates(o, runs);
+}
+
+function reportRates(o: BenchOptions, runs: readonly Run[]): void {
+  const of = (c: Config) => runs.filter((r) => r.config === c);
+  const list = (xs: readonly number[], digits = 0) => xs.map((x) => x.toFixed(digits)).join(', ');
+  const ratios = (c: Config) => cycleRatios(runs, c, (r) => r.perSecond);
+  const summary = (c: Config) => `runs ${list(of(c).map((r) => r.perSecond))}; per cycle ${list(ratios(c), 2)}x of no firewall, median ${middle(ratios(c)).toFixed(2)}x`;
+  const none = mean(of('none').map((r) => r.perSecond));
+  report({ scenario: S, name: 'conn rate from a task, no firewall', value: none, unit: 'conn/s', note: `runs ${list(of('none').map((r) => r.perSecond))}` });
+  report({ scenario: S, name: 'conn rate from a task, conntrack only', value: mean(of('conntrack').map((r) => r.perSecond)), unit: 'conn/s', note: `${summary('conntrack')}: one conntrack match, the floor of any stateful rule set` });
+  report({ scenario: S, name: 'conn rate from a task, host-level rules only', value: mean(of('host').map((r) => r.perSecond)), unit: 'conn/s', note: `${summary('host')}: the source host's own ingress rules (the SYN-ACKs pass PCU-PREROUTING)` });
+  report({ scenario: S, name: `conn rate from a task, egress on (${APPS} local apps)`, value: mean(of('egress').map((r) => r.perSecond)), unit: 'conn/s', note: `${summary('egress')}; ${MANAGED} managed destinations, ${o.members} allow members on the host` });
+  const egress = ratios('egress');
+  report({ scenario: S, name: 'conn rate egress on / no firewall', value: middle(egress), unit: 'x', target: { op: '>=', value: 0.9 }, note: `median of ${CYCLES} cycles' ratios (${list(egress, 2)}; mean of all runs ${(mean(of('egress').map((r) => r.perSecond)) / none).toFixed(2)}x); the client app's rule is the last of 50 cgroup rules` });
+  const cpu = (c: Config) => middle(of(c).map((r) => r.cpuPerConnection));
+  const cpuRatios = cycleRatios(runs, 'egress', (r) => r.cpuPerConnection);
+  report({ scenario: S, name: 'CPU per new connection, egress on / no firewall', value: middle(cpuRatios), unit: 'x', note: `client + server processes, warm-up included; medians ${cpu('none').toFixed(0)} (none), ${cpu('conntrack').toFixed(0)} (conntrack), ${cpu('host').toFixed(0)} (host), ${cpu('egress').toFixed(0)} (egress) µs; per cycle ${list(cpuRatios, 2)}` });
 }

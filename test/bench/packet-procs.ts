@@ -49,6 +49,8 @@ function waitExit(child: ChildProcess, ms: number): Promise<void> {
 
 export interface TcpServer {
   readonly port: number;
+  /** The server process (node itself: `ip netns exec` execs it). */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -70,6 +72,7 @@ export function startServer(net: TestNetwork, ns: string, port: number): Promise
       clearTimeout(timer);
       resolve({
         port: Number(m[1]),
+        pid: child.pid,
         stop: async () => {
           child.stdin?.end();
           await waitExit(child, 3000);
