@@ -10,6 +10,11 @@
  * HostVersions: O(changed claims), no re-hash of the lists) and records the StateDelta from the
  * state it patched from (what the Sync service sends, without comparing lists). A patched state equals what a full emission would give because a member
  * belongs to exactly one claim and a non-conflict claim's set is its resolution.
+ *
+ * With per-app egress on, a task move changes the shared egress-managed4/6 pair on every host;
+ * for a host whose only change that is, `managedOnly` makes the state from its lists with the new
+ * pair, its version from cached sums (state-version.ts), and gives it the one delta record pair
+ * the update built for that change (SharedManaged): per host a few objects and one header hash.
  */
 import type { AddressSet } from './address-set.js';
 import { memberSuffix } from '../net/member.js';

@@ -56,7 +56,10 @@
  * other's and the text diff the patch already has, without being formatted whole. A host keeps
  * its sum, and a claim that goes from set A to set B changes it by -G(A) + G(B): re-versioning a
  * patched host is O(changed claims) plus one hash of its short header; nothing re-joins or
- * re-hashes its members. `stateVersion` is the from-scratch definition (from members only: the
+ * re-hashes its members. A host also keeps the sum of its own egress lists and the "#audit" part
+ * while those lists are the same objects, and the shared egress-managed pair is summed once per
+ * pair (a task move with egress on re-versions every host: each pays its header hash and one
+ * addition). `stateVersion` is the from-scratch definition (from members only: the
  * agent, applyDelta, desired-state-check, tests); test/compile-version.test.ts checks that both
  * agree on random states.
  */
