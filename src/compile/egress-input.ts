@@ -9,6 +9,7 @@ import type { ParsedAddress } from '../net/address.js';
 import type { Task } from '../inventory/cluster-state.js';
 import type { ClusterIndex } from './cluster-index.js';
 import type { CompileReport } from './compile-report.js';
+import type { EgressSets } from './desired-state.js';
 import type { HostClaim, PortMatch } from './host-claims.js';
 
 /** One managed claim of a host as egress sees it: its member suffix and its owners' PortMatches. */
@@ -122,4 +123,9 @@ export function countIn<K>(map: Map<K, number>, key: K, delta: number): void {
   const n = (map.get(key) ?? 0) + delta;
   if (n > 0) map.set(key, n);
   else map.delete(key);
+}
+
+/** A host's egress sets as one object literal (every host gets new ones on every move that changes egress-managed: a literal, not a spread of the previous object). */
+export function egressSets(task: readonly string[], managed: readonly (readonly string[])[], ip4: readonly string[], ip6: readonly string[]): EgressSets {
+  return { 'egress-task': task, 'egress-managed4': managed[0]!, 'egress-managed6': managed[1]!, 'egress-ip4': ip4, 'egress-ip6': ip6 };
 }

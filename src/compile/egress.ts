@@ -32,7 +32,7 @@ import type { AddressSet } from './address-set.js';
 import { runSteps } from './cluster-index.js';
 import type { CompileReport } from './compile-report.js';
 import type { EgressKind, EgressSets } from './desired-state.js';
-import { addTo, byString, countIn, hostTasks, ListEditLog, removeFrom, sortedEdits, sortedUnique, type EgressInput, type ListEdits } from './egress-input.js';
+import { addTo, byString, countIn, egressSets, hostTasks, ListEditLog, removeFrom, sortedEdits, sortedUnique, type EgressInput, type ListEdits } from './egress-input.js';
 import { EgressVerdicts, type SourceClass } from './egress-verdict.js';
 import type { PortMatch } from './host-claims.js';
 import { patchMemberList } from './member-lists.js';
@@ -219,7 +219,7 @@ export class EgressIndex {
     if (managedChanged) {
       for (const id of allHosts) {
         const h = this.hosts.get(id);
-        if (h) h.sets = { ...h.sets, 'egress-managed4': this.managed[0]!, 'egress-managed6': this.managed[1]! };
+        if (h) h.sets = egressSets(h.sets['egress-task'], this.managed, h.sets['egress-ip4'], h.sets['egress-ip6']);
         out.add(id);
       }
     }
@@ -470,7 +470,7 @@ export class EgressIndex {
   /** The host's egress-ip lists from its app lists (the edits recorded when its apps stayed the same). */
   private concatHost(hostId: string, oldKeys?: readonly (readonly string[])[]): void {
     const h = this.hosts.get(hostId)!;
-    const sets = { ...h.sets, 'egress-task': h.tasks, 'egress-managed4': this.managed[0]!, 'egress-managed6': this.managed[1]! } as Record<EgressKind, readonly string[]>;
+    const sets = egressSets(h.tasks, this.managed, h.sets['egress-ip4'], h.sets['egress-ip6']) as Record<EgressKind, readonly string[]>;
     const sameApps = (fi: number) => (oldKeys ?? h.appKeys)[fi]!.length === h.appKeys[fi]!.length && (oldKeys ?? h.appKeys)[fi]!.every((k, i) => k === h.appKeys[fi]![i]);
     h.parts = FAMILIES.map((_, fi) => {
       const kind = IP_KIND[fi]!;

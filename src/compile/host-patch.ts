@@ -10,6 +10,11 @@
  * HostVersions: O(changed claims), no re-hash of the lists) and records the StateDelta from the
  * state it patched from (what the Sync service sends, without comparing lists). A patched state equals what a full emission would give because a member
  * belongs to exactly one claim and a non-conflict claim's set is its resolution.
+ *
+ * With per-app egress on, a task move changes the shared egress-managed4/6 pair on every host;
+ * for a host whose only change that is, `managedOnly` makes the state from its lists with the new
+ * pair, its version from cached sums (state-version.ts), and gives it the one delta record pair
+ * the update built for that change (SharedManaged): per host a few objects and one header hash.
  */
 import type { AddressSet } from './address-set.js';
 import { memberSuffix } from '../net/member.js';
@@ -19,7 +24,7 @@ import { ALLOW_KINDS, AUDIT_KINDS, EGRESS_KINDS, SET_KINDS, type DesiredState, t
 import { sourceTextDiff, type SourceTexts } from './emit-members.js';
 import { managedPorts, type HostClaim, type PortMatch } from './host-claims.js';
 import type { ListEdits } from './egress.js';
-import { PendingList, stateSets, type ListOrPending } from './pending-list.js';
+import { builtLists, PendingList, stateSets, type ListOrPending } from './pending-list.js';
 import { diffMemberLists, type StateDelta } from './state-delta.js';
 import type { ClaimChange, HostVersions } from './state-version.js';
 
@@ -121,12 +126,45 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
+/** Whether `modes` (the host's mode and audit lists now; undefined = no group modes) leave the host's mode and audit lists as they are. */
+function sameMode(old: DesiredState, modes: HostMode | undefined): boolean {
+  return modes === undefined || (modes.mode === old.mode && AUDIT_KINDS.every((kind) => sameList(old.sets[kind], modes.sets[kind])));
+}
+
+/**
+ * An egress-managed4/6 change from (b4, b6) to (a4, a6) as a delta's adds and removes: the same
+ * two frozen records for every host whose only change it is (built once per update, not per host).
+ */
+interface SharedManaged {
+  readonly b4: readonly string[];
+  readonly b6: readonly string[];
+  readonly a4: readonly string[];
+  readonly a6: readonly string[];
+  readonly adds: Readonly<Record<SetKind, readonly string[]>>;
+  readonly removes: Readonly<Record<SetKind, readonly string[]>>;
+}
+
+function sharedManaged(b4: readonly string[], b6: readonly string[], egress: EgressView): SharedManaged {
+  const [a4, a6] = [egress.sets['egress-managed4'], egress.sets['egress-managed6']];
+  const adds = {} as Record<SetKind, readonly string[]>;
+  const removes = {} as Record<SetKind, readonly string[]>;
+  for (const kind of SET_KINDS) [adds[kind], removes[kind]] = [NONE, NONE];
+  for (const [kind, before, after] of [['egress-managed4', b4, a4], ['egress-managed6', b6, a6]] as const) {
+    const edits = before === after ? UNCHANGED : (egress.editsFrom(before, after) ?? diffMemberLists(before, after));
+    [adds[kind], removes[kind]] = [edits.adds, edits.removes];
+  }
+  return { b4, b6, a4, a6, adds: Object.freeze(adds), removes: Object.freeze(removes) };
+}
+
 /** The patched hosts' deltas (an entry lives while the state it describes does) and every host's version sum. */
 export class HostPatches {
   /** Per patched host: the delta from the state it was patched from (see IncrementalCompiler.deltaFrom). */
   private deltaOf = new Map<string, StateDelta>();
   /** Per patched host: the state and its lists, some maybe pending (pending-list.ts). */
   private listsOf = new Map<string, { readonly state: DesiredState; readonly lists: Readonly<Record<SetKind, ListOrPending>> }>();
+
+  /** The delta records of the last egress-managed change seen (see managedOnly). */
+  private shared: SharedManaged | undefined;
 
   /** `versions`: the sums the compiler's full emissions (hostStates) start and patches update. */
   constructor(readonly versions: HostVersions<AddressSet>) {}
@@ -155,6 +193,10 @@ export class HostPatches {
    * lists now (group-modes.ts; undefined = no group modes, the mode stays).
    */
   patchState(hostId: string, old: DesiredState, patch: Patch, egress?: EgressView, modes?: HostMode): DesiredState {
+    if (patch === NO_EDITS && egress && sameMode(old, modes)) {
+      const state = this.managedOnly(hostId, old, egress);
+      if (state) return state;
+    }
     const known = this.listsOf.get(hostId);
     // The old state's lists without reading (building) its pending ones: a patched state's lists
     // are kept (listsOf), an emitted state's sets are plain arrays.
@@ -196,6 +238,33 @@ export class HostPatches {
     const state = { hostId: old.hostId, mode, sets: contents, version };
     this.deltaOf.set(hostId, this.patchDelta(old, state, patch, egress));
     this.listsOf.set(hostId, { state, lists: sets });
+    return state;
+  }
+
+  /**
+   * The state of a host whose only change is the shared egress-managed4/6 pair (a task move
+   * changes it on every host): its lists with the new pair, its version from its cached sums
+   * (state-version.ts), and as its delta the one pair of adds/removes records every such host of
+   * the update shares (SharedManaged). Undefined when another kind changed too (the general path).
+   */
+  private managedOnly(hostId: string, old: DesiredState, egress: EgressView): DesiredState | undefined {
+    const known = this.listsOf.get(hostId);
+    const lists = known?.state === old ? known.lists : old.sets;
+    const now = egress.sets;
+    if (lists['egress-task'] !== now['egress-task'] || lists['egress-ip4'] !== now['egress-ip4'] || lists['egress-ip6'] !== now['egress-ip6']) return undefined;
+    const [b4, b6, a4, a6] = [lists['egress-managed4'], lists['egress-managed6'], now['egress-managed4'], now['egress-managed6']];
+    if (b4 === a4 && b6 === a6) return old;
+    let shared = this.shared;
+    if (!shared || shared.b4 !== b4 || shared.b6 !== b6 || shared.a4 !== a4 || shared.a6 !== a6) this.shared = shared = sharedManaged(b4 as readonly string[], b6 as readonly string[], egress);
+    // Pending allow lists are built here (once per patch of the host, pending-list.ts): this state
+    // is re-made on every move, and a state without pending lists is a plain object, far cheaper
+    // than the accessors of one with them.
+    const next: Record<SetKind, ListOrPending> = { ...builtLists(lists), 'egress-managed4': a4, 'egress-managed6': a6 };
+    const contents = stateSets(next);
+    const counts = ALLOW_KINDS.map((kind) => next[kind].length);
+    const state = { hostId: old.hostId, mode: old.mode, sets: contents, version: this.versions.reversioned(hostId, old.mode, contents, counts) };
+    this.deltaOf.set(hostId, { hostId: old.hostId, baseVersion: old.version, version: state.version, mode: state.mode, adds: shared.adds, removes: shared.removes });
+    this.listsOf.set(hostId, { state, lists: next });
     return state;
   }
 

@@ -209,11 +209,12 @@ export class IncrementalCompiler {
       }
       yield;
     }
-    const view = (id: string) => egress && { sets: egress.sets(id), editsFrom: (a: readonly string[], b: readonly string[]) => egress.editsFrom(a, b) };
+    const editsFrom = (a: readonly string[], b: readonly string[]) => egress!.editsFrom(a, b);
     const patchHost = (hostId: string, patch: Patch) => {
       const old = this.stateOf.get(hostId)!;
-      const modes = hostMode(this.constants, this.claimsOf.get(hostId) ?? [], egress?.sets(hostId), this.index.appAudit);
-      const state = this.patched.patchState(hostId, old, patch, view(hostId), modes);
+      const sets = egress?.sets(hostId);
+      const modes = hostMode(this.constants, this.claimsOf.get(hostId) ?? [], sets, this.index.appAudit);
+      const state = this.patched.patchState(hostId, old, patch, sets && { sets, editsFrom }, modes);
       if (state.version !== old.version) changed.set(hostId, state);
       this.stateOf.set(hostId, state);
     };

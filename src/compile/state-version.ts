@@ -56,7 +56,10 @@
  * other's and the text diff the patch already has, without being formatted whole. A host keeps
  * its sum, and a claim that goes from set A to set B changes it by -G(A) + G(B): re-versioning a
  * patched host is O(changed claims) plus one hash of its short header; nothing re-joins or
- * re-hashes its members. `stateVersion` is the from-scratch definition (from members only: the
+ * re-hashes its members. A host also keeps the sum of its own egress lists and the "#audit" part
+ * while those lists are the same objects, and the shared egress-managed pair is summed once per
+ * pair (a task move with egress on re-versions every host: each pays its header hash and one
+ * addition). `stateVersion` is the from-scratch definition (from members only: the
  * agent, applyDelta, desired-state-check, tests); test/compile-version.test.ts checks that both
  * agree on random states.
  */
@@ -201,12 +204,19 @@ export function patchEgressList(kind: SetKind, list: readonly string[], removes:
   return next;
 }
 
+/** The sum of the egress sums of `lists` (one of each of `kinds`, in order). */
+function egressSum(kinds: readonly SetKind[], lists: readonly (readonly string[])[]): Uint32Array {
+  const sum = new Uint32Array(LIMBS);
+  lists.forEach((list, i) => {
+    if (list.length > 0) addInto(sum, egressListSum(kinds[i]!, list), 1);
+  });
+  return sum;
+}
+
 /** The "#egress" header line, '' when every egress kind is empty. */
 function egressLine(sets: SetContents): string {
   if (!hasEgressMembers(sets)) return '';
-  const sum = new Uint32Array(LIMBS);
-  for (const kind of EGRESS_KINDS) if (sets[kind].length > 0) addInto(sum, egressListSum(kind, sets[kind]), 1);
-  return `#egress ${toHex(sum)}\n`;
+  return `#egress ${toHex(egressSum(EGRESS_KINDS, EGRESS_KINDS.map((kind) => sets[kind])))}\n`;
 }
 
 /** The "#audit" part of the header (per-group mode), '' when every audit kind is empty. */
@@ -285,6 +295,28 @@ interface HostSum {
   /** The allow kinds' counts and the header up to the "#allow" line made of `listed`, them and `hex`. */
   readonly counts: readonly number[];
   readonly prefix: string;
+  /** The sum of its own egress lists (egress-task, egress-ip4/6) and the audit part of the header, kept while the lists are the same objects. */
+  readonly own: OwnEgress;
+  readonly audit: AuditPart;
+}
+
+/** The egress sum of a host's own egress kinds (OWN_EGRESS_KINDS: every egress kind but the shared egress-managed4/6). */
+interface OwnEgress {
+  readonly lists: readonly (readonly string[])[];
+  readonly sum: Uint32Array;
+}
+
+/** The audit kinds' lists and the "#audit" part of the header they make. */
+interface AuditPart {
+  readonly lists: readonly (readonly string[])[];
+  readonly text: string;
+}
+
+/** The egress kinds a host has for itself; egress-managed4/6 are one pair of lists shared by every host (egress.ts). */
+const OWN_EGRESS_KINDS = EGRESS_KINDS.filter((k) => k !== 'egress-managed4' && k !== 'egress-managed6');
+
+function sameLists(a: readonly (readonly string[])[], b: readonly (readonly string[])[]): boolean {
+  return a.length === b.length && a.every((l, i) => l === b[i]);
 }
 
 function isSorted(list: readonly string[]): boolean {
@@ -301,6 +333,8 @@ function isSorted(list: readonly string[]): boolean {
 export class HostVersions<S extends object> {
   private readonly bySet = new WeakMap<S, SetTerms>();
   private readonly hosts = new Map<string, HostSum>();
+  /** The last pair of egress-managed lists seen and their summed sum (every host of an update has the same pair). */
+  private managed: { readonly m4: readonly string[]; readonly m6: readonly string[]; readonly sum: Uint32Array } | undefined;
 
   constructor(private readonly textsOf: (set: S) => KindTexts) {}
 
@@ -349,13 +383,33 @@ export class HostVersions<S extends object> {
 
   private record(hostId: string, mode: Mode, sets: SetContents, sum: Uint32Array, old: HostSum | undefined, counts: readonly number[]): string {
     const lists = LISTED_KINDS.map((kind) => sets[kind]);
-    const listed = old && old.mode === mode && lists.every((l, i) => l === old.lists[i]) ? old.listed : listedText(mode, sets);
+    const listed = old && old.mode === mode && sameLists(lists, old.lists) ? old.listed : listedText(mode, sets);
     const hex = old && old.sum === sum ? old.hex : toHex(sum);
     // A host whose allow lists did not change (only its egress lists did) reuses its header prefix.
     const same = old !== undefined && old.listed === listed && old.hex === hex && counts.every((n, k) => n === old.counts[k]);
     const prefix = same ? old.prefix : allowHeader(listed, counts, hex);
-    this.hosts.set(hostId, { sum, hex, lists, mode, listed, counts, prefix });
-    return versionOf(prefix, sets);
+    // The egress and audit parts from what is cached (a task move changes only the shared
+    // egress-managed lists on most hosts: their sum is added once per pair, not per host).
+    const ownLists = OWN_EGRESS_KINDS.map((kind) => sets[kind]);
+    const own = old && sameLists(ownLists, old.own.lists) ? old.own : { lists: ownLists, sum: egressSum(OWN_EGRESS_KINDS, ownLists) };
+    const auditLists = AUDIT_KINDS.map((kind) => sets[kind]);
+    const audit = old && sameLists(auditLists, old.audit.lists) ? old.audit : { lists: auditLists, text: auditLines(sets) };
+    this.hosts.set(hostId, { sum, hex, lists, mode, listed, counts, prefix, own, audit });
+    return sha256Hex(`${prefix}${this.egressPart(sets, own)}${audit.text}`).slice(0, 16);
+  }
+
+  /** The "#egress" line of a host with `own` (egressLine's value, with the managed pair's sum summed once per pair). */
+  private egressPart(sets: SetContents, own: OwnEgress): string {
+    const m4 = sets['egress-managed4'];
+    const m6 = sets['egress-managed6'];
+    if (m4.length + m6.length === 0 && own.lists.every((l) => l.length === 0)) return '';
+    let managed = this.managed;
+    if (!managed || managed.m4 !== m4 || managed.m6 !== m6) {
+      this.managed = managed = { m4, m6, sum: egressSum(['egress-managed4', 'egress-managed6'], [m4, m6]) };
+    }
+    const sum = own.sum.slice();
+    addInto(sum, managed.sum, 1);
+    return `#egress ${toHex(sum)}\n`;
   }
 
   /** G of a claim with `set` and `suffix`; undefined when the set has no source (the claim has no member). */
