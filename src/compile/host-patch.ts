@@ -259,7 +259,9 @@ export class HostPatches {
     // Pending allow lists are built here (once per patch of the host, pending-list.ts): this state
     // is re-made on every move, and a state without pending lists is a plain object, far cheaper
     // than the accessors of one with them.
-    const next: Record<SetKind, ListOrPending> = { ...builtLists(lists), 'egress-managed4': a4, 'egress-managed6': a6 };
+    const next = builtLists(lists);
+    next['egress-managed4'] = a4 as readonly string[];
+    next['egress-managed6'] = a6 as readonly string[];
     const contents = stateSets(next);
     const counts = ALLOW_KINDS.map((kind) => next[kind].length);
     const state = { hostId: old.hostId, mode: old.mode, sets: contents, version: this.versions.reversioned(hostId, old.mode, contents, counts) };

@@ -243,14 +243,14 @@ function allowHeader(listed: string, counts: readonly number[], sumHex: string):
   return `${text}#allow ${sumHex}\n`;
 }
 
-/** The version from the header up to the "#allow" line, the egress lists and the audit lists (the allow lists are not read). */
-function versionOf(prefix: string, sets: SetContents): string {
-  return sha256Hex(`${prefix}${egressLine(sets)}${auditLines(sets)}`).slice(0, 16);
+/** The version from the header up to the "#allow" line, the "#egress" line and the "#audit" part (the allow lists are not read). */
+function versionOf(prefix: string, egress: string, audit: string): string {
+  return sha256Hex(`${prefix}${egress}${audit}`).slice(0, 16);
 }
 
 /** The version of {mode, sets}, from the members alone (the definition; see the header). */
 export function stateVersion(mode: Mode, sets: SetContents): string {
-  return versionOf(allowHeader(listedText(mode, sets), allowCounts(sets), allowSum(sets)), sets);
+  return versionOf(allowHeader(listedText(mode, sets), allowCounts(sets), allowSum(sets)), egressLine(sets), auditLines(sets));
 }
 
 /** One claim as the version sees it: its member suffix (",<proto>:<port>") and its source set. */
@@ -395,14 +395,14 @@ export class HostVersions<S extends object> {
     const auditLists = AUDIT_KINDS.map((kind) => sets[kind]);
     const audit = old && sameLists(auditLists, old.audit.lists) ? old.audit : { lists: auditLists, text: auditLines(sets) };
     this.hosts.set(hostId, { sum, hex, lists, mode, listed, counts, prefix, own, audit });
-    return sha256Hex(`${prefix}${this.egressPart(sets, own)}${audit.text}`).slice(0, 16);
+    return versionOf(prefix, this.egressPart(sets, own), audit.text);
   }
 
   /** The "#egress" line of a host with `own` (egressLine's value, with the managed pair's sum summed once per pair). */
   private egressPart(sets: SetContents, own: OwnEgress): string {
     const m4 = sets['egress-managed4'];
     const m6 = sets['egress-managed6'];
-    if (m4.length + m6.length === 0 && own.lists.every((l) => l.length === 0)) return '';
+    if (!hasEgressMembers(sets)) return '';
     let managed = this.managed;
     if (!managed || managed.m4 !== m4 || managed.m6 !== m6) {
       this.managed = managed = { m4, m6, sum: egressSum(['egress-managed4', 'egress-managed6'], [m4, m6]) };
