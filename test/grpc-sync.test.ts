@@ -269,6 +269,30 @@ describe('SyncService stream hygiene', () => {
     expect(service.agent('silent')?.connected).toBe(false);
   });
 
+  it('keeps a stream whose Pongs lag one ping behind, drops one that answers pings never sent', async () => {
+    const source = new MemoryStateSource();
+    const { service, running } = await controller(source, { pingIntervalMs: 30, maxMissedPongs: 2 });
+    const lagging = raw(running.target);
+    const forger = raw(running.target);
+    // Answers each ping only when the next one arrives: alive, but always a ping behind.
+    let previous: number | undefined;
+    lagging.call.on('data', (m: ControllerMessage__Output) => {
+      if (!m.ping) return;
+      if (previous !== undefined) lagging.send({ pong: { nonce: previous } });
+      previous = m.ping.nonce;
+    });
+    forger.call.on('data', (m: ControllerMessage__Output) => {
+      if (m.ping) forger.send({ pong: { nonce: m.ping.nonce + 1000 } });
+    });
+    lagging.send({ hello: { hostId: 'lagging', addresses: [], agentVersion: 'raw', appliedVersion: '' } });
+    forger.send({ hello: { hostId: 'forger', addresses: [], agentVersion: 'raw', appliedVersion: '' } });
+    await waitFor('forger dropped', () => forger.status !== undefined);
+    expect(forger.status?.code).toBe(grpc.status.UNAVAILABLE);
+    await waitFor('lagging stream saw many pings', () => lagging.of('ping').length >= 8);
+    expect(lagging.status).toBeUndefined();
+    expect(service.agent('lagging')?.connected).toBe(true);
+  });
+
   it('a newer stream from the same host supersedes the older one', async () => {
     const source = new MemoryStateSource();
     source.set(nthState('host-a', 1));

@@ -13,7 +13,10 @@
  *   applied_version of its Hello) when this service still holds that state; otherwise, and after
  *   any ApplyError, a Snapshot. An ApplyError for a Delta gets a Snapshot at once; one for a
  *   Snapshot is retried after `errorRetryMs` or on the next change.
- * - Pings every tick; a stream with `maxMissedPongs` unanswered pings is dropped (UNAVAILABLE).
+ * - Pings every tick; a stream is dropped (UNAVAILABLE) when the newest Pong it sent answers a
+ *   ping `maxMissedPongs` or more pings old. A Pong answers its own ping and every earlier one, so
+ *   an agent that is slow but alive (its answers arrive after the next ping went out: a host or a
+ *   replica busy with a mass reconnect) is kept while it lags less than that many pings.
  * - Egress: the Hello's EgressStatus decides, for the life of the stream, what the agent is sent:
  *   with `supported` the full state; without (an agent of an earlier release) its view without
  *   the egress kinds, with that view's version, and deltas between views (agent-view.ts). The
@@ -116,7 +119,8 @@ export class AgentSession {
   private writeBlocked = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private pingNonce = 0;
-  private unansweredPings = 0;
+  /** The newest ping nonce answered by a Pong (pings sent since: pingNonce - answeredNonce). */
+  private answeredNonce = 0;
   private readonly openedAt: number;
   /** Never backwards (see the header): the agent's applied stamp, as far as this stream knows. */
   private agentStamp: InputStamp = NO_STAMP;
@@ -271,12 +275,12 @@ export class AgentSession {
       return;
     }
     if (this.phase !== 'active') return;
-    if (this.unansweredPings >= this.ctx.maxMissedPongs) {
-      this.drop(grpc.status.UNAVAILABLE, `no Pong for ${this.unansweredPings} pings`);
+    const unanswered = this.pingNonce - this.answeredNonce;
+    if (unanswered >= this.ctx.maxMissedPongs) {
+      this.drop(grpc.status.UNAVAILABLE, `no Pong for ${unanswered} pings`);
       return;
     }
     this.pingNonce += 1;
-    this.unansweredPings += 1;
     this.write({ ping: { nonce: this.pingNonce } });
     this.recheck();
   }
@@ -302,6 +306,11 @@ export class AgentSession {
     this.call.emit('error', { code, details: reason });
   }
 
+  /** A Pong answers its ping and every earlier one; a nonce this stream never sent is ignored. */
+  private onPong(nonce: number): void {
+    if (Number.isSafeInteger(nonce) && nonce > this.answeredNonce && nonce <= this.pingNonce) this.answeredNonce = nonce;
+  }
+
   private onMessage(message: AgentMessage__Output): void {
     if (this.phase === 'closed') return;
     if (this.phase === 'hello') {
@@ -323,7 +332,7 @@ export class AgentSession {
       case 'pong':
         if (message.pong?.egress) recordEgress(host, egressReport(message.pong.egress), this.ctx.logger);
         if (message.pong?.flows) host.flows = flowStatusInfo(message.pong.flows);
-        if (message.pong && message.pong.nonce === this.pingNonce) this.unansweredPings = 0;
+        if (message.pong) this.onPong(message.pong.nonce);
         return;
       case 'flowReport':
         if (message.flowReport) this.ctx.flows?.receive(host.hostId, message.flowReport);
