@@ -32,7 +32,9 @@
  *   after an exponential backoff with full jitter, reset once the controller sends anything but
  *   Rejected. The channel must be connected (TCP and TLS) within `connectTimeoutMs` (default 5 s,
  *   doubled after each one missed in a row: connect-deadline.ts): a replica that drops packets
- *   or never finishes the handshake is left within seconds.
+ *   is left within seconds. One that has accepted the connection and not finished its TLS
+ *   handshake (a busy replica's handshake queue) keeps it up to `queuedWaitMs` (60 s) instead,
+ *   so that an agent does not give up its place in the queue to start at the end of another's.
  * - Fail static: losing the controller never changes what is applied.
  * - Never backwards (issue 12, src/grpc/input-stamp.ts): Hello carries `heldStamp`, the input
  *   stamp of the state held; a Snapshot/Delta of another version whose stamp is behind it is
@@ -73,6 +75,7 @@ import { ControllerTargets, type Target } from './controller-targets.js';
 import { ConnectWarnings } from './connect-warnings.js';
 import { sendFlowReport } from './flow-report-sender.js';
 import { ConnectDeadline } from './connect-deadline.js';
+import { AgentChannelCredentials } from '../src/tls/agent-channel-credentials.js';
 
 /** `--connect-timeout` default: a few seconds, well above a TLS handshake across a data centre. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
@@ -129,6 +132,8 @@ export interface SyncClientOptions {
   readonly firstMessageTimeoutMs?: number;
   /** The channel (TCP, TLS) must be up within this long (doubling, see the header), else the next target is dialled (`--connect-timeout`; 0: none). Default 5 s. */
   readonly connectTimeoutMs?: number;
+  /** A connection whose TLS handshake is under way (queued at a busy replica) is kept this long since the dial, past `connectTimeoutMs`. Default DEFAULT_QUEUED_WAIT_MS (connect-deadline.ts). */
+  readonly queuedWaitMs?: number;
   /** A connection problem that persists is logged at warn again after this long. Default 5 min. */
   readonly repeatWarnMs?: number;
   readonly logger?: SyncLogger;
@@ -182,7 +187,7 @@ export class SyncClient {
     this.backoff = new Backoff(options.backoff);
     this.logger = options.logger ?? silentLogger;
     this.warnings = new ConnectWarnings(this.logger, options.repeatWarnMs ?? 300_000);
-    this.connectDeadline = new ConnectDeadline(options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, options.firstMessageTimeoutMs ?? 120_000);
+    this.connectDeadline = new ConnectDeadline(options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, options.firstMessageTimeoutMs ?? 120_000, options.queuedWaitMs);
     if (options.targets && options.target !== undefined) throw new Error('SyncClient: give target or targets, not both');
     this.targets = options.targets ?? new ControllerTargets(options.target !== undefined ? [options.target] : []);
   }
@@ -466,14 +471,13 @@ export class SyncClient {
     return stream.rejectedReason !== undefined && isRebalancing(stream.rejectedReason);
   }
 
-  /** Fails `stream` as a connection problem when its channel is not up within `connectTimeoutMs` (see the header). */
+  /** Fails `stream` as a connection problem when its channel is not up in time (connect-deadline.ts). */
   private armConnectDeadline(stream: Stream, stub: SyncStubClient): void {
-    const ms = this.connectDeadline.next();
-    if (ms <= 0) return;
-    stub.waitForReady(Date.now() + ms, (err) => {
-      if (!err || this.stream !== stream || stream.heard) return;
-      this.connectDeadline.missedOne();
-      this.streamEnded(stream, `not connected within ${ms} ms (${err.message})`);
+    const credentials = this.options.credentials;
+    this.connectDeadline.watch(stub, {
+      stillWaiting: () => this.stream === stream && !stream.heard,
+      handshaking: () => credentials instanceof AgentChannelCredentials && credentials.handshaking(stream.target),
+      missed: (waitedMs, message) => this.streamEnded(stream, `not connected within ${waitedMs} ms (${message})`),
     });
   }
 

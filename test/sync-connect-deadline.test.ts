@@ -1,9 +1,11 @@
 /**
  * The agent's connect deadline and idle deadline (issue 12: "its agents reach another replica
  * within seconds"), over real gRPC with real mTLS on loopback:
- * - a replica that accepts TCP and never answers the TLS handshake (a black hole: as a host whose
- *   packets are dropped after the SYN) is given up after `connectTimeoutMs`, not after the 120 s
- *   first-message deadline, and the agent applies its state from the next replica;
+ * - a replica that accepts TCP and never answers the TLS handshake (a black hole: a hung replica,
+ *   or one whose handshake queue never frees) is given up after `queuedWaitMs` (the connection
+ *   is up, so it may be queued), not after the 120 s first-message deadline, and the agent
+ *   applies its state from the next replica; without the queued wait (0), after
+ *   `connectTimeoutMs`;
  * - without the connect deadline (0) the agent is still stuck there after several deadlines' worth
  *   of time (what the deadline changes);
  * - a replica that opened the stream, sent one Ping and went silent is given up after
@@ -107,10 +109,26 @@ async function agent(targets: readonly Target[], extra: Partial<ConstructorParam
 }
 
 describe('connect deadline', () => {
-  it('a replica that never answers TLS is left after connectTimeoutMs and the next one serves the agent', async () => {
+  it('a replica that takes the connection and never answers TLS is left after queuedWaitMs, not at each connect deadline', async () => {
     const hole = await blackHole();
     const good = await tlsReplica();
-    const a = await agent([hole.target, good.target], { connectTimeoutMs: 1_000 });
+    const a = await agent([hole.target, good.target], { connectTimeoutMs: 300, queuedWaitMs: 1_500 });
+    const startedAt = Date.now();
+    a.client.start();
+    await waitFor('the agent applied its state from the answering replica', () => a.held()?.version === nthState('host-a', 1).version, 10_000);
+    const took = Date.now() - startedAt;
+    expect(hole.accepted()).toBe(1);
+    expect(took).toBeGreaterThanOrEqual(1_500);
+    expect(took).toBeLessThan(8_000);
+    const warned = a.lines.find((l) => l.msg === 'sync: cannot connect to the controller');
+    expect(warned).toMatchObject({ level: 40, controller: hole.target, next: good.target });
+    expect(Number(/^not connected within (\d+) ms/.exec(String(warned?.reason))?.[1])).toBeGreaterThanOrEqual(1_500);
+  }, 30_000);
+
+  it('without the queued wait (0) a replica that never answers TLS is left after connectTimeoutMs and the next one serves the agent', async () => {
+    const hole = await blackHole();
+    const good = await tlsReplica();
+    const a = await agent([hole.target, good.target], { connectTimeoutMs: 1_000, queuedWaitMs: 0 });
     expect(a.client.target).toBe(hole.target);
     const startedAt = Date.now();
     a.client.start();
@@ -160,6 +178,7 @@ describe('connect deadline doubling', () => {
     const reasons: string[] = [];
     const a = await agent([holes[0]!.target, holes[1]!.target], {
       connectTimeoutMs: 300,
+      queuedWaitMs: 0,
       onEvent: (e) => {
         if (e.type === 'disconnected') reasons.push(e.reason.slice(0, 27));
       },

@@ -7,9 +7,10 @@
  * wait closes the newcomer unhandshaked ('busy', counted and logged), a silent holder's slot is
  * freed by the handshake timeout, and an agent's established stream keeps answering pings while a
  * storm waits. The agent's side: a channel the sync client closes abandons its handshake in
- * progress (src/tls/agent-channel-credentials.ts), so a replica's queue drops it unmade, and an agent whose
- * connect deadline passes while it waits leaves a queued connection that costs nothing. The flags
- * are checked on the command line.
+ * progress (src/tls/agent-channel-credentials.ts), so a replica's queue drops it unmade; an agent
+ * queued at a busy replica keeps its place past its connect deadline (agent/connect-deadline.ts)
+ * and is served there, and one whose queued wait passes leaves a queued connection that costs
+ * nothing. The flags are checked on the command line.
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -259,7 +260,43 @@ describe('agent: a connection given up is closed, not left to a replica to hands
     expect(s.admission.status()).toMatchObject({ queued: 0, inFlight: 1 });
   });
 
-  it('an agent whose connect deadline passes while it waits moves on; its queued connection costs the replica nothing', async () => {
+  it('an agent queued at a busy replica keeps its place past its connect deadline and is served there when a slot frees', async () => {
+    const busy = await serve({ maxInFlight: 1 });
+    const holder = await raw(busy.port);
+    await waitFor('the slot held', () => busy.admission.status().inFlight === 1);
+    const free = await serve({ maxInFlight: 2 });
+    const targets = [`127.0.0.1:${busy.port}`, `127.0.0.1:${free.port}`];
+    const order = new ControllerTargets(targets);
+    while (order.current() !== targets[0]) order.advance();
+    const events: string[] = [];
+    const client = new SyncClient({
+      targets: order,
+      credentials: await loadClientCredentials(pki.files('node-1')),
+      channelOptions: { 'grpc.ssl_target_name_override': 'localhost' },
+      hostId: 'node-1',
+      agentVersion: 'test',
+      apply: async () => undefined,
+      backoff: { initialMs: 20, maxMs: 100 },
+      connectTimeoutMs: 200,
+      queuedWaitMs: 30_000,
+      onEvent: (e) => void events.push(e.type),
+    });
+    cleanups.push(() => client.close());
+    client.start();
+    await waitFor('the agent queued at the busy replica', () => busy.admission.status().queued === 1, 5_000);
+    // Five of its connect deadlines pass while it waits: it stays queued, on the same connection.
+    const until = Date.now() + 1_000;
+    await waitFor('five connect deadlines passed', () => Date.now() >= until, 5_000);
+    expect(busy.admission.status().queued).toBe(1);
+    expect(events.filter((e) => e === 'disconnected')).toEqual([]);
+    holder.destroy();
+    await waitFor('the agent served by the busy replica', () => busy.service.agents().some((a) => a.hostId === 'node-1' && a.inSync), 10_000);
+    expect(free.service.agents()).toEqual([]);
+    expect(events.filter((e) => e === 'connecting')).toHaveLength(1);
+    expect(client.channelTargets).toEqual([targets[0]]);
+  });
+
+  it('an agent whose queued wait passes moves on; its queued connection costs the replica nothing', async () => {
     const busy = await serve({ maxInFlight: 1 });
     await raw(busy.port);
     await waitFor('the slot held', () => busy.admission.status().inFlight === 1);
@@ -275,7 +312,8 @@ describe('agent: a connection given up is closed, not left to a replica to hands
       agentVersion: 'test',
       apply: async () => undefined,
       backoff: { initialMs: 20, maxMs: 100 },
-      connectTimeoutMs: 500,
+      connectTimeoutMs: 200,
+      queuedWaitMs: 600,
     });
     cleanups.push(() => client.close());
     client.start();

@@ -19,6 +19,12 @@
  * uses any more (at once when the sync client closes the channel it leaves), and that destroys
  * the connector's handshakes in progress: a replica that queues handshakes
  * (src/tls/handshake-queue.ts) then drops the connection at no cost.
+ *
+ * Queued, not lost: `handshaking(target)` says whether a connection to that channel target is
+ * up (TCP connected, ClientHello sent) and its TLS handshake not done yet. The replica is then
+ * alive and has the connection, probably waiting in its handshake queue during a storm; the
+ * sync client keeps such a connection past its connect deadline instead of giving up its place
+ * (agent/sync-client.ts).
  */
 import { isIP } from 'node:net';
 import tls from 'node:tls';
@@ -40,8 +46,22 @@ export function serverIdentity(targetPath: string, override: unknown): { readonl
 }
 
 export class AgentChannelCredentials extends grpc.ChannelCredentials {
+  /** Handshakes in progress per channel target path (every connector made from these credentials). */
+  private readonly inProgress = new Map<string, number>();
+
   constructor(private readonly context: tls.SecureContext) {
     super();
+  }
+
+  /** A TCP connection to `target` (a channel target path, `host:port`) is up and its TLS handshake is in progress. */
+  handshaking(target: string): boolean {
+    return (this.inProgress.get(target) ?? 0) > 0;
+  }
+
+  private count(target: string, by: 1 | -1): void {
+    const n = (this.inProgress.get(target) ?? 0) + by;
+    if (n > 0) this.inProgress.set(target, n);
+    else this.inProgress.delete(target);
   }
 
   _isSecure(): boolean {
@@ -65,6 +85,9 @@ export class AgentChannelCredentials extends grpc.ChannelCredentials {
     const calls = callCredentials ?? grpc.CallCredentials.createEmpty();
     /** This connector's TLS handshakes in progress (destroyed with it). */
     const handshaking = new Set<tls.TLSSocket>();
+    const ended = (secured: tls.TLSSocket): void => {
+      if (handshaking.delete(secured)) this.count(targetPath, -1);
+    };
     return {
       connect: (socket) =>
         new Promise<SecureConnectResult>((resolve, reject) => {
@@ -78,7 +101,7 @@ export class AgentChannelCredentials extends grpc.ChannelCredentials {
               checkServerIdentity: (_host, cert) => tls.checkServerIdentity(name, cert),
             },
             () => {
-              handshaking.delete(secured);
+              ended(secured);
               if (!secured.authorized) {
                 reject(secured.authorizationError);
                 return;
@@ -87,9 +110,13 @@ export class AgentChannelCredentials extends grpc.ChannelCredentials {
             },
           );
           handshaking.add(secured);
-          secured.on('error', reject);
+          this.count(targetPath, 1);
+          secured.on('error', (err) => {
+            ended(secured);
+            reject(err);
+          });
           secured.once('close', () => {
-            handshaking.delete(secured);
+            ended(secured);
             reject(new Error('TLS handshake abandoned'));
           });
         }),

@@ -19,11 +19,12 @@
  *   (`queue_full`), or when it has waited `maxWaitMs` (`waited_too_long`). The agent fails fast,
  *   backs off and dials its next replica. Both are counted as `busy` and logged at warn at most
  *   once per `logEveryMs` with the count since the last line.
- * - Who leaves the queue: an agent of this release closes the connection it gives up on (its
- *   connect deadline, 5 s doubling; src/tls/agent-channel-credentials.ts), so the queue sheds
- *   the connections nobody waits for by itself, at no cost, and an agent whose deadline doubled
- *   keeps its place. `maxWaitMs` (default 10 s, the agent's second deadline) bounds the wait of a
- *   client that never closes (an agent of an earlier release, a stray client), whose handshake
+ * - Who leaves the queue: an agent of this release keeps a queued connection (its TLS handshake
+ *   under way) past its connect deadline, up to its queued wait (60 s, agent/connect-deadline.ts),
+ *   so it keeps its place, and closes the connection it gives up on
+ *   (src/tls/agent-channel-credentials.ts), so the queue sheds the connections nobody waits for
+ *   by itself, at no cost. `maxWaitMs` (default 60 s, the agent's queued wait) bounds the wait of
+ *   a client that never closes (an agent of an earlier release, a stray client), whose handshake
  *   would otherwise be done for nothing. Closing at a short wait instead was measured worse: with
  *   2 s, 1,000 agents on 3 replicas were closed 6,513 times in the cold start and 16,455 times
  *   in the reconnect storm (each close is a new connection attempt for the agent, and the replica
@@ -41,8 +42,8 @@ const MAX_BUFFERED = 16 * 1024;
 
 /** `--max-handshakes` default: enough to keep a small box's cores busy, few enough to finish in order. */
 export const DEFAULT_MAX_HANDSHAKES = 64;
-/** `--handshake-queue-wait` default: the agent's second connect deadline (5 s doubled); see the header. */
-export const DEFAULT_HANDSHAKE_QUEUE_WAIT_MS = 10_000;
+/** `--handshake-queue-wait` default: as long as an agent keeps a queued connection (agent/connect-deadline.ts); see the header. */
+export const DEFAULT_HANDSHAKE_QUEUE_WAIT_MS = 60_000;
 
 export const BUSY_REASONS = ['queue_full', 'waited_too_long'] as const;
 export type BusyReason = (typeof BUSY_REASONS)[number];

@@ -74,8 +74,8 @@ ${TLS_OPTION_HELP}
                       and one beyond, or one that waited --handshake-queue-wait, is closed
                       at once ('busy': the agent retries later or at another replica)
   --handshake-queue-wait SECONDS
-                      how long a connection may wait for a handshake (default ${DEFAULT_HANDSHAKE_QUEUE_WAIT_MS / 1000}; agents
-                      close a connection they give up on before that themselves)
+                      how long a connection may wait for a handshake (default ${DEFAULT_HANDSHAKE_QUEUE_WAIT_MS / 1000}: as long
+                      as an agent keeps a queued connection; agents close one they give up on)
   --rebalance-interval SECONDS|off
                       how often this replica checks whether it holds more than its share
                       of the agents, ceil(ceil(agents / replicas) x 1.2), and then asks ONE
