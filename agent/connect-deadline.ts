@@ -65,15 +65,20 @@ export class ConnectDeadline {
     let queued = false;
     const arm = (ms: number): void => {
       client.waitForReady(Date.now() + ms, (err) => {
-        if (!err || !dial.stillWaiting()) return;
-        const waited = Date.now() - dialledAt;
-        if (waited < this.queuedWaitMs && dial.handshaking()) {
-          queued = true;
-          arm(Math.min(ms, this.queuedWaitMs - waited));
-          return;
-        }
-        this.missedOne();
-        dial.missed(queued ? waited : first, err.message);
+        if (!err) return;
+        // Decided after the event loop's pending I/O: in a busy process the deadline's timer can
+        // run before the TCP connection that completed meanwhile is seen (and its handshake begun).
+        setImmediate(() => {
+          if (!dial.stillWaiting()) return;
+          const waited = Date.now() - dialledAt;
+          if (waited < this.queuedWaitMs && dial.handshaking()) {
+            queued = true;
+            arm(Math.min(ms, this.queuedWaitMs - waited));
+            return;
+          }
+          this.missedOne();
+          dial.missed(queued ? waited : first, err.message);
+        });
       });
     };
     arm(first);
