@@ -360,7 +360,8 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     const floor = await measureTlsFloor({ ...files, caKeyFile }, Math.max(...memory.map((m) => m.open)), SERVER_NAME);
     const ratios = perAgentKB.map((v) => v / floor.rssPerConnKB);
     const worst = Math.max(...ratios);
-    log(`bare node:http2 mTLS server, ${floor.sessions} idle sessions: RSS ${floor.rssPerConnKB.toFixed(1)} KB per connection`);
+    log(`bare node:http2 mTLS server, ${floor.sessions} idle sessions: RSS ${floor.rssPerConnKB.toFixed(1)} KB per connection, CPU ${floor.cpuPerConnMs.toFixed(2)} ms per session (the replicas' in the storm: ${(stormCpu / n).toFixed(2)} ms per agent, ${(stormCpu / n / floor.cpuPerConnMs).toFixed(1)}x)`);
+    report({ scenario: S, name: 'replica CPU per agent in the storm / node:http2 floor', value: stormCpu / n / floor.cpuPerConnMs, unit: 'x', note: `context: the replicas' CPU per agent resynced (${(stormCpu / n).toFixed(2)} ms: handshake, identity, Hello, Snapshot) over a bare node:http2 mTLS server's CPU per session it accepted (${floor.cpuPerConnMs.toFixed(2)} ms: handshake and HTTP/2 setup, ${floor.sessions} sessions, same run)` });
     report({ scenario: S, name: 'replica RSS per agent (worst replica)', value: Math.max(...perAgentKB), unit: 'KB', note: `after GC, every agent in sync; ${memoryNote}` });
     report({ scenario: S, name: 'replica RSS per agent / node:http2 floor', value: worst, unit: 'x', target: { op: '<=', value: 1.5 }, note: `worst of ${ratios.map((x) => x.toFixed(2)).join(', ')}; floor ${floor.rssPerConnKB.toFixed(1)} KB per idle mTLS session (${floor.sessions}, same run)` });
   } finally {

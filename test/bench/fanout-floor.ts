@@ -1,7 +1,9 @@
 /**
  * The platform's floor for the fanout memory figure: what an idle HTTP/2-over-mTLS connection
  * costs a bare Node server (node:http2, no grpc-js, no Portcullis), measured the same way as the
- * controller (RSS and V8 heap + external after a forced GC, before and after, over the count).
+ * controller (RSS and V8 heap + external after a forced GC, before and after, over the count),
+ * and the bare server's CPU per session (its TLS handshakes and HTTP/2 session setup: the floor of
+ * a replica's CPU per agent connecting).
  *
  * `measureTlsFloor` forks this file as the server (a process of its own, so nothing else is in
  * its memory) and opens `count` client sessions to it from the calling process, each with its own
@@ -19,6 +21,8 @@ export interface FloorFigures {
   readonly sessions: number;
   readonly rssPerConnKB: number;
   readonly heapPerConnKB: number;
+  /** The bare server's CPU (user + system) from listening to the measure, over the sessions: its handshakes. */
+  readonly cpuPerConnMs: number;
 }
 
 interface ServerReply {
@@ -45,18 +49,21 @@ function runServer(certFile: string, keyFile: string, caFile: string): void {
     gc();
     gc();
     const before = process.memoryUsage();
+    const cpuBefore = process.cpuUsage();
     const address = server.address();
     process.send?.({ port: typeof address === 'object' && address ? address.port : 0 });
     process.on('message', () => {
       gc();
       gc();
       const after = process.memoryUsage();
+      const cpu = process.cpuUsage(cpuBefore);
       const n = Math.max(1, sessions);
       process.send?.({
         figures: {
           sessions,
           rssPerConnKB: (after.rss - before.rss) / n / 1024,
           heapPerConnKB: (after.heapUsed + after.external - before.heapUsed - before.external) / n / 1024,
+          cpuPerConnMs: (cpu.user + cpu.system) / 1000 / n,
         },
       });
     });
