@@ -236,6 +236,7 @@ export class SyncClient {
     if (!stub) {
       const o = this.options;
       stub = new (loadSyncProto().Client)(target, o.credentials, {
+        'grpc.use_local_subchannel_pool': 1, // the global pool is scanned on every dial: O(clients in the process)
         'grpc.initial_reconnect_backoff_ms': o.backoff?.initialMs ?? 500,
         'grpc.max_reconnect_backoff_ms': o.backoff?.maxMs ?? 30_000,
         ...o.channelOptionsFor?.(target),

@@ -103,6 +103,36 @@ async function raw(port: number, bytes?: string): Promise<net.Socket & { closedB
   return socket;
 }
 
+/**
+ * A replica whose one handshake slot a silent socket holds (`holder`), a free one, and a started
+ * agent dialling the busy one first (connect deadline 200 ms, the given queued wait).
+ */
+async function busyThenFree(queuedWaitMs: number) {
+  const busy = await serve({ maxInFlight: 1 });
+  const holder = await raw(busy.port);
+  await waitFor('the slot held', () => busy.admission.status().inFlight === 1);
+  const free = await serve({ maxInFlight: 2 });
+  const targets = [`127.0.0.1:${busy.port}`, `127.0.0.1:${free.port}`];
+  const order = new ControllerTargets(targets);
+  while (order.current() !== targets[0]) order.advance();
+  const events: string[] = [];
+  const client = new SyncClient({
+    targets: order,
+    credentials: await loadClientCredentials(pki.files('node-1')),
+    channelOptions: { 'grpc.ssl_target_name_override': 'localhost' },
+    hostId: 'node-1',
+    agentVersion: 'test',
+    apply: async () => undefined,
+    backoff: { initialMs: 20, maxMs: 100 },
+    connectTimeoutMs: 200,
+    queuedWaitMs,
+    onEvent: (e) => void events.push(e.type),
+  });
+  cleanups.push(() => client.close());
+  client.start();
+  return { busy, free, holder, targets, client, events };
+}
+
 interface TlsPeer {
   readonly socket: tls.TLSSocket;
   secure: boolean;
@@ -261,28 +291,7 @@ describe('agent: a connection given up is closed, not left to a replica to hands
   });
 
   it('an agent queued at a busy replica keeps its place past its connect deadline and is served there when a slot frees', async () => {
-    const busy = await serve({ maxInFlight: 1 });
-    const holder = await raw(busy.port);
-    await waitFor('the slot held', () => busy.admission.status().inFlight === 1);
-    const free = await serve({ maxInFlight: 2 });
-    const targets = [`127.0.0.1:${busy.port}`, `127.0.0.1:${free.port}`];
-    const order = new ControllerTargets(targets);
-    while (order.current() !== targets[0]) order.advance();
-    const events: string[] = [];
-    const client = new SyncClient({
-      targets: order,
-      credentials: await loadClientCredentials(pki.files('node-1')),
-      channelOptions: { 'grpc.ssl_target_name_override': 'localhost' },
-      hostId: 'node-1',
-      agentVersion: 'test',
-      apply: async () => undefined,
-      backoff: { initialMs: 20, maxMs: 100 },
-      connectTimeoutMs: 200,
-      queuedWaitMs: 30_000,
-      onEvent: (e) => void events.push(e.type),
-    });
-    cleanups.push(() => client.close());
-    client.start();
+    const { busy, free, holder, targets, client, events } = await busyThenFree(30_000);
     await waitFor('the agent queued at the busy replica', () => busy.admission.status().queued === 1, 5_000);
     // Five of its connect deadlines pass while it waits: it stays queued, on the same connection.
     const until = Date.now() + 1_000;
@@ -297,26 +306,7 @@ describe('agent: a connection given up is closed, not left to a replica to hands
   });
 
   it('an agent whose queued wait passes moves on; its queued connection costs the replica nothing', async () => {
-    const busy = await serve({ maxInFlight: 1 });
-    await raw(busy.port);
-    await waitFor('the slot held', () => busy.admission.status().inFlight === 1);
-    const free = await serve({ maxInFlight: 2 });
-    const targets = [`127.0.0.1:${busy.port}`, `127.0.0.1:${free.port}`];
-    const order = new ControllerTargets(targets);
-    while (order.current() !== targets[0]) order.advance();
-    const client = new SyncClient({
-      targets: order,
-      credentials: await loadClientCredentials(pki.files('node-1')),
-      channelOptions: { 'grpc.ssl_target_name_override': 'localhost' },
-      hostId: 'node-1',
-      agentVersion: 'test',
-      apply: async () => undefined,
-      backoff: { initialMs: 20, maxMs: 100 },
-      connectTimeoutMs: 200,
-      queuedWaitMs: 600,
-    });
-    cleanups.push(() => client.close());
-    client.start();
+    const { busy, free, targets, client } = await busyThenFree(600);
     await waitFor('the agent served by the free replica', () => free.service.agents().some((a) => a.hostId === 'node-1' && a.inSync), 10_000);
     await waitFor('its connection to the busy one dropped unmade', () => busy.admission.status().abandoned === 1 && busy.admission.status().queued === 0, 2_000);
     expect(busy.refusals.status().refusals).toBe(0);

@@ -25,7 +25,14 @@
  *   whichever comes first (one of them always does, the handshake timeout included).
  * - `close()` destroys every connection it accepted, the ones still waiting or in a handshake
  *   included, so a restart on the same port does not wait for agents' half-made connections.
+ * - Session resumption (RFC 8446 tickets, Node's default `sessionTimeout`, 300 s): every listener
+ *   of this process encrypts its tickets with the same random key, made once per process and
+ *   never written anywhere, so an agent reconnecting after its streams dropped (a network blip,
+ *   a listener restarted on the same port) resumes without a certificate exchange; after a
+ *   process restart every ticket is refused and agents handshake in full. The client identity
+ *   of a resumed session is the certificate verified on its full handshake.
  */
+import { randomBytes } from 'node:crypto';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
@@ -120,6 +127,9 @@ function refusalAnswerer(): http2.Http2Server {
   return server;
 }
 
+/** This process's ticket key (see the header): 48 bytes, as `tls.Server` wants. */
+const TICKET_KEYS = randomBytes(48);
+
 export async function listenMtls(server: grpc.Server, host: string, port: number, options: MtlsListenerOptions): Promise<MtlsListener> {
   const { material, refusals, logger } = options;
   const linger = options.refusedLingerMs ?? 5000;
@@ -135,6 +145,7 @@ export async function listenMtls(server: grpc.Server, host: string, port: number
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
     ALPNProtocols: ['h2'],
+    ticketKeys: TICKET_KEYS,
   });
   const open = new Set<tls.TLSSocket>();
   const accepted = new Set<net.Socket>();
