@@ -17,7 +17,9 @@
  * `defaults.egress: false` and one mode for every group nothing changes for anyone. Otherwise the
  * view is made once per state object and features (a WeakMap: states are immutable and die with
  * the store's generation) and shares every other list with the state, so diffing two views costs
- * what diffing the states does.
+ * what diffing the states does. Its version comes from the parts the compiler versioned the
+ * state with (state-version.ts viewVersion: one hash of the header, the allow lists not read),
+ * or from its members (stateVersion) for a state the compiler did not make.
  */
 import {
   AUDIT_KINDS,
@@ -29,7 +31,7 @@ import {
   type SetKind,
 } from '../compile/desired-state.js';
 import type { StateDelta } from '../compile/state-delta.js';
-import { stateVersion } from '../compile/state-version.js';
+import { stateVersion, viewVersion } from '../compile/state-version.js';
 
 /** What an agent's Hello announces it understands. */
 export interface WireFeatures {
@@ -65,7 +67,7 @@ export function agentView(state: DesiredState, features: WireFeatures): DesiredS
   if (strip.egress) for (const kind of EGRESS_KINDS) sets[kind] = NONE;
   if (strip.audit) for (const kind of AUDIT_KINDS) sets[kind] = NONE;
   const mode = strip.audit ? 'audit' : state.mode;
-  view = { hostId: state.hostId, mode, sets, version: stateVersion(mode, sets) };
+  view = { hostId: state.hostId, mode, sets, version: viewVersion(state, mode, strip) ?? stateVersion(mode, sets) };
   if (!byKey) views.set(state, (byKey = new Map()));
   byKey.set(key, view);
   return view;
