@@ -2,16 +2,17 @@
  * Pending member lists (src/compile/pending-list.ts): a chain of patches read at any point, or
  * never, equals the same patches applied one by one to plain sorted arrays (a Set oracle); the
  * length is known without building; a broken patch throws when the list is built; a state's
- * `sets` reads as plain arrays in SET_KINDS order. And the incremental compiler, when nothing
- * reads its states for many moves (so patches stay pending and chains grow past MAX_PENDING),
- * still ends equal to compile().
+ * `sets` reads as plain arrays in SET_KINDS order, and a copy with some lists replaced
+ * (replacedSets, an agent's view) leaves a pending one pending. And the incremental compiler,
+ * when nothing reads its states for many moves (so patches stay pending and chains grow past
+ * MAX_PENDING), still ends equal to compile().
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/compile/compile.js';
 import { emptySets, SET_KINDS } from '../src/compile/desired-state.js';
 import { IncrementalCompiler } from '../src/compile/incremental-compiler.js';
-import { MAX_PENDING, PendingList, stateSets, type ListOrPending } from '../src/compile/pending-list.js';
+import { MAX_PENDING, PendingList, replacedSets, stateSets, type ListOrPending } from '../src/compile/pending-list.js';
 import type { ClusterState, Task } from '../src/inventory/cluster-state.js';
 import { largeScenario } from './support/random-cluster.js';
 import { seededRandom } from './support/seeded-random.js';
@@ -69,6 +70,25 @@ describe('PendingList', () => {
     expect(sets['allow-ip4']).toEqual(['10.0.0.1,tcp:31000', '10.0.0.2,tcp:31000']);
     expect(sets['allow-ip4']).toBe(sets['allow-ip4']);
     expect(JSON.stringify(sets)).toBe(JSON.stringify({ ...emptySets(), 'managed-tcp': ['31000'], 'allow-ip4': ['10.0.0.1,tcp:31000', '10.0.0.2,tcp:31000'] }));
+  });
+
+  it('replacedSets keeps a pending list pending, shared with the sets it came from', () => {
+    const pending = PendingList.patched(['10.0.0.1,tcp:31000'], [], ['10.0.0.2,tcp:31000']);
+    const sets = stateSets({ ...emptySets(), 'managed-tcp': ['31000'], 'allow-ip4': pending, 'egress-task': ['/a|t1'] });
+    const view = replacedSets(sets, { 'egress-task': [] });
+    expect(Object.keys(view)).toEqual([...SET_KINDS]);
+    expect(view['egress-task']).toEqual([]);
+    expect(sets['egress-task']).toEqual(['/a|t1']);
+    // Built once, on the first read of either: the same array.
+    expect(view['allow-ip4']).toEqual(['10.0.0.1,tcp:31000', '10.0.0.2,tcp:31000']);
+    expect(view['allow-ip4']).toBe(sets['allow-ip4']);
+    // Not built by replacedSets: a broken patch (a compiler bug) throws only when the list is read.
+    const broken = stateSets({ ...emptySets(), 'allow-ip4': PendingList.patched(['a', 'c'], ['b'], []) });
+    const brokenView = replacedSets(broken, { 'egress-task': [] });
+    expect(() => brokenView['allow-ip4']).toThrow(/not in the list/);
+    // Plain sets (nothing pending) give plain sets.
+    const plain = stateSets({ ...emptySets(), 'allow-ip4': ['10.0.0.1,tcp:31000'] });
+    expect(replacedSets(plain, { 'allow-ip4': [] })).toEqual(emptySets());
   });
 });
 

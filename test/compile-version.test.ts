@@ -9,11 +9,13 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../src/compile/compile.js';
-import { EGRESS_KINDS, INGRESS_KINDS, SET_KINDS, type SetContents, type SetKind } from '../src/compile/desired-state.js';
+import { AUDIT_KINDS, EGRESS_KINDS, INGRESS_KINDS, SET_KINDS, type DesiredState, type SetContents, type SetKind } from '../src/compile/desired-state.js';
 import { IncrementalCompiler } from '../src/compile/incremental-compiler.js';
-import { HostVersions, stateVersion, type ClaimChange } from '../src/compile/state-version.js';
+import { HostVersions, stateVersion, viewVersion, type ClaimChange } from '../src/compile/state-version.js';
+import { agentView, type WireFeatures } from '../src/grpc/agent-view.js';
 import type { Mode } from '../src/policy/policy-model.js';
 import type { ClusterState, Task } from '../src/inventory/cluster-state.js';
+import { modedScenarioArb } from './support/group-mode-scenario.js';
 import { scenarioArb } from './support/random-cluster.js';
 
 const ALLOW: readonly SetKind[] = ['allow-ip4', 'allow-net4', 'allow-ip6', 'allow-net6'];
@@ -85,6 +87,32 @@ function listsOf(claims: ReadonlyMap<string, FakeSet>, managed: readonly string[
 }
 
 const changeArb = fc.record({ suffix: suffixArb, set: fc.option(setArb, { nil: undefined }) });
+
+/** Task `pick` (mod) of `c` moved to host `host` (mod), its first port changed: the n-th step of a random history. */
+function move(c: ClusterState, pick: number, host: number, n: number): ClusterState {
+  if (c.tasks.length === 0 || c.hosts.length === 0) return c;
+  const k = pick % c.tasks.length;
+  const old = c.tasks[k]!;
+  const task: Task = { id: `${old.id}~${n}`, appId: old.appId, hostId: c.hosts[host % c.hosts.length]!.id, hostPorts: old.hostPorts.map((p, i) => (i === 0 ? 31000 + (n % 5) : p)) };
+  const tasks = c.tasks.slice();
+  tasks[k] = task;
+  return { hosts: c.hosts, apps: c.apps, tasks };
+}
+
+const FEATURES: readonly WireFeatures[] = [
+  { egress: false, groupModes: false },
+  { egress: false, groupModes: true },
+  { egress: true, groupModes: false },
+  { egress: true, groupModes: true },
+];
+
+/** What an agent with `features` must be sent, written out here: the kinds it lacks emptied, mode audit when an audit kind it lacks had a member; versioned from scratch. */
+function expectedView(state: DesiredState, features: WireFeatures): { mode: Mode; sets: SetContents; version: string } {
+  const drop = (kind: SetKind) => (!features.egress && (EGRESS_KINDS as readonly SetKind[]).includes(kind)) || (!features.groupModes && (AUDIT_KINDS as readonly SetKind[]).includes(kind));
+  const sets = Object.fromEntries(SET_KINDS.map((k) => [k, drop(k) ? [] : [...state.sets[k]]])) as unknown as SetContents;
+  const mode = !features.groupModes && AUDIT_KINDS.some((k) => state.sets[k].length > 0) ? 'audit' : state.mode;
+  return { mode, sets, version: stateVersion(mode, sets) };
+}
 
 describe('state version', () => {
   it('stateVersion is the definition, read literally', () => {
@@ -184,15 +212,6 @@ describe('state version', () => {
   });
 
   it('compiled and incrementally patched states carry their from-scratch version', () => {
-    const move = (c: ClusterState, pick: number, host: number, n: number): ClusterState => {
-      if (c.tasks.length === 0 || c.hosts.length === 0) return c;
-      const k = pick % c.tasks.length;
-      const old = c.tasks[k]!;
-      const task: Task = { id: `${old.id}~${n}`, appId: old.appId, hostId: c.hosts[host % c.hosts.length]!.id, hostPorts: old.hostPorts.map((p, i) => (i === 0 ? 31000 + (n % 5) : p)) };
-      const tasks = c.tasks.slice();
-      tasks[k] = task;
-      return { hosts: c.hosts, apps: c.apps, tasks };
-    };
     let patched = 0;
     fc.assert(
       fc.property(scenarioArb, fc.array(fc.tuple(fc.nat(), fc.nat()), { minLength: 5, maxLength: 25 }), (scenario, steps) => {
@@ -210,4 +229,52 @@ describe('state version', () => {
     );
     expect(patched).toBeGreaterThan(100);
   }, 120_000);
+});
+
+describe("the version of an agent's view (agent-view.ts) from the compiler's parts", () => {
+  it('equals the view versioned from scratch, for compiled and patched states with egress and per-group modes', () => {
+    let stripped = 0;
+    fc.assert(
+      fc.property(fc.oneof(scenarioArb, modedScenarioArb), fc.array(fc.tuple(fc.nat(), fc.nat()), { minLength: 3, maxLength: 12 }), (scenario, steps) => {
+        const check = (s: DesiredState) => {
+          for (const features of FEATURES) {
+            const expected = expectedView(s, features);
+            const view = agentView(s, features);
+            expect({ mode: view.mode, sets: { ...view.sets }, version: view.version }, `host ${s.hostId}`).toEqual(expected);
+            // The fast path answers for every state the compiler made (not only through agentView's fallback).
+            const without = { egress: !features.egress, audit: !features.groupModes };
+            expect(viewVersion(s, expected.mode, without)).toBe(expected.version);
+            if (view !== s) stripped++;
+          }
+        };
+        for (const s of compile(scenario.policy, scenario.cluster).states.values()) check(s);
+        const inc = new IncrementalCompiler(scenario.policy, scenario.cluster);
+        let c = scenario.cluster;
+        steps.forEach(([pick, host], n) => {
+          c = move(c, pick, host, n);
+          for (const s of inc.applyClusterChange(c).changed.values()) check(s);
+        });
+      }),
+      { numRuns: 60, seed: 12 },
+    );
+    // Views that strip something were checked, not only states that are their own view.
+    expect(stripped).toBeGreaterThan(100);
+  }, 120_000);
+
+  it('is not derived for a state the compiler did not version as it is: stateVersion is used', () => {
+    const scenario = fc.sample(scenarioArb.filter((s) => s.policy.defaults.egress), { numRuns: 1, seed: 13 })[0]!;
+    const compiled = [...compile(scenario.policy, scenario.cluster).states.values()].find((s) => EGRESS_KINDS.some((k) => s.sets[k].length > 0));
+    expect(compiled, 'a compiled state with egress members').toBeDefined();
+    const state = compiled!;
+    const none = { egress: true, audit: true };
+    // Equal sets in another object (a state decoded or loaded), or the same sets named with another version or mode.
+    const copy = { ...state, sets: { ...state.sets } };
+    expect(viewVersion(copy, 'enforce', none)).toBeUndefined();
+    expect(viewVersion({ ...state, version: '0123456789abcdef' }, state.mode, none)).toBeUndefined();
+    expect(viewVersion({ ...state, mode: state.mode === 'audit' ? 'enforce' : 'audit' }, state.mode, none)).toBeUndefined();
+    // agentView still versions such a state's view from its members.
+    const features = { egress: false, groupModes: true };
+    expect(agentView(copy, features).version).toBe(expectedView(copy, features).version);
+    expect(agentView(copy, features).version).toBe(agentView(state, features).version);
+  });
 });

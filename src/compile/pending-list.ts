@@ -6,7 +6,8 @@
  * the rest of the move, and the copies, which outlive the move, made the young-generation GC
  * slow. Yet the controller's move path never reads those lists: the Sync service sends the
  * compiler's delta (IncrementalCompiler.deltaFrom), and the version is updated from the claims
- * (state-version.ts). Only a snapshot, a render, the status listing or a test reads them.
+ * (state-version.ts), for an agent without egress support too (its view keeps the lists pending:
+ * `replacedSets`). Only a snapshot, a render, the status listing or a test reads them.
  *
  * So a patched list is a PendingList: the list it was patched from and the patch's members taken
  * out and put in. Patching it again is O(1) plus the edits, and the list is built (the chain's
@@ -135,7 +136,22 @@ export function stateSets(lists: Readonly<Record<SetKind, ListOrPending>>): SetC
     'audit-udp': other('audit-udp'),
     'egress-audit': other('egress-audit'),
   };
+  listsOfSets.set(sets, lists);
   return sets;
+}
+
+/** The lists a `sets` object with accessors was made of (weak; immutable, like the state). */
+const listsOfSets = new WeakMap<SetContents, Readonly<Record<SetKind, ListOrPending>>>();
+
+/**
+ * `sets` (a DesiredState's) with the lists of `replace` in place of its own, every other list
+ * the same: one of `sets` still pending stays pending, shared by both (built once, on the first
+ * read of either). An agent's view of a state (agent-view.ts) is made this way, so a patched
+ * state sent as a delta never has its allow lists built for the view.
+ */
+export function replacedSets(sets: SetContents, replace: Partial<Record<SetKind, readonly string[]>>): SetContents {
+  const lists = listsOfSets.get(sets);
+  return lists === undefined ? { ...sets, ...replace } : stateSets({ ...lists, ...replace });
 }
 
 /** `lists` (none pending) as a DesiredState's `sets`: the same shape and order as stateSets' getters object. */

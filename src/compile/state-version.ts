@@ -59,13 +59,15 @@
  * re-hashes its members. A host also keeps the sum of its own egress lists and the "#audit" part
  * while those lists are the same objects, and the shared egress-managed pair is summed once per
  * pair (a task move with egress on re-versions every host: each pays its header hash and one
- * addition). `stateVersion` is the from-scratch definition (from members only: the
- * agent, applyDelta, desired-state-check, tests); test/compile-version.test.ts checks that both
- * agree on random states.
+ * addition). The parts a state was versioned with are kept per `sets` object (weak), so the
+ * version of an agent's view of it (`viewVersion`: egress or audit kinds emptied) costs one hash
+ * of its header. `stateVersion` is the from-scratch definition (from members only: the agent,
+ * applyDelta, desired-state-check, a view of a state the compiler did not make, tests);
+ * test/compile-version.test.ts checks that both agree on random states.
  */
 import { hash } from 'node:crypto';
 import type { Mode } from '../policy/policy-model.js';
-import { ALLOW_KINDS, AUDIT_KINDS, EGRESS_KINDS, INGRESS_KINDS, hasAuditMembers, hasEgressMembers, type SetContents, type SetKind } from './desired-state.js';
+import { ALLOW_KINDS, AUDIT_KINDS, EGRESS_KINDS, INGRESS_KINDS, hasAuditMembers, hasEgressMembers, type DesiredState, type SetContents, type SetKind } from './desired-state.js';
 import { patchMemberList } from './member-lists.js';
 
 /** The short kinds, whose members the header lists (SET_KINDS order; they precede the allow kinds). */
@@ -253,6 +255,38 @@ export function stateVersion(mode: Mode, sets: SetContents): string {
   return versionOf(allowHeader(listedText(mode, sets), allowCounts(sets), allowSum(sets)), egressLine(sets), auditLines(sets));
 }
 
+/**
+ * The parts of the header HostVersions versioned a state's `sets` object with (weak: they die with
+ * the state), so that the version of a view of that state (agent-view.ts: the egress or audit
+ * kinds emptied, maybe another mode) follows from them without reading its allow lists.
+ */
+interface VersionParts {
+  readonly version: string;
+  readonly mode: Mode;
+  readonly counts: readonly number[];
+  readonly hex: string;
+  /** The header up to the "#allow" line, the "#egress" line ('' without egress members) and the "#audit" part ('' without audit members). */
+  readonly prefix: string;
+  readonly egress: string;
+  readonly audit: string;
+}
+
+const partsOfSets = new WeakMap<SetContents, VersionParts>();
+
+/**
+ * The version stateVersion gives {`mode`, `state`'s sets with every egress kind emptied when
+ * `without.egress`, every audit kind when `without.audit`}, from the parts the compiler versioned
+ * `state` with (its allow lists are not read: the allow part and the listed kinds are the
+ * state's). Undefined when HostVersions did not version `state.sets` as `state` (a state decoded,
+ * loaded or made by hand): then stateVersion of the view is the way.
+ */
+export function viewVersion(state: Pick<DesiredState, 'mode' | 'sets' | 'version'>, mode: Mode, without: { readonly egress: boolean; readonly audit: boolean }): string | undefined {
+  const parts = partsOfSets.get(state.sets);
+  if (parts === undefined || parts.version !== state.version || parts.mode !== state.mode) return undefined;
+  const prefix = mode === parts.mode ? parts.prefix : allowHeader(listedText(mode, state.sets), parts.counts, parts.hex);
+  return versionOf(prefix, without.egress ? '' : parts.egress, without.audit ? '' : parts.audit);
+}
+
 /** One claim as the version sees it: its member suffix (",<proto>:<port>") and its source set. */
 export interface VersionClaim<S extends object> {
   readonly suffix: string;
@@ -395,7 +429,10 @@ export class HostVersions<S extends object> {
     const auditLists = AUDIT_KINDS.map((kind) => sets[kind]);
     const audit = old && sameLists(auditLists, old.audit.lists) ? old.audit : { lists: auditLists, text: auditLines(sets) };
     this.hosts.set(hostId, { sum, hex, lists, mode, listed, counts, prefix, own, audit });
-    return versionOf(prefix, this.egressPart(sets, own), audit.text);
+    const egress = this.egressPart(sets, own);
+    const version = versionOf(prefix, egress, audit.text);
+    partsOfSets.set(sets, { version, mode, counts, hex, prefix, egress, audit: audit.text });
+    return version;
   }
 
   /** The "#egress" line of a host with `own` (egressLine's value, with the managed pair's sum summed once per pair). */

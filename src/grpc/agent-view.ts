@@ -16,8 +16,11 @@
  * A state with nothing to strip is its own view (same object, same version), so with
  * `defaults.egress: false` and one mode for every group nothing changes for anyone. Otherwise the
  * view is made once per state object and features (a WeakMap: states are immutable and die with
- * the store's generation) and shares every other list with the state, so diffing two views costs
- * what diffing the states does.
+ * the store's generation) and shares every other list with the state, a pending one unbuilt
+ * (pending-list.ts replacedSets: a patched state sent as a delta is never built for its view), so
+ * diffing two views costs what diffing the states does. Its version comes from the parts the
+ * compiler versioned the state with (state-version.ts viewVersion: one hash of the header, the
+ * allow lists not read), or from its members (stateVersion) for a state the compiler did not make.
  */
 import {
   AUDIT_KINDS,
@@ -28,8 +31,9 @@ import {
   type DesiredState,
   type SetKind,
 } from '../compile/desired-state.js';
+import { replacedSets } from '../compile/pending-list.js';
 import type { StateDelta } from '../compile/state-delta.js';
-import { stateVersion } from '../compile/state-version.js';
+import { stateVersion, viewVersion } from '../compile/state-version.js';
 
 /** What an agent's Hello announces it understands. */
 export interface WireFeatures {
@@ -61,11 +65,12 @@ export function agentView(state: DesiredState, features: WireFeatures): DesiredS
   let byKey = views.get(state);
   let view = byKey?.get(key);
   if (view) return view;
-  const sets: Record<SetKind, readonly string[]> = { ...state.sets };
-  if (strip.egress) for (const kind of EGRESS_KINDS) sets[kind] = NONE;
-  if (strip.audit) for (const kind of AUDIT_KINDS) sets[kind] = NONE;
+  const emptied: Partial<Record<SetKind, readonly string[]>> = {};
+  if (strip.egress) for (const kind of EGRESS_KINDS) emptied[kind] = NONE;
+  if (strip.audit) for (const kind of AUDIT_KINDS) emptied[kind] = NONE;
+  const sets = replacedSets(state.sets, emptied);
   const mode = strip.audit ? 'audit' : state.mode;
-  view = { hostId: state.hostId, mode, sets, version: stateVersion(mode, sets) };
+  view = { hostId: state.hostId, mode, sets, version: viewVersion(state, mode, strip) ?? stateVersion(mode, sets) };
   if (!byKey) views.set(state, (byKey = new Map()));
   byKey.set(key, view);
   return view;
