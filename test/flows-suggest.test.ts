@@ -13,26 +13,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { suggestRules } from '../src/flows/suggest.js';
 import { suggestionYaml } from '../src/flows/suggest-yaml.js';
 import { judgeFlow } from '../src/flows/plan-judge.js';
-import { loadInventoryInput, loadPolicyInput } from '../src/cli/load-inputs.js';
+import { loadPolicyInput } from '../src/cli/load-inputs.js';
 import type { ClusterState } from '../src/inventory/cluster-state.js';
 import type { Policy } from '../src/policy/policy-model.js';
 import type { ObservedFlow } from '../src/flows/observed-flow.js';
-import { ROOT } from './support/built-cli.js';
 import { egressFlow, ingressFlow } from './support/flow-records.js';
 import { runCli } from './support/run-cli.js';
+import { SUGGEST_FIXTURE, loadSuggestFixture } from './support/suggest-fixture.js';
 
-const FIXTURE = join(ROOT, 'test/fixtures/flows-suggest');
+const FIXTURE = SUGGEST_FIXTURE;
 let policy: Policy;
 let cluster: ClusterState;
 let flows: ObservedFlow[];
 let tmp: string;
 
 beforeAll(async () => {
-  const p = await loadPolicyInput(join(FIXTURE, 'policy'));
-  const c = await loadInventoryInput(join(FIXTURE, 'inventory.yaml'));
-  if (!p.ok || !c.ok) throw new Error('fixture does not load');
-  policy = p.loaded.policy;
-  cluster = c.loaded.cluster;
+  ({ policy, cluster } = await loadSuggestFixture());
   tmp = mkdtempSync(join(tmpdir(), 'pcut-suggest-'));
   const e = (app: string, from: string, to: string, port: number, packets: number, extra = {}) => egressFlow(cluster, app, from, to, 'tcp', port, { packets, ...extra });
   const i = (addr: string, to: string, port: number, packets: number, extra = {}) => ingressFlow(cluster, addr, to, 'tcp', port, { packets, ...extra });

@@ -10,8 +10,8 @@
  * rule. Tallies are added list by list, bucket by bucket, record by record (or a bucket's sums at
  * once, suggest-evidence.ts, which adds up to the same), which is the order
  * of the per-record walk (test/support/suggest-oracle.ts): which first- or last-seen text is kept
- * on a tie, which of two records of one key counts, and the names of proposed groups and
- * networks come out the same. Text and Sets are built per bucket, list or rule, not per record.
+ * on a tie, which of two records of one key counts, and the order in which proposed groups and
+ * networks are named (by suggest-select.ts, after the cap) come out the same. Text and Sets are built per bucket, list or rule, not per record.
  */
 import type { ClusterState } from '../inventory/cluster-state.js';
 import type { Policy } from '../policy/policy-model.js';
@@ -20,16 +20,29 @@ import type { EvidenceStore, RuleTally } from './suggest-evidence.js';
 export type { RuleTally } from './suggest-evidence.js';
 import type { Judging } from './suggest-judging.js';
 import { NameBook, coverApps, groupMembers, type CoverPart, type GroupMembers } from './suggest-names.js';
-import type { SuggestedGroup, SuggestedNetwork } from './suggest-types.js';
+
+/**
+ * A proposed group (`apps`) or network (`cidrs`), not named yet: its name is `book.peer(words)`
+ * given in the order of the list (the order in which the per-record walk named them), for all
+ * of them or the families of some (suggest-select.ts). A rule's `from` or `to` names it by
+ * proposedRef(index).
+ */
+export type ProposedPeer = { readonly words: string; readonly apps: readonly string[] } | { readonly words: string; readonly cidrs: readonly string[] };
+
+/** The `from` / `to` of a RuleTally naming proposed peer `index` (no policy name starts with NUL). */
+export const proposedRef = (index: number) => `\u0000${index}`;
+
+/** The proposed peer a rule's `from` / `to` names, or undefined (a name of the policy). */
+export const proposedIndex = (ref: string): number | undefined => (ref.charCodeAt(0) === 0 ? Number(ref.slice(1)) : undefined);
 
 export interface Aggregate {
+  /** Their `from` and `to`: names of the policy, or proposedRef of a proposed peer. */
   readonly rules: readonly RuleTally[];
   /** The host ids of RuleTally.hosts. */
   readonly hostIds: readonly string[];
   readonly groups: readonly GroupMembers[];
   readonly book: NameBook;
-  readonly proposedGroups: ReadonlyMap<string, SuggestedGroup>;
-  readonly proposedNetworks: ReadonlyMap<string, SuggestedNetwork>;
+  readonly proposed: readonly ProposedPeer[];
   readonly skips: ReadonlyMap<string, { flows: number; connections: number }>;
   readonly allowedNow: number;
   readonly coveredByEgress: number;
@@ -79,16 +92,20 @@ export function tallyRules(c: Collected): Aggregate {
   const { judging, buckets, setApps, evidence } = c;
   const groups = groupMembers(c.policy, c.cluster);
   const book = new NameBook(c.policy);
-  const proposedGroups = new Map<string, SuggestedGroup>();
-  const proposedNetworks = new Map<string, SuggestedNetwork>();
+  const proposed: ProposedPeer[] = [];
+  const proposedGroups = new Map<string, string>();
+  const proposedNetworks = new Map<string, string>();
   const nameOf = (p: Part): string => {
     if (p.name !== undefined) return p.name;
     const part = p.part;
     if ('group' in part) return (p.name = part.group);
     const key = part.proposed.join('\u0000');
-    let g = proposedGroups.get(key);
-    if (!g) proposedGroups.set(key, (g = { name: book.peer(part.proposed.map((a) => a.slice(1)).join('-')), apps: part.proposed }));
-    return (p.name = g.name);
+    let ref = proposedGroups.get(key);
+    if (ref === undefined) {
+      proposedGroups.set(key, (ref = proposedRef(proposed.length)));
+      proposed.push({ words: part.proposed.map((a) => a.slice(1)).join('-'), apps: part.proposed });
+    }
+    return (p.name = ref);
   };
   const covers = new Map<string, Part[]>();
   const coverOf = (apps: readonly string[]): Part[] => {
@@ -182,14 +199,14 @@ export function tallyRules(c: Collected): Aggregate {
       const addresses = outside.map((b) => c.addressTexts[(buckets.source[b]! - 1) / 2]!).sort();
       const key = addresses.join('\u0000');
       let net = proposedNetworks.get(key);
-      if (!net) {
+      if (net === undefined) {
         const more = addresses.length > 1 ? `-and-${addresses.length - 1}-more` : '';
-        net = { name: book.peer(`seen-${addresses[0]}${more}`), cidrs: addresses.map((a) => `${a}/${a.includes(':') ? 128 : 32}`) };
-        proposedNetworks.set(key, net);
+        proposedNetworks.set(key, (net = proposedRef(proposed.length)));
+        proposed.push({ words: `seen-${addresses[0]}${more}`, cidrs: addresses.map((a) => `${a}/${a.includes(':') ? 128 : 32}`) });
       }
-      const rule = ruleOf(list, net.name);
+      const rule = ruleOf(list, net);
       for (const b of outside) tally(l, b, rule);
     }
   }
-  return { rules: [...rules.values()], hostIds: c.hostTexts, groups, book, proposedGroups, proposedNetworks, skips: c.skips, allowedNow: c.allowedNow, coveredByEgress: c.coveredByEgress };
+  return { rules: [...rules.values()], hostIds: c.hostTexts, groups, book, proposed, skips: c.skips, allowedNow: c.allowedNow, coveredByEgress: c.coveredByEgress };
 }

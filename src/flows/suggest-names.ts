@@ -132,11 +132,16 @@ export class NameBook {
 
   /** A new group or network name from `words`. */
   peer(words: string): string {
-    return fresh(words, this.peers);
+    return fresh(nameBase(words), this.peers);
+  }
+
+  /** peer() of words whose nameBase is `base`. */
+  peerOfBase(base: string): string {
+    return fresh(base, this.peers);
   }
 
   rule(words: string): string {
-    return fresh(words, this.rules);
+    return fresh(nameBase(words), this.rules);
   }
 }
 
@@ -148,9 +153,24 @@ export function slug(text: string): string {
     .replace(/^-+|-+$/g, '');
 }
 
-function fresh(words: string, taken: Set<string>): string {
-  let base = slug(words);
-  if (base.length > 50 || base === '') base = `${base.slice(0, 40).replace(/-+$/, '')}-${hash('sha256', words, 'hex').slice(0, 8)}`.replace(/^-+/, '');
+/** The first name tried for `words`: its slug, or when that is empty or too long a cut of it and a hash of the words. */
+export function nameBase(words: string): string {
+  const base = slug(words);
+  return base.length > 50 || base === '' ? `${base.slice(0, 40).replace(/-+$/, '')}-${hash('sha256', words, 'hex').slice(0, 8)}`.replace(/^-+/, '') : base;
+}
+
+/**
+ * The FAMILY of a base: the base without its trailing `-<digits>` parts. The names tried for a
+ * base are the base, then base-2, base-3, ...; two bases whose tries can meet (one is the other
+ * or the other with `-<digits>` after it) have one family, so a name given from a base depends
+ * on the names given before it from bases of its family only (suggest-select.ts names the
+ * proposed peers of some families alone).
+ */
+export function nameFamily(base: string): string {
+  return base.replace(/(-[0-9]+)+$/, '');
+}
+
+function fresh(base: string, taken: Set<string>): string {
   for (let n = 1; ; n++) {
     const name = n === 1 ? base : `${base}-${n}`;
     if (!taken.has(name) && NAME_RE.test(name)) {

@@ -6,6 +6,17 @@ export interface SuggestOptions {
   readonly verdicts?: readonly FlowVerdict[];
   /** Only flows last seen at or after this time (ms since the epoch). */
   readonly sinceMs?: number;
+  /** At most this many rules, the first by connections (0: all); the answer then says what the others carry (Suggestion.leftOut). */
+  readonly top?: number;
+}
+
+/** What the rules left out by a cap (SuggestOptions.top) carry: the sums of their evidence. */
+export interface LeftOut {
+  readonly rules: number;
+  readonly connections: number;
+  readonly bytes: number;
+  /** Flow records (a record whose apps span several groups counts in each of its rules). */
+  readonly flows: number;
 }
 
 export interface SuggestedGroup {
@@ -56,4 +67,6 @@ export interface Suggestion {
   readonly allowedNow: number;
   /** Ingress flows left to the egress flow of the same connection. */
   readonly coveredByEgress: number;
+  /** With SuggestOptions.top: the rules left out. */
+  readonly leftOut?: LeftOut;
 }

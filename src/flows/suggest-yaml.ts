@@ -46,10 +46,16 @@ export function suggestionYaml(s: Suggestion, options: SuggestYamlOptions = {}):
   if (s.rules.length === 0) {
     out.push(`# portcullis suggest: nothing to suggest: no recorded flow${verdicts} is${against} and fixable by a rule`);
   } else {
-    out.push(`# portcullis suggest: ${plural(s.rules.length, 'rule')} for ${plural(total, 'connection')}${verdicts}${against}.`);
+    const of = s.leftOut !== undefined && s.leftOut.rules > 0 ? ` (the first by connections of ${s.rules.length + s.leftOut.rules})` : '';
+    out.push(`# portcullis suggest: ${plural(s.rules.length, 'rule')}${of} for ${plural(total, 'connection')}${verdicts}${against}.`);
     out.push('# Paste the groups under groups:, the networks under networks: and the rules at the END of');
     out.push('# rules: (first match wins), or save this as a policy file sorted after the others');
     out.push('# (e.g. 99-suggested.yaml); then run portcullis check.');
+  }
+  if (s.leftOut !== undefined && s.leftOut.rules > 0) {
+    const o = s.leftOut;
+    out.push(`# LEFT OUT: ${plural(o.rules, 'more rule')} for ${plural(o.connections, 'connection')} (${o.bytes} bytes, ${plural(o.flows, 'flow')}), none with more`);
+    out.push('# connections than the last rule below; `portcullis suggest --top 0` prints them all (or narrow with --since, --verdict).');
   }
   if (s.allowedNow > 0) out.push(`# ${plural(s.allowedNow, 'flow')} of those verdicts the policy allows now: nothing to add for them.`);
   if (s.coveredByEgress > 0) out.push(`# ${plural(s.coveredByEgress, 'ingress flow')} left to the egress flows of the same connections (they name the source app).`);

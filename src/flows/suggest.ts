@@ -25,13 +25,18 @@
  *    source of traffic to every app its `to` group selects on that port (test/flows-suggest*).
  *  - One rule per (source peer, destination peer, port), ordered by connections descending,
  *    each with its evidence (connections, bytes, first and last seen, hosts).
+ *  - With a cap (`top` N, the CLI's `--top`, default 1,000): the first N of those rules, named
+ *    as in the whole answer, with the proposed groups and networks they use, and `leftOut`
+ *    (how many rules more and the sums of their evidence). Naming, protocol narrowing,
+ *    evidence and YAML are then done for the kept rules only (suggest-select.ts).
  * Pasting the groups and networks under `groups:` / `networks:` and the rules at the end of
  * `rules:` (or saving the YAML of suggest-yaml.ts as a policy file sorted after the others)
  * gives a policy `portcullis check` accepts.
  *
  * How: suggest-aggregate.ts interns the records' claims and sources and judges once per (claim,
  * source class) (suggest-judging.ts, suggest-classes.ts); suggest-lists.ts makes the rules and
- * their tallies; `suggestion` below narrows protocols, orders and names them. The result is the
+ * their tallies; suggest-select.ts keeps the first N and names their peers; `suggestion` below
+ * narrows protocols, orders and names them. The result is the
  * per-record walk's (test/support/suggest-oracle.ts, test/flows-suggest-fast.test.ts).
  */
 import type { App, ClusterState } from '../inventory/cluster-state.js';
@@ -40,12 +45,14 @@ import type { FlowVerdict } from './flow-types.js';
 import type { ObservedFlow } from './observed-flow.js';
 import { aggregate } from './suggest-aggregate.js';
 import { slug, type GroupMembers, type NameBook } from './suggest-names.js';
+import { byTraffic, chooseRules, cmp } from './suggest-select.js';
 
 export { judged } from './suggest-judging.js';
 
 import type { Evidence, SuggestOptions, SuggestedGroup, SuggestedNetwork, SuggestedRule, Suggestion } from './suggest-types.js';
 
-export type { Evidence, SkippedFlows, SuggestOptions, SuggestedGroup, SuggestedNetwork, SuggestedRule, Suggestion } from './suggest-types.js';
+export { cmp } from './suggest-select.js';
+export type { Evidence, LeftOut, SkippedFlows, SuggestOptions, SuggestedGroup, SuggestedNetwork, SuggestedRule, Suggestion } from './suggest-types.js';
 
 /** A rule's peers, port, evidence and the protocols seen, before it is named. */
 export interface TalliedRule {
@@ -70,12 +77,17 @@ export interface Tallied {
 
 const VERDICT_ORDER: readonly FlowVerdict[] = ['allowed', 'denied', 'audit'];
 
-/** The rules that would allow the evidence in `flows` (see the contract above). */
+/**
+ * The rules that would allow the evidence in `flows` (see the contract above); with
+ * `options.top` N > 0, the first N of them (suggest-select.ts), and `leftOut` says what the
+ * others carry (with `top` 0, `leftOut` is there and empty).
+ */
 export function suggestRules(policy: Policy, cluster: ClusterState, flows: readonly ObservedFlow[], options: SuggestOptions = {}): Suggestion {
   const a = aggregate(policy, cluster, flows, options);
-  const rules = a.rules.map((r) => ({
-    from: r.from,
-    to: r.to,
+  const chosen = chooseRules(a, options.top);
+  const rules = chosen.rules.map((r) => ({
+    from: chosen.name(r.from),
+    to: chosen.name(r.to),
     port: r.port,
     evidence: {
       connections: r.connections,
@@ -88,10 +100,11 @@ export function suggestRules(policy: Policy, cluster: ClusterState, flows: reado
     },
     protocols: new Set<'tcp' | 'udp'>([...((r.protocols & 1) !== 0 ? ['tcp' as const] : []), ...((r.protocols & 2) !== 0 ? ['udp' as const] : [])]),
   }));
-  return suggestion(cluster, { ...a, rules });
+  const s = suggestion(cluster, { ...a, rules, proposedGroups: chosen.groups, proposedNetworks: chosen.networks });
+  return chosen.leftOut ? { ...s, leftOut: chosen.leftOut } : s;
 }
 
-/** The suggestion of tallied rules: protocols narrowed, ordered by connections, named. */
+/** The suggestion of tallied rules: protocols narrowed, ordered by connections, named; the proposed groups and networks the rules use. */
 export function suggestion(cluster: ClusterState, t: Tallied): Suggestion {
   const { groups, proposedGroups, proposedNetworks, book } = t;
   // The protocol narrowing of a rule depends on its destination group and port only: once each.
@@ -106,22 +119,18 @@ export function suggestion(cluster: ClusterState, t: Tallied): Suggestion {
     const protocol = narrowed.get(key);
     return { name: '', from: r.from, to: r.to, port: r.port, ...(protocol ? { protocol } : {}), evidence: r.evidence };
   });
-  made.sort((a, b) => b.evidence.connections - a.evidence.connections || cmp(a.from, b.from) || cmp(a.to, b.to) || cmp(String(a.port), String(b.port)));
+  made.sort((a, b) => byTraffic(a.evidence.connections, b.evidence.connections, a, b));
   const named = made.map((r) => ({ ...r, name: book.rule(`allow-${r.from}-to-${r.to}-${slug(String(r.port))}`) }));
   const skipped = [...t.skips].map(([reason, s]) => ({ reason, flows: s.flows, connections: s.connections })).sort((a, b) => b.connections - a.connections || cmp(a.reason, b.reason));
   const used = new Set(named.flatMap((r) => [r.from, r.to]));
   return {
     groups: [...proposedGroups.values()].filter((g) => used.has(g.name)).sort((a, b) => cmp(a.name, b.name)),
-    networks: [...proposedNetworks.values()].sort((a, b) => cmp(a.name, b.name)),
+    networks: [...proposedNetworks.values()].filter((n) => used.has(n.name)).sort((a, b) => cmp(a.name, b.name)),
     rules: named,
     skipped,
     allowedNow: t.allowedNow,
     coveredByEgress: t.coveredByEgress,
   };
-}
-
-export function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** Per app id: its apps (the cluster may repeat an id) and, per host port, the port indexes its tasks give it. */
