@@ -27,6 +27,7 @@
  * Lists are never mutated once built. Pure; no I/O.
  */
 import { formatAddress } from '../net/address.js';
+import { pairMember } from '../net/member.js';
 import type { Policy } from '../policy/policy-model.js';
 import type { AddressSet } from './address-set.js';
 import { runSteps } from './cluster-index.js';
@@ -243,7 +244,7 @@ export class EgressIndex {
       if (seen.has(address)) continue;
       seen.add(address);
       const fi = a.family === 4 ? 0 : 1;
-      claims.forEach((c, i) => out.push({ text: address + c.suffix, fi, claimKey: keys[i]! }));
+      claims.forEach((c, i) => out.push({ text: pairMember(address, c.suffix), fi, claimKey: keys[i]! }));
     }
     return out;
   }

@@ -15,7 +15,7 @@
  */
 import { formatSource } from '../net/cidr.js';
 import { ADDRESS_BITS } from '../net/family.js';
-import { memberSuffix, ZERO_PREFIX_HALVES } from '../net/member.js';
+import { memberSuffix, pairMember, ZERO_PREFIX_HALVES } from '../net/member.js';
 import type { Protocol } from '../policy/policy-model.js';
 import { AddressSet, MAX4, MAX6 } from './address-set.js';
 import { ALLOW_KINDS, type AllowKind } from './desired-state.js';
@@ -153,7 +153,7 @@ export class MemberEmitter {
       const ranks = c.ranks[k]!;
       for (let i = 0; i < ranks.length; i++) {
         const r = ranks[i]!;
-        out[count[r]!++] = this.texts[r]! + c.suffix;
+        out[count[r]!++] = pairMember(this.texts[r]!, c.suffix);
       }
     }
     count.fill(0, lo, hi + 2);

@@ -17,7 +17,7 @@
  * the update built for that change (SharedManaged): per host a few objects and one header hash.
  */
 import type { AddressSet } from './address-set.js';
-import { memberSuffix } from '../net/member.js';
+import { memberSuffix, pairMember } from '../net/member.js';
 import type { Protocol } from '../policy/policy-model.js';
 import type { HostMode } from './group-modes.js';
 import { ALLOW_KINDS, AUDIT_KINDS, EGRESS_KINDS, SET_KINDS, type DesiredState, type EgressSets, type SetKind } from './desired-state.js';
@@ -85,7 +85,7 @@ export const NO_EDITS: Patch = Object.freeze({
 
 /** Adds `texts` (per allow kind) with `suffix` to the patch's removes or adds. */
 function patchTexts(into: string[][], texts: readonly (readonly string[])[], suffix: string): void {
-  for (let k = 0; k < ALLOW_KINDS.length; k++) for (const t of texts[k]!) into[k]!.push(t + suffix);
+  for (let k = 0; k < ALLOW_KINDS.length; k++) for (const t of texts[k]!) into[k]!.push(pairMember(t, suffix));
 }
 
 /** The member edits of a claim whose set went from `from` to `to` (`diff`: their source-text difference). */
