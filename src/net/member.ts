@@ -27,8 +27,8 @@ export function memberSuffix(protocol: string, port: number): string {
  * characters or more as a rope (a ConsString: two pointers); the first reader that needs its
  * characters (the wire encoder, a hash) flattens it into a new string, and the rope, already in
  * the old generation, stays and points at it. So a compiled state's members cost about 80 bytes
- * each instead of 48 once sent, and each first send pays the flattening (~0.1 µs a member: the
- * replicas' memory per agent, issue 12). Reading a character now flattens it while it is young,
+ * each instead of 48 once sent (a replica's memory per agent, issue 12), and each first send
+ * pays the flattening (~0.1 µs a member). Reading a character now flattens it while it is young,
  * and the young-generation GC then drops the rope.
  */
 export function pairMember(source: string, suffix: string): string {
