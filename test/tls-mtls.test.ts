@@ -99,6 +99,11 @@ describe('mTLS on the Sync stream', () => {
     client.start();
     await waitFor('host-a in sync', () => service.agent('host-a')?.inSync === true);
     expect(applied).toEqual([nthState('host-a', 1)]);
+    // The listener counts what the verified session carried: at least the state it was sent.
+    const traffic = listener.traffic();
+    expect(traffic.sessions).toBe(1);
+    expect(traffic.bytesWritten).toBeGreaterThan(JSON.stringify(nthState('host-a', 1).sets).length / 2);
+    expect(traffic.bytesRead).toBeGreaterThan(0);
   });
 
   /** The refusal of `stream`: answered UNAUTHENTICATED with `why`, one warn line, counted once. */
@@ -122,7 +127,9 @@ describe('mTLS on the Sync stream', () => {
   const refusedLines = () => log.lines.filter((l) => l['msg'] === 'tls: agent refused');
 
   it('refuses a client certificate signed by another CA, and says so on both sides', async () => {
+    await waitFor('earlier agent sessions closed', () => listener.traffic().sessions === 0);
     await expectRefused(raw(await clientCredentialsWith(foreign, 'host-a')), 'unknown_ca', /unknown authority/);
+    expect(listener.traffic().sessions).toBe(0); // a refused socket is never an agent session
     expect(refusedLines().at(-1)).toMatchObject({ subject: 'host-a', issuer: 'Portcullis test CA' });
   });
 

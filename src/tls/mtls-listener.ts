@@ -23,6 +23,8 @@
  *   net server and handed to the TLS server (`'connection'`) when the admission gives them a
  *   handshake slot; a slot is freed by the socket's `secureConnection` or `tlsClientError`,
  *   whichever comes first (one of them always does, the handshake timeout included).
+ * - `traffic()` sums what the open agent sessions (verified sockets only) have carried, as their
+ *   sockets count it: the replicas benchmark sizes its platform floor by it.
  * - `close()` destroys every connection it accepted, the ones still waiting or in a handshake
  *   included, so a restart on the same port does not wait for agents' half-made connections.
  * - Session resumption (RFC 8446 tickets, Node's default `sessionTimeout`, 300 s): every listener
@@ -54,8 +56,17 @@ export interface MtlsListenerOptions {
   readonly handshakeTimeoutMs?: number;
 }
 
+/** What the open agent sessions have carried so far, as their sockets count it (plaintext, both ways). */
+export interface ListenerTraffic {
+  /** Open sockets handed to grpc-js (verified agents). */
+  readonly sessions: number;
+  readonly bytesWritten: number;
+  readonly bytesRead: number;
+}
+
 export interface MtlsListener {
   readonly port: number;
+  traffic(): ListenerTraffic;
   /** Stops accepting; open agent sessions are grpc-js's (Server.tryShutdown / forceShutdown). */
   close(): Promise<void>;
 }
@@ -149,6 +160,7 @@ export async function listenMtls(server: grpc.Server, host: string, port: number
   });
   const open = new Set<tls.TLSSocket>();
   const accepted = new Set<net.Socket>();
+  const served = new Set<tls.TLSSocket>();
   /** Handshakes over (their slot freed): one of secureConnection / tlsClientError per socket. */
   const ended = new WeakSet<tls.TLSSocket>();
   const handshakeEnded = (socket: tls.TLSSocket): void => {
@@ -167,6 +179,8 @@ export async function listenMtls(server: grpc.Server, host: string, port: number
     open.add(socket);
     socket.once('close', () => open.delete(socket));
     if (socket.authorized) {
+      served.add(socket);
+      socket.once('close', () => served.delete(socket));
       injector.injectConnection(socket);
       return;
     }
@@ -197,6 +211,15 @@ export async function listenMtls(server: grpc.Server, host: string, port: number
   listener.on('error', (err) => logger?.warn({ error: err.message }, 'tls: listener error'));
   return {
     port: (listener.address() as AddressInfo).port,
+    traffic: () => {
+      let bytesWritten = 0;
+      let bytesRead = 0;
+      for (const socket of served) {
+        bytesWritten += socket.bytesWritten;
+        bytesRead += socket.bytesRead;
+      }
+      return { sessions: served.size, bytesWritten, bytesRead };
+    },
     close: () =>
       new Promise<void>((resolve) => {
         injector.destroy();

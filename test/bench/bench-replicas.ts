@@ -26,7 +26,8 @@
  *    agent applied the new state;
  *  - RSS per agent of each replica after GC (with every agent in sync, minus the same before any
  *    agent connected, over the agents it serves) as a ratio to the bare node:http2 mTLS floor
- *    (fanout-floor.ts) measured at the end of the same run.
+ *    (fanout-floor.ts) measured at the end of the same run: idle sessions (the target's floor)
+ *    and, as context, sessions with one open stream sent the bytes an agent's session was sent.
  * Context printed with each: replica CPU, the load average, agents per replica, stream-end
  * reasons, the kernel's listen-queue overflows. Everything shares this machine's cores.
  */
@@ -364,6 +365,14 @@ export async function benchReplicas(o: BenchOptions): Promise<void> {
     report({ scenario: S, name: 'replica CPU per agent in the storm / node:http2 floor', value: stormCpu / n / floor.cpuPerConnMs, unit: 'x', note: `context: the replicas' CPU per agent resynced (${(stormCpu / n).toFixed(2)} ms: handshake, identity, Hello, Snapshot) over a bare node:http2 mTLS server's CPU per session it accepted (${floor.cpuPerConnMs.toFixed(2)} ms: handshake and HTTP/2 setup, ${floor.sessions} sessions, same run)` });
     report({ scenario: S, name: 'replica RSS per agent (worst replica)', value: Math.max(...perAgentKB), unit: 'KB', note: `after GC, every agent in sync; ${memoryNote}` });
     report({ scenario: S, name: 'replica RSS per agent / node:http2 floor', value: worst, unit: 'x', target: { op: '<=', value: 1.5 }, note: `worst of ${ratios.map((x) => x.toFixed(2)).join(', ')}; floor ${floor.rssPerConnKB.toFixed(1)} KB per idle mTLS session (${floor.sessions}, same run)` });
+    // The same floor with what an agent's session carries: one open stream, sent as many bytes as
+    // the busiest replica's sessions wrote on average (the idle session's own frames counted).
+    const busiest = memory.reduce((a, b) => (b.sessions > a.sessions ? b : a));
+    const agentBytes = busiest.bytesWritten / Math.max(1, busiest.sessions);
+    const carried = await measureTlsFloor({ ...files, caKeyFile }, busiest.open, SERVER_NAME, Math.max(1, agentBytes - floor.bytesWrittenPerConn));
+    const carriedRatios = perAgentKB.map((v) => v / carried.rssPerConnKB);
+    log(`bare node:http2 mTLS server, ${carried.sessions} sessions each with one open stream (${carried.bytesWrittenPerConn.toFixed(0)} B written per session; the replicas' agent sessions ${agentBytes.toFixed(0)} B): RSS ${carried.rssPerConnKB.toFixed(1)} KB per connection`);
+    report({ scenario: S, name: 'replica RSS per agent / node:http2 floor with one stream', value: Math.max(...carriedRatios), unit: 'x', note: `context, no target: worst of ${carriedRatios.map((x) => x.toFixed(2)).join(', ')}; floor ${carried.rssPerConnKB.toFixed(1)} KB per mTLS session with one open stream that was sent ${carried.bytesWrittenPerConn.toFixed(0)} B (the replicas' agent sessions had been sent ${agentBytes.toFixed(0)} B each; ${carried.sessions} sessions, same run)` });
   } finally {
     await pool?.stop();
     await Promise.all(replicas.map((x) => x.stop()));

@@ -8,7 +8,14 @@
  * `measureTlsFloor` forks this file as the server (a process of its own, so nothing else is in
  * its memory) and opens `count` client sessions to it from the calling process, each with its own
  * host certificate of the benchmark CA, as the agents do. Server mode: `node fanout-floor.js
- * --server <cert> <key> <ca>`, IPC: sends {port}, answers 'measure' with the figures.
+ * --server <cert> <key> <ca> <streamBytes>`, IPC: sends {port}, answers 'measure' with the figures.
+ *
+ * With `streamBytes` > 0 each session also carries what an agent's Sync stream does: one stream
+ * that stays open, on which the server has written `streamBytes` bytes of DATA (the client
+ * reads them all before the measure). A bare node:http2 server's RSS per session grows with
+ * what its sessions have written (buffers of the TLS and HTTP/2 layers that stay with the
+ * session: on this machine, 74 KB idle, ~86 KB after 5 KB, ~116 KB after 40 KB), so the
+ * replicas' figure is also given against this floor at the bytes their agents were sent.
  */
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -23,6 +30,8 @@ export interface FloorFigures {
   readonly heapPerConnKB: number;
   /** The bare server's CPU (user + system) from listening to the measure, over the sessions: its handshakes. */
   readonly cpuPerConnMs: number;
+  /** What the server's sockets wrote per session, as they count it (handshake records excluded). */
+  readonly bytesWrittenPerConn: number;
 }
 
 interface ServerReply {
@@ -30,7 +39,7 @@ interface ServerReply {
   readonly figures?: FloorFigures;
 }
 
-function runServer(certFile: string, keyFile: string, caFile: string): void {
+function runServer(certFile: string, keyFile: string, caFile: string, streamBytes: number): void {
   const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
   const server = http2.createSecureServer({
     cert: readFileSync(certFile),
@@ -39,11 +48,17 @@ function runServer(certFile: string, keyFile: string, caFile: string): void {
     requestCert: true,
     rejectUnauthorized: true,
   });
-  let sessions = 0;
+  const sessions = new Set<http2.ServerHttp2Session>();
   server.on('session', (session) => {
-    sessions++;
-    session.on('close', () => sessions--);
+    sessions.add(session);
+    session.on('close', () => sessions.delete(session));
     session.on('error', () => undefined);
+  });
+  // An agent's stream: answered, `streamBytes` written, left open.
+  server.on('stream', (stream) => {
+    stream.on('error', () => undefined);
+    stream.respond({ ':status': 200 });
+    stream.write(Buffer.alloc(streamBytes, 0x61));
   });
   server.listen(0, '127.0.0.1', () => {
     gc();
@@ -57,10 +72,13 @@ function runServer(certFile: string, keyFile: string, caFile: string): void {
       gc();
       const after = process.memoryUsage();
       const cpu = process.cpuUsage(cpuBefore);
-      const n = Math.max(1, sessions);
+      const n = Math.max(1, sessions.size);
+      let written = 0;
+      for (const session of sessions) written += session.socket?.bytesWritten ?? 0;
       process.send?.({
         figures: {
-          sessions,
+          sessions: sessions.size,
+          bytesWrittenPerConn: written / n,
           rssPerConnKB: (after.rss - before.rss) / n / 1024,
           heapPerConnKB: (after.heapUsed + after.external - before.heapUsed - before.external) / n / 1024,
           cpuPerConnMs: (cpu.user + cpu.system) / 1000 / n,
@@ -71,10 +89,11 @@ function runServer(certFile: string, keyFile: string, caFile: string): void {
   process.on('disconnect', () => process.exit(0));
 }
 
-/** Opens `count` idle mTLS HTTP/2 sessions to a bare node:http2 server in a child process. */
-export async function measureTlsFloor(files: { caFile: string; caKeyFile: string; certFile: string; keyFile: string }, count: number, serverName: string): Promise<FloorFigures> {
+/** Opens `count` mTLS HTTP/2 sessions to a bare node:http2 server in a child process: idle, or each with one open stream that was sent `streamBytes` (see the header). */
+export async function measureTlsFloor(files: { caFile: string; caKeyFile: string; certFile: string; keyFile: string }, count: number, serverName: string, streamBytes = 0): Promise<FloorFigures> {
   const self = fileURLToPath(import.meta.url);
-  const child = fork(self, ['--server', files.certFile, files.keyFile, files.caFile], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  streamBytes = Math.max(0, Math.round(streamBytes)); // whole bytes: the client waits for exactly what the server writes
+  const child = fork(self, ['--server', files.certFile, files.keyFile, files.caFile, String(streamBytes)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const replies: ServerReply[] = [];
   child.on('message', (m: ServerReply) => void replies.push(m));
   let exited = false;
@@ -97,11 +116,20 @@ export async function measureTlsFloor(files: { caFile: string; caKeyFile: string
       for (let k = i; k < Math.min(count, i + batch); k++) {
         const { certPem, keyPem } = issuer.issue(`floor-${k}`);
         const session = http2.connect(`https://127.0.0.1:${port}`, { ca, cert: certPem, key: keyPem, servername: serverName });
-        session.once('connect', () => connected++);
         session.on('error', () => failed++);
+        if (streamBytes > 0) {
+          let received = 0;
+          const stream = session.request({ ':method': 'POST', ':path': '/floor' });
+          stream.on('error', () => failed++);
+          stream.on('data', (chunk: Buffer) => {
+            const before = received;
+            received += chunk.length;
+            if (before < streamBytes && received >= streamBytes) connected++;
+          });
+        } else session.once('connect', () => connected++);
         sessions.push(session);
       }
-      await waitUntil('floor sessions to connect', () => (alive(), connected + failed >= sessions.length), 30_000, 5);
+      await waitUntil(streamBytes > 0 ? 'floor streams to receive their bytes' : 'floor sessions to connect', () => (alive(), connected + failed >= sessions.length), 30_000, 5);
     }
     if (failed > 0) throw new Error(`${failed} floor sessions failed to connect`);
     // The server may see the last sessions a moment after the clients: measure until it has all.
@@ -122,4 +150,4 @@ export async function measureTlsFloor(files: { caFile: string; caKeyFile: string
   }
 }
 
-if (process.argv[2] === '--server') runServer(process.argv[3]!, process.argv[4]!, process.argv[5]!);
+if (process.argv[2] === '--server') runServer(process.argv[3]!, process.argv[4]!, process.argv[5]!, Number(process.argv[6] ?? 0));

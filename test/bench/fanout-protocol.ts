@@ -106,5 +106,6 @@ export type FromReplica =
   | { readonly type: 'changed'; readonly changed: number; readonly compileMs: number; readonly sendLoopMs: number }
   | { readonly type: 'restarted'; readonly downMs: number }
   | { readonly type: 'stats'; readonly stats: ReplicaStats }
-  | { readonly type: 'memory'; readonly rss: number; readonly heap: number; readonly open: number }
+  /** `open`: agent streams; `bytesWritten`: what the listener's agent sessions have written so far (ListenerTraffic). */
+  | { readonly type: 'memory'; readonly rss: number; readonly heap: number; readonly open: number; readonly sessions: number; readonly bytesWritten: number }
   | { readonly type: 'error'; readonly message: string };

@@ -107,7 +107,7 @@ async function handle(m: ToReplica): Promise<void> {
       send({ type: 'stats', stats: stats(m.hosts) });
       return;
     case 'memory':
-      send({ type: 'memory', ...memoryAfterGc(gc), open: controller?.sync.openStreams() ?? 0 });
+      send({ type: 'memory', ...memoryAfterGc(gc), open: controller?.sync.openStreams() ?? 0, ...(controller?.listener.traffic() ?? { sessions: 0, bytesWritten: 0 }) });
       return;
     case 'stop':
       return stop();
