@@ -30,7 +30,7 @@ export interface FloorFigures {
   readonly heapPerConnKB: number;
   /** The bare server's CPU (user + system) from listening to the measure, over the sessions: its handshakes. */
   readonly cpuPerConnMs: number;
-  /** What the server's sockets wrote per session, as they count it (handshake records excluded). */
+  /** What the server's sockets wrote per session, as they count it (socket.bytesWritten). */
   readonly bytesWrittenPerConn: number;
 }
 
