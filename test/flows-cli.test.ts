@@ -183,6 +183,30 @@ describe('portcullis flows', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   }, 30_000);
+
+  it('--follow against a replica with peers says on stderr that only its own flows are followed', async () => {
+    answerOverride = JSON.stringify({
+      ...flowsAnswer(flows),
+      replicas: [
+        { name: '10.0.0.5:7443', self: true, ok: true, flows: flows.length },
+        { name: '10.0.0.6:7443', ok: true, flows: 0 },
+      ],
+    });
+    const child = spawn(process.execPath, [BIN, 'flows', '--controller', url, '--follow'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => void (err += c.toString()));
+    try {
+      const started = Date.now();
+      while (!err.includes('peer replica') && Date.now() - started < 15_000) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(err).toContain(`portcullis flows: --follow streams the changes of the flows that reach ${new URL(url).origin} only: the later changes of the flows its 1 peer replica holds are not followed`);
+      const code = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+      child.kill('SIGINT');
+      expect(await code).toBe(0);
+    } finally {
+      answerOverride = undefined;
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 30_000);
 });
 
 describe('portcullis suggest and plan against a controller or a saved answer', () => {

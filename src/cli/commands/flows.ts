@@ -46,7 +46,9 @@ Options:
   --format table|json table (default); json: the /flows answer (with --follow, one flow per
                       line)
   --follow            then print each flow as it changes (the controller's /flows/events),
-                      until interrupted (Ctrl-C); reconnects when the stream drops
+                      until interrupted (Ctrl-C); reconnects when the stream drops. With
+                      controller replicas it follows the flows that reach this one only
+                      (said on stderr)
   --timeout SECONDS   give up reading /flows after this long (default 30)
 
 Exit codes: 0 answered (also when --follow is interrupted), 1 controller unreachable or a bad
@@ -198,6 +200,8 @@ export const flowsCommand: Command = {
         for (const l of answer.lost) io.stderr(`${printable(l.reportedBy)}: ${l.packets} new ${l.direction} ${l.verdict} connections (IPv${l.family}) not recorded: its flow set was full\n`);
       }
       if (values.follow) {
+        const peers = (answer.replicas ?? []).length - 1;
+        if (peers > 0) io.stderr(`portcullis flows: --follow streams the changes of the flows that reach ${printable(base.origin)} only: the later changes of the flows its ${peers} peer replica${peers === 1 ? ' holds' : 's hold'} are not followed (follow each replica's status listener for those)\n`);
         process.once('SIGINT', interrupt);
         await followFlows(base, query, { signal: stop.signal, onFlows: (flows) => io.stdout(line(flows)), onNote: (text) => io.stderr(`portcullis flows: ${printable(text)}\n`) });
       }
