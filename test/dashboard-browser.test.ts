@@ -211,6 +211,11 @@ describe.skipIf(!hasChromium)('the dashboard in headless chromium', () => {
     fixture.replicas = [{ name: '10.0.0.5:7443', self: true, ok: true, flows: 5 }, { name: '10.0.0.6:7443', ok: true, flows: 0 }];
     await page.locator('#filters button[type="submit"]').click();
     await expect.poll(() => warning.innerText(), { timeout: 10_000 }).toBe('');
+    // With peers, /flows/events carries this replica's changes only: the page also re-reads
+    // /flows on its 5 s status interval, with no event and no click (of three more reads, the
+    // stream's opening causes one at most: the other two can only be the interval's).
+    const before = fixture.flowQueries.length;
+    await expect.poll(() => fixture.flowQueries.length, { timeout: 20_000, interval: 200 }).toBeGreaterThanOrEqual(before + 3);
     fixture.replicas = undefined;
     expect(dialogs).toEqual([]);
   });

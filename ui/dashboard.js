@@ -74,6 +74,12 @@ class Dashboard {
     this.statusOk = true;
     this.flowsOk = true;
     this.streamOk = true;
+    /**
+     * The last /flows answer named peer replicas: their records are merged into /flows, but
+     * /flows/events carries only this replica's changes, so /flows is re-read on the status
+     * interval too.
+     */
+    this.hasPeers = false;
     /** @type {string | undefined} */
     this.lostSince = undefined;
     this.picked = byId('picked');
@@ -107,7 +113,7 @@ class Dashboard {
       if (this.events === undefined) {
         if (!this.flowsOk) void this.applyFilters();
       } else if (this.events.readyState === EventSource.CLOSED) this.openEvents();
-      else if (!this.flowsOk) void this.loadFlows();
+      else if (!this.flowsOk || this.hasPeers) void this.loadFlows();
     }, STATUS_EVERY_MS);
   }
 
@@ -162,6 +168,7 @@ class Dashboard {
       if (!res.ok) return false;
       this.filterError.textContent = '';
       this.replicasWarning.textContent = partialViewWarning(body.replicas);
+      this.hasPeers = Array.isArray(body.replicas) && body.replicas.length > 1;
       this.flows = flowsOf(body);
       this.showFlows();
       showLost(byId('lost'), Array.isArray(body.lost) ? body.lost : []);
