@@ -160,7 +160,6 @@ export async function listenMtls(server: grpc.Server, host: string, port: number
   });
   const open = new Set<tls.TLSSocket>();
   const accepted = new Set<net.Socket>();
-  const served = new Set<tls.TLSSocket>();
   /** Handshakes over (their slot freed): one of secureConnection / tlsClientError per socket. */
   const ended = new WeakSet<tls.TLSSocket>();
   const handshakeEnded = (socket: tls.TLSSocket): void => {
@@ -179,8 +178,6 @@ export async function listenMtls(server: grpc.Server, host: string, port: number
     open.add(socket);
     socket.once('close', () => open.delete(socket));
     if (socket.authorized) {
-      served.add(socket);
-      socket.once('close', () => served.delete(socket));
       injector.injectConnection(socket);
       return;
     }
@@ -212,13 +209,16 @@ export async function listenMtls(server: grpc.Server, host: string, port: number
   return {
     port: (listener.address() as AddressInfo).port,
     traffic: () => {
+      let sessions = 0;
       let bytesWritten = 0;
       let bytesRead = 0;
-      for (const socket of served) {
+      for (const socket of open) {
+        if (!socket.authorized) continue; // a refused socket lingering for its answer
+        sessions++;
         bytesWritten += socket.bytesWritten;
         bytesRead += socket.bytesRead;
       }
-      return { sessions: served.size, bytesWritten, bytesRead };
+      return { sessions, bytesWritten, bytesRead };
     },
     close: () =>
       new Promise<void>((resolve) => {
