@@ -27,9 +27,8 @@
  *    machine's load too: caches). The counter of that app's cgroup rule shows the SYNs went
  *    through it.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
 import pino from 'pino';
 import { ExecCommandRunner } from '../../agent/dataplane/command-runner.js';
 import { KernelDataplane } from '../../agent/dataplane/kernel-dataplane.js';
@@ -42,6 +41,7 @@ import { cgroup2Mount, createTestCgroup, sweepStaleCgroups, type TestCgroup } fr
 import { MesosAgentDouble, type ScriptedTask } from '../support/mesos-agent-double.js';
 import { createTestNetwork, sweepStaleNamespaces, type TestNetwork } from '../support/netns.js';
 import { log, report } from './figures.js';
+import { cpuUsec, CYCLES, cycleRatios, middle, mirroredCycle, type CycleRun } from './mirrored-cycles.js';
 import { syntheticHostState } from './kernel-synthetic-state.js';
 import type { BenchOptions } from './options.js';
 import { runRate, startServer, type TcpServer } from './packet-procs.js';
@@ -158,40 +158,10 @@ async function newContainerLatency(dp: KernelDataplane, double: MesosAgentDouble
  */
 type Config = 'none' | 'conntrack' | 'host' | 'egress';
 const CONFIGS: readonly Config[] = ['none', 'conntrack', 'host', 'egress'];
-/** One cycle runs each configuration twice, mirrored (ABBA): a linear drift of the machine's speed cancels within it. */
-const CYCLE: readonly Config[] = [...CONFIGS, ...[...CONFIGS].reverse()];
-/** Cycles per scenario (odd: the median of the per-cycle ratios is one of them). */
-const CYCLES = 5;
+const CYCLE: readonly Config[] = mirroredCycle(CONFIGS);
 const CONNTRACK_RULE = ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-m', 'comment', '--comment', 'pcut-bench-conntrack', '-j', 'RETURN'];
 
-/** CPU time used by the processes of a cgroup so far (cgroup2 `cpu.stat`, no controller needed), µs. */
-function cpuUsec(c: TestCgroup): number {
-  const m = /^usage_usec (\d+)$/m.exec(readFileSync(join(c.dir, 'cpu.stat'), 'utf8'));
-  if (!m) throw new Error(`no usage_usec in ${c.dir}/cpu.stat`);
-  return Number(m[1]);
-}
-
-/** The middle value (samples odd in number: one of them); NaN for none. */
-function middle(samples: readonly number[]): number {
-  const s = [...samples].sort((a, b) => a - b);
-  return s.length === 0 ? Number.NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
-
-interface Run {
-  readonly cycle: number;
-  readonly config: Config;
-  readonly perSecond: number;
-  /** CPU of the rate client and the server (their cgroups) over the run, per connection counted, µs. */
-  readonly cpuPerConnection: number;
-}
-
-/** One ratio per cycle: `of` summed over the cycle's two runs of `config`, over the same for its two runs of no firewall. */
-function cycleRatios(runs: readonly Run[], config: Config, of: (r: Run) => number): number[] {
-  return Array.from({ length: CYCLES }, (_, k) => {
-    const sum = (c: Config) => runs.filter((r) => r.cycle === k && r.config === c).reduce((a, r) => a + of(r), 0);
-    return sum(config) / sum('none');
-  });
-}
+type Run = CycleRun<Config>;
 
 async function switchTo(config: Config, active: Config, net: TestNetwork, dp: KernelDataplane, state: DesiredState, mapping: EgressMapping): Promise<void> {
   if (config === active) return;
@@ -253,7 +223,7 @@ async function connectionRates(o: BenchOptions, net: TestNetwork, dp: KernelData
 function reportRates(o: BenchOptions, runs: readonly Run[]): void {
   const of = (c: Config) => runs.filter((r) => r.config === c);
   const list = (xs: readonly number[], digits = 0) => xs.map((x) => x.toFixed(digits)).join(', ');
-  const ratios = (c: Config) => cycleRatios(runs, c, (r) => r.perSecond);
+  const ratios = (c: Config) => cycleRatios(runs, c, 'none', (r) => r.perSecond);
   const summary = (c: Config) => `runs ${list(of(c).map((r) => r.perSecond))}; per cycle ${list(ratios(c), 2)}x of no firewall, median ${middle(ratios(c)).toFixed(2)}x`;
   const none = mean(of('none').map((r) => r.perSecond));
   report({ scenario: S, name: 'conn rate from a task, no firewall', value: none, unit: 'conn/s', note: `runs ${list(of('none').map((r) => r.perSecond))}` });
@@ -263,6 +233,6 @@ function reportRates(o: BenchOptions, runs: readonly Run[]): void {
   const egress = ratios('egress');
   report({ scenario: S, name: 'conn rate egress on / no firewall', value: middle(egress), unit: 'x', target: { op: '>=', value: 0.9 }, note: `median of ${CYCLES} cycles' ratios (${list(egress, 2)}; mean of all runs ${(mean(of('egress').map((r) => r.perSecond)) / none).toFixed(2)}x); the client app's rule is the last of 50 cgroup rules` });
   const cpu = (c: Config) => middle(of(c).map((r) => r.cpuPerConnection));
-  const cpuRatios = cycleRatios(runs, 'egress', (r) => r.cpuPerConnection);
+  const cpuRatios = cycleRatios(runs, 'egress', 'none', (r) => r.cpuPerConnection);
   report({ scenario: S, name: 'CPU per new connection, egress on / no firewall', value: middle(cpuRatios), unit: 'x', note: `client + server processes, warm-up included; medians ${cpu('none').toFixed(0)} (none), ${cpu('conntrack').toFixed(0)} (conntrack), ${cpu('host').toFixed(0)} (host), ${cpu('egress').toFixed(0)} (egress) µs; per cycle ${list(cpuRatios, 2)}` });
 }

@@ -3,8 +3,11 @@
  * inside throwaway network namespaces. Root only.
  *
  * 1. New-connection rate from h1 to an allowed managed port of h2, recording off and on, in the
- *    same run in the order off, on, on, off, twice (a drift of the machine's speed cancels
- *    out); the mean of each configuration's four runs and their ratio are reported. The state
+ *    same run: CYCLES mirrored cycles of off, on, on, off (mirrored-cycles.ts: a linear drift of
+ *    the machine's speed cancels within a cycle); the target figure is the median over cycles of
+ *    (on runs' rates / off runs' rates in that cycle), the ratio of all runs' means is printed
+ *    beside it, and, on a host with a cgroup2 mount, the CPU time of the client and the server
+ *    (their cgroups' cpu.stat) per connection, a second view of the same cost. The state
  *    is the packet scenario's synthetic host (`members` allow members, 100 managed ports); on
  *    and off are two KernelDataplanes (with and without `flows`) writing it in full. With
  *    recording on, every SYN passes PCU-FL-ALLOW: one more set lookup (the known entry, its
@@ -16,6 +19,7 @@
  *    second finds none changed. Reported: wall time per read, and the agent process's CPU
  *    (process.cpuUsage: parsing and diffing; the `ipset` child's own CPU is not included).
  */
+import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import pino from 'pino';
 import { ExecCommandRunner } from '../../agent/dataplane/command-runner.js';
@@ -24,8 +28,10 @@ import { FlowReader } from '../../agent/flow-reader.js';
 import { parseFlowEntries } from '../../src/render/flow-read.js';
 import { flowSetName } from '../../src/render/owned-names.js';
 import { DEFAULT_FLOW_RECORDING } from '../../src/render/render-flows.js';
+import { cgroup2Mount, createTestCgroup, sweepStaleCgroups, type TestCgroup } from '../support/cgroup.js';
 import { createTestNetwork, type TestNetwork } from '../support/netns.js';
 import { log, report } from './figures.js';
+import { cpuUsec, CYCLES, cycleRatios, middle, mirroredCycle, type CycleRun } from './mirrored-cycles.js';
 import { kernelBenchReady } from './kernel-bench.js';
 import { syntheticHostState } from './kernel-synthetic-state.js';
 import type { BenchOptions } from './options.js';
@@ -37,8 +43,7 @@ const BASE_PORT = 31000;
 const RATE_PORT = BASE_PORT + 25;
 const CONCURRENCY = 64;
 type Config = 'off' | 'on';
-const CYCLE: readonly Config[] = ['off', 'on', 'on', 'off'];
-const ORDER: readonly Config[] = [...CYCLE, ...CYCLE];
+const CYCLE: readonly Config[] = mirroredCycle<Config>(['off', 'on']);
 const logger = pino({ level: 'silent' });
 
 export async function benchFlows(o: BenchOptions): Promise<void> {
@@ -59,6 +64,25 @@ async function allowedPackets(runner: ExecCommandRunner, member: string): Promis
   return entry?.packets ?? 0;
 }
 
+/** The client's and the server's cgroups (CPU per connection), when the host has a cgroup2 mount. */
+interface RateCgroups {
+  readonly client: TestCgroup;
+  readonly server: TestCgroup;
+}
+
+function rateCgroups(made: TestCgroup[]): RateCgroups | undefined {
+  if (cgroup2Mount() === undefined) {
+    log('no cgroup2 mount: CPU per connection not measured');
+    return undefined;
+  }
+  sweepStaleCgroups();
+  const client = createTestCgroup('flows-rate-client');
+  made.push(client);
+  const server = createTestCgroup('flows-rate-server');
+  made.push(server);
+  return { client, server };
+}
+
 async function connectionRates(o: BenchOptions, net: TestNetwork): Promise<void> {
   const [h1, h2] = net.hosts as [(typeof net.hosts)[0], (typeof net.hosts)[0]];
   const runner = new ExecCommandRunner({ prefix: ['ip', 'netns', 'exec', h2.ns], timeoutMs: 300_000 });
@@ -68,34 +92,58 @@ async function connectionRates(o: BenchOptions, net: TestNetwork): Promise<void>
     off: new KernelDataplane({ runner, families: [4], logger }),
     on: new KernelDataplane({ runner, families: [4], logger, flows: DEFAULT_FLOW_RECORDING }),
   };
-  const rates: Record<Config, number[]> = { off: [], on: [] };
+  const runs: CycleRun<Config>[] = [];
+  const made: TestCgroup[] = [];
   let server: TcpServer | undefined;
   try {
+    const cgroups = rateCgroups(made);
+    const cpu = () => (cgroups ? cpuUsec(cgroups.client) + cpuUsec(cgroups.server) : Number.NaN);
     server = await startServer(net, h2.ns, RATE_PORT);
-    log(`client h1 → h2 tcp:${RATE_PORT} (allowed), ${CONCURRENCY} connections in flight, ${o.connectSeconds} s per run, ${o.members} allow members`);
+    if (cgroups) {
+      if (server.pid === undefined) throw new Error('the rate server has no pid');
+      writeFileSync(cgroups.server.procsFile, String(server.pid));
+    }
+    log(`client h1 → h2 tcp:${RATE_PORT} (allowed), ${CONCURRENCY} connections in flight, ${o.connectSeconds} s per run, ${o.members} allow members, ${CYCLES} cycles of ${CYCLE.join(', ')}`);
     let active: Config | undefined;
-    for (const config of ORDER) {
-      if (config !== active) {
-        await planes[config].apply(state);
-        active = config;
+    for (let cycle = 0; cycle < CYCLES; cycle++) {
+      for (const config of CYCLE) {
+        if (config !== active) {
+          await planes[config].apply(state);
+          active = config;
+        }
+        const before = config === 'on' ? await allowedPackets(runner, client) : 0;
+        const cpu0 = cpu();
+        const result = await runRate(net, h1.ns, h2.v4, RATE_PORT, o.connectSeconds, CONCURRENCY, cgroups?.client.procsFile);
+        const used = cpu() - cpu0;
+        const recorded = config === 'on' ? (await allowedPackets(runner, client)) - before : undefined;
+        if (result.connections === 0) throw new Error(`no connection succeeded with recording ${config}`);
+        const run: CycleRun<Config> = { cycle, config, perSecond: result.perSecond, cpuPerConnection: used / result.connections };
+        log(`${config.padEnd(4)} ${result.perSecond.toFixed(0)} conn/s (${result.connections} in ${result.seconds} s)${cgroups ? `, CPU ${run.cpuPerConnection.toFixed(0)} µs/conn` : ''}${recorded === undefined ? '' : `; recorded ${recorded} new connections`}; load ${loadavg()[0]!.toFixed(2)}`);
+        if (recorded !== undefined && recorded < result.connections) throw new Error(`recorded ${recorded} of ${result.connections} connections`);
+        runs.push(run);
       }
-      const before = config === 'on' ? await allowedPackets(runner, client) : 0;
-      const result = await runRate(net, h1.ns, h2.v4, RATE_PORT, o.connectSeconds, CONCURRENCY);
-      const recorded = config === 'on' ? (await allowedPackets(runner, client)) - before : undefined;
-      log(`${config.padEnd(4)} ${result.perSecond.toFixed(0)} conn/s (${result.connections} in ${result.seconds} s)${recorded === undefined ? '' : `; recorded ${recorded} new connections`}; load ${loadavg()[0]!.toFixed(2)}`);
-      if (result.connections === 0) throw new Error(`no connection succeeded with recording ${config}`);
-      if (recorded !== undefined && recorded < result.connections) throw new Error(`recorded ${recorded} of ${result.connections} connections`);
-      rates[config].push(result.perSecond);
     }
     await planes.on.uninstall();
   } finally {
     await server?.stop();
+    for (const c of made.reverse()) c.destroy();
   }
-  const off = mean(rates.off);
-  const on = mean(rates.on);
-  report({ scenario: S, name: 'conn rate, recording off', value: off, unit: 'conn/s', note: `runs ${rates.off.map((x) => x.toFixed(0)).join(', ')}` });
-  report({ scenario: S, name: 'conn rate, recording on', value: on, unit: 'conn/s', note: `runs ${rates.on.map((x) => x.toFixed(0)).join(', ')}; every SYN counted in pcu4-fl-allow` });
-  report({ scenario: S, name: 'conn rate recording on / off', value: on / off, unit: 'x', target: { op: '>=', value: 0.95 }, note: 'same run, interleaved off,on,on,off twice' });
+  reportRates(runs);
+}
+
+function reportRates(runs: readonly CycleRun<Config>[]): void {
+  const of = (c: Config) => runs.filter((r) => r.config === c);
+  const list = (xs: readonly number[], digits = 0) => xs.map((x) => x.toFixed(digits)).join(', ');
+  const off = mean(of('off').map((r) => r.perSecond));
+  const on = mean(of('on').map((r) => r.perSecond));
+  const ratios = cycleRatios(runs, 'on', 'off', (r) => r.perSecond);
+  report({ scenario: S, name: 'conn rate, recording off', value: off, unit: 'conn/s', note: `runs ${list(of('off').map((r) => r.perSecond))}` });
+  report({ scenario: S, name: 'conn rate, recording on', value: on, unit: 'conn/s', note: `runs ${list(of('on').map((r) => r.perSecond))}; every SYN counted in pcu4-fl-allow` });
+  report({ scenario: S, name: 'conn rate recording on / off', value: middle(ratios), unit: 'x', target: { op: '>=', value: 0.95 }, note: `median of ${CYCLES} mirrored cycles' ratios (${list(ratios, 2)}; ratio of all runs' means ${(on / off).toFixed(2)}x)` });
+  if (runs.some((r) => Number.isNaN(r.cpuPerConnection))) return;
+  const cpuRatios = cycleRatios(runs, 'on', 'off', (r) => r.cpuPerConnection);
+  const cpu = (c: Config) => middle(of(c).map((r) => r.cpuPerConnection));
+  report({ scenario: S, name: 'CPU per new connection, recording on / off', value: middle(cpuRatios), unit: 'x', note: `client + server processes; medians ${cpu('off').toFixed(0)} (off), ${cpu('on').toFixed(0)} (on) µs; per cycle ${list(cpuRatios, 2)}` });
 }
 
 async function fullSetRead(net: TestNetwork): Promise<void> {
