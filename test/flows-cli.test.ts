@@ -16,6 +16,8 @@ import { loadInventoryInput } from '../src/cli/load-inputs.js';
 import type { ClusterState } from '../src/inventory/cluster-state.js';
 import type { ObservedFlow } from '../src/flows/observed-flow.js';
 import { followFlows } from '../src/cli/commands/flows.js';
+import { pollFlows } from '../src/cli/flows-poll.js';
+import { readFlowsAnswer } from '../src/flows/flows-answer.js';
 import { fetchBounded } from '../src/cli/flows-input.js';
 import { BIN, ROOT, ensureBuilt } from './support/built-cli.js';
 import { egressFlow, flowsAnswer, ingressFlow } from './support/flow-records.js';
@@ -32,6 +34,8 @@ let tmp = '';
 const queries: string[] = [];
 let eventConnections = 0;
 let answerOverride: string | undefined;
+/** When set, the /flows answer of each request in turn (the last one repeated). */
+let answerFn: (() => string) | undefined;
 let status = 200;
 
 function events(res: ServerResponse, flows: readonly ObservedFlow[], end: boolean): void {
@@ -50,7 +54,7 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
       return void res.end(JSON.stringify({ error: "bad parameter 'since': not a time" }));
     }
     res.writeHead(200, { 'content-type': 'application/json' });
-    return void res.end(answerOverride ?? JSON.stringify(flowsAnswer(flows)));
+    return void res.end(answerFn?.() ?? answerOverride ?? JSON.stringify(flowsAnswer(flows)));
   }
   if (u.pathname === '/cluster') {
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -184,29 +188,91 @@ describe('portcullis flows', () => {
     }
   }, 30_000);
 
-  it('--follow against a replica with peers says on stderr that only its own flows are followed', async () => {
-    answerOverride = JSON.stringify({
-      ...flowsAnswer(flows),
-      replicas: [
-        { name: '10.0.0.5:7443', self: true, ok: true, flows: flows.length },
-        { name: '10.0.0.6:7443', ok: true, flows: 0 },
-      ],
+  /** A /flows answer of `list` merged from this replica and a peer (`peerError`: the peer did not answer). */
+  const merged = (list: readonly ObservedFlow[], peerError?: string): string =>
+    JSON.stringify({
+      ...flowsAnswer(list),
+      replicas: [{ name: '10.0.0.5:7443', self: true, ok: true, flows: list.length }, { name: '10.0.0.6:7443', ok: peerError === undefined, flows: 0, ...(peerError === undefined ? {} : { error: peerError }) }],
     });
-    const child = spawn(process.execPath, [BIN, 'flows', '--controller', url, '--follow'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** Answers in turn, the last one repeated; counts the reads. */
+  const inTurn = (answers: readonly string[]) => {
+    const state = { reads: 0 };
+    answerFn = () => answers[Math.min(state.reads++, answers.length - 1)]!;
+    return state;
+  };
+  const more = (f: ObservedFlow, packets: number): ObservedFlow => ({ ...f, packets: f.packets + packets, lastSeen: new Date(Date.parse(f.lastSeen) + 60_000).toISOString() });
+
+  it('against replicas, follows the merged /flows: each changed flow once, a peer that stops or starts answering said once', async () => {
+    const first = readFlowsAnswer(merged(flows));
+    if (!first.ok) throw new Error(first.error);
+    const changed = [more(flows[0]!, 5), ...flows.slice(1)];
+    const reads = inTurn([merged(changed, 'deadline exceeded'), merged(changed, 'deadline exceeded'), merged([...changed.slice(0, 3), more(changed[3]!, 1)]), 'not json']);
+    eventConnections = 0;
+    const seen: ObservedFlow[][] = [];
+    const notes: string[] = [];
+    const stop = new AbortController();
+    const deadline = setTimeout(() => stop.abort(), 10_000);
+    try {
+      await pollFlows(new URL(url), new URLSearchParams({ port: 'http' }), {
+        signal: stop.signal,
+        intervalMs: 20,
+        timeoutMs: 5_000,
+        first: first.answer,
+        backoff: { initialMs: 20, maxMs: 40 },
+        onFlows: (list) => seen.push([...list]),
+        onNote: (t) => {
+          notes.push(t);
+          if (t.includes('not json') || t.includes('JSON')) stop.abort();
+        },
+      });
+    } finally {
+      clearTimeout(deadline);
+      answerFn = undefined;
+    }
+    expect(stop.signal.aborted).toBe(true);
+    // Read 1: flows[0] grew (merged totals); read 2: nothing new; read 3: flows[3] grew.
+    expect(seen.map((list) => list.map((f) => [f.key, f.packets]))).toEqual([[[flows[0]!.key, flows[0]!.packets + 5]], [[flows[3]!.key, flows[3]!.packets + 1]]]);
+    expect(notes.slice(0, 2)).toEqual([
+      'partial view: controller replica 10.0.0.6:7443 did not answer (deadline exceeded); the flows its agents reported are missing until it does',
+      'controller replica 10.0.0.6:7443 answers again',
+    ]);
+    expect(notes[2]).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/flows\?port=http: .*; reading again in \d+\.\d s$/);
+    expect(reads.reads).toBe(4);
+    expect(eventConnections).toBe(0);
+  });
+
+  it('--follow against a replica with peers follows the merged /flows, not the replica\'s own events', async () => {
+    const reads = inTurn([merged(flows), merged([more(flows[0]!, 7), ...flows.slice(1)])]);
+    eventConnections = 0;
+    const child = spawn(process.execPath, [BIN, 'flows', '--controller', url, '--follow', '--interval', '1', '--format', 'json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
+    let out = '';
     child.stderr.on('data', (c: Buffer) => void (err += c.toString()));
+    child.stdout.on('data', (c: Buffer) => void (out += c.toString()));
     try {
       const started = Date.now();
-      while (!err.includes('peer replica') && Date.now() - started < 15_000) await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(err).toContain(`portcullis flows: --follow streams the changes of the flows that reach ${new URL(url).origin} only: the later changes of the flows its 1 peer replica holds are not followed`);
+      // The first answer's four flows, then the one that grew.
+      while (out.trimEnd().split('\n').length < 5 && Date.now() - started < 15_000) await new Promise((resolve) => setTimeout(resolve, 50));
+      const lines = out.trimEnd().split('\n').map((l) => JSON.parse(l) as ObservedFlow);
+      expect(lines.map((f) => f.packets)).toEqual([...flows.map((f) => f.packets), flows[0]!.packets + 7]);
+      expect(err).toContain(`portcullis flows: ${new URL(url).origin} merges the flows of 1 peer replica: following the merged /flows, read again every 1 s`);
+      expect(reads.reads).toBeGreaterThanOrEqual(2);
       const code = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
       child.kill('SIGINT');
       expect(await code).toBe(0);
+      expect(eventConnections).toBe(0);
     } finally {
-      answerOverride = undefined;
+      answerFn = undefined;
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   }, 30_000);
+
+  it('--interval is checked and is for --follow only', async () => {
+    expect((await runCli(['flows', '--controller', url, '--interval', '0', '--follow'])).err).toContain("--interval must be a number of seconds from 1 to 600, got '0'");
+    const r = await runCli(['flows', '--controller', url, '--interval', '5']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('--interval is for --follow');
+  });
 });
 
 describe('portcullis suggest and plan against a controller or a saved answer', () => {

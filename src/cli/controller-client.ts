@@ -43,9 +43,10 @@ export function controllerBase(option: string, given: string | undefined): URL {
 }
 
 /** GET `url` of the status listener; a ControllerError saying what to check when it cannot be reached. */
-export async function fetchController(url: URL, timeoutMs = TIMEOUT_MS): Promise<Response> {
+export async function fetchController(url: URL, timeoutMs = TIMEOUT_MS, signal?: AbortSignal): Promise<Response> {
   try {
-    return await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    const timeout = AbortSignal.timeout(timeoutMs);
+    return await fetch(url, { signal: signal ? AbortSignal.any([timeout, signal]) : timeout });
   } catch (err) {
     const cause = (err as { cause?: { message?: string } }).cause?.message;
     throw new ControllerError(`cannot read ${url.href}: ${(err as Error).message}${cause ? ` (${cause})` : ''}; is the controller running, and is this its --status-listen address?`);

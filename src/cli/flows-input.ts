@@ -42,8 +42,8 @@ export function checkVerdicts(value: string | undefined, fallback: readonly Flow
 }
 
 /** The body of `url` as text, at most `maxBytes` (more is an error), within `timeoutMs`. */
-export async function fetchBounded(url: URL, maxBytes: number, timeoutMs: number): Promise<string> {
-  const response = await fetchController(url, timeoutMs);
+export async function fetchBounded(url: URL, maxBytes: number, timeoutMs: number, signal?: AbortSignal): Promise<string> {
+  const response = await fetchController(url, timeoutMs, signal);
   if (response.status !== 200) {
     // An error answer is read up to 64 KiB only: its "error" is one line.
     const body = await readBody(response, url, 64 * 1024).catch(() => '');

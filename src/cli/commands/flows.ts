@@ -3,7 +3,9 @@
  * (its status listener's `/flows`, flows-spec section 5), filtered by the controller, printed as
  * a table or JSON; `--follow` then prints every changed aggregate the controller pushes on
  * `/flows/events` (Server-Sent Events, parsed with eventsource-parser) until SIGINT, and when
- * the stream drops it reconnects with full-jitter backoff (src/retry), saying so on stderr.
+ * the stream drops it reconnects with full-jitter backoff (src/retry), saying so on stderr; a
+ * controller whose answer names peer replicas is followed by reading its merged /flows again
+ * instead (src/cli/flows-poll.ts: a replica's events are its own store's only).
  * Every record is read by src/flows/flows-answer.ts (untrusted: bounded, validated, a bad one
  * skipped with a message) and every string printed through `printable`.
  */
@@ -17,11 +19,13 @@ import { UsageError } from '../../usage-error.js';
 import { ControllerError, DEFAULT_STATUS_LISTEN, controllerBase, printable } from '../controller-client.js';
 import { checkTime, checkVerdicts, loadFlows } from '../flows-input.js';
 import { flowTable } from '../flow-table.js';
+import { DEFAULT_POLL_SECONDS, pollFlows } from '../flows-poll.js';
 import { oneOf, parseFlags } from '../load-inputs.js';
 
 const help = `Usage: portcullis flows [--controller URL] [--from X] [--to X] [--port P]
                        [--verdict allowed,denied,audit] [--direction ingress|egress]
                        [--since D] [--until D] [--limit N] [--format table|json] [--follow]
+                       [--interval SECONDS]
 
 Shows the flows a running controller recorded (new connections to managed ports, as its
 agents saw them in the kernel), resolved to apps and port names, with the verdict and what
@@ -46,9 +50,12 @@ Options:
   --format table|json table (default); json: the /flows answer (with --follow, one flow per
                       line)
   --follow            then print each flow as it changes (the controller's /flows/events),
-                      until interrupted (Ctrl-C); reconnects when the stream drops. With
-                      controller replicas it follows the flows that reach this one only
-                      (said on stderr)
+                      until interrupted (Ctrl-C); reconnects when the stream drops. Against
+                      controller replicas (the answer names peers), it reads the merged
+                      /flows again every --interval instead and prints the flows whose
+                      counts changed: every replica's changes, with cluster-wide totals
+  --interval SECONDS  with --follow against replicas: how often /flows is read again
+                      (default ${DEFAULT_POLL_SECONDS}, from 1 to 600)
   --timeout SECONDS   give up reading /flows after this long (default 30)
 
 Exit codes: 0 answered (also when --follow is interrupted), 1 controller unreachable or a bad
@@ -178,6 +185,7 @@ export const flowsCommand: Command = {
       format: { type: 'string' },
       follow: { type: 'boolean' },
       timeout: { type: 'string' },
+      interval: { type: 'string' },
     });
     const format = oneOf('format', values.format, ['table', 'json'] as const, 'table');
     if (values.controller !== undefined && values['controller-status'] !== undefined) throw new UsageError('--controller and --controller-status are the same option: give one');
@@ -185,6 +193,9 @@ export const flowsCommand: Command = {
     const base = controllerBase('controller', controller);
     const timeout = values.timeout === undefined ? 30 : Number(values.timeout);
     if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 600) throw new UsageError(`--timeout must be a number of seconds in (0, 600], got '${values.timeout}'`);
+    const interval = values.interval === undefined ? DEFAULT_POLL_SECONDS : Number(values.interval);
+    if (!Number.isFinite(interval) || interval < 1 || interval > 600) throw new UsageError(`--interval must be a number of seconds from 1 to 600, got '${values.interval}'`);
+    if (values.interval !== undefined && !values.follow) throw new UsageError('--interval is for --follow');
     const query = flowsQuery(values);
     const line = (flows: readonly ObservedFlow[]) => (format === 'json' ? flows.map((f) => `${JSON.stringify(f)}\n`).join('') : flowTable(flows, false));
 
@@ -201,9 +212,14 @@ export const flowsCommand: Command = {
       }
       if (values.follow) {
         const peers = (answer.replicas ?? []).length - 1;
-        if (peers > 0) io.stderr(`portcullis flows: --follow streams the changes of the flows that reach ${printable(base.origin)} only: the later changes of the flows its ${peers} peer replica${peers === 1 ? ' holds' : 's hold'} are not followed (follow each replica's status listener for those)\n`);
+        const follow = { signal: stop.signal, onFlows: (flows: readonly ObservedFlow[]) => io.stdout(line(flows)), onNote: (text: string) => io.stderr(`portcullis flows: ${printable(text)}\n`) };
         process.once('SIGINT', interrupt);
-        await followFlows(base, query, { signal: stop.signal, onFlows: (flows) => io.stdout(line(flows)), onNote: (text) => io.stderr(`portcullis flows: ${printable(text)}\n`) });
+        if (peers > 0) {
+          io.stderr(`portcullis flows: ${printable(base.origin)} merges the flows of ${peers} peer replica${peers === 1 ? '' : 's'}: following the merged /flows, read again every ${interval} s\n`);
+          await pollFlows(base, query, { ...follow, intervalMs: interval * 1000, timeoutMs: timeout * 1000, first: answer });
+        } else {
+          await followFlows(base, query, follow);
+        }
       }
       return EXIT_OK;
     } catch (err) {
