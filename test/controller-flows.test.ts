@@ -2,10 +2,11 @@
  * Flows in the running controller (startController, real HTTP on port 0, a temp --state-dir):
  * records handed to its flow sink (the Sync service's `flowSink`) are served on /flows with the
  * filters, streamed on /flows/events (parsed with eventsource-parser, as the CLI and the
- * dashboard do), counted on /metrics and /status, and survive a restart through flows.json; a
- * corrupt flows.json is set aside and logged, never fatal.
+ * dashboard do), counted on /metrics and /status, and survive restarts through the flows
+ * directory (a resolutions file and one file per window; an older release's flows.json read once
+ * and replaced); a corrupt file is set aside and logged, never fatal.
  */
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
@@ -141,41 +142,115 @@ describe('controller flows', () => {
     }
   });
 
-  it('keeps recorded flows across a restart in flows.json (0600 in a 0700 directory)', async () => {
+  const flowsDir = (paths: ReturnType<typeof prepare>) => join(paths.stateDir, 'flows');
+  const windowFiles = (paths: ReturnType<typeof prepare>) => readdirSync(flowsDir(paths)).filter((n) => /^window-\d+\.jsonl$/.test(n)).sort();
+  const restart = async (paths: ReturnType<typeof prepare>, logger?: Parameters<typeof start>[1]) => {
+    await controller?.stop();
+    controller = undefined;
+    return start(paths, logger);
+  };
+
+  it('keeps recorded flows across restarts in flows/ (files 0600 in 0700 directories), appending to what it read', async () => {
     const paths = prepare();
     let c = await start(paths);
     expect(existsSync(paths.stateDir)).toBe(false); // nothing recorded, nothing written
     c.flows.ingest('node-1', [entry({ packets: 7 }), entry({ source: '10.0.100.5', port: 31000, packets: 1 })], [{ direction: 'ingress', verdict: 'allowed', family: 6, packets: 1 }], Date.now());
     const before = (await flows(c)).body;
-    await c.stop();
-    controller = undefined;
-    const file = join(paths.stateDir, 'flows.json');
-    expect(statSync(file).mode & 0o777).toBe(0o600);
+    c = await restart(paths);
+    for (const name of ['resolutions.jsonl', ...windowFiles(paths)]) expect(statSync(join(flowsDir(paths), name)).mode & 0o777).toBe(0o600);
+    expect(windowFiles(paths)).toHaveLength(1);
     expect(statSync(paths.stateDir).mode & 0o777).toBe(0o700);
-
-    c = await start(paths);
+    expect(statSync(flowsDir(paths)).mode & 0o777).toBe(0o700);
     const after = (await flows(c)).body;
     expect(after.flows).toEqual(before.flows);
     expect(after.lost).toEqual(before.lost);
     expect(after.flows.map((f) => [f.source.kind, f.packets])).toEqual([['host', 7], ['network', 1]]);
-    c.flows.ingest('node-1', [entry({ packets: 1 })], [], Date.now());
-    expect((await flows(c)).body.flows[0]!.packets).toBe(8);
+    // A known flow and a new one after the read-back, then two restarts: the ids stay right.
+    c.flows.ingest('node-1', [entry({ packets: 1 }), entry({ source: '10.0.100.6', port: 31000, packets: 2 })], [], Date.now());
+    c = await restart(paths);
+    c = await restart(paths);
+    expect((await flows(c)).body.flows.map((f) => [f.source.address, f.packets])).toEqual([['10.0.1.12', 8], ['10.0.100.6', 2], ['10.0.100.5', 1]]);
   });
 
-  it('sets a corrupt flows.json aside, logs it and starts with none', async () => {
+  it('sets a corrupt window file aside and keeps the other windows; a corrupt resolutions file sets the directory aside', async () => {
     const paths = prepare();
     let c = await start(paths);
-    c.flows.ingest('node-1', [entry({})], [], Date.now());
+    const now = Date.now();
+    c.flows.ingest('node-1', [entry({ packets: 3 })], [], now - 120_000);
+    c.flows.ingest('node-1', [entry({ source: '10.0.100.5', port: 31000, packets: 1 })], [], now);
+    c = await restart(paths);
+    const [older, newer] = windowFiles(paths) as [string, string];
+    expect(newer).toBeDefined();
     await c.stop();
     controller = undefined;
-    const file = join(paths.stateDir, 'flows.json');
-    const good = readFileSync(file, 'utf8');
-    writeFileSync(file, `${good.slice(0, Math.floor(good.length / 2))}\n{not json\n`);
-    const { logger, lines } = logCapture();
+    const file = join(flowsDir(paths), older);
+    writeFileSync(file, `${readFileSync(file, 'utf8')}{not json\n`);
+    let capture = logCapture();
+    c = await start(paths, capture.logger);
+    expect((await flows(c)).body.flows.map((f) => [f.source.address, f.packets])).toEqual([['10.0.100.5', 1]]);
+    expect(existsSync(`${file}.corrupt`)).toBe(true);
+    expect(capture.lines.find((l) => l['msg'] === 'a saved flow window is corrupt: set aside, the other windows kept')).toMatchObject({ level: 50, setAside: `${file}.corrupt` });
+
+    c.flows.ingest('node-1', [entry({ packets: 1 })], [], Date.now());
+    await c.stop();
+    controller = undefined;
+    const resolutions = join(flowsDir(paths), 'resolutions.jsonl');
+    writeFileSync(resolutions, `{"not":"a resolution"}\n${readFileSync(resolutions, 'utf8')}`);
+    capture = logCapture();
+    c = await start(paths, capture.logger);
+    expect((await flows(c)).body.flows).toEqual([]);
+    expect(existsSync(`${flowsDir(paths)}.corrupt`)).toBe(true);
+    expect(existsSync(flowsDir(paths))).toBe(false);
+    expect(capture.lines.find((l) => l['msg'] === 'saved flows are corrupt: set aside, starting with none')).toMatchObject({ level: 50, setAside: `${flowsDir(paths)}.corrupt` });
+  });
+
+  it('ignores a resolution line cut short by a stop while saving', async () => {
+    const paths = prepare();
+    let c = await start(paths);
+    c.flows.ingest('node-1', [entry({ packets: 3 })], [], Date.now());
+    c = await restart(paths);
+    await c.stop();
+    controller = undefined;
+    const resolutions = join(flowsDir(paths), 'resolutions.jsonl');
+    writeFileSync(resolutions, `${readFileSync(resolutions, 'utf8')}{"r":99,"d":"ingr`);
+    const capture = logCapture();
+    c = await start(paths, capture.logger);
+    expect((await flows(c)).body.flows.map((f) => f.packets)).toEqual([3]);
+    expect(capture.lines.find((l) => l['msg'] === 'the last saved resolution was cut short (a stop while saving): ignored')).toMatchObject({ level: 40 });
+  });
+
+  it("reads an older release's flows.json once, writes flows/ in its place, and sets a corrupt one aside", async () => {
+    const paths = prepare();
+    let c = await start(paths);
+    c.flows.ingest('node-1', [entry({ packets: 4 }), entry({ source: '10.0.100.5', port: 31000, packets: 1 })], [], Date.now());
+    const before = (await flows(c)).body.flows;
+    c = await restart(paths);
+    await c.stop();
+    controller = undefined;
+    // The same content in the v1 layout (one file, ids in sequence, each window after {"w":start}).
+    const lines = (name: string) => readFileSync(join(flowsDir(paths), name), 'utf8').trimEnd().split('\n');
+    const [window] = windowFiles(paths) as [string];
+    const start0 = JSON.parse(lines(window)[0]!).w as number;
+    const v1 = ['{"format":"portcullis-flows-v1","savedAt":"2026-12-01T00:00:00.000Z","windowMs":60000}', ...lines('resolutions.jsonl').slice(1), `{"w":${start0}}`, ...lines(window).slice(1)];
+    rmSync(flowsDir(paths), { recursive: true });
+    const legacy = join(paths.stateDir, 'flows.json');
+    writeFileSync(legacy, `${v1.join('\n')}\n`);
+    c = await start(paths);
+    expect((await flows(c)).body.flows).toEqual(before);
+    c = await restart(paths);
+    expect(existsSync(legacy)).toBe(false);
+    expect(windowFiles(paths)).toHaveLength(1);
+    expect((await flows(c)).body.flows).toEqual(before);
+    await c.stop();
+    controller = undefined;
+
+    rmSync(flowsDir(paths), { recursive: true });
+    writeFileSync(legacy, `${v1.slice(0, 2).join('\n')}\n{not json\n`);
+    const { logger, lines: logged } = logCapture();
     c = await start(paths, logger);
     expect((await flows(c)).body.flows).toEqual([]);
-    expect(existsSync(`${file}.corrupt`)).toBe(true);
-    expect(existsSync(file)).toBe(false);
-    expect(lines.find((l) => l['msg'] === 'saved flows are corrupt: set aside, starting with none')).toMatchObject({ level: 50, setAside: `${file}.corrupt` });
+    expect(existsSync(`${legacy}.corrupt`)).toBe(true);
+    expect(existsSync(legacy)).toBe(false);
+    expect(logged.find((l) => l['msg'] === 'saved flows are corrupt: set aside, starting with none')).toMatchObject({ level: 50, setAside: `${legacy}.corrupt` });
   });
 });

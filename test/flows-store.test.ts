@@ -3,7 +3,7 @@ import type { FlowEntry } from '../src/flows/flow-types.js';
 import { FlowStore, firstOf, type Aggregate } from '../src/flows/flow-store.js';
 import { FlowResolver } from '../src/flows/resolve-flow.js';
 import { globMatch, parseFlowQuery, type FlowQuery } from '../src/flows/flow-query.js';
-import { FlowFileError, FlowFileReader, flowFileLines } from '../src/flows/flow-file.js';
+import { FlowDictWriter, FlowFileError, FlowFileReader, newFlowDict, windowFileLines } from '../src/flows/flow-file.js';
 import { flowMetrics } from '../src/flows/flow-metrics.js';
 import { app, cluster, group, host, network, policy, task } from './support/policy-builder.js';
 
@@ -182,21 +182,78 @@ describe('globMatch', () => {
 });
 
 describe('flow file and metrics', () => {
-  it('writes and reads back the same flows, and refuses a corrupt line', () => {
+  /** `windows` read back from the v2 lines `files` (the resolutions file first) with one dict. */
+  const readBack = (resolutions: readonly string[], windows: readonly (readonly string[])[]) => {
+    const dict = newFlowDict();
+    const r = new FlowFileReader('resolutions', dict);
+    for (const l of resolutions) r.line(l);
+    r.finish();
+    return windows.flatMap((lines) => {
+      const w = new FlowFileReader('window', dict);
+      for (const l of lines) w.line(l);
+      return w.finish();
+    });
+  };
+
+  it('writes and reads back the same flows (v2: resolutions once, a file per window, appended as they come)', () => {
     const s = new FlowStore(() => resolver);
     s.ingest('h-api', [entry({ packets: 3 }), entry({ port: 31002, verdict: 'denied' })], [{ direction: 'ingress', verdict: 'denied', family: 4, packets: 2 }], T0);
+    const first = new FlowDictWriter().compacted(s.allWindows(), s.windowMs);
+    const resolutions = [...first.lines];
+    const writer = first.writer;
+    const files = s.allWindows().map((w) => [...windowFileLines(w, writer, T0)]);
+    // A later window with one new resolution and a known one: only the new one is appended.
     s.ingest('h-db', [entry({ port: 31004, packets: 2 })], [], T0 + MIN);
-    const lines = [...flowFileLines(s.allWindows(), T0 + MIN, s.windowMs)];
-    const reader = new FlowFileReader();
-    for (const l of lines) reader.line(l);
+    s.ingest('h-api', [entry({ packets: 1 })], [], T0 + MIN);
+    const appended = [...writer.linesFor([s.allWindows()[1]!])];
+    expect(appended.filter((l) => l.startsWith('{"r":'))).toHaveLength(1);
+    files.push([...windowFileLines(s.allWindows()[1]!, writer, T0 + MIN)]);
     const back = new FlowStore(() => undefined);
-    back.restore(reader.finish(), T0 + MIN);
+    back.restore(readBack([...resolutions, ...appended], files), T0 + MIN);
     expect(back.query(query('', T0 + MIN), T0 + MIN)).toEqual(s.query(query('', T0 + MIN), T0 + MIN));
-    const broken = new FlowFileReader();
-    broken.line(lines[0]!);
-    expect(() => broken.line('{"a":7,"v":0,"p":1,"b":1,"f":1,"l":1}')).toThrow(FlowFileError);
-    expect(() => new FlowFileReader().line('{"format":"other"}')).toThrow(/line 1 does not name the format/);
+    // A compaction of the second window alone keeps the ids its file names.
+    const compact = writer.compacted([s.allWindows()[1]!], s.windowMs);
+    const again = new FlowStore(() => undefined);
+    again.restore(readBack([...compact.lines], [files[1]!]), T0 + MIN);
+    const byKey = (pairs: [string, number][]) => pairs.sort(([a], [b]) => (a < b ? -1 : 1));
+    expect(byKey(again.query(query('', T0 + MIN), T0 + MIN).flows.map((f) => [f.key, f.packets]))).toEqual(byKey([...s.allWindows()[1]!.aggs].map(([k, a]) => [k, a.p])));
+  });
+
+  it('refuses a corrupt line, a line in the wrong file and an id defined twice', () => {
+    const s = new FlowStore(() => resolver);
+    s.ingest('h-api', [entry({ packets: 3 })], [], T0);
+    const { writer, lines } = new FlowDictWriter().compacted(s.allWindows(), s.windowMs);
+    const resolutions = [...lines];
+    const windowLines = [...windowFileLines(s.allWindows()[0]!, writer, T0)];
+    const dict = newFlowDict();
+    const r = new FlowFileReader('resolutions', dict);
+    for (const l of resolutions) r.line(l);
+    expect(() => r.line(resolutions[resolutions.length - 1]!)).toThrow(/line \d+ has a resolution id that is not new/);
+    expect(() => r.line(windowLines[1]!)).toThrow(/has counts in the resolutions file/);
+    const w = new FlowFileReader('window', dict);
+    w.line(windowLines[0]!);
+    expect(() => w.line(resolutions[1]!)).toThrow(/defines a resolution in a window file/);
+    expect(() => w.line('{"a":7,"v":0,"p":1,"b":1,"f":1,"l":1}')).toThrow(/names an unknown resolution/);
+    expect(() => new FlowFileReader('window', dict).line(resolutions[0]!)).toThrow(/line 1 does not name the format portcullis-flows-v2 and the part 'window'/);
+    expect(() => new FlowFileReader().line('{"format":"other"}')).toThrow(/line 1 does not name the format portcullis-flows-v1/);
     expect(() => new FlowFileReader().finish()).toThrow(FlowFileError);
+  });
+
+  it('reads a v1 flows.json of an older release (ids in sequence)', () => {
+    const s = new FlowStore(() => resolver);
+    s.ingest('h-api', [entry({ packets: 3 })], [], T0);
+    const { writer, lines } = new FlowDictWriter().compacted(s.allWindows(), s.windowMs);
+    const defs = [...lines].slice(1);
+    const a = windowFileLines(s.allWindows()[0]!, writer, T0);
+    const v1 = ['{"format":"portcullis-flows-v1","savedAt":"2026-12-01T00:00:00.000Z","windowMs":60000}', ...defs, `{"w":${s.allWindows()[0]!.start}}`, ...[...a].slice(1)];
+    const reader = new FlowFileReader('v1');
+    for (const l of v1) reader.line(l);
+    const back = new FlowStore(() => undefined);
+    back.restore(reader.finish(), T0);
+    expect(back.query(query('', T0), T0)).toEqual(s.query(query('', T0), T0));
+    const gap = new FlowFileReader('v1');
+    gap.line(v1[0]!);
+    expect(() => gap.line(defs[0]!.replace('{"D":0,', '{"D":5,'))).toThrow(/line 2 has a destination id out of sequence/);
   });
 
   it('counts new connections per destination app, port name and verdict, with label values escaped', () => {

@@ -21,7 +21,7 @@
  * - Flows (issue 11): agents' records go to one FlowStore (through flow-intake-queue.ts, the Sync
  *   service's `flowSink`, which ingests in slices between event-loop turns),
  *   resolved against the policy and cluster in force (one FlowResolver per pair, rebuilt when
- *   either changes), read back from `<stateDir>/flows.json` before the listeners open, saved
+ *   either changes), read back from `<stateDir>/flows/` before the listeners open, saved
  *   every 30 s and once more by `stop()` (flow-persistence.ts).
  * - Flow peers (issue 12): with `flowPeers` targets or a Consul service, `/flows` merges the
  *   records of every peer replica (flow-peers.ts) and this replica serves the Peers service to
@@ -104,7 +104,7 @@ export interface ControllerOptions {
   readonly pollMs?: number;
   /** What one policy load may cost. Default DEFAULT_POLICY_LIMITS. */
   readonly limits?: PolicyLimits;
-  /** Where the controller keeps what survives a restart (flows.json). Default /var/lib/portcullis/controller. */
+  /** Where the controller keeps what survives a restart (the recorded flows, in flows/). Default /var/lib/portcullis/controller. */
   readonly stateDir?: string;
   /** Flow windows, retention and bound (`--flow-window`, `--flow-retention`, `--flow-max-records`). */
   readonly flows?: FlowStoreOptions;

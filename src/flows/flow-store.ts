@@ -17,6 +17,8 @@
  *   `maxChanges`, the rest counted as `changesTruncated`), given as their totals over every window
  *   kept: one running total per key, updated at ingest and when a window goes (its counts are
  *   taken off; first/last seen stay those of the oldest and newest records it ever had).
+ * - Only the newest window is ever written to (its `rev` says when last), so an older one does
+ *   not change any more: persistence writes a window again only when its `rev` moved.
  * - Memory: an aggregate is one small object (resolution reference, verdict index, four
  *   numbers) in one Map per window under its 16-hex key, shared with the resolution.
  */
@@ -60,6 +62,8 @@ export interface FlowWindow {
   readonly start: number;
   readonly aggs: Map<string, Aggregate>;
   readonly lost: Map<string, LostCount>;
+  /** The store's revision at the last ingest into this window (none: not written since it was restored), for persistence. */
+  rev?: number;
 }
 
 export interface FlowAnswer {
@@ -195,6 +199,7 @@ export class FlowStore implements FlowSink {
     if (w) {
       this.lastIngestMs = receivedAtMs;
       this.revision++;
+      w.rev = this.revision;
       this.onChange?.();
     }
   }

@@ -105,7 +105,7 @@ Consul (optional; replicas: README "Controller replicas"):
                       instances are also this replica's flow peers (below)
 
 Flows (what agents record, served on /flows and /flows/events of the status listener):
-  --state-dir DIR     where the recorded flows are kept across restarts, as flows.json
+  --state-dir DIR     where the recorded flows are kept across restarts, in DIR/flows/
                       (default ${DEFAULT_CONTROLLER_STATE_DIR}; created 0700 at the first save)
   --flow-window D     flows are aggregated per key in windows of this length (default 60s;
                       D is seconds, or a number with s, m, h or d)
