@@ -204,7 +204,7 @@ describe('controller flows', () => {
     expect(capture.lines.find((l) => l['msg'] === 'saved flows are corrupt: set aside, starting with none')).toMatchObject({ level: 50, setAside: `${flowsDir(paths)}.corrupt` });
   });
 
-  it('ignores a resolution line cut short by a stop while saving', async () => {
+  it('ignores a resolution line cut short by a stop while saving, and rewrites the file whole at the next save', async () => {
     const paths = prepare();
     let c = await start(paths);
     c.flows.ingest('node-1', [entry({ packets: 3 })], [], Date.now());
@@ -213,10 +213,19 @@ describe('controller flows', () => {
     controller = undefined;
     const resolutions = join(flowsDir(paths), 'resolutions.jsonl');
     writeFileSync(resolutions, `${readFileSync(resolutions, 'utf8')}{"r":99,"d":"ingr`);
+    const tmp = join(flowsDir(paths), '.window-1.jsonl.0123456789ab.tmp');
+    writeFileSync(tmp, '{"format":');
     const capture = logCapture();
     c = await start(paths, capture.logger);
     expect((await flows(c)).body.flows.map((f) => f.packets)).toEqual([3]);
     expect(capture.lines.find((l) => l['msg'] === 'the last saved resolution was cut short (a stop while saving): ignored')).toMatchObject({ level: 40 });
+    // The next save rewrites the resolutions whole (the cut line gone) and removes the crash's temp file.
+    c.flows.ingest('node-1', [entry({ packets: 1 })], [], Date.now());
+    c = await restart(paths);
+    expect(readFileSync(resolutions, 'utf8').endsWith('\n')).toBe(true);
+    expect(readFileSync(resolutions, 'utf8')).not.toContain('"r":99');
+    expect(existsSync(tmp)).toBe(false);
+    expect((await flows(c)).body.flows.map((f) => f.packets)).toEqual([4]);
   });
 
   it("reads an older release's flows.json once, writes flows/ in its place, and sets a corrupt one aside", async () => {

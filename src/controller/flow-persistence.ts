@@ -257,10 +257,11 @@ export class FlowPersistence {
       await rm(path.join(this.dir, windowFileName(start)), { force: true });
       this.written.delete(start);
     }
-    // Window files this process never wrote nor read (left by a failed save, say) go too.
+    // Window files this process never wrote nor read (left by a failed save, say) go too, and
+    // the temp files of a save a crash cut short.
     for (const name of names ?? []) {
       const m = WINDOW_FILE.exec(name);
-      if (m && !starts.has(Number(m[1]))) await rm(path.join(this.dir, name), { force: true });
+      if ((m && !starts.has(Number(m[1]))) || /^\..*\.tmp$/.test(name)) await rm(path.join(this.dir, name), { force: true });
     }
     const dirHandle = await open(this.dir, 'r').catch(() => undefined);
     await dirHandle?.sync().catch(() => undefined);
