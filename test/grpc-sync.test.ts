@@ -13,6 +13,7 @@ import { SyncService, type SyncServiceOptions } from '../src/grpc/sync-service.j
 import { deltaFromMessage, snapshotMessage, stateFromSnapshot } from '../src/grpc/wire-state.js';
 import { openRawStream, startServer, stopServer, waitFor, type RawStream, type RunningServer } from './support/grpc-harness.js';
 import { MemoryStateSource, nthState } from './support/memory-state-source.js';
+import { logCapture } from './support/log-capture.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -306,6 +307,25 @@ describe('SyncService stream hygiene', () => {
     expect(older.status?.code).toBe(grpc.status.ABORTED);
     await waitFor('newer got a snapshot', () => stateMessages(newer).length === 1);
     expect(service.agent('host-a')).toMatchObject({ connected: true, agentVersion: 'new' });
+    expect(service.streamsSuperseded()).toBe(1);
+  });
+
+  it('two agents with one host id keep superseding each other: counted, and said once at warn', async () => {
+    const source = new MemoryStateSource();
+    source.set(nthState('host-a', 1));
+    const { logger, lines } = logCapture();
+    const { service, running } = await controller(source, { logger });
+    agent(running.target, 'host-a', async () => undefined);
+    agent(running.target, 'host-a', async () => undefined);
+    const said = () => lines.filter((l) => l['msg'] === 'sync: streams of one host id keep superseding each other: two agents with the same --host-id and certificate?');
+    await waitFor('the conflict said at warn', () => said().length > 0, 15_000);
+    expect(said()[0]).toMatchObject({ level: 40, hostId: 'host-a', times: 4 });
+    expect((said()[0]!['peers'] as string[]).length).toBe(2);
+    expect(service.streamsSuperseded()).toBeGreaterThanOrEqual(4);
+    // Still flapping, but said at most once per five minutes.
+    const count = service.streamsSuperseded();
+    await waitFor('more supersedes', () => service.streamsSuperseded() >= count + 4, 15_000);
+    expect(said()).toHaveLength(1);
   });
 
   it('rejects a stream that sends no Hello in time', async () => {

@@ -220,6 +220,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     agentsRebalanced: () => sync.agentsRebalanced(),
     flows: { store: flowStore, events: flowEvents, ...(flowPeers ? { peers: flowPeers } : {}) },
     agentsHeldBehind: () => sync.agentsHeldBehind(),
+    streamsSuperseded: () => sync.streamsSuperseded(),
     ...(refusals ? { tls: refusals } : {}),
     ...(handshakes ? { handshakes } : {}),
   });

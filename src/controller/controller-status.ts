@@ -102,6 +102,8 @@ export interface ControllerStatusInputs {
   readonly agentsRebalanced?: () => number;
   /** Holds of an agent because this replica was behind it (`portcullis_agents_held_behind_total`; SyncService). */
   readonly agentsHeldBehind?: () => number;
+  /** Streams ended by a newer one from the same host id (`portcullis_streams_superseded_total`; SyncService). */
+  readonly streamsSuperseded?: () => number;
 }
 
 /** The flow store and its event hub. */
@@ -288,6 +290,7 @@ export class ControllerStatus implements StatusSource {
     metric('portcullis_agents_refused_at_capacity_total', 'counter', 'Agents refused because this replica was at --max-agents (they try another replica).', this.inputs.agentsRefusedAtCapacity?.() ?? 0);
     metric('portcullis_agents_rebalanced_total', 'counter', 'Agents this replica asked to move to another replica because it held more than its share (rebalancing).', this.inputs.agentsRebalanced?.() ?? 0);
     metric('portcullis_agents_held_behind_total', 'counter', 'Times this replica held an agent (sent it nothing new) because its policy or Marathon view was behind the state the agent applied.', this.inputs.agentsHeldBehind?.() ?? 0);
+    metric('portcullis_streams_superseded_total', 'counter', 'Agent streams ended by a newer stream from the same host id (an agent reconnecting; often and for one host: two agents with one --host-id, said at warn in the log).', this.inputs.streamsSuperseded?.() ?? 0);
     metric('portcullis_agents_held_behind', 'gauge', 'Connected agents this replica holds now (behind the state they applied).', agents.filter((a) => a.connected && a.heldBehind !== null).length);
     const peers = this.inputs.flows?.peers?.counts();
     if (peers) {

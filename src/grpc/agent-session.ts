@@ -144,6 +144,11 @@ export class AgentSession {
     call.on('error', (err: Error) => this.close(`stream error: ${err.message}`));
   }
 
+  /** The stream's peer address (host:port). */
+  get peer(): string {
+    return this.call.getPeer();
+  }
+
   get hostId(): string | undefined {
     return this.host?.hostId;
   }

@@ -20,6 +20,7 @@ import { CLUSTER_SKEW_MS } from './input-stamp.js';
 import { loadSyncProto, type SyncHandlers } from './proto.js';
 import { silentLogger, type SyncLogger } from './sync-logger.js';
 import type { StateSource } from './state-source.js';
+import { SupersedeWatch } from './supersede-watch.js';
 
 export type { AgentStatus } from './host-record.js';
 export type { StateSource } from './state-source.js';
@@ -72,6 +73,7 @@ export class SyncService {
   private readonly cap: AgentCap;
   private readonly rebalancer: Rebalancer | undefined;
   private heldBehindTotal = 0;
+  private readonly supersedes: SupersedeWatch;
 
   constructor(
     private readonly source: StateSource,
@@ -82,6 +84,7 @@ export class SyncService {
     const logger = options.logger ?? silentLogger;
     this.flowIntake = options.flowSink ? new FlowIntake(options.flowSink, logger, now) : undefined;
     this.cap = new AgentCap(options.maxAgents ?? 0, logger, now);
+    this.supersedes = new SupersedeWatch(logger, now);
     this.ctx = {
       source,
       insecure: options.insecure ?? false,
@@ -163,6 +166,11 @@ export class SyncService {
     for (const session of this.sessions.values()) session.recheck();
   }
 
+  /** Streams ended by a newer stream from the same host id (`portcullis_streams_superseded_total`). */
+  streamsSuperseded(): number {
+    return this.supersedes.superseded;
+  }
+
   /** Agent streams open now (attached after their Hello). */
   openStreams(): number {
     return this.sessions.size;
@@ -194,6 +202,7 @@ export class SyncService {
     const previous = this.sessions.get(hostId);
     this.sessions.set(hostId, session);
     if (previous && previous !== session) {
+      this.supersedes.superseding(hostId, previous.peer, session.peer);
       previous.drop(grpc.status.ABORTED, 'superseded by a newer stream from the same host');
     }
     let host = this.hosts.get(hostId);
