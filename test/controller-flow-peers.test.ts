@@ -173,6 +173,23 @@ describe('flows from every replica', () => {
     expect(fromB.messages.flatMap((m) => (JSON.parse(m.answerJson) as Answer).flows).map((f) => [f.reportedBy, f.packets])).toEqual([['node-1', 3]]);
   });
 
+  it('a key shown has its exact merged count even when its part on a peer was in that peer\'s tail (the second question)', async () => {
+    const b = await controller('ctl-b', { flowPeers: { peerNames: ['ctl-a'] } });
+    const a = await controller('ctl-a', { flowPeers: { targets: [hostPort(b.grpcAddress)] } });
+    const now = Date.now();
+    // node-1 moved from A to B: its big flow X has 30 on A and 3 on B, where two bigger flows come first.
+    a.flows.ingest('node-1', [entry({ packets: 30 }), entry({ source: '10.0.1.11', packets: 1 })], [], now);
+    b.flows.ingest('node-1', [entry({ source: '8.8.8.8', port: 31400, packets: 20 }), entry({ source: '8.8.4.4', port: 31400, packets: 15 }), entry({ packets: 3 })], [], now);
+    const top = await flows(a, '?limit=2');
+    expect(top.flows.map((f) => [f.source.address, f.packets])).toEqual([['10.0.1.12', 33], ['8.8.8.8', 20]]);
+    // As a peer asks the second time: exactly these keys, at most `limit` of them, checked.
+    const key = top.flows[0]!.key;
+    const again = await queryAs('ctl-a', b.grpcAddress, { limit: 1, keys: [key] });
+    expect(again.messages.flatMap((m) => (JSON.parse(m.answerJson) as Answer).flows).map((f) => [f.key, f.packets])).toEqual([[key, 3]]);
+    expect((await queryAs('ctl-a', b.grpcAddress, { limit: 1, keys: [key, top.flows[1]!.key] })).error?.details).toBe('2 keys for a limit of 1');
+    expect((await queryAs('ctl-a', b.grpcAddress, { limit: 5, keys: ['<script>'] })).error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
   it('a peer down or silent is named in replicas and the rest is still answered within the deadline', async () => {
     const b = await controller('ctl-b', { flowPeers: { peerNames: ['ctl-a'] } });
     const c = await controller('ctl-c', { flowPeers: { peerNames: ['ctl-a'] } });

@@ -93,6 +93,6 @@ describe('FlowPeers reads a peer answer as untrusted', () => {
   it('sends the filters as the /flows query has them, times absolute', async () => {
     const p = await peer([json([])]);
     await peersOf([p.target]).answer(query('from=/a/*&verdict=denied&direction=ingress&since=10m&limit=5'), local);
-    expect(p.queries).toEqual([{ from: '/a/*', to: '', port: '', verdicts: ['denied'], direction: 'ingress', sinceMs: Date.parse(NOW) - 600_000, untilMs: 0, limit: 5 }]);
+    expect(p.queries).toEqual([{ from: '/a/*', to: '', port: '', verdicts: ['denied'], direction: 'ingress', sinceMs: Date.parse(NOW) - 600_000, untilMs: 0, limit: 5, keys: [] }]);
   });
 });

@@ -112,7 +112,7 @@ export interface FlowInputs {
   readonly events: FlowEventHub;
   readonly now?: () => number;
   /** Peer replicas (flow-peers.ts): /flows answers their records merged with this one's, and `replicas`. */
-  readonly peers?: { answer(q: FlowQuery, local: FlowAnswer): Promise<unknown>; counts(): { readonly peers: number; readonly answered: number; readonly unanswered: number } };
+  readonly peers?: { answer(q: FlowQuery, local: FlowAnswer, localKeys?: (keys: ReadonlySet<string>) => FlowAnswer): Promise<unknown>; counts(): { readonly peers: number; readonly answered: number; readonly unanswered: number } };
 }
 
 export class ControllerStatus implements StatusSource {
@@ -245,7 +245,8 @@ export class ControllerStatus implements StatusSource {
     if (!q.ok) return { code: 400, body: { error: q.error } };
     const local = f.store.query(q.query, now);
     if (!f.peers) return { code: 200, body: local };
-    return f.peers.answer(q.query, local).then((body) => ({ code: 200, body }));
+    const localKeys = (keys: ReadonlySet<string>) => f.store.query({ ...q.query, keys, limit: keys.size }, now);
+    return f.peers.answer(q.query, local, localKeys).then((body) => ({ code: 200, body }));
   }
 
   flowEvents(params: URLSearchParams, send: (chunk: string) => void): EventSubscription | JsonAnswer {

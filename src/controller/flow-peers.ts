@@ -11,7 +11,10 @@
  * - `answer(q, local)`: asks every peer at once with the same filters and limit (absolute times),
  *   each within `deadlineMs` (default 2 s) and `maxAnswerBytes`; what a peer sends is untrusted
  *   and read like any /flows answer (src/flows/flows-answer.ts: a bad record skipped and counted).
- *   The merge (src/flows/flows-merge.ts) of this replica's records and every answer, plus
+ *   The merge (src/flows/flows-merge.ts) of this replica's records and every answer, then a
+ *   second question to each replica (this one included, `localKeys`) whose answer was cut at
+ *   the limit and lacks keys the merge shows: exactly those keys (`keys`), merged too, so every
+ *   count shown is exact (a failed second answer is logged at debug; its part stays out), plus
  *   `replicas`: this one (`self: true`) first, then each peer by name with `ok`, and `error` (a
  *   cleaned, bounded text) when it did not answer, so a partial view is never silent (logged at
  *   warn once a minute per peer and error, the repeats at debug).
@@ -141,8 +144,11 @@ export class FlowPeers {
     return { peers: this.peers().length, answered: this.answered, unanswered: this.unanswered };
   }
 
-  /** This replica's `local` answer to `q` merged with every peer's (see the header). */
-  async answer(q: FlowQuery, local: FlowAnswer): Promise<MergedFlowsAnswer> {
+  /**
+   * This replica's `local` answer to `q` merged with every peer's (see the header); `localKeys`
+   * answers `q` for only some keys from this replica's own store (the second question).
+   */
+  async answer(q: FlowQuery, local: FlowAnswer, localKeys?: (keys: ReadonlySet<string>) => FlowAnswer): Promise<MergedFlowsAnswer> {
     const peers = this.peers();
     this.closeGone(peers);
     const asked = await Promise.all(peers.map((p) => this.ask(p.name, q)));
@@ -161,7 +167,32 @@ export class FlowPeers {
         this.logUnanswered(name, a.error);
       }
     });
-    const merged = mergeFlowsParts(parts, q.limit);
+    const first = mergeFlowsParts(parts, q.limit);
+    // The second question: a part cut at the limit may lack keys the merge shows (their part
+    // on that replica was in its tail): those keys are asked for again, of that replica only.
+    const shown = first.flows.map((f) => f.key);
+    const missing = (part: FlowsPart): Set<string> | undefined => {
+      if (part.flows.length < q.limit) return undefined; // not cut: it has every key
+      const has = new Set(part.flows.map((f) => f.key));
+      const m = new Set(shown.filter((k) => !has.has(k)));
+      return m.size > 0 ? m : undefined;
+    };
+    const again: Promise<FlowsPart | undefined>[] = [];
+    const ownMissing = localKeys && missing(local);
+    if (ownMissing) again.push(Promise.resolve({ flows: localKeys(ownMissing).flows, lost: [] }));
+    asked.forEach((a, i) => {
+      const keys = a.ok ? missing(a.part) : undefined;
+      if (!keys) return;
+      again.push(
+        this.ask(peers[i]!.name, { ...q, keys, limit: keys.size }).then((b) => {
+          if (b.ok) return { flows: b.part.flows, lost: [] };
+          this.o.logger.debug({ event: 'flow_peers.second_unanswered', peer: peers[i]!.name, error: b.error }, 'flow peer did not answer the second question: its counts of some flows shown are missing');
+          return undefined;
+        }),
+      );
+    });
+    const more = (await Promise.all(again)).filter((p): p is FlowsPart => p !== undefined);
+    const merged = more.length > 0 ? mergeFlowsParts([...parts, ...more], q.limit) : first;
     return { ...merged, now: local.now, replicas };
   }
 
@@ -234,7 +265,8 @@ export class FlowPeers {
         const doc = parsed.ok ? readFlowsDocument(parsed.value, { requireNow: false }) : parsed;
         if (!doc.ok) return fail(`not a flows answer: ${cleanAgentText(doc.error, 200)}`);
         skipped += doc.problems.length;
-        for (const f of doc.answer.flows) if (flows.length < q.limit) flows.push(f);
+        // A peer of an earlier release answers a second question (`keys`) as the first: keep the asked keys only.
+        for (const f of doc.answer.flows) if (flows.length < q.limit && (!q.keys || q.keys.has(f.key))) flows.push(f);
         lost.push(...doc.answer.lost);
       });
       call.on('error', (e: grpc.ServiceError) => finish({ ok: false, error: `${grpc.status[e.code] ?? e.code}: ${cleanAgentText(e.details ?? e.message, 200)}` }));

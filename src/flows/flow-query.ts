@@ -24,7 +24,12 @@ export interface FlowQuery {
   readonly sinceMs?: number;
   readonly untilMs?: number;
   readonly limit: number;
+  /** Only these flow keys (a replica's second question, flow-peers.ts; not a /flows parameter). */
+  readonly keys?: ReadonlySet<string>;
 }
+
+/** A flow key as /flows gives it (ObservedFlow.key). */
+export const FLOW_KEY = /^[0-9a-f]{16}$/;
 
 export const DEFAULT_FLOW_LIMIT = 1000;
 export const MAX_FLOW_LIMIT = 100_000;

@@ -320,7 +320,8 @@ export class FlowStore implements FlowSink {
         else lost.set(k, { ...l });
       }
     }
-    const flows = firstOf(inRange.length === 1 ? only(inRange[0]!.aggs, keep) : mergeWindows(inRange, keep), q.limit).map(([, a]) => aggregateFlow(a));
+    const merged = inRange.length === 1 ? only(inRange[0]!.aggs, keep) : mergeWindows(inRange, keep);
+    const flows = firstOf(q.keys ? withKeys(merged, q.keys) : merged, q.limit).map(([, a]) => aggregateFlow(a));
     const lostList = [...lost.values()].sort(byLostPackets);
     return { flows, lost: lostList.map((l) => ({ ...l })), now: new Date(nowMs).toISOString() };
   }
@@ -387,6 +388,11 @@ export class FlowStore implements FlowSink {
     const last = this.windows[this.windows.length - 1];
     if (last) this.lastIngestMs = last.start;
   }
+}
+
+/** The entries of `entries` whose key is one of `keys`. */
+function* withKeys(entries: Iterable<[string, Aggregate]>, keys: ReadonlySet<string>): Generator<[string, Aggregate]> {
+  for (const e of entries) if (keys.has(e[0])) yield e;
 }
 
 /** The aggregates of one window that `keep` keeps (no copies). */

@@ -10,9 +10,12 @@
  * direction, verdict and family. The result is ordered as /flows orders (packets descending,
  * then key) and cut at `limit`.
  *
- * Exactness: every part is already cut at `limit` by its replica, so a key's merged count is
- * exact when the key is within the first `limit` of every replica that holds a part of it (a
- * narrower filter makes that so); a key in the tail of one replica may miss that part.
+ * Exactness: every part is already cut at `limit` by its replica, so a key in the tail of one
+ * replica would miss that part; the asking side (src/controller/flow-peers.ts) asks such a
+ * replica once more for exactly the keys shown and merges that too, so every key shown has its
+ * merged count. What stays approximate is the choice near the cut: a key in the tail of every
+ * replica whose merged total would place it in the first `limit` is not shown (a narrower
+ * filter or a higher limit shows it).
  */
 import type { FlowLostRow } from './flows-answer.js';
 import { byLostPackets, byPackets, lostKey } from './flow-store.js';

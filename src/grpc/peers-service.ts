@@ -19,7 +19,7 @@
  *   drain; a cancelled call stops the answer.
  */
 import * as grpc from '@grpc/grpc-js';
-import { parseFlowQuery, type FlowQuery } from '../flows/flow-query.js';
+import { FLOW_KEY, parseFlowQuery, quoted, type FlowQuery } from '../flows/flow-query.js';
 import type { FlowAnswer } from '../flows/flow-store.js';
 import { certificateIdentities } from '../tls/peer-identity.js';
 import { loadPeersProto, type PeerFlowQuery, type PeerFlowQuery__Output, type PeerFlows, type PeersHandlers } from './peers-proto.js';
@@ -56,6 +56,7 @@ export function peerQueryMessage(q: FlowQuery): PeerFlowQuery {
     sinceMs: q.sinceMs ?? 0,
     untilMs: q.untilMs ?? 0,
     limit: q.limit,
+    keys: [...(q.keys ?? [])],
   };
 }
 
@@ -71,7 +72,12 @@ export function flowQueryOf(m: PeerFlowQuery__Output, nowMs: number): ReturnType
     p.set(name, t.toISOString());
   }
   if (m.limit !== 0) p.set('limit', String(m.limit));
-  return parseFlowQuery(p, nowMs);
+  const q = parseFlowQuery(p, nowMs);
+  if (!q.ok || m.keys.length === 0) return q;
+  if (m.keys.length > q.query.limit) return { ok: false, error: `${m.keys.length} keys for a limit of ${q.query.limit}` };
+  const bad = m.keys.find((k) => !FLOW_KEY.test(k));
+  if (bad !== undefined) return { ok: false, error: `key ${quoted(bad)} is not 16 lowercase hex characters` };
+  return { ok: true, query: { ...q.query, keys: new Set(m.keys) } };
 }
 
 /** The answer as /flows JSON documents of about `maxBytes` each (see the header). */

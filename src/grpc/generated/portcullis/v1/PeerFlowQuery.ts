@@ -11,6 +11,7 @@ export interface PeerFlowQuery {
   'sinceMs'?: (number | string | Long);
   'untilMs'?: (number | string | Long);
   'limit'?: (number);
+  'keys'?: (string)[];
 }
 
 export interface PeerFlowQuery__Output {
@@ -22,4 +23,5 @@ export interface PeerFlowQuery__Output {
   'sinceMs': (number);
   'untilMs': (number);
   'limit': (number);
+  'keys': (string)[];
 }
