@@ -171,6 +171,21 @@ describe('MarathonSource: connection trouble', () => {
     await waitFor(() => !s.status().stale, 'fresh again');
   });
 
+  it("another client's event_stream_attached (Marathon sends every client's attach to every stream) re-lists nothing", async () => {
+    const { d } = await seeded();
+    const { source: s } = await source(d.url);
+    await settle(s);
+    const fresh = s.freshAsOf();
+    const lists = listRequests(d);
+    // docs/docs/event-bus.md: the attach of a client at another address, on our open stream.
+    d.sendRaw('event: event_stream_attached\ndata: {"remoteAddress":"10.9.9.9","eventType":"event_stream_attached","timestamp":"2017-02-18T19:12:00.102Z"}\n\n');
+    const later = d.startTask('/shop/web', 'agent-5', [31005]); // sent after it on the same stream
+    await waitFor(() => taskIds(s).includes(later), 'the status update behind the attach applied');
+    await s.relist(); // queued behind a list the attach would have started
+    expect(listRequests(d)).toBe(lists + 1);
+    expect(s.freshAsOf()).toBeGreaterThanOrEqual(fresh);
+  });
+
   it('a standby redirect (302 Location) is followed to the leader, for lists and the stream', async () => {
     const { d: leader, web } = await seeded();
     const standby = await double();

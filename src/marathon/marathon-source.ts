@@ -10,7 +10,8 @@
  *    terminal → remove it). `api_post_event`, `app_terminated_event`, `deployment_success` re-read
  *    the app (`GET /v2/apps/{id}?embed=app.tasks`, 404 = deleted) or, when the event names no app,
  *    re-list. `event_stream_attached` (every (re)connect) re-lists, so nothing missed while
- *    disconnected stays missed. A re-list also runs every `relistIntervalMs`.
+ *    disconnected stays missed; only the first on a connection is ours (Marathon sends every
+ *    client's attach to every stream). A re-list also runs every `relistIntervalMs`.
  *    `instance_changed_event` duplicates status updates; it only makes us read an app we do not
  *    know yet.
  *  - Reads are serialised (one at a time). Status updates that arrive while a read is in flight
@@ -370,6 +371,13 @@ export class MarathonSource {
       return `HTTP ${r.status} from ${originOf(r.url)}`;
     }
     r.res.setEncoding('utf8');
+    let attached = false;
+    const attach = (): boolean => {
+      if (attached) return false;
+      attached = true;
+      onAttached();
+      return true;
+    };
     return new Promise<string>((resolve) => {
       const end = (why: string): void => {
         resolve(why);
@@ -378,7 +386,7 @@ export class MarathonSource {
       // maxBufferSize bounds the line being read plus the event's data so far (in characters).
       const parser = createParser({
         maxBufferSize: this.limits.maxBytes,
-        onEvent: (msg) => this.onMessage(msg.event, msg.data, onAttached),
+        onEvent: (msg) => this.onMessage(msg.event, msg.data, attach),
         onError: (e) => {
           if (e.type === 'max-buffer-size-exceeded') end(`an event larger than the limit of ${this.limits.maxBytes} bytes`);
           else this.log.warn({ err: preview(e.message, 200) }, 'bad SSE line from Marathon');
@@ -398,7 +406,8 @@ export class MarathonSource {
     });
   }
 
-  private onMessage(type: string | undefined, data: string, onAttached: () => void): void {
+  /** `attach` marks this connection attached; false when it already was. */
+  private onMessage(type: string | undefined, data: string, attach: () => boolean): void {
     const ev = parseEvent(type, data, this.limits);
     switch (ev.kind) {
       case 'ignored':
@@ -407,10 +416,13 @@ export class MarathonSource {
         this.log.warn({ error: ev.error }, 'malformed Marathon event skipped');
         return;
       case 'stream_attached':
+        // Marathon publishes this on its bus for every SSE client that attaches (event-bus.md:
+        // "a new client attaching"), so every other subscriber's connect reaches us too. Only the
+        // first on this connection is ours; another's must neither re-list nor move attachedAt.
+        if (!attach()) return;
         this.streamConnected = true;
         this.attachedAt = this.now();
         this.streamDown = null;
-        onAttached();
         this.schedule({ full: true });
         return;
       case 'status_update': {
