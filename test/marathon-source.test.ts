@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ClusterState } from '../src/inventory/cluster-state.js';
 import { appPath, MarathonSource, type MarathonSourceOptions } from '../src/marathon/marathon-source.js';
@@ -184,6 +185,31 @@ describe('MarathonSource: connection trouble', () => {
     await s.relist(); // queued behind a list the attach would have started
     expect(listRequests(d)).toBe(lists + 1);
     expect(s.freshAsOf()).toBeGreaterThanOrEqual(fresh);
+  });
+
+  it('a stream that ends right after attaching reconnects with a growing backoff, not in a loop of re-lists', async () => {
+    // A Marathon or proxy that accepts, sends the attach and closes (marathon-lb#35 shows such flapping).
+    const server = http.createServer((req, res) => {
+      if ((req.url ?? '').startsWith('/v2/events')) {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.end('event: event_stream_attached\ndata: {"remoteAddress":"127.0.0.1","eventType":"event_stream_attached","timestamp":"2017-02-18T19:12:00.102Z"}\n\n');
+        return;
+      }
+      const body = JSON.stringify({ apps: [] });
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const retries: number[] = [];
+    const write = (line: string): void => {
+      const { retryInMs } = JSON.parse(line) as { retryInMs?: number };
+      if (retryInMs !== undefined) retries.push(retryInMs);
+    };
+    const logger = pino({ level: 'warn' }, { write });
+    await source(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { logger, backoff: { initialMs: 10, maxMs: 5000, random: () => 0.99 } });
+    await waitFor(() => retries.length >= 5, 'five reconnects');
+    expect(retries.slice(0, 5)).toEqual([9, 19, 39, 79, 158]);
+    server.closeAllConnections();
   });
 
   it('a standby redirect (302 Location) is followed to the leader, for lists and the stream', async () => {

@@ -4,7 +4,8 @@
  * Contract
  *  - `start()` lists `GET /v2/apps?embed=apps.tasks` once (resolves whatever the outcome), then
  *    holds `GET /v2/events` (SSE, `Accept: text/event-stream`; docs/docs/event-bus.md) in the
- *    background, reconnecting with backoff + jitter when it drops. Redirects from a standby to the
+ *    background, reconnecting with backoff + jitter when it drops (the backoff restarts only after
+ *    a stream that stayed attached for STABLE_STREAM_MS). Redirects from a standby to the
  *    leader are followed (http-client.ts); several URLs are tried in turn.
  *  - Events: `status_update_event` is applied incrementally (running → add/update the task,
  *    terminal → remove it). `api_post_event`, `app_terminated_event`, `deployment_success` re-read
@@ -93,6 +94,8 @@ export type ChangeListener = (cluster: ClusterState, changedAppIds: string[]) =>
 const EVENT_TYPES = ['event_stream_attached', 'status_update_event', 'instance_changed_event', 'api_post_event', 'deployment_success', 'app_terminated_event'];
 const EVENTS_PATH = `/v2/events?${EVENT_TYPES.map((t) => `event_type=${t}`).join('&')}`;
 const MAX_JOURNAL = 100_000;
+/** How long a stream must stay attached for its end to restart the reconnect backoff. */
+const STABLE_STREAM_MS = 10_000;
 const RESERVED_LAST_SEGMENTS = new Set(['tasks', 'versions', 'restart']);
 
 export class MarathonSource {
@@ -347,14 +350,18 @@ export class MarathonSource {
     let attempt = 0;
     while (!this.abort.signal.aborted) {
       let why: string;
+      let attachedAt: number | undefined;
       try {
         why = await this.holdStream(() => {
-          attempt = 0;
+          attachedAt = performance.now();
         });
       } catch (e) {
         why = errorText(e);
       }
       if (this.abort.signal.aborted) break;
+      // Only a stream that stayed attached a while resets the backoff: one that attaches and ends
+      // at once (each attach a full re-list) must not reconnect in a loop.
+      if (attachedAt !== undefined && performance.now() - attachedAt >= STABLE_STREAM_MS) attempt = 0;
       this.streamConnected = false;
       this.streamDown = { reason: `event stream: ${why}`, since: this.streamDown?.since ?? this.now() };
       const delay = fullJitterDelay(attempt++, this.backoff);
