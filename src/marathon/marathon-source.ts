@@ -175,6 +175,7 @@ export class MarathonSource {
   /** First list, then the event stream and the periodic re-list run in the background. */
   async start(): Promise<void> {
     await this.relist();
+    if (this.abort.signal.aborted) return; // stop() came during the first list
     this.relistTimer = setInterval(() => this.schedule({ full: true }), this.relistMs);
     this.relistTimer.unref();
     this.streamLoop = this.runStream();
