@@ -33,6 +33,7 @@ import type { DesiredState } from '../src/compile/desired-state.js';
 import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressStatus.js';
 import type { MesosAgentApi } from '../src/mesos/agent-api.js';
 import type { LocalTasks } from '../src/mesos/local-tasks.js';
+import { parseAddress } from '../src/net/address.js';
 import { egressTaskCounts, type EgressMapping, type TaskSource, type UnmappedPolicy } from '../src/render/render-egress.js';
 import type { CommandRunner } from './dataplane/command-runner.js';
 import type { KernelDataplane } from './dataplane/kernel-dataplane.js';
@@ -43,7 +44,7 @@ export interface EgressMapperOptions {
   readonly api: MesosAgentApi;
   readonly dataplane: KernelDataplane;
   readonly runner: CommandRunner;
-  /** This host's addresses (canonical): a container address that is one of them is no BRIDGE address. */
+  /** This host's addresses (any form; compared canonical): a container address that is one of them is no BRIDGE address. */
   readonly hostAddresses: readonly string[];
   readonly unmapped: UnmappedPolicy;
   readonly pollIntervalMs?: number;
@@ -86,6 +87,12 @@ export function cgroupOfPid(pid: number, proc = '/proc'): string | undefined {
   return path !== undefined && SAFE_CGROUP.test(path) && !path.split('/').some((s) => s === '.' || s === '..') ? path : undefined;
 }
 
+/** The canonical text of an address (src/net), or the text itself when it is none. */
+function canonicalOrSelf(text: string): string {
+  const a = parseAddress(text);
+  return a.ok ? a.canonical : text;
+}
+
 function inodeOf(dir: string): number | undefined {
   try {
     const st = statSync(dir);
@@ -110,7 +117,9 @@ export class EgressMapper {
 
   constructor(private readonly options: EgressMapperOptions) {
     this.log = options.logger;
-    this.hostAddresses = new Set(options.hostAddresses);
+    // Container addresses come canonical (src/mesos/local-tasks.ts); `--address` may be written
+    // in any form (FD00:0::11), and a HOST task's address taken for a container's is a BRIDGE task.
+    this.hostAddresses = new Set(options.hostAddresses.map(canonicalOrSelf));
   }
 
   /** Checks the capability, polls once (its result is in force when this resolves), then keeps polling. */

@@ -51,7 +51,7 @@ describe('EgressMapper', () => {
     mount = '';
   });
 
-  function setup(opts: { unmapped?: UnmappedPolicy; runner?: RecordingRunner; mount?: string | null; apiUrl?: string; procRoot?: string } = {}) {
+  function setup(opts: { unmapped?: UnmappedPolicy; runner?: RecordingRunner; mount?: string | null; apiUrl?: string; procRoot?: string; hostAddresses?: string[] } = {}) {
     mount = mkdtempSync(path.join(tmpdir(), 'pcut-cg-'));
     mounts.push(mount);
     const dataplane = new RecordingDataplane();
@@ -60,7 +60,7 @@ describe('EgressMapper', () => {
       api: new MesosAgentApi({ url: opts.apiUrl ?? url, timeoutMs: 2000 }),
       dataplane: dataplane as unknown as KernelDataplane,
       runner: opts.runner ?? new RecordingRunner(),
-      hostAddresses: [HOST],
+      hostAddresses: opts.hostAddresses ?? [HOST],
       unmapped: opts.unmapped ?? 'host',
       pollIntervalMs: 3_600_000,
       restoreCommand: 'iptables-restore',
@@ -92,6 +92,15 @@ describe('EgressMapper', () => {
     const state = makeState('h1', { 'egress-task': ['/a|web.1', '/b|br.1', '/c|gone.1'], 'egress-managed4': ['10.0.0.20,tcp:1'] });
     expect(mapper.status(state)).toEqual({ supported: true, enforcing: true, reason: '', mappedTasks: 2, unmappedTasks: 1 });
     expect(lines.filter((l) => l.event === 'egress.enforcing')).toHaveLength(1);
+  });
+
+  it('a host address written in another IPv6 form (--address FD00:0:0::11) is still the host\'s: its HOST task is no BRIDGE task', async () => {
+    const { mapper, dataplane } = setup({ hostAddresses: [HOST, 'FD00:0:0::11'] });
+    mkdirSync(path.join(mount, 'mesos', 'c6'), { recursive: true });
+    double.tasks = [{ taskId: 'web6.1', containerId: 'c6', addresses: ['fd00::11'], executorPid: null }]; // canonical, as parsed
+    await mapper.start();
+    mapper.stop();
+    expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['web6.1', { kind: 'host', cgroupPath: 'mesos/c6' }]]);
   });
 
   it('a task without its Mesos cgroup (Docker containerizer) is matched by its executor pid\'s cgroup2 path', async () => {
