@@ -340,6 +340,20 @@ describe('appPath', () => {
   });
 });
 
+describe('MarathonSource: events out of order (event-bus.md @ 1.8: "the ordering of events is not guaranteed")', () => {
+  it('a running update that arrives after the task ended does not bring it back', async () => {
+    const { d, web } = await seeded();
+    const { source: s } = await source(d.url);
+    await settle(s);
+    d.killTask(web); // TASK_KILLED, then the task's older TASK_RUNNING, late:
+    const stale = { slaveId: 'agent-1-S0', taskId: web, taskStatus: 'TASK_RUNNING', message: '', appId: '/shop/web', host: 'agent-1', ports: [31000], version: '2015-09-25T15:13:48.343Z', eventType: 'status_update_event', timestamp: '2015-09-30T12:44:45.681Z' };
+    d.sendRaw(`event: status_update_event\ndata: ${JSON.stringify(stale)}\n\n`);
+    const later = d.startTask('/shop/web', 'agent-5', [31005]); // sent after both on the same stream
+    await waitFor(() => taskIds(s).includes(later), 'the status update behind them applied');
+    expect(taskIds(s)).not.toContain(web);
+  });
+});
+
 describe('MarathonSource: events that overtake a list', () => {
   it('a list answer older than a kill event does not bring the killed task back', async () => {
     const { d, web } = await seeded();

@@ -8,7 +8,7 @@
  *    a stream that stayed attached for STABLE_STREAM_MS). Redirects from a standby to the
  *    leader are followed (http-client.ts); several URLs are tried in turn.
  *  - Events: `status_update_event` is applied incrementally (running → add/update the task,
- *    terminal → remove it). `api_post_event`, `app_terminated_event`, `deployment_success` re-read
+ *    terminal → remove it; a late running update of an ended task is ignored, cluster-store.ts). `api_post_event`, `app_terminated_event`, `deployment_success` re-read
  *    the app (`GET /v2/apps/{id}?embed=app.tasks`, 404 = deleted) or, when the event names no app,
  *    re-list. `event_stream_attached` (every (re)connect) re-lists, so nothing missed while
  *    disconnected stays missed; only the first on a connection is ours (Marathon sends every
