@@ -111,6 +111,8 @@ export class EgressMapper {
   private key = '';
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** stop() calls so far: a poll started before one does not write (tests poll by hand after stop). */
+  private stops = 0;
   private readonly hostAddresses: ReadonlySet<string>;
   polls = 0;
   pollFailures = 0;
@@ -124,13 +126,17 @@ export class EgressMapper {
 
   /** Checks the capability, polls once (its result is in force when this resolves), then keeps polling. */
   async start(): Promise<void> {
+    const stops = this.stops;
     this.capable = await this.checkCapability();
+    if (stops !== this.stops) return; // stopped meanwhile
     await this.poll();
     this.schedule();
   }
 
+  /** No poll after this one; a poll still waiting for the Mesos agent gives the dataplane nothing. */
   stop(): void {
     this.stopped = true;
+    this.stops++;
     if (this.timer) clearTimeout(this.timer);
   }
 
@@ -144,10 +150,12 @@ export class EgressMapper {
   async poll(): Promise<void> {
     this.polls++;
     if (this.capable !== undefined) return this.use(undefined, this.capable);
+    const stops = this.stops;
     let tasks: LocalTasks;
     try {
       tasks = await this.options.api.localTasks();
     } catch (err) {
+      if (stops !== this.stops) return;
       this.pollFailures++;
       const why = `the local Mesos agent cannot be read: ${(err as Error).message}`;
       // Fail static, as with the controller: a map in force stays in force (tasks started since
@@ -155,6 +163,7 @@ export class EgressMapper {
       if (this.mapping !== undefined) return this.keep(`${why}; the last task map is kept`);
       return this.use(undefined, why);
     }
+    if (stops !== this.stops) return; // stop() came while the Mesos agent answered
     if (tasks.problems.length > 0) this.log.debug({ event: 'egress.mesos_problems', problems: tasks.problems.slice(0, 10), count: tasks.problems.length }, 'Mesos agent answer: entries skipped');
     const { mapping, key } = this.mapOf(tasks);
     await this.use(mapping, '', key);

@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { CommandRunner } from '../agent/dataplane/command-runner.js';
 import type { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
 import { EgressMapper, cgroupOfPid, findCgroup2Mount } from '../agent/egress-mapper.js';
 import { MesosAgentApi } from '../src/mesos/agent-api.js';
@@ -51,13 +52,13 @@ describe('EgressMapper', () => {
     mount = '';
   });
 
-  function setup(opts: { unmapped?: UnmappedPolicy; runner?: RecordingRunner; mount?: string | null; apiUrl?: string; procRoot?: string; hostAddresses?: string[] } = {}) {
+  function setup(opts: { unmapped?: UnmappedPolicy; runner?: CommandRunner; mount?: string | null; apiUrl?: string; api?: MesosAgentApi; procRoot?: string; hostAddresses?: string[] } = {}) {
     mount = mkdtempSync(path.join(tmpdir(), 'pcut-cg-'));
     mounts.push(mount);
     const dataplane = new RecordingDataplane();
     const { logger, lines } = logCapture();
     const mapper = new EgressMapper({
-      api: new MesosAgentApi({ url: opts.apiUrl ?? url, timeoutMs: 2000 }),
+      api: opts.api ?? new MesosAgentApi({ url: opts.apiUrl ?? url, timeoutMs: 2000 }),
       dataplane: dataplane as unknown as KernelDataplane,
       runner: opts.runner ?? new RecordingRunner(),
       hostAddresses: opts.hostAddresses ?? [HOST],
@@ -101,6 +102,27 @@ describe('EgressMapper', () => {
     await mapper.start();
     mapper.stop();
     expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['web6.1', { kind: 'host', cgroupPath: 'mesos/c6' }]]);
+  });
+
+  it.each(['the capability check', 'the Mesos agent'] as const)('stop() while start() waits for %s: the dataplane is given nothing', async (where) => {
+    let reached!: () => void;
+    let release!: () => void;
+    const atGate = new Promise<void>((r) => (reached = r));
+    const gate = new Promise<void>((r) => (release = r));
+    const wait = async (here: typeof where): Promise<void> => {
+      if (here !== where) return;
+      reached();
+      await gate;
+    };
+    const runner = { run: async () => (await wait('the capability check'), { code: 0, stdout: '', stderr: '' }) };
+    const api = { effectiveCgroupsRoot: 'mesos', localTasks: async () => (await wait('the Mesos agent'), { tasks: [], problems: [] }) };
+    const { mapper, dataplane } = setup({ runner, api: api as unknown as MesosAgentApi });
+    const started = mapper.start();
+    await atGate;
+    mapper.stop(); // the agent stops meanwhile
+    release();
+    await started;
+    expect(dataplane.maps).toEqual([]);
   });
 
   it('a task without its Mesos cgroup (Docker containerizer) is matched by its executor pid\'s cgroup2 path', async () => {
