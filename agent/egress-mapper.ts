@@ -33,6 +33,7 @@ import type { DesiredState } from '../src/compile/desired-state.js';
 import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressStatus.js';
 import type { MesosAgentApi } from '../src/mesos/agent-api.js';
 import type { LocalTasks } from '../src/mesos/local-tasks.js';
+import { parseAddress } from '../src/net/address.js';
 import { egressTaskCounts, type EgressMapping, type TaskSource, type UnmappedPolicy } from '../src/render/render-egress.js';
 import type { CommandRunner } from './dataplane/command-runner.js';
 import type { KernelDataplane } from './dataplane/kernel-dataplane.js';
@@ -43,7 +44,7 @@ export interface EgressMapperOptions {
   readonly api: MesosAgentApi;
   readonly dataplane: KernelDataplane;
   readonly runner: CommandRunner;
-  /** This host's addresses (canonical): a container address that is one of them is no BRIDGE address. */
+  /** This host's addresses (any form; compared canonical): a container address that is one of them is no BRIDGE address. */
   readonly hostAddresses: readonly string[];
   readonly unmapped: UnmappedPolicy;
   readonly pollIntervalMs?: number;
@@ -86,6 +87,12 @@ export function cgroupOfPid(pid: number, proc = '/proc'): string | undefined {
   return path !== undefined && SAFE_CGROUP.test(path) && !path.split('/').some((s) => s === '.' || s === '..') ? path : undefined;
 }
 
+/** The canonical text of an address (src/net), or the text itself when it is none. */
+function canonicalOrSelf(text: string): string {
+  const a = parseAddress(text);
+  return a.ok ? a.canonical : text;
+}
+
 function inodeOf(dir: string): number | undefined {
   try {
     const st = statSync(dir);
@@ -104,24 +111,32 @@ export class EgressMapper {
   private key = '';
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** stop() calls so far: a poll started before one does not write (tests poll by hand after stop). */
+  private stops = 0;
   private readonly hostAddresses: ReadonlySet<string>;
   polls = 0;
   pollFailures = 0;
 
   constructor(private readonly options: EgressMapperOptions) {
     this.log = options.logger;
-    this.hostAddresses = new Set(options.hostAddresses);
+    // Container addresses come canonical (src/mesos/local-tasks.ts); `--address` may be written
+    // in any form (FD00:0::11), and a HOST task's address taken for a container's is a BRIDGE task.
+    this.hostAddresses = new Set(options.hostAddresses.map(canonicalOrSelf));
   }
 
   /** Checks the capability, polls once (its result is in force when this resolves), then keeps polling. */
   async start(): Promise<void> {
+    const stops = this.stops;
     this.capable = await this.checkCapability();
+    if (stops !== this.stops) return; // stopped meanwhile
     await this.poll();
     this.schedule();
   }
 
+  /** No poll after this one; a poll still waiting for the Mesos agent gives the dataplane nothing. */
   stop(): void {
     this.stopped = true;
+    this.stops++;
     if (this.timer) clearTimeout(this.timer);
   }
 
@@ -135,10 +150,12 @@ export class EgressMapper {
   async poll(): Promise<void> {
     this.polls++;
     if (this.capable !== undefined) return this.use(undefined, this.capable);
+    const stops = this.stops;
     let tasks: LocalTasks;
     try {
       tasks = await this.options.api.localTasks();
     } catch (err) {
+      if (stops !== this.stops) return;
       this.pollFailures++;
       const why = `the local Mesos agent cannot be read: ${(err as Error).message}`;
       // Fail static, as with the controller: a map in force stays in force (tasks started since
@@ -146,6 +163,7 @@ export class EgressMapper {
       if (this.mapping !== undefined) return this.keep(`${why}; the last task map is kept`);
       return this.use(undefined, why);
     }
+    if (stops !== this.stops) return; // stop() came while the Mesos agent answered
     if (tasks.problems.length > 0) this.log.debug({ event: 'egress.mesos_problems', problems: tasks.problems.slice(0, 10), count: tasks.problems.length }, 'Mesos agent answer: entries skipped');
     const { mapping, key } = this.mapOf(tasks);
     await this.use(mapping, '', key);

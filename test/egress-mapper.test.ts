@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { CommandRunner } from '../agent/dataplane/command-runner.js';
 import type { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
 import { EgressMapper, cgroupOfPid, findCgroup2Mount } from '../agent/egress-mapper.js';
 import { MesosAgentApi } from '../src/mesos/agent-api.js';
@@ -51,16 +52,16 @@ describe('EgressMapper', () => {
     mount = '';
   });
 
-  function setup(opts: { unmapped?: UnmappedPolicy; runner?: RecordingRunner; mount?: string | null; apiUrl?: string; procRoot?: string } = {}) {
+  function setup(opts: { unmapped?: UnmappedPolicy; runner?: CommandRunner; mount?: string | null; apiUrl?: string; api?: MesosAgentApi; procRoot?: string; hostAddresses?: string[] } = {}) {
     mount = mkdtempSync(path.join(tmpdir(), 'pcut-cg-'));
     mounts.push(mount);
     const dataplane = new RecordingDataplane();
     const { logger, lines } = logCapture();
     const mapper = new EgressMapper({
-      api: new MesosAgentApi({ url: opts.apiUrl ?? url, timeoutMs: 2000 }),
+      api: opts.api ?? new MesosAgentApi({ url: opts.apiUrl ?? url, timeoutMs: 2000 }),
       dataplane: dataplane as unknown as KernelDataplane,
       runner: opts.runner ?? new RecordingRunner(),
-      hostAddresses: [HOST],
+      hostAddresses: opts.hostAddresses ?? [HOST],
       unmapped: opts.unmapped ?? 'host',
       pollIntervalMs: 3_600_000,
       restoreCommand: 'iptables-restore',
@@ -92,6 +93,36 @@ describe('EgressMapper', () => {
     const state = makeState('h1', { 'egress-task': ['/a|web.1', '/b|br.1', '/c|gone.1'], 'egress-managed4': ['10.0.0.20,tcp:1'] });
     expect(mapper.status(state)).toEqual({ supported: true, enforcing: true, reason: '', mappedTasks: 2, unmappedTasks: 1 });
     expect(lines.filter((l) => l.event === 'egress.enforcing')).toHaveLength(1);
+  });
+
+  it('a host address written in another IPv6 form (--address FD00:0:0::11) is still the host\'s: its HOST task is no BRIDGE task', async () => {
+    const { mapper, dataplane } = setup({ hostAddresses: [HOST, 'FD00:0:0::11'] });
+    mkdirSync(path.join(mount, 'mesos', 'c6'), { recursive: true });
+    double.tasks = [{ taskId: 'web6.1', containerId: 'c6', addresses: ['fd00::11'], executorPid: null }]; // canonical, as parsed
+    await mapper.start();
+    mapper.stop();
+    expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['web6.1', { kind: 'host', cgroupPath: 'mesos/c6' }]]);
+  });
+
+  it.each(['the capability check', 'the Mesos agent'] as const)('stop() while start() waits for %s: the dataplane is given nothing', async (where) => {
+    let reached!: () => void;
+    let release!: () => void;
+    const atGate = new Promise<void>((r) => (reached = r));
+    const gate = new Promise<void>((r) => (release = r));
+    const wait = async (here: typeof where): Promise<void> => {
+      if (here !== where) return;
+      reached();
+      await gate;
+    };
+    const runner = { run: async () => (await wait('the capability check'), { code: 0, stdout: '', stderr: '' }) };
+    const api = { effectiveCgroupsRoot: 'mesos', localTasks: async () => (await wait('the Mesos agent'), { tasks: [], problems: [] }) };
+    const { mapper, dataplane } = setup({ runner, api: api as unknown as MesosAgentApi });
+    const started = mapper.start();
+    await atGate;
+    mapper.stop(); // the agent stops meanwhile
+    release();
+    await started;
+    expect(dataplane.maps).toEqual([]);
   });
 
   it('a task without its Mesos cgroup (Docker containerizer) is matched by its executor pid\'s cgroup2 path', async () => {

@@ -397,6 +397,13 @@ describe('parseEvent on bad input', () => {
     expect(parseEvent(undefined, '{"eventType":"pod_created_event"}')).toEqual({ kind: 'ignored', eventType: 'pod_created_event' });
   });
 
+  it('TASK_UNREACHABLE keeps the task and its port: its agent lost the master, the task may still run (Mesos TaskState)', () => {
+    const ev = '{"appId":"/a","taskId":"t","taskStatus":"TASK_UNREACHABLE","host":"h","ports":[31000],"eventType":"status_update_event"}';
+    expect(parseEvent('status_update_event', ev)).toMatchObject({ kind: 'status_update', liveness: 'running', host: 'h', ports: [31000] });
+    const listed = parseApps({ apps: [{ id: '/a', networks: [{ mode: 'host' }], portDefinitions: [{ port: 0 }], tasks: [{ id: 'u', host: 'h', ports: [31000], state: 'TASK_UNREACHABLE' }] }] });
+    expect(listed.tasks.map((t) => [t.id, t.hostId, t.hostPorts])).toEqual([['u', 'h', [31000]]]);
+  });
+
   it('a terminal update without host or ports is still a removal', () => {
     expect(parseEvent('status_update_event', '{"appId":"/a","taskId":"t","taskStatus":"TASK_LOST"}')).toMatchObject({ liveness: 'terminal', ports: [] });
     expect(parseEvent('status_update_event', '{"appId":"/a","taskId":"t","taskStatus":"TASK_STAGING","host":"h"}')).toMatchObject({ liveness: 'pending' });

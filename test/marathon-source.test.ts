@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ClusterState } from '../src/inventory/cluster-state.js';
 import { appPath, MarathonSource, type MarathonSourceOptions } from '../src/marathon/marathon-source.js';
@@ -171,6 +172,46 @@ describe('MarathonSource: connection trouble', () => {
     await waitFor(() => !s.status().stale, 'fresh again');
   });
 
+  it("another client's event_stream_attached (Marathon sends every client's attach to every stream) re-lists nothing", async () => {
+    const { d } = await seeded();
+    const { source: s } = await source(d.url);
+    await settle(s);
+    const fresh = s.freshAsOf();
+    const lists = listRequests(d);
+    // docs/docs/event-bus.md: the attach of a client at another address, on our open stream.
+    d.sendRaw('event: event_stream_attached\ndata: {"remoteAddress":"10.9.9.9","eventType":"event_stream_attached","timestamp":"2017-02-18T19:12:00.102Z"}\n\n');
+    const later = d.startTask('/shop/web', 'agent-5', [31005]); // sent after it on the same stream
+    await waitFor(() => taskIds(s).includes(later), 'the status update behind the attach applied');
+    await s.relist(); // queued behind a list the attach would have started
+    expect(listRequests(d)).toBe(lists + 1);
+    expect(s.freshAsOf()).toBeGreaterThanOrEqual(fresh);
+  });
+
+  it('a stream that ends right after attaching reconnects with a growing backoff, not in a loop of re-lists', async () => {
+    // A Marathon or proxy that accepts, sends the attach and closes (marathon-lb#35 shows such flapping).
+    const server = http.createServer((req, res) => {
+      if ((req.url ?? '').startsWith('/v2/events')) {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.end('event: event_stream_attached\ndata: {"remoteAddress":"127.0.0.1","eventType":"event_stream_attached","timestamp":"2017-02-18T19:12:00.102Z"}\n\n');
+        return;
+      }
+      const body = JSON.stringify({ apps: [] });
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const retries: number[] = [];
+    const write = (line: string): void => {
+      const { retryInMs } = JSON.parse(line) as { retryInMs?: number };
+      if (retryInMs !== undefined) retries.push(retryInMs);
+    };
+    const logger = pino({ level: 'warn' }, { write });
+    await source(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { logger, backoff: { initialMs: 10, maxMs: 5000, random: () => 0.99 } });
+    await waitFor(() => retries.length >= 5, 'five reconnects');
+    expect(retries.slice(0, 5)).toEqual([9, 19, 39, 79, 158]);
+    server.closeAllConnections();
+  });
+
   it('a standby redirect (302 Location) is followed to the leader, for lists and the stream', async () => {
     const { d: leader, web } = await seeded();
     const standby = await double();
@@ -296,6 +337,20 @@ describe('appPath', () => {
     expect(appPath('/a/.')).toBeNull();
     expect(appPath('/x/tasks')).toBeNull();
     expect(appPath('/bad\ud800')).toBeNull();
+  });
+});
+
+describe('MarathonSource: events out of order (event-bus.md @ 1.8: "the ordering of events is not guaranteed")', () => {
+  it('a running update that arrives after the task ended does not bring it back', async () => {
+    const { d, web } = await seeded();
+    const { source: s } = await source(d.url);
+    await settle(s);
+    d.killTask(web); // TASK_KILLED, then the task's older TASK_RUNNING, late:
+    const stale = { slaveId: 'agent-1-S0', taskId: web, taskStatus: 'TASK_RUNNING', message: '', appId: '/shop/web', host: 'agent-1', ports: [31000], version: '2015-09-25T15:13:48.343Z', eventType: 'status_update_event', timestamp: '2015-09-30T12:44:45.681Z' };
+    d.sendRaw(`event: status_update_event\ndata: ${JSON.stringify(stale)}\n\n`);
+    const later = d.startTask('/shop/web', 'agent-5', [31005]); // sent after both on the same stream
+    await waitFor(() => taskIds(s).includes(later), 'the status update behind them applied');
+    expect(taskIds(s)).not.toContain(web);
   });
 });
 

@@ -74,6 +74,18 @@ describe('parseLocalTasks on the payloads of Mesos docs/operator-http-api.md', (
     expect(r.problems).toContain('launched task 6 skipped: task id listed twice');
   });
 
+  it('a task id launched by two frameworks maps neither: the task of another framework must not get the app its id names', () => {
+    const double = new MesosAgentDouble();
+    double.tasks = [
+      { taskId: 'shop_web.1', frameworkId: 'other-framework-0001', containerId: 'foreign' },
+      { taskId: 'shop_web.1', containerId: 'c-1' },
+      { taskId: 'shop_api.1', containerId: 'c-2' },
+    ];
+    const r = parseLocalTasks(double.answer('GET_TASKS'), double.answer('GET_CONTAINERS'));
+    expect(r.tasks.map((t) => [t.taskId, t.cgroupPath])).toEqual([['shop_api.1', 'mesos/c-2']]);
+    expect(r.problems).toContain('launched task 1 skipped: task id also launched by another framework; no task of that id is mapped');
+  });
+
   it('container addresses are canonical; what is not an address is dropped with a reason', () => {
     const double = new MesosAgentDouble();
     double.tasks = [{ taskId: 't', containerId: 'c', addresses: ['FD00:0::5', 'not-an-ip', '::ffff:10.0.0.1', '172.17.0.2'] }];

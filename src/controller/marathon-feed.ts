@@ -72,6 +72,7 @@ export class MarathonFeed {
   private wasStale = false;
   private readonly unsubscribers: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(private readonly opts: MarathonFeedOptions) {
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ module: 'marathon-feed' });
@@ -91,12 +92,14 @@ export class MarathonFeed {
     );
     addresses.start();
     await source.start();
+    if (this.stopped) return; // stop() came during the source's first list
     this.check();
     this.timer = setInterval(() => this.check(), this.opts.checkMs ?? 500);
     this.timer.unref();
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     for (const u of this.unsubscribers.splice(0)) u();

@@ -15,7 +15,10 @@ import type { App, AppPort, ClusterState, Host, NetworkMode, Task } from './clus
 
 export interface PortDocument {
   readonly name?: string;
-  /** `tcp`, `udp` or `tcp,udp`, as in the static inventory. */
+  /**
+   * `tcp`, `udp` or `tcp,udp`, as in the static inventory; `''` for a port with neither (a
+   * Marathon `sctp` port: kept, not managed), which the static inventory has no way to say.
+   */
   readonly protocol: string;
   readonly containerPort?: number;
   readonly labels: Readonly<Record<string, string>>;
@@ -89,7 +92,7 @@ const NETWORKS: readonly NetworkMode[] = ['host', 'bridge', 'container'];
 
 function appPort(v: unknown, where: string): AppPort {
   const p = record(v, where);
-  const protocols = PROTOCOLS[str(p['protocol'], `${where}.protocol`)] ?? fail(`${where}.protocol`, 'not tcp, udp or tcp,udp');
+  const protocols = p['protocol'] === '' ? [] : (PROTOCOLS[str(p['protocol'], `${where}.protocol`)] ?? fail(`${where}.protocol`, 'not tcp, udp or tcp,udp'));
   return {
     ...(p['name'] !== undefined ? { name: str(p['name'], `${where}.name`) } : {}),
     protocols,

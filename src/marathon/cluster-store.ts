@@ -20,10 +20,21 @@ export type StatusResult =
   /** The app is unknown or its ports do not match the task's: re-read the app. */
   | { readonly kind: 'refresh'; readonly why: string };
 
+/**
+ * States after which a Mesos task id never runs again (TASK_LOST and TASK_UNKNOWN may come back).
+ * Marathon does not guarantee the order of its events (docs/docs/event-bus.md since 1.8), so a
+ * running update of a task that arrives after one of these is stale.
+ */
+const FINAL_TASK_STATES: ReadonlySet<string> = new Set(['TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_ERROR', 'TASK_GONE', 'TASK_GONE_BY_OPERATOR', 'TASK_DROPPED']);
+/** How many ended task ids are remembered (oldest forgotten first). */
+const MAX_ENDED = 10_000;
+
 export class ClusterStore {
   private apps = new Map<string, App>();
   private tasks = new Map<string, Task>();
   private cached: ClusterState | null = null;
+  /** Tasks seen in a final state, oldest first; a list that names one again is believed. */
+  private readonly ended = new Set<string>();
 
   get appCount(): number {
     return this.apps.size;
@@ -47,10 +58,15 @@ export class ClusterStore {
     return this.cached;
   }
 
-  /** Apply one task status update: running → add/update, terminal → remove, pending → nothing. */
+  /**
+   * Apply one task status update: running → add/update, terminal → remove, pending → nothing; a
+   * running update of a task already seen in a final state is stale and changes nothing.
+   */
   applyStatus(ev: StatusUpdate): StatusResult {
     if (ev.liveness === 'pending') return { kind: 'unchanged' };
     const old = this.tasks.get(ev.taskId);
+    if (FINAL_TASK_STATES.has(ev.taskStatus)) this.remember(ev.taskId);
+    if (ev.liveness === 'running' && this.ended.has(ev.taskId)) return { kind: 'unchanged' };
     if (ev.liveness === 'terminal') {
       if (!old) return { kind: 'unchanged' };
       this.tasks.delete(ev.taskId);
@@ -74,6 +90,7 @@ export class ClusterStore {
     const before = this.fingerprints();
     const nextApps = new Map(reuseUnchangedApps([...this.apps.values()], apps).map((a) => [a.id, a]));
     const nextTasks = new Map(tasks.map((t) => [t.id, t]));
+    for (const t of tasks) this.ended.delete(t.id);
     for (const id of keep) {
       const old = this.apps.get(id);
       if (!old || nextApps.has(id)) continue;
@@ -93,12 +110,21 @@ export class ClusterStore {
     if (app) {
       const old = this.apps.get(id);
       this.apps.set(id, old !== undefined && sameApp(old, app) ? old : app);
-      for (const t of tasks) this.tasks.set(t.id, t);
+      for (const t of tasks) {
+        this.tasks.set(t.id, t);
+        this.ended.delete(t.id);
+      }
     } else {
       this.apps.delete(id);
     }
     this.cached = null;
     return before === this.fingerprintOf(id) ? [] : [id];
+  }
+
+  private remember(taskId: string): void {
+    this.ended.delete(taskId);
+    this.ended.add(taskId);
+    if (this.ended.size > MAX_ENDED) this.ended.delete(this.ended.values().next().value as string);
   }
 
   private fingerprints(): Map<string, string> {

@@ -4,13 +4,15 @@
  * Contract
  *  - `start()` lists `GET /v2/apps?embed=apps.tasks` once (resolves whatever the outcome), then
  *    holds `GET /v2/events` (SSE, `Accept: text/event-stream`; docs/docs/event-bus.md) in the
- *    background, reconnecting with backoff + jitter when it drops. Redirects from a standby to the
+ *    background, reconnecting with backoff + jitter when it drops (the backoff restarts only after
+ *    a stream that stayed attached for STABLE_STREAM_MS). Redirects from a standby to the
  *    leader are followed (http-client.ts); several URLs are tried in turn.
  *  - Events: `status_update_event` is applied incrementally (running → add/update the task,
- *    terminal → remove it). `api_post_event`, `app_terminated_event`, `deployment_success` re-read
+ *    terminal → remove it; a late running update of an ended task is ignored, cluster-store.ts). `api_post_event`, `app_terminated_event`, `deployment_success` re-read
  *    the app (`GET /v2/apps/{id}?embed=app.tasks`, 404 = deleted) or, when the event names no app,
  *    re-list. `event_stream_attached` (every (re)connect) re-lists, so nothing missed while
- *    disconnected stays missed. A re-list also runs every `relistIntervalMs`.
+ *    disconnected stays missed; only the first on a connection is ours (Marathon sends every
+ *    client's attach to every stream). A re-list also runs every `relistIntervalMs`.
  *    `instance_changed_event` duplicates status updates; it only makes us read an app we do not
  *    know yet.
  *  - Reads are serialised (one at a time). Status updates that arrive while a read is in flight
@@ -92,6 +94,8 @@ export type ChangeListener = (cluster: ClusterState, changedAppIds: string[]) =>
 const EVENT_TYPES = ['event_stream_attached', 'status_update_event', 'instance_changed_event', 'api_post_event', 'deployment_success', 'app_terminated_event'];
 const EVENTS_PATH = `/v2/events?${EVENT_TYPES.map((t) => `event_type=${t}`).join('&')}`;
 const MAX_JOURNAL = 100_000;
+/** How long a stream must stay attached for its end to restart the reconnect backoff. */
+const STABLE_STREAM_MS = 10_000;
 const RESERVED_LAST_SEGMENTS = new Set(['tasks', 'versions', 'restart']);
 
 export class MarathonSource {
@@ -171,6 +175,7 @@ export class MarathonSource {
   /** First list, then the event stream and the periodic re-list run in the background. */
   async start(): Promise<void> {
     await this.relist();
+    if (this.abort.signal.aborted) return; // stop() came during the first list
     this.relistTimer = setInterval(() => this.schedule({ full: true }), this.relistMs);
     this.relistTimer.unref();
     this.streamLoop = this.runStream();
@@ -346,14 +351,18 @@ export class MarathonSource {
     let attempt = 0;
     while (!this.abort.signal.aborted) {
       let why: string;
+      let attachedAt: number | undefined;
       try {
         why = await this.holdStream(() => {
-          attempt = 0;
+          attachedAt = performance.now();
         });
       } catch (e) {
         why = errorText(e);
       }
       if (this.abort.signal.aborted) break;
+      // Only a stream that stayed attached a while resets the backoff: one that attaches and ends
+      // at once (each attach a full re-list) must not reconnect in a loop.
+      if (attachedAt !== undefined && performance.now() - attachedAt >= STABLE_STREAM_MS) attempt = 0;
       this.streamConnected = false;
       this.streamDown = { reason: `event stream: ${why}`, since: this.streamDown?.since ?? this.now() };
       const delay = fullJitterDelay(attempt++, this.backoff);
@@ -370,6 +379,13 @@ export class MarathonSource {
       return `HTTP ${r.status} from ${originOf(r.url)}`;
     }
     r.res.setEncoding('utf8');
+    let attached = false;
+    const attach = (): boolean => {
+      if (attached) return false;
+      attached = true;
+      onAttached();
+      return true;
+    };
     return new Promise<string>((resolve) => {
       const end = (why: string): void => {
         resolve(why);
@@ -378,7 +394,7 @@ export class MarathonSource {
       // maxBufferSize bounds the line being read plus the event's data so far (in characters).
       const parser = createParser({
         maxBufferSize: this.limits.maxBytes,
-        onEvent: (msg) => this.onMessage(msg.event, msg.data, onAttached),
+        onEvent: (msg) => this.onMessage(msg.event, msg.data, attach),
         onError: (e) => {
           if (e.type === 'max-buffer-size-exceeded') end(`an event larger than the limit of ${this.limits.maxBytes} bytes`);
           else this.log.warn({ err: preview(e.message, 200) }, 'bad SSE line from Marathon');
@@ -398,7 +414,8 @@ export class MarathonSource {
     });
   }
 
-  private onMessage(type: string | undefined, data: string, onAttached: () => void): void {
+  /** `attach` marks this connection attached; false when it already was. */
+  private onMessage(type: string | undefined, data: string, attach: () => boolean): void {
     const ev = parseEvent(type, data, this.limits);
     switch (ev.kind) {
       case 'ignored':
@@ -407,10 +424,13 @@ export class MarathonSource {
         this.log.warn({ error: ev.error }, 'malformed Marathon event skipped');
         return;
       case 'stream_attached':
+        // Marathon publishes this on its bus for every SSE client that attaches (event-bus.md:
+        // "a new client attaching"), so every other subscriber's connect reaches us too. Only the
+        // first on this connection is ours; another's must neither re-list nor move attachedAt.
+        if (!attach()) return;
         this.streamConnected = true;
         this.attachedAt = this.now();
         this.streamDown = null;
-        onAttached();
         this.schedule({ full: true });
         return;
       case 'status_update': {

@@ -8,8 +8,9 @@
  * Which tasks count as running (their host ports are managed and their host is a source of
  * their app's groups):
  *  - a task with a string `state` (Marathon ≥ 1.5 always sends it) runs when the state is
- *    TASK_RUNNING or TASK_KILLING (a task being killed still holds its port and still serves
- *    until the kill completes; dropping it early would unmanage its port mid-drain);
+ *    TASK_RUNNING, TASK_KILLING (a task being killed still holds its port and still serves
+ *    until the kill completes; dropping it early would unmanage its port mid-drain) or
+ *    TASK_UNREACHABLE (see RUNNING_TASK_STATES);
  *  - a task without `state` (Marathon ≤ 1.4) runs when `startedAt` is a non-empty string:
  *    Marathon lists only non-terminal tasks, and `startedAt` is set when it saw TASK_RUNNING.
  *  - anything else (staging, starting, terminal) is left out silently: it is not an error.
@@ -28,11 +29,16 @@ export const TERMINAL_TASK_STATES: ReadonlySet<string> = new Set([
   'TASK_GONE',
   'TASK_GONE_BY_OPERATOR',
   'TASK_DROPPED',
-  'TASK_UNREACHABLE',
   'TASK_UNKNOWN',
 ]);
 
-export const RUNNING_TASK_STATES: ReadonlySet<string> = new Set(['TASK_RUNNING', 'TASK_KILLING']);
+/**
+ * States in which the task may still hold its host ports. TASK_UNREACHABLE is not terminal: the
+ * task's agent lost contact with the master and the task may still run (Mesos TaskState; Marathon
+ * keeps the instance until its unreachableStrategy expunges it, then lists it no more). Reading
+ * it as gone would release its port (unmanaged, so open to all) on a host where it still serves.
+ */
+export const RUNNING_TASK_STATES: ReadonlySet<string> = new Set(['TASK_RUNNING', 'TASK_KILLING', 'TASK_UNREACHABLE']);
 
 /** running: holds its ports; terminal: gone; pending: staging/starting or unknown, no change. */
 export type TaskLiveness = 'running' | 'terminal' | 'pending';

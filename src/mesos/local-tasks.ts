@@ -21,7 +21,8 @@
  * Untrusted: every id is checked before it can become part of a cgroup path or a rule argument
  * (a container id is `[A-Za-z0-9_.-]`, 1–255 characters, not `.` or `..`; Mesos itself makes
  * UUIDs); an entry that does not have the documented shape is skipped with a problem line, never
- * guessed, and never makes the rest of the answer unusable; addresses are parsed by src/net (an
+ * guessed, and never makes the rest of the answer unusable; a task id that two frameworks launched
+ * maps no task (the entry that is Marathon's cannot be told); addresses are parsed by src/net (an
  * IPv4-mapped one is refused, as everywhere). Pure: no I/O.
  */
 import { parseAddress } from '../net/address.js';
@@ -153,7 +154,11 @@ export function parseLocalTasks(tasksBody: unknown, containersBody: unknown, cgr
   if (!list) return { tasks: [], problems: [...problems, 'GET_TASKS answer has no launched_tasks list: no local task is known'] };
 
   const tasks: LocalTask[] = [];
-  const seen = new Set<string>();
+  // A task id is unique within a framework only: another framework on this host (its own
+  // scheduler picks its ids) may launch one with a Marathon task's id. Which entry is Marathon's
+  // cannot be told here, so such an id maps no task (host-level) rather than maybe the wrong one.
+  const seen = new Map<string, string>();
+  const ambiguous = new Set<string>();
   list.forEach((t, i) => {
     const taskId = isObject(t) ? idValue(t.task_id) : undefined;
     const frameworkId = isObject(t) ? idValue(t.framework_id) : undefined;
@@ -161,11 +166,17 @@ export function parseLocalTasks(tasksBody: unknown, containersBody: unknown, cgr
       problems.push(`launched task ${i} skipped: it needs task_id, framework_id and state`);
       return;
     }
-    if (seen.has(taskId)) {
+    const first = seen.get(taskId);
+    if (first !== undefined && first !== frameworkId) {
+      problems.push(`launched task ${i} skipped: task id also launched by another framework; no task of that id is mapped`);
+      ambiguous.add(taskId);
+      return;
+    }
+    if (first !== undefined) {
       problems.push(`launched task ${i} skipped: task id listed twice`);
       return;
     }
-    seen.add(taskId);
+    seen.set(taskId, frameworkId);
     const statuses = Array.isArray(t.statuses) ? t.statuses.filter(isObject) : [];
     const newest = statuses.reduce<Json | undefined>((a, s) => (a === undefined || Number(s.timestamp) >= Number(a.timestamp) ? s : a), undefined);
     const executorId = idValue(newest?.executor_id) ?? idValue(t.executor_id);
@@ -188,5 +199,5 @@ export function parseLocalTasks(tasksBody: unknown, containersBody: unknown, cgr
       executorPid: typeof pid === 'number' && Number.isInteger(pid) && pid > 0 ? pid : undefined,
     });
   });
-  return { tasks, problems };
+  return { tasks: ambiguous.size === 0 ? tasks : tasks.filter((t) => !ambiguous.has(t.taskId)), problems };
 }
