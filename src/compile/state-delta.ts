@@ -18,9 +18,10 @@
  * instead of rebuilding and re-sorting every list.
  */
 import type { Mode } from '../policy/policy-model.js';
-import { SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
+import { indexedStateVersion, patchedStateVersion } from './delta-version.js';
+import { EGRESS_KINDS, SET_KINDS, type DesiredState, type SetKind } from './desired-state.js';
 import { patchMemberList } from './member-lists.js';
-import { stateVersion } from './state-version.js';
+import { seedPatchedEgressSum } from './state-version.js';
 
 export interface StateDelta {
   readonly hostId: string;
@@ -80,16 +81,17 @@ function isStrictlySorted(list: readonly string[]): boolean {
 }
 
 /**
- * `list` with `removes` taken out, then `adds` put in, sorted and duplicate-free. A kind without
- * edits keeps its list object. The usual case (a sorted base, each removed member in it, each
- * added one not) is one patch (member-lists.ts, O(list + edits)); anything else (an unsorted
- * base, a member both removed and added, an edit that is a no-op) takes the set-and-sort way.
+ * `list` with `removes` taken out, then `adds` put in, sorted and duplicate-free, and whether the
+ * edits were exact (each removed member in the list, each added one not). A kind without edits
+ * keeps its list object. The usual case (a sorted base, exact edits) is one patch
+ * (member-lists.ts, O(list + edits)); anything else (an unsorted base, a member both removed and
+ * added, an edit that is a no-op) takes the set-and-sort way.
  */
-function patchedList(list: readonly string[], removes: readonly string[], adds: readonly string[]): readonly string[] {
-  if (removes.length === 0 && adds.length === 0) return list;
+function patchedList(list: readonly string[], removes: readonly string[], adds: readonly string[]): { readonly list: readonly string[]; readonly exact: boolean } {
+  if (removes.length === 0 && adds.length === 0) return { list, exact: true };
   if (isStrictlySorted(list)) {
     try {
-      return patchMemberList(list, removes, adds);
+      return { list: patchMemberList(list, removes, adds), exact: true };
     } catch {
       // outside patchMemberList's contract: below
     }
@@ -97,7 +99,7 @@ function patchedList(list: readonly string[], removes: readonly string[], adds: 
   const members = new Set(list);
   for (const m of removes) members.delete(m);
   for (const m of adds) members.add(m);
-  return [...members].sort();
+  return { list: [...members].sort(), exact: false };
 }
 
 export function applyDelta(base: DesiredState, delta: StateDelta): DesiredState {
@@ -110,8 +112,15 @@ export function applyDelta(base: DesiredState, delta: StateDelta): DesiredState 
     throw new DeltaError(`delta for host ${delta.hostId} cannot apply to the state of host ${base.hostId}`);
   }
   const sets = {} as Record<SetKind, readonly string[]>;
-  for (const kind of SET_KINDS) sets[kind] = patchedList(base.sets[kind], delta.removes[kind], delta.adds[kind]);
-  const version = stateVersion(delta.mode, sets);
+  let exact = true;
+  for (const kind of SET_KINDS) {
+    const p = patchedList(base.sets[kind], delta.removes[kind], delta.adds[kind]);
+    sets[kind] = p.list;
+    exact &&= p.exact;
+  }
+  // The version from the members, in O(change) for exact edits (delta-version.ts).
+  if (exact) for (const kind of EGRESS_KINDS) seedPatchedEgressSum(kind, base.sets[kind], sets[kind], delta.removes[kind], delta.adds[kind]);
+  const version = exact ? patchedStateVersion(base.sets, delta.mode, sets, delta.removes, delta.adds) : indexedStateVersion(delta.mode, sets);
   if (version !== delta.version) {
     throw new DeltaError(
       `delta for host ${delta.hostId} produced version '${version}', expected '${delta.version}'`,

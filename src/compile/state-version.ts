@@ -62,67 +62,21 @@
  * addition). The parts a state was versioned with are kept per `sets` object (weak), so the
  * version of an agent's view of it (`viewVersion`: egress or audit kinds emptied) costs one hash
  * of its header. `stateVersion` is the from-scratch definition (from members only: the agent,
- * applyDelta, desired-state-check, a view of a state the compiler did not make, tests);
- * test/compile-version.test.ts checks that both agree on random states.
+ * desired-state-check, a view of a state the compiler did not make, tests);
+ * test/compile-version.test.ts checks that both agree on random states. An agent applying a delta
+ * versions the result in O(change) too, from the groups it kept (delta-version.ts).
  */
 import { hash } from 'node:crypto';
 import type { Mode } from '../policy/policy-model.js';
 import { ALLOW_KINDS, AUDIT_KINDS, EGRESS_KINDS, INGRESS_KINDS, hasAuditMembers, hasEgressMembers, type DesiredState, type SetContents, type SetKind } from './desired-state.js';
 import { patchMemberList } from './member-lists.js';
+import { addInto, EMPTY_DIGEST, groupTerm, LIMBS, sha256Hex, sha256Number, sourcesDigest, toHex } from './version-hash.js';
 
 /** The short kinds, whose members the header lists (SET_KINDS order; they precede the allow kinds). */
 const LISTED_KINDS: readonly SetKind[] = INGRESS_KINDS.filter((k) => !(ALLOW_KINDS as readonly SetKind[]).includes(k));
 
-/**
- * 256-bit numbers mod 2^256 as 8 big-endian 32-bit limbs in a Uint32Array (plain number
- * arithmetic: BigInt sums allocate and cost several times more).
- */
-const LIMBS = 8;
-const BASE = 2 ** 32;
-
-/** sha256 of `text` read as a big-endian 256-bit number. */
-function sha256Number(text: string): Uint32Array {
-  const digest = hash('sha256', text, 'buffer');
-  const v = new Uint32Array(LIMBS);
-  for (let i = 0; i < LIMBS; i++) v[i] = digest.readUInt32BE(4 * i);
-  return v;
-}
-
-/** 64 lowercase hex of a 256-bit number (big-endian limbs written into a Buffer: one native hex encoding). */
-function toHex(v: Uint32Array): string {
-  const bytes = Buffer.allocUnsafe(4 * LIMBS);
-  for (let i = 0; i < LIMBS; i++) bytes.writeUInt32BE(v[i]!, 4 * i);
-  return bytes.toString('hex');
-}
-
-/** sum += sign * t (mod 2^256), in place. */
-function addInto(sum: Uint32Array, t: Uint32Array, sign: 1 | -1): void {
-  let carry = 0;
-  for (let i = LIMBS - 1; i >= 0; i--) {
-    const v = sum[i]! + sign * t[i]! + carry;
-    carry = v >= BASE ? 1 : v < 0 ? -1 : 0;
-    sum[i] = v; // stored mod 2^32
-  }
-}
-
-function sha256Hex(text: string): string {
-  return hash('sha256', text, 'hex');
-}
-
-/** S of one kind of a group: its sources (in the order they appear, see the header), each followed by '\n'. */
-function sourcesDigest(sources: readonly string[]): string {
-  return sha256Hex(sources.length === 0 ? '' : `${sources.join('\n')}\n`);
-}
-
-/** G of a group: its suffix and the S of each allow kind. */
-function groupTerm(suffix: string, digests: readonly string[]): Uint32Array {
-  return sha256Number(`${suffix}\n${digests.join('\n')}`);
-}
-
-const EMPTY_DIGEST = sourcesDigest([]);
-
-/** The allow sum of a state from its members (see the header), as 64 hex. */
-function allowSum(sets: SetContents): string {
+/** The allow members of `sets` by suffix group (see the header): per suffix, its sources per allow kind, in list order. */
+export function allowGroups(sets: SetContents): Map<string, string[][]> {
   const groups = new Map<string, string[][]>();
   ALLOW_KINDS.forEach((kind, k) => {
     for (const m of sets[kind]) {
@@ -133,8 +87,18 @@ function allowSum(sets: SetContents): string {
       sources[k]!.push(at < 0 ? m : m.slice(0, at));
     }
   });
+  return groups;
+}
+
+/** G of the suffix group with `sources` (per allow kind). */
+export function groupTermOf(suffix: string, sources: readonly (readonly string[])[]): Uint32Array {
+  return groupTerm(suffix, sources.map(sourcesDigest));
+}
+
+/** The allow sum of a state from its members (see the header), as 64 hex. */
+function allowSum(sets: SetContents): string {
   const sum = new Uint32Array(LIMBS);
-  for (const [suffix, sources] of groups) addInto(sum, groupTerm(suffix, sources.map(sourcesDigest)), 1);
+  for (const [suffix, sources] of allowGroups(sets)) addInto(sum, groupTermOf(suffix, sources), 1);
   return toHex(sum);
 }
 
@@ -198,12 +162,25 @@ export function seedEgressListSum(kind: SetKind, list: readonly string[], parts:
 /** `list` of `kind` patched (member-lists.ts patchMemberList), its sum updated from the edits alone. */
 export function patchEgressList(kind: SetKind, list: readonly string[], removes: readonly string[], adds: readonly string[]): string[] {
   const next = patchMemberList(list, removes, adds);
-  const sum = egressListSum(kind, list).slice();
+  egressListSum(kind, list); // cached, so the next one follows from it
+  seedPatchedEgressSum(kind, list, next, removes, adds);
+  return next;
+}
+
+/**
+ * Caches the egress sum of `next`, which is `base` of `kind` with exactly `removes` taken out and
+ * `adds` put in (each removed member was in `base`, each added one not), from `base`'s cached
+ * sum and the edits: an agent applying a delta pays its edits, not the list. Nothing when
+ * `base`'s sum is not cached (the next version of `next` hashes its members).
+ */
+export function seedPatchedEgressSum(kind: SetKind, base: readonly string[], next: readonly string[], removes: readonly string[], adds: readonly string[]): void {
+  const known = egressSums.get(base);
+  if (!known || egressSums.has(next)) return;
+  const sum = known.slice();
   const kindLine = `${kind}\n`;
   for (const m of removes) addEgressTerm(sum, kindLine, '', m, -1);
   for (const m of adds) addEgressTerm(sum, kindLine, '', m, 1);
   egressSums.set(next, sum);
-  return next;
 }
 
 /** The sum of the egress sums of `lists` (one of each of `kinds`, in order). */
@@ -252,7 +229,12 @@ function versionOf(prefix: string, egress: string, audit: string): string {
 
 /** The version of {mode, sets}, from the members alone (the definition; see the header). */
 export function stateVersion(mode: Mode, sets: SetContents): string {
-  return versionOf(allowHeader(listedText(mode, sets), allowCounts(sets), allowSum(sets)), egressLine(sets), auditLines(sets));
+  return versionWithAllowSum(mode, sets, allowSum(sets));
+}
+
+/** The version of {mode, sets} whose allow sum (64 hex) is known (delta-version.ts keeps it per state). */
+export function versionWithAllowSum(mode: Mode, sets: SetContents, allowHex: string): string {
+  return versionOf(allowHeader(listedText(mode, sets), allowCounts(sets), allowHex), egressLine(sets), auditLines(sets));
 }
 
 /**
