@@ -38,8 +38,9 @@ async function push(text: string): Promise<void> {
   await pushKvPolicy(client, PREFIX, [{ name: 'policy.yaml', text }], { expectIndex: index, pushedBy: 'test' });
 }
 
-function start(): { policies: Policy[]; errors: Diagnostic[][]; lines: Record<string, unknown>[]; started: Promise<boolean> } {
+function start(): { policies: Policy[]; errors: Diagnostic[][]; restored: number[]; lines: Record<string, unknown>[]; started: Promise<boolean> } {
   const policies: Policy[] = [];
+  const restored: number[] = [];
   const errors: Diagnostic[][] = [];
   const { logger, lines } = logCapture();
   feed = new ConsulPolicyFeed({
@@ -53,9 +54,9 @@ function start(): { policies: Policy[]; errors: Diagnostic[][]; lines: Record<st
       return true;
     },
     onError: (e) => errors.push([...e]),
-    onRestored: () => undefined,
+    onRestored: () => restored.push(feed?.loadingIndex ?? -1),
   });
-  return { policies, errors, lines, started: feed.start() };
+  return { policies, errors, restored, lines, started: feed.start() };
 }
 
 describe('ConsulPolicyFeed', () => {
@@ -79,6 +80,24 @@ describe('ConsulPolicyFeed', () => {
     await push(POLICY(false));
     await waitFor('the good policy', () => f.policies.length === 2);
     expect(f.policies[1]?.defaults.action).toBe('allow');
+  });
+
+  it('the policy in force pushed again (same bundle, a new ModifyIndex): no recompile, but its stamp moves to the new index', async () => {
+    await push(POLICY(true));
+    const first = (await client.kvGet(policyPointerKey(PREFIX))).value!.modifyIndex;
+    const f = start();
+    expect(await f.started).toBe(true);
+    expect(feed!.loadingIndex).toBe(first);
+    await push(POLICY(true));
+    const again = (await client.kvGet(policyPointerKey(PREFIX))).value!.modifyIndex;
+    expect(again).toBeGreaterThan(first);
+    // A replica started now stamps this policy `again`; one running since before must too, or it
+    // would hold (never update) every agent that applied a state of a replica started after the push.
+    await waitFor('the stamp of the policy named again', () => f.restored.length === 1, 5_000);
+    expect(f.restored).toEqual([again]);
+    expect(feed!.loadingIndex).toBe(again);
+    expect(f.policies).toHaveLength(1);
+    expect(f.errors).toEqual([]);
   });
 
   it('Consul going away is logged and counted, not reported as a policy error, and the feed resumes', async () => {

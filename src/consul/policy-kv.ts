@@ -234,7 +234,8 @@ export interface PolicyFollowOptions extends Omit<FollowOptions<KvPolicy | undef
 export function followKvPolicy(client: ConsulClient, prefix: string, o: PolicyFollowOptions): Follower {
   return followBlocking<KvPolicy | undefined>({
     ...o,
-    fingerprint: (p) => (p ? `${p.pointer.bundle}` : 'none'),
+    // The index too: the same bundle pushed again is named at a new ModifyIndex, its input stamp.
+    fingerprint: (p) => (p ? `${p.pointer.bundle}@${p.modifyIndex}` : 'none'),
     // After a restore the same policy is named by a lower ModifyIndex: its input stamp changes.
     redeliverAfterReset: true,
     read: async (b) => {
