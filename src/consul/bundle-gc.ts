@@ -19,13 +19,15 @@
  */
 import type { ConsulClient } from './consul-client.js';
 import type { ConsulKvEntry } from './consul-payloads.js';
-import { BUNDLE_ID, bundlesPrefix, policyPointerKey } from './policy-layout.js';
+import { BUNDLE_ID, bundlePrefix, bundlesPrefix, policyPointerKey } from './policy-layout.js';
 
 export interface CollectOptions {
   /** Old bundles kept besides the current one, newest first. */
   readonly keepNewest: number;
   /** Bundle ids never deleted (a push keeps the one it replaced). */
   readonly keepAlso?: ReadonlySet<string>;
+  /** Judge this bundle only (a push that lost its race drops its own, under the same fence). */
+  readonly only?: string;
   /** Asked before each bundle is deleted; false ends the round (the lock was lost). Default: always. */
   readonly stillAllowed?: () => boolean | Promise<boolean>;
 }
@@ -51,9 +53,9 @@ export async function collectBundles(client: ConsulClient, prefix: string, o: Co
   if (pointer === undefined) return { deleted: [], kept: 0, stopped: 'no policy pushed yet, or a pointer that does not name a bundle' };
   const base = bundlesPrefix(prefix);
   const bundles = new Map<string, Bundle>();
-  for (const e of (await client.kvList(base)).value) {
+  for (const e of (await client.kvList(o.only === undefined ? base : bundlePrefix(prefix, o.only))).value) {
     const id = e.key.slice(base.length).split('/')[0] ?? '';
-    if (!BUNDLE_ID.test(id)) continue;
+    if (!BUNDLE_ID.test(id) || (o.only !== undefined && id !== o.only)) continue;
     const b = bundles.get(id) ?? { id, keys: [], newest: 0 };
     b.keys.push(e);
     b.newest = Math.max(b.newest, e.modifyIndex);

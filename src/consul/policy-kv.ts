@@ -18,7 +18,8 @@
  * it was read, with nothing of the losing push in force. After a switch, bundles other than the
  * current and the previous one are deleted (best effort: a failed delete only leaves garbage,
  * which the controllers' housekeeping collects), fenced as bundle-gc.ts says, so a push's prune
- * never deletes the bundle of another push that is about to land.
+ * never deletes the bundle of another push that is about to land; so is a losing push's drop of
+ * its own bundle (another push of the same content may be about to land on it).
  *
  * Names: a file name must be what a policy directory holds (`[A-Za-z0-9._-]`, ending in .yaml or
  * .yml, not hidden), so a key never gets a '/' or anything Consul would read differently. The
@@ -200,12 +201,16 @@ export async function pushKvPolicy(client: ConsulClient, prefix: string, files: 
   return pointer;
 }
 
-/** After a lost race: the bundle written for nothing goes, unless it is (by content) the one in force. */
+/**
+ * After a lost race: the bundle written for nothing goes, fenced as any (bundle-gc.ts): not when it
+ * is the one in force, nor when a key was written after the pointer's last switch. A push of the
+ * same content (same bundle id) that read the new pointer may be writing it and about to land, and
+ * a bare recursive delete would leave its pointer naming a bundle that is gone. A bundle kept
+ * young here is collected by the next push's prune or by the housekeeping.
+ */
 async function dropUnlessCurrent(client: ConsulClient, prefix: string, bundle: string): Promise<void> {
   try {
-    const now = await client.kvGet(pointerKey(prefix));
-    const current = now.value ? parsePointer(now.value.value) : undefined;
-    if (typeof current !== 'object' || current.bundle !== bundle) await client.kvDelete(bundlePrefix(prefix, bundle), { recurse: true });
+    await collectBundles(client, prefix, { keepNewest: 0, only: bundle });
   } catch {
     // Best effort, as pruneBundles.
   }
