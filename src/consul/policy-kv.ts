@@ -28,33 +28,22 @@
  */
 import { createHash } from 'node:crypto';
 import type { PolicyFileText } from '../policy/parse-policy.js';
-import { parseBoundedJson } from '../json/bounded-json.js';
 import { followBlocking, type Follower, type FollowOptions } from './blocking-follow.js';
 import type { ConsulClient } from './consul-client.js';
 import type { ConsulKvEntry } from './consul-payloads.js';
 import { collectBundles } from './bundle-gc.js';
-import { BUNDLE_ID, bundlePrefix, policyPointerKey } from './policy-layout.js';
+import { bundlePrefix, fileNameError, parsePointer, policyPointerKey, POINTER_FORMAT, type PolicyPointer } from './policy-layout.js';
 
-export { policyPointerKey } from './policy-layout.js';
+export { fileNameError, policyPointerKey, type PolicyPointer } from './policy-layout.js';
 
 export const DEFAULT_POLICY_PREFIX = 'portcullis/policy';
 export const CHUNK_BYTES = 256 * 1024;
-const FORMAT = 1;
-const FILE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}\.ya?ml$/;
 const PREFIX = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9._-]+)*$/;
 
 /** One policy file as it is kept in KV: its name in the policy directory and its text. */
 export interface KvPolicyFile {
   readonly name: string;
   readonly text: string;
-}
-
-/** What `P/current` says. */
-export interface PolicyPointer {
-  readonly bundle: string;
-  readonly files: readonly string[];
-  readonly pushedAt: string;
-  readonly pushedBy: string;
 }
 
 /** The policy in force in KV: the pointer, its ModifyIndex (for check-and-set) and the files. */
@@ -70,11 +59,6 @@ export class PolicyPushConflict extends Error {}
 /** Why `prefix` cannot be a policy prefix, or undefined. */
 export function prefixError(prefix: string): string | undefined {
   return PREFIX.test(prefix) && prefix.length <= 200 ? undefined : `KV prefix ${JSON.stringify(prefix.slice(0, 100))} is not segments of [A-Za-z0-9._-] joined by '/' (no leading or trailing '/')`;
-}
-
-/** Why `name` cannot be a policy file's name in KV, or undefined. */
-export function fileNameError(name: string): string | undefined {
-  return FILE_NAME.test(name) ? undefined : `policy file name ${JSON.stringify(name.slice(0, 100))} is not a visible name of [A-Za-z0-9._-] ending in .yaml or .yml`;
 }
 
 /** The content address of a set of files (name order). */
@@ -102,16 +86,6 @@ export function chunks(text: string): string[] {
     at = end;
   }
   return out.length === 0 ? [''] : out;
-}
-
-function parsePointer(value: Buffer): PolicyPointer | string {
-  const parsed = parseBoundedJson(value.toString('utf8'), { maxBytes: 1024 * 1024, maxDepth: 4 });
-  if (!parsed.ok) return `not JSON: ${parsed.error}`;
-  const p = parsed.value as Record<string, unknown> | null;
-  if (typeof p !== 'object' || p === null || p.format !== FORMAT) return `not a format ${FORMAT} pointer`;
-  if (typeof p.bundle !== 'string' || !BUNDLE_ID.test(p.bundle)) return 'bundle is not 16 hex digits';
-  if (!Array.isArray(p.files) || p.files.length === 0 || !p.files.every((f) => typeof f === 'string' && fileNameError(f) === undefined)) return 'files is not a list of policy file names';
-  return { bundle: p.bundle, files: p.files as string[], pushedAt: typeof p.pushedAt === 'string' ? p.pushedAt : '', pushedBy: typeof p.pushedBy === 'string' ? p.pushedBy : '' };
 }
 
 /** The files of a bundle from its KV entries, checked against the pointer and the bundle id. */
@@ -190,7 +164,7 @@ export async function pushKvPolicy(client: ConsulClient, prefix: string, files: 
   const pointer: PolicyPointer = { bundle, files: files.map((f) => f.name).sort(), pushedAt: (o.now ?? (() => new Date()))().toISOString(), pushedBy: o.pushedBy };
   const before = await client.kvGet(pointerKey(prefix));
   const previous = before.value ? parsePointer(before.value.value) : undefined;
-  const switched = await client.kvPut(pointerKey(prefix), JSON.stringify({ format: FORMAT, ...pointer }), { cas: o.expectIndex });
+  const switched = await client.kvPut(pointerKey(prefix), JSON.stringify({ format: POINTER_FORMAT, ...pointer }), { cas: o.expectIndex });
   if (!switched) {
     await dropUnlessCurrent(client, prefix, bundle);
     throw new PolicyPushConflict(
