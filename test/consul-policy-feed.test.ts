@@ -100,6 +100,23 @@ describe('ConsulPolicyFeed', () => {
     expect(f.errors).toEqual([]);
   });
 
+  it('Consul restored from an older snapshot (indexes go backwards): the same policy is stamped with the index of the new history', async () => {
+    await push(POLICY(true));
+    const snap = consul.snapshot();
+    const restoredIndex = (await client.kvGet(policyPointerKey(PREFIX))).value!.modifyIndex;
+    await push(POLICY(false));
+    await push(POLICY(true)); // the same content as in the snapshot, at a higher index
+    const f = start();
+    expect(await f.started).toBe(true);
+    const before = feed!.loadingIndex;
+    expect(before).toBeGreaterThan(restoredIndex);
+    await waitFor('the feed blocks on the pointer', () => consul.blockedQueries() === 1);
+    consul.restore(snap);
+    await waitFor('the policy stamped again after the reset', () => f.restored.length === 1, 5_000);
+    expect(f.restored).toEqual([restoredIndex]);
+    expect(f.policies).toHaveLength(1);
+  });
+
   it('Consul going away is logged and counted, not reported as a policy error, and the feed resumes', async () => {
     await push(POLICY(true));
     const f = start();
