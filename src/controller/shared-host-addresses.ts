@@ -32,7 +32,7 @@ import { Backoff, sleep } from '../retry/backoff.js';
 import type { Follower } from '../consul/blocking-follow.js';
 import type { ConsulClient } from '../consul/consul-client.js';
 import { followKvPrefix } from '../consul/consul-follow.js';
-import type { ConsulKvEntry } from '../consul/consul-payloads.js';
+import { describeSkipped, type ConsulKvEntry } from '../consul/consul-payloads.js';
 
 export const MAX_HOST_ID_BYTES = 255;
 const MAX_ADDRESSES = 64;
@@ -131,7 +131,10 @@ export class SharedHostAddresses {
     if (this.follower) return;
     this.follower = followKvPrefix(this.opts.client, this.base, {
       ...(this.opts.waitMs !== undefined ? { waitMs: this.opts.waitMs } : {}),
-      onChange: (entries) => this.take(entries),
+      onChange: (entries, { skipped }) => {
+        if (skipped.length > 0) this.log.warn({ event: 'hosts_kv.entries_skipped', skipped: skipped.length, entries: describeSkipped(skipped) }, 'Consul answered shared host address entries that are not KV entries: skipped');
+        this.take(entries);
+      },
       onError: (e, { delayMs }) => this.log.warn({ event: 'hosts_kv.read_failed', err: e.message, retryInMs: delayMs }, 'cannot read the shared host addresses from Consul; keeping the last ones'),
     });
   }
