@@ -6,7 +6,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Diagnostic } from '../src/diagnostic.js';
-import { ConsulClient } from '../src/consul/consul-client.js';
+import { ConsulClient, type BlockingOptions } from '../src/consul/consul-client.js';
 import { policyPointerKey, pushKvPolicy } from '../src/consul/policy-kv.js';
 import { ConsulPolicyFeed } from '../src/controller/consul-policy-feed.js';
 import type { Policy } from '../src/policy/policy-model.js';
@@ -36,6 +36,16 @@ const POLICY = (deny: boolean) => `version: 1\ndefaults: { action: ${deny ? 'den
 async function push(text: string): Promise<void> {
   const index = (await client.kvGet(policyPointerKey(PREFIX))).value?.modifyIndex ?? 0;
   await pushKvPolicy(client, PREFIX, [{ name: 'policy.yaml', text }], { expectIndex: index, pushedBy: 'test' });
+}
+
+/** A Consul (or a proxy in front of it) that drops X-Consul-Index once `strip` is set. */
+class StrippedIndex extends ConsulClient {
+  strip = false;
+
+  override async kvGet(key: string, b: BlockingOptions = {}): ReturnType<ConsulClient['kvGet']> {
+    const r = await super.kvGet(key, b);
+    return this.strip ? { ...r, index: undefined } : r;
+  }
 }
 
 function start(): { policies: Policy[]; errors: Diagnostic[][]; restored: number[]; lines: Record<string, unknown>[]; started: Promise<boolean> } {
@@ -115,6 +125,20 @@ describe('ConsulPolicyFeed', () => {
     await waitFor('the policy stamped again after the reset', () => f.restored.length === 1, 5_000);
     expect(f.restored).toEqual([restoredIndex]);
     expect(f.policies).toHaveLength(1);
+  });
+
+  it('answers without a usable X-Consul-Index are a Consul problem (logged, counted, retried), not a policy error', async () => {
+    client.close();
+    const stripped = new StrippedIndex({ url: consul.url, timeoutMs: 1_000 });
+    client = stripped;
+    await push(POLICY(true));
+    const f = start();
+    expect(await f.started).toBe(true);
+    stripped.strip = true;
+    await push(POLICY(false)); // wakes the blocked read, which now answers without an index
+    await waitFor('a failed read', () => (feed?.stats.consulErrors ?? 0) > 0, 10_000);
+    expect(f.lines.some((l) => l.event === 'policy.consul_unreachable' && String(l.err).includes('X-Consul-Index'))).toBe(true);
+    expect(f.errors).toEqual([]);
   });
 
   it('Consul going away is logged and counted, not reported as a policy error, and the feed resumes', async () => {

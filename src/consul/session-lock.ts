@@ -24,6 +24,7 @@
  */
 import { Backoff, sleep, type BackoffOptions } from '../retry/backoff.js';
 import type { ConsulClient } from './consul-client.js';
+import { ConsulCallError } from './consul-http.js';
 import { goDurationMs } from './go-duration.js';
 
 export interface SessionLockOptions {
@@ -153,7 +154,7 @@ export class SessionLock {
         const waitMs = Math.max(1, this.renewedAt + renewEvery - Date.now());
         const r = await client.kvGet(key, { index, waitMs, signal });
         // Without an index it cannot block: a failed read (backoff), not a loop of immediate reads.
-        if (r.index === undefined) throw new Error(`${key}: answer without a usable X-Consul-Index (blocking not possible)`);
+        if (r.index === undefined) throw new ConsulCallError(`${key}: answer without a usable X-Consul-Index (blocking not possible)`, undefined);
         // Backwards (a restore): read at once next time; below 1: block on 1 (blocking.mdx).
         index = r.index < index ? 0 : Math.max(r.index, 1);
         if (this.holding && r.value?.session !== this.session) this.lose('the key is no longer held by this session');
