@@ -9,7 +9,8 @@
  *   A target made from a name dials the address but verifies the controller's certificate for
  *   the name (`channelOptionsFor`: the TLS name and authority), as a single `--controller` did.
  * - `--consul URL --consul-service NAME`: the service's instances whose checks all pass (health
- *   API, `passing`), followed with blocking queries (src/consul/consul-follow.ts). A Consul
+ *   API, `passing`), followed with blocking queries (src/consul/consul-follow.ts); an instance
+ *   that cannot be dialled (no usable address or port) is skipped and logged at warn. A Consul
  *   outage delivers nothing, so the last list stays; an empty list (no replica passing) is
  *   logged at warn and the last list stays too, so the agent keeps trying the replicas it knew.
  */
@@ -18,6 +19,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { ConsulClient } from '../src/consul/consul-client.js';
 import { followPassingInstances } from '../src/consul/consul-follow.js';
 import type { Follower } from '../src/consul/blocking-follow.js';
+import { describeSkipped } from '../src/consul/consul-payloads.js';
 import type { SyncLogger } from '../src/grpc/sync-logger.js';
 import { resolveAll, splitTarget, targetOf, type LookupAll, type Target } from './controller-targets.js';
 
@@ -141,7 +143,10 @@ class ConsulTargets implements TargetSource {
   start(sink: CandidateSink): void {
     this.follower = followPassingInstances(this.client, this.service, {
       waitMs: this.o.consulWaitMs ?? 60_000,
-      onChange: (instances) => {
+      onChange: (instances, { skipped }) => {
+        if (skipped.length > 0) {
+          this.o.logger.warn({ event: 'sync.consul_instances_skipped', service: this.service, skipped: skipped.length, entries: describeSkipped(skipped) }, 'sync: Consul lists passing controllers that cannot be dialled: skipped');
+        }
         if (instances.length === 0) {
           this.o.logger.warn({ service: this.service }, 'sync: Consul lists no passing controller: keeping the last list');
           return;

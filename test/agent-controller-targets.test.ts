@@ -2,10 +2,14 @@
  * Which controller replica an agent dials (agent/controller-targets.ts): every agent has its own
  * order, so many agents spread over the replicas; a failure moves to the next, and a full round
  * is reported; a new candidate list keeps the replica in use and the order of the others; names
- * resolve to every address they have.
+ * resolve to every address they have; an instance Consul lists that cannot be dialled is logged.
  */
 import { describe, expect, it } from 'vitest';
 import { ControllerTargets, resolveAll, splitTarget } from '../agent/controller-targets.js';
+import { targetSource } from '../agent/target-source.js';
+import { silentLogger } from '../src/grpc/sync-logger.js';
+import { ConsulDouble } from './support/consul-double.js';
+import { waitFor } from './support/grpc-harness.js';
 import { seededRandom } from './support/seeded-random.js';
 
 const REPLICAS = ['10.0.0.1:7443', '10.0.0.2:7443', '10.0.0.3:7443'];
@@ -68,5 +72,29 @@ describe('targets from names', () => {
     expect(await resolveAll('ctl.example:7443', lookup)).toEqual(['10.0.0.1:7443', '10.0.0.2:7443', '[fd00::2]:7443']);
     expect(await resolveAll('10.0.0.9:7443', lookup)).toEqual(['10.0.0.9:7443']);
     await expect(resolveAll('nothing.example:7443', lookup)).rejects.toThrow(/resolves to no address/);
+  });
+});
+
+describe('controllers from Consul (agent/target-source.ts)', () => {
+  it('an instance Consul lists that cannot be dialled is skipped and said so (which one, and why), not silently dropped', async () => {
+    const consul = new ConsulDouble();
+    const url = await consul.start();
+    const warnings: { fields: Record<string, unknown>; message: string }[] = [];
+    const logger = { ...silentLogger, warn: (fields: object, message: string) => warnings.push({ fields: fields as Record<string, unknown>, message }) };
+    const source = targetSource({ kind: 'consul', url, service: 'portcullis' }, { logger, consulWaitMs: 2_000, consulTimeoutMs: 2_000 });
+    try {
+      consul.addRemoteInstance({ node: 'node-a', nodeAddress: '10.0.0.1', id: 'portcullis-a', name: 'portcullis', port: 7443 });
+      consul.addRemoteInstance({ node: 'node-b', nodeAddress: '10.0.0.2', id: 'portcullis-b', name: 'portcullis', address: 'bad address', port: 7443 });
+      const lists: string[][] = [];
+      source.start((list) => lists.push([...list]));
+      await waitFor('the first list', () => lists.length === 1);
+      expect(lists[0]).toEqual(['10.0.0.1:7443']);
+      const skipped = warnings.find((w) => w.fields.event === 'sync.consul_instances_skipped');
+      expect(skipped?.fields).toMatchObject({ service: 'portcullis', skipped: 1 });
+      expect(String((skipped?.fields.entries as string[])[0])).toMatch(/no usable address.*portcullis-b/);
+    } finally {
+      await source.stop();
+      await consul.close();
+    }
   });
 });

@@ -90,6 +90,25 @@ describe('the fenced collection rule', () => {
     expect(await bundles()).toContain(G3);
   });
 
+  it('the bundle the readers take as current is the one protected, however the pointer was edited by hand', async () => {
+    const older = await push('version: 1 # older\n');
+    const current = await push('version: 1 # current\n');
+    const pointer = JSON.parse((await fx.client.kvGet(policyPointerKey(PREFIX))).value!.value.toString('utf8')) as Record<string, unknown>;
+    // Valid JSON naming `current` (a JSON reader takes the last of two equal keys), with `older` written first.
+    const edited = `{"note":{"bundle":"${older}"},${JSON.stringify(pointer).slice(1)}`;
+    await fx.client.kvPut(policyPointerKey(PREFIX), edited);
+    expect((await readKvPolicy(fx.client, PREFIX))?.pointer.bundle).toBe(current);
+    await collectBundles(fx.client, PREFIX, { keepNewest: 0 });
+    expect((await readKvPolicy(fx.client, PREFIX))?.files[0]?.text).toBe('version: 1 # current\n');
+    expect(await bundles()).toEqual([current]);
+    // A pointer the readers refuse (another format) protects nothing by name: no round at all.
+    await fx.client.kvPut(policyPointerKey(PREFIX), JSON.stringify({ ...pointer, format: 2 }));
+    await strayBundle(G1);
+    await bumpPointer();
+    expect(await collectBundles(fx.client, PREFIX, { keepNewest: 0 })).toMatchObject({ deleted: [] });
+    expect(await bundles()).toEqual([current, G1].sort());
+  });
+
   it('nothing pushed yet: nothing judged, nothing deleted', async () => {
     await strayBundle(G1);
     expect(await collectBundles(fx.client, PREFIX, { keepNewest: 0 })).toMatchObject({ deleted: [] });

@@ -6,7 +6,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Diagnostic } from '../src/diagnostic.js';
-import { ConsulClient } from '../src/consul/consul-client.js';
+import { ConsulClient, type BlockingOptions } from '../src/consul/consul-client.js';
 import { policyPointerKey, pushKvPolicy } from '../src/consul/policy-kv.js';
 import { ConsulPolicyFeed } from '../src/controller/consul-policy-feed.js';
 import type { Policy } from '../src/policy/policy-model.js';
@@ -38,8 +38,19 @@ async function push(text: string): Promise<void> {
   await pushKvPolicy(client, PREFIX, [{ name: 'policy.yaml', text }], { expectIndex: index, pushedBy: 'test' });
 }
 
-function start(): { policies: Policy[]; errors: Diagnostic[][]; lines: Record<string, unknown>[]; started: Promise<boolean> } {
+/** A Consul (or a proxy in front of it) that drops X-Consul-Index once `strip` is set. */
+class StrippedIndex extends ConsulClient {
+  strip = false;
+
+  override async kvGet(key: string, b: BlockingOptions = {}): ReturnType<ConsulClient['kvGet']> {
+    const r = await super.kvGet(key, b);
+    return this.strip ? { ...r, index: undefined } : r;
+  }
+}
+
+function start(): { policies: Policy[]; errors: Diagnostic[][]; restored: number[]; lines: Record<string, unknown>[]; started: Promise<boolean> } {
   const policies: Policy[] = [];
+  const restored: number[] = [];
   const errors: Diagnostic[][] = [];
   const { logger, lines } = logCapture();
   feed = new ConsulPolicyFeed({
@@ -53,9 +64,9 @@ function start(): { policies: Policy[]; errors: Diagnostic[][]; lines: Record<st
       return true;
     },
     onError: (e) => errors.push([...e]),
-    onRestored: () => undefined,
+    onRestored: () => restored.push(feed?.loadingIndex ?? -1),
   });
-  return { policies, errors, lines, started: feed.start() };
+  return { policies, errors, restored, lines, started: feed.start() };
 }
 
 describe('ConsulPolicyFeed', () => {
@@ -79,6 +90,55 @@ describe('ConsulPolicyFeed', () => {
     await push(POLICY(false));
     await waitFor('the good policy', () => f.policies.length === 2);
     expect(f.policies[1]?.defaults.action).toBe('allow');
+  });
+
+  it('the policy in force pushed again (same bundle, a new ModifyIndex): no recompile, but its stamp moves to the new index', async () => {
+    await push(POLICY(true));
+    const first = (await client.kvGet(policyPointerKey(PREFIX))).value!.modifyIndex;
+    const f = start();
+    expect(await f.started).toBe(true);
+    expect(feed!.loadingIndex).toBe(first);
+    await push(POLICY(true));
+    const again = (await client.kvGet(policyPointerKey(PREFIX))).value!.modifyIndex;
+    expect(again).toBeGreaterThan(first);
+    // A replica started now stamps this policy `again`; one running since before must too, or it
+    // would hold (never update) every agent that applied a state of a replica started after the push.
+    await waitFor('the stamp of the policy named again', () => f.restored.length === 1, 5_000);
+    expect(f.restored).toEqual([again]);
+    expect(feed!.loadingIndex).toBe(again);
+    expect(f.policies).toHaveLength(1);
+    expect(f.errors).toEqual([]);
+  });
+
+  it('Consul restored from an older snapshot (indexes go backwards): the same policy is stamped with the index of the new history', async () => {
+    await push(POLICY(true));
+    const snap = consul.snapshot();
+    const restoredIndex = (await client.kvGet(policyPointerKey(PREFIX))).value!.modifyIndex;
+    await push(POLICY(false));
+    await push(POLICY(true)); // the same content as in the snapshot, at a higher index
+    const f = start();
+    expect(await f.started).toBe(true);
+    const before = feed!.loadingIndex;
+    expect(before).toBeGreaterThan(restoredIndex);
+    await waitFor('the feed blocks on the pointer', () => consul.blockedQueries() === 1);
+    consul.restore(snap);
+    await waitFor('the policy stamped again after the reset', () => f.restored.length === 1, 5_000);
+    expect(f.restored).toEqual([restoredIndex]);
+    expect(f.policies).toHaveLength(1);
+  });
+
+  it('answers without a usable X-Consul-Index are a Consul problem (logged, counted, retried), not a policy error', async () => {
+    client.close();
+    const stripped = new StrippedIndex({ url: consul.url, timeoutMs: 1_000 });
+    client = stripped;
+    await push(POLICY(true));
+    const f = start();
+    expect(await f.started).toBe(true);
+    stripped.strip = true;
+    await push(POLICY(false)); // wakes the blocked read, which now answers without an index
+    await waitFor('a failed read', () => (feed?.stats.consulErrors ?? 0) > 0, 10_000);
+    expect(f.lines.some((l) => l.event === 'policy.consul_unreachable' && String(l.err).includes('X-Consul-Index'))).toBe(true);
+    expect(f.errors).toEqual([]);
   });
 
   it('Consul going away is logged and counted, not reported as a policy error, and the feed resumes', async () => {

@@ -12,12 +12,39 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Follower } from '../src/consul/blocking-follow.js';
-import { ConsulClient } from '../src/consul/consul-client.js';
+import { ConsulClient, type KvPutOptions } from '../src/consul/consul-client.js';
 import { CHUNK_BYTES, PolicyPushConflict, bundleId, chunks, followKvPolicy, policyPointerKey, pushKvPolicy, readKvPolicy, type KvPolicy } from '../src/consul/policy-kv.js';
 import { packageRoot } from '../src/package-root.js';
 import { ConsulDouble } from './support/consul-double.js';
 import { waitFor } from './support/grpc-harness.js';
 import { runCli } from './support/run-cli.js';
+
+/** A client whose write of `pointer` waits (after the bundle's writes) until `open()`. */
+class GatedPointer extends ConsulClient {
+  private release: () => void = () => undefined;
+  private readonly opened = new Promise<void>((resolve) => (this.release = resolve));
+  private arrive: () => void = () => undefined;
+  readonly reached = new Promise<void>((resolve) => (this.arrive = resolve));
+
+  constructor(
+    url: string,
+    private readonly pointer: string,
+  ) {
+    super({ url, timeoutMs: 2_000 });
+  }
+
+  open(): void {
+    this.release();
+  }
+
+  override async kvPut(key: string, value: string | Buffer, o: KvPutOptions = {}): Promise<boolean> {
+    if (key === this.pointer) {
+      this.arrive();
+      await this.opened;
+    }
+    return super.kvPut(key, value, o);
+  }
+}
 
 const PREFIX = 'portcullis/policy';
 let consul: ConsulDouble;
@@ -93,9 +120,32 @@ describe('push and read', () => {
     const inForce = await readKvPolicy(client, PREFIX);
     expect(inForce?.pointer).toMatchObject({ bundle: winner.bundle, pushedBy: 'b' });
     expect(inForce?.files[0]?.text).toBe('version: 1 # winner\n');
-    // Pruned: only the bundles of the current and the previous policy are left (not the loser's).
-    const bundles = new Set((await client.kvList(`${PREFIX}/bundles/`)).value.map((e) => e.key.split('/')[3]));
-    expect([...bundles].sort()).toEqual([first.bundle, winner.bundle].sort());
+    // The loser's bundle was written after the winner's switch: fenced like any young bundle (a push of
+    // the same content may be about to land on it), so it stays until the next push prunes it.
+    const bundles = async (): Promise<string[]> => [...new Set((await client.kvList(`${PREFIX}/bundles/`)).value.map((e) => e.key.split('/')[3]!))].sort();
+    const loserBundle = bundleId([{ name: 'p.yaml', text: 'version: 1 # loser\n' }]);
+    expect(await bundles()).toEqual([first.bundle, winner.bundle, loserBundle].sort());
+    const third = await pushKvPolicy(client, PREFIX, [{ name: 'p.yaml', text: 'version: 1 # third\n' }], { expectIndex: (await readKvPolicy(client, PREFIX))!.modifyIndex, pushedBy: 'd' });
+    expect(await bundles()).toEqual([winner.bundle, third.bundle].sort());
+  });
+
+  it('a push that loses its race never deletes the bundle of a push of the same content that is about to land', async () => {
+    await pushKvPolicy(client, PREFIX, [{ name: 'p.yaml', text: 'version: 1 # base\n' }], { expectIndex: 0, pushedBy: 'base' });
+    const stale = (await client.kvGet(policyPointerKey(PREFIX))).value!.modifyIndex; // A reads this, then C lands
+    await pushKvPolicy(client, PREFIX, [{ name: 'p.yaml', text: 'version: 1 # other\n' }], { expectIndex: stale, pushedBy: 'c' });
+    const fresh = (await client.kvGet(policyPointerKey(PREFIX))).value!.modifyIndex; // B reads this
+    const same = [{ name: 'p.yaml', text: 'version: 1 # same\n' }];
+    // B has written its bundle and is about to switch the pointer when A (same content, stale index) runs.
+    const gate = new GatedPointer(url, policyPointerKey(PREFIX));
+    const b = pushKvPolicy(gate, PREFIX, same, { expectIndex: fresh, pushedBy: 'b' });
+    await gate.reached;
+    await expect(pushKvPolicy(client, PREFIX, same, { expectIndex: stale, pushedBy: 'a' })).rejects.toBeInstanceOf(PolicyPushConflict);
+    gate.open();
+    expect((await b).bundle).toBe(bundleId(same));
+    gate.close();
+    const inForce = await readKvPolicy(client, PREFIX); // throws when the bundle it names was deleted
+    expect(inForce?.pointer).toMatchObject({ bundle: bundleId(same), pushedBy: 'b' });
+    expect(inForce?.files[0]?.text).toBe('version: 1 # same\n');
   });
 
   it('refuses file names that are not policy files, before writing anything', async () => {

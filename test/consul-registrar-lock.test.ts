@@ -6,7 +6,7 @@
  * everything started is stopped in afterEach.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConsulClient } from '../src/consul/consul-client.js';
+import { ConsulClient, type BlockingOptions } from '../src/consul/consul-client.js';
 import { ServiceRegistrar } from '../src/consul/service-registrar.js';
 import { SessionLock } from '../src/consul/session-lock.js';
 import { ConsulDouble } from './support/consul-double.js';
@@ -26,6 +26,23 @@ afterEach(async () => {
   client.close();
   await consul.close();
 });
+
+/**
+ * A Consul whose X-Consul-Index is 0 for every KV read (features/blocking.mdx: "clients should sanity
+ * check that their index is at least 1 ... if it returns 0, reset it to 1"): a read with index >= 1
+ * blocks until the key changes, as a real Consul at index 0 would; each index asked is recorded.
+ */
+class ZeroIndexClient extends ConsulClient {
+  readonly indexes: (number | undefined)[] = [];
+  private real = 0;
+
+  override async kvGet(key: string, b: BlockingOptions = {}): ReturnType<ConsulClient['kvGet']> {
+    this.indexes.push(b.index);
+    const r = await super.kvGet(key, b.index !== undefined && b.index >= 1 ? { ...b, index: this.real } : { ...b, index: 0 });
+    this.real = r.index ?? 0;
+    return { ...r, index: 0 };
+  }
+}
 
 const registration = { id: 'portcullis-node-1', name: 'portcullis', address: '10.0.0.1', port: 9443, tags: ['grpc'], check: { http: 'https://10.0.0.1:9090/readyz', interval: '5s', deregisterCriticalServiceAfter: '1m' } };
 
@@ -136,6 +153,40 @@ describe('SessionLock', () => {
     expect(after).toBeGreaterThanOrEqual(4_900);
     expect(after).toBeLessThan(11_000);
     expect(a.stats.errors).toBeGreaterThan(0);
+  });
+
+  it('Consul stops answering (a partition, not a refusal): held is false within a TTL of the last renewal sent, though the blocked read has not failed yet', { timeout: 30_000 }, async () => {
+    // A client timeout longer than the TTL's margin: the blocked read (wait TTL/2, plus this) ends long after the TTL.
+    const slow = new ConsulClient({ url: consul.url, timeoutMs: 8_000 });
+    const events: string[] = [];
+    const a = new SessionLock({ client: slow, key: 'portcullis/locks/once', value: 'a', sessionName: 'portcullis-a', ttl: '10s', lockDelay: '0s', backoff: { initialMs: 10, maxMs: 50 }, onLost: (why) => events.push(why) });
+    stops.push(async () => {
+      consul.setOutage(null);
+      await a.stop();
+      slow.close();
+    });
+    const before = Date.now(); // before the session was created: its TTL counts from a moment after this
+    a.start();
+    await waitFor('a holds the lock and blocks on the key', () => a.held && consul.blockedQueries() === 1);
+    consul.setOutage('hang');
+    await waitFor('a no longer counts itself the holder', () => !a.held, 20_000);
+    // Consul may invalidate the session a TTL after it handled the create (a lower bound): no later than that,
+    // give or take waitFor's 10 ms polling (the blocked read itself fails only after 5 s + 8 s).
+    expect(Date.now() - before).toBeLessThan(10_200);
+    expect(events).toEqual(['no renewal for a whole TTL (Consul unreachable)']);
+  });
+
+  it('a Consul answering X-Consul-Index 0 for the key: the lock blocks on index 1 instead of re-reading at once in a loop', async () => {
+    const zero = new ZeroIndexClient({ url: consul.url, timeoutMs: 2_000 });
+    const a = new SessionLock({ client: zero, key: 'portcullis/locks/once', value: 'a', sessionName: 'portcullis-a', ttl: '10s', lockDelay: '0s', backoff: { initialMs: 10, maxMs: 50 } });
+    stops.push(async () => {
+      await a.stop();
+      zero.close();
+    });
+    a.start();
+    await waitFor('a holds the lock and its read of the key blocks', () => a.held && consul.blockedQueries() === 1, 3_000);
+    expect(consul.requests.get('GET kv') ?? 0).toBeLessThanOrEqual(3);
+    expect(zero.indexes.filter((i) => i === 0 || i === undefined).length).toBeLessThanOrEqual(2); // the reads without an index: after acquire, then the first wait
   });
 
   it('a TTL outside 10s..24h is refused before anything is sent', () => {

@@ -5,13 +5,41 @@
  * > shared > own Hello of an agent that left > literal).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConsulClient } from '../src/consul/consul-client.js';
+import { ConsulClient, type KvPutOptions } from '../src/consul/consul-client.js';
 import type { ConsulKvEntry } from '../src/consul/consul-payloads.js';
 import { HostAddresses, type SharedAddressSource } from '../src/controller/host-addresses.js';
 import { hostIdOfSegment, hostKeySegment, MAX_HOST_ID_BYTES, parseHostEntry, SharedHostAddresses } from '../src/controller/shared-host-addresses.js';
 import { waitFor } from './support/cluster-harness.js';
 import { ConsulDouble } from './support/consul-double.js';
 import { logCapture } from './support/log-capture.js';
+
+/** A client whose writes under `p/hosts/h1` wait while held (a slow Consul), the others not. */
+class GatedWrites extends ConsulClient {
+  private gate: Promise<void> | undefined;
+  private open: () => void = () => undefined;
+  waiting = false;
+
+  constructor(url: string) {
+    super({ url, timeoutMs: 2_000 });
+  }
+
+  hold(): void {
+    this.gate = new Promise((resolve) => (this.open = resolve));
+  }
+
+  release(): void {
+    this.gate = undefined;
+    this.open();
+  }
+
+  override async kvPut(key: string, value: string | Buffer, o: KvPutOptions = {}): Promise<boolean> {
+    if (key === 'p/hosts/h1' && this.gate) {
+      this.waiting = true;
+      await this.gate;
+    }
+    return super.kvPut(key, value, o);
+  }
+}
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -117,6 +145,26 @@ describe('SharedHostAddresses on the Consul double', () => {
     consul.setOutage(null);
     await waitFor(async () => (await client.kvGet('p/hosts/h1')).value !== undefined, 40_000, 'h1 written after the outage');
   }, 60_000);
+
+  it("the host's latest Hello wins: one that goes back to what KV holds while another list is being written is written after it", async () => {
+    const { consul } = await consulSetup();
+    const gated = new GatedWrites(consul.url);
+    cleanups.push(() => gated.close());
+    await gated.kvPut('p/hosts/h1', '{"addresses":["10.0.0.1"]}'); // from another replica
+    const shared = new SharedHostAddresses({ client: gated, prefix: 'p', minWriteIntervalMs: 0, waitMs: 2_000 });
+    cleanups.push(() => shared.stop());
+    shared.start();
+    await waitFor(() => shared.lookup('h1')?.join() === '10.0.0.1', 5_000, 'h1 followed');
+    gated.hold();
+    shared.publish('h1', ['10.0.0.2']); // the agent's Hello: a new address...
+    await waitFor(() => gated.waiting, 5_000, 'the write of 10.0.0.2 under way');
+    shared.publish('h1', ['10.0.0.1']); // ...and its next one, back at the address KV held
+    await gated.kvPut('p/hosts/h9', '{"addresses":["10.0.0.9"]}'); // a change the follower reads meanwhile
+    await waitFor(() => shared.lookup('h9') !== undefined, 5_000, 'h9 followed');
+    gated.release();
+    await waitFor(() => shared.writes === 2, 5_000, 'the latest list written after the one under way');
+    expect(JSON.parse((await gated.kvGet('p/hosts/h1')).value!.value.toString('utf8'))).toMatchObject({ addresses: ['10.0.0.1'] });
+  });
 
   it('does not share a host id over the bound (logged once)', async () => {
     const { client } = await consulSetup();

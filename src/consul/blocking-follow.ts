@@ -24,6 +24,7 @@
  */
 import { Backoff, sleep, type BackoffOptions } from '../retry/backoff.js';
 import type { BlockingOptions, IndexedResult } from './consul-client.js';
+import { ConsulCallError } from './consul-http.js';
 import type { Skipped } from './consul-payloads.js';
 
 export interface FollowOptions<T> {
@@ -109,7 +110,8 @@ export function followBlocking<T>(o: FollowOptions<T>): Follower {
       try {
         stats.reads += 1;
         r = await o.read({ index: stats.index, waitMs: o.waitMs ?? 60_000, signal: stop.signal });
-        if (r.index === undefined) throw new Error('answer without a usable X-Consul-Index (blocking not possible)');
+        // Consul's failing, not the value's: callers tell a Consul problem from a bad value by this type.
+        if (r.index === undefined) throw new ConsulCallError('answer without a usable X-Consul-Index (blocking not possible)', undefined);
       } catch (e) {
         if (stop.signal.aborted) break;
         stats.errors += 1;

@@ -15,17 +15,19 @@
  *    the bundle meanwhile (content-addressed: same id) keeps every key it wrote;
  *  - P/current is read again before each bundle; if it moved, the round ends (the next one
  *    judges again), and `stillAllowed()` (the caller's lock) is asked before each bundle.
- * No pointer (nothing pushed yet), or one that names no bundle: nothing is judged, nothing deleted.
+ * No pointer (nothing pushed yet), or one the readers refuse: nothing is judged, nothing deleted.
  */
 import type { ConsulClient } from './consul-client.js';
 import type { ConsulKvEntry } from './consul-payloads.js';
-import { BUNDLE_ID, bundlesPrefix, policyPointerKey } from './policy-layout.js';
+import { BUNDLE_ID, bundlePrefix, bundlesPrefix, parsePointer, policyPointerKey } from './policy-layout.js';
 
 export interface CollectOptions {
   /** Old bundles kept besides the current one, newest first. */
   readonly keepNewest: number;
   /** Bundle ids never deleted (a push keeps the one it replaced). */
   readonly keepAlso?: ReadonlySet<string>;
+  /** Judge this bundle only (a push that lost its race drops its own, under the same fence). */
+  readonly only?: string;
   /** Asked before each bundle is deleted; false ends the round (the lock was lost). Default: always. */
   readonly stillAllowed?: () => boolean | Promise<boolean>;
 }
@@ -48,12 +50,12 @@ interface Bundle {
 /** One round of the rule above. Throws on a Consul error (nothing is deleted after it). */
 export async function collectBundles(client: ConsulClient, prefix: string, o: CollectOptions): Promise<CollectResult> {
   const pointer = await readPointer(client, prefix);
-  if (pointer === undefined) return { deleted: [], kept: 0, stopped: 'no policy pushed yet, or a pointer that does not name a bundle' };
+  if (pointer === undefined) return { deleted: [], kept: 0, stopped: 'no policy pushed yet, or a pointer the readers refuse' };
   const base = bundlesPrefix(prefix);
   const bundles = new Map<string, Bundle>();
-  for (const e of (await client.kvList(base)).value) {
+  for (const e of (await client.kvList(o.only === undefined ? base : bundlePrefix(prefix, o.only))).value) {
     const id = e.key.slice(base.length).split('/')[0] ?? '';
-    if (!BUNDLE_ID.test(id)) continue;
+    if (!BUNDLE_ID.test(id) || (o.only !== undefined && id !== o.only)) continue;
     const b = bundles.get(id) ?? { id, keys: [], newest: 0 };
     b.keys.push(e);
     b.newest = Math.max(b.newest, e.modifyIndex);
@@ -77,7 +79,8 @@ export async function collectBundles(client: ConsulClient, prefix: string, o: Co
 async function readPointer(client: ConsulClient, prefix: string): Promise<{ bundle: string; modifyIndex: number } | undefined> {
   const got = (await client.kvGet(policyPointerKey(prefix))).value;
   if (!got) return undefined;
-  // A pointer that names no bundle (altered by hand) protects nothing by name: no round at all.
-  const m = /"bundle"\s*:\s*"([0-9a-f]{16})"/.exec(got.value.toString('utf8'));
-  return m ? { bundle: m[1]!, modifyIndex: got.modifyIndex } : undefined;
+  // Read as the readers read it (policy-layout.ts), so the bundle protected is the one they take as
+  // current; a pointer they refuse (altered by hand, another format) protects nothing by name: no round.
+  const p = parsePointer(got.value);
+  return typeof p === 'object' ? { bundle: p.bundle, modifyIndex: got.modifyIndex } : undefined;
 }

@@ -6,6 +6,7 @@
  * hashicorp/consul website/content/api-docs (health.mdx, catalog.mdx, agent/service.mdx, kv.mdx,
  * session.mdx; test/fixtures/consul-payloads/SOURCES.md).
  */
+import { previewJson } from '../json/json-preview.js';
 
 type JsonRecord = Record<string, unknown>;
 
@@ -56,6 +57,13 @@ export interface ConsulSession {
 export interface Skipped {
   readonly reason: string;
   readonly entry: unknown;
+}
+
+/** At most `max` skipped entries for a log line: each reason with a short preview of the entry. */
+export function describeSkipped(skipped: readonly Skipped[], max = 5): string[] {
+  // A health entry is Node + Service + Checks: the node's name and the service say which one.
+  const which = (e: unknown): unknown => (isRecord(e) && isRecord(e.Service) ? { Node: isRecord(e.Node) ? e.Node.Node : undefined, Service: e.Service } : e);
+  return skipped.slice(0, max).map((s) => `${s.reason}: ${previewJson(which(s.entry), 200)}`);
 }
 
 export type Parsed<T> = { readonly ok: true; readonly value: T; readonly skipped: readonly Skipped[] } | { readonly ok: false; readonly error: string };

@@ -18,7 +18,8 @@
  * it was read, with nothing of the losing push in force. After a switch, bundles other than the
  * current and the previous one are deleted (best effort: a failed delete only leaves garbage,
  * which the controllers' housekeeping collects), fenced as bundle-gc.ts says, so a push's prune
- * never deletes the bundle of another push that is about to land.
+ * never deletes the bundle of another push that is about to land; so is a losing push's drop of
+ * its own bundle (another push of the same content may be about to land on it).
  *
  * Names: a file name must be what a policy directory holds (`[A-Za-z0-9._-]`, ending in .yaml or
  * .yml, not hidden), so a key never gets a '/' or anything Consul would read differently. The
@@ -27,33 +28,22 @@
  */
 import { createHash } from 'node:crypto';
 import type { PolicyFileText } from '../policy/parse-policy.js';
-import { parseBoundedJson } from '../json/bounded-json.js';
 import { followBlocking, type Follower, type FollowOptions } from './blocking-follow.js';
 import type { ConsulClient } from './consul-client.js';
 import type { ConsulKvEntry } from './consul-payloads.js';
 import { collectBundles } from './bundle-gc.js';
-import { BUNDLE_ID, bundlePrefix, policyPointerKey } from './policy-layout.js';
+import { bundlePrefix, fileNameError, parsePointer, policyPointerKey, POINTER_FORMAT, type PolicyPointer } from './policy-layout.js';
 
-export { policyPointerKey } from './policy-layout.js';
+export { fileNameError, policyPointerKey, type PolicyPointer } from './policy-layout.js';
 
 export const DEFAULT_POLICY_PREFIX = 'portcullis/policy';
 export const CHUNK_BYTES = 256 * 1024;
-const FORMAT = 1;
-const FILE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}\.ya?ml$/;
 const PREFIX = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9._-]+)*$/;
 
 /** One policy file as it is kept in KV: its name in the policy directory and its text. */
 export interface KvPolicyFile {
   readonly name: string;
   readonly text: string;
-}
-
-/** What `P/current` says. */
-export interface PolicyPointer {
-  readonly bundle: string;
-  readonly files: readonly string[];
-  readonly pushedAt: string;
-  readonly pushedBy: string;
 }
 
 /** The policy in force in KV: the pointer, its ModifyIndex (for check-and-set) and the files. */
@@ -69,11 +59,6 @@ export class PolicyPushConflict extends Error {}
 /** Why `prefix` cannot be a policy prefix, or undefined. */
 export function prefixError(prefix: string): string | undefined {
   return PREFIX.test(prefix) && prefix.length <= 200 ? undefined : `KV prefix ${JSON.stringify(prefix.slice(0, 100))} is not segments of [A-Za-z0-9._-] joined by '/' (no leading or trailing '/')`;
-}
-
-/** Why `name` cannot be a policy file's name in KV, or undefined. */
-export function fileNameError(name: string): string | undefined {
-  return FILE_NAME.test(name) ? undefined : `policy file name ${JSON.stringify(name.slice(0, 100))} is not a visible name of [A-Za-z0-9._-] ending in .yaml or .yml`;
 }
 
 /** The content address of a set of files (name order). */
@@ -101,16 +86,6 @@ export function chunks(text: string): string[] {
     at = end;
   }
   return out.length === 0 ? [''] : out;
-}
-
-function parsePointer(value: Buffer): PolicyPointer | string {
-  const parsed = parseBoundedJson(value.toString('utf8'), { maxBytes: 1024 * 1024, maxDepth: 4 });
-  if (!parsed.ok) return `not JSON: ${parsed.error}`;
-  const p = parsed.value as Record<string, unknown> | null;
-  if (typeof p !== 'object' || p === null || p.format !== FORMAT) return `not a format ${FORMAT} pointer`;
-  if (typeof p.bundle !== 'string' || !BUNDLE_ID.test(p.bundle)) return 'bundle is not 16 hex digits';
-  if (!Array.isArray(p.files) || p.files.length === 0 || !p.files.every((f) => typeof f === 'string' && fileNameError(f) === undefined)) return 'files is not a list of policy file names';
-  return { bundle: p.bundle, files: p.files as string[], pushedAt: typeof p.pushedAt === 'string' ? p.pushedAt : '', pushedBy: typeof p.pushedBy === 'string' ? p.pushedBy : '' };
 }
 
 /** The files of a bundle from its KV entries, checked against the pointer and the bundle id. */
@@ -189,7 +164,7 @@ export async function pushKvPolicy(client: ConsulClient, prefix: string, files: 
   const pointer: PolicyPointer = { bundle, files: files.map((f) => f.name).sort(), pushedAt: (o.now ?? (() => new Date()))().toISOString(), pushedBy: o.pushedBy };
   const before = await client.kvGet(pointerKey(prefix));
   const previous = before.value ? parsePointer(before.value.value) : undefined;
-  const switched = await client.kvPut(pointerKey(prefix), JSON.stringify({ format: FORMAT, ...pointer }), { cas: o.expectIndex });
+  const switched = await client.kvPut(pointerKey(prefix), JSON.stringify({ format: POINTER_FORMAT, ...pointer }), { cas: o.expectIndex });
   if (!switched) {
     await dropUnlessCurrent(client, prefix, bundle);
     throw new PolicyPushConflict(
@@ -200,12 +175,16 @@ export async function pushKvPolicy(client: ConsulClient, prefix: string, files: 
   return pointer;
 }
 
-/** After a lost race: the bundle written for nothing goes, unless it is (by content) the one in force. */
+/**
+ * After a lost race: the bundle written for nothing goes, fenced as any (bundle-gc.ts): not when it
+ * is the one in force, nor when a key was written after the pointer's last switch. A push of the
+ * same content (same bundle id) that read the new pointer may be writing it and about to land, and
+ * a bare recursive delete would leave its pointer naming a bundle that is gone. A bundle kept
+ * young here is collected by the next push's prune or by the housekeeping.
+ */
 async function dropUnlessCurrent(client: ConsulClient, prefix: string, bundle: string): Promise<void> {
   try {
-    const now = await client.kvGet(pointerKey(prefix));
-    const current = now.value ? parsePointer(now.value.value) : undefined;
-    if (typeof current !== 'object' || current.bundle !== bundle) await client.kvDelete(bundlePrefix(prefix, bundle), { recurse: true });
+    await collectBundles(client, prefix, { keepNewest: 0, only: bundle });
   } catch {
     // Best effort, as pruneBundles.
   }
@@ -234,7 +213,8 @@ export interface PolicyFollowOptions extends Omit<FollowOptions<KvPolicy | undef
 export function followKvPolicy(client: ConsulClient, prefix: string, o: PolicyFollowOptions): Follower {
   return followBlocking<KvPolicy | undefined>({
     ...o,
-    fingerprint: (p) => (p ? `${p.pointer.bundle}` : 'none'),
+    // The index too: the same bundle pushed again is named at a new ModifyIndex, its input stamp.
+    fingerprint: (p) => (p ? `${p.pointer.bundle}@${p.modifyIndex}` : 'none'),
     // After a restore the same policy is named by a lower ModifyIndex: its input stamp changes.
     redeliverAfterReset: true,
     read: async (b) => {

@@ -15,7 +15,8 @@
  * - no policy pushed yet: reported once as an error (nothing to serve until one is pushed).
  *
  * Input stamp (src/grpc/input-stamp.ts): `loadingIndex` is the ModifyIndex of the pointer whose
- * policy is being loaded (the controller stamps the policy it accepts, or restores, with it), and
+ * policy is being loaded (the controller stamps the policy it accepts, or restores, with it; the
+ * policy in force pushed again, same bundle at a new index, is such a restore: `onRestored`), and
  * `lastRead()` is the follower's last answered read (for the rule on Consul's index going backwards).
  */
 import type { Logger } from 'pino';
@@ -74,13 +75,14 @@ export class ConsulPolicyFeed {
       ...(this.options.waitMs !== undefined ? { waitMs: this.options.waitMs } : {}),
       ...(this.options.backoff ? { backoff: this.options.backoff } : {}),
       onPolicy: (kv) => {
-        this.enqueue(() => {
+        this.enqueue(async () => {
           this.loading = kv?.modifyIndex ?? 0;
-          return this.loads.load(
-            kv
-              ? { files: kv.files, errors: [], warnings: [] }
-              : { files: [], errors: [this.error(`no policy under ${this.options.prefix} in Consul yet: push one with portcullis policy push`)], warnings: [] },
-          );
+          const read = kv
+            ? { files: kv.files, errors: [], warnings: [] }
+            : { files: [], errors: [this.error(`no policy under ${this.options.prefix} in Consul yet: push one with portcullis policy push`)], warnings: [] };
+          // The policy in force pushed again: nothing to recompile, but it is stamped with the new index.
+          if (kv && this.loads.holdsInForce(read)) this.options.onRestored();
+          else await this.loads.load(read);
         });
       },
       onError: (e, info) => {

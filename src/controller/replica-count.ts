@@ -8,6 +8,7 @@
 import type { Logger } from 'pino';
 import type { ConsulClient } from '../consul/consul-client.js';
 import { followPassingInstances } from '../consul/consul-follow.js';
+import { describeSkipped } from '../consul/consul-payloads.js';
 
 export interface ReplicaCount {
   /** Replicas serving now; undefined when not known. */
@@ -35,8 +36,9 @@ export function replicaCount(o: ReplicaCountOptions): ReplicaCount {
   let count: number | undefined;
   const follower = followPassingInstances(client, service, {
     waitMs: o.waitMs ?? 60_000,
-    onChange: (instances) => {
+    onChange: (instances, { skipped }) => {
       count = instances.length === 0 ? undefined : instances.length;
+      if (skipped.length > 0) o.logger.warn({ event: 'consul.replicas_skipped', service, skipped: skipped.length, entries: describeSkipped(skipped) }, 'Consul lists passing replicas that are not usable: not counted');
       o.logger.info({ event: 'consul.replicas', service, replicas: instances.length }, 'replicas serving (Consul, passing)');
     },
     onError: (e, { delayMs }) => o.logger.warn({ event: 'consul.replicas_failed', service, err: e.message, retryInMs: delayMs, replicas: count ?? null }, 'cannot read the replicas from Consul: keeping the last count'),

@@ -32,7 +32,7 @@ import { Backoff, sleep } from '../retry/backoff.js';
 import type { Follower } from '../consul/blocking-follow.js';
 import type { ConsulClient } from '../consul/consul-client.js';
 import { followKvPrefix } from '../consul/consul-follow.js';
-import type { ConsulKvEntry } from '../consul/consul-payloads.js';
+import { describeSkipped, type ConsulKvEntry } from '../consul/consul-payloads.js';
 
 export const MAX_HOST_ID_BYTES = 255;
 const MAX_ADDRESSES = 64;
@@ -117,6 +117,8 @@ export class SharedHostAddresses {
   private follower: Follower | undefined;
   private known = false;
   private writing: Promise<void> | undefined;
+  /** The host whose list is being written now (it stays in `pending` until the write is done). */
+  private inFlight: string | undefined;
   /** Successful writes (tests and /metrics-style counters). */
   writes = 0;
 
@@ -129,7 +131,10 @@ export class SharedHostAddresses {
     if (this.follower) return;
     this.follower = followKvPrefix(this.opts.client, this.base, {
       ...(this.opts.waitMs !== undefined ? { waitMs: this.opts.waitMs } : {}),
-      onChange: (entries) => this.take(entries),
+      onChange: (entries, { skipped }) => {
+        if (skipped.length > 0) this.log.warn({ event: 'hosts_kv.entries_skipped', skipped: skipped.length, entries: describeSkipped(skipped) }, 'Consul answered shared host address entries that are not KV entries: skipped');
+        this.take(entries);
+      },
       onError: (e, { delayMs }) => this.log.warn({ event: 'hosts_kv.read_failed', err: e.message, retryInMs: delayMs }, 'cannot read the shared host addresses from Consul; keeping the last ones'),
     });
   }
@@ -157,10 +162,15 @@ export class SharedHostAddresses {
 
   /** This replica holds `hostId`'s Hello with `addresses` (canonical, sorted): written when KV differs. */
   publish(hostId: string, addresses: readonly string[]): void {
-    if (same(this.kv.get(hostId), addresses) || same(this.pending.get(hostId), addresses)) return;
+    // Compared with what KV will hold once the writes under way are done: the latest list wins.
+    if (same(this.pending.get(hostId) ?? this.kv.get(hostId), addresses)) return;
     if (hostKeySegment(hostId) === undefined) {
       if (!this.tooLong.has(hostId)) this.log.warn({ event: 'hosts_kv.not_shared', host: hostId.slice(0, 100) }, `host id over ${MAX_HOST_ID_BYTES} bytes: its addresses are not shared with other replicas`);
       this.tooLong.add(hostId);
+      return;
+    }
+    if (this.inFlight !== hostId && same(this.kv.get(hostId), addresses)) {
+      this.pending.delete(hostId); // back to what KV holds before another list was written
       return;
     }
     this.pending.set(hostId, addresses);
@@ -187,7 +197,8 @@ export class SharedHostAddresses {
     this.kv.clear();
     for (const [id, list] of next) this.kv.set(id, list);
     this.known = true;
-    for (const [id, list] of [...this.pending]) if (same(this.kv.get(id), list)) this.pending.delete(id);
+    // Not the host being written: the list under way would land after what was read.
+    for (const [id, list] of [...this.pending]) if (id !== this.inFlight && same(this.kv.get(id), list)) this.pending.delete(id);
     this.pump();
     if (changed.length > 0) for (const fn of [...this.listeners]) fn(changed);
   }
@@ -207,15 +218,18 @@ export class SharedHostAddresses {
     while (this.pending.size > 0 && !signal.aborted) {
       const [hostId, addresses] = this.pending.entries().next().value as [string, readonly string[]];
       const at = (this.opts.now ?? (() => new Date()))().toISOString();
+      this.inFlight = hostId;
       try {
         await this.opts.client.kvPut(`${this.base}${hostKeySegment(hostId)!}`, JSON.stringify({ addresses, at }), { signal });
         this.writes += 1;
         backoff.reset();
         if (same(this.pending.get(hostId), addresses)) this.pending.delete(hostId);
         this.kv.set(hostId, addresses); // what KV holds now (the follower confirms)
+        this.inFlight = undefined;
         this.log.debug({ event: 'hosts_kv.written', host: hostId, addresses }, 'host addresses shared in Consul');
         await sleep(this.opts.minWriteIntervalMs ?? 100, signal);
       } catch (e) {
+        this.inFlight = undefined;
         if (signal.aborted) return;
         const delayMs = backoff.next();
         this.log.warn({ event: 'hosts_kv.write_failed', host: hostId, err: (e as Error).message, retryInMs: delayMs }, 'cannot share host addresses in Consul; will retry');

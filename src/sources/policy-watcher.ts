@@ -50,6 +50,14 @@ export interface PolicyRead {
  * controller's Consul KV feed): each read is compared by content with the last one and with the
  * policy in force, then parsed and offered. Loads must be serialised by the caller.
  */
+/** Identity of what a read holds: every file's path and text, and every diagnostic. */
+function contentKey(read: PolicyRead): string {
+  const digest = createHash('sha256');
+  for (const file of read.files) digest.update(`${file.path}\0${file.text}\0`);
+  for (const d of [...read.errors, ...read.warnings]) digest.update(`${d.file}\0${d.message}\0`);
+  return digest.digest('hex');
+}
+
 export class PolicyLoads {
   /** Content key of the policy in force ('' before the first good one). */
   private goodKey = '';
@@ -66,11 +74,17 @@ export class PolicyLoads {
     this.goodKey = '';
   }
 
+  /**
+   * `read` holds exactly what the last load held, and that is the policy in force (`load` would do
+   * nothing): for a source that can name the same content again under a new version (Consul KV).
+   */
+  holdsInForce(read: PolicyRead): boolean {
+    const key = contentKey(read);
+    return key === this.lastKey && key === this.goodKey;
+  }
+
   async load(read: PolicyRead): Promise<void> {
-    const digest = createHash('sha256');
-    for (const file of read.files) digest.update(`${file.path}\0${file.text}\0`);
-    for (const d of [...read.errors, ...read.warnings]) digest.update(`${d.file}\0${d.message}\0`);
-    const key = digest.digest('hex');
+    const key = contentKey(read);
     if (key === this.lastKey) return;
     this.lastKey = key;
     if (key === this.goodKey) {

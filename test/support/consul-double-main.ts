@@ -72,7 +72,7 @@ async function main(): Promise<void> {
       }
       case 'setOutage': {
         const mode = a[0] ?? null;
-        if (mode !== null && mode !== 'refuse' && mode !== 'error') throw new Error(`unknown outage mode ${String(mode)}`);
+        if (mode !== null && mode !== 'refuse' && mode !== 'error' && mode !== 'hang') throw new Error(`unknown outage mode ${String(mode)}`);
         double.setOutage(mode as OutageMode);
         return null;
       }

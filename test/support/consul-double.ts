@@ -21,8 +21,9 @@
  * after a restart without its data), `expireSession`, `touch` (a raft write that changes no
  * result: blocked queries return with a higher index and the same body), `snapshot`/`restore`
  * (an older snapshot restored: indexes go BACKWARDS and blocked queries return at once, as
- * Consul abandons its watches on a restore), `setOutage('refuse' | 'error' | null)` (every
- * request's connection destroyed, or answered 500, until lifted). Bounded: request bodies up to
+ * Consul abandons its watches on a restore), `setOutage('refuse' | 'error' | 'hang' | null)` (every
+ * request's connection destroyed, answered 500, or never answered (a partition: blocked queries
+ * stay blocked past their wait; the client's own timeout ends them), until lifted). Bounded: request bodies up to
  * 1 MiB (a KV value up to the documented 512 KiB), at most 1,000 blocked queries at once (more
  * are answered at once). `requests` counts requests per route.
  */
@@ -36,7 +37,7 @@ import { ConsulState, type CheckState, type CheckStatus, type KvEntry, type KvPu
 import { bodyOf, checksOf, goDurationMs, parseRegistration, type Registration } from './consul-double-parse.js';
 
 export type { CheckStatus } from './consul-double-state.js';
-export type OutageMode = 'refuse' | 'error' | null;
+export type OutageMode = 'refuse' | 'error' | 'hang' | null;
 
 const FIXTURES = join(packageRoot(), 'test', 'fixtures', 'consul-payloads');
 const MAX_BODY = 1024 * 1024;
@@ -183,6 +184,7 @@ export class ConsulDouble {
       return;
     }
     if (this.outage === 'error') return send(res, { status: 500, text: 'rpc error making call: No cluster leader' });
+    if (this.outage === 'hang') return;
     if (!route) return send(res, { status: 404, text: '404 page not found' });
     if (route.method !== req.method) return send(res, { status: 405, text: `method ${req.method} not allowed` });
     bodyOf(req, MAX_BODY).then(
@@ -240,6 +242,7 @@ export class ConsulDouble {
     if (waitMs === undefined) return send(res, { status: 400, text: `Invalid wait time: ${rawWait}` });
     const index = Number(rawIndex ?? '0');
     const answer = (): void => {
+      if (this.outage === 'hang') return;
       if (this.outage === 'error') return send(res, { status: 500, text: 'rpc error making call: No cluster leader' });
       const body = read();
       const empty = notFound && Array.isArray(body) && body.length === 0;
