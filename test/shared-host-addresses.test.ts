@@ -166,6 +166,43 @@ describe('SharedHostAddresses on the Consul double', () => {
     expect(JSON.parse((await gated.kvGet('p/hosts/h1')).value!.value.toString('utf8'))).toMatchObject({ addresses: ['10.0.0.1'] });
   });
 
+  it('a list another replica keeps replacing is written back ever more rarely, and said at warn on the third time', async () => {
+    const { client } = await consulSetup();
+    const { logger, lines } = logCapture();
+    let now = Date.parse('2026-12-03T12:00:00Z');
+    const shared = new SharedHostAddresses({ client, prefix: 'p', minWriteIntervalMs: 0, waitMs: 2_000, logger, now: () => new Date(now), writerId: 'replica-a' });
+    cleanups.push(() => shared.stop());
+    shared.start();
+    const theirs = async (address: string) => {
+      await client.kvPut('p/hosts/h1', JSON.stringify({ addresses: [address], at: 'x', by: 'replica-b' }));
+      await waitFor(() => shared.lookup('h1')?.join() === address, 5_000, `h1 read back as ${address}`);
+    };
+    const ours = async (writes: number) => {
+      shared.publish('h1', ['10.0.0.1']);
+      await waitFor(() => shared.writes === writes && shared.lookup('h1')?.join() === '10.0.0.1', 5_000, `our write ${writes}`);
+    };
+    await ours(1);
+    // Our own write read back is not a replacement (its `by` is ours), however late the read.
+    await waitFor(async () => JSON.parse((await client.kvGet('p/hosts/h1')).value!.value.toString('utf8')).by === 'replica-a', 5_000, 'by written');
+    for (const [round, waitMs] of [[1, 5_000], [2, 10_000], [3, 20_000]] as const) {
+      await theirs(`10.0.0.${round + 1}`);
+      for (let i = 0; i < 3; i++) shared.publish('h1', ['10.0.0.1']); // the refreshes while held back: nothing written
+      expect(shared.writes).toBe(round);
+      now += waitMs - 1;
+      shared.publish('h1', ['10.0.0.1']);
+      expect(shared.writes).toBe(round);
+      now += 1;
+      await ours(round + 1);
+    }
+    const said = lines.filter((l) => l.event === 'hosts_kv.contested');
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatchObject({ level: 40, host: 'h1', ours: ['10.0.0.1'], theirs: ['10.0.0.4'], replaced: 3, holdMs: 20_000 });
+    // Our agent's own list changing is written at once.
+    await theirs('10.0.0.7');
+    shared.publish('h1', ['10.0.0.8']);
+    await waitFor(() => shared.lookup('h1')?.join() === '10.0.0.8' && shared.writes === 5, 5_000, 'a new list of ours written at once');
+  });
+
   it('does not share a host id over the bound (logged once)', async () => {
     const { client } = await consulSetup();
     const { logger, lines } = logCapture();

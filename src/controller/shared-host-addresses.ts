@@ -6,7 +6,7 @@
  * versions disagree. So:
  *
  *  - **Publish**: a replica that holds a connected agent's Hello writes
- *    `<prefix>/hosts/<segment>` = `{"addresses":[...],"at":"<ISO 8601>"}` when the (canonical,
+ *    `<prefix>/hosts/<segment>` = `{"addresses":[...],"at":"<ISO 8601>","by":"<writer id>"}` when the (canonical,
  *    sorted) list differs from what KV holds for that host, never on every poll. Writes go one at
  *    a time, at most one per `minWriteIntervalMs` (default 100 ms), the latest list per host
  *    wins, a failed write is retried with backoff; nothing is written before the first KV read
@@ -19,11 +19,17 @@
  *  - **Keys**: host ids are untrusted text. A segment keeps [A-Za-z0-9.-] and writes every other
  *    UTF-8 byte (and `_`, and a leading `.`) as `_XX` (hex), so it never holds '/', '%', '..' or
  *    anything a URL or Consul would read differently; ids over MAX_HOST_ID_BYTES are not shared.
+ *  - **Contested**: when another writer replaces the list this replica wrote for a host (an agent
+ *    that moved while this replica still holds its old stream, or two agents with one host id),
+ *    ours is written again only after a wait that doubles from 5 s to 5 min within an episode of
+ *    10 min, and the third replacement is said at warn: two replicas never overwrite each other
+ *    on every refresh (see `replaced`).
  *  - **Stale entries**: an entry is replaced by the host's next Hello on any replica (when its
  *    addresses differ); entries are never deleted automatically (a host that left for good keeps
  *    its entry until an operator deletes the key; the entry only ever adds that host's own
  *    addresses).
  */
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import pino from 'pino';
 import { parseBoundedJson } from '../json/bounded-json.js';
@@ -35,6 +41,10 @@ import { followKvPrefix } from '../consul/consul-follow.js';
 import { describeSkipped, type ConsulKvEntry } from '../consul/consul-payloads.js';
 
 export const MAX_HOST_ID_BYTES = 255;
+/** How long a list another replica replaced waits before it is written again, at first and at most; and how long the replacements of one episode are counted. */
+export const CONTEST_FIRST_MS = 5_000;
+export const CONTEST_MAX_MS = 300_000;
+const CONTEST_EPISODE_MS = 600_000;
 const MAX_ADDRESSES = 64;
 const MAX_ENTRY_BYTES = 16 * 1024;
 const SAFE = /^[A-Za-z0-9.-]$/;
@@ -78,18 +88,19 @@ export function canonicalAddresses(texts: readonly string[]): { list: string[]; 
 }
 
 /** One KV entry under `<prefix>/hosts/`: the host and its addresses, or why it is not usable. */
-export function parseHostEntry(base: string, e: ConsulKvEntry): { hostId: string; addresses: string[] } | string {
+export function parseHostEntry(base: string, e: ConsulKvEntry): { hostId: string; addresses: string[]; by?: string } | string {
   const hostId = e.key.startsWith(base) ? hostIdOfSegment(e.key.slice(base.length)) : undefined;
   if (hostId === undefined) return 'the key is not an encoded host id';
   const parsed = parseBoundedJson(e.value.toString('utf8'), { maxBytes: MAX_ENTRY_BYTES, maxDepth: 3 });
   if (!parsed.ok) return `not JSON: ${parsed.error}`;
-  const v = parsed.value as { addresses?: unknown } | null;
+  const v = parsed.value as { addresses?: unknown; by?: unknown } | null;
   if (typeof v !== 'object' || v === null || !Array.isArray(v.addresses) || v.addresses.length === 0 || v.addresses.length > MAX_ADDRESSES || !v.addresses.every((a) => typeof a === 'string')) {
     return `addresses is not a list of 1 to ${MAX_ADDRESSES} strings`;
   }
   const { list, refused } = canonicalAddresses(v.addresses as string[]);
   if (refused.length > 0) return `addresses not usable: ${refused.join('; ')}`;
-  return { hostId, addresses: list };
+  // `by`: the writing replica's id (absent from entries of an earlier release), only compared.
+  return typeof v.by === 'string' && v.by.length <= 64 ? { hostId, addresses: list, by: v.by } : { hostId, addresses: list };
 }
 
 const same = (a: readonly string[] | undefined, b: readonly string[] | undefined): boolean => a !== undefined && b !== undefined && a.join(' ') === b.join(' ');
@@ -103,6 +114,8 @@ export interface SharedHostAddressesOptions {
   readonly waitMs?: number;
   readonly now?: () => Date;
   readonly logger?: Logger;
+  /** This replica's id in the entries it writes (`by`). Default: random per process. */
+  readonly writerId?: string;
 }
 
 export class SharedHostAddresses {
@@ -119,11 +132,18 @@ export class SharedHostAddresses {
   private writing: Promise<void> | undefined;
   /** The host whose list is being written now (it stays in `pending` until the write is done). */
   private inFlight: string | undefined;
+  /** Per host: the list this replica last wrote (joined), to tell when another writer replaced it. */
+  private readonly wrote = new Map<string, string>();
+  /** Per host whose list another writer replaced: ours, held back until `until` (see `replaced`). */
+  private readonly contested = new Map<string, { readonly list: string; readonly count: number; readonly firstAt: number; readonly until: number; warned: boolean }>();
   /** Successful writes (tests and /metrics-style counters). */
   writes = 0;
 
+  private readonly writerId: string;
+
   constructor(private readonly opts: SharedHostAddressesOptions) {
     this.base = `${opts.prefix}/hosts/`;
+    this.writerId = opts.writerId ?? randomBytes(8).toString('hex');
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ module: 'shared-host-addresses' });
   }
 
@@ -164,6 +184,9 @@ export class SharedHostAddresses {
   publish(hostId: string, addresses: readonly string[]): void {
     // Compared with what KV will hold once the writes under way are done: the latest list wins.
     if (same(this.pending.get(hostId) ?? this.kv.get(hostId), addresses)) return;
+    const held = this.contested.get(hostId);
+    if (held && held.list === addresses.join(' ') && this.nowMs() < held.until) return; // another writer replaced it: later
+    if (held && held.list !== addresses.join(' ')) this.contested.delete(hostId); // our agent's list changed
     if (hostKeySegment(hostId) === undefined) {
       if (!this.tooLong.has(hostId)) this.log.warn({ event: 'hosts_kv.not_shared', host: hostId.slice(0, 100) }, `host id over ${MAX_HOST_ID_BYTES} bytes: its addresses are not shared with other replicas`);
       this.tooLong.add(hostId);
@@ -179,6 +202,7 @@ export class SharedHostAddresses {
 
   private take(entries: readonly ConsulKvEntry[]): void {
     const next = new Map<string, readonly string[]>();
+    const writers = new Map<string, string | undefined>();
     const present = new Set(entries.map((e) => e.key));
     for (const key of this.badLogged.keys()) if (!present.has(key)) this.badLogged.delete(key);
     for (const e of entries) {
@@ -190,9 +214,11 @@ export class SharedHostAddresses {
         continue;
       }
       next.set(r.hostId, r.addresses);
+      writers.set(r.hostId, r.by);
     }
     const changed: string[] = [];
     for (const [id, list] of next) if (!same(this.kv.get(id), list)) changed.push(id);
+    for (const id of changed) if (id !== this.inFlight) this.replaced(id, next.get(id), writers.get(id));
     for (const id of this.kv.keys()) if (!next.has(id)) changed.push(id);
     this.kv.clear();
     for (const [id, list] of next) this.kv.set(id, list);
@@ -201,6 +227,40 @@ export class SharedHostAddresses {
     for (const [id, list] of [...this.pending]) if (id !== this.inFlight && same(this.kv.get(id), list)) this.pending.delete(id);
     this.pump();
     if (changed.length > 0) for (const fn of [...this.listeners]) fn(changed);
+  }
+
+  private nowMs(): number {
+    return (this.opts.now ?? (() => new Date()))().getTime();
+  }
+
+  /**
+   * KV's list of `hostId` changed to `theirs` (undefined: deleted). When it replaced the list
+   * this replica wrote, another replica holds a Hello of that host id with other addresses: an
+   * agent that moved while this replica still holds its old stream (it ends within the ping
+   * deadline), or two agents with one --host-id. Writing ours back at once would make the two
+   * replicas overwrite each other on every refresh, and every replica recompile the host each
+   * time; so ours waits CONTEST_FIRST_MS, doubling with each replacement within
+   * CONTEST_EPISODE_MS up to CONTEST_MAX_MS, and the third replacement of an episode is said at
+   * warn.
+   */
+  private replaced(hostId: string, theirs: readonly string[] | undefined, by: string | undefined): void {
+    const mine = this.wrote.get(hostId);
+    // Our own write read back (a follower read can lag behind our later writes): not replaced.
+    if (mine === undefined || theirs === undefined || by === this.writerId || theirs.join(' ') === mine) return;
+    this.wrote.delete(hostId);
+    const now = this.nowMs();
+    const last = this.contested.get(hostId);
+    const ongoing = last !== undefined && now - last.firstAt < CONTEST_EPISODE_MS;
+    const count = ongoing ? last.count + 1 : 1;
+    const entry = { list: mine, count, firstAt: ongoing ? last.firstAt : now, until: now + Math.min(CONTEST_FIRST_MS * 2 ** (count - 1), CONTEST_MAX_MS), warned: ongoing && last.warned };
+    this.contested.set(hostId, entry);
+    if (count >= 3 && !entry.warned) {
+      entry.warned = true;
+      this.log.warn(
+        { event: 'hosts_kv.contested', host: hostId, ours: mine.split(' '), theirs, replaced: count, holdMs: entry.until - now },
+        'another replica keeps sharing other addresses for this host id (two agents with one --host-id?): ours are written again more and more rarely',
+      );
+    }
   }
 
   /** Writes the pending lists one at a time, rate bounded, retrying failures with backoff. */
@@ -220,11 +280,12 @@ export class SharedHostAddresses {
       const at = (this.opts.now ?? (() => new Date()))().toISOString();
       this.inFlight = hostId;
       try {
-        await this.opts.client.kvPut(`${this.base}${hostKeySegment(hostId)!}`, JSON.stringify({ addresses, at }), { signal });
+        await this.opts.client.kvPut(`${this.base}${hostKeySegment(hostId)!}`, JSON.stringify({ addresses, at, by: this.writerId }), { signal });
         this.writes += 1;
         backoff.reset();
         if (same(this.pending.get(hostId), addresses)) this.pending.delete(hostId);
         this.kv.set(hostId, addresses); // what KV holds now (the follower confirms)
+        this.wrote.set(hostId, addresses.join(' '));
         this.inFlight = undefined;
         this.log.debug({ event: 'hosts_kv.written', host: hostId, addresses }, 'host addresses shared in Consul');
         await sleep(this.opts.minWriteIntervalMs ?? 100, signal);
