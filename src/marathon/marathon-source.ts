@@ -352,17 +352,20 @@ export class MarathonSource {
     while (!this.abort.signal.aborted) {
       let why: string;
       let attachedAt: number | undefined;
+      let events = false;
       try {
-        why = await this.holdStream(() => {
-          attachedAt = performance.now();
-        });
+        why = await this.holdStream(
+          () => void (attachedAt = performance.now()),
+          () => void (events = true),
+        );
       } catch (e) {
         why = errorText(e);
       }
       if (this.abort.signal.aborted) break;
-      // Only a stream that stayed attached a while resets the backoff: one that attaches and ends
-      // at once (each attach a full re-list) must not reconnect in a loop.
-      if (attachedAt !== undefined && performance.now() - attachedAt >= STABLE_STREAM_MS) attempt = 0;
+      // Only a stream that worked resets the backoff (it carried an event after its attach, or
+      // stayed attached a while): one that attaches and ends at once (each attach a full re-list)
+      // must not reconnect in a loop.
+      if (attachedAt !== undefined && (events || performance.now() - attachedAt >= STABLE_STREAM_MS)) attempt = 0;
       this.streamConnected = false;
       this.streamDown = { reason: `event stream: ${why}`, since: this.streamDown?.since ?? this.now() };
       const delay = fullJitterDelay(attempt++, this.backoff);
@@ -372,7 +375,8 @@ export class MarathonSource {
   }
 
   /** Resolves with the reason when the stream ends. */
-  private async holdStream(onAttached: () => void): Promise<string> {
+  /** One stream until it ends (why); `onAttached` at our attach, `onEvent` at each good event after it. */
+  private async holdStream(onAttached: () => void, onEvent: () => void): Promise<string> {
     const r = await this.http.open(EVENTS_PATH, { accept: 'text/event-stream', timeoutMs: this.timeoutMs, signal: this.abort.signal });
     if (r.status !== 200) {
       r.res.resume();
@@ -394,7 +398,10 @@ export class MarathonSource {
       // maxBufferSize bounds the line being read plus the event's data so far (in characters).
       const parser = createParser({
         maxBufferSize: this.limits.maxBytes,
-        onEvent: (msg) => this.onMessage(msg.event, msg.data, attach),
+        onEvent: (msg) => {
+          const wasAttached = attached;
+          if (this.onMessage(msg.event, msg.data, attach) && wasAttached) onEvent();
+        },
         onError: (e) => {
           if (e.type === 'max-buffer-size-exceeded') end(`an event larger than the limit of ${this.limits.maxBytes} bytes`);
           else this.log.warn({ err: preview(e.message, 200) }, 'bad SSE line from Marathon');
@@ -414,25 +421,25 @@ export class MarathonSource {
     });
   }
 
-  /** `attach` marks this connection attached; false when it already was. */
-  private onMessage(type: string | undefined, data: string, attach: () => boolean): void {
+  /** `attach` marks this connection attached; false when it already was. Whether the event was a good one (not ignored, not malformed). */
+  private onMessage(type: string | undefined, data: string, attach: () => boolean): boolean {
     const ev = parseEvent(type, data, this.limits);
     switch (ev.kind) {
       case 'ignored':
-        return;
+        return false;
       case 'malformed':
         this.log.warn({ error: ev.error }, 'malformed Marathon event skipped');
-        return;
+        return false;
       case 'stream_attached':
         // Marathon publishes this on its bus for every SSE client that attaches (event-bus.md:
         // "a new client attaching"), so every other subscriber's connect reaches us too. Only the
         // first on this connection is ours; another's must neither re-list nor move attachedAt.
-        if (!attach()) return;
+        if (!attach()) return true;
         this.streamConnected = true;
         this.attachedAt = this.now();
         this.streamDown = null;
         this.schedule({ full: true });
-        return;
+        return true;
       case 'status_update': {
         if (this.journal) {
           if (this.journal.length < MAX_JOURNAL) this.journal.push(ev);
@@ -444,21 +451,21 @@ export class MarathonSource {
           this.log.info({ appId: ev.appId, taskId: ev.taskId, why: r.why }, 're-reading app');
           this.schedule({ appId: ev.appId });
         }
-        return;
+        return true;
       }
       case 'instance_changed':
         if (!this.store.hasApp(ev.appId)) this.schedule({ appId: ev.appId });
-        return;
+        return true;
       case 'api_post':
         this.schedule(ev.appId !== undefined ? { appId: ev.appId } : { full: true });
-        return;
+        return true;
       case 'app_terminated':
         this.schedule({ appId: ev.appId });
-        return;
+        return true;
       case 'deployment_success':
         if (ev.appIds.length === 0) this.schedule({ full: true });
         for (const id of ev.appIds) this.schedule({ appId: id });
-        return;
+        return true;
     }
   }
 }
