@@ -187,55 +187,48 @@ describe('MarathonSource: connection trouble', () => {
     expect(s.freshAsOf()).toBeGreaterThanOrEqual(fresh);
   });
 
-  it('a stream that ends right after attaching reconnects with a growing backoff, not in a loop of re-lists', async () => {
-    // A Marathon or proxy that accepts, sends the attach and closes (marathon-lb#35 shows such flapping).
+  const ATTACHED = 'event: event_stream_attached\ndata: {"remoteAddress":"127.0.0.1","eventType":"event_stream_attached","timestamp":"2017-02-18T19:12:00.102Z"}\n\n';
+
+  /** A Marathon whose n-th event stream (from 1) sends `stream(n)` and ends; lists are empty. The reconnect delays the source logs. */
+  async function endingStreams(stream: (n: number) => string): Promise<number[]> {
+    let streams = 0;
     const server = http.createServer((req, res) => {
       if ((req.url ?? '').startsWith('/v2/events')) {
         res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-        res.end('event: event_stream_attached\ndata: {"remoteAddress":"127.0.0.1","eventType":"event_stream_attached","timestamp":"2017-02-18T19:12:00.102Z"}\n\n');
+        res.end(stream(++streams));
         return;
       }
       const body = JSON.stringify({ apps: [] });
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    cleanups.push(async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
     const retries: number[] = [];
     const write = (line: string): void => {
       const { retryInMs } = JSON.parse(line) as { retryInMs?: number };
       if (retryInMs !== undefined) retries.push(retryInMs);
     };
-    const logger = pino({ level: 'warn' }, { write });
-    await source(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { logger, backoff: { initialMs: 10, maxMs: 5000, random: () => 0.99 } });
+    await source(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { logger: pino({ level: 'warn' }, { write }), backoff: { initialMs: 10, maxMs: 5000, random: () => 0.99 } });
+    return retries;
+  }
+
+  it('a stream that ends right after attaching reconnects with a growing backoff, not in a loop of re-lists', async () => {
+    // A Marathon or proxy that accepts, sends the attach and closes (marathon-lb#35 shows such flapping).
+    const retries = await endingStreams(() => ATTACHED);
     await waitFor(() => retries.length >= 5, 'five reconnects');
     expect(retries.slice(0, 5)).toEqual([9, 19, 39, 79, 158]);
-    server.closeAllConnections();
   });
 
   it('a stream that carried an event after its attach restarts the backoff when it ends', async () => {
     // A working stream Marathon ends (a leader change, a proxy's idle timeout): the next connect comes at the first delay again.
-    let streams = 0;
-    const attached = 'event: event_stream_attached\ndata: {"remoteAddress":"127.0.0.1","eventType":"event_stream_attached","timestamp":"2017-02-18T19:12:00.102Z"}\n\n';
-    const other = 'event: deployment_success\ndata: {"eventType":"deployment_success","timestamp":"2017-02-18T19:12:01.000Z","id":"d1","plan":{"id":"d1","original":{"apps":[]},"target":{"apps":[]},"steps":[]}}\n\n';
-    const server = http.createServer((req, res) => {
-      if ((req.url ?? '').startsWith('/v2/events')) {
-        streams++;
-        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-        // The first three streams only attach; from the fourth, each carries an event too.
-        res.end(streams <= 3 ? attached : attached + other);
-        return;
-      }
-      const body = JSON.stringify({ apps: [] });
-      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    const retries: number[] = [];
-    const logger = pino({ level: 'warn' }, { write: (line: string) => void ((r) => r !== undefined && retries.push(r))((JSON.parse(line) as { retryInMs?: number }).retryInMs) });
-    await source(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { logger, backoff: { initialMs: 10, maxMs: 5000, random: () => 0.99 } });
+    const event = 'event: deployment_success\ndata: {"eventType":"deployment_success","timestamp":"2017-02-18T19:12:01.000Z","id":"d1","plan":{"id":"d1","original":{"apps":[]},"target":{"apps":[]},"steps":[]}}\n\n';
+    // The first three streams only attach; from the fourth, each carries an event too.
+    const retries = await endingStreams((n) => (n <= 3 ? ATTACHED : ATTACHED + event));
     await waitFor(() => retries.length >= 6, 'six reconnects');
     expect(retries.slice(0, 6)).toEqual([9, 19, 39, 9, 9, 9]);
-    server.closeAllConnections();
   });
 
   it('a standby redirect (302 Location) is followed to the leader, for lists and the stream', async () => {
