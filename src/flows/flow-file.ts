@@ -97,7 +97,7 @@ export class FlowDictWriter {
         }
         const id = this.next.r++;
         this.ids.set(r, id);
-        yield JSON.stringify({ r: id, d: r.direction, h: r.reportedBy, s: r.rawSource, t: r.rawDestination, source: r.source, D, E });
+        yield resolutionLine(id, r, D, E);
       }
     }
   }
@@ -130,12 +130,17 @@ export class FlowDictWriter {
           const E = idIn(self.decisionIds, writer.decisionIds, r.decided, 'E');
           if (E !== undefined) yield JSON.stringify({ E, decided: r.decided });
           const id = idIn(self.ids, writer.ids, r, 'r')!;
-          yield JSON.stringify({ r: id, d: r.direction, h: r.reportedBy, s: r.rawSource, t: r.rawDestination, source: r.source, D: writer.destinationIds.get(r.destination), E: writer.decisionIds.get(r.decided) });
+          yield resolutionLine(id, r, writer.destinationIds.get(r.destination)!, writer.decisionIds.get(r.decided)!);
         }
       }
     }
     return { writer, lines: lines() };
   }
+}
+
+/** The line defining resolution `id` (its destination and decision defined before, as D and E). */
+function resolutionLine(id: number, r: FlowResolution, D: number, E: number): string {
+  return JSON.stringify({ r: id, d: r.direction, h: r.reportedBy, s: r.rawSource, t: r.rawDestination, source: r.source, D, E });
 }
 
 function nextId(m: Map<number, unknown>): number {
