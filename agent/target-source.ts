@@ -25,7 +25,7 @@ import { resolveAll, splitTarget, targetOf, type LookupAll, type Target } from '
 
 export type ControllerSource =
   | { readonly kind: 'list'; readonly controllers: readonly string[] }
-  | { readonly kind: 'consul'; readonly url: string; readonly service: string };
+  | { readonly kind: 'consul'; readonly url: string; readonly service: string; /** ACL token (X-Consul-Token); none: Consul's anonymous token. */ readonly token?: string };
 
 export interface TargetSourceOptions {
   readonly logger: SyncLogger;
@@ -55,7 +55,7 @@ const defaultLookup: LookupAll = (host) => lookup(host, { all: true });
 
 /** The source for `--controller` (names resolved to every address) or `--consul`. */
 export function targetSource(source: ControllerSource, o: TargetSourceOptions): TargetSource {
-  return source.kind === 'list' ? new DnsTargets(source.controllers, o) : new ConsulTargets(source.url, source.service, o);
+  return source.kind === 'list' ? new DnsTargets(source.controllers, o) : new ConsulTargets(source.url, source.service, o, source.token);
 }
 
 class DnsTargets implements TargetSource {
@@ -132,8 +132,9 @@ class ConsulTargets implements TargetSource {
     url: string,
     private readonly service: string,
     private readonly o: TargetSourceOptions,
+    token: string | undefined,
   ) {
-    this.client = new ConsulClient({ url, timeoutMs: o.consulTimeoutMs ?? 10_000 });
+    this.client = new ConsulClient({ url, timeoutMs: o.consulTimeoutMs ?? 10_000, ...(token !== undefined ? { token } : {}) });
   }
 
   async initial(): Promise<Target[]> {

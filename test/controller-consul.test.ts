@@ -91,7 +91,7 @@ describe('controller --consul', () => {
       [['--policy-consul', '--insecure'], /--policy-consul needs --consul URL/],
       [['--consul', 'http://127.0.0.1:8500', '--insecure'], /--consul needs --policy-consul, --consul-service NAME or both/],
       [['--consul', 'http://127.0.0.1:8500', '--policy-consul', '--policy', 'x', '--insecure'], /--policy and --policy-consul exclude each other/],
-      [['--consul', 'ftp://x', '--consul-service', 'p', '--insecure'], /--consul must be an http\(s\) URL/],
+      [['--consul', 'ftp://x', '--consul-service', 'p', '--insecure'], /--consul must be an http:\/\/ or https:\/\/ URL/],
       [['--consul', 'http://127.0.0.1:8500', '--consul-service', 'bad name', '--insecure'], /--consul-service must be a service name/],
       [['--consul', 'http://127.0.0.1:8500', '--consul-prefix', 'p', '--consul-service', 'p', '--insecure'], /--consul-prefix needs --policy-consul/],
     ];

@@ -10,7 +10,7 @@ import type { MarathonAuth, MarathonTls } from '../marathon/http-client.js';
 import type { MarathonFeedConfig } from '../controller/marathon-feed.js';
 import { UsageError } from '../usage-error.js';
 import type { CliIO } from './command.js';
-import { absolutePath, parseSeconds } from './process-options.js';
+import { absolutePath, parseSeconds, secretFileLine } from './process-options.js';
 
 export const MARATHON_OPTIONS = {
   marathon: { type: 'string', multiple: true },
@@ -75,16 +75,8 @@ export interface MarathonFlags {
 
 export class MarathonConfigError extends Error {}
 
-async function firstLine(path: string, what: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new MarathonConfigError(`cannot read the ${what} file ${path}: ${(e as Error).message}`);
-  }
-  const line = text.split(/\r?\n/)[0]!.trim();
-  if (line === '') throw new MarathonConfigError(`the ${what} file ${path} is empty`);
-  return line;
+function firstLine(path: string, what: string): Promise<string> {
+  return secretFileLine(path, what, (m) => new MarathonConfigError(m));
 }
 
 /** Checks the flags and reads the files they name; errors say which flag and what to do. */

@@ -167,7 +167,9 @@ export async function consulCall<T>(what: string, timeoutMs: number, signal: Abo
     const status = err.response?.statusCode;
     // papi's message may carry up to 80 characters of Consul's own text: untrusted, so previewed.
     const detail = previewJson(err.message.replace(/^consul: /, ''), 240);
-    const message = signal?.aborted ? 'cancelled' : status !== undefined && (status < 200 || status > 299) ? `Consul answered HTTP ${status} (${detail})` : detail;
+    // 403 is Consul's ACLs refusing ("Permission denied", "ACL not found"): say what to check.
+    const acl = status === 403 ? ': refused by its ACLs (the token of --consul-token-file is missing, unknown or lacks this permission)' : '';
+    const message = signal?.aborted ? 'cancelled' : status !== undefined && (status < 200 || status > 299) ? `Consul answered HTTP ${status} (${detail})${acl}` : detail;
     throw new ConsulCallError(`${what}: ${message}`, status !== undefined && (status < 200 || status > 299) ? status : undefined);
   } finally {
     signal?.removeEventListener('abort', onAbort);

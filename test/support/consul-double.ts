@@ -26,6 +26,13 @@
  * stay blocked past their wait; the client's own timeout ends them), until lifted). Bounded: request bodies up to
  * 1 MiB (a KV value up to the documented 512 KiB), at most 1,000 blocked queries at once (more
  * are answered at once). `requests` counts requests per route.
+ *
+ * ACLs (option `aclTokens`; off by default, as in Consul): a request must carry one of the given
+ * tokens, in `X-Consul-Token` or as `Authorization: Bearer` (api-docs/index.mdx, "Authentication",
+ * commit 00c2444cfce645c516074688ecfedf6fa99ab5aa; the deprecated `?token=` too); a token the
+ * double does not know is answered 403 `ACL not found`, a request without one 403 `Permission
+ * denied` (the anonymous token under `default_policy = "deny"`, which has no rights). Every
+ * token given has every right (the double has no ACL policies). `refusedTokens` counts the 403s.
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -63,6 +70,8 @@ export interface ConsulDoubleOptions {
   /** The local agent's node name and address. Default node-1, 127.0.0.1. */
   readonly node?: string;
   readonly nodeAddress?: string;
+  /** ACLs on: the tokens the double accepts (each with every right). Default: ACLs off. */
+  readonly aclTokens?: readonly string[];
 }
 
 /** An instance registered by another node's agent (one check, passing unless `status` says otherwise). */
@@ -77,6 +86,8 @@ type Answer = { status: number; body?: unknown; text?: string; index?: number };
 export class ConsulDouble {
   readonly state = new ConsulState();
   readonly requests = new Map<string, number>();
+  refusedTokens = 0;
+  private readonly aclTokens: ReadonlySet<string> | undefined;
   private outage: OutageMode = null;
   private server: http.Server | undefined;
   private readonly sockets = new Set<Socket>();
@@ -88,6 +99,7 @@ export class ConsulDouble {
   constructor(options: ConsulDoubleOptions = {}) {
     this.node = options.node ?? 'node-1';
     this.nodeAddress = options.nodeAddress ?? '127.0.0.1';
+    this.aclTokens = options.aclTokens && new Set(options.aclTokens);
     this.state.onChange(() => {
       for (const w of [...this.waiters]) w();
     });
@@ -185,12 +197,27 @@ export class ConsulDouble {
     }
     if (this.outage === 'error') return send(res, { status: 500, text: 'rpc error making call: No cluster leader' });
     if (this.outage === 'hang') return;
+    const refused = this.aclRefusal(req, url);
+    if (refused !== undefined) {
+      this.refusedTokens += 1;
+      return send(res, { status: 403, text: refused });
+    }
     if (!route) return send(res, { status: 404, text: '404 page not found' });
     if (route.method !== req.method) return send(res, { status: 405, text: `method ${req.method} not allowed` });
     bodyOf(req, MAX_BODY).then(
       (body) => this.dispatch(route, url, body, req, res),
       (e: Error) => send(res, { status: 413, text: e.message }),
     );
+  }
+
+  /** With ACLs on, why a request is refused (its 403 text), else undefined (see the header). */
+  private aclRefusal(req: http.IncomingMessage, url: URL): string | undefined {
+    if (this.aclTokens === undefined) return undefined;
+    const header = req.headers['x-consul-token'];
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const token = (typeof header === 'string' ? header : undefined) ?? bearer ?? url.searchParams.get('token') ?? undefined;
+    if (token === undefined || token === '') return 'Permission denied';
+    return this.aclTokens.has(token) ? undefined : 'ACL not found';
   }
 
   private dispatch(route: Route, url: URL, body: Buffer, req: http.IncomingMessage, res: http.ServerResponse): void {

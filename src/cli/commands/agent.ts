@@ -22,7 +22,8 @@ import { UsageError } from '../../usage-error.js';
 import { parseFlags } from '../load-inputs.js';
 import { packageRoot } from '../../package-root.js';
 import { DEFAULT_FLOW_RECORDING } from '../../render/render-flows.js';
-import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
+import { absolutePath, hostPortOption, httpUrlOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
+import { CONSUL_TOKEN_HELP, consulTargetFrom, consulToken, type ConsulTarget } from '../consul-options.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/portcullis';
 export const DEFAULT_MESOS_AGENT = 'http://127.0.0.1:5051';
@@ -48,6 +49,7 @@ Options:
                       http://127.0.0.1:8500); the replicas are the passing instances of
                       --consul-service, followed with blocking queries (a Consul outage
                       keeps the last list)
+${CONSUL_TOKEN_HELP}
   --consul-service NAME
                       the controllers' Consul service name (with --consul)
   --connect-timeout SECONDS
@@ -156,12 +158,7 @@ function egressOptions(values: Record<string, string | boolean | string[] | unde
     throw new UsageError(`--cgroups-root '${cgroupsRoot}' must be a relative path of [A-Za-z0-9_.-] segments (the Mesos agent's --cgroups_root)`);
   }
   if (url === 'off') return undefined;
-  try {
-    const parsed = new URL(url);
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http: or https:');
-  } catch (err) {
-    throw new UsageError(`--mesos-agent must be an http:// or https:// URL or 'off', got '${url}' (${(err as Error).message})`);
-  }
+  httpUrlOption(url, '--mesos-agent', "the Mesos agent's HTTP authentication is not supported: its read-only endpoints must be open to this host (the default)", " or 'off'");
   return { mesosAgent: url, pollIntervalMs: Math.round(poll * 1000), cgroupsRoot: cgroupsRoot.replace(/^\/+|\/+$/g, ''), unmapped };
 }
 
@@ -172,29 +169,23 @@ export function connectTimeoutOption(text: string | undefined): number {
   return Math.round(1000 * parseSeconds(text, 'connect-timeout', 0.1, 3600));
 }
 
-/** `--controller` (repeatable) or `--consul URL --consul-service NAME`; exactly one of the two. */
-export function controllerSourceFrom(values: Record<string, string | boolean | string[] | undefined>): ControllerSource {
+/** `--controller` (repeatable) or `--consul URL --consul-service NAME`; exactly one of the two. With Consul, `consul` says where (its token is read at start). */
+export function controllerSourceFrom(values: Record<string, string | boolean | string[] | undefined>, io: CliIO): { source: ControllerSource; consul?: ConsulTarget } {
   const controllers = (values.controller as string[] | undefined) ?? [];
-  const consul = values.consul as string | undefined;
   const service = values['consul-service'] as string | undefined;
-  if (controllers.length > 0 && (consul !== undefined || service !== undefined)) {
+  if (controllers.length > 0 && (values.consul !== undefined || service !== undefined)) {
     throw new UsageError('--controller and --consul exclude each other: the replicas come from one source');
   }
+  const consul = consulTargetFrom({ consul: values.consul as string | undefined, 'consul-token-file': values['consul-token-file'] as string | undefined }, io);
   if (consul === undefined && service !== undefined) throw new UsageError('--consul-service needs --consul URL');
   if (consul !== undefined) {
     if (service === undefined) throw new UsageError('--consul needs --consul-service NAME (the controllers\' Consul service)');
     if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/.test(service)) throw new UsageError(`--consul-service '${service.slice(0, 100)}' must be letters, digits, '-' and '_'`);
-    try {
-      const parsed = new URL(consul);
-      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http: or https:');
-    } catch (err) {
-      throw new UsageError(`--consul must be an http:// or https:// URL, got '${consul.slice(0, 200)}' (${(err as Error).message})`);
-    }
-    return { kind: 'consul', url: consul, service };
+    return { source: { kind: 'consul', url: consul.url, service }, consul };
   }
   if (controllers.length === 0) throw new UsageError('--controller HOST:PORT is required (repeatable: one per replica), or --consul URL --consul-service NAME');
   for (const c of controllers) hostPortOption(c, undefined, '--controller');
-  return { kind: 'list', controllers: [...new Set(controllers)] };
+  return { source: { kind: 'list', controllers: [...new Set(controllers)] } };
 }
 
 function describeSource(source: ControllerSource): string {
@@ -208,6 +199,7 @@ export const agentCommand: Command = {
     const values = parseFlags(args, {
       controller: { type: 'string', multiple: true },
       consul: { type: 'string' },
+      'consul-token-file': { type: 'string' },
       'consul-service': { type: 'string' },
       'connect-timeout': { type: 'string' },
       'host-id': { type: 'string' },
@@ -285,7 +277,7 @@ export const agentCommand: Command = {
       );
       return EXIT_OK;
     }
-    const controllers = controllerSourceFrom(values);
+    const from = controllerSourceFrom(values, io);
     const tls = tlsFilesFrom(values, io);
     if (!tls && values['server-name'] !== undefined) throw new UsageError('--server-name needs TLS (--ca, --cert, --key)');
 
@@ -293,7 +285,9 @@ export const agentCommand: Command = {
     let statusServer: StatusServer | undefined;
     try {
       const credentials = tls ? await loadClientCredentials(tls) : grpc.credentials.createInsecure();
-      if (!tls) log.warn({ controller: describeSource(controllers) }, 'gRPC is PLAINTEXT (--insecure): the controller is not authenticated');
+      const token = from.consul && (await consulToken(from.consul));
+      const controllers: ControllerSource = from.source.kind === 'consul' && token ? { ...from.source, token } : from.source;
+      if (!tls) log.warn({ controller: describeSource(from.source) }, 'gRPC is PLAINTEXT (--insecure): the controller is not authenticated');
       agent = agentFor(credentials, controllers);
       await agent.start();
       if (statusListen) {

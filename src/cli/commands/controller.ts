@@ -21,7 +21,7 @@ import { POLICY_LIMIT_HELP, POLICY_LIMIT_OPTIONS, policyLimitsFrom } from '../po
 import { absolutePath, hostPortOption, parseSeconds, tlsFilesFrom, TLS_OPTION_HELP, waitForStopSignal } from '../process-options.js';
 import { DEFAULT_CONTROLLER_STATE_DIR } from '../../controller/flow-persistence.js';
 import { DEFAULT_REBALANCE_INTERVAL_MS } from '../../grpc/agent-rebalance.js';
-import { ConsulClient } from '../../consul/consul-client.js';
+import { CONSUL_TOKEN_HELP, consulClientOf, consulTargetFrom, type ConsulTarget } from '../consul-options.js';
 import { DEFAULT_POLICY_PREFIX, prefixError } from '../../consul/policy-kv.js';
 import { parseDurationMs } from '../../flows/flow-query.js';
 import { DEFAULT_FLOW_MAX_RECORDS, type FlowStoreOptions } from '../../flows/flow-store.js';
@@ -87,6 +87,7 @@ ${LOG_LEVEL_HELP}
 
 Consul (optional; replicas: README "Controller replicas"):
   --consul URL        the local Consul agent's HTTP API, e.g. http://127.0.0.1:8500
+${CONSUL_TOKEN_HELP}
   --policy-consul     take the policy from Consul KV (what 'portcullis policy push' wrote)
                       instead of --policy; a policy that does not check never replaces the
                       one in force; Consul unreachable changes nothing in force
@@ -157,7 +158,7 @@ interface ControllerArgs {
 }
 
 interface ConsulArgs {
-  readonly url: string;
+  readonly target: ConsulTarget;
   readonly policyPrefix: string | undefined;
   readonly service: { readonly name: string; readonly address?: string } | undefined;
   /** `--policy-bundles-keep`: old bundles kept by the housekeeping; undefined: off. */
@@ -182,19 +183,13 @@ function rebalanceArgs(interval: string | undefined, slackText: string | undefin
 
 const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/;
 
-function consulArgs(values: { consul?: string; 'policy-consul'?: boolean; 'consul-prefix'?: string; 'consul-service'?: string; 'consul-address'?: string; 'policy-bundles-keep'?: string; policy?: string }): ConsulArgs | undefined {
+function consulArgs(values: { consul?: string; 'consul-token-file'?: string; 'policy-consul'?: boolean; 'consul-prefix'?: string; 'consul-service'?: string; 'consul-address'?: string; 'policy-bundles-keep'?: string; policy?: string }, io: CliIO): ConsulArgs | undefined {
   const given = (['policy-consul', 'consul-prefix', 'consul-service', 'consul-address', 'policy-bundles-keep'] as const).filter((k) => values[k] !== undefined);
-  if (values.consul === undefined) {
+  const target = consulTargetFrom(values, io);
+  if (target === undefined) {
     if (given.length > 0) throw new UsageError(`--${given[0]} needs --consul URL (the local Consul agent)`);
     return undefined;
   }
-  let url: URL;
-  try {
-    url = new URL(values.consul);
-  } catch {
-    url = new URL('invalid:');
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--consul must be an http(s) URL, got '${values.consul.slice(0, 100)}'`);
   if (values['policy-consul'] && values.policy !== undefined) throw new UsageError('--policy and --policy-consul exclude each other: the policy comes from one place');
   if (values['consul-prefix'] !== undefined && !values['policy-consul']) throw new UsageError('--consul-prefix needs --policy-consul');
   const keepText = values['policy-bundles-keep'];
@@ -208,7 +203,7 @@ function consulArgs(values: { consul?: string; 'policy-consul'?: boolean; 'consu
   if (values['consul-address'] !== undefined && name === undefined) throw new UsageError('--consul-address needs --consul-service');
   if (!values['policy-consul'] && name === undefined) throw new UsageError('--consul needs --policy-consul, --consul-service NAME or both (what to use Consul for)');
   return {
-    url: url.href.replace(/\/$/, ''),
+    target,
     policyPrefix: values['policy-consul'] ? prefix : undefined,
     bundlesKeep: !values['policy-consul'] || keepText === 'off' ? undefined : Number(keepText ?? 1),
     service: name === undefined ? undefined : { name, ...(values['consul-address'] !== undefined ? { address: values['consul-address'] } : {}) },
@@ -255,6 +250,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
     'consul-prefix': { type: 'string' },
     'consul-service': { type: 'string' },
     'consul-address': { type: 'string' },
+    'consul-token-file': { type: 'string' },
     'flow-peer': { type: 'string', multiple: true },
     'peer-name': { type: 'string', multiple: true },
     'policy-bundles-keep': { type: 'string' },
@@ -275,7 +271,7 @@ export function parseControllerArgs(args: readonly string[], io: CliIO): Control
   if (!Number.isInteger(maxHandshakes) || maxHandshakes < 0 || maxHandshakes > 100_000) throw new UsageError(`--max-handshakes must be a whole number 0..100000, got '${values['max-handshakes']}'`);
   const waitText = values['handshake-queue-wait'];
   const handshakeQueueWaitMs = waitText === undefined ? DEFAULT_HANDSHAKE_QUEUE_WAIT_MS : Math.round(1000 * parseSeconds(waitText, 'handshake-queue-wait', 0.01, 600));
-  const consul = consulArgs(values);
+  const consul = consulArgs(values, io);
   const targets = (values['flow-peer'] ?? []).map((t) => hostPortOption(t, undefined, '--flow-peer') as HostPort);
   for (const t of targets) if (t.port === 0 || t.host === '0.0.0.0' || t.host === '::') throw new UsageError(`--flow-peer needs the address and port another replica listens on, got '${formatHostPort(t.host, t.port)}'`);
   const peerNames = values['peer-name'] ?? [];
@@ -334,7 +330,7 @@ export const controllerCommand: Command = {
         ...(options.consul
           ? {
               consul: {
-                client: new ConsulClient({ url: options.consul.url }),
+                client: await consulClientOf(options.consul.target),
                 ...(options.consul.policyPrefix !== undefined ? { policyPrefix: options.consul.policyPrefix } : {}),
                 ...(options.consul.service ? { service: options.consul.service } : {}),
                 ...(options.consul.bundlesKeep !== undefined ? { housekeeping: { keep: options.consul.bundlesKeep } } : {}),

@@ -7,7 +7,7 @@
  */
 import { hostname } from 'node:os';
 import { basename } from 'node:path';
-import { ConsulClient } from '../../consul/consul-client.js';
+import { CONSUL_TOKEN_HELP, consulClientOf, consulTargetFrom, type ConsulTarget } from '../consul-options.js';
 import { DEFAULT_POLICY_PREFIX, PolicyPushConflict, policyPointerKey, prefixError, pushKvPolicy, readKvPolicy } from '../../consul/policy-kv.js';
 import { readPolicyFiles } from '../../sources/policy-files.js';
 import { UsageError } from '../../usage-error.js';
@@ -17,12 +17,15 @@ import { INVENTORY_OPTION_HELP, POLICY_OPTION_HELP, parseFlags, resolvePolicyPat
 import { CONTROLLER_CLUSTER_HELP } from '../controller-client.js';
 import { POLICY_LIMIT_HELP, policyLimitsFrom } from '../policy-limit-options.js';
 
+const CONSUL_FLAGS = { consul: { type: 'string' }, 'consul-token-file': { type: 'string' }, 'consul-prefix': { type: 'string' } } as const;
+
 const CONSUL_HELP = `  --consul URL        the local Consul agent's HTTP API, e.g. http://127.0.0.1:8500 (required)
+${CONSUL_TOKEN_HELP}
   --consul-prefix P   KV prefix of the policy (default ${DEFAULT_POLICY_PREFIX})`;
 
-const help = `Usage: portcullis policy push [--policy FILE|DIR] --consul URL [--consul-prefix P]
+const help = `Usage: portcullis policy push [--policy FILE|DIR] --consul URL [--consul-token-file FILE] [--consul-prefix P]
                               [--inventory FILE | --controller URL] [limits]
-       portcullis policy show --consul URL [--consul-prefix P]
+       portcullis policy show --consul URL [--consul-token-file FILE] [--consul-prefix P]
 
 push: checks the policy exactly as \`portcullis check\` does (same options, same output) and,
 only when it passes, writes it to Consul KV and makes it the policy in force for every
@@ -46,25 +49,20 @@ Example:
   portcullis policy push --policy policies/shop --inventory policies/inventory.yaml --consul http://127.0.0.1:8500
 `;
 
-function consulOptions(values: { consul?: string; 'consul-prefix'?: string }): { url: string; prefix: string } {
-  if (values.consul === undefined) throw new UsageError('--consul URL is required (the local Consul agent, e.g. http://127.0.0.1:8500)');
-  let url: URL;
-  try {
-    url = new URL(values.consul);
-  } catch {
-    throw new UsageError(`--consul must be an http(s) URL; got ${JSON.stringify(values.consul.slice(0, 100))}`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--consul must be an http(s) URL; got ${JSON.stringify(values.consul.slice(0, 100))}`);
+function consulOptions(values: { consul?: string; 'consul-token-file'?: string; 'consul-prefix'?: string }, io: CliIO): { target: ConsulTarget; prefix: string } {
+  const target = consulTargetFrom(values, io);
+  if (target === undefined) throw new UsageError('--consul URL is required (the local Consul agent, e.g. http://127.0.0.1:8500)');
   const prefix = values['consul-prefix'] ?? DEFAULT_POLICY_PREFIX;
   const bad = prefixError(prefix);
   if (bad !== undefined) throw new UsageError(`--consul-prefix: ${bad}`);
-  return { url: url.href.replace(/\/$/, ''), prefix };
+  return { target, prefix };
 }
 
 async function push(args: readonly string[], io: CliIO): Promise<number> {
-  const values = parseFlags(args, { ...CHECK_OPTIONS, consul: { type: 'string' }, 'consul-prefix': { type: 'string' } });
-  const { url, prefix } = consulOptions(values);
-  const client = new ConsulClient({ url });
+  const values = parseFlags(args, { ...CHECK_OPTIONS, ...CONSUL_FLAGS });
+  const { target, prefix } = consulOptions(values, io);
+  const url = target.url;
+  const client = await consulClientOf(target);
   try {
     // The version in force before the check: the switch lands only if it still holds.
     const expectIndex = (await client.kvGet(policyPointerKey(prefix))).value?.modifyIndex ?? 0;
@@ -91,9 +89,10 @@ async function push(args: readonly string[], io: CliIO): Promise<number> {
 }
 
 async function show(args: readonly string[], io: CliIO): Promise<number> {
-  const values = parseFlags(args, { consul: { type: 'string' }, 'consul-prefix': { type: 'string' } });
-  const { url, prefix } = consulOptions(values);
-  const client = new ConsulClient({ url });
+  const values = parseFlags(args, CONSUL_FLAGS);
+  const { target, prefix } = consulOptions(values, io);
+  const url = target.url;
+  const client = await consulClientOf(target);
   try {
     const inForce = await readKvPolicy(client, prefix);
     if (!inForce) {
