@@ -1,8 +1,9 @@
 /**
  * How the sync client logs a connection problem that persists (agent/sync-client.ts): at warn
  * once per distinct problem (grpc-js's reason with its timestamps stripped) and again at most
- * every `repeatWarnMs` with the count of failed attempts; the retries in between at debug. A good
- * stream resets it.
+ * every `repeatWarnMs` with the count of failed attempts; the retries in between at debug. Each
+ * problem is remembered on its own (the last MAX_WARNED), so replicas that fail in turn (grpc-js
+ * names the address in its reason) are not news at every attempt. A good stream resets it.
  */
 import type { SyncLogger } from '../src/grpc/sync-logger.js';
 import type { Target } from './controller-targets.js';
@@ -22,9 +23,12 @@ export interface ConnectProblemWhere {
   readonly retryInMs: number;
 }
 
+/** Problems remembered as logged at warn: the oldest is forgotten past this many. */
+const MAX_WARNED = 64;
+
 export class ConnectWarnings {
-  /** The problem last logged at warn and when; the failed attempts since the last good stream. */
-  private warned: { problem: string; at: number } | undefined;
+  /** The problems logged at warn since the last good stream and when; the failed attempts since then. */
+  private readonly warned = new Map<string, number>();
   private failedAttempts = 0;
 
   constructor(
@@ -34,7 +38,7 @@ export class ConnectWarnings {
 
   /** A good stream: the next problem is logged at warn again. */
   reset(): void {
-    this.warned = undefined;
+    this.warned.clear();
     this.failedAttempts = 0;
   }
 
@@ -44,12 +48,17 @@ export class ConnectWarnings {
     this.failedAttempts += 1;
     const now = Date.now();
     const fields = { ...where, reason: problem, attempts: this.failedAttempts };
-    const warned = this.warned;
-    if (warned && warned.problem === problem && now - warned.at < this.repeatWarnMs) {
+    const warnedAt = this.warned.get(problem);
+    if (warnedAt !== undefined && now - warnedAt < this.repeatWarnMs) {
       this.logger.debug(fields, 'sync: still cannot connect to the controller');
       return;
     }
-    this.warned = { problem, at: now };
+    this.warned.delete(problem); // set again below: the newest last
+    this.warned.set(problem, now);
+    for (const old of this.warned.keys()) {
+      if (this.warned.size <= MAX_WARNED) break;
+      this.warned.delete(old);
+    }
     this.logger.warn(fields, 'sync: cannot connect to the controller');
   }
 }

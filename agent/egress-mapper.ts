@@ -129,8 +129,11 @@ export class EgressMapper {
     const stops = this.stops;
     this.capable = await this.checkCapability();
     if (stops !== this.stops) return; // stopped meanwhile
-    await this.poll();
-    this.schedule();
+    try {
+      await this.poll();
+    } finally {
+      this.schedule(); // a failed first poll is retried at the next interval, as any other
+    }
   }
 
   /** No poll after this one; a poll still waiting for the Mesos agent gives the dataplane nothing. */

@@ -21,7 +21,9 @@
  * - Bounds: at most `maxEntries` known entries per set (the kernel set holds no more); pending
  *   records are merged by key (direction, verdict, source, destination, protocol, port), at most
  *   `maxEntries` per set read, the rest is dropped and counted; `take(max)` hands out at most
- *   `max` records, the rest stays for the next call.
+ *   `max` records, the rest stays for the next call. What is known of a set or an overflow rule
+ *   the kernel no longer holds (an app left the host: its sets were read once more, then
+ *   destroyed) is forgotten at the next full read.
  * - After an agent restart the entries still in the sets are reported once more (the reader keeps
  *   nothing on disk): at most `--flow-timeout` of history is counted twice.
  * - Reads never overlap (a slow read makes the next interval wait); a read failure is logged and
@@ -138,7 +140,10 @@ export class FlowReader implements FlowSource {
       for (const flows of layout) {
         for (const set of flows.sets) if (wanted === undefined || wanted.has(set.name)) await this.readSet(set);
       }
-      if (names === undefined) for (const flows of layout) await this.readCounters(flows);
+      if (names === undefined) {
+        this.forgetUnheld(layout);
+        for (const flows of layout) await this.readCounters(flows);
+      }
       this.lastError = undefined;
     } catch (err) {
       this.counts.readFailures++;
@@ -204,6 +209,18 @@ export class FlowReader implements FlowSource {
     return Math.max(1, sets) * this.opts.recording.maxEntries;
   }
 
+  /** Forgets the sets and overflow rules `layout` no longer holds, so what is known stays bounded by the sets held. */
+  private forgetUnheld(layout: readonly RenderedFlows[]): void {
+    const sets = new Set(layout.flatMap((f) => f.sets.map((s) => s.name)));
+    for (const name of this.known.keys()) if (!sets.has(name)) this.known.delete(name);
+    const rules = new Set<string>();
+    for (const f of layout) {
+      const family = f.sets[0]?.family; // as readCounters reads them
+      if (family !== undefined) for (const r of f.overflow) rules.add(ruleStateKey(family, r));
+    }
+    for (const key of this.ruleCounts.keys()) if (!rules.has(key)) this.ruleCounts.delete(key);
+  }
+
   private async readCounters(flows: RenderedFlows): Promise<void> {
     const family = flows.sets[0]?.family;
     if (family === undefined || flows.overflow.length === 0) return;
@@ -218,7 +235,7 @@ export class FlowReader implements FlowSource {
       const key = counterKey(rule.chain, rule.comment);
       const now = counters.get(key)?.packets;
       if (now === undefined) continue;
-      const stateKey = `${family} ${key}`;
+      const stateKey = ruleStateKey(family, rule);
       const prev = this.ruleCounts.get(stateKey) ?? 0;
       this.ruleCounts.set(stateKey, now);
       const grown = now >= prev ? now - prev : now;
@@ -229,4 +246,9 @@ export class FlowReader implements FlowSource {
       this.lost.set(lostKey, entry);
     }
   }
+}
+
+/** An overflow rule's key in `ruleCounts` (its family: that of the sets read with it). */
+function ruleStateKey(family: Family, rule: RenderedFlows['overflow'][number]): string {
+  return `${family} ${counterKey(rule.chain, rule.comment)}`;
 }

@@ -13,6 +13,7 @@ import type { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
 import { EgressMapper, cgroupOfPid, findCgroup2Mount } from '../agent/egress-mapper.js';
 import { MesosAgentApi } from '../src/mesos/agent-api.js';
 import type { EgressMapping, UnmappedPolicy } from '../src/render/render-egress.js';
+import { waitFor } from './support/grpc-harness.js';
 import { logCapture } from './support/log-capture.js';
 import { makeState } from './support/memory-state-source.js';
 import { MesosAgentDouble } from './support/mesos-agent-double.js';
@@ -52,7 +53,7 @@ describe('EgressMapper', () => {
     mount = '';
   });
 
-  function setup(opts: { unmapped?: UnmappedPolicy; runner?: CommandRunner; mount?: string | null; apiUrl?: string; api?: MesosAgentApi; procRoot?: string; hostAddresses?: string[] } = {}) {
+  function setup(opts: { unmapped?: UnmappedPolicy; runner?: CommandRunner; mount?: string | null; apiUrl?: string; api?: MesosAgentApi; procRoot?: string; hostAddresses?: string[]; pollIntervalMs?: number } = {}) {
     mount = mkdtempSync(path.join(tmpdir(), 'pcut-cg-'));
     mounts.push(mount);
     const dataplane = new RecordingDataplane();
@@ -63,7 +64,7 @@ describe('EgressMapper', () => {
       runner: opts.runner ?? new RecordingRunner(),
       hostAddresses: opts.hostAddresses ?? [HOST],
       unmapped: opts.unmapped ?? 'host',
-      pollIntervalMs: 3_600_000,
+      pollIntervalMs: opts.pollIntervalMs ?? 3_600_000,
       restoreCommand: 'iptables-restore',
       cgroup2Mount: opts.mount === undefined ? mount : opts.mount,
       ...(opts.procRoot ? { procRoot: opts.procRoot } : {}),
@@ -174,6 +175,21 @@ describe('EgressMapper', () => {
     await mapper.poll();
     await mapper.poll();
     expect(dataplane.maps.map((m) => m.key)).toEqual([dataplane.maps[0]!.key, dataplane.maps[0]!.key]);
+  });
+
+  it('a first poll whose map the dataplane could not write still leaves the mapper polling: the map is given again at the next interval', async () => {
+    const { mapper, dataplane } = setup({ pollIntervalMs: 20 });
+    mkdirSync(path.join(mount, 'mesos', 'c1'), { recursive: true });
+    double.tasks = [{ taskId: 'web.1', containerId: 'c1', executorPid: null }];
+    dataplane.failures = 1;
+    try {
+      await expect(mapper.start()).rejects.toThrow(/cgroup path not found/);
+      await waitFor('the map given again by the next poll', () => dataplane.maps.length >= 2, 5_000);
+    } finally {
+      mapper.stop();
+    }
+    expect(dataplane.maps[1]!.key).toBe(dataplane.maps[0]!.key);
+    expect(mapper.status(undefined).enforcing).toBe(true);
   });
 
   it('no cgroup2 mount, or no cgroup match: host-level only, one warn line, the reason in the status', async () => {

@@ -219,6 +219,30 @@ describe('FlowReader', () => {
     expect(reader.take(100).entries).toHaveLength(4);
   });
 
+  it('the sets and overflow rules of an app that left the host are forgotten once read: what is known stays bounded by the sets held', async () => {
+    const clock = { now: 3_000_000 };
+    const rule = { chain: 'PCU-EGD-0123456789ABCDEF', comment: 'pcu:0badcafe', family: 4 as const, direction: 'egress' as const, verdict: 'denied' as const };
+    const held: RenderedFlows[] = [{ sets: [allow, egress], overflow: [layout[0]!.overflow[0]!, rule] }];
+    const members = Array.from({ length: 4 }, (_, i) => add(egress.name, `10.0.3.${i + 1},tcp:5432`, 600, 1));
+    const egressCounter = `[3:0] -A ${rule.chain} -m comment --comment "${rule.comment}" -j DROP`;
+    const outputs = new Map([save(allow.name), save(egress.name, ...members), ['iptables-save -c -t mangle', `*mangle\n${egressCounter}\nCOMMIT\n`] as [string, string]]);
+    const reader = readerWith(held, outputs, clock);
+    // The reader's private bookkeeping: there is no public view of it.
+    const inside = reader as unknown as { known: Map<string, Map<string, unknown>>; ruleCounts: Map<string, number> };
+    await reader.read();
+    expect(reader.take(10).entries).toHaveLength(4);
+    expect(inside.known.get(egress.name)?.size).toBe(4);
+    // The app leaves: the next write no longer renders its set, reads it once more, destroys it.
+    await reader.read([egress.name]);
+    held[0] = { sets: [allow], overflow: [layout[0]!.overflow[0]!] };
+    outputs.delete(`ipset list -o save ${egress.name}`);
+    outputs.set(...counters(0));
+    clock.now += 10_000;
+    await reader.read();
+    expect([...inside.known.keys()]).toEqual([allow.name]);
+    expect([...inside.ruleCounts.keys()]).toEqual([`4 ${counterKey('PCU-FL-ALLOW', 'pcu:7619bed5')}`]);
+  });
+
   it('a set that cannot be read keeps what was known (no double report afterwards)', async () => {
     const clock = { now: 2_000_000 };
     const outputs = new Map([save(allow.name, add(allow.name, '10.0.0.1,tcp:31000', 600, 1)), counters(0)]);
