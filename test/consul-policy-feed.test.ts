@@ -25,7 +25,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  feed?.stop();
+  await feed?.stop();
   feed = undefined;
   client.close();
   await consul.close();
@@ -153,5 +153,43 @@ describe('ConsulPolicyFeed', () => {
     consul.setOutage(null);
     await push(POLICY(false));
     await waitFor('the policy after the outage', () => f.policies.length === 2, 10_000);
+  });
+
+  it('stop() waits for the load in flight, and what it parsed is never offered', async () => {
+    await push(POLICY(true));
+    let release!: () => void;
+    const parsing = new Promise<void>((resolve) => (release = resolve));
+    let parses = 0;
+    const offered: Policy[] = [];
+    const { logger } = logCapture();
+    const { parsePolicy } = await import('../src/policy/parse-policy.js');
+    feed = new ConsulPolicyFeed({
+      client,
+      prefix: PREFIX,
+      logger,
+      waitMs: 5_000,
+      parse: async (files) => {
+        parses++;
+        await parsing;
+        return parsePolicy(files);
+      },
+      onPolicy: (p) => {
+        offered.push(p);
+        return true;
+      },
+      onError: () => undefined,
+      onRestored: () => undefined,
+    });
+    const started = feed.start();
+    await waitFor('the parse of the pushed policy', () => parses === 1);
+    let stopped = false;
+    const stopping = feed.stop().then(() => (stopped = true));
+    await started;
+    await new Promise((r) => setImmediate(r));
+    expect(stopped).toBe(false);
+    release();
+    await stopping;
+    expect(offered).toEqual([]);
+    feed = undefined;
   });
 });

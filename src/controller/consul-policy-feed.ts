@@ -47,10 +47,23 @@ export class ConsulPolicyFeed {
   private queue: Promise<void> = Promise.resolve();
   private first: (() => void) | undefined;
   private loading = 0;
+  private stopped = false;
   readonly stats: ConsulPolicyFeedStats = { consulErrors: 0 };
 
   constructor(private readonly options: ConsulPolicyFeedOptions) {
-    this.loads = new PolicyLoads({ ...options, path: this.where });
+    // After stop() nothing reaches the controller: a load in flight (a parse in the worker) ends
+    // unheard, and stop() waits for it.
+    this.loads = new PolicyLoads({
+      ...options,
+      path: this.where,
+      onPolicy: (policy, warnings) => (this.stopped ? false : options.onPolicy(policy, warnings)),
+      onError: (errors) => {
+        if (!this.stopped) options.onError(errors);
+      },
+      onRestored: () => {
+        if (!this.stopped) options.onRestored();
+      },
+    });
   }
 
   /** The ModifyIndex of P/current of the policy being loaded now (0: none). */
@@ -109,9 +122,12 @@ export class ConsulPolicyFeed {
     this.loads.refused();
   }
 
-  stop(): void {
-    void this.follower?.stop();
+  /** Stops following; resolves once the read and the load in flight, if any, have ended (neither is offered). */
+  async stop(): Promise<void> {
+    this.stopped = true;
     this.first?.();
+    await this.follower?.stop();
+    await this.queue;
   }
 
   private error(message: string): Diagnostic {
@@ -120,7 +136,7 @@ export class ConsulPolicyFeed {
 
   private enqueue(load: () => Promise<void>): void {
     this.queue = this.queue
-      .then(load)
+      .then(() => (this.stopped ? undefined : load()))
       .catch((e: unknown) => this.options.logger.error({ event: 'policy.consul_load_failed', err: String(e) }, 'policy load from Consul failed unexpectedly'))
       .finally(() => {
         this.first?.();

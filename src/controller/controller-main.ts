@@ -309,7 +309,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     stopped = true;
     await registrar?.stop(); // deregistered first: agents stop picking this replica
     await housekeeping?.stop(); // the lock released: another replica takes over at once
-    watcher.stop();
+    await watcher.stop(); // a policy load in flight ends before the store closes
     sync.close();
     await replicas?.stop();
     store.close();

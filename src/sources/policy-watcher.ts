@@ -127,8 +127,8 @@ export class PolicyWatcher {
     return this.loads.hasGood;
   }
 
-  stop(): void {
-    void this.files.stop();
+  async stop(): Promise<void> {
+    await this.files.stop();
   }
 
   /**
