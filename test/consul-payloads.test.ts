@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConsulClient } from '../src/consul/consul-client.js';
-import { parseAgentServices, parseCatalogService, parseHealthService, parseIndex, parseSessionInfo } from '../src/consul/consul-payloads.js';
+import { dialableAddress, parseAgentServices, parseCatalogService, parseHealthService, parseIndex, parseSessionInfo } from '../src/consul/consul-payloads.js';
 import { packageRoot } from '../src/package-root.js';
 import { ConsulDouble } from './support/consul-double.js';
 
@@ -73,6 +73,8 @@ describe('malformed entries are skipped with a reason', () => {
       bad((e) => (e.Service.Tags = [1])),
       bad((e) => (e.Service.ID = 'a\nb')),
       null,
+      bad((e) => (e.Service.Address = 'unix')),
+      bad((e) => (e.Service.Address = 'host/../x')),
     ]);
     expect(r.ok && r.value.map((i) => i.id)).toEqual(['redis']);
     expect(r.ok && r.skipped.map((s) => s.reason)).toEqual([
@@ -81,7 +83,14 @@ describe('malformed entries are skipped with a reason', () => {
       'Tags is not a list of strings',
       'service ID missing or not a short printable string',
       'entry without Node and Service objects',
+      'no usable address: "unix" is neither an IP address nor a host name',
+      'no usable address: "host/../x" is neither an IP address nor a host name',
     ]);
+  });
+
+  it('an address is dialled only as an IP address or a host name, never as a grpc-js scheme', () => {
+    for (const ok of ['10.0.0.1', '2001:db8::1', 'replica-1.dc1.consul', 'localhost', 'a.']) expect(dialableAddress(ok), ok).toBe(true);
+    for (const bad of ['unix', 'DNS', 'ipv4', 'ipv6', 'unix:/tmp/s', 'host name', '-lead', 'a..b', `${'a'.repeat(64)}.x`, '']) expect(dialableAddress(bad), bad).toBe(false);
   });
 
   it('a top level of the wrong shape, or too many entries, is an error', () => {

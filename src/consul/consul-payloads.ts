@@ -7,6 +7,7 @@
  * session.mdx; test/fixtures/consul-payloads/SOURCES.md).
  */
 import { previewJson } from '../json/json-preview.js';
+import { parseAddress } from '../net/address.js';
 
 type JsonRecord = Record<string, unknown>;
 
@@ -107,6 +108,26 @@ function list<T>(body: unknown, what: string, limits: PayloadLimits, one: (e: un
   return { ok: true, value, skipped };
 }
 
+/** A DNS host name (RFC 1123 labels, at most 253 characters, an optional final dot). */
+const HOST_NAME = /^(?=.{1,254}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+/** Names grpc-js reads as a resolver scheme in `NAME:PORT` (`unix:7443` is the socket path "7443"). */
+const SCHEME_NAMES = new Set(['dns', 'ipv4', 'ipv6', 'unix']);
+
+/**
+ * Whether `address` can be dialled as `address:port`: an IP address or a DNS host name, not a
+ * name grpc-js takes for a scheme. Anything Consul lists is untrusted (any token with
+ * service:write can register an instance).
+ */
+export function dialableAddress(address: string): boolean {
+  if (parseAddress(address).ok) return true;
+  return HOST_NAME.test(address) && !SCHEME_NAMES.has(address.toLowerCase());
+}
+
+/** An instance to dial (health, catalog): its address must be dialable; a string says why it is skipped. */
+function dialable(i: ConsulServiceInstance | string): ConsulServiceInstance | string {
+  return typeof i === 'string' || dialableAddress(i.address) ? i : `no usable address: ${JSON.stringify(i.address)} is neither an IP address nor a host name`;
+}
+
 /** One instance from its parts; a string says why it is skipped. */
 function instance(node: unknown, nodeAddress: unknown, id: unknown, name: unknown, address: unknown, port: unknown, tags: unknown, meta: unknown): ConsulServiceInstance | string {
   if (!boundedText(node)) return 'node name missing or not a short printable string';
@@ -128,7 +149,7 @@ export function parseHealthService(body: unknown, limits: PayloadLimits = {}): P
     if (!isRecord(e) || !isRecord(e.Node) || !isRecord(e.Service)) return 'entry without Node and Service objects';
     const n = e.Node;
     const s = e.Service;
-    return instance(n.Node, n.Address, s.ID, s.Service, s.Address, s.Port, s.Tags, s.Meta);
+    return dialable(instance(n.Node, n.Address, s.ID, s.Service, s.Address, s.Port, s.Tags, s.Meta));
   });
 }
 
@@ -136,7 +157,7 @@ export function parseHealthService(body: unknown, limits: PayloadLimits = {}): P
 export function parseCatalogService(body: unknown, limits: PayloadLimits = {}): Parsed<ConsulServiceInstance[]> {
   return list(body, 'catalog/service', limits, (e) => {
     if (!isRecord(e)) return 'entry is not an object';
-    return instance(e.Node, e.Address, e.ServiceID, e.ServiceName, e.ServiceAddress, e.ServicePort, e.ServiceTags, e.ServiceMeta);
+    return dialable(instance(e.Node, e.Address, e.ServiceID, e.ServiceName, e.ServiceAddress, e.ServicePort, e.ServiceTags, e.ServiceMeta));
   });
 }
 
