@@ -108,6 +108,8 @@ export class EgressMapper {
   private capable: string | undefined = 'not started';
   private reason = 'not started';
   private mapping: EgressMapping | undefined;
+  /** The Mesos answer's warning last said (said again only when it changes). */
+  private warned: string | undefined;
   private key = '';
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -167,6 +169,8 @@ export class EgressMapper {
       return this.use(undefined, why);
     }
     if (stops !== this.stops) return; // stop() came while the Mesos agent answered
+    if (tasks.warning !== undefined && tasks.warning !== this.warned) this.log.warn({ event: 'egress.mesos_warning', warning: tasks.warning }, 'egress: the local Mesos agent refused part of what is asked');
+    this.warned = tasks.warning;
     if (tasks.problems.length > 0) this.log.debug({ event: 'egress.mesos_problems', problems: tasks.problems.slice(0, 10), count: tasks.problems.length }, 'Mesos agent answer: entries skipped');
     const { mapping, key } = this.mapOf(tasks);
     await this.use(mapping, '', key);

@@ -96,6 +96,24 @@ describe('EgressMapper', () => {
     expect(lines.filter((l) => l.event === 'egress.enforcing')).toHaveLength(1);
   });
 
+  it('a Mesos agent that refuses GET_FLAGS (403) is mapped with the configured root and said once at warn, not at every poll', async () => {
+    const { mapper, dataplane, lines } = setup({ pollIntervalMs: 20 });
+    mkdirSync(path.join(mount, 'mesos', 'c1'), { recursive: true });
+    double.cgroupsRoot = 'elsewhere'; // what GET_FLAGS would say: not used while it is refused
+    double.forbidden.add('GET_FLAGS');
+    double.tasks = [{ taskId: 'web.1', containerId: 'c1', addresses: [HOST], executorPid: null }];
+    try {
+      await mapper.start();
+      await waitFor('three polls', () => (double.requests.get('GET_TASKS') ?? 0) >= 3);
+    } finally {
+      mapper.stop();
+    }
+    expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['web.1', { kind: 'host', cgroupPath: 'mesos/c1' }]]);
+    const warned = lines.filter((l) => l.event === 'egress.mesos_warning');
+    expect(warned).toHaveLength(1);
+    expect(String(warned[0]!.warning)).toMatch(/GET_FLAGS answered HTTP 403/);
+  });
+
   it('a host address written in another IPv6 form (--address FD00:0:0::11) is still the host\'s: its HOST task is no BRIDGE task', async () => {
     const { mapper, dataplane } = setup({ hostAddresses: [HOST, 'FD00:0:0::11'] });
     mkdirSync(path.join(mount, 'mesos', 'c6'), { recursive: true });

@@ -131,6 +131,25 @@ describe('MesosAgentApi against the Mesos agent double (real HTTP on loopback)',
     expect(Object.fromEntries(double.requests)).toEqual({ GET_FLAGS: 1, GET_TASKS: 2, GET_CONTAINERS: 2 });
   });
 
+  it('a GET_FLAGS the agent refuses (403: its ACLs) maps with the configured root, says so, and asks again next time', async () => {
+    const double = new MesosAgentDouble();
+    doubles.push(double);
+    double.cgroupsRoot = 'mesos-agent';
+    double.forbidden.add('GET_FLAGS');
+    double.tasks = [{ taskId: 'shop_db.1', containerId: 'c-db' }];
+    const api = new MesosAgentApi({ url: await double.start(), cgroupsRoot: 'custom' });
+    const refused = await api.localTasks();
+    expect(refused.tasks.map((t) => t.cgroupPath)).toEqual(['custom/c-db']);
+    expect(refused.warning).toMatch(/GET_FLAGS answered HTTP 403.*the cgroups root 'custom' of --cgroups-root is used/);
+    double.forbidden.clear();
+    const allowed = await api.localTasks();
+    expect(allowed.tasks.map((t) => t.cgroupPath)).toEqual(['mesos-agent/c-db']);
+    expect(allowed.warning).toBeUndefined();
+    expect(double.requests.get('GET_FLAGS')).toBe(2);
+    double.forbidden.add('GET_TASKS');
+    await expect(api.localTasks()).rejects.toThrow(/GET_TASKS answered HTTP 403/);
+  });
+
   it('an HTTP error, malformed JSON or too deep JSON is an error naming the call and the URL', async () => {
     const double = new MesosAgentDouble();
     doubles.push(double);

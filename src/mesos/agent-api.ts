@@ -8,6 +8,9 @@
  *   an Error whose message names the call and the URL and previews the answer (never the whole).
  * - `localTasks()` asks GET_FLAGS once (for `cgroups_root`; the flag does not change while the
  *   Mesos agent runs), then GET_TASKS and GET_CONTAINERS (nested containers included) each time.
+ *   A GET_FLAGS the agent answers with an HTTP error (403 where its ACLs refuse VIEW_FLAGS) does
+ *   not stop the mapping: the configured root is used, said in the answer's `warning`, and
+ *   GET_FLAGS is asked again at the next call.
  * - Plain HTTP to a local address is what Mesos agents serve by default; `http:` and `https:`
  *   URLs are accepted (https with the system CAs).
  */
@@ -44,6 +47,17 @@ function flagValue(body: unknown, name: string): string | undefined {
   return undefined;
 }
 
+/** The Mesos agent answered a call with an HTTP error status. */
+export class MesosHttpError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'MesosHttpError';
+  }
+}
+
 export class MesosAgentApi {
   private readonly endpoint: URL;
   private cgroupsRoot: string | undefined;
@@ -69,7 +83,7 @@ export class MesosAgentApi {
     }).catch((e: Error) => {
       throw e.message.startsWith(where) ? e : new Error(`${where}: ${e.message}`);
     });
-    if (text.status !== 200) throw new Error(`${where} answered HTTP ${text.status}: ${previewJson(text.text, 200)}`);
+    if (text.status !== 200) throw new MesosHttpError(`${where} answered HTTP ${text.status}: ${previewJson(text.text, 200)}`, text.status);
     const parsed = parseBoundedJson(text.text, { maxBytes: this.options.maxBytes ?? DEFAULT_MAX_BYTES });
     if (!parsed.ok) throw new Error(`${where}: ${parsed.error}`);
     return parsed.value;
@@ -82,8 +96,18 @@ export class MesosAgentApi {
 
   /** Which container each local task runs in (local-tasks.ts), from one GET_TASKS and one GET_CONTAINERS. */
   async localTasks(): Promise<LocalTasks> {
-    this.cgroupsRoot ??= flagValue(await this.call('GET_FLAGS'), 'cgroups_root') ?? this.options.cgroupsRoot ?? DEFAULT_CGROUPS_ROOT;
+    const configured = this.options.cgroupsRoot ?? DEFAULT_CGROUPS_ROOT;
+    let flagsProblem: string | undefined;
+    if (this.cgroupsRoot === undefined) {
+      try {
+        this.cgroupsRoot = flagValue(await this.call('GET_FLAGS'), 'cgroups_root') ?? configured;
+      } catch (e) {
+        if (!(e instanceof MesosHttpError)) throw e;
+        flagsProblem = `${e.message}: the cgroups root '${configured}' of --cgroups-root is used`;
+      }
+    }
     const [tasks, containers] = await Promise.all([this.call('GET_TASKS'), this.call('GET_CONTAINERS', { get_containers: { show_nested: true, show_standalone: false } })]);
-    return parseLocalTasks(tasks, containers, this.cgroupsRoot);
+    const found = parseLocalTasks(tasks, containers, this.cgroupsRoot ?? configured);
+    return flagsProblem === undefined ? found : { ...found, warning: flagsProblem };
   }
 }

@@ -47,6 +47,8 @@ export interface LocalTasks {
   readonly tasks: readonly LocalTask[];
   /** One line per entry skipped or field ignored, for the log (bounded by the caller). */
   readonly problems: readonly string[];
+  /** Something the operator must hear (said at warn, once while it lasts): a GET_FLAGS refused (agent-api.ts). */
+  readonly warning?: string;
 }
 
 export const DEFAULT_CGROUPS_ROOT = 'mesos';

@@ -7,7 +7,9 @@
  *
  * Calls answered: GET_TASKS, GET_CONTAINERS, GET_STATE (its get_tasks part), GET_FLAGS
  * (`cgroups_root` as scripted). Anything else gets 400, as the real agent answers an unknown
- * call. `requests` counts the calls, per type, for tests that check polling.
+ * call. `requests` counts the calls, per type, for tests that check polling. `forbidden` lists
+ * calls answered 403 Forbidden, as an agent with authorization on answers a principal the ACLs
+ * do not allow (Mesos docs/authorization.md: GET_FLAGS needs VIEW_FLAGS).
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -58,6 +60,7 @@ export class MesosAgentDouble {
   cgroupsRoot = 'mesos';
   /** Answer every call with this raw body instead (malformed-payload tests). */
   rawBody: string | undefined;
+  readonly forbidden = new Set<string>();
   readonly requests = new Map<string, number>();
   private server: http.Server | undefined;
   private readonly tasksTemplate = fixture('v1-get-tasks.json');
@@ -76,6 +79,10 @@ export class MesosAgentDouble {
           type = '';
         }
         this.requests.set(type, (this.requests.get(type) ?? 0) + 1);
+        if (this.forbidden.has(type)) {
+          res.writeHead(403, { 'content-type': 'text/plain' }).end('');
+          return;
+        }
         const body = req.method === 'POST' && req.url === '/api/v1' ? this.answer(type) : undefined;
         if (body === undefined) {
           res.writeHead(400, { 'content-type': 'text/plain' }).end(`Failed to validate agent::Call: unknown call '${type}'`);
