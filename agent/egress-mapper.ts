@@ -108,6 +108,8 @@ export class EgressMapper {
   private capable: string | undefined = 'not started';
   private reason = 'not started';
   private mapping: EgressMapping | undefined;
+  /** The shared cgroups and addresses last said (dropShared). */
+  private sharedSaid = '';
   /** The Mesos answer's warning last said (said again only when it changes). */
   private warned: string | undefined;
   private key = '';
@@ -216,15 +218,37 @@ export class EgressMapper {
     return undefined;
   }
 
+  /**
+   * A cgroup or a container address is one task's own: two tasks that come out with the same one
+   * (an executor pid outside its container, as the Docker containerizer's command executor runs in
+   * the Mesos agent's own cgroup) would make every socket of it one app's. Such tasks stay
+   * unmapped, said at warn when the set of them changes.
+   */
+  private dropShared(tasks: Map<string, TaskSource>): void {
+    const owners = new Map<string, string[]>();
+    for (const [id, t] of tasks) {
+      for (const where of t.kind === 'host' ? [`cgroup ${t.cgroupPath}`] : t.addresses.map((a) => `address ${a}`)) {
+        const list = owners.get(where);
+        if (list) list.push(id);
+        else owners.set(where, [id]);
+      }
+    }
+    const shared = [...owners].filter(([, ids]) => ids.length > 1);
+    const dropped = new Set(shared.flatMap(([, ids]) => ids));
+    for (const id of dropped) tasks.delete(id);
+    const said = shared.map(([where, ids]) => `${where}: ${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ` and ${ids.length - 5} more` : ''}`).join('; ');
+    if (said !== this.sharedSaid && said !== '') this.log.warn({ event: 'egress.shared_source', tasks: dropped.size, shared: said.slice(0, 2000) }, 'per-app egress: tasks that share one cgroup or container address are left unmapped');
+    this.sharedSaid = said;
+  }
+
   private mapOf(local: LocalTasks): { mapping: EgressMapping; key: string } {
     const mount = this.mount as string;
     const tasks = new Map<string, TaskSource>();
-    const keyParts: string[] = [];
+    const inodes = new Map<string, number>();
     for (const t of local.tasks) {
       const bridge = t.addresses.filter((a) => !this.hostAddresses.has(a));
       if (bridge.length > 0) {
         tasks.set(t.taskId, { kind: 'bridge', addresses: bridge });
-        keyParts.push(`${t.taskId} b ${bridge.join(',')}`);
         continue;
       }
       const candidates = [t.cgroupPath, t.executorPid !== undefined ? cgroupOfPid(t.executorPid, this.options.procRoot) : undefined];
@@ -232,10 +256,12 @@ export class EgressMapper {
         const inode = path === undefined ? undefined : inodeOf(join(mount, path));
         if (path === undefined || inode === undefined) continue;
         tasks.set(t.taskId, { kind: 'host', cgroupPath: path });
-        keyParts.push(`${t.taskId} h ${path} ${inode}`);
+        inodes.set(t.taskId, inode);
         break;
       }
     }
+    this.dropShared(tasks);
+    const keyParts = [...tasks].map(([id, t]) => (t.kind === 'bridge' ? `${id} b ${t.addresses.join(',')}` : `${id} h ${t.cgroupPath} ${inodes.get(id)}`));
     const root = this.options.api.effectiveCgroupsRoot.replace(/^\/+|\/+$/g, '');
     const rootOk = SAFE_CGROUP.test(root) && !root.split('/').some((s) => s === '.' || s === '..');
     const rootInode = this.options.unmapped === 'deny' && rootOk ? inodeOf(join(mount, root)) : undefined;

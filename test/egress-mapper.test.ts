@@ -73,6 +73,16 @@ describe('EgressMapper', () => {
     return { mapper, dataplane, lines };
   }
 
+  /** Starts `mapper`, lets it poll the double three times, stops it. */
+  async function threePolls(mapper: EgressMapper): Promise<void> {
+    try {
+      await mapper.start();
+      await waitFor('three polls', () => (double.requests.get('GET_TASKS') ?? 0) >= 3);
+    } finally {
+      mapper.stop();
+    }
+  }
+
   it('maps HOST tasks by existing cgroup, BRIDGE tasks by a non-host address, and leaves the rest unmapped', async () => {
     const { mapper, dataplane, lines } = setup({ unmapped: 'deny' });
     mkdirSync(path.join(mount, 'mesos', 'c1'), { recursive: true });
@@ -102,16 +112,40 @@ describe('EgressMapper', () => {
     double.cgroupsRoot = 'elsewhere'; // what GET_FLAGS would say: not used while it is refused
     double.forbidden.add('GET_FLAGS');
     double.tasks = [{ taskId: 'web.1', containerId: 'c1', addresses: [HOST], executorPid: null }];
-    try {
-      await mapper.start();
-      await waitFor('three polls', () => (double.requests.get('GET_TASKS') ?? 0) >= 3);
-    } finally {
-      mapper.stop();
-    }
+    await threePolls(mapper);
     expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['web.1', { kind: 'host', cgroupPath: 'mesos/c1' }]]);
     const warned = lines.filter((l) => l.event === 'egress.mesos_warning');
     expect(warned).toHaveLength(1);
     expect(String(warned[0]!.warning)).toMatch(/GET_FLAGS answered HTTP 403/);
+  });
+
+  it('tasks that come out with one cgroup or one container address are left unmapped and said once: none of them owns it', async () => {
+    const proc = mkdtempSync(path.join(tmpdir(), 'pcut-proc-'));
+    try {
+      // The Docker containerizer's command executor runs in the Mesos agent's own cgroup: its pid is no container's.
+      for (const pid of ['501', '502']) {
+        mkdirSync(path.join(proc, pid));
+        writeFileSync(path.join(proc, pid, 'cgroup'), '0::/system.slice/mesos-agent.service\n');
+      }
+      const { mapper, dataplane, lines } = setup({ procRoot: proc, pollIntervalMs: 20 });
+      mkdirSync(path.join(mount, 'system.slice', 'mesos-agent.service'), { recursive: true });
+      mkdirSync(path.join(mount, 'mesos', 'c9'), { recursive: true });
+      double.tasks = [
+        { taskId: 'a.1', containerId: 'd1', executorPid: 501 },
+        { taskId: 'b.1', containerId: 'd2', executorPid: 502 },
+        { taskId: 'br.1', containerId: 'c7', addresses: ['172.17.0.9'], executorPid: null },
+        { taskId: 'br.2', containerId: 'c8', addresses: ['172.17.0.9'], executorPid: null },
+        { taskId: 'ok.1', containerId: 'c9', executorPid: null },
+      ];
+      await threePolls(mapper);
+      expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['ok.1', { kind: 'host', cgroupPath: 'mesos/c9' }]]);
+      const warned = lines.filter((l) => l.event === 'egress.shared_source');
+      expect(warned).toHaveLength(1);
+      expect(warned[0]).toMatchObject({ tasks: 4 });
+      expect(String(warned[0]!.shared)).toMatch(/cgroup system\.slice\/mesos-agent\.service: a\.1, b\.1; address 172\.17\.0\.9: br\.1, br\.2/);
+    } finally {
+      rmSync(proc, { recursive: true, force: true });
+    }
   });
 
   it('a host address written in another IPv6 form (--address FD00:0:0::11) is still the host\'s: its HOST task is no BRIDGE task', async () => {
