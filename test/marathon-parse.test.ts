@@ -246,8 +246,9 @@ describe('parseApps edge cases', () => {
       ],
     });
     expect(r.tasks.map((t) => t.id)).toEqual(['killing', 'ok']);
-    expect(r.problems).toHaveLength(1);
-    expect(r.problems[0]).toContain('has 2 host port(s) but the app defines 1');
+    expect(r.problems).toEqual([]);
+    expect(r.misaligned.map((m) => m.task.id)).toEqual(['two-ports']);
+    expect(r.misaligned[0]!.problem).toContain('has 2 host port(s) but the app defines 1');
   });
 
   it.each([

@@ -143,6 +143,31 @@ describe('MarathonSource: apps come and go', () => {
     expect(taskIds(s)).not.toContain('x.1');
   });
 
+  it('a deployment that changes the ports keeps the old tasks, their ports named as when they started; one first seen misaligned is skipped', async () => {
+    const { d, web } = await seeded();
+    const { source: s } = await source(d.url);
+    await settle(s);
+    const webTask = () => s.cluster().tasks.find((t) => t.id === web);
+    // A port added in front: the old task serves http only, on its own host port.
+    d.addApp({ id: '/shop/web', network: 'host', ports: [{ name: 'metrics' }, { name: 'http' }] });
+    await waitFor(() => s.cluster().apps.find((a) => a.id === '/shop/web')?.ports.length === 2, 'new definition read');
+    expect(webTask()?.hostPorts).toEqual([0, 31000]);
+    const fresh = d.startTask('/shop/web', 'agent-3', [31010, 31011]);
+    await waitFor(() => taskIds(s).includes(fresh), 'a task of the new definition');
+    await s.relist(); // kept across re-lists while its ports are the same
+    expect(webTask()?.hostPorts).toEqual([0, 31000]);
+    expect(s.status().problems.filter((p) => p.includes(web))).toEqual([]);
+    // A second source that never saw the old definition cannot name the old task's port: skipped, and said.
+    const { source: late } = await source(d.url);
+    expect(taskIds(late)).toContain(fresh);
+    expect(taskIds(late)).not.toContain(web);
+    expect(late.status().problems.filter((p) => p.includes(web))).toEqual([expect.stringMatching(/has 1 host port\(s\) but the app defines 2; skipped/)]);
+    // A definition that keeps none of the old task's port names: it is no longer kept.
+    d.addApp({ id: '/shop/web', network: 'host', ports: [{ name: 'admin' }, { name: 'metrics' }, { name: 'grpc' }] });
+    await waitFor(() => s.cluster().apps.find((a) => a.id === '/shop/web')?.ports.length === 3, 'third definition read');
+    expect(webTask()).toBeUndefined();
+  });
+
   it('malformed events are skipped and the stream keeps working', async () => {
     const { d } = await seeded();
     const { source: s } = await source(d.url);

@@ -42,7 +42,10 @@ export interface Task {
   readonly id: string;
   readonly appId: string;
   readonly hostId: string;
-  /** Host ports, aligned index for index with the app's `ports`. */
+  /**
+   * Host ports, aligned index for index with the app's `ports`; 0 for a port of the app this task
+   * does not have (an old task during a deployment that added it: marathon/cluster-store.ts).
+   */
   readonly hostPorts: readonly number[];
 }
 

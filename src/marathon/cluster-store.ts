@@ -8,8 +8,18 @@
  * source emits only real changes. An app whose definition a list or re-read leaves unchanged keeps
  * its App object (cluster-state.ts reuseUnchangedApps): that identity is how the compiler tells
  * changed apps from unchanged ones.
+ *
+ * A deployment that changes an app's ports leaves its old tasks running with the old ports until
+ * they are replaced, and Marathon lists them under the new definition. The store remembers, for
+ * each task it holds, the ports it was aligned with (its app's definition then) and its raw host
+ * ports; a task that no longer aligns is kept, while its host ports are the same, with each port
+ * of the new definition that has the name of one of its old ports (and a protocol in common)
+ * taken from that port, and the others given none (host port 0, which every consumer skips).
+ * A task first seen misaligned (the controller started during the deployment), or whose old
+ * ports have no name in the new definition, is not kept (the caller reports it).
  */
-import { reuseUnchangedApps, sameApp, sameTask, type App, type ClusterState, type Host, type Task } from '../inventory/cluster-state.js';
+import { reuseUnchangedApps, sameApp, sameTask, type App, type AppPort, type ClusterState, type Host, type Task } from '../inventory/cluster-state.js';
+import type { Misaligned } from './parse-apps.js';
 import type { MarathonEvent } from './parse-event.js';
 import { cmp } from './parse-tasks.js';
 
@@ -25,6 +35,12 @@ export type StatusResult =
  * Marathon does not guarantee the order of its events (docs/docs/event-bus.md since 1.8), so a
  * running update of a task that arrives after one of these is stale.
  */
+/** How a task was aligned: its app's ports then and its raw host ports. */
+interface Alignment {
+  readonly ports: readonly AppPort[];
+  readonly raw: readonly number[];
+}
+
 const FINAL_TASK_STATES: ReadonlySet<string> = new Set(['TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_ERROR', 'TASK_GONE', 'TASK_GONE_BY_OPERATOR', 'TASK_DROPPED']);
 /** How many ended task ids are remembered (oldest forgotten first). */
 const MAX_ENDED = 10_000;
@@ -35,6 +51,10 @@ export class ClusterStore {
   private cached: ClusterState | null = null;
   /** Tasks seen in a final state, oldest first; a list that names one again is believed. */
   private readonly ended = new Set<string>();
+  /** Per task held: the ports it was aligned with and its raw host ports (see the header). */
+  private aligned = new Map<string, Alignment>();
+  /** The misaligned tasks the last replaceAll / replaceApp kept by port name. */
+  lastRealigned: readonly string[] = [];
 
   get appCount(): number {
     return this.apps.size;
@@ -81,44 +101,96 @@ export class ClusterStore {
     const task: Task = { id: ev.taskId, appId: ev.appId, hostId: ev.host, hostPorts: [...ev.ports] };
     if (old && sameTask(old, task)) return { kind: 'unchanged' };
     this.tasks.set(task.id, task);
+    this.aligned.set(task.id, { ports: app.ports, raw: task.hostPorts });
     this.cached = null;
     return { kind: 'changed' };
   }
 
   /** Replace everything (a full list). `keep` names apps to carry over unchanged with their tasks. */
-  replaceAll(apps: readonly App[], tasks: readonly Task[], keep: readonly string[] = []): string[] {
+  replaceAll(apps: readonly App[], tasks: readonly Task[], keep: readonly string[] = [], misaligned: readonly Misaligned[] = []): string[] {
     const before = this.fingerprints();
     const nextApps = new Map(reuseUnchangedApps([...this.apps.values()], apps).map((a) => [a.id, a]));
     const nextTasks = new Map(tasks.map((t) => [t.id, t]));
-    for (const t of tasks) this.ended.delete(t.id);
+    const aligned = new Map<string, Alignment>();
+    for (const t of tasks) {
+      this.ended.delete(t.id);
+      aligned.set(t.id, { ports: nextApps.get(t.appId)?.ports ?? [], raw: t.hostPorts });
+    }
+    this.lastRealigned = this.realign(misaligned, (id) => nextApps.get(id), (taskId) => this.aligned.get(taskId), nextTasks, aligned);
     for (const id of keep) {
       const old = this.apps.get(id);
       if (!old || nextApps.has(id)) continue;
       nextApps.set(id, old);
-      for (const t of this.tasks.values()) if (t.appId === id) nextTasks.set(t.id, t);
+      for (const t of this.tasks.values()) {
+        if (t.appId !== id) continue;
+        nextTasks.set(t.id, t);
+        const a = this.aligned.get(t.id);
+        if (a) aligned.set(t.id, a);
+      }
     }
     this.apps = nextApps;
     this.tasks = nextTasks;
+    this.aligned = aligned;
     this.cached = null;
     return diff(before, this.fingerprints());
   }
 
   /** Replace one app and its tasks; `app` null removes it. */
-  replaceApp(id: string, app: App | null, tasks: readonly Task[]): string[] {
+  replaceApp(id: string, app: App | null, tasks: readonly Task[], misaligned: readonly Misaligned[] = []): string[] {
     const before = this.fingerprintOf(id);
-    for (const t of [...this.tasks.values()]) if (t.appId === id) this.tasks.delete(t.id);
+    const was = new Map<string, Alignment>();
+    for (const t of [...this.tasks.values()]) {
+      if (t.appId !== id) continue;
+      this.tasks.delete(t.id);
+      const a = this.aligned.get(t.id);
+      if (a) was.set(t.id, a);
+      this.aligned.delete(t.id);
+    }
+    this.lastRealigned = [];
     if (app) {
       const old = this.apps.get(id);
-      this.apps.set(id, old !== undefined && sameApp(old, app) ? old : app);
+      const kept = old !== undefined && sameApp(old, app) ? old : app;
+      this.apps.set(id, kept);
       for (const t of tasks) {
         this.tasks.set(t.id, t);
+        this.aligned.set(t.id, { ports: kept.ports, raw: t.hostPorts });
         this.ended.delete(t.id);
       }
+      this.lastRealigned = this.realign(misaligned, () => kept, (taskId) => was.get(taskId), this.tasks, this.aligned);
     } else {
       this.apps.delete(id);
     }
     this.cached = null;
     return before === this.fingerprintOf(id) ? [] : [id];
+  }
+
+  /** The problems of the misaligned tasks the last replaceAll / replaceApp did not keep (see the header). */
+  unkeptProblems(misaligned: readonly Misaligned[]): string[] {
+    const kept = new Set(this.lastRealigned);
+    return misaligned.filter((m) => !kept.has(m.task.id)).map((m) => m.problem);
+  }
+
+  /**
+   * The misaligned tasks kept by port name (see the header), from how `wasOf` says each was
+   * aligned: put in `into`, the alignment they keep in `alignedInto`; their ids.
+   */
+  private realign(misaligned: readonly Misaligned[], appOf: (id: string) => App | undefined, wasOf: (taskId: string) => Alignment | undefined, into: Map<string, Task>, alignedInto: Map<string, Alignment>): string[] {
+    const kept: string[] = [];
+    for (const { task } of misaligned) {
+      const app = appOf(task.appId);
+      const was = wasOf(task.id);
+      if (!app || !was || into.has(task.id) || was.raw.length !== task.hostPorts.length || was.raw.some((p, i) => p !== task.hostPorts[i])) continue;
+      const hostPorts = app.ports.map((port) => {
+        const i = port.name === undefined ? -1 : was.ports.findIndex((o) => o.name === port.name && o.protocols.some((p) => port.protocols.includes(p)));
+        return i < 0 ? 0 : was.raw[i]!;
+      });
+      if (hostPorts.every((p) => p === 0)) continue;
+      into.set(task.id, { ...task, hostPorts });
+      alignedInto.set(task.id, was);
+      this.ended.delete(task.id);
+      kept.push(task.id);
+    }
+    return kept;
   }
 
   private remember(taskId: string): void {

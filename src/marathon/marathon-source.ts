@@ -258,11 +258,11 @@ export class MarathonSource {
       // An entry without a readable id may be any known app: keep every app this list leaves out.
       const anonymous = parsed.anonymousSkipped;
       const keep = anonymous > 0 ? this.store.appIds() : parsed.skippedAppIds;
-      const problems = anonymous > 0 ? [...parsed.problems, `${anonymous} entr${anonymous === 1 ? 'y' : 'ies'} without a readable app id: no known app is removed for missing from this list`] : parsed.problems;
-      for (const p of problems) this.log.warn({ problem: p }, 'skipped part of the Marathon answer');
-      const changed = this.store.replaceAll(parsed.apps, parsed.tasks, keep);
+      const changed = this.store.replaceAll(parsed.apps, parsed.tasks, keep, parsed.misaligned);
+      const reported = [...parsed.problems, ...(anonymous > 0 ? [`${anonymous} entr${anonymous === 1 ? 'y' : 'ies'} without a readable app id: no known app is removed for missing from this list`] : []), ...this.store.unkeptProblems(parsed.misaligned)];
+      for (const p of reported) this.log.warn({ problem: p }, 'skipped part of the Marathon answer');
       const replayed = this.replayJournal(() => true);
-      this.lastProblems = problems.slice(0, 50);
+      this.lastProblems = reported.slice(0, 50);
       this.problem = null;
       this.lastSync = this.now();
       this.lastListStartedAt = startedAt;
@@ -294,8 +294,8 @@ export class MarathonSource {
           return this.fail(`reading app ${preview(id, 200)}: ${parsed.problems[0] ?? 'the answer is not that app with its tasks'} (from ${got.url})`);
         }
         this.unusualIds.check([id]);
-        for (const p of parsed.problems) this.log.warn({ problem: p }, 'skipped part of the Marathon answer');
-        changed = this.store.replaceApp(id, app, parsed.tasks);
+        changed = this.store.replaceApp(id, app, parsed.tasks, parsed.misaligned);
+        for (const p of [...parsed.problems, ...this.store.unkeptProblems(parsed.misaligned)]) this.log.warn({ problem: p }, 'skipped part of the Marathon answer');
       }
       this.emit([...changed, ...this.replayJournal((ev) => ev.kind === 'status_update' && ev.appId === id)]);
       return true;

@@ -22,7 +22,7 @@
  * Every string is untrusted data and kept exactly (ids may contain any character). A malformed
  * app is skipped and reported; the rest still parse. An embedded task with fields of the wrong
  * type makes its app malformed (dropping the task alone would release its port). Tasks: see parse-tasks.ts for the running
- * rule; a task whose port count differs from its app's ports is skipped and reported.
+ * rule; a task whose port count differs from its app's ports is set apart (`misaligned`).
  * Output is sorted (apps and tasks by id) so equal inputs give equal bytes.
  */
 import type { App, AppPort, NetworkMode, Task } from '../inventory/cluster-state.js';
@@ -48,10 +48,21 @@ export interface ParsedApps {
   readonly anonymousSkipped: number;
   /** Ids of (otherwise well-formed) apps that carried no `tasks` list. */
   readonly appsWithoutTasks: string[];
+  /**
+   * Running tasks whose port count differs from their app's (a deployment that changes the
+   * ports: old tasks keep theirs until replaced), with why; not in `tasks` or `problems`: the
+   * store may know how they were aligned (cluster-store.ts).
+   */
+  readonly misaligned: readonly Misaligned[];
+}
+
+export interface Misaligned {
+  readonly task: Task;
+  readonly problem: string;
 }
 
 type AppResult =
-  | { readonly ok: true; readonly app: App; readonly tasks: Task[]; readonly problems: string[]; readonly hadTasks: boolean }
+  | { readonly ok: true; readonly app: App; readonly tasks: Task[]; readonly misaligned: Misaligned[]; readonly problems: string[]; readonly hadTasks: boolean }
   | { readonly ok: false; readonly id?: string; readonly problem: string };
 
 export function parseApps(json: unknown): ParsedApps {
@@ -67,9 +78,11 @@ export function parseApps(json: unknown): ParsedApps {
       skippedAppIds: [],
       anonymousSkipped: 0,
       appsWithoutTasks: [],
+      misaligned: [],
     };
   }
   const problems: string[] = [];
+  const misaligned: Misaligned[] = [];
   const skipped: string[] = [];
   const withoutTasks: string[] = [];
   const apps = new Map<string, App>();
@@ -92,6 +105,7 @@ export function parseApps(json: unknown): ParsedApps {
     tasksEmbedded &&= r.hadTasks;
     if (!r.hadTasks) withoutTasks.push(r.app.id);
     problems.push(...r.problems);
+    misaligned.push(...r.misaligned);
     for (const t of r.tasks) {
       if (tasks.has(t.id)) problems.push(`task ${preview(t.id)}: listed twice; the first is kept`);
       else tasks.set(t.id, t);
@@ -108,6 +122,7 @@ export function parseApps(json: unknown): ParsedApps {
     skippedAppIds: skipped.sort(cmp),
     anonymousSkipped: anonymous,
     appsWithoutTasks: withoutTasks.sort(cmp),
+    misaligned: misaligned.filter((m) => !tasks.has(m.task.id)),
   };
 }
 
@@ -128,6 +143,7 @@ export function requireEmbeddedTasks(parsed: ParsedApps): ParsedApps | null {
   return {
     ...parsed,
     apps: parsed.apps.filter((a) => !missing.has(a.id)),
+    misaligned: parsed.misaligned.filter((m) => !missing.has(m.task.appId)),
     problems: [...parsed.problems, ...problems],
     tasksEmbedded: true,
     skippedAppIds: [...parsed.skippedAppIds, ...missing].sort(cmp),
@@ -180,6 +196,7 @@ export function parseApp(raw: unknown): AppResult {
 
   const problems = [...ports.notes.map((n) => `app ${preview(id)}: ${n}`)];
   const tasks: Task[] = [];
+  const misaligned: Misaligned[] = [];
   const rawTasks = raw.tasks;
   if (rawTasks !== undefined && !Array.isArray(rawTasks)) return fail(`"tasks" must be a list, got ${preview(rawTasks)}`);
   for (const rt of rawTasks ?? []) {
@@ -188,11 +205,11 @@ export function parseApp(raw: unknown): AppResult {
     // the whole app is malformed instead, and keeps its last good definition and tasks.
     if (r.kind === 'malformed') return fail(r.problem);
     if (r.kind !== 'task') continue;
-    const misaligned = checkTaskAlignment(r.task, app);
-    if (misaligned) problems.push(misaligned);
+    const problem = checkTaskAlignment(r.task, app);
+    if (problem) misaligned.push({ task: r.task, problem });
     else tasks.push(r.task);
   }
-  return { ok: true, app, tasks, problems, hadTasks: Array.isArray(rawTasks) };
+  return { ok: true, app, tasks, misaligned, problems, hadTasks: Array.isArray(rawTasks) };
 }
 
 function networkModeOf(raw: JsonRecord): NetworkMode | { problem: string } {

@@ -97,7 +97,7 @@ export function checkTaskAlignment(task: Task, app: App): string | null {
   if (task.hostPorts.length === app.ports.length) return null;
   return (
     `task ${preview(task.id)} of app ${preview(app.id)}: has ${task.hostPorts.length} host port(s) ` +
-    `but the app defines ${app.ports.length}; skipped (the app definition may be changing)`
+    `but the app defines ${app.ports.length}; skipped (its app's ports changed, a deployment, and this controller does not know what its own ports were named)`
   );
 }
 

@@ -73,7 +73,7 @@ function portOwners(cluster: ClusterState, hostId: string): Map<string, string> 
     if (!app) continue;
     app.ports.forEach((port, i) => {
       const hostPort = task.hostPorts[i];
-      if (hostPort === undefined) return;
+      if (!hostPort) return; // none (0: a port this task does not have)
       for (const proto of port.protocols) out.set(`${proto}\0${hostPort}`, `${app.id} ${port.name ?? `#${i}`}`);
     });
   }
@@ -129,7 +129,7 @@ function destinationOwners(cluster: ClusterState): Map<string, string> {
   for (const task of cluster.tasks) {
     apps.get(task.appId)?.ports.forEach((port, i) => {
       const hostPort = task.hostPorts[i];
-      if (hostPort === undefined) return;
+      if (!hostPort) return; // none (0: a port this task does not have)
       for (const proto of port.protocols) {
         for (const a of addresses.get(task.hostId) ?? []) out.set(`${a},${proto}:${hostPort}`, `${task.appId} ${port.name ?? `#${i}`}/${proto} ${hostPort} on ${task.hostId}`);
       }
