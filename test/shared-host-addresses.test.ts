@@ -130,6 +130,29 @@ describe('SharedHostAddresses on the Consul double', () => {
     expect(shared.writes).toBe(2);
   });
 
+  it('a write Consul keeps refusing does not hold up the hosts queued behind it', async () => {
+    const { consul } = await consulSetup();
+    class RefusesH1 extends ConsulClient {
+      override async kvPut(key: string, value: string | Buffer, o: KvPutOptions = {}): Promise<boolean> {
+        if (key === 'p/hosts/h1') throw new Error('kv put p/hosts/h1: Consul answered HTTP 403 ("Permission denied")');
+        return super.kvPut(key, value, o);
+      }
+    }
+    const client = new RefusesH1({ url: consul.url, timeoutMs: 2_000 });
+    cleanups.push(() => client.close());
+    const { logger, lines } = logCapture();
+    const shared = new SharedHostAddresses({ client, prefix: 'p', minWriteIntervalMs: 0, waitMs: 2_000, logger });
+    cleanups.push(() => shared.stop());
+    shared.start();
+    shared.publish('h1', ['10.0.0.1']);
+    shared.publish('h2', ['10.0.0.2']);
+    shared.publish('h3', ['10.0.0.3']);
+    await waitFor(() => shared.writes === 2, 10_000, 'h2 and h3 written past the refused h1');
+    expect(shared.lookup('h2')).toEqual(['10.0.0.2']);
+    expect(shared.lookup('h3')).toEqual(['10.0.0.3']);
+    expect(lines.some((l) => l.event === 'hosts_kv.write_failed' && l.host === 'h1')).toBe(true);
+  });
+
   it('keeps the last list through an outage and writes what was published meanwhile once Consul is back', async () => {
     const { consul, client } = await consulSetup();
     const { logger, lines } = logCapture();

@@ -263,7 +263,7 @@ export class SharedHostAddresses {
     }
   }
 
-  /** Writes the pending lists one at a time, rate bounded, retrying failures with backoff. */
+  /** Writes the pending lists one at a time, rate bounded, retrying failures with backoff (a failed one after the others). */
   private pump(): void {
     if (this.writing || !this.known || this.pending.size === 0 || this.stopSignal.signal.aborted) return;
     this.writing = this.drain().finally(() => {
@@ -292,6 +292,12 @@ export class SharedHostAddresses {
       } catch (e) {
         this.inFlight = undefined;
         if (signal.aborted) return;
+        // To the back of the queue: a write Consul keeps refusing (one key's ACL, say) does not hold up the others.
+        const queued = this.pending.get(hostId);
+        if (queued !== undefined) {
+          this.pending.delete(hostId);
+          this.pending.set(hostId, queued);
+        }
         const delayMs = backoff.next();
         this.log.warn({ event: 'hosts_kv.write_failed', host: hostId, err: (e as Error).message, retryInMs: delayMs }, 'cannot share host addresses in Consul; will retry');
         await sleep(delayMs, signal);
