@@ -5,6 +5,7 @@
  * refusal says that the ACLs refused and which flag gives the token. Service URLs never carry
  * credentials: `--consul` and `--mesos-agent` refuse them without echoing them.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,7 +18,9 @@ import { silentLogger } from '../src/grpc/sync-logger.js';
 import { packageRoot } from '../src/package-root.js';
 import { UsageError } from '../src/usage-error.js';
 import { ConsulDouble } from './support/consul-double.js';
+import { BIN, ROOT, ensureBuilt } from './support/built-cli.js';
 import { waitFor } from './support/grpc-harness.js';
+import { logged } from './support/process-log.js';
 import { runCli } from './support/run-cli.js';
 
 const TOKEN = '6b0b1f5e-8d36-4a5c-9b8e-2f1d3c4b5a69';
@@ -118,6 +121,24 @@ describe('--consul-token-file', () => {
       await follow.stop();
     }
   });
+});
+
+describe('a controller process with --consul-token-file', () => {
+  it('registers its service with the token and deregisters it on SIGTERM; Consul refused nothing', async () => {
+    await ensureBuilt();
+    const args = ['controller', '--insecure', '--policy', path.join(ROOT, 'policies/shop'), '--inventory', path.join(ROOT, 'policies/inventory.yaml')];
+    args.push('--consul', url, '--consul-token-file', tokenFile, '--consul-service', 'portcullis', '--consul-address', '127.0.0.1');
+    args.push('--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0', '--state-dir', path.join(dir, 'state'), '--log-level', 'info');
+    const controller = logged(spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }), 'controller');
+    try {
+      await waitFor('the replica registered', () => consul.localServices().length === 1, 20_000);
+      expect(consul.localServices()[0]).toMatchObject({ name: 'portcullis' });
+    } finally {
+      await controller.stop('SIGTERM', 5000);
+    }
+    expect(consul.localServices()).toEqual([]);
+    expect(consul.refusedTokens).toBe(0);
+  }, 40_000);
 });
 
 describe('no credentials in service URLs', () => {
