@@ -33,7 +33,7 @@ import type { DesiredState } from '../src/compile/desired-state.js';
 import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressStatus.js';
 import type { MesosAgentApi } from '../src/mesos/agent-api.js';
 import type { LocalTasks } from '../src/mesos/local-tasks.js';
-import { parseAddress } from '../src/net/address.js';
+import { isOwnableAddress, parseAddress, tryParseAddress } from '../src/net/address.js';
 import { egressTaskCounts, type EgressMapping, type TaskSource, type UnmappedPolicy } from '../src/render/render-egress.js';
 import type { CommandRunner } from './dataplane/command-runner.js';
 import type { KernelDataplane } from './dataplane/kernel-dataplane.js';
@@ -85,6 +85,12 @@ export function cgroupOfPid(pid: number, proc = '/proc'): string | undefined {
   const line = text.split('\n').find((l) => l.startsWith('0::'));
   const path = line?.slice(3).replace(/^\/+/, '');
   return path !== undefined && SAFE_CGROUP.test(path) && !path.split('/').some((s) => s === '.' || s === '..') ? path : undefined;
+}
+
+/** A container address a rule may match as that container's (src/net isOwnableAddress). */
+function ownable(text: string): boolean {
+  const a = tryParseAddress(text);
+  return a !== undefined && isOwnableAddress(a);
 }
 
 /** The canonical text of an address (src/net), or the text itself when it is none. */
@@ -246,7 +252,7 @@ export class EgressMapper {
     const tasks = new Map<string, TaskSource>();
     const inodes = new Map<string, number>();
     for (const t of local.tasks) {
-      const bridge = t.addresses.filter((a) => !this.hostAddresses.has(a));
+      const bridge = t.addresses.filter((a) => !this.hostAddresses.has(a) && ownable(a));
       if (bridge.length > 0) {
         tasks.set(t.taskId, { kind: 'bridge', addresses: bridge });
         continue;

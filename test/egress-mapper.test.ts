@@ -86,11 +86,13 @@ describe('EgressMapper', () => {
   it('maps HOST tasks by existing cgroup, BRIDGE tasks by a non-host address, and leaves the rest unmapped', async () => {
     const { mapper, dataplane, lines } = setup({ unmapped: 'deny' });
     mkdirSync(path.join(mount, 'mesos', 'c1'), { recursive: true });
+    mkdirSync(path.join(mount, 'mesos', 'c4'), { recursive: true });
     double.cgroupsRoot = 'mesos';
     double.tasks = [
       { taskId: 'web.1', containerId: 'c1', addresses: [HOST], executorPid: null }, // a HOST task reports the host's address
       { taskId: 'br.1', containerId: 'c2', addresses: ['172.17.0.2'], executorPid: null },
       { taskId: 'gone.1', containerId: 'c3', executorPid: null }, // no cgroup directory: no rule
+      { taskId: 'lo.1', containerId: 'c4', addresses: ['127.0.0.1', '0.0.0.0'], executorPid: null }, // no container owns these: by its cgroup
     ];
     await mapper.start();
     mapper.stop();
@@ -99,6 +101,7 @@ describe('EgressMapper', () => {
     expect([...m.tasks]).toEqual([
       ['web.1', { kind: 'host', cgroupPath: 'mesos/c1' }],
       ['br.1', { kind: 'bridge', addresses: ['172.17.0.2'] }],
+      ['lo.1', { kind: 'host', cgroupPath: 'mesos/c4' }],
     ]);
     expect(m).toMatchObject({ unmapped: 'deny', cgroupsRoot: 'mesos' });
     const state = makeState('h1', { 'egress-task': ['/a|web.1', '/b|br.1', '/c|gone.1'], 'egress-managed4': ['10.0.0.20,tcp:1'] });

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import type * as IpNum from 'ip-num';
-import { ipv6Text, parseAddress } from '../src/net/address.js';
+import { addressOf, ipv6Text, isOwnableAddress, parseAddress } from '../src/net/address.js';
 import { parseCidr } from '../src/net/cidr.js';
 
 const ipNum = createRequire(import.meta.url)('ip-num') as typeof IpNum;
@@ -66,5 +66,12 @@ describe('addresses and CIDRs agree with ip-num', () => {
     const a = parseAddress(text);
     expect(a.ok).toBe(false);
     expect(parseCidr(`${text}/32`).ok).toBe(false);
+  });
+});
+
+describe('isOwnableAddress', () => {
+  it('a container may own a unicast address, never the unspecified, loopback, multicast or broadcast ones', () => {
+    for (const ok of ['172.17.0.2', '10.0.0.1', '223.255.255.254', '240.0.0.1', 'fd00::2', '2001:db8::1', 'fe80::1']) expect(isOwnableAddress(addressOf(ok)), ok).toBe(true);
+    for (const bad of ['0.0.0.0', '127.0.0.1', '127.255.0.9', '224.0.0.1', '239.255.255.255', '255.255.255.255', '::', '::1', 'ff02::1']) expect(isOwnableAddress(addressOf(bad)), bad).toBe(false);
   });
 });

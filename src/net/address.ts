@@ -279,3 +279,16 @@ export function ipv6Text(v: bigint): string {
   const tail = hex.slice(bestStart + bestLen).join(':');
   return `${head}::${tail}`;
 }
+
+/**
+ * Whether `a` can be one container's own source address: not unspecified, loopback, multicast
+ * or the IPv4 broadcast address (a rule matching such a source would match traffic that is no
+ * container's: loopback connections, for instance, cross PREROUTING on `lo`).
+ */
+export function isOwnableAddress(a: ParsedAddress): boolean {
+  if (a.family === 4) {
+    const first = Number(a.value >> 24n);
+    return a.value !== 0n && first !== 127 && (first < 224 || first > 239) && a.value !== 0xffffffffn;
+  }
+  return a.value !== 0n && a.value !== 1n && a.value >> 120n !== 0xffn;
+}
