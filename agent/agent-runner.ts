@@ -138,7 +138,10 @@ export class Agent implements StatusSource {
     const e = this.options.egress;
     if (!e) return;
     this.egress = new EgressMapper({
-      api: new MesosAgentApi({ url: e.mesosAgent, cgroupsRoot: e.cgroupsRoot, timeoutMs: Math.max(1000, e.pollIntervalMs * 4) }),
+      // Polls never overlap (the next is scheduled after the last), so a slow answer only delays
+      // the next one; GET_CONTAINERS gathers every container's statistics and can take seconds
+      // on a busy agent, which a 1 s bound (4 polls at the default 250 ms) turned into failures.
+      api: new MesosAgentApi({ url: e.mesosAgent, cgroupsRoot: e.cgroupsRoot, timeoutMs: Math.max(5000, e.pollIntervalMs * 4) }),
       dataplane: this.dataplane,
       runner: this.options.runner,
       hostAddresses: this.options.addresses,
