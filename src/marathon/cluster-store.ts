@@ -30,17 +30,17 @@ export type StatusResult =
   /** The app is unknown or its ports do not match the task's: re-read the app. */
   | { readonly kind: 'refresh'; readonly why: string };
 
-/**
- * States after which a Mesos task id never runs again (TASK_LOST and TASK_UNKNOWN may come back).
- * Marathon does not guarantee the order of its events (docs/docs/event-bus.md since 1.8), so a
- * running update of a task that arrives after one of these is stale.
- */
 /** How a task was aligned: its app's ports then and its raw host ports. */
 interface Alignment {
   readonly ports: readonly AppPort[];
   readonly raw: readonly number[];
 }
 
+/**
+ * States after which a Mesos task id never runs again (TASK_LOST and TASK_UNKNOWN may come back).
+ * Marathon does not guarantee the order of its events (docs/docs/event-bus.md since 1.8), so a
+ * running update of a task that arrives after one of these is stale.
+ */
 const FINAL_TASK_STATES: ReadonlySet<string> = new Set(['TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_ERROR', 'TASK_GONE', 'TASK_GONE_BY_OPERATOR', 'TASK_DROPPED']);
 /** How many ended task ids are remembered (oldest forgotten first). */
 const MAX_ENDED = 10_000;
