@@ -41,7 +41,7 @@ export async function consulToken(target: ConsulTarget): Promise<string | undefi
 }
 
 /** A client of `target`, its token read from its file. */
-export async function consulClientOf(target: ConsulTarget, timeoutMs?: number): Promise<ConsulClient> {
+export async function consulClientOf(target: ConsulTarget): Promise<ConsulClient> {
   const token = await consulToken(target);
-  return new ConsulClient({ url: target.url, ...(token !== undefined ? { token } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
+  return new ConsulClient({ url: target.url, ...(token !== undefined ? { token } : {}) });
 }

@@ -53,8 +53,6 @@ export class ClusterStore {
   private readonly ended = new Set<string>();
   /** Per task held: the ports it was aligned with and its raw host ports (see the header). */
   private aligned = new Map<string, Alignment>();
-  /** The misaligned tasks the last replaceAll / replaceApp kept by port name. */
-  lastRealigned: readonly string[] = [];
 
   get appCount(): number {
     return this.apps.size;
@@ -116,7 +114,7 @@ export class ClusterStore {
       this.ended.delete(t.id);
       aligned.set(t.id, { ports: nextApps.get(t.appId)?.ports ?? [], raw: t.hostPorts });
     }
-    this.lastRealigned = this.realign(misaligned, (id) => nextApps.get(id), (taskId) => this.aligned.get(taskId), nextTasks, aligned);
+    this.realign(misaligned, (id) => nextApps.get(id), (taskId) => this.aligned.get(taskId), nextTasks, aligned);
     for (const id of keep) {
       const old = this.apps.get(id);
       if (!old || nextApps.has(id)) continue;
@@ -146,7 +144,6 @@ export class ClusterStore {
       if (a) was.set(t.id, a);
       this.aligned.delete(t.id);
     }
-    this.lastRealigned = [];
     if (app) {
       const old = this.apps.get(id);
       const kept = old !== undefined && sameApp(old, app) ? old : app;
@@ -156,7 +153,7 @@ export class ClusterStore {
         this.aligned.set(t.id, { ports: kept.ports, raw: t.hostPorts });
         this.ended.delete(t.id);
       }
-      this.lastRealigned = this.realign(misaligned, () => kept, (taskId) => was.get(taskId), this.tasks, this.aligned);
+      this.realign(misaligned, () => kept, (taskId) => was.get(taskId), this.tasks, this.aligned);
     } else {
       this.apps.delete(id);
     }
@@ -164,18 +161,16 @@ export class ClusterStore {
     return before === this.fingerprintOf(id) ? [] : [id];
   }
 
-  /** The problems of the misaligned tasks the last replaceAll / replaceApp did not keep (see the header). */
+  /** The problems of the misaligned tasks the store does not hold (not kept by port name: see the header). */
   unkeptProblems(misaligned: readonly Misaligned[]): string[] {
-    const kept = new Set(this.lastRealigned);
-    return misaligned.filter((m) => !kept.has(m.task.id)).map((m) => m.problem);
+    return misaligned.filter((m) => !this.tasks.has(m.task.id)).map((m) => m.problem);
   }
 
   /**
    * The misaligned tasks kept by port name (see the header), from how `wasOf` says each was
-   * aligned: put in `into`, the alignment they keep in `alignedInto`; their ids.
+   * aligned: put in `into`, the alignment they keep in `alignedInto`.
    */
-  private realign(misaligned: readonly Misaligned[], appOf: (id: string) => App | undefined, wasOf: (taskId: string) => Alignment | undefined, into: Map<string, Task>, alignedInto: Map<string, Alignment>): string[] {
-    const kept: string[] = [];
+  private realign(misaligned: readonly Misaligned[], appOf: (id: string) => App | undefined, wasOf: (taskId: string) => Alignment | undefined, into: Map<string, Task>, alignedInto: Map<string, Alignment>): void {
     for (const { task } of misaligned) {
       const app = appOf(task.appId);
       const was = wasOf(task.id);
@@ -188,9 +183,7 @@ export class ClusterStore {
       into.set(task.id, { ...task, hostPorts });
       alignedInto.set(task.id, was);
       this.ended.delete(task.id);
-      kept.push(task.id);
     }
-    return kept;
   }
 
   private remember(taskId: string): void {
