@@ -46,6 +46,7 @@ import type { Family } from '../src/net/family.js';
 import type { StatusSource } from '../src/status/status-server.js';
 import type { CommandRunner } from './dataplane/command-runner.js';
 import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressStatus.js';
+import { DockerEngine } from '../src/mesos/docker-engine.js';
 import { MesosAgentApi } from '../src/mesos/agent-api.js';
 import type { UnmappedPolicy } from '../src/render/render-egress.js';
 import { restoreCommand } from '../src/render/render-iptables.js';
@@ -96,6 +97,8 @@ export interface AgentEgressOptions {
   /** The cgroups root when the Mesos agent's GET_FLAGS does not say (--cgroups-root). */
   readonly cgroupsRoot: string;
   readonly unmapped: UnmappedPolicy;
+  /** The Docker daemon's socket, asked where Docker-containerizer tasks run (--docker-socket); undefined: none. */
+  readonly dockerSocket: string | undefined;
   /** Tests: the cgroup2 mount to use (null: none). */
   readonly cgroup2Mount?: string | null;
 }
@@ -148,6 +151,7 @@ export class Agent implements StatusSource {
       unmapped: e.unmapped,
       pollIntervalMs: e.pollIntervalMs,
       restoreCommand: restoreCommand(families[0] ?? 4),
+      ...(e.dockerSocket !== undefined ? { docker: new DockerEngine({ socketPath: e.dockerSocket, timeoutMs: Math.max(5000, e.pollIntervalMs * 4) }) } : {}),
       ...(e.cgroup2Mount !== undefined ? { cgroup2Mount: e.cgroup2Mount } : {}),
       logger: this.log.child({ module: 'egress' }),
     });

@@ -16,8 +16,12 @@
  * - Every `pollIntervalMs` (default 250 ms) GET_TASKS + GET_CONTAINERS (src/mesos): a task with a
  *   container address that is not one of this host's addresses is a BRIDGE task (matched by that
  *   address); otherwise a HOST task, matched by its cgroup `<cgroups root>/<container id>` when that
- *   directory exists under the cgroup2 mount, else by the cgroup2 path of its executor pid
- *   (`/proc/<pid>/cgroup`, the `0::` line; Docker-containerizer tasks) when it exists, else it is
+ *   directory exists under the cgroup2 mount; else, for a Docker-containerizer task, by the
+ *   cgroup of its Docker container's pid (`State.Pid` of `mesos-<container id>`, asked of the
+ *   Docker daemon, src/mesos/docker-engine.ts); else by the cgroup2 path of its executor pid
+ *   (`/proc/<pid>/cgroup`, the `0::` line). A pid's cgroup is taken only down to the segment that
+ *   names the container (the Docker Id, the Mesos container id): a process outside its container
+ *   (an executor in the Mesos agent's own cgroup) never makes a cgroup one app's. Else the task is
  *   unmapped. A rule is only ever written for a directory that exists (iptables refuses a missing
  *   path and the whole restore would fail).
  * - The inode of every cgroup directory mapped is part of the map's key: a cgroup deleted and
@@ -32,7 +36,8 @@ import type { Logger } from 'pino';
 import type { DesiredState } from '../src/compile/desired-state.js';
 import type { EgressStatus } from '../src/grpc/generated/portcullis/v1/EgressStatus.js';
 import type { MesosAgentApi } from '../src/mesos/agent-api.js';
-import type { LocalTasks } from '../src/mesos/local-tasks.js';
+import type { DockerLookup } from '../src/mesos/docker-engine.js';
+import type { LocalTask, LocalTasks } from '../src/mesos/local-tasks.js';
 import { isOwnableAddress, parseAddress, tryParseAddress } from '../src/net/address.js';
 import { egressTaskCounts, type EgressMapping, type TaskSource, type UnmappedPolicy } from '../src/render/render-egress.js';
 import type { CommandRunner } from './dataplane/command-runner.js';
@@ -54,6 +59,10 @@ export interface EgressMapperOptions {
   readonly cgroup2Mount?: string | null;
   /** Where `<pid>/cgroup` files are read; default /proc (tests). */
   readonly procRoot?: string;
+  /** Where the Docker containerizer's tasks are asked about (--docker-socket); none: they stay unmapped. */
+  readonly docker?: DockerLookup;
+  /** How long a Docker container not placed is left before Docker is asked again; default 5 s (tests). */
+  readonly dockerRetryMs?: number;
   readonly logger: Logger;
 }
 
@@ -99,6 +108,22 @@ function canonicalOrSelf(text: string): string {
   return a.ok ? a.canonical : text;
 }
 
+/**
+ * The part of `path` down to the first segment that `names` accepts, or undefined when none does:
+ * a pid's cgroup is taken for a task only when it names the task's container (its Mesos container
+ * id, or its Docker container's Id), so that a process outside its container (an executor left in
+ * the Mesos agent's cgroup, a pid reused by another process) never makes a cgroup one app's.
+ */
+export function containerCgroup(path: string | undefined, names: (segment: string) => boolean): string | undefined {
+  if (path === undefined) return undefined;
+  const segments = path.split('/');
+  const at = segments.findIndex(names);
+  return at < 0 ? undefined : segments.slice(0, at + 1).join('/');
+}
+
+/** How long a Docker container that could not be placed is left before Docker is asked again. */
+const DOCKER_RETRY_MS = 5_000;
+
 function inodeOf(dir: string): number | undefined {
   try {
     const st = statSync(dir);
@@ -124,6 +149,12 @@ export class EgressMapper {
   /** stop() calls so far: a poll started before one does not write (tests poll by hand after stop). */
   private stops = 0;
   private readonly hostAddresses: ReadonlySet<string>;
+  /** Docker containers placed, by Mesos container id: their Id and pid (the cgroup is read again each poll). */
+  private readonly dockerPlaced = new Map<string, { readonly id: string; readonly pid: number }>();
+  /** Docker containers not placed, by Mesos container id: when Docker may be asked again. */
+  private readonly dockerRetry = new Map<string, number>();
+  /** The Docker problem last said (said again only when it changes). */
+  private dockerSaid: string | undefined;
   polls = 0;
   pollFailures = 0;
 
@@ -180,7 +211,9 @@ export class EgressMapper {
     if (tasks.warning !== undefined && tasks.warning !== this.warned) this.log.warn({ event: 'egress.mesos_warning', warning: tasks.warning }, 'egress: the local Mesos agent refused part of what is asked');
     this.warned = tasks.warning;
     if (tasks.problems.length > 0) this.log.debug({ event: 'egress.mesos_problems', problems: tasks.problems.slice(0, 10), count: tasks.problems.length }, 'Mesos agent answer: entries skipped');
-    const { mapping, key } = this.mapOf(tasks);
+    const docker = await this.dockerCgroups(tasks.tasks);
+    if (stops !== this.stops) return;
+    const { mapping, key } = this.mapOf(tasks, docker);
     await this.use(mapping, '', key);
   }
 
@@ -226,9 +259,9 @@ export class EgressMapper {
 
   /**
    * A cgroup or a container address is one task's own: two tasks that come out with the same one
-   * (an executor pid outside its container, as the Docker containerizer's command executor runs in
-   * the Mesos agent's own cgroup) would make every socket of it one app's. Such tasks stay
-   * unmapped, said at warn when the set of them changes.
+   * (a custom executor running several tasks in its one container, two containers given one
+   * address) would make every socket of it one app's. Such tasks stay unmapped, said at warn when
+   * the set of them changes.
    */
   private dropShared(tasks: Map<string, TaskSource>): void {
     const owners = new Map<string, string[]>();
@@ -247,17 +280,71 @@ export class EgressMapper {
     this.sharedSaid = said;
   }
 
-  private mapOf(local: LocalTasks): { mapping: EgressMapping; key: string } {
+  /** A task's container addresses that a rule may match as its own (none: a HOST task). */
+  private bridgeAddresses(t: LocalTask): string[] {
+    return t.addresses.filter((a) => !this.hostAddresses.has(a) && ownable(a));
+  }
+
+  /**
+   * The cgroups of the Docker containerizer's HOST tasks, by task id: Docker's `State.Pid` of
+   * `mesos-<container id>` and that pid's cgroup, taken only when it names the container's Id.
+   * A container placed is asked again only once its pid's cgroup stops naming it; one not placed
+   * (not running yet, not found, a cgroup that does not name it) after DOCKER_RETRY_MS. Docker not
+   * answering leaves those tasks unmapped, said at warn once per cause (`egress.docker_warning`).
+   */
+  private async dockerCgroups(local: readonly LocalTask[]): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    const wanted = local.filter((t) => t.containerizer === 'docker' && t.containerId !== undefined && this.bridgeAddresses(t).length === 0);
+    const live = new Set(wanted.map((t) => t.containerId!));
+    for (const m of [this.dockerPlaced, this.dockerRetry]) for (const id of m.keys()) if (!live.has(id)) m.delete(id);
+    const docker = this.options.docker;
+    let problem: string | undefined;
+    if (wanted.length > 0 && docker === undefined) problem = `${wanted.length} Docker-containerizer HOST task(s) stay unmapped: no Docker socket is configured (--docker-socket none)`;
+    const now = Date.now();
+    for (const t of wanted) {
+      if (docker === undefined) break;
+      const cid = t.containerId!;
+      const placed = this.dockerPlaced.get(cid);
+      let path = placed && this.dockerPath(placed.id, placed.pid);
+      if (path === undefined && placed) this.dockerPlaced.delete(cid);
+      if (path === undefined && (this.dockerRetry.get(cid) ?? 0) <= now && problem === undefined) {
+        try {
+          const c = await docker.inspect(cid);
+          path = c?.pid === undefined ? undefined : this.dockerPath(c.id, c.pid);
+          if (c && path !== undefined) this.dockerPlaced.set(cid, { id: c.id, pid: c.pid! });
+          else if (c?.pid !== undefined) this.log.debug({ event: 'egress.docker_unplaced', task: t.taskId.slice(0, 200) }, "Docker container's pid is in no cgroup named after it: left unmapped");
+        } catch (err) {
+          problem = `Docker-containerizer HOST tasks stay unmapped: ${(err as Error).message}`;
+        }
+        if (path === undefined) this.dockerRetry.set(cid, now + (this.options.dockerRetryMs ?? DOCKER_RETRY_MS));
+        else this.dockerRetry.delete(cid);
+      }
+      if (path !== undefined) found.set(t.taskId, path);
+    }
+    if (problem !== undefined && problem !== this.dockerSaid) this.log.warn({ event: 'egress.docker_warning', warning: problem.slice(0, 500) }, "per-app egress: the Docker containerizer's tasks cannot be placed");
+    this.dockerSaid = problem;
+    return found;
+  }
+
+  /** The cgroup of a Docker container's pid, when it names the container's Id (`docker-<Id>.scope`, `docker/<Id>`). */
+  private dockerPath(id: string, pid: number): string | undefined {
+    return containerCgroup(cgroupOfPid(pid, this.options.procRoot), (s) => s.includes(id));
+  }
+
+  private mapOf(local: LocalTasks, docker: ReadonlyMap<string, string>): { mapping: EgressMapping; key: string } {
     const mount = this.mount as string;
     const tasks = new Map<string, TaskSource>();
     const inodes = new Map<string, number>();
     for (const t of local.tasks) {
-      const bridge = t.addresses.filter((a) => !this.hostAddresses.has(a) && ownable(a));
+      const bridge = this.bridgeAddresses(t);
       if (bridge.length > 0) {
         tasks.set(t.taskId, { kind: 'bridge', addresses: bridge });
         continue;
       }
-      const candidates = [t.cgroupPath, t.executorPid !== undefined ? cgroupOfPid(t.executorPid, this.options.procRoot) : undefined];
+      // A Mesos container id, nested ones joined by '.': the innermost names the task's cgroup.
+      const own = t.containerId?.split('.').pop();
+      const byPid = t.executorPid !== undefined && own !== undefined ? containerCgroup(cgroupOfPid(t.executorPid, this.options.procRoot), (s) => s === own) : undefined;
+      const candidates = [t.cgroupPath, docker.get(t.taskId) ?? byPid];
       for (const path of candidates) {
         const inode = path === undefined ? undefined : inodeOf(join(mount, path));
         if (path === undefined || inode === undefined) continue;

@@ -9,16 +9,19 @@
  * BRIDGE ones are masqueraded like Docker does). Root only; wrap in flock /tmp/portcullis-kernel.lock.
  */
 import pino from 'pino';
-import { mkdirSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecCommandRunner } from '../agent/dataplane/command-runner.js';
 import { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
 import { EgressMapper } from '../agent/egress-mapper.js';
 import type { DesiredState } from '../src/compile/desired-state.js';
 import { MesosAgentApi } from '../src/mesos/agent-api.js';
+import { DockerEngine, type DockerLookup } from '../src/mesos/docker-engine.js';
 import { EGRESS_DENY_CHAIN, EGRESS_OUTPUT_CHAIN, egressAppChainName, egressAppSetName } from '../src/render/owned-names.js';
 import type { UnmappedPolicy } from '../src/render/render-egress.js';
 import { createBridgeTask, type BridgeTask } from './support/bridge-task.js';
+import { DockerEngineDouble, dockerId } from './support/docker-engine-double.js';
 import { cgroup2Mount, createTestCgroup, sweepStaleCgroups, type TestCgroup } from './support/cgroup.js';
 import { makeState } from './support/memory-state-source.js';
 import { MesosAgentDouble, type ScriptedTask } from './support/mesos-agent-double.js';
@@ -81,10 +84,10 @@ describe.skipIf(!ready)('per-app egress on the source host (real kernel, real cg
     return c;
   }
 
-  async function startMapper(unmapped: UnmappedPolicy): Promise<EgressMapper> {
+  async function startMapper(unmapped: UnmappedPolicy, docker?: DockerLookup): Promise<EgressMapper> {
     mapper?.stop();
     // A long interval: the test polls by hand, so every step is deterministic.
-    mapper = new EgressMapper({ api: new MesosAgentApi({ url: mesosUrl }), dataplane, runner: runner(), hostAddresses: [h1().v4, h1().v6], unmapped, pollIntervalMs: 3_600_000, restoreCommand: 'iptables-restore', logger });
+    mapper = new EgressMapper({ api: new MesosAgentApi({ url: mesosUrl }), dataplane, runner: runner(), hostAddresses: [h1().v4, h1().v6], unmapped, pollIntervalMs: 3_600_000, restoreCommand: 'iptables-restore', docker, logger });
     await mapper.start();
     return mapper;
   }
@@ -221,6 +224,49 @@ describe.skipIf(!ready)('per-app egress on the source host (real kernel, real cg
     double.tasks = tasks;
     await startMapper('host');
     await dataplane.apply(h1State(net.hosts[1]!.v4));
+  });
+
+  it("Docker-containerizer HOST tasks: placed by the cgroup of their container's pid, asked of Docker", async () => {
+    // Docker's cgroups are not under the Mesos cgroups root, and Mesos reports no executor pid
+    // for them: only Docker's State.Pid says where such a task runs.
+    const docker = new DockerEngineDouble();
+    const holders: ChildProcess[] = [];
+    const tasks = double.tasks;
+    try {
+      const socketPath = await docker.start();
+      const placed = [
+        { task: 'dweb.1', app: '/shop/web', container: 'cdweb', group: cgroup(`docker-${dockerId('dweb')}.scope`), id: dockerId('dweb') },
+        { task: 'dbatch.1', app: '/shop/batch', container: 'cdbatch', group: cgroup(`docker-${dockerId('dbatch')}.scope`), id: dockerId('dbatch') },
+      ];
+      for (const p of placed) {
+        // The container's main process: a sleeper moved into its cgroup from outside.
+        const holder = spawn('sleep', ['300'], { stdio: 'ignore' });
+        holders.push(holder);
+        writeFileSync(p.group.procsFile, String(holder.pid));
+        docker.containers.set(p.container, { id: p.id, pid: holder.pid! });
+      }
+      double.tasks = [...tasks, ...placed.map((p): ScriptedTask => ({ taskId: p.task, containerId: p.container, docker: true }))];
+      const state = h1State(net.hosts[1]!.v4, 'enforce', placed.map((p) => `${p.app}|${p.task}`));
+      await startMapper('host', new DockerEngine({ socketPath }));
+      await dataplane.apply(state);
+      expect(docker.requests).toBe(2);
+      expect(mapper!.status(dataplane.held?.state)).toMatchObject({ mappedTasks: 6, unmappedTasks: 0 });
+      expect(await probe(net, h1().ns, { ...db(), cgroup: placed[0]!.group })).toBe('open'); // web may
+      expect(await probe(net, h1().ns, { ...db(), cgroup: placed[1]!.group })).toBe('timeout'); // batch may not
+      // Placed once: the next poll reads the pid's cgroup again and does not ask Docker.
+      await mapper!.poll();
+      expect(docker.requests).toBe(2);
+      // Without a Docker socket the same tasks are unmapped: host-level, as the README says.
+      await startMapper('host');
+      expect(mapper!.status(dataplane.held?.state)).toMatchObject({ mappedTasks: 4, unmappedTasks: 2 });
+      expect(await probe(net, h1().ns, { ...db(), cgroup: placed[1]!.group })).toBe('open');
+    } finally {
+      for (const h of holders) h.kill('SIGKILL');
+      await docker.stop();
+      double.tasks = tasks;
+      await startMapper('host');
+      await dataplane.apply(h1State(net.hosts[1]!.v4));
+    }
   });
 
   it('audit mode counts a would-be drop (NFLOG rule counter) and lets it through', async () => {

@@ -12,10 +12,12 @@ import type { CommandRunner } from '../agent/dataplane/command-runner.js';
 import type { KernelDataplane } from '../agent/dataplane/kernel-dataplane.js';
 import { EgressMapper, cgroupOfPid, findCgroup2Mount } from '../agent/egress-mapper.js';
 import { MesosAgentApi } from '../src/mesos/agent-api.js';
+import { DockerEngine, type DockerLookup } from '../src/mesos/docker-engine.js';
 import type { EgressMapping, UnmappedPolicy } from '../src/render/render-egress.js';
 import { waitFor } from './support/grpc-harness.js';
 import { logCapture } from './support/log-capture.js';
 import { makeState } from './support/memory-state-source.js';
+import { DockerEngineDouble, dockerId } from './support/docker-engine-double.js';
 import { MesosAgentDouble } from './support/mesos-agent-double.js';
 import { RecordingRunner } from './support/recording-runner.js';
 
@@ -53,7 +55,7 @@ describe('EgressMapper', () => {
     mount = '';
   });
 
-  function setup(opts: { unmapped?: UnmappedPolicy; runner?: CommandRunner; mount?: string | null; apiUrl?: string; api?: MesosAgentApi; procRoot?: string; hostAddresses?: string[]; pollIntervalMs?: number } = {}) {
+  function setup(opts: { unmapped?: UnmappedPolicy; runner?: CommandRunner; mount?: string | null; apiUrl?: string; api?: MesosAgentApi; procRoot?: string; hostAddresses?: string[]; pollIntervalMs?: number; docker?: DockerLookup; dockerRetryMs?: number } = {}) {
     mount = mkdtempSync(path.join(tmpdir(), 'pcut-cg-'));
     mounts.push(mount);
     const dataplane = new RecordingDataplane();
@@ -68,6 +70,8 @@ describe('EgressMapper', () => {
       restoreCommand: 'iptables-restore',
       cgroup2Mount: opts.mount === undefined ? mount : opts.mount,
       ...(opts.procRoot ? { procRoot: opts.procRoot } : {}),
+      ...(opts.docker ? { docker: opts.docker } : {}),
+      ...(opts.dockerRetryMs !== undefined ? { dockerRetryMs: opts.dockerRetryMs } : {}),
       logger,
     });
     return { mapper, dataplane, lines };
@@ -75,9 +79,10 @@ describe('EgressMapper', () => {
 
   /** Starts `mapper`, lets it poll the double three times, stops it. */
   async function threePolls(mapper: EgressMapper): Promise<void> {
+    const before = double.requests.get('GET_TASKS') ?? 0; // the double counts across tests
     try {
       await mapper.start();
-      await waitFor('three polls', () => (double.requests.get('GET_TASKS') ?? 0) >= 3);
+      await waitFor('three polls', () => (double.requests.get('GET_TASKS') ?? 0) >= before + 3);
     } finally {
       mapper.stop();
     }
@@ -123,32 +128,23 @@ describe('EgressMapper', () => {
   });
 
   it('tasks that come out with one cgroup or one container address are left unmapped and said once: none of them owns it', async () => {
-    const proc = mkdtempSync(path.join(tmpdir(), 'pcut-proc-'));
-    try {
-      // The Docker containerizer's command executor runs in the Mesos agent's own cgroup: its pid is no container's.
-      for (const pid of ['501', '502']) {
-        mkdirSync(path.join(proc, pid));
-        writeFileSync(path.join(proc, pid, 'cgroup'), '0::/system.slice/mesos-agent.service\n');
-      }
-      const { mapper, dataplane, lines } = setup({ procRoot: proc, pollIntervalMs: 20 });
-      mkdirSync(path.join(mount, 'system.slice', 'mesos-agent.service'), { recursive: true });
-      mkdirSync(path.join(mount, 'mesos', 'c9'), { recursive: true });
-      double.tasks = [
-        { taskId: 'a.1', containerId: 'd1', executorPid: 501 },
-        { taskId: 'b.1', containerId: 'd2', executorPid: 502 },
-        { taskId: 'br.1', containerId: 'c7', addresses: ['172.17.0.9'], executorPid: null },
-        { taskId: 'br.2', containerId: 'c8', addresses: ['172.17.0.9'], executorPid: null },
-        { taskId: 'ok.1', containerId: 'c9', executorPid: null },
-      ];
-      await threePolls(mapper);
-      expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['ok.1', { kind: 'host', cgroupPath: 'mesos/c9' }]]);
-      const warned = lines.filter((l) => l.event === 'egress.shared_source');
-      expect(warned).toHaveLength(1);
-      expect(warned[0]).toMatchObject({ tasks: 4 });
-      expect(String(warned[0]!.shared)).toMatch(/cgroup system\.slice\/mesos-agent\.service: a\.1, b\.1; address 172\.17\.0\.9: br\.1, br\.2/);
-    } finally {
-      rmSync(proc, { recursive: true, force: true });
-    }
+    // One executor's container running two tasks (a custom executor): its cgroup is neither task's own.
+    const { mapper, dataplane, lines } = setup({ pollIntervalMs: 20 });
+    mkdirSync(path.join(mount, 'mesos', 'cs'), { recursive: true });
+    mkdirSync(path.join(mount, 'mesos', 'c9'), { recursive: true });
+    double.tasks = [
+      { taskId: 'a.1', executorId: 'shared', containerId: 'cs', executorPid: null },
+      { taskId: 'b.1', executorId: 'shared', containerId: 'cs', executorPid: null },
+      { taskId: 'br.1', containerId: 'c7', addresses: ['172.17.0.9'], executorPid: null },
+      { taskId: 'br.2', containerId: 'c8', addresses: ['172.17.0.9'], executorPid: null },
+      { taskId: 'ok.1', containerId: 'c9', executorPid: null },
+    ];
+    await threePolls(mapper);
+    expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['ok.1', { kind: 'host', cgroupPath: 'mesos/c9' }]]);
+    const warned = lines.filter((l) => l.event === 'egress.shared_source');
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ tasks: 4 });
+    expect(String(warned[0]!.shared)).toMatch(/cgroup mesos\/cs: a\.1, b\.1; address 172\.17\.0\.9: br\.1, br\.2/);
   });
 
   it('a host address written in another IPv6 form (--address FD00:0:0::11) is still the host\'s: its HOST task is no BRIDGE task', async () => {
@@ -181,23 +177,111 @@ describe('EgressMapper', () => {
     expect(dataplane.maps).toEqual([]);
   });
 
-  it('a task without its Mesos cgroup (Docker containerizer) is matched by its executor pid\'s cgroup2 path', async () => {
+  it("an executor pid's cgroup is taken down to the segment naming the task's container, never a cgroup that does not name it", async () => {
     const proc = mkdtempSync(path.join(tmpdir(), 'pcut-proc-'));
     try {
-      mkdirSync(path.join(proc, '4242'));
-      writeFileSync(path.join(proc, '4242', 'cgroup'), '5:memory:/docker/abc\n0::/system.slice/docker-abc.scope\n');
+      const pid = (n: number, line: string) => {
+        mkdirSync(path.join(proc, String(n)));
+        writeFileSync(path.join(proc, String(n), 'cgroup'), `5:memory:/x\n0::${line}\n`);
+      };
+      pid(4242, '/custom/cx1/leaf'); // the Mesos agent's cgroups root is not the one configured
+      pid(4343, '/system.slice/mesos-agent.service'); // an executor left in the Mesos agent's cgroup (a hybrid host)
       const { mapper, dataplane } = setup({ procRoot: proc });
-      mkdirSync(path.join(mount, 'system.slice', 'docker-abc.scope'), { recursive: true });
+      mkdirSync(path.join(mount, 'custom', 'cx1', 'leaf'), { recursive: true });
+      mkdirSync(path.join(mount, 'system.slice', 'mesos-agent.service'), { recursive: true });
       double.tasks = [
-        { taskId: 'dk.1', containerId: 'no-such-dir', executorPid: 4242 },
-        { taskId: 'dk.2', containerId: 'no-such-dir-2', executorPid: 4343 }, // no /proc entry: unmapped
+        { taskId: 'mx.1', containerId: 'cx1', executorPid: 4242 },
+        { taskId: 'ag.1', containerId: 'cx2', executorPid: 4343 }, // alone in that cgroup: no sharing to see, still not its own
+        { taskId: 'gone.1', containerId: 'cx3', executorPid: 4444 }, // no /proc entry
       ];
       await mapper.start();
       mapper.stop();
-      expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['dk.1', { kind: 'host', cgroupPath: 'system.slice/docker-abc.scope' }]]);
+      expect([...dataplane.maps[0]!.mapping!.tasks]).toEqual([['mx.1', { kind: 'host', cgroupPath: 'custom/cx1' }]]);
     } finally {
       rmSync(proc, { recursive: true, force: true });
     }
+  });
+
+  describe("the Docker containerizer's HOST tasks, placed by asking Docker (the double, a Unix socket)", () => {
+    const docker = new DockerEngineDouble();
+    let socketPath = '';
+    let proc = '';
+    beforeAll(async () => {
+      socketPath = await docker.start();
+    });
+    afterAll(async () => {
+      await docker.stop();
+    });
+    afterEach(() => {
+      docker.containers.clear();
+      docker.failing = false;
+      docker.requests = 0;
+      if (proc) rmSync(proc, { recursive: true, force: true });
+      proc = '';
+    });
+    /** A /proc stand-in where pid `n` is in cgroup2 `line`. */
+    const pidIn = (n: number, line: string) => {
+      proc ||= mkdtempSync(path.join(tmpdir(), 'pcut-proc-'));
+      mkdirSync(path.join(proc, String(n)), { recursive: true });
+      writeFileSync(path.join(proc, String(n), 'cgroup'), `0::${line}\n`);
+    };
+
+    it("by the cgroup of its container's pid when that names the container's Id; asked once, not at every poll", async () => {
+      const [a, b] = [dockerId('a'), dockerId('b')];
+      docker.containers.set('d1', { id: a, pid: 5151 });
+      docker.containers.set('d2', { id: b, pid: 5252 });
+      pidIn(5151, `/system.slice/docker-${a}.scope`);
+      pidIn(5252, '/system.slice/mesos-agent.service'); // the pid is no longer the container's
+      pidIn(1, '/init.scope');
+      const { mapper, dataplane } = setup({ procRoot: proc, pollIntervalMs: 20, docker: new DockerEngine({ socketPath }) });
+      mkdirSync(path.join(mount, 'system.slice', `docker-${a}.scope`), { recursive: true });
+      mkdirSync(path.join(mount, 'system.slice', 'mesos-agent.service'), { recursive: true });
+      double.tasks = [
+        { taskId: 'dk.1', containerId: 'd1', docker: true },
+        { taskId: 'dk.2', containerId: 'd2', docker: true },
+        { taskId: 'dk.3', containerId: 'd3', docker: true }, // Docker knows no mesos-d3
+        { taskId: 'dk.4', containerId: 'd4', docker: true, executorPid: 1 }, // a pid of its status is no way round
+        { taskId: 'dkbr.1', containerId: 'd5', docker: true, addresses: ['172.17.0.7'] }, // BRIDGE: by its address, Docker not asked
+      ];
+      await threePolls(mapper);
+      expect([...dataplane.maps.at(-1)!.mapping!.tasks]).toEqual([
+        ['dk.1', { kind: 'host', cgroupPath: `system.slice/docker-${a}.scope` }],
+        ['dkbr.1', { kind: 'bridge', addresses: ['172.17.0.7'] }],
+      ]);
+      expect(docker.requests).toBe(4); // d1-d4 at the first poll; d1 kept, the others waiting to be asked again
+    });
+
+    it('Docker not answering: its tasks stay unmapped, said once at warn; placed once it answers', async () => {
+      const a = dockerId('c');
+      docker.containers.set('d1', { id: a, pid: 6161 });
+      pidIn(6161, `/docker/${a}`);
+      docker.failing = true;
+      const { mapper, dataplane, lines } = setup({ procRoot: proc, pollIntervalMs: 20, docker: new DockerEngine({ socketPath }), dockerRetryMs: 0 });
+      mkdirSync(path.join(mount, 'docker', a), { recursive: true });
+      double.tasks = [{ taskId: 'dk.1', containerId: 'd1', docker: true }];
+      try {
+        await mapper.start();
+        await waitFor('three asks of Docker', () => docker.requests >= 3);
+        expect(dataplane.maps.at(-1)!.mapping!.tasks.size).toBe(0);
+        expect(lines.filter((l) => l.event === 'egress.docker_warning')).toHaveLength(1);
+        expect(lines.find((l) => l.event === 'egress.docker_warning')!.warning).toMatch(/inspect mesos-d1 answered HTTP 500/);
+        docker.failing = false;
+        await waitFor('dk.1 mapped', () => dataplane.maps.at(-1)?.mapping?.tasks.get('dk.1') !== undefined);
+        expect(dataplane.maps.at(-1)!.mapping!.tasks.get('dk.1')).toEqual({ kind: 'host', cgroupPath: `docker/${a}` });
+      } finally {
+        mapper.stop();
+      }
+    });
+
+    it('no Docker socket configured (--docker-socket none): Docker tasks unmapped, said once', async () => {
+      const { mapper, dataplane, lines } = setup({ pollIntervalMs: 20 });
+      double.tasks = [{ taskId: 'dk.1', containerId: 'd1', docker: true }];
+      await threePolls(mapper);
+      expect(dataplane.maps.at(-1)!.mapping!.tasks.size).toBe(0);
+      const said = lines.filter((l) => l.event === 'egress.docker_warning');
+      expect(said).toHaveLength(1);
+      expect(said[0]!.warning).toMatch(/1 Docker-containerizer HOST task\(s\) stay unmapped: no Docker socket is configured \(--docker-socket none\)/);
+    });
   });
 
   it('a cgroup recreated at the same path changes the key (a chain rewrite); an unchanged tree gives no new map', async () => {

@@ -28,6 +28,7 @@ describe('parseLocalTasks on the payloads of Mesos docs/operator-http-api.md', (
         cgroupPath: undefined,
         addresses: ['127.0.1.1'],
         executorPid: 27140,
+        containerizer: 'mesos', // the documented task says no container type: a command task
       },
     ]);
     expect(r.problems).toEqual([]);
@@ -44,6 +45,19 @@ describe('parseLocalTasks on the payloads of Mesos docs/operator-http-api.md', (
     double.cgroupsRoot = 'mesos';
     const r = parseLocalTasks(double.answer('GET_TASKS'), double.answer('GET_CONTAINERS'), 'mesos');
     expect(r.tasks[0]).toMatchObject({ taskId: 'shop_web.1', containerId: 'f0f97041-1860-4b4a-b279-91fec4e0ebd8', cgroupPath: 'mesos/f0f97041-1860-4b4a-b279-91fec4e0ebd8', addresses: ['172.17.0.5'] });
+  });
+
+  it("a Docker containerizer's task (container.type DOCKER) says so; others are the Mesos containerizer's", () => {
+    const double = new MesosAgentDouble();
+    double.tasks = [
+      { taskId: 'dk.1', containerId: 'd1', docker: true },
+      { taskId: 'mx.1', containerId: 'm1' },
+    ];
+    const r = parseLocalTasks(double.answer('GET_TASKS'), double.answer('GET_CONTAINERS'), 'mesos');
+    expect(r.tasks.map((t) => [t.taskId, t.containerizer, t.containerId, t.executorPid])).toEqual([
+      ['dk.1', 'docker', 'd1', undefined],
+      ['mx.1', 'mesos', 'm1', 27140],
+    ]);
   });
 
   it('a nested container (task group) is <root>/<parent>/mesos/<child>', () => {

@@ -9,7 +9,8 @@
  * test/fixtures/mesos-agent-payloads/):
  *  - GET_TASKS (or GET_STATE, whose `get_state.get_tasks` is the same): `launched_tasks[]` with
  *    `task_id`, `framework_id`, `state`, `statuses[]` (`executor_id`, `container_status`:
- *    `container_id`, `network_infos[].ip_addresses[].ip_address`, `executor_pid`);
+ *    `container_id`, `network_infos[].ip_addresses[].ip_address`, `executor_pid`), `container.type` (DOCKER:
+ *    the Docker containerizer's);
  *  - GET_CONTAINERS: `containers[]` with `container_id`, `executor_id`, `framework_id`,
  *    `container_status.network_infos`.
  * A task's container is its newest status's `container_status.container_id` when present, else
@@ -41,6 +42,13 @@ export interface LocalTask {
   /** The container's addresses (BRIDGE/CNI tasks have their own), canonical (src/net); invalid ones dropped. */
   readonly addresses: readonly string[];
   readonly executorPid: number | undefined;
+  /**
+   * The task's containerizer, from `launched_tasks[].container.type` (mesos.proto ContainerInfo
+   * Type): 'docker' for the Docker containerizer, whose HOST tasks are in no Mesos cgroup and have
+   * no executor pid in their status (agent/egress-mapper.ts asks Docker for them); 'mesos'
+   * otherwise (also when the task says nothing: a command task).
+   */
+  readonly containerizer: 'docker' | 'mesos';
 }
 
 export interface LocalTasks {
@@ -199,6 +207,7 @@ export function parseLocalTasks(tasksBody: unknown, containersBody: unknown, cgr
       cgroupPath: chain && rootOk ? cgroupOf(root, chain) : undefined,
       addresses,
       executorPid: typeof pid === 'number' && Number.isInteger(pid) && pid > 0 ? pid : undefined,
+      containerizer: isObject(t.container) && t.container.type === 'DOCKER' ? 'docker' : 'mesos',
     });
   });
   return { tasks: ambiguous.size === 0 ? tasks : tasks.filter((t) => !ambiguous.has(t.taskId)), problems };

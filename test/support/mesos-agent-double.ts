@@ -31,6 +31,12 @@ export interface ScriptedTask {
   readonly containerIdInStatus?: boolean;
   /** The status's `executor_pid`: a number, or null to leave it out. Default: the documented example's. */
   readonly executorPid?: number | null;
+  /**
+   * Launched by the Docker containerizer: the task carries `container` (mesos.proto v1 Task field
+   * 13, ContainerInfo `type: DOCKER`, `docker.network: HOST`; the documented example has none) and,
+   * as Mesos reports for such tasks, no `executor_pid` unless one is scripted.
+   */
+  readonly docker?: boolean;
 }
 
 const FIXTURES = join(packageRoot(), 'test', 'fixtures', 'mesos-agent-payloads');
@@ -131,7 +137,8 @@ export class MesosAgentDouble {
       status.container_status.network_infos = networkInfos(t.addresses);
       const id = containerIdOf(t);
       if (id && t.containerIdInStatus !== false) status.container_status.container_id = id;
-      if (t.executorPid === null) delete status.container_status.executor_pid;
+      if (t.docker) task.container = { type: 'DOCKER', docker: { image: 'library/nginx', network: 'HOST' } };
+      if (t.executorPid === null || (t.docker && t.executorPid === undefined)) delete status.container_status.executor_pid;
       else if (t.executorPid !== undefined) status.container_status.executor_pid = t.executorPid;
       return task;
     });

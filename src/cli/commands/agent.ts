@@ -12,6 +12,7 @@ import type { ControllerSource } from '../../../agent/target-source.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../../../agent/sync-client.js';
 import { ExecCommandRunner } from '../../../agent/dataplane/command-runner.js';
 import { DEFAULT_MESOS_POLL_MS } from '../../../agent/egress-mapper.js';
+import { DEFAULT_DOCKER_SOCKET } from '../../mesos/docker-engine.js';
 import { StatusServer } from '../../status/status-server.js';
 import { LOG_LEVEL_HELP, createLogger, parseLogLevel } from '../../logging.js';
 import { FAMILIES, type Family } from '../../net/family.js';
@@ -71,6 +72,10 @@ ${CONSUL_TOKEN_HELP}
                       how often the Mesos agent is polled (default ${DEFAULT_MESOS_POLL_MS / 1000})
   --cgroups-root PATH the Mesos agent's --cgroups_root, used when its GET_FLAGS does not say
                       (default mesos)
+  --docker-socket PATH|none
+                      the Docker daemon's socket, asked where the Docker containerizer's HOST
+                      tasks run (their container's cgroup; default ${DEFAULT_DOCKER_SOCKET}); 'none':
+                      such tasks stay unmapped
   --egress-unmapped host|deny
                       a local task the agent has not mapped to its cgroup or address yet:
                       'host' treats it host-level (default), 'deny' drops its new connections
@@ -159,7 +164,9 @@ function egressOptions(values: Record<string, string | boolean | string[] | unde
   }
   if (url === 'off') return undefined;
   httpUrlOption(url, '--mesos-agent', "the Mesos agent's HTTP authentication is not supported: its read-only endpoints must be open to this host (the default)", " or 'off'");
-  return { mesosAgent: url, pollIntervalMs: Math.round(poll * 1000), cgroupsRoot: cgroupsRoot.replace(/^\/+|\/+$/g, ''), unmapped };
+  const socket = (values['docker-socket'] as string | undefined) ?? DEFAULT_DOCKER_SOCKET;
+  if (socket !== 'none' && !socket.startsWith('/')) throw new UsageError(`--docker-socket must be an absolute path or 'none', got '${socket}'`);
+  return { mesosAgent: url, pollIntervalMs: Math.round(poll * 1000), cgroupsRoot: cgroupsRoot.replace(/^\/+|\/+$/g, ''), unmapped, dockerSocket: socket === 'none' ? undefined : socket };
 }
 
 /** `--connect-timeout SECONDS|off` in ms (0: off). */
@@ -218,6 +225,7 @@ export const agentCommand: Command = {
       'mesos-agent': { type: 'string' },
       'mesos-poll-interval': { type: 'string' },
       'cgroups-root': { type: 'string' },
+      'docker-socket': { type: 'string' },
       'egress-unmapped': { type: 'string' },
       'flow-interval': { type: 'string' },
       'flow-max-entries': { type: 'string' },
